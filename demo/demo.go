@@ -1,0 +1,187 @@
+// Package demo runs a whole multi-region Meridian cluster in one process:
+// one node per region (or more), on an emulated world network, each node
+// serving RESP on its own port. It is what `meridian demo` runs.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/netsim"
+	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/resp"
+	"github.com/meridian-db/meridian/transport"
+)
+
+// Options configures a demo cluster.
+type Options struct {
+	// Regions of the cluster. Default us-east, eu-west, ap-southeast.
+	Regions []string
+	// NodesPerRegion. Default 1.
+	NodesPerRegion int
+	// Latency is "none", "world" (the built-in matrix) or a path to a
+	// matrix file in the world-rtt.json format.
+	Latency string
+	// DataDir holds the nodes' data; empty means a temporary directory
+	// removed when the demo stops.
+	DataDir string
+	// BasePort is the first RESP port (one per node, counting up); 0 picks
+	// free ports.
+	BasePort int
+	// Logger for the nodes. Nil discards.
+	Logger *slog.Logger
+}
+
+// Run starts the cluster, prints how to connect, and serves until ctx ends.
+func Run(ctx context.Context, opts Options, out io.Writer) error {
+	if len(opts.Regions) == 0 {
+		opts.Regions = []string{"us-east", "eu-west", "ap-southeast"}
+	}
+	if opts.NodesPerRegion <= 0 {
+		opts.NodesPerRegion = 1
+	}
+	var matrix netsim.Matrix
+	switch opts.Latency {
+	case "", "world":
+		matrix = netsim.WorldMatrix()
+	case "none":
+	default:
+		m, err := netsim.LoadMatrix(opts.Latency)
+		if err != nil {
+			return err
+		}
+		matrix = m
+	}
+	for _, r := range opts.Regions {
+		if matrix == nil {
+			break
+		}
+		for _, r2 := range opts.Regions {
+			if _, ok := matrix.RTT(r, r2); !ok {
+				return fmt.Errorf("demo: the latency matrix has no round trip between %s and %s (it knows %v)", r, r2, matrix.Regions())
+			}
+		}
+	}
+	netw, err := netsim.New(netsim.Config{Matrix: matrix})
+	if err != nil {
+		return err
+	}
+	defer netw.Close()
+	dir := opts.DataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "meridian-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	type member struct {
+		peer transport.Peer
+		ln   net.Listener
+	}
+	var members []member
+	var peers []transport.Peer
+	id := uint64(1)
+	for _, r := range opts.Regions {
+		for range opts.NodesPerRegion {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			p := transport.Peer{ID: id, Region: r, Addr: ln.Addr().String()}
+			members = append(members, member{peer: p, ln: ln})
+			peers = append(peers, p)
+			netw.AddNode(id, r)
+			id++
+		}
+	}
+	nodes := make([]*node.Node, len(members))
+	errs := make(chan error, len(members))
+	for i, m := range members {
+		go func() {
+			n, err := node.Start(node.Config{
+				ID: m.peer.ID, Region: m.peer.Region, DataDir: filepath.Join(dir, fmt.Sprintf("node%d", m.peer.ID)),
+				Listener: m.ln, ListenAddr: m.peer.Addr, Peers: peers, Net: netw, Logger: opts.Logger,
+			})
+			nodes[i] = n
+			errs <- err
+		}()
+	}
+	var startErr error
+	for range members {
+		if err := <-errs; err != nil && startErr == nil {
+			startErr = err
+		}
+	}
+	defer func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	}()
+	if startErr != nil {
+		return startErr
+	}
+	fmt.Fprintf(out, "Meridian demo: %d regions x %d node(s), latency %s, data in %s\n", len(opts.Regions), opts.NodesPerRegion, latencyName(opts.Latency), dir)
+	// Wait for every node to be registered, then create the default keyspace.
+	setup, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for len(nodes[0].Metadata().Nodes) < len(nodes) {
+		select {
+		case <-setup.Done():
+			return fmt.Errorf("demo: nodes did not register: %w", setup.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if nodes[0].Metadata().Keyspaces["default"] == nil {
+		spec := metadata.KeyspaceSpec{Name: "default", Strategy: metadata.Sync, HomeRegion: opts.Regions[0]}
+		if len(opts.Regions) < 3 {
+			spec.Replicas = len(opts.Regions)
+		}
+		if _, err := nodes[0].CreateKeyspace(setup, spec); err != nil {
+			return err
+		}
+	}
+	for _, n := range nodes {
+		if err := n.WaitKeyspaceReady(setup, "default"); err != nil {
+			return err
+		}
+	}
+	var servers []*resp.Server
+	defer func() {
+		for _, s := range servers {
+			_ = s.Close()
+		}
+	}()
+	for i, n := range nodes {
+		addr := "127.0.0.1:0"
+		if opts.BasePort > 0 {
+			addr = fmt.Sprintf("127.0.0.1:%d", opts.BasePort+i)
+		}
+		s, err := resp.Listen(addr, n, resp.Config{DefaultKeyspace: "default"})
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s)
+		_, port, _ := net.SplitHostPort(s.Addr())
+		fmt.Fprintf(out, "  %-14s node %d  redis-cli -p %s\n", n.Region(), n.ID(), port)
+	}
+	fmt.Fprintf(out, "Keyspace 'default' (sync, home %s) is ready. Try: SET greeting hello in one region, GET greeting in another, then MERIDIAN.LAST.\nPress Ctrl-C to stop.\n", opts.Regions[0])
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping")
+	return nil
+}
+
+func latencyName(s string) string {
+	if s == "" {
+		return "world"
+	}
+	return s
+}

@@ -1,0 +1,329 @@
+// Package testcluster runs a whole Meridian cluster inside one test
+// process: N regions × M nodes on an emulated network (netsim), each node
+// with its own data directory, and helpers to partition the network, kill
+// nodes and restart them from their data.
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/netsim"
+	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/transport"
+)
+
+// Options configures a test cluster.
+type Options struct {
+	// Regions of the cluster. Default us-east, eu-west, ap-southeast.
+	Regions []string
+	// NodesPerRegion. Default 1.
+	NodesPerRegion int
+	// Matrix of round trips between regions; nil means no emulated delay.
+	Matrix netsim.Matrix
+	// Jitter, LossRate of the emulated network.
+	Jitter   time.Duration
+	LossRate float64
+	// Seed of the network's random source (0: time based).
+	Seed int64
+	// TickInterval, MinHeartbeatInterval, CompactAfterEntries, LeaderHysteresis,
+	// RequestTimeout: see node.Config. Tests default to a fast tick (5ms),
+	// a 50ms LAN heartbeat and a 1s hysteresis.
+	TickInterval         time.Duration
+	MinHeartbeatInterval time.Duration
+	CompactAfterEntries  uint64
+	LeaderHysteresis     time.Duration
+	RequestTimeout       time.Duration
+	// Verbose sends node logs to the test log at info level.
+	Verbose bool
+}
+
+// Member is one node of the cluster, running or not.
+type Member struct {
+	ID     uint64
+	Region string
+	Addr   string
+	Dir    string
+	Node   *node.Node // nil while killed
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	mu      sync.RWMutex // guards Member.Node
+	t       testing.TB
+	opts    Options
+	Net     *netsim.Network
+	Members []*Member
+	peers   []transport.Peer
+}
+
+// New starts a cluster and waits until every node is registered in the
+// metadata. The cluster is closed when the test ends.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if len(opts.Regions) == 0 {
+		opts.Regions = []string{"us-east", "eu-west", "ap-southeast"}
+	}
+	if opts.NodesPerRegion == 0 {
+		opts.NodesPerRegion = 1
+	}
+	if opts.TickInterval == 0 {
+		opts.TickInterval = 5 * time.Millisecond
+	}
+	if opts.MinHeartbeatInterval == 0 {
+		opts.MinHeartbeatInterval = 50 * time.Millisecond
+	}
+	if opts.LeaderHysteresis == 0 {
+		opts.LeaderHysteresis = time.Second
+	}
+	netw, err := netsim.New(netsim.Config{Matrix: opts.Matrix, Jitter: opts.Jitter, LossRate: opts.LossRate, Seed: opts.Seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, opts: opts, Net: netw}
+	t.Cleanup(c.Close)
+	root := t.TempDir()
+	var listeners []net.Listener
+	id := uint64(1)
+	for _, r := range opts.Regions {
+		for range opts.NodesPerRegion {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			listeners = append(listeners, ln)
+			m := &Member{ID: id, Region: r, Addr: ln.Addr().String(), Dir: filepath.Join(root, fmt.Sprintf("n%d", id))}
+			c.Members = append(c.Members, m)
+			c.peers = append(c.peers, transport.Peer{ID: id, Region: r, Addr: m.Addr})
+			netw.AddNode(id, r)
+			id++
+		}
+	}
+	// Start all nodes concurrently: each waits briefly for round trips to
+	// its peers before it sizes its raft timeouts.
+	errs := make(chan error, len(c.Members))
+	for i, m := range c.Members {
+		go func() { errs <- c.start(m, listeners[i]) }()
+	}
+	for range c.Members {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, func() bool {
+		for _, m := range c.Members {
+			if len(m.Node.Metadata().Nodes) != len(c.Members) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("nodes did not register: %v", err)
+	}
+	return c
+}
+
+func (c *Cluster) start(m *Member, ln net.Listener) error {
+	var logger *slog.Logger
+	if c.opts.Verbose {
+		logger = slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	n, err := node.Start(node.Config{
+		ID: m.ID, Region: m.Region, DataDir: m.Dir, Listener: ln, ListenAddr: m.Addr,
+		Peers: c.peers, Net: c.Net, TickInterval: c.opts.TickInterval,
+		MinHeartbeatInterval: c.opts.MinHeartbeatInterval, CompactAfterEntries: c.opts.CompactAfterEntries,
+		LeaderHysteresis: c.opts.LeaderHysteresis, LeaderCheckInterval: c.opts.LeaderHysteresis / 4,
+		RequestTimeout: c.opts.RequestTimeout, Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("start node %d: %w", m.ID, err)
+	}
+	c.mu.Lock()
+	m.Node = n
+	c.mu.Unlock()
+	return nil
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// Member returns the member with the given id.
+func (c *Cluster) Member(id uint64) *Member {
+	for _, m := range c.Members {
+		if m.ID == id {
+			return m
+		}
+	}
+	c.t.Fatalf("no node %d", id)
+	return nil
+}
+
+// Node returns a running node (fails the test if it is down).
+func (c *Cluster) Node(id uint64) *node.Node {
+	m := c.Member(id)
+	c.mu.RLock()
+	n := m.Node
+	c.mu.RUnlock()
+	if n == nil {
+		c.t.Fatalf("node %d is down", id)
+	}
+	return n
+}
+
+// Running returns the running nodes.
+func (c *Cluster) Running() []*node.Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*node.Node
+	for _, m := range c.Members {
+		if m.Node != nil {
+			out = append(out, m.Node)
+		}
+	}
+	return out
+}
+
+// IDs returns every member's id.
+func (c *Cluster) IDs() []uint64 {
+	var out []uint64
+	for _, m := range c.Members {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+// InRegion returns the ids of the members of a region.
+func (c *Cluster) InRegion(region string) []uint64 {
+	var out []uint64
+	for _, m := range c.Members {
+		if m.Region == region {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// Kill stops a node (its data stays on disk).
+func (c *Cluster) Kill(id uint64) {
+	m := c.Member(id)
+	c.mu.Lock()
+	n := m.Node
+	m.Node = nil
+	c.mu.Unlock()
+	if n != nil {
+		n.Close()
+	}
+}
+
+// Restart starts a killed node again from its data directory.
+func (c *Cluster) Restart(id uint64) {
+	c.t.Helper()
+	m := c.Member(id)
+	c.mu.RLock()
+	up := m.Node != nil
+	c.mu.RUnlock()
+	if up {
+		return
+	}
+	var ln net.Listener
+	var err error
+	// The port was just released; the kernel may hold it for a moment.
+	for range 100 {
+		if ln, err = net.Listen("tcp", m.Addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("restart node %d: %v", id, err)
+	}
+	if err := c.start(m, ln); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Heal removes every partition.
+func (c *Cluster) Heal() { c.Net.Heal() }
+
+// Close stops every node.
+func (c *Cluster) Close() {
+	for _, m := range c.Members {
+		c.Kill(m.ID)
+	}
+	c.Net.Close()
+}
+
+// WaitFor polls cond until it holds or ctx ends.
+func (c *Cluster) WaitFor(ctx context.Context, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// CreateKeyspace creates a keyspace through the first running node and
+// waits until every shard has a leader.
+func (c *Cluster) CreateKeyspace(spec metadata.KeyspaceSpec) *metadata.Keyspace {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := c.Running()[0]
+	ks, err := n.CreateKeyspace(ctx, spec)
+	if err != nil {
+		c.t.Fatalf("create keyspace: %v", err)
+	}
+	if err := c.WaitFor(ctx, func() bool {
+		for _, sh := range ks.Shards {
+			if c.Leader(sh.Group) == 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		c.t.Fatalf("keyspace %s has shards without a leader: %v", spec.Name, err)
+	}
+	return ks
+}
+
+// Leader returns the node that leads a group, as that node itself reports
+// (0 if no running node claims it).
+func (c *Cluster) Leader(group uint64) uint64 {
+	for _, n := range c.Running() {
+		if st, ok := n.Host().Status(group); ok && st.Lead == n.ID() && st.RaftState.String() == "StateLeader" {
+			return n.ID()
+		}
+	}
+	return 0
+}
+
+// RegionOf returns a member's region.
+func (c *Cluster) RegionOf(id uint64) string { return c.Member(id).Region }
+
+// Others returns every member id except the given ones.
+func (c *Cluster) Others(except ...uint64) []uint64 {
+	var out []uint64
+	for _, id := range c.IDs() {
+		if !slices.Contains(except, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -1,0 +1,15 @@
+// Package metadata owns the cluster's own state, replicated by the system
+// group (raft group 1, voters spread over every region): the nodes and
+// their regions, the keyspaces with their replication policy, and where
+// every shard's replicas live.
+//
+// Changes are commands applied through raft, so they are linearizable and
+// every node sees them in the same order. The whole state is small and is
+// stored as one JSON document under one key of the system group; each
+// applied command rewrites it. Placement decisions that depend on a node's
+// measurements (round-trip times) are made by the proposer and carried in
+// the command, so applying stays deterministic.
+//
+// With three or more regions the system group survives the loss of one
+// region; with fewer it cannot, and the node warns when the cluster starts.
+package metadata

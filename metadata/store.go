@@ -1,0 +1,177 @@
+package metadata
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/meridian-db/meridian/storage"
+)
+
+var stateKey = []byte("state")
+
+// Command is a metadata change.
+type Command struct {
+	// Op is "add_node" or "create_keyspace".
+	Op       string    `json:"op"`
+	Node     *NodeInfo `json:"node,omitempty"`
+	Keyspace *Keyspace `json:"keyspace,omitempty"`
+}
+
+// Encode returns the command's log encoding.
+func (c Command) Encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("metadata: encode command: %v", err))
+	}
+	return b
+}
+
+// ApplyResult is the result of an applied command.
+type ApplyResult struct {
+	Keyspace *Keyspace
+	Err      error
+}
+
+// Store is the state machine of the system group and the node's view of
+// the committed metadata. Apply runs on the raft loop; readers use State.
+type Store struct {
+	db *storage.DB
+
+	mu      sync.RWMutex
+	state   *State // committed
+	pending *State // applied in the batch being built, not yet committed
+	changed chan struct{}
+}
+
+// Open loads the committed metadata from the node's storage.
+func Open(db *storage.DB) (*Store, error) {
+	s := &Store{db: db, changed: make(chan struct{})}
+	st, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.state = st
+	return s, nil
+}
+
+func (s *Store) load() (*State, error) {
+	v, ok, err := s.db.Get(SystemGroup, stateKey)
+	if err != nil {
+		return nil, err
+	}
+	st := newState()
+	if ok {
+		if err := json.Unmarshal(v, st); err != nil {
+			return nil, fmt.Errorf("metadata: stored state: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// State returns the committed state. Callers must not modify it.
+func (s *Store) State() *State {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.state
+}
+
+// Changed returns a channel closed at the next committed change.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// Keyspace returns a keyspace by name.
+func (s *Store) Keyspace(name string) (*Keyspace, error) {
+	ks := s.State().Keyspaces[name]
+	if ks == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKeyspace, name)
+	}
+	return ks, nil
+}
+
+func clone(st *State) *State {
+	b, err := json.Marshal(st)
+	if err != nil {
+		panic(err)
+	}
+	out := newState()
+	if err := json.Unmarshal(b, out); err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// Apply implements raftgroup.StateMachine.
+func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) any {
+	var c Command
+	if err := json.Unmarshal(cmd, &c); err != nil {
+		return ApplyResult{Err: fmt.Errorf("%w: %w", ErrBadCommand, err)}
+	}
+	base := s.pending
+	if base == nil {
+		base = s.State()
+	}
+	st := clone(base)
+	var res ApplyResult
+	switch c.Op {
+	case "add_node":
+		if c.Node == nil || c.Node.ID == 0 || c.Node.Region == "" {
+			return ApplyResult{Err: fmt.Errorf("%w: add_node needs an id and a region", ErrBadCommand)}
+		}
+		st.Nodes[c.Node.ID] = *c.Node
+	case "create_keyspace":
+		ks := c.Keyspace
+		if ks == nil {
+			return ApplyResult{Err: fmt.Errorf("%w: create_keyspace without keyspace", ErrBadCommand)}
+		}
+		if st.Keyspaces[ks.Name] != nil {
+			return ApplyResult{Err: fmt.Errorf("%w: %q", ErrKeyspaceExists, ks.Name)}
+		}
+		for i := range ks.Shards {
+			for _, id := range ks.Shards[i].Replicas {
+				if _, ok := st.Nodes[id]; !ok {
+					return ApplyResult{Err: fmt.Errorf("%w: shard %d placed on unknown node %d", ErrPlacement, i, id)}
+				}
+			}
+			ks.Shards[i].Group = st.NextGroup
+			ks.Shards[i].Initial = append([]uint64(nil), ks.Shards[i].Replicas...)
+			st.NextGroup++
+		}
+		ks.CreatedIndex = index
+		st.Keyspaces[ks.Name] = ks
+		res.Keyspace = ks
+	default:
+		return ApplyResult{Err: fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)}
+	}
+	st.Index = index
+	v, err := json.Marshal(st)
+	if err != nil {
+		return ApplyResult{Err: err}
+	}
+	b.SetData(SystemGroup, stateKey, v)
+	s.pending = st
+	return res
+}
+
+// Applied implements raftgroup.StateMachine.
+func (s *Store) Applied(index uint64, restored bool) {
+	st := s.pending
+	if restored || st == nil {
+		loaded, err := s.load()
+		if err != nil {
+			// The snapshot was just committed by this node; failing to read
+			// it back means storage is broken.
+			panic(err)
+		}
+		st = loaded
+	}
+	s.mu.Lock()
+	s.state = st
+	s.pending = nil
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}

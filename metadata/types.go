@@ -1,0 +1,153 @@
+package metadata
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+)
+
+// Strategy is how a keyspace is replicated between regions.
+type Strategy string
+
+// Strategies (see DESIGN.md section 2).
+const (
+	Sync   Strategy = "sync"
+	Async  Strategy = "async"
+	Active Strategy = "active"
+)
+
+// SystemGroup is the raft group id of the metadata group.
+const SystemGroup uint64 = 1
+
+// firstDataGroup is the first group id handed to keyspace shards.
+const firstDataGroup uint64 = 100
+
+// Errors.
+var (
+	ErrKeyspaceExists  = errors.New("metadata: keyspace already exists")
+	ErrUnknownKeyspace = errors.New("metadata: unknown keyspace")
+	ErrInvalidSpec     = errors.New("metadata: invalid keyspace specification")
+	ErrPlacement       = errors.New("metadata: cannot place replicas")
+	ErrBadCommand      = errors.New("metadata: malformed command")
+)
+
+// NodeInfo describes one node.
+type NodeInfo struct {
+	ID     uint64 `json:"id"`
+	Region string `json:"region"`
+	Zone   string `json:"zone,omitempty"`
+	Addr   string `json:"addr"`
+}
+
+// KeyspaceSpec is what a user asks for when creating a keyspace.
+type KeyspaceSpec struct {
+	Name     string   `json:"name"`
+	Strategy Strategy `json:"strategy"`
+	// Regions that hold replicas. Empty means every region of the cluster.
+	Regions []string `json:"regions,omitempty"`
+	// HomeRegion is where leaders are kept (sync) or the primary (async).
+	// Empty means the first of Regions.
+	HomeRegion string `json:"home_region,omitempty"`
+	// Shards is the number of hash ranges. Zero means 4.
+	Shards int `json:"shards,omitempty"`
+	// Replicas is the number of voters of each shard's spanning group for
+	// sync keyspaces. Zero means 3.
+	Replicas int `json:"replicas,omitempty"`
+}
+
+// MaxShards bounds the shards of one keyspace.
+const MaxShards = 256
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// Normalize fills defaults and validates the spec against the cluster's regions.
+func (s KeyspaceSpec) Normalize(clusterRegions []string) (KeyspaceSpec, error) {
+	if !nameRE.MatchString(s.Name) {
+		return s, fmt.Errorf("%w: name %q must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", ErrInvalidSpec, s.Name)
+	}
+	if s.Strategy == "" {
+		s.Strategy = Sync
+	}
+	switch s.Strategy {
+	case Sync:
+	case Async, Active:
+		return s, fmt.Errorf("%w: strategy %q is not available yet (only sync)", ErrInvalidSpec, s.Strategy)
+	default:
+		return s, fmt.Errorf("%w: unknown strategy %q (want sync, async or active)", ErrInvalidSpec, s.Strategy)
+	}
+	if len(s.Regions) == 0 {
+		s.Regions = slices.Clone(clusterRegions)
+	}
+	seen := map[string]bool{}
+	for _, r := range s.Regions {
+		if !slices.Contains(clusterRegions, r) {
+			return s, fmt.Errorf("%w: region %q has no nodes (cluster regions: %v)", ErrInvalidSpec, r, clusterRegions)
+		}
+		if seen[r] {
+			return s, fmt.Errorf("%w: region %q listed twice", ErrInvalidSpec, r)
+		}
+		seen[r] = true
+	}
+	if s.HomeRegion == "" {
+		s.HomeRegion = s.Regions[0]
+	} else if !seen[s.HomeRegion] {
+		return s, fmt.Errorf("%w: home region %q is not one of the keyspace's regions %v", ErrInvalidSpec, s.HomeRegion, s.Regions)
+	}
+	if s.Shards == 0 {
+		s.Shards = 4
+	}
+	if s.Shards < 1 || s.Shards > MaxShards {
+		return s, fmt.Errorf("%w: shards must be between 1 and %d, got %d", ErrInvalidSpec, MaxShards, s.Shards)
+	}
+	if s.Replicas == 0 {
+		s.Replicas = 3
+	}
+	if s.Replicas < 1 || s.Replicas > 7 {
+		return s, fmt.Errorf("%w: replicas must be between 1 and 7, got %d", ErrInvalidSpec, s.Replicas)
+	}
+	return s, nil
+}
+
+// Shard is one hash range of a keyspace and the group that holds it.
+type Shard struct {
+	Index int    `json:"index"`
+	Group uint64 `json:"group"`
+	// Replicas are the voters, the preferred leader first.
+	Replicas []uint64 `json:"replicas"`
+	// Initial are the voters the group was created with; they bootstrap
+	// it. Replicas added later start empty and are caught up by snapshot.
+	Initial []uint64 `json:"initial"`
+}
+
+// Keyspace is a keyspace as recorded in the metadata.
+type Keyspace struct {
+	KeyspaceSpec
+	Shards []Shard `json:"shard_list"`
+	// CreatedIndex is the metadata log index that created it.
+	CreatedIndex uint64 `json:"created_index"`
+}
+
+// State is the whole cluster metadata.
+type State struct {
+	Nodes     map[uint64]NodeInfo  `json:"nodes"`
+	Keyspaces map[string]*Keyspace `json:"keyspaces"`
+	NextGroup uint64               `json:"next_group"`
+	Index     uint64               `json:"index"`
+}
+
+func newState() *State {
+	return &State{Nodes: map[uint64]NodeInfo{}, Keyspaces: map[string]*Keyspace{}, NextGroup: firstDataGroup}
+}
+
+// Regions returns the sorted regions that have nodes.
+func (s *State) Regions() []string {
+	var out []string
+	for _, n := range s.Nodes {
+		if !slices.Contains(out, n.Region) {
+			out = append(out, n.Region)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,202 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridian-db/meridian/internal/testcluster"
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/netsim"
+	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/raftgroup"
+)
+
+func scaledWorld(f float64) netsim.Matrix {
+	m := netsim.WorldMatrix()
+	for a, row := range m {
+		for b, d := range row {
+			m[a][b] = time.Duration(float64(d) * f)
+		}
+	}
+	return m
+}
+
+func TestWriteReadAcrossRegions(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Matrix: scaledWorld(0.2)})
+	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "users", Shards: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	east, asia := c.Node(c.InRegion("us-east")[0]), c.Node(c.InRegion("ap-southeast")[0])
+	for i := range 20 {
+		if _, err := east.Put(ctx, "users", fmt.Appendf(nil, "user:%d", i), fmt.Appendf(nil, "v%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		v, ok, a, err := asia.Get(ctx, "users", fmt.Appendf(nil, "user:%d", i), node.Strong)
+		if err != nil || !ok || string(v) != fmt.Sprintf("v%d", i) {
+			t.Fatalf("strong read in ap-southeast: %q %v %v", v, ok, err)
+		}
+		if a.Region != "ap-southeast" || a.Consistency != "strong" {
+			t.Fatalf("answer %+v", a)
+		}
+	}
+	// Eventual reads are served locally and converge.
+	if err := c.WaitFor(ctx, func() bool {
+		v, ok, _, err := asia.Get(ctx, "users", []byte("user:19"), node.Eventual)
+		return err == nil && ok && string(v) == "v19"
+	}); err != nil {
+		t.Fatal("eventual read never converged")
+	}
+	if existed, _, err := east.Delete(ctx, "users", []byte("user:0")); err != nil || !existed {
+		t.Fatalf("delete: %v %v", existed, err)
+	}
+	if _, ok, _, err := asia.Get(ctx, "users", []byte("user:0"), node.Strong); err != nil || ok {
+		t.Fatalf("deleted key still read: %v %v", ok, err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{RequestTimeout: 2 * time.Second})
+	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "k", Shards: 1})
+	n := c.Node(1)
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		err  error
+		run  func() error
+	}{
+		{"unknown keyspace", metadata.ErrUnknownKeyspace, func() error { _, err := n.Put(ctx, "nope", []byte("a"), []byte("b")); return err }},
+		{"empty key", node.ErrEmptyKey, func() error { _, err := n.Put(ctx, "k", nil, []byte("b")); return err }},
+		{"key too large", node.ErrKeyTooLarge, func() error { _, err := n.Put(ctx, "k", make([]byte, 17<<10), []byte("b")); return err }},
+		{"value too large", node.ErrValueTooLarge, func() error { _, err := n.Put(ctx, "k", []byte("a"), make([]byte, 5<<20)); return err }},
+		{"bad level", node.ErrUnknownConsistency, func() error { _, _, _, err := n.Get(ctx, "k", []byte("a"), 0); return err }},
+		{"keyspace exists", metadata.ErrKeyspaceExists, func() error {
+			_, err := n.CreateKeyspace(ctx, metadata.KeyspaceSpec{Name: "k"})
+			return err
+		}},
+		{"two regions for sync", metadata.ErrPlacement, func() error {
+			_, err := n.CreateKeyspace(ctx, metadata.KeyspaceSpec{Name: "k2", Regions: []string{"us-east", "eu-west"}})
+			return err
+		}},
+		{"unknown strategy", metadata.ErrInvalidSpec, func() error {
+			_, err := n.CreateKeyspace(ctx, metadata.KeyspaceSpec{Name: "k3", Strategy: "quorum"})
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		if err := tc.run(); !errors.Is(err, tc.err) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	if _, err := node.ParseConsistency("linearish"); !errors.Is(err, node.ErrUnknownConsistency) {
+		t.Errorf("ParseConsistency: %v", err)
+	}
+
+	// A group that has lost its quorum answers with a clear error within
+	// the request's deadline.
+	c.Net.Isolate(1)
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	_, err := n.Put(dctx, "k", []byte("a"), []byte("b"))
+	if !errors.Is(err, raftgroup.ErrNoLeader) && !errors.Is(err, raftgroup.ErrTimeout) {
+		t.Fatalf("write without quorum: %v", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("write without quorum took %v", el)
+	}
+}
+
+func TestLeaderReturnsHome(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Matrix: scaledWorld(0.2), LeaderHysteresis: 500 * time.Millisecond})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "home", Shards: 2, HomeRegion: "eu-west"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	inHome := func() bool {
+		for _, sh := range ks.Shards {
+			l := c.Leader(sh.Group)
+			if l == 0 || c.RegionOf(l) != "eu-west" {
+				return false
+			}
+		}
+		return true
+	}
+	if err := c.WaitFor(ctx, inHome); err != nil {
+		t.Fatal("leaders never settled in the home region")
+	}
+	// Cut the home region off: leadership must leave it...
+	c.Net.CutRegion("eu-west")
+	if err := c.WaitFor(ctx, func() bool {
+		for _, sh := range ks.Shards {
+			l := c.Leader(sh.Group)
+			if l == 0 || c.RegionOf(l) == "eu-west" {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal("no leader elected outside the cut-off home region")
+	}
+	// ...and come back after the heal, within a bounded time.
+	c.Heal()
+	healed := time.Now()
+	if err := c.WaitFor(ctx, inHome); err != nil {
+		t.Fatal("leaders did not return to the home region after the heal")
+	}
+	t.Logf("FIGURES: leaders back in the home region %v after the heal", time.Since(healed).Round(10*time.Millisecond))
+}
+
+func TestCatchUpBySnapshot(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{CompactAfterEntries: 200})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "cu", Shards: 1})
+	group := ks.Shards[0].Group
+	// Take a follower down (a leader kill is the robustness suite's job).
+	down := c.Others(c.Leader(group))[0]
+	before, _ := c.Node(down).Host().Status(group)
+	c.Kill(down)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	n := c.Node(c.Others(down)[0])
+	const writes = 3000
+	// Concurrent writers so the run is quick.
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := w; i < writes; i += 8 {
+				if _, err := n.Put(ctx, "cu", fmt.Appendf(nil, "k%04d", i), []byte(strings.Repeat("x", 100))); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := n.Host().Status(group)
+	if st.FirstIndex <= before.Applied+1 {
+		t.Fatalf("log not truncated past the down node: first index %d, down node applied %d", st.FirstIndex, before.Applied)
+	}
+	c.Restart(down)
+	idx, err := n.Host().ReadIndex(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node(down).Host().WaitApplied(ctx, group, idx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < writes; i += 97 {
+		v, ok, _, err := c.Node(down).Get(ctx, "cu", fmt.Appendf(nil, "k%04d", i), node.Eventual)
+		if err != nil || !ok || len(v) != 100 {
+			t.Fatalf("k%04d on the caught-up node: %v %v", i, ok, err)
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/transport"
+)
+
+// ErrOutcomeUnknown is returned when a write was sent towards its leader
+// but no answer came back: it may or may not have taken effect.
+var ErrOutcomeUnknown = errors.New("node: outcome unknown (the leader did not answer)")
+
+const methodPropose = "propose"
+
+type proposeRequest struct {
+	Group uint64 `json:"g"`
+	Cmd   []byte `json:"c"`
+}
+
+// proposeResponse carries an applied proposal's result between nodes.
+type proposeResponse struct {
+	Index   uint64             `json:"i"`
+	Node    uint64             `json:"n"`
+	Region  string             `json:"r"`
+	KV      *rpcResponse       `json:"kv,omitempty"`
+	Meta    *metadata.Keyspace `json:"ks,omitempty"`
+	ErrCode string             `json:"ec,omitempty"`
+	ErrMsg  string             `json:"em,omitempty"`
+}
+
+// proposal is the outcome of propose.
+type proposal struct {
+	index  uint64
+	value  any // kv.Result or metadata.ApplyResult
+	node   uint64
+	region string
+}
+
+// propose runs cmd through a group's leader, wherever it is, and returns
+// the applied result. While leadership is moving it waits (bounded by ctx)
+// and retries: a proposal is only retried when it certainly had no effect.
+func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal, error) {
+	for {
+		changed, lead, err := n.host.LeaderChanged(ctx, group)
+		if err != nil {
+			return proposal{}, err
+		}
+		var perr error
+		switch lead {
+		case 0:
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return proposal{}, fmt.Errorf("%w: %w", raftgroup.ErrNoLeader, ctx.Err())
+			case <-n.stop:
+				return proposal{}, raftgroup.ErrStopped
+			}
+		case n.cfg.ID:
+			var r raftgroup.Result
+			r, perr = n.host.Propose(ctx, group, cmd)
+			if perr == nil {
+				return proposal{index: r.Index, value: r.Value, node: n.cfg.ID, region: n.cfg.Region}, nil
+			}
+		default:
+			var p proposal
+			p, perr = n.proposeRemote(ctx, lead, group, cmd)
+			if perr == nil {
+				return p, nil
+			}
+		}
+		if !errors.Is(perr, raftgroup.ErrNotLeader) && !errors.Is(perr, raftgroup.ErrDropped) {
+			return proposal{}, perr
+		}
+		// Nothing happened; try again once leadership has moved on (or
+		// shortly, if this node's view is what is stale).
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return proposal{}, fmt.Errorf("%w: %w", raftgroup.ErrNoLeader, ctx.Err())
+		case <-n.stop:
+			return proposal{}, raftgroup.ErrStopped
+		}
+	}
+}
+
+func (n *Node) proposeRemote(ctx context.Context, lead, group uint64, cmd []byte) (proposal, error) {
+	body, _ := json.Marshal(proposeRequest{Group: group, Cmd: cmd})
+	out, err := n.tr.Call(ctx, lead, methodPropose, body)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return proposal{}, fmt.Errorf("%w: %w", raftgroup.ErrTimeout, ctx.Err())
+		case errors.Is(err, transport.ErrNotSent):
+			// The leader never saw it: as good as refused; wait for the
+			// leadership to move and retry.
+			return proposal{}, fmt.Errorf("%w: %w", raftgroup.ErrDropped, err)
+		}
+		return proposal{}, fmt.Errorf("%w: leader %d: %w", ErrOutcomeUnknown, lead, err)
+	}
+	var resp proposeResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return proposal{}, fmt.Errorf("%w: bad answer from leader %d: %w", ErrOutcomeUnknown, lead, err)
+	}
+	if resp.ErrCode != "" {
+		return proposal{}, DecodeError(resp.ErrCode, resp.ErrMsg)
+	}
+	p := proposal{index: resp.Index, node: resp.Node, region: resp.Region}
+	if group == metadata.SystemGroup {
+		p.value = metadata.ApplyResult{Keyspace: resp.Meta}
+	} else if resp.KV != nil {
+		r := kv.Result{Value: resp.KV.Value, Found: resp.KV.Found, N: resp.KV.N}
+		if resp.KV.ErrCode != "" {
+			r.Err = DecodeError(resp.KV.ErrCode, resp.KV.ErrMsg)
+		}
+		p.value = r
+	}
+	return p, nil
+}
+
+// handlePropose serves a proposal forwarded by another node: only here,
+// never forwarded again.
+func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
+	var req proposeRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("node: bad proposal: %w", err)
+	}
+	resp := proposeResponse{Node: n.cfg.ID, Region: n.cfg.Region}
+	r, err := n.host.Propose(ctx, req.Group, req.Cmd)
+	if err != nil {
+		resp.ErrCode, resp.ErrMsg = ErrorCode(err), err.Error()
+		return json.Marshal(resp)
+	}
+	resp.Index = r.Index
+	switch v := r.Value.(type) {
+	case kv.Result:
+		kr := &rpcResponse{Value: v.Value, Found: v.Found, N: v.N}
+		if v.Err != nil {
+			kr.ErrCode, kr.ErrMsg = ErrorCode(v.Err), v.Err.Error()
+		}
+		resp.KV = kr
+	case metadata.ApplyResult:
+		if v.Err != nil {
+			resp.ErrCode, resp.ErrMsg = ErrorCode(v.Err), v.Err.Error()
+		}
+		resp.Meta = v.Keyspace
+	}
+	return json.Marshal(resp)
+}

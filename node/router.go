@@ -1,0 +1,361 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/transport"
+)
+
+// Request errors. The front ends map these to protocol errors (one place:
+// see ErrorCode).
+var (
+	ErrEmptyKey           = errors.New("node: empty key")
+	ErrKeyTooLarge        = errors.New("node: key too large")
+	ErrValueTooLarge      = errors.New("node: value too large")
+	ErrUnknownConsistency = errors.New("node: unknown consistency level")
+	ErrNoReplica          = errors.New("node: no reachable replica for the shard")
+	ErrUnknownKeyspace    = metadata.ErrUnknownKeyspace
+)
+
+// Consistency is how fresh a read must be.
+type Consistency uint8
+
+// Consistency levels (DESIGN.md section 3). More levels arrive with
+// closed timestamps and session tokens.
+const (
+	// Strong reads are linearizable: they reflect every write acknowledged
+	// before the read began.
+	Strong Consistency = iota + 1
+	// Eventual reads return the local replica's current value at once.
+	Eventual
+)
+
+func (c Consistency) String() string {
+	switch c {
+	case Strong:
+		return "strong"
+	case Eventual:
+		return "eventual"
+	}
+	return fmt.Sprintf("consistency(%d)", uint8(c))
+}
+
+// ParseConsistency parses a level name.
+func ParseConsistency(s string) (Consistency, error) {
+	switch strings.ToLower(s) {
+	case "strong", "linearizable":
+		return Strong, nil
+	case "eventual":
+		return Eventual, nil
+	}
+	return 0, fmt.Errorf("%w: %q (want strong or eventual)", ErrUnknownConsistency, s)
+}
+
+// Answer describes how a request was served.
+type Answer struct {
+	// Region and Node that served the request.
+	Region string `json:"region"`
+	Node   uint64 `json:"node"`
+	// Consistency actually provided.
+	Consistency string `json:"consistency"`
+	// Index is the raft log index the answer reflects (writes: where the
+	// write was applied; strong reads: the read index).
+	Index uint64 `json:"index,omitempty"`
+	// Forwarded is true when another node served the request.
+	Forwarded bool `json:"forwarded,omitempty"`
+}
+
+// ShardOf returns the shard index of a key in a keyspace of n shards.
+func ShardOf(key []byte, n int) int {
+	h := fnv.New64a()
+	_, _ = h.Write(key)
+	return int(h.Sum64() % uint64(n))
+}
+
+func (n *Node) route(keyspace string, key []byte) (*metadata.Keyspace, metadata.Shard, error) {
+	if len(key) == 0 {
+		return nil, metadata.Shard{}, ErrEmptyKey
+	}
+	if len(key) > n.cfg.MaxKeyBytes {
+		return nil, metadata.Shard{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrKeyTooLarge, len(key), n.cfg.MaxKeyBytes)
+	}
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return nil, metadata.Shard{}, err
+	}
+	return ks, ks.Shards[ShardOf(key, len(ks.Shards))], nil
+}
+
+func (n *Node) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
+}
+
+func (n *Node) answer(c Consistency, index uint64) Answer {
+	return Answer{Region: n.cfg.Region, Node: n.cfg.ID, Consistency: c.String(), Index: index}
+}
+
+// Write applies a kv command (its first argument is the routing key).
+func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.Result, Answer, error) {
+	if len(cmd.Args) == 0 {
+		return kv.Result{}, Answer{}, ErrEmptyKey
+	}
+	for _, a := range cmd.Args[1:] {
+		if len(a) > n.cfg.MaxValueBytes {
+			return kv.Result{}, Answer{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrValueTooLarge, len(a), n.cfg.MaxValueBytes)
+		}
+	}
+	_, sh, err := n.route(keyspace, cmd.Args[0])
+	if err != nil {
+		return kv.Result{}, Answer{}, err
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		resp, err := n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Write: true, Cmd: cmd.Encode()})
+		return resp.result(), resp.Answer, err
+	}
+	return n.writeGroup(ctx, sh.Group, cmd)
+}
+
+// writeGroup runs a command through the group's leader.
+func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv.Result, Answer, error) {
+	p, err := n.propose(ctx, group, cmd.Encode())
+	if err != nil {
+		return kv.Result{}, Answer{}, err
+	}
+	res, _ := p.value.(kv.Result)
+	a := n.answer(Strong, p.index)
+	a.Forwarded = p.node != n.cfg.ID
+	return res, a, res.Err
+}
+
+// Put sets key to value.
+func (n *Node) Put(ctx context.Context, keyspace string, key, value []byte) (Answer, error) {
+	_, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpSet, Args: [][]byte{key, value}})
+	return a, err
+}
+
+// Delete removes a key; it reports whether the key existed.
+func (n *Node) Delete(ctx context.Context, keyspace string, key []byte) (bool, Answer, error) {
+	r, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpDelete, Args: [][]byte{key}})
+	return r.N > 0, a, err
+}
+
+// Get reads a key at the given consistency.
+func (n *Node) Get(ctx context.Context, keyspace string, key []byte, c Consistency) ([]byte, bool, Answer, error) {
+	rec, ok, a, err := n.GetRecord(ctx, keyspace, key, c)
+	if err != nil || !ok {
+		return nil, false, a, err
+	}
+	if rec.Type != kv.TypeString {
+		return nil, false, a, kv.ErrWrongType
+	}
+	return rec.Payload, true, a, nil
+}
+
+// GetRecord reads a key's stored record at the given consistency.
+func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Consistency) (kv.Record, bool, Answer, error) {
+	if c != Strong && c != Eventual {
+		return kv.Record{}, false, Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
+	}
+	_, sh, err := n.route(keyspace, key)
+	if err != nil {
+		return kv.Record{}, false, Answer{}, err
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		resp, err := n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Key: key, Consistency: c})
+		return resp.record(), resp.Found, resp.Answer, err
+	}
+	var index uint64
+	if c == Strong {
+		if index, err = n.host.ReadIndex(ctx, sh.Group); err != nil {
+			return kv.Record{}, false, Answer{}, err
+		}
+	}
+	rec, ok, err := kv.Get(n.db, sh.Group, key, time.Now().UnixMilli())
+	return rec, ok, n.answer(c, index), err
+}
+
+// --- forwarding to a node that holds a replica ---
+
+const methodKV = "kv"
+
+type rpcRequest struct {
+	Keyspace    string      `json:"ks"`
+	Write       bool        `json:"w,omitempty"`
+	Cmd         []byte      `json:"cmd,omitempty"`
+	Key         []byte      `json:"key,omitempty"`
+	Consistency Consistency `json:"c,omitempty"`
+}
+
+type rpcResponse struct {
+	Value   []byte `json:"v,omitempty"`
+	Found   bool   `json:"f,omitempty"`
+	N       int64  `json:"n,omitempty"`
+	Type    kv.Type
+	Expire  int64  `json:"e,omitempty"`
+	Answer  Answer `json:"a"`
+	ErrCode string `json:"ec,omitempty"`
+	ErrMsg  string `json:"em,omitempty"`
+}
+
+func (r rpcResponse) result() kv.Result {
+	return kv.Result{Value: r.Value, Found: r.Found, N: r.N}
+}
+
+func (r rpcResponse) record() kv.Record {
+	return kv.Record{Type: r.Type, ExpireAtMS: r.Expire, Payload: r.Value}
+}
+
+// forward sends a request to the best replica of a shard: one in this
+// region if any, otherwise the one with the shortest round trip.
+func (n *Node) forward(ctx context.Context, sh metadata.Shard, req rpcRequest) (rpcResponse, error) {
+	st := n.meta.State()
+	best := uint64(0)
+	var bestRTT time.Duration
+	for _, id := range sh.Replicas {
+		rtt, ok := n.tr.RTT(id)
+		if !ok {
+			rtt = time.Hour
+		}
+		if st.Nodes[id].Region == n.cfg.Region {
+			rtt = 0
+		}
+		if best == 0 || rtt < bestRTT {
+			best, bestRTT = id, rtt
+		}
+	}
+	if best == 0 {
+		return rpcResponse{}, ErrNoReplica
+	}
+	body, _ := json.Marshal(req)
+	out, err := n.tr.Call(ctx, best, methodKV, body)
+	if err != nil {
+		return rpcResponse{}, err
+	}
+	var resp rpcResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return rpcResponse{}, fmt.Errorf("node: bad response from node %d: %w", best, err)
+	}
+	resp.Answer.Forwarded = true
+	if resp.ErrCode != "" {
+		return resp, DecodeError(resp.ErrCode, resp.ErrMsg)
+	}
+	return resp, nil
+}
+
+func (n *Node) handleCall(ctx context.Context, from uint64, method string, body []byte) ([]byte, error) {
+	switch method {
+	case methodKV:
+		var req rpcRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("node: bad request: %w", err)
+		}
+		var resp rpcResponse
+		var err error
+		if req.Write {
+			var cmd kv.Command
+			if cmd, err = kv.DecodeCommand(req.Cmd); err == nil {
+				var r kv.Result
+				r, resp.Answer, err = n.writeLocal(ctx, req.Keyspace, cmd)
+				resp.Value, resp.Found, resp.N = r.Value, r.Found, r.N
+			}
+		} else {
+			var rec kv.Record
+			rec, resp.Found, resp.Answer, err = n.GetRecord(ctx, req.Keyspace, req.Key, req.Consistency)
+			resp.Value, resp.Type, resp.Expire = rec.Payload, rec.Type, rec.ExpireAtMS
+		}
+		if err != nil {
+			resp.ErrCode, resp.ErrMsg = ErrorCode(err), err.Error()
+		}
+		return json.Marshal(resp)
+	case methodRTT:
+		return json.Marshal(n.tr.RTTs())
+	case methodPropose:
+		return n.handlePropose(ctx, body)
+	}
+	return nil, fmt.Errorf("node: unknown method %q", method)
+}
+
+// writeLocal serves a forwarded write; it never forwards again (no loops).
+func (n *Node) writeLocal(ctx context.Context, keyspace string, cmd kv.Command) (kv.Result, Answer, error) {
+	if len(cmd.Args) == 0 {
+		return kv.Result{}, Answer{}, ErrEmptyKey
+	}
+	_, sh, err := n.route(keyspace, cmd.Args[0])
+	if err != nil {
+		return kv.Result{}, Answer{}, err
+	}
+	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		return kv.Result{}, Answer{}, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
+	}
+	return n.writeGroup(ctx, sh.Group, cmd)
+}
+
+// errorCodes maps sentinel errors to stable codes, used on the wire between
+// nodes and by the front ends.
+var errorCodes = []struct {
+	code string
+	err  error
+}{
+	{"unknown_keyspace", metadata.ErrUnknownKeyspace},
+	{"keyspace_exists", metadata.ErrKeyspaceExists},
+	{"invalid_spec", metadata.ErrInvalidSpec},
+	{"placement", metadata.ErrPlacement},
+	{"empty_key", ErrEmptyKey},
+	{"key_too_large", ErrKeyTooLarge},
+	{"value_too_large", ErrValueTooLarge},
+	{"unknown_consistency", ErrUnknownConsistency},
+	{"no_replica", ErrNoReplica},
+	{"no_leader", raftgroup.ErrNoLeader},
+	{"not_leader", raftgroup.ErrNotLeader},
+	{"dropped", raftgroup.ErrDropped},
+	{"outcome_unknown", ErrOutcomeUnknown},
+	{"timeout", raftgroup.ErrTimeout},
+	{"stopped", raftgroup.ErrStopped},
+	{"wrong_type", kv.ErrWrongType},
+	{"bad_command", kv.ErrBadCommand},
+	{"unreachable", transport.ErrUnreachable},
+}
+
+// ErrorCode returns the stable code of an error ("internal" if unknown).
+func ErrorCode(err error) string {
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			return e.code
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return "timeout"
+	}
+	return "internal"
+}
+
+// DecodeError rebuilds an error from its code and message, so that
+// errors.Is works on errors that crossed the network.
+func DecodeError(code, msg string) error {
+	for _, e := range errorCodes {
+		if e.code == code {
+			if msg == e.err.Error() {
+				return e.err
+			}
+			return fmt.Errorf("%w (remote: %s)", e.err, msg)
+		}
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,770 @@
+package raftgroup
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meridian-db/meridian/storage"
+)
+
+// Sender ships raft messages of one group to their destinations. It must
+// never block (the transport queues per peer and drops when full).
+type Sender interface {
+	Send(group uint64, msgs []*pb.Message)
+}
+
+// StateMachine applies a group's committed commands. It is called only from
+// the host's loop.
+type StateMachine interface {
+	// Apply stages the effects of the committed command at index in b and
+	// returns the result handed to the proposer. It must be deterministic:
+	// every replica applies the same commands in the same order.
+	Apply(b *storage.Batch, index uint64, cmd []byte) any
+	// Applied is called after the batch holding applied commands (or an
+	// installed snapshot, restored=true) has been committed.
+	Applied(index uint64, restored bool)
+}
+
+// Config configures a Host.
+type Config struct {
+	// NodeID is this node's raft id (non-zero, unique in the cluster).
+	NodeID uint64
+	// DB is the node's storage.
+	DB *storage.DB
+	// Sender ships messages.
+	Sender Sender
+	// TickInterval is the length of one raft tick. Default 10ms.
+	TickInterval time.Duration
+	// MaxSizePerMsgBytes bounds the entries in one append message. Default 1 MiB.
+	MaxSizePerMsgBytes uint64
+	// MaxInflightMsgs is the number of append messages in flight per
+	// follower (the pipelining depth that keeps a WAN link busy). Default 256.
+	MaxInflightMsgs int
+	// MaxUncommittedBytes bounds the proposals a leader accepts beyond its
+	// commit index (memory while a quorum is unreachable). Default 64 MiB.
+	MaxUncommittedBytes uint64
+	// CompactAfterEntries is how many applied entries the log keeps before
+	// it is truncated; a follower that falls further behind is caught up by
+	// snapshot. Default 10000.
+	CompactAfterEntries uint64
+	// ReadRetryInterval is how long a read waits for raft's answer to a
+	// ReadIndex request before asking again (messages can be lost). Default 500ms.
+	ReadRetryInterval time.Duration
+	// Logger receives the host's and raft's logs. Nil discards.
+	Logger *slog.Logger
+	// OnFatal is called once, from the loop, if persisting raft state fails.
+	// The host has stopped when it is called.
+	OnFatal func(error)
+}
+
+func (c *Config) setDefaults() {
+	if c.TickInterval == 0 {
+		c.TickInterval = 10 * time.Millisecond
+	}
+	if c.MaxSizePerMsgBytes == 0 {
+		c.MaxSizePerMsgBytes = 1 << 20
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = 256
+	}
+	if c.MaxUncommittedBytes == 0 {
+		c.MaxUncommittedBytes = 64 << 20
+	}
+	if c.CompactAfterEntries == 0 {
+		c.CompactAfterEntries = 10000
+	}
+	if c.ReadRetryInterval == 0 {
+		c.ReadRetryInterval = 500 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == 0:
+		return errors.New("raftgroup: NodeID must be non-zero")
+	case c.DB == nil:
+		return errors.New("raftgroup: DB is required")
+	case c.Sender == nil:
+		return errors.New("raftgroup: Sender is required")
+	case c.TickInterval < 0:
+		return errors.New("raftgroup: TickInterval must be positive")
+	}
+	return nil
+}
+
+// GroupConfig describes one group hosted by the node.
+type GroupConfig struct {
+	// ID is the group's id (non-zero, unique in the cluster).
+	ID uint64
+	// SM applies the group's commands.
+	SM StateMachine
+	// Bootstrap lists the initial voters of a brand-new group. If the group
+	// has no state on this node and Bootstrap is non-empty, the node is one
+	// of the initial members and writes the initial state; if Bootstrap is
+	// empty the replica starts empty and waits for a snapshot from the leader.
+	Bootstrap []uint64
+	// HeartbeatTicks and ElectionTicks are the raft timing in ticks.
+	// Defaults 10 and 100.
+	HeartbeatTicks, ElectionTicks int
+	// Campaign makes this replica start an election at once if it has just
+	// bootstrapped the group (the preferred replica of a new group, so the
+	// group does not wait a whole election timeout for its first leader).
+	Campaign bool
+}
+
+// bootstrapIndex and bootstrapTerm are the index and term of the empty
+// snapshot every initial member of a new group starts from.
+const (
+	bootstrapIndex = 10
+	bootstrapTerm  = 5
+)
+
+// Result is the outcome of an applied proposal.
+type Result struct {
+	Index uint64
+	Value any
+	// Err is set when the proposal failed as a whole (ErrDropped,
+	// ErrStopped, ErrRemoved); Value is then nil.
+	Err error
+}
+
+type waiter struct {
+	ch    chan Result
+	index uint64 // log index of the proposal once the leader appended it
+}
+
+type readReq struct {
+	ch chan uint64 // receives the read index
+}
+
+type applyWaiter struct {
+	index uint64
+	ch    chan error
+}
+
+type group struct {
+	id      uint64
+	rn      *raft.RawNode
+	store   *storage.LogStore
+	sm      StateMachine
+	applied uint64
+	cs      *pb.ConfState
+
+	isLeader      bool
+	lead          uint64
+	leaderChanged chan struct{}
+
+	proposals map[uint64]*waiter
+	// byIndex maps the log index of a pending local proposal to its id, so
+	// that a different entry committed there fails it at once (ErrDropped).
+	byIndex      map[uint64]uint64
+	reads        map[uint64]*readReq
+	applyWaiters []applyWaiter
+
+	status atomic.Pointer[Status]
+}
+
+// Status is a snapshot of a group's state on this node.
+type Status struct {
+	Group     uint64
+	ID        uint64
+	Lead      uint64
+	Term      uint64
+	RaftState raft.StateType
+	Commit    uint64
+	Applied   uint64
+	Voters    []uint64
+	Learners  []uint64
+	// Progress of each replica as seen by the leader (only on the leader):
+	// the highest index known to be replicated there.
+	Match map[uint64]uint64
+	// RecentActive is, on the leader, whether each replica was heard from
+	// within the last election timeout.
+	RecentActive map[uint64]bool
+	// FirstIndex and LastIndex bound this replica's log: entries before
+	// FirstIndex have been truncated (a replica further behind needs a snapshot).
+	FirstIndex, LastIndex uint64
+}
+
+// Host runs many groups on one node.
+type Host struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.RWMutex // guards groups for lookups from other goroutines
+	groups map[uint64]*group
+
+	work    chan func()
+	inbox   chan inbound
+	stopped chan struct{}
+	done    chan struct{}
+	stopOne sync.Once
+	err     atomic.Pointer[error]
+
+	nextID atomic.Uint64
+}
+
+type inbound struct {
+	group uint64
+	msgs  []*pb.Message
+}
+
+// New creates a host; Start runs it.
+func New(cfg Config) (*Host, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h := &Host{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.NodeID),
+		groups:  make(map[uint64]*group),
+		work:    make(chan func(), 4096),
+		inbox:   make(chan inbound, 8192),
+		stopped: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	h.nextID.Store(rand.Uint64())
+	return h, nil
+}
+
+// Start runs the loop.
+func (h *Host) Start() { go h.loop() }
+
+// Stop stops the loop and waits for it to end. Waiters fail with ErrStopped.
+func (h *Host) Stop() {
+	h.stopOne.Do(func() { close(h.stopped) })
+	<-h.done
+}
+
+// Err returns the fatal error that stopped the host, if any.
+func (h *Host) Err() error {
+	if p := h.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// do runs fn on the loop and waits for it to return.
+func (h *Host) do(ctx context.Context, fn func()) error {
+	ran := make(chan struct{})
+	select {
+	case h.work <- func() { fn(); close(ran) }:
+	case <-h.stopped:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-h.done:
+		select {
+		case <-ran:
+			return nil
+		default:
+		}
+		return ErrStopped
+	}
+}
+
+// Deliver hands messages received from the network to a group. Messages for
+// groups not hosted here are dropped (raft retries).
+func (h *Host) Deliver(group uint64, msgs []*pb.Message) {
+	select {
+	case h.inbox <- inbound{group: group, msgs: msgs}:
+	case <-h.stopped:
+	}
+}
+
+// ReportUnreachable tells a group's raft that a message to `to` was not sent.
+func (h *Host) ReportUnreachable(group, to uint64) {
+	h.async(func() {
+		if g := h.groups[group]; g != nil {
+			g.rn.ReportUnreachable(to)
+		}
+	})
+}
+
+// ReportSnapshot tells a group's raft whether a snapshot reached `to`.
+func (h *Host) ReportSnapshot(group, to uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	h.async(func() {
+		if g := h.groups[group]; g != nil {
+			g.rn.ReportSnapshot(to, st)
+		}
+	})
+}
+
+// async queues fn on the loop without waiting; dropped if the host stopped.
+func (h *Host) async(fn func()) {
+	select {
+	case h.work <- fn:
+	case <-h.stopped:
+	}
+}
+
+// AddGroup starts hosting a group, loading its state from storage or
+// bootstrapping it.
+func (h *Host) AddGroup(ctx context.Context, gc GroupConfig) error {
+	if gc.ID == 0 || gc.SM == nil {
+		return errors.New("raftgroup: group needs an ID and a state machine")
+	}
+	if gc.HeartbeatTicks <= 0 {
+		gc.HeartbeatTicks = 10
+	}
+	if gc.ElectionTicks <= gc.HeartbeatTicks {
+		gc.ElectionTicks = 10 * gc.HeartbeatTicks
+	}
+	var err error
+	if derr := h.do(ctx, func() { err = h.addGroupLocked(gc) }); derr != nil {
+		return derr
+	}
+	return err
+}
+
+func (h *Host) addGroupLocked(gc GroupConfig) error {
+	if _, ok := h.groups[gc.ID]; ok {
+		return fmt.Errorf("%w: %d", ErrGroupExists, gc.ID)
+	}
+	store, err := h.cfg.DB.LoadLogStore(gc.ID)
+	if err != nil {
+		return err
+	}
+	bootstrapped := false
+	if !store.HasState() && len(gc.Bootstrap) > 0 {
+		bootstrapped = true
+		b := h.cfg.DB.NewBatch()
+		if err := store.StageBootstrap(b, bootstrapIndex, bootstrapTerm, gc.Bootstrap); err != nil {
+			b.Close()
+			return err
+		}
+		if err := b.Commit(true); err != nil {
+			h.fatal(err)
+			return err
+		}
+	}
+	ap := store.Applied()
+	rc := &raft.Config{
+		ID:                        h.cfg.NodeID,
+		ElectionTick:              gc.ElectionTicks,
+		HeartbeatTick:             gc.HeartbeatTicks,
+		Storage:                   store,
+		Applied:                   ap.Index,
+		MaxSizePerMsg:             h.cfg.MaxSizePerMsgBytes,
+		MaxCommittedSizePerReady:  4 * h.cfg.MaxSizePerMsgBytes,
+		MaxUncommittedEntriesSize: h.cfg.MaxUncommittedBytes,
+		MaxInflightMsgs:           h.cfg.MaxInflightMsgs,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		StepDownOnRemoval:         true,
+		// Proposals are made at the leader only (the node forwards requests
+		// there), so a follower's proposal is refused at once rather than
+		// forwarded into a message that may be lost without a trace.
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{h.log.With("group", gc.ID)},
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return fmt.Errorf("raftgroup: group %d: %w", gc.ID, err)
+	}
+	g := &group{
+		id: gc.ID, rn: rn, store: store, sm: gc.SM,
+		applied: ap.Index, cs: ap.ConfState,
+		leaderChanged: make(chan struct{}),
+		proposals:     make(map[uint64]*waiter),
+		byIndex:       make(map[uint64]uint64),
+		reads:         make(map[uint64]*readReq),
+	}
+	store.SnapshotFunc = func() (*pb.Snapshot, error) { return h.snapshot(g) }
+	h.mu.Lock()
+	h.groups[gc.ID] = g
+	h.mu.Unlock()
+	h.publishStatus(g)
+	if gc.Campaign && bootstrapped {
+		if err := rn.Campaign(); err != nil {
+			h.log.Warn("campaign failed", "group", gc.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// RemoveGroup stops hosting a group and deletes its data from this node.
+func (h *Host) RemoveGroup(ctx context.Context, id uint64) error {
+	var err error
+	if derr := h.do(ctx, func() {
+		g := h.groups[id]
+		if g == nil {
+			err = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
+			return
+		}
+		b := h.cfg.DB.NewBatch()
+		g.store.StageDestroy(b)
+		if cerr := b.Commit(true); cerr != nil {
+			h.fatal(cerr)
+			err = cerr
+			return
+		}
+		h.failWaiters(g, ErrRemoved)
+		h.mu.Lock()
+		delete(h.groups, id)
+		h.mu.Unlock()
+	}); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// snapshot builds a snapshot of g's applied state. Called by raft from the
+// loop, when the last batch has been committed, so data and applied state
+// agree.
+func (h *Host) snapshot(g *group) (*pb.Snapshot, error) {
+	ap := g.store.Applied()
+	term, err := g.store.Term(ap.Index)
+	if err != nil {
+		return nil, err
+	}
+	data, err := h.cfg.DB.EncodeGroupData(g.id)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{
+		Index: proto.Uint64(ap.Index), Term: proto.Uint64(term), ConfState: ap.ConfState,
+	}}, nil
+}
+
+func (h *Host) group(id uint64) *group {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.groups[id]
+}
+
+// Groups lists the hosted group ids.
+func (h *Host) Groups() []uint64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]uint64, 0, len(h.groups))
+	for id := range h.groups {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Status returns the latest published status of a group.
+func (h *Host) Status(id uint64) (Status, bool) {
+	g := h.group(id)
+	if g == nil {
+		return Status{}, false
+	}
+	return *g.status.Load(), true
+}
+
+// FreshStatus computes the group's status on the loop, reflecting every
+// message processed so far (Status returns the one published after the
+// group's last Ready, which can lag on an idle group).
+func (h *Host) FreshStatus(ctx context.Context, id uint64) (Status, error) {
+	var st Status
+	var gerr error
+	if err := h.do(ctx, func() {
+		g := h.groups[id]
+		if g == nil {
+			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
+			return
+		}
+		h.publishStatus(g)
+		st = *g.status.Load()
+	}); err != nil {
+		return Status{}, err
+	}
+	return st, gerr
+}
+
+// Leader returns the group's leader as known to this node (0 if none).
+func (h *Host) Leader(id uint64) uint64 {
+	st, _ := h.Status(id)
+	return st.Lead
+}
+
+func (h *Host) publishStatus(g *group) {
+	bs := g.rn.BasicStatus()
+	st := &Status{
+		Group: g.id, ID: h.cfg.NodeID, Lead: bs.Lead, Term: bs.GetTerm(), RaftState: bs.RaftState,
+		Commit: bs.GetCommit(), Applied: g.applied,
+		Voters: append([]uint64(nil), g.cs.GetVoters()...), Learners: append([]uint64(nil), g.cs.GetLearners()...),
+	}
+	st.FirstIndex, _ = g.store.FirstIndex()
+	st.LastIndex, _ = g.store.LastIndex()
+	if bs.RaftState == raft.StateLeader {
+		st.Match = make(map[uint64]uint64)
+		st.RecentActive = make(map[uint64]bool)
+		full := g.rn.Status()
+		for id, pr := range full.Progress {
+			st.Match[id] = pr.Match
+			st.RecentActive[id] = pr.RecentActive
+		}
+	}
+	g.status.Store(st)
+}
+
+// newID returns a proposal or read id, unique with overwhelming probability
+// across nodes and restarts.
+func (h *Host) newID() uint64 {
+	return h.nextID.Add(0x9e3779b97f4a7c15) ^ rand.Uint64()>>32
+}
+
+// leaderWait returns a channel closed when g's known leader changes.
+func (h *Host) leaderWait(ctx context.Context, id uint64) (<-chan struct{}, uint64, error) {
+	var ch <-chan struct{}
+	var lead uint64
+	var err error
+	if derr := h.do(ctx, func() {
+		g := h.groups[id]
+		if g == nil {
+			err = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
+			return
+		}
+		ch, lead = g.leaderChanged, g.lead
+	}); derr != nil {
+		return nil, 0, derr
+	}
+	return ch, lead, err
+}
+
+// Propose replicates cmd through the group, which this replica must lead,
+// and waits until it is applied here, returning the state machine's result.
+//
+// Errors say what is known about the outcome:
+//   - ErrNotLeader, ErrDropped, ErrUnknownGroup: nothing happened (retry
+//     at the leader);
+//   - ErrTimeout: ctx ended after raft accepted the proposal; it may or may
+//     not take effect.
+func (h *Host) Propose(ctx context.Context, groupID uint64, cmd []byte) (Result, error) {
+	id := h.newID()
+	data := make([]byte, 8, 8+len(cmd))
+	binary.BigEndian.PutUint64(data, id)
+	data = append(data, cmd...)
+	return h.submit(ctx, groupID, id, func(g *group) error { return g.rn.Propose(data) })
+}
+
+// ProposeConfChange proposes a membership change at the leader and waits
+// until it is applied here. Errors as for Propose.
+func (h *Host) ProposeConfChange(ctx context.Context, groupID uint64, cc *pb.ConfChangeV2) error {
+	id := h.newID()
+	cc = proto.Clone(cc).(*pb.ConfChangeV2)
+	cc.Context = binary.BigEndian.AppendUint64(nil, id)
+	_, err := h.submit(ctx, groupID, id, func(g *group) error { return g.rn.ProposeConfChange(cc) })
+	return err
+}
+
+func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*group) error) (Result, error) {
+	w := &waiter{ch: make(chan Result, 1)}
+	var perr error
+	if err := h.do(ctx, func() {
+		g := h.groups[groupID]
+		switch {
+		case g == nil:
+			perr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+		case !g.isLeader:
+			perr = fmt.Errorf("%w: group %d is led by %d", ErrNotLeader, groupID, g.lead)
+		default:
+			if perr = propose(g); perr == nil {
+				g.proposals[id] = w
+			}
+		}
+	}); err != nil {
+		return Result{}, h.ctxErr(err, ErrDropped)
+	}
+	if errors.Is(perr, raft.ErrProposalDropped) {
+		return Result{}, fmt.Errorf("%w: %w", ErrDropped, perr)
+	}
+	if perr != nil {
+		return Result{}, perr
+	}
+	select {
+	case r := <-w.ch:
+		if r.Err != nil {
+			return Result{}, r.Err
+		}
+		return r, nil
+	case <-ctx.Done():
+		h.async(func() {
+			if g := h.groups[groupID]; g != nil {
+				delete(g.proposals, id)
+			}
+		})
+		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	}
+}
+
+// LeaderChanged returns a channel closed when the group's leader, as known
+// to this replica, changes; and the current leader (0: none known).
+func (h *Host) LeaderChanged(ctx context.Context, groupID uint64) (<-chan struct{}, uint64, error) {
+	return h.leaderWait(ctx, groupID)
+}
+
+func (h *Host) ctxErr(err, kind error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", kind, err)
+	}
+	return err
+}
+
+// ReadIndex waits until this replica has applied every write committed
+// before the call (a linearizable read point, confirmed with the leader by
+// a heartbeat round to a quorum); the caller then reads local storage.
+// It returns the read index.
+func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
+	for {
+		id := h.newID()
+		rq := &readReq{ch: make(chan uint64, 1)}
+		var gerr error
+		if err := h.do(ctx, func() {
+			g := h.groups[groupID]
+			if g == nil {
+				gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+				return
+			}
+			g.reads[id] = rq
+			g.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+		}); err != nil {
+			return 0, h.ctxErr(err, ErrNoLeader)
+		}
+		if gerr != nil {
+			return 0, gerr
+		}
+		t := time.NewTimer(h.cfg.ReadRetryInterval)
+		select {
+		case idx := <-rq.ch:
+			t.Stop()
+			if err := h.WaitApplied(ctx, groupID, idx); err != nil {
+				return 0, err
+			}
+			return idx, nil
+		case <-t.C:
+			// The request or its answer was lost, or there is no leader;
+			// reads are idempotent, so ask again.
+			h.async(func() {
+				if g := h.groups[groupID]; g != nil {
+					delete(g.reads, id)
+				}
+			})
+		case <-ctx.Done():
+			t.Stop()
+			h.async(func() {
+				if g := h.groups[groupID]; g != nil {
+					delete(g.reads, id)
+				}
+			})
+			return 0, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		case <-h.done:
+			t.Stop()
+			return 0, ErrStopped
+		}
+	}
+}
+
+// WaitApplied waits until the group has applied index on this node.
+func (h *Host) WaitApplied(ctx context.Context, groupID, index uint64) error {
+	ch := make(chan error, 1)
+	var gerr error
+	if err := h.do(ctx, func() {
+		g := h.groups[groupID]
+		if g == nil {
+			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+			return
+		}
+		if g.applied >= index {
+			ch <- nil
+			return
+		}
+		g.applyWaiters = append(g.applyWaiters, applyWaiter{index: index, ch: ch})
+	}); err != nil {
+		return err
+	}
+	if gerr != nil {
+		return gerr
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("raftgroup: waiting for index %d: %w", index, ctx.Err())
+	case <-h.done:
+		return ErrStopped
+	}
+}
+
+// TransferLeader asks the group's leader (which must be this node) to hand
+// leadership to `to`.
+func (h *Host) TransferLeader(ctx context.Context, groupID, to uint64) error {
+	var gerr error
+	if err := h.do(ctx, func() {
+		g := h.groups[groupID]
+		if g == nil {
+			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+			return
+		}
+		g.rn.TransferLeader(to)
+	}); err != nil {
+		return err
+	}
+	return gerr
+}
+
+// Campaign makes this replica start an election.
+func (h *Host) Campaign(ctx context.Context, groupID uint64) error {
+	var gerr error
+	if err := h.do(ctx, func() {
+		g := h.groups[groupID]
+		if g == nil {
+			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+			return
+		}
+		gerr = g.rn.Campaign()
+	}); err != nil {
+		return err
+	}
+	return gerr
+}
+
+func (h *Host) failWaiters(g *group, err error) {
+	for id, w := range g.proposals {
+		w.ch <- Result{Err: err}
+		delete(g.proposals, id)
+	}
+	clear(g.byIndex)
+	for _, aw := range g.applyWaiters {
+		aw.ch <- err
+	}
+	g.applyWaiters = nil
+}
+
+func (h *Host) fatal(err error) {
+	if h.err.CompareAndSwap(nil, &err) {
+		h.log.Error("raft storage write failed; stopping the node", "err", err)
+		h.stopOne.Do(func() { close(h.stopped) })
+		if h.cfg.OnFatal != nil {
+			go h.cfg.OnFatal(err)
+		}
+	}
+}

@@ -1,0 +1,271 @@
+package raftgroup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/meridian-db/meridian/storage"
+)
+
+// kvSM is a test state machine: a command "k=v" sets k to v.
+type kvSM struct {
+	group   uint64
+	mu      sync.Mutex
+	applied uint64
+}
+
+func (s *kvSM) Apply(b *storage.Batch, index uint64, cmd []byte) any {
+	k, v, ok := bytes.Cut(cmd, []byte("="))
+	if !ok {
+		return errors.New("bad command")
+	}
+	b.SetData(s.group, k, v)
+	return string(v)
+}
+
+func (s *kvSM) Applied(index uint64, restored bool) {
+	s.mu.Lock()
+	s.applied = index
+	s.mu.Unlock()
+}
+
+// localNet connects hosts in one process; links can be cut.
+type localNet struct {
+	mu    sync.Mutex
+	hosts map[uint64]*Host
+	cut   map[uint64]bool
+}
+
+type localSender struct {
+	net  *localNet
+	from uint64
+}
+
+func (s localSender) Send(group uint64, msgs []*pb.Message) {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	if s.net.cut[s.from] {
+		return
+	}
+	for _, m := range msgs {
+		to := m.GetTo()
+		if s.net.cut[to] {
+			continue
+		}
+		if h := s.net.hosts[to]; h != nil {
+			go h.Deliver(group, []*pb.Message{m})
+		}
+	}
+}
+
+type testNode struct {
+	id   uint64
+	fs   vfs.FS
+	db   *storage.DB
+	host *Host
+	sm   *kvSM
+}
+
+func startNode(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64) *testNode {
+	t.Helper()
+	db, err := storage.Open("/data", storage.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: 2 * time.Millisecond, CompactAfterEntries: compact})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.hosts[id] = h
+	n.mu.Unlock()
+	h.Start()
+	sm := &kvSM{group: 7}
+	if err := h.AddGroup(context.Background(), GroupConfig{ID: 7, SM: sm, Bootstrap: []uint64{1, 2, 3}, HeartbeatTicks: 2, ElectionTicks: 20}); err != nil {
+		t.Fatal(err)
+	}
+	return &testNode{id: id, fs: fs, db: db, host: h, sm: sm}
+}
+
+func (tn *testNode) stop(n *localNet) {
+	n.mu.Lock()
+	delete(n.hosts, tn.id)
+	n.mu.Unlock()
+	tn.host.Stop()
+	_ = tn.db.Close()
+}
+
+func newLocalNet() *localNet {
+	return &localNet{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
+}
+
+func waitLeader(t *testing.T, nodes []*testNode) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, tn := range nodes {
+			if tn == nil {
+				continue
+			}
+			if st, ok := tn.host.Status(7); ok && st.Lead == tn.id {
+				return tn.id
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no leader elected")
+	return 0
+}
+
+// propose sends cmd to the group's leader, retrying while leadership moves.
+func propose(ctx context.Context, t *testing.T, nodes []*testNode, cmd []byte) (Result, error) {
+	for {
+		for _, tn := range nodes {
+			if tn == nil {
+				continue
+			}
+			if st, ok := tn.host.Status(7); ok && st.Lead == tn.id {
+				r, err := tn.host.Propose(ctx, 7, cmd)
+				if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrDropped) {
+					continue
+				}
+				return r, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func TestProposeReadAndRestart(t *testing.T) {
+	n := newLocalNet()
+	var nodes []*testNode
+	for id := uint64(1); id <= 3; id++ {
+		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
+	}
+	defer func() {
+		for _, tn := range nodes {
+			tn.stop(n)
+		}
+	}()
+	waitLeader(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 50 {
+		r, err := propose(ctx, t, nodes, fmt.Appendf(nil, "k%d=v%d", i%5, i))
+		if err != nil {
+			t.Fatalf("propose %d: %v", i, err)
+		}
+		if got, want := r.Value, fmt.Sprintf("v%d", i); got != want {
+			t.Fatalf("result %v, want %v", got, want)
+		}
+	}
+	// A linearizable read on every node sees the last write.
+	for _, tn := range nodes {
+		if _, err := tn.host.ReadIndex(ctx, 7); err != nil {
+			t.Fatal(err)
+		}
+		v, ok, err := tn.db.Get(7, []byte("k4"))
+		if err != nil || !ok || string(v) != "v49" {
+			t.Fatalf("node %d: k4=%q %v %v, want v49", tn.id, v, ok, err)
+		}
+	}
+	// Restart node 2 from its data and check it keeps its data and rejoins.
+	fs := nodes[1].fs
+	nodes[1].stop(n)
+	nodes[1] = startNode(t, n, 2, fs, 0)
+	if v, ok, _ := nodes[1].db.Get(7, []byte("k4")); !ok || string(v) != "v49" {
+		t.Fatalf("after restart k4=%q, want v49", v)
+	}
+	if _, err := propose(ctx, t, nodes, []byte("after=restart")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotCatchUp(t *testing.T) {
+	n := newLocalNet()
+	var nodes []*testNode
+	for id := uint64(1); id <= 3; id++ {
+		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 100))
+	}
+	defer func() {
+		for _, tn := range nodes {
+			tn.stop(n)
+		}
+	}()
+	waitLeader(t, nodes)
+	// Take node 3 down while many writes happen and the log is truncated.
+	fs3 := nodes[2].fs
+	nodes[2].stop(n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 1000 {
+		if _, err := propose(ctx, t, nodes[:2], fmt.Appendf(nil, "key%03d=%d", i%300, i)); err != nil {
+			t.Fatalf("propose %d: %v", i, err)
+		}
+	}
+	if st, _ := nodes[0].host.Status(7); st.FirstIndex < 500 {
+		t.Fatalf("log not truncated: first index %d", st.FirstIndex)
+	}
+	nodes[2] = startNode(t, n, 3, fs3, 100)
+	idx, err := nodes[0].host.ReadIndex(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[2].host.WaitApplied(ctx, 7, idx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 700; i < 1000; i++ {
+		k := fmt.Sprintf("key%03d", i%300)
+		v, ok, _ := nodes[2].db.Get(7, []byte(k))
+		if !ok || string(v) != fmt.Sprint(i) {
+			t.Fatalf("%s=%q on the caught-up node, want %d", k, v, i)
+		}
+	}
+}
+
+func TestNoQuorumFailsInBoundedTime(t *testing.T) {
+	n := newLocalNet()
+	var nodes []*testNode
+	for id := uint64(1); id <= 3; id++ {
+		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
+	}
+	defer func() {
+		for _, tn := range nodes {
+			tn.stop(n)
+		}
+	}()
+	waitLeader(t, nodes)
+	leader := waitLeader(t, nodes)
+	n.mu.Lock()
+	for id := uint64(1); id <= 3; id++ {
+		n.cut[id] = id != leader
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := nodes[leader-1].host.Propose(ctx, 7, []byte("x=y"))
+	if errors.Is(err, ErrNotLeader) {
+		return // it already stepped down (check quorum): refused at once
+	}
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("propose without quorum: %v, want ErrTimeout or ErrNotLeader", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v does not wrap the context's", err)
+	}
+	if _, err := nodes[0].host.Propose(context.Background(), 99, []byte("x=y")); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("unknown group: %v", err)
+	}
+}

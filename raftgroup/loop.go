@@ -1,0 +1,280 @@
+package raftgroup
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meridian-db/meridian/storage"
+)
+
+// maxWorkPerRound bounds how many queued requests and inbound batches one
+// loop round takes before it persists and sends, so that a flood of
+// proposals cannot starve ticks or delay acknowledgements unboundedly.
+const maxWorkPerRound = 512
+
+func (h *Host) loop() {
+	defer close(h.done)
+	ticker := time.NewTicker(h.cfg.TickInterval)
+	defer ticker.Stop()
+	defer func() {
+		for _, g := range h.groups {
+			h.failWaiters(g, ErrStopped)
+		}
+	}()
+	for {
+		select {
+		case <-h.stopped:
+			return
+		case <-ticker.C:
+			for _, g := range h.groups {
+				g.rn.Tick()
+			}
+		case fn := <-h.work:
+			fn()
+		case in := <-h.inbox:
+			h.step(in)
+		}
+		// Take whatever else is queued, then persist and send once.
+	drain:
+		for n := 0; n < maxWorkPerRound; n++ {
+			select {
+			case fn := <-h.work:
+				fn()
+			case in := <-h.inbox:
+				h.step(in)
+			default:
+				break drain
+			}
+		}
+		select {
+		case <-h.stopped:
+			return
+		default:
+		}
+		h.processReady()
+	}
+}
+
+func (h *Host) step(in inbound) {
+	g := h.groups[in.group]
+	if g == nil {
+		return
+	}
+	for _, m := range in.msgs {
+		if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
+			h.log.Debug("step failed", "group", in.group, "type", m.GetType(), "from", m.GetFrom(), "err", err)
+		}
+	}
+}
+
+type readyGroup struct {
+	g        *group
+	rd       raft.Ready
+	results  []pendingResult
+	restored bool
+	applied  bool
+}
+
+type pendingResult struct {
+	w *waiter
+	r Result
+}
+
+// processReady runs one round of the Ready contract for every group that
+// has work (see the package documentation).
+func (h *Host) processReady() {
+	var ready []readyGroup
+	for _, g := range h.groups {
+		if g.rn.HasReady() {
+			ready = append(ready, readyGroup{g: g})
+		}
+	}
+	if len(ready) == 0 {
+		return
+	}
+	b := h.cfg.DB.NewBatch()
+	mustSync := false
+	for i := range ready {
+		rg := &ready[i]
+		g := rg.g
+		// Truncate the log first: it concerns entries committed in earlier
+		// rounds, which are in storage already.
+		if first, _ := g.store.FirstIndex(); g.applied > first && g.applied-first > h.cfg.CompactAfterEntries {
+			if err := g.store.StageTruncate(b, g.applied-h.cfg.CompactAfterEntries/2); err != nil {
+				b.Close()
+				h.fatal(err)
+				return
+			}
+		}
+		rg.rd = g.rn.Ready()
+		rd := &rg.rd
+		if rd.SoftState != nil {
+			g.isLeader = rd.SoftState.RaftState == raft.StateLeader
+			if rd.SoftState.Lead != g.lead {
+				g.lead = rd.SoftState.Lead
+				close(g.leaderChanged)
+				g.leaderChanged = make(chan struct{})
+			}
+		}
+		if g.isLeader && len(g.proposals) > 0 {
+			for _, e := range rd.Entries {
+				if e.GetType() == pb.EntryNormal && len(e.GetData()) >= 8 {
+					id := binary.BigEndian.Uint64(e.GetData())
+					if w := g.proposals[id]; w != nil {
+						w.index = e.GetIndex()
+						g.byIndex[e.GetIndex()] = id
+					}
+				}
+			}
+		}
+		if g.isLeader && len(rd.Messages) > 0 {
+			h.cfg.Sender.Send(g.id, rd.Messages)
+			rd.Messages = nil
+		}
+		if err := h.stage(b, rg); err != nil {
+			b.Close()
+			h.fatal(err)
+			return
+		}
+		mustSync = mustSync || rd.MustSync
+	}
+	if !b.Empty() {
+		if err := b.Commit(mustSync); err != nil {
+			h.fatal(err)
+			return
+		}
+	} else {
+		b.Close()
+	}
+	for i := range ready {
+		rg := &ready[i]
+		g := rg.g
+		if len(rg.rd.Messages) > 0 {
+			h.cfg.Sender.Send(g.id, rg.rd.Messages)
+		}
+		for _, pr := range rg.results {
+			pr.w.ch <- pr.r
+		}
+		for _, rs := range rg.rd.ReadStates {
+			if len(rs.RequestCtx) != 8 {
+				continue
+			}
+			id := binary.BigEndian.Uint64(rs.RequestCtx)
+			if rq := g.reads[id]; rq != nil {
+				rq.ch <- rs.Index
+				delete(g.reads, id)
+			}
+		}
+		if rg.applied || rg.restored {
+			g.sm.Applied(g.applied, rg.restored)
+			h.wakeApplied(g)
+		}
+		g.rn.Advance(rg.rd)
+		h.publishStatus(g)
+	}
+}
+
+// stage writes one group's Ready into the batch: snapshot, entries, hard
+// state, then the committed entries' effects and the new applied state.
+func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
+	g, rd := rg.g, &rg.rd
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := g.store.StageSnapshot(b, rd.Snapshot); err != nil {
+			return err
+		}
+		g.applied = rd.Snapshot.GetMetadata().GetIndex()
+		for idx := range g.byIndex {
+			if idx <= g.applied {
+				delete(g.byIndex, idx) // outcome unknown: it may be in the snapshot
+			}
+		}
+		g.cs = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
+		rg.restored = true
+	}
+	if err := g.store.StageEntries(b, rd.Entries); err != nil {
+		return err
+	}
+	g.store.StageHardState(b, rd.HardState)
+	if len(rd.CommittedEntries) == 0 {
+		return nil
+	}
+	for _, e := range rd.CommittedEntries {
+		idx := e.GetIndex()
+		if idx <= g.applied {
+			continue // replayed after a restart or covered by a snapshot
+		}
+		if idx != g.applied+1 {
+			return fmt.Errorf("raftgroup: group %d: committed entry %d after applied %d", g.id, idx, g.applied)
+		}
+		if pid, ok := g.byIndex[idx]; ok {
+			delete(g.byIndex, idx)
+			if data := e.GetData(); e.GetType() != pb.EntryNormal || len(data) < 8 || binary.BigEndian.Uint64(data) != pid {
+				// Another leader's entry won this position: the proposal
+				// can never be applied.
+				if w := g.proposals[pid]; w != nil {
+					rg.results = append(rg.results, pendingResult{w: w, r: Result{Err: fmt.Errorf("%w: log position %d taken by another leader's entry", ErrDropped, idx)}})
+					delete(g.proposals, pid)
+				}
+			}
+		}
+		switch e.GetType() {
+		case pb.EntryNormal:
+			data := e.GetData()
+			if len(data) >= 8 {
+				val := g.sm.Apply(b, idx, data[8:])
+				if w := g.proposals[binary.BigEndian.Uint64(data)]; w != nil {
+					rg.results = append(rg.results, pendingResult{w: w, r: Result{Index: idx, Value: val}})
+					delete(g.proposals, binary.BigEndian.Uint64(data))
+				}
+			}
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			var cc pb.ConfChangeI
+			var ctx []byte
+			if e.GetType() == pb.EntryConfChange {
+				var c pb.ConfChange
+				if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+					return fmt.Errorf("raftgroup: group %d: conf change at %d: %w", g.id, idx, err)
+				}
+				cc, ctx = &c, c.GetContext()
+			} else {
+				var c pb.ConfChangeV2
+				if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+					return fmt.Errorf("raftgroup: group %d: conf change at %d: %w", g.id, idx, err)
+				}
+				cc, ctx = &c, c.GetContext()
+			}
+			g.cs = g.rn.ApplyConfChange(cc)
+			if len(ctx) == 8 {
+				if w := g.proposals[binary.BigEndian.Uint64(ctx)]; w != nil {
+					rg.results = append(rg.results, pendingResult{w: w, r: Result{Index: idx}})
+					delete(g.proposals, binary.BigEndian.Uint64(ctx))
+				}
+			}
+		}
+		g.applied = idx
+		rg.applied = true
+	}
+	if rg.applied || rg.restored {
+		g.store.StageApplied(b, g.applied, g.cs)
+	}
+	return nil
+}
+
+func (h *Host) wakeApplied(g *group) {
+	if len(g.applyWaiters) == 0 {
+		return
+	}
+	g.applyWaiters = slices.DeleteFunc(g.applyWaiters, func(aw applyWaiter) bool {
+		if aw.index <= g.applied {
+			aw.ch <- nil
+			return true
+		}
+		return false
+	})
+}

@@ -1,0 +1,189 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// ErrDirPermissions is returned by Open when the data directory can be read
+// or written by users other than its owner.
+var ErrDirPermissions = errors.New("storage: data directory permissions are looser than 0700")
+
+// ErrClosed is returned by operations on a closed DB.
+var ErrClosed = errors.New("storage: closed")
+
+// Options configures Open.
+type Options struct {
+	// FS is the filesystem Pebble runs on. Nil means the operating system's.
+	// Tests pass vfs.NewMem() or a crashable in-memory filesystem.
+	FS vfs.FS
+	// CacheBytes is the size of Pebble's block cache. Zero means 64 MiB.
+	CacheBytes int64
+	// Logger receives Pebble's own log lines at debug level. Nil discards.
+	Logger *slog.Logger
+}
+
+// DB is one node's storage. It is safe for concurrent use; writes are
+// expected to come from the raftgroup host's single loop, reads from anywhere.
+type DB struct {
+	pdb *pebble.DB
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	if opts.FS == nil {
+		if err := ensureDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	po := &pebble.Options{FS: opts.FS}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(opts.CacheBytes)
+	defer cache.Unref()
+	po.Cache = cache
+	po.Logger = pebbleLogger{l: opts.Logger}
+	pdb, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+	}
+	return &DB{pdb: pdb}, nil
+}
+
+func ensureDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("storage: create data directory: %w", err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("storage: data directory: %w", err)
+	case !st.IsDir():
+		return fmt.Errorf("storage: %s is not a directory", dir)
+	case st.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("%w: %s has mode %#o (run chmod 700 %s)", ErrDirPermissions, dir, st.Mode().Perm(), dir)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("storage: close: %w", err)
+	}
+	return nil
+}
+
+// Batch is a set of writes committed atomically.
+type Batch struct {
+	db *DB
+	pb *pebble.Batch
+}
+
+// NewBatch returns an empty batch. Reads through the batch (GetData) see
+// the committed state with the batch's own writes applied on top, so a
+// state machine can apply several commands to the same key in one batch.
+func (db *DB) NewBatch() *Batch { return &Batch{db: db, pb: db.pdb.NewIndexedBatch()} }
+
+// Set stages key=value.
+func (b *Batch) Set(key, value []byte) { must(b.pb.Set(key, value, nil)) }
+
+// Delete stages the removal of key.
+func (b *Batch) Delete(key []byte) { must(b.pb.Delete(key, nil)) }
+
+// DeleteRange stages the removal of every key in [start, end).
+func (b *Batch) DeleteRange(start, end []byte) { must(b.pb.DeleteRange(start, end, nil)) }
+
+// Empty reports whether nothing is staged.
+func (b *Batch) Empty() bool { return b.pb.Empty() }
+
+// Len is the encoded size of the batch in bytes.
+func (b *Batch) Len() int { return b.pb.Len() }
+
+// Commit applies the batch; with sync it is durable (one WAL fsync) when
+// Commit returns. The batch cannot be used afterwards.
+func (b *Batch) Commit(sync bool) error {
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
+	}
+	err := b.pb.Commit(opt)
+	_ = b.pb.Close()
+	if err != nil {
+		return fmt.Errorf("storage: commit: %w", err)
+	}
+	return nil
+}
+
+// Close discards an uncommitted batch.
+func (b *Batch) Close() { _ = b.pb.Close() }
+
+// must panics on errors Pebble only returns for programming errors (writing
+// to a committed batch); it keeps the staging API free of error plumbing.
+func must(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("storage: batch misuse: %v", err))
+	}
+}
+
+// get returns a copy of the value of key, or nil, false.
+func (db *DB) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("storage: get: %w", err)
+	}
+	out := append([]byte(nil), v...)
+	_ = closer.Close()
+	return out, true, nil
+}
+
+// scan calls fn for each key in [start, end) in order until fn returns false.
+// Key and value are only valid during the call.
+func (db *DB) scan(start, end []byte, fn func(k, v []byte) bool) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	if err != nil {
+		return fmt.Errorf("storage: iterator: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("storage: scan: %w", err)
+		}
+		if !fn(it.Key(), v) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("storage: scan: %w", err)
+	}
+	return nil
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l != nil {
+		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	if p.l != nil {
+		p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

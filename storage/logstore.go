@@ -1,0 +1,390 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrCorrupt is returned when persisted raft state cannot be decoded.
+var ErrCorrupt = errors.New("storage: corrupt raft state")
+
+// maxCachedEntries bounds the in-memory tail of the log kept per group so
+// that applying committed entries and replicating to up-to-date followers
+// do not read Pebble.
+const maxCachedEntries = 512
+
+// AppliedState is what a group has applied: the index and the
+// configuration in force at that index. It is written in the same batch as
+// the effects of the entries it covers.
+type AppliedState struct {
+	Index     uint64
+	ConfState *pb.ConfState
+}
+
+// LogStore is the raft.Storage of one group. Its methods are called from the
+// raftgroup host's loop (writes and raft's reads) and may also be called
+// concurrently for status, hence the mutex.
+type LogStore struct {
+	db    *DB
+	group uint64
+
+	mu        sync.Mutex
+	hard      *pb.HardState
+	applied   AppliedState
+	truncIdx  uint64
+	truncTerm uint64
+	last      uint64
+	cache     []*pb.Entry // consecutive entries ending at last (may be empty)
+
+	// SnapshotFunc builds a snapshot of the group's current applied state.
+	// Set by the host; raft calls Snapshot when a follower needs one.
+	SnapshotFunc func() (*pb.Snapshot, error)
+}
+
+// LoadLogStore reads a group's raft state. A group with no state has
+// everything zero (an empty replica waiting for a snapshot or bootstrap).
+func (db *DB) LoadLogStore(group uint64) (*LogStore, error) {
+	s := &LogStore{db: db, group: group, hard: &pb.HardState{}}
+	if v, ok, err := db.get(raftKey(group, suffixHardState)); err != nil {
+		return nil, err
+	} else if ok {
+		if err := proto.Unmarshal(v, s.hard); err != nil {
+			return nil, fmt.Errorf("%w: hard state of group %d: %w", ErrCorrupt, group, err)
+		}
+	}
+	ap, err := db.loadApplied(group)
+	if err != nil {
+		return nil, err
+	}
+	s.applied = ap
+	if v, ok, err := db.get(raftKey(group, suffixTruncated)); err != nil {
+		return nil, err
+	} else if ok {
+		if len(v) != 16 {
+			return nil, fmt.Errorf("%w: truncated state of group %d", ErrCorrupt, group)
+		}
+		s.truncIdx, s.truncTerm = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+	}
+	s.last = s.truncIdx
+	// The last entry: seek to the end of the group's log span.
+	lo, hi := logKey(group, 0), logKey(group, ^uint64(0))
+	it, err := db.pdb.NewIter(nil)
+	if err != nil {
+		return nil, fmt.Errorf("storage: iterator: %w", err)
+	}
+	defer it.Close()
+	if it.SeekLT(hi) && len(it.Key()) == len(lo) && string(it.Key()[:10]) == string(lo[:10]) {
+		s.last = binary.BigEndian.Uint64(it.Key()[10:])
+	}
+	if s.last < s.truncIdx {
+		return nil, fmt.Errorf("%w: group %d log ends at %d before its truncation point %d", ErrCorrupt, group, s.last, s.truncIdx)
+	}
+	return s, nil
+}
+
+func (db *DB) loadApplied(group uint64) (AppliedState, error) {
+	v, ok, err := db.get(raftKey(group, suffixApplied))
+	if err != nil || !ok {
+		return AppliedState{ConfState: &pb.ConfState{}}, err
+	}
+	if len(v) < 8 {
+		return AppliedState{}, fmt.Errorf("%w: applied state of group %d", ErrCorrupt, group)
+	}
+	cs := &pb.ConfState{}
+	if err := proto.Unmarshal(v[8:], cs); err != nil {
+		return AppliedState{}, fmt.Errorf("%w: conf state of group %d: %w", ErrCorrupt, group, err)
+	}
+	return AppliedState{Index: binary.BigEndian.Uint64(v), ConfState: cs}, nil
+}
+
+// HasState reports whether the group has ever been bootstrapped or received
+// a snapshot on this node.
+func (s *LogStore) HasState() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last > 0 || s.applied.Index > 0
+}
+
+// InitialState implements raft.Storage.
+func (s *LogStore) InitialState() (*pb.HardState, *pb.ConfState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return proto.Clone(s.hard).(*pb.HardState), proto.Clone(s.applied.ConfState).(*pb.ConfState), nil
+}
+
+// Entries implements raft.Storage.
+func (s *LogStore) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lo <= s.truncIdx {
+		return nil, raft.ErrCompacted
+	}
+	if hi > s.last+1 {
+		return nil, fmt.Errorf("storage: entries [%d,%d) beyond last index %d: %w", lo, hi, s.last, raft.ErrUnavailable)
+	}
+	var out []*pb.Entry
+	var size uint64
+	add := func(e *pb.Entry) bool {
+		size += uint64(proto.Size(e))
+		if len(out) > 0 && size > maxSize {
+			return false
+		}
+		out = append(out, e)
+		return true
+	}
+	if n := len(s.cache); n > 0 && lo >= s.cache[0].GetIndex() {
+		first := s.cache[0].GetIndex()
+		for i := lo; i < hi; i++ {
+			if !add(s.cache[i-first]) {
+				break
+			}
+		}
+		return out, nil
+	}
+	var decodeErr error
+	next := lo
+	err := s.db.scan(logKey(s.group, lo), logKey(s.group, hi), func(k, v []byte) bool {
+		e := &pb.Entry{}
+		if err := proto.Unmarshal(v, e); err != nil {
+			decodeErr = fmt.Errorf("%w: entry of group %d: %w", ErrCorrupt, s.group, err)
+			return false
+		}
+		if e.GetIndex() != next {
+			decodeErr = fmt.Errorf("%w: group %d log has a gap at %d", ErrCorrupt, s.group, next)
+			return false
+		}
+		next++
+		return add(e)
+	})
+	if err == nil {
+		err = decodeErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, raft.ErrUnavailable
+	}
+	return out, nil
+}
+
+// Term implements raft.Storage.
+func (s *LogStore) Term(i uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.termLocked(i)
+}
+
+func (s *LogStore) termLocked(i uint64) (uint64, error) {
+	switch {
+	case i == s.truncIdx:
+		return s.truncTerm, nil
+	case i < s.truncIdx:
+		return 0, raft.ErrCompacted
+	case i > s.last:
+		return 0, raft.ErrUnavailable
+	}
+	if n := len(s.cache); n > 0 && i >= s.cache[0].GetIndex() {
+		return s.cache[i-s.cache[0].GetIndex()].GetTerm(), nil
+	}
+	v, ok, err := s.db.get(logKey(s.group, i))
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, raft.ErrUnavailable
+	}
+	e := &pb.Entry{}
+	if err := proto.Unmarshal(v, e); err != nil {
+		return 0, fmt.Errorf("%w: entry %d of group %d: %w", ErrCorrupt, i, s.group, err)
+	}
+	return e.GetTerm(), nil
+}
+
+// LastIndex implements raft.Storage.
+func (s *LogStore) LastIndex() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, nil
+}
+
+// FirstIndex implements raft.Storage.
+func (s *LogStore) FirstIndex() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.truncIdx + 1, nil
+}
+
+// Snapshot implements raft.Storage by asking the host for a snapshot of the
+// current applied state.
+func (s *LogStore) Snapshot() (*pb.Snapshot, error) {
+	if s.SnapshotFunc == nil {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return s.SnapshotFunc()
+}
+
+// Applied returns the applied state.
+func (s *LogStore) Applied() AppliedState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return AppliedState{Index: s.applied.Index, ConfState: proto.Clone(s.applied.ConfState).(*pb.ConfState)}
+}
+
+// Truncated returns the index and term of the last entry removed from the log.
+func (s *LogStore) Truncated() (index, term uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.truncIdx, s.truncTerm
+}
+
+// --- writes, staged into a batch by the host ---
+
+// StageHardState stages the hard state.
+func (s *LogStore) StageHardState(b *Batch, hs *pb.HardState) {
+	if hs == nil || raft.IsEmptyHardState(hs) {
+		return
+	}
+	s.mu.Lock()
+	s.hard = proto.Clone(hs).(*pb.HardState)
+	s.mu.Unlock()
+	b.Set(raftKey(s.group, suffixHardState), mustMarshal(hs))
+}
+
+// StageEntries stages appended entries, removing any conflicting suffix the
+// new entries replace.
+func (s *LogStore) StageEntries(b *Batch, ents []*pb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := ents[0].GetIndex()
+	if first <= s.truncIdx {
+		return fmt.Errorf("storage: group %d: append at %d overwrites truncated log (truncated at %d)", s.group, first, s.truncIdx)
+	}
+	if first > s.last+1 {
+		return fmt.Errorf("storage: group %d: append at %d leaves a gap after %d", s.group, first, s.last)
+	}
+	newLast := ents[len(ents)-1].GetIndex()
+	if newLast < s.last {
+		b.DeleteRange(logKey(s.group, newLast+1), logKey(s.group, s.last+1))
+	}
+	for _, e := range ents {
+		b.Set(logKey(s.group, e.GetIndex()), mustMarshal(e))
+	}
+	// Cache: keep the consecutive tail.
+	if n := len(s.cache); n > 0 && first >= s.cache[0].GetIndex() && first <= s.last+1 {
+		s.cache = s.cache[:first-s.cache[0].GetIndex()]
+	} else {
+		s.cache = nil
+	}
+	s.cache = append(s.cache, ents...)
+	if n := len(s.cache); n > maxCachedEntries {
+		s.cache = append([]*pb.Entry(nil), s.cache[n-maxCachedEntries:]...)
+	}
+	s.last = newLast
+	return nil
+}
+
+// StageApplied stages the applied state.
+func (s *LogStore) StageApplied(b *Batch, index uint64, cs *pb.ConfState) {
+	s.mu.Lock()
+	s.applied = AppliedState{Index: index, ConfState: proto.Clone(cs).(*pb.ConfState)}
+	s.mu.Unlock()
+	v := binary.BigEndian.AppendUint64(nil, index)
+	b.Set(raftKey(s.group, suffixApplied), append(v, mustMarshal(cs)...))
+}
+
+// StageTruncate stages the removal of every log entry up to and including
+// index, which must be applied.
+func (s *LogStore) StageTruncate(b *Batch, index uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index <= s.truncIdx {
+		return nil
+	}
+	if index > s.applied.Index || index > s.last {
+		return fmt.Errorf("storage: group %d: truncate to %d beyond applied %d", s.group, index, s.applied.Index)
+	}
+	term, err := s.termLocked(index)
+	if err != nil {
+		return err
+	}
+	b.DeleteRange(logKey(s.group, s.truncIdx+1), logKey(s.group, index+1))
+	s.setTruncatedLocked(b, index, term)
+	if n := len(s.cache); n > 0 && s.cache[0].GetIndex() <= index {
+		s.cache = append([]*pb.Entry(nil), s.cache[min(uint64(n), index+1-s.cache[0].GetIndex()):]...)
+	}
+	return nil
+}
+
+func (s *LogStore) setTruncatedLocked(b *Batch, index, term uint64) {
+	s.truncIdx, s.truncTerm = index, term
+	v := binary.BigEndian.AppendUint64(nil, index)
+	b.Set(raftKey(s.group, suffixTruncated), binary.BigEndian.AppendUint64(v, term))
+}
+
+// StageSnapshot stages the installation of a snapshot received from the
+// leader: the group's data is replaced, the whole log discarded, and the
+// applied and truncated states moved to the snapshot's index.
+func (s *LogStore) StageSnapshot(b *Batch, snap *pb.Snapshot) error {
+	md := snap.GetMetadata()
+	if err := b.RestoreGroupData(s.group, snap.GetData()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b.DeleteRange(logKey(s.group, 0), logKey(s.group, ^uint64(0)))
+	s.cache = nil
+	s.last = md.GetIndex()
+	s.setTruncatedLocked(b, md.GetIndex(), md.GetTerm())
+	cs := md.GetConfState()
+	if cs == nil {
+		cs = &pb.ConfState{}
+	}
+	s.applied = AppliedState{Index: md.GetIndex(), ConfState: proto.Clone(cs).(*pb.ConfState)}
+	v := binary.BigEndian.AppendUint64(nil, md.GetIndex())
+	b.Set(raftKey(s.group, suffixApplied), append(v, mustMarshal(cs)...))
+	return nil
+}
+
+// StageBootstrap stages the initial state of a brand-new group whose
+// initial members are voters: every member writes the same state, as if
+// each had installed the same empty snapshot at index `index`, term `term`.
+func (s *LogStore) StageBootstrap(b *Batch, index, term uint64, voters []uint64) error {
+	if s.HasState() {
+		return fmt.Errorf("storage: group %d already has state", s.group)
+	}
+	snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
+		Index: proto.Uint64(index), Term: proto.Uint64(term),
+		ConfState: &pb.ConfState{Voters: voters},
+	}}
+	if err := s.StageSnapshot(b, snap); err != nil {
+		return err
+	}
+	s.StageHardState(b, &pb.HardState{Term: proto.Uint64(term), Commit: proto.Uint64(index)})
+	return nil
+}
+
+// StageDestroy stages the removal of everything the group owns on this node.
+func (s *LogStore) StageDestroy(b *Batch) {
+	lo, hi := raftSpan(s.group)
+	b.DeleteRange(lo, hi)
+	lo, hi = dataSpan(s.group)
+	b.DeleteRange(lo, hi)
+}
+
+func mustMarshal(m proto.Message) []byte {
+	v, err := proto.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("storage: marshal %T: %v", m, err))
+	}
+	return v
+}

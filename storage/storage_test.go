@@ -1,0 +1,240 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func ents(term uint64, from, to uint64) []*pb.Entry {
+	var out []*pb.Entry
+	for i := from; i <= to; i++ {
+		out = append(out, &pb.Entry{Index: proto.Uint64(i), Term: proto.Uint64(term), Data: []byte{byte(i)}})
+	}
+	return out
+}
+
+func commit(t *testing.T, b *Batch) {
+	t.Helper()
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLogStoreRestartFromDisk(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := db.LoadLogStore(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := db.NewBatch()
+	if err := s.StageBootstrap(b, 10, 5, []uint64{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, b)
+	b = db.NewBatch()
+	if err := s.StageEntries(b, ents(6, 11, 20)); err != nil {
+		t.Fatal(err)
+	}
+	s.StageHardState(b, &pb.HardState{Term: proto.Uint64(6), Vote: proto.Uint64(2), Commit: proto.Uint64(15)})
+	b.SetData(5, []byte("k"), []byte("v"))
+	s.StageApplied(b, 15, &pb.ConfState{Voters: []uint64{1, 2, 3}})
+	commit(t, b)
+	// A conflicting append replaces the suffix from 18 on.
+	b = db.NewBatch()
+	if err := s.StageEntries(b, ents(7, 18, 19)); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, b)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err = db.LoadLogStore(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, cs, _ := s.InitialState()
+	if hs.GetTerm() != 6 || hs.GetVote() != 2 || hs.GetCommit() != 15 || len(cs.GetVoters()) != 3 {
+		t.Fatalf("initial state after restart: %v %v", hs, cs)
+	}
+	if first, _ := s.FirstIndex(); first != 11 {
+		t.Fatalf("first index %d, want 11", first)
+	}
+	if last, _ := s.LastIndex(); last != 19 {
+		t.Fatalf("last index %d, want 19 (the conflicting suffix replaced 20)", last)
+	}
+	if term, _ := s.Term(18); term != 7 {
+		t.Fatalf("term of 18 is %d, want 7", term)
+	}
+	if term, _ := s.Term(10); term != 5 {
+		t.Fatalf("term of the bootstrap index %d, want 5", term)
+	}
+	got, err := s.Entries(11, 20, 1<<20)
+	if err != nil || len(got) != 9 || got[0].GetIndex() != 11 || got[8].GetTerm() != 7 {
+		t.Fatalf("entries after restart: %v %v", got, err)
+	}
+	if got, _ := s.Entries(11, 20, 1); len(got) != 1 {
+		t.Fatalf("maxSize not honoured: %d entries", len(got))
+	}
+	if _, err := s.Entries(5, 12, 1<<20); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("entries before the first index: %v", err)
+	}
+	if ap := s.Applied(); ap.Index != 15 {
+		t.Fatalf("applied %d, want 15", ap.Index)
+	}
+	if v, ok, _ := db.Get(5, []byte("k")); !ok || string(v) != "v" {
+		t.Fatalf("data after restart: %q %v", v, ok)
+	}
+}
+
+func TestTruncateAndSnapshot(t *testing.T) {
+	db, err := Open("/db", Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, _ := db.LoadLogStore(9)
+	b := db.NewBatch()
+	_ = s.StageBootstrap(b, 10, 5, []uint64{1})
+	commit(t, b)
+	b = db.NewBatch()
+	_ = s.StageEntries(b, ents(5, 11, 40))
+	s.StageApplied(b, 30, &pb.ConfState{Voters: []uint64{1}})
+	commit(t, b)
+	b = db.NewBatch()
+	if err := s.StageTruncate(b, 35); err == nil {
+		t.Fatal("truncating beyond the applied index must fail")
+	}
+	if err := s.StageTruncate(b, 25); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, b)
+	if first, _ := s.FirstIndex(); first != 26 {
+		t.Fatalf("first index %d after truncation, want 26", first)
+	}
+	if term, err := s.Term(25); err != nil || term != 5 {
+		t.Fatalf("term of the truncation point: %d %v", term, err)
+	}
+	if _, err := s.Term(24); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("term before the truncation point: %v", err)
+	}
+	// A reloaded store agrees (the truncation was persisted).
+	s2, err := db.LoadLogStore(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := s2.FirstIndex(); first != 26 {
+		t.Fatalf("reloaded first index %d", first)
+	}
+
+	// Install a snapshot: data replaced, log emptied, indexes moved.
+	b = db.NewBatch()
+	b.SetData(9, []byte("old"), []byte("x"))
+	commit(t, b)
+	src, _ := Open("/src", Options{FS: vfs.NewMem()})
+	defer src.Close()
+	b = src.NewBatch()
+	b.SetData(9, []byte("a"), []byte("1"))
+	b.SetData(9, []byte("b"), []byte("2"))
+	commit(t, b)
+	data, err := src.EncodeGroupData(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = db.NewBatch()
+	snap := &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: proto.Uint64(100), Term: proto.Uint64(8), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}}}
+	if err := s.StageSnapshot(b, snap); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, b)
+	if _, ok, _ := db.Get(9, []byte("old")); ok {
+		t.Fatal("data from before the snapshot survived")
+	}
+	if v, ok, _ := db.Get(9, []byte("b")); !ok || string(v) != "2" {
+		t.Fatalf("snapshot data: %q", v)
+	}
+	first, _ := s.FirstIndex()
+	last, _ := s.LastIndex()
+	if first != 101 || last != 100 || s.Applied().Index != 100 {
+		t.Fatalf("after snapshot: first %d last %d applied %d", first, last, s.Applied().Index)
+	}
+	// Other groups' data is untouched by a snapshot of group 9.
+	b = db.NewBatch()
+	b.SetData(10, []byte("a"), []byte("z"))
+	commit(t, b)
+	b = db.NewBatch()
+	_ = s.StageSnapshot(b, snap)
+	commit(t, b)
+	if v, ok, _ := db.Get(10, []byte("a")); !ok || string(v) != "z" {
+		t.Fatal("a snapshot of one group touched another group's data")
+	}
+}
+
+func TestBatchReadsItsOwnWrites(t *testing.T) {
+	db, _ := Open("/db", Options{FS: vfs.NewMem()})
+	defer db.Close()
+	b := db.NewBatch()
+	b.SetData(1, []byte("k"), []byte("v1"))
+	if v, ok, _ := b.GetData(1, []byte("k")); !ok || string(v) != "v1" {
+		t.Fatalf("batch read: %q %v", v, ok)
+	}
+	if _, ok, _ := db.Get(1, []byte("k")); ok {
+		t.Fatal("uncommitted write visible")
+	}
+	commit(t, b)
+	var keys [][]byte
+	_ = db.Scan(1, nil, nil, func(k, v []byte) bool { keys = append(keys, bytes.Clone(k)); return true })
+	if len(keys) != 1 || string(keys[0]) != "k" {
+		t.Fatalf("scan: %q", keys)
+	}
+}
+
+func TestDataDirPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "loose")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrDirPermissions) {
+		t.Fatalf("open of a 0755 directory: %v, want ErrDirPermissions", err)
+	}
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	db, err := Open(fresh, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if st, _ := os.Stat(fresh); st.Mode().Perm() != 0o700 {
+		t.Fatalf("created with mode %#o, want 0700", st.Mode().Perm())
+	}
+}
+
+func FuzzDecodeGroupData(f *testing.F) {
+	f.Add([]byte{1, 'a', 1, 'b'})
+	f.Add([]byte{0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pairs, err := DecodeGroupData(b)
+		if err == nil && len(pairs)%2 != 0 {
+			t.Fatalf("odd number of items: %d", len(pairs))
+		}
+	})
+}

@@ -1,0 +1,33 @@
+// Package transport carries traffic between Meridian nodes over gRPC.
+//
+// A Transport serves one node. For every peer it keeps one gRPC client
+// connection, dialled on first use and redialled with backoff after a
+// failure, and one bounded queue drained by a single sender goroutine that
+// packs everything queued into a batch frame and writes it on a long-lived
+// client stream. Raft snapshots (MsgSnap) bypass the queue and are streamed in
+// chunks on a stream of their own. Call offers unary requests between nodes
+// (request forwarding and the like), and a background pinger keeps a smoothed
+// round-trip time per peer.
+//
+// All traffic goes through a *netsim.Network: batch frames and snapshot
+// chunks via Network.SendNotify, and both hops of a Call via Network.Wait. In
+// production that network is netsim.Identity() and costs nothing; in tests and
+// demos it adds the delays, losses and partitions of a multi-region
+// deployment.
+//
+// The wire service is declared by hand (there is no generated code): every
+// RPC carries a wrapperspb.BytesValue whose bytes use the package's own
+// versioned framing, and the sending node's id travels in gRPC metadata.
+//
+// Ownership and limits:
+//
+//   - transport owns its listener, gRPC server, client connections and every
+//     goroutine it starts; Close releases all of them.
+//   - transport never interprets raft messages beyond routing by To and
+//     spotting MsgSnap, never retries a raft message (raft does that) and
+//     never blocks the caller of Send.
+//   - transport does not own the netsim.Network it is given and never closes
+//     it.
+//   - transport never reads global configuration or logs through a global
+//     logger; everything comes in through Config.
+package transport

@@ -1,0 +1,213 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// The gRPC service, declared by hand. Every message is a
+// wrapperspb.BytesValue carrying this package's framing.
+const (
+	serviceName    = "meridian.transport.v1.Transport"
+	methodCall     = "/" + serviceName + "/Call"
+	methodRaft     = "/" + serviceName + "/Raft"
+	methodSnapshot = "/" + serviceName + "/Snapshot"
+
+	// mdFrom and mdTo carry the sender's and the addressee's node ids.
+	mdFrom = "meridian-from"
+	mdTo   = "meridian-to"
+
+	// snapshotPreallocBytes caps the buffer allocated for a snapshot before
+	// its bytes arrive.
+	snapshotPreallocBytes = 8 << 20
+)
+
+// transportServer is what the service implementation provides; it exists for
+// grpc.ServiceDesc.HandlerType.
+type transportServer interface {
+	call(ctx context.Context, req *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error)
+	raft(stream grpc.ServerStream) error
+	snapshot(stream grpc.ServerStream) error
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: serviceName,
+	HandlerType: (*transportServer)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Call",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			in := new(wrapperspb.BytesValue)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			s := srv.(transportServer)
+			if interceptor == nil {
+				return s.call(ctx, in)
+			}
+			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: methodCall}
+			return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+				return s.call(ctx, req.(*wrapperspb.BytesValue))
+			})
+		},
+	}},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Raft",
+			ClientStreams: true,
+			Handler: func(srv any, stream grpc.ServerStream) error {
+				return srv.(transportServer).raft(stream)
+			},
+		},
+		{
+			StreamName:    "Snapshot",
+			ClientStreams: true,
+			Handler: func(srv any, stream grpc.ServerStream) error {
+				return srv.(transportServer).snapshot(stream)
+			},
+		},
+	},
+	Metadata: "meridian/transport",
+}
+
+// service is the receiving side of a Transport.
+type service struct{ t *Transport }
+
+var _ transportServer = (*service)(nil)
+
+// remoteID returns the sender's node id from the metadata and checks that
+// the request is meant for this node.
+func (s *service) remoteID(ctx context.Context) (uint64, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	from, to := md.Get(mdFrom), md.Get(mdTo)
+	if len(from) != 1 || len(to) != 1 {
+		return 0, status.Error(codes.InvalidArgument, "transport: missing node id metadata")
+	}
+	id, err := strconv.ParseUint(from[0], 10, 64)
+	if err != nil || id == 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "transport: bad sender id %q", from[0])
+	}
+	if to[0] != strconv.FormatUint(s.t.cfg.NodeID, 10) {
+		return 0, status.Errorf(codes.FailedPrecondition,
+			"transport: request for node %s reached node %d", to[0], s.t.cfg.NodeID)
+	}
+	return id, nil
+}
+
+func (s *service) call(ctx context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+	t := s.t
+	from, err := s.remoteID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	method, payload, err := decodeCallRequest(in.GetValue())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	var resp []byte
+	var herr error
+	if method != pingMethod {
+		ran := t.callback(func() { resp, herr = t.h.HandleCall(ctx, from, method, payload) })
+		if !ran {
+			return nil, status.Error(codes.Unavailable, ErrClosed.Error())
+		}
+	}
+	// The response hop.
+	if err := t.net.Wait(ctx, t.cfg.NodeID, from); err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, status.Errorf(codes.Unavailable, "transport: response to node %d: %v", from, err)
+	}
+	return &wrapperspb.BytesValue{Value: encodeCallResponse(resp, herr)}, nil
+}
+
+func (s *service) raft(stream grpc.ServerStream) error {
+	t := s.t
+	from, err := s.remoteID(stream.Context())
+	if err != nil {
+		return err
+	}
+	for {
+		in := new(wrapperspb.BytesValue)
+		if err := stream.RecvMsg(in); err != nil {
+			if errors.Is(err, io.EOF) {
+				return stream.SendMsg(&wrapperspb.BytesValue{})
+			}
+			return err
+		}
+		batch, err := decodeBatch(in.GetValue())
+		if err != nil {
+			t.log.Warn("bad batch frame", "peer", from, "err", err)
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		if !t.callback(func() { t.h.HandleRaft(from, batch) }) {
+			return status.Error(codes.Unavailable, ErrClosed.Error())
+		}
+	}
+}
+
+func (s *service) snapshot(stream grpc.ServerStream) error {
+	t := s.t
+	ctx := stream.Context()
+	from, err := s.remoteID(ctx)
+	if err != nil {
+		return err
+	}
+	in := new(wrapperspb.BytesValue)
+	if err := stream.RecvMsg(in); err != nil {
+		return err
+	}
+	group, size, err := decodeSnapshotHeader(in.GetValue())
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if size > uint64(t.cfg.MaxSnapshotBytes) {
+		t.log.Warn("refusing oversized snapshot", "peer", from, "group", group, "bytes", size)
+		return status.Errorf(codes.ResourceExhausted,
+			"transport: snapshot of %d bytes exceeds the limit of %d", size, t.cfg.MaxSnapshotBytes)
+	}
+	// Grow with the data instead of trusting the header for the allocation.
+	data := make([]byte, 0, min(size, snapshotPreallocBytes))
+	for {
+		in := new(wrapperspb.BytesValue)
+		if err := stream.RecvMsg(in); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return err
+		}
+		if uint64(len(data))+uint64(len(in.GetValue())) > size {
+			return status.Errorf(codes.InvalidArgument, "transport: snapshot longer than its announced %d bytes", size)
+		}
+		data = append(data, in.GetValue()...)
+	}
+	if uint64(len(data)) != size {
+		return status.Errorf(codes.InvalidArgument, "transport: snapshot of %d bytes, %d announced", len(data), size)
+	}
+	msg := new(raftpb.Message)
+	if err := proto.Unmarshal(data, msg); err != nil {
+		return status.Error(codes.InvalidArgument, fmt.Errorf("%w: snapshot: %w", ErrBadFrame, err).Error())
+	}
+	if !t.callback(func() { t.h.HandleRaft(from, []Envelope{{Group: group, Msg: msg}}) }) {
+		return status.Error(codes.Unavailable, ErrClosed.Error())
+	}
+	// The acknowledgement crosses the network back to the sender.
+	if err := t.net.Wait(ctx, t.cfg.NodeID, from); err != nil {
+		return status.Errorf(codes.Unavailable, "transport: snapshot ack to node %d: %v", from, err)
+	}
+	return stream.SendMsg(&wrapperspb.BytesValue{})
+}
