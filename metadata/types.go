@@ -38,6 +38,9 @@ type NodeInfo struct {
 	Region string `json:"region"`
 	Zone   string `json:"zone,omitempty"`
 	Addr   string `json:"addr"`
+	// RESPAddr and HTTPAddr are where clients reach the node (may be empty).
+	RESPAddr string `json:"resp_addr,omitempty"`
+	HTTPAddr string `json:"http_addr,omitempty"`
 }
 
 // KeyspaceSpec is what a user asks for when creating a keyspace.

@@ -38,9 +38,16 @@ type Config struct {
 	ListenAddr string
 	// Listener is an already-open listener for node-to-node traffic.
 	Listener net.Listener
+	// RESPAddr and HTTPAddr are the client addresses this node advertises
+	// (recorded in the metadata so that status can show them). Optional.
+	RESPAddr, HTTPAddr string
 	// Peers is the initial cluster, this node included. The initial
 	// members form the system group.
 	Peers []transport.Peer
+	// Join is set for a node added to a running cluster (see Node.AddNode):
+	// it does not bootstrap the system group but receives it from the
+	// leader. Peers then lists the cluster's nodes.
+	Join bool
 	// Net is the emulated network (nil: none).
 	Net *netsim.Network
 	// TickInterval is the raft tick. Default 10ms.
@@ -217,10 +224,14 @@ func Start(cfg Config) (*Node, error) {
 	}
 	slices.Sort(initial)
 	hb, el := n.timing(initial)
-	if err := n.host.AddGroup(context.Background(), raftgroup.GroupConfig{
+	gc := raftgroup.GroupConfig{
 		ID: metadata.SystemGroup, SM: n.meta, Bootstrap: initial,
 		HeartbeatTicks: hb, ElectionTicks: el, Campaign: initial[0] == cfg.ID,
-	}); err != nil {
+	}
+	if cfg.Join {
+		gc.Bootstrap, gc.Campaign = nil, false
+	}
+	if err := n.host.AddGroup(context.Background(), gc); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -363,14 +374,18 @@ func (n *Node) registerLoop() {
 		missing := false
 		st := n.meta.State()
 		for _, p := range n.knownPeers() {
-			if ni, ok := st.Nodes[p.ID]; ok && ni.Addr == p.Addr && ni.Region == p.Region {
-				continue
-			}
-			zone := ""
+			info := metadata.NodeInfo{ID: p.ID, Region: p.Region, Addr: p.Addr}
+			ni, ok := st.Nodes[p.ID]
 			if p.ID == n.cfg.ID {
-				zone = n.cfg.Zone
+				// This node registers itself, with its client addresses.
+				info.Zone, info.RESPAddr, info.HTTPAddr = n.cfg.Zone, n.cfg.RESPAddr, n.cfg.HTTPAddr
+				if ok && ni == info {
+					continue
+				}
+			} else if ok {
+				continue // others register themselves; only fill in the missing
 			}
-			cmd := metadata.Command{Op: "add_node", Node: &metadata.NodeInfo{ID: p.ID, Region: p.Region, Zone: zone, Addr: p.Addr}}
+			cmd := metadata.Command{Op: "add_node", Node: &info}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := n.propose(ctx, metadata.SystemGroup, cmd.Encode())
 			cancel()

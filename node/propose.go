@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
@@ -154,4 +158,102 @@ func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
 		resp.Meta = v.Keyspace
 	}
 	return json.Marshal(resp)
+}
+
+const methodConfChange = "confchange"
+
+type confChangeRequest struct {
+	Group uint64 `json:"g"`
+	CC    []byte `json:"cc"` // a marshalled raftpb.ConfChangeV2
+}
+
+// proposeConfChange runs a membership change through the group's leader.
+func (n *Node) proposeConfChange(ctx context.Context, group uint64, cc *pb.ConfChangeV2) error {
+	body, err := proto.Marshal(cc)
+	if err != nil {
+		return err
+	}
+	req, _ := json.Marshal(confChangeRequest{Group: group, CC: body})
+	for {
+		changed, lead, err := n.host.LeaderChanged(ctx, group)
+		if err != nil {
+			return err
+		}
+		var perr error
+		switch lead {
+		case 0:
+			perr = raftgroup.ErrNotLeader
+		case n.cfg.ID:
+			perr = n.host.ProposeConfChange(ctx, group, cc)
+		default:
+			_, perr = n.tr.Call(ctx, lead, methodConfChange, req)
+			var re *transport.RemoteError
+			if errors.As(perr, &re) {
+				perr = DecodeError(re.Message, re.Message)
+			}
+		}
+		if perr == nil {
+			return nil
+		}
+		if !errors.Is(perr, raftgroup.ErrNotLeader) && !errors.Is(perr, raftgroup.ErrDropped) && !errors.Is(perr, transport.ErrNotSent) {
+			return perr
+		}
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", raftgroup.ErrNoLeader, ctx.Err())
+		}
+	}
+}
+
+func (n *Node) handleConfChange(ctx context.Context, body []byte) ([]byte, error) {
+	var req confChangeRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("node: bad conf change: %w", err)
+	}
+	cc := &pb.ConfChangeV2{}
+	if err := proto.Unmarshal(req.CC, cc); err != nil {
+		return nil, fmt.Errorf("node: bad conf change: %w", err)
+	}
+	if err := n.host.ProposeConfChange(ctx, req.Group, cc); err != nil {
+		// The code travels as the message so the caller can tell "not the
+		// leader" (retry) from a real failure.
+		return nil, errors.New(ErrorCode(err))
+	}
+	return nil, nil
+}
+
+// AddNode admits a new node to the cluster: it is recorded in the metadata
+// and added to the system group as a learner, so that it receives the
+// metadata. The new node must then be started with Join set and the peers
+// of the cluster (see Peers).
+func (n *Node) AddNode(ctx context.Context, info metadata.NodeInfo) error {
+	if info.ID == 0 || info.Region == "" || info.Addr == "" {
+		return fmt.Errorf("%w: a node needs an id, a region and an address", metadata.ErrInvalidSpec)
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	if cur, ok := n.meta.State().Nodes[info.ID]; ok && (cur.Addr != info.Addr || cur.Region != info.Region) {
+		return fmt.Errorf("%w: node %d is already registered at %s in %s", metadata.ErrInvalidSpec, info.ID, cur.Addr, cur.Region)
+	}
+	n.tr.SetPeer(transport.Peer{ID: info.ID, Region: info.Region, Addr: info.Addr})
+	if _, err := n.propose(ctx, metadata.SystemGroup, metadata.Command{Op: "add_node", Node: &info}.Encode()); err != nil {
+		return err
+	}
+	if gs, ok := n.host.Status(metadata.SystemGroup); ok && (slices.Contains(gs.Voters, info.ID) || slices.Contains(gs.Learners, info.ID)) {
+		return nil
+	}
+	typ := pb.ConfChangeAddLearnerNode
+	return n.proposeConfChange(ctx, metadata.SystemGroup, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: &typ, NodeId: &info.ID}}})
+}
+
+// Peers returns every node of the cluster as a transport peer list.
+func (n *Node) Peers() []transport.Peer {
+	var out []transport.Peer
+	for _, ni := range n.meta.State().Nodes {
+		out = append(out, transport.Peer{ID: ni.ID, Region: ni.Region, Addr: ni.Addr})
+	}
+	slices.SortFunc(out, func(a, b transport.Peer) int { return int(a.ID) - int(b.ID) })
+	return out
 }

@@ -288,6 +288,8 @@ func (n *Node) handleCall(ctx context.Context, from uint64, method string, body 
 		return json.Marshal(n.tr.RTTs())
 	case methodPropose:
 		return n.handlePropose(ctx, body)
+	case methodConfChange:
+		return n.handleConfChange(ctx, body)
 	}
 	return nil, fmt.Errorf("node: unknown method %q", method)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,11 @@ type testNode struct {
 
 func startNode(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64) *testNode {
 	t.Helper()
+	return startNodeWith(t, n, id, fs, compact, []uint64{1, 2, 3})
+}
+
+func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64, bootstrap []uint64) *testNode {
+	t.Helper()
 	db, err := storage.Open("/data", storage.Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +95,7 @@ func startNode(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64) 
 	n.mu.Unlock()
 	h.Start()
 	sm := &kvSM{group: 7}
-	if err := h.AddGroup(context.Background(), GroupConfig{ID: 7, SM: sm, Bootstrap: []uint64{1, 2, 3}, HeartbeatTicks: 2, ElectionTicks: 20}); err != nil {
+	if err := h.AddGroup(context.Background(), GroupConfig{ID: 7, SM: sm, Bootstrap: bootstrap, HeartbeatTicks: 2, ElectionTicks: 20}); err != nil {
 		t.Fatal(err)
 	}
 	return &testNode{id: id, fs: fs, db: db, host: h, sm: sm}
@@ -268,4 +274,96 @@ func TestNoQuorumFailsInBoundedTime(t *testing.T) {
 	if _, err := nodes[0].host.Propose(context.Background(), 99, []byte("x=y")); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("unknown group: %v", err)
 	}
+}
+
+func TestMembershipChanges(t *testing.T) {
+	n := newLocalNet()
+	var nodes []*testNode
+	for id := uint64(1); id <= 3; id++ {
+		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
+	}
+	defer func() {
+		for _, tn := range nodes {
+			tn.stop(n)
+		}
+	}()
+	waitLeader(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if _, err := propose(ctx, t, nodes, fmt.Appendf(nil, "k%d=v%d", i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	confChange := func(typ pb.ConfChangeType, id uint64) {
+		t.Helper()
+		cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: &typ, NodeId: &id}}}
+		for {
+			leader := waitLeader(t, nodes)
+			err := nodes[leader-1].host.ProposeConfChange(ctx, 7, cc)
+			if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrDropped) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("conf change %v %d: %v", typ, id, err)
+			}
+			return
+		}
+	}
+	// A new, empty replica joins as a learner and is caught up by snapshot
+	// (its log is empty and the leader's starts after the bootstrap index).
+	nodes = append(nodes, startNodeWith(t, n, 4, vfs.NewMem(), 0, nil))
+	confChange(pb.ConfChangeAddLearnerNode, 4)
+	eventually(t, "node 1 sees 4 as a learner", func() bool {
+		st, _ := nodes[0].host.Status(7)
+		return slices.Contains(st.Learners, 4)
+	})
+	idx, err := nodes[0].host.ReadIndex(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[3].host.WaitApplied(ctx, 7, idx); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := nodes[3].db.Get(7, []byte("k19")); !ok || string(v) != "v19" {
+		t.Fatalf("learner has k19=%q", v)
+	}
+	// Promote it, then remove node 1: the group keeps working with 2, 3, 4.
+	confChange(pb.ConfChangeAddNode, 4)
+	confChange(pb.ConfChangeRemoveNode, 1)
+	eventually(t, "node 4 sees voters 2, 3, 4", func() bool {
+		st, _ := nodes[3].host.Status(7)
+		return slices.Equal(sortedCopy(st.Voters), []uint64{2, 3, 4})
+	})
+	if _, err := propose(ctx, t, nodes[1:], []byte("after=removal")); err != nil {
+		t.Fatal(err)
+	}
+	// Leadership can be handed over explicitly.
+	leader := waitLeader(t, nodes[1:])
+	target := uint64(2)
+	if leader == 2 {
+		target = 3
+	}
+	if err := nodes[leader-1].host.TransferLeader(ctx, 7, target); err != nil {
+		t.Fatal(err)
+	}
+	for waitLeader(t, nodes[1:]) != target {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// eventually waits up to 10s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+func sortedCopy(s []uint64) []uint64 {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
 }
