@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/meridian-db/meridian/httpapi"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
 	"github.com/meridian-db/meridian/resp"
@@ -32,8 +34,8 @@ type Options struct {
 	// DataDir holds the nodes' data; empty means a temporary directory
 	// removed when the demo stops.
 	DataDir string
-	// BasePort is the first RESP port (one per node, counting up); 0 picks
-	// free ports.
+	// BasePort is the first RESP port (one per node, counting up); the
+	// HTTP ports start at BasePort+1000. 0 picks free ports.
 	BasePort int
 	// Logger for the nodes. Nil discards.
 	Logger *slog.Logger
@@ -82,20 +84,42 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		defer os.RemoveAll(dir)
 	}
 	type member struct {
-		peer transport.Peer
-		ln   net.Listener
+		peer            transport.Peer
+		ln, respLn, hLn net.Listener
 	}
 	var members []member
 	var peers []transport.Peer
 	id := uint64(1)
+	listen := func(port int) (net.Listener, error) {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w (choose other ports with --base-port, or 0 for free ones)", err)
+		}
+		return ln, nil
+	}
+	port := func(base, i int) int {
+		if base <= 0 {
+			return 0
+		}
+		return base + i
+	}
 	for _, r := range opts.Regions {
 		for range opts.NodesPerRegion {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			i := len(members)
+			ln, err := listen(0)
+			if err != nil {
+				return err
+			}
+			respLn, err := listen(port(opts.BasePort, i))
+			if err != nil {
+				return err
+			}
+			hLn, err := listen(port(opts.BasePort+1000, i))
 			if err != nil {
 				return err
 			}
 			p := transport.Peer{ID: id, Region: r, Addr: ln.Addr().String()}
-			members = append(members, member{peer: p, ln: ln})
+			members = append(members, member{peer: p, ln: ln, respLn: respLn, hLn: hLn})
 			peers = append(peers, p)
 			netw.AddNode(id, r)
 			id++
@@ -108,6 +132,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			n, err := node.Start(node.Config{
 				ID: m.peer.ID, Region: m.peer.Region, DataDir: filepath.Join(dir, fmt.Sprintf("node%d", m.peer.ID)),
 				Listener: m.ln, ListenAddr: m.peer.Addr, Peers: peers, Net: netw, Logger: opts.Logger,
+				RESPAddr: m.respLn.Addr().String(), HTTPAddr: m.hLn.Addr().String(),
 			})
 			nodes[i] = n
 			errs <- err
@@ -154,24 +179,19 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			return err
 		}
 	}
-	var servers []*resp.Server
+	var closers []func() error
 	defer func() {
-		for _, s := range servers {
-			_ = s.Close()
+		for _, c := range closers {
+			_ = c()
 		}
 	}()
 	for i, n := range nodes {
-		addr := "127.0.0.1:0"
-		if opts.BasePort > 0 {
-			addr = fmt.Sprintf("127.0.0.1:%d", opts.BasePort+i)
-		}
-		s, err := resp.Listen(addr, n, resp.Config{DefaultKeyspace: "default"})
-		if err != nil {
-			return err
-		}
-		servers = append(servers, s)
-		_, port, _ := net.SplitHostPort(s.Addr())
-		fmt.Fprintf(out, "  %-14s node %d  redis-cli -p %s\n", n.Region(), n.ID(), port)
+		reg := metrics.ForNode(n)
+		rs := resp.Serve(members[i].respLn, n, resp.Config{DefaultKeyspace: "default", Metrics: reg})
+		hs := httpapi.Serve(members[i].hLn, httpapi.New(n, httpapi.Config{Metrics: reg}))
+		closers = append(closers, rs.Close, hs.Close)
+		_, rport, _ := net.SplitHostPort(rs.Addr())
+		fmt.Fprintf(out, "  %-14s node %d  redis-cli -p %-5s  http://%s\n", n.Region(), n.ID(), rport, members[i].hLn.Addr())
 	}
 	fmt.Fprintf(out, "Keyspace 'default' (sync, home %s) is ready. Try: SET greeting hello in one region, GET greeting in another, then MERIDIAN.LAST.\nPress Ctrl-C to stop.\n", opts.Regions[0])
 	<-ctx.Done()

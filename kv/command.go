@@ -9,26 +9,82 @@ import (
 // Op is a command's operation.
 type Op byte
 
-// Operations.
+// Operations. Args[0] is always the key the command is routed by; every
+// key a command names lives in the same shard (the proposer groups them).
+// Int is an absolute time in ms since the epoch where an op says so, never
+// a duration: the proposer turns relative times into absolute ones, so
+// every replica applies the same thing.
 const (
 	// OpSet sets Args[0] to the string Args[1]; Int is the absolute expiry
-	// in ms (0: none). Flags: FlagNX, FlagXX, FlagKeepTTL, FlagGet.
+	// in ms (0: none; at or before NowMS: the key is removed at once).
+	// Flags: FlagNX, FlagXX, FlagKeepTTL, FlagGet. Result: N is 1 if the
+	// condition held (the write happened), Value/Found the previous value
+	// with FlagGet.
 	OpSet Op = 1
-	// OpDelete deletes the keys in Args; the result's N counts the ones that existed.
+	// OpDelete deletes the keys in Args; the result's N counts the live
+	// ones that existed.
 	OpDelete Op = 2
+	// OpGetDel deletes the string at Args[0] and returns it in Value/Found.
+	OpGetDel Op = 3
+	// OpIncrBy adds Int to the integer string at Args[0] (a missing key
+	// counts as 0) and returns the new value in N. The expiry is kept.
+	OpIncrBy Op = 4
+	// OpMSet sets the pairs Args[0], Args[1], Args[2], Args[3], ... to
+	// strings without expiry, all at once. N is the number of pairs.
+	OpMSet Op = 5
+	// OpSAdd adds the members Args[1:] to the set at Args[0]; N counts the
+	// members that were not there.
+	OpSAdd Op = 6
+	// OpSRem removes the members Args[1:] from the set at Args[0]; N counts
+	// the members removed. An emptied set is deleted.
+	OpSRem Op = 7
+	// OpHSet sets the fields Args[1], Args[3], ... of the hash at Args[0]
+	// to Args[2], Args[4], ...; N counts the fields that were not there.
+	OpHSet Op = 8
+	// OpHDel removes the fields Args[1:] of the hash at Args[0]; N counts
+	// the fields removed. An emptied hash is deleted.
+	OpHDel Op = 9
+	// OpExpire sets the expiry of Args[0] to Int (absolute ms; at or before
+	// NowMS the key is removed). Flags: FlagNX, FlagXX, FlagGT, FlagLT as
+	// in Redis's EXPIRE. N is 1 if the expiry was set (or the key removed).
+	OpExpire Op = 10
+	// OpPersist removes the expiry of Args[0]; N is 1 if it had one.
+	OpPersist Op = 11
 )
 
-// Flags of OpSet.
+var opNames = [...]string{
+	OpSet: "set", OpDelete: "delete", OpGetDel: "getdel", OpIncrBy: "incrby", OpMSet: "mset",
+	OpSAdd: "sadd", OpSRem: "srem", OpHSet: "hset", OpHDel: "hdel", OpExpire: "expire", OpPersist: "persist",
+}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) && opNames[o] != "" {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", byte(o))
+}
+
+// Flags of OpSet and OpExpire.
 const (
-	FlagNX      uint64 = 1 << 0 // only if the key does not exist
-	FlagXX      uint64 = 1 << 1 // only if the key exists
-	FlagKeepTTL uint64 = 1 << 2 // keep the existing expiry
-	FlagGet     uint64 = 1 << 3 // return the previous value
+	FlagNX      uint64 = 1 << 0 // set: only if the key does not exist; expire: only if it has no expiry
+	FlagXX      uint64 = 1 << 1 // set: only if the key exists; expire: only if it has an expiry
+	FlagKeepTTL uint64 = 1 << 2 // set: keep the existing expiry
+	FlagGet     uint64 = 1 << 3 // set: return the previous value
+	FlagGT      uint64 = 1 << 4 // expire: only if the new expiry is later (no expiry counts as infinite)
+	FlagLT      uint64 = 1 << 5 // expire: only if the new expiry is earlier (no expiry counts as infinite)
 )
 
-const commandVersion = 1
+// Encoding versions. Version 1 is (op, flags, int, args); version 2 adds
+// the proposer's clock (NowMS) after the integer. Both are decoded; Encode
+// writes version 2.
+const (
+	commandV1      = 1
+	commandV2      = 2
+	commandVersion = commandV2
+)
 
-// ErrBadCommand is returned when a command cannot be decoded.
+// ErrBadCommand is returned when a command cannot be decoded or makes no
+// sense (unknown op, wrong number of arguments).
 var ErrBadCommand = errors.New("kv: malformed command")
 
 // Command is one write.
@@ -36,12 +92,18 @@ type Command struct {
 	Op    Op
 	Flags uint64
 	Int   int64
+	// NowMS is the proposer's clock (ms since the epoch) when it made the
+	// command. Writes treat a record whose expiry is at or before NowMS as
+	// absent. Zero (every version-1 command) means "unknown": records are
+	// then treated as live, which is what version 1 did, so that replaying
+	// an old log gives the state it gave before.
+	NowMS int64
 	Args  [][]byte
 }
 
-// Encode returns the command's log encoding.
+// Encode returns the command's log encoding (version 2).
 func (c Command) Encode() []byte {
-	n := 16
+	n := 2 + 3*binary.MaxVarintLen64
 	for _, a := range c.Args {
 		n += len(a) + binary.MaxVarintLen32
 	}
@@ -49,6 +111,7 @@ func (c Command) Encode() []byte {
 	b = append(b, commandVersion, byte(c.Op))
 	b = binary.AppendUvarint(b, c.Flags)
 	b = binary.AppendVarint(b, c.Int)
+	b = binary.AppendVarint(b, c.NowMS)
 	b = binary.AppendUvarint(b, uint64(len(c.Args)))
 	for _, a := range c.Args {
 		b = binary.AppendUvarint(b, uint64(len(a)))
@@ -57,13 +120,15 @@ func (c Command) Encode() []byte {
 	return b
 }
 
-// DecodeCommand parses an encoded command. The arguments alias b.
+// DecodeCommand parses an encoded command of version 1 or 2. The
+// arguments alias b.
 func DecodeCommand(b []byte) (Command, error) {
 	var c Command
 	if len(b) < 2 {
 		return c, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
 	}
-	if b[0] != commandVersion {
+	version := b[0]
+	if version != commandV1 && version != commandV2 {
 		return c, fmt.Errorf("%w: unknown version %d", ErrBadCommand, b[0])
 	}
 	c.Op = Op(b[1])
@@ -77,6 +142,12 @@ func DecodeCommand(b []byte) (Command, error) {
 		return c, fmt.Errorf("%w: integer", ErrBadCommand)
 	}
 	b = b[w:]
+	if version >= commandV2 {
+		if c.NowMS, w = binary.Varint(b); w <= 0 {
+			return c, fmt.Errorf("%w: clock", ErrBadCommand)
+		}
+		b = b[w:]
+	}
 	n, w := binary.Uvarint(b)
 	if w <= 0 || n > uint64(len(b)) {
 		return c, fmt.Errorf("%w: argument count", ErrBadCommand)

@@ -2,14 +2,27 @@
 // write turns into, their encoding in the raft log, the record stored for
 // each key, and the deterministic application of a command to storage.
 //
-// A command is (op, flags, one integer, arguments); its encoding is
-// versioned and decoded defensively, because it is read back from disk and
-// may arrive from other nodes. A stored record is (type, expiry, payload):
-// the type lets a command on a key of the wrong type fail with ErrWrongType,
-// the expiry (absolute, milliseconds since the epoch, 0 for none) is decided
-// by the proposer so that every replica applies the same thing.
+// A command is (op, flags, one integer, the proposer's clock, arguments);
+// its encoding is versioned (version 1 had no clock; both versions decode)
+// and decoded defensively, because it is read back from disk and may
+// arrive from other nodes. A stored record is (type, expiry, payload): the
+// type (string, set, hash) lets a command on a key of the wrong type fail
+// with ErrWrongType, the expiry (absolute, milliseconds since the epoch, 0
+// for none) is decided by the proposer so that every replica applies the
+// same thing. A set or a hash is one record whose payload lists its
+// members (fields) in byte order; its size is bounded by
+// MaxCollectionBytes and an emptied set or hash is deleted.
+//
+// Time: every write carries the proposer's clock (Command.NowMS). A write
+// treats a record whose expiry is at or before that time as absent (and
+// removes it if it writes the key); an expiry at or before that time in
+// the command itself removes the key at once. Reads are not replicated
+// and judge expiry by the reader's clock (Get). Expired records that no
+// write touches stay on disk until one does; nothing removes them in the
+// background yet.
 //
 // Apply must be deterministic: it may only depend on the command, the
 // group's stored data and the log index, never on the local clock, the
-// node, or anything in memory.
+// node, or anything in memory. A command that fails (wrong type, not an
+// integer, overflow, too large) changes nothing.
 package kv

@@ -13,12 +13,23 @@ type Type byte
 const (
 	TypeNone   Type = 0
 	TypeString Type = 1
+	// TypeSet is a set of byte strings; the payload is a set encoding
+	// (see EncodeSet).
+	TypeSet Type = 2
+	// TypeHash maps fields to values; the payload is a hash encoding (see
+	// EncodeHash).
+	TypeHash Type = 3
 )
 
+// String returns the type's name as Redis's TYPE command reports it.
 func (t Type) String() string {
 	switch t {
 	case TypeString:
 		return "string"
+	case TypeSet:
+		return "set"
+	case TypeHash:
+		return "hash"
 	default:
 		return "none"
 	}
@@ -39,6 +50,15 @@ type Record struct {
 
 // Expired reports whether the record has expired at nowMS.
 func (r Record) Expired(nowMS int64) bool { return r.ExpireAtMS != 0 && nowMS >= r.ExpireAtMS }
+
+// TTL returns the time left before the record expires at nowMS, in ms,
+// and false if it has no expiry. An expired record has 0 left.
+func (r Record) TTL(nowMS int64) (int64, bool) {
+	if r.ExpireAtMS == 0 {
+		return 0, false
+	}
+	return max(r.ExpireAtMS-nowMS, 0), true
+}
 
 // Encode returns the stored form: type, expiry (8 bytes), payload.
 func (r Record) Encode() []byte {

@@ -2,20 +2,23 @@ package kv
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/meridian-db/meridian/storage"
 )
 
-// Result is what applying a command returns to its proposer.
+// Result is what applying a command returns to its proposer. Only Value,
+// Found, N and Err exist, because they are what crosses the network when
+// a command was proposed through another node.
 type Result struct {
-	// Value is the previous value (OpSet with FlagGet).
+	// Value is the previous value (OpSet with FlagGet, OpGetDel).
 	Value []byte
 	// Found tells whether Value holds something.
 	Found bool
-	// N is a count (OpDelete: keys removed) or, for OpSet, 1 if the value
-	// was written and 0 if a condition (NX/XX) prevented it.
+	// N is the op's count or number (see each Op).
 	N int64
-	// Err is a command error (wrong type, bad command); nothing was applied.
+	// Err is a command error (wrong type, not an integer, too large, bad
+	// command); nothing was applied.
 	Err error
 }
 
@@ -26,65 +29,301 @@ type StateMachine struct {
 	OnApplied func(index uint64)
 }
 
-// Apply implements raftgroup.StateMachine. The expiry of existing records is
-// judged against the command's own time (Int for writes that carry one,
-// otherwise records are treated as live), never the local clock.
+// Apply implements raftgroup.StateMachine. It is deterministic: a record
+// whose expiry is at or before the command's NowMS is treated as absent
+// (and removed when the command writes the key); the local clock is never
+// read. A command that fails returns Result.Err and changes nothing.
 func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	c, err := DecodeCommand(cmd)
 	if err != nil {
 		return Result{Err: err}
 	}
+	if err := checkArgs(c); err != nil {
+		return Result{Err: err}
+	}
+	a := applier{b: b, group: sm.Group, now: c.NowMS}
 	switch c.Op {
 	case OpSet:
-		return sm.applySet(b, c)
+		return a.set(c)
 	case OpDelete:
-		var n int64
-		for _, k := range c.Args {
-			if _, ok, err := b.GetData(sm.Group, k); err != nil {
-				return Result{Err: err}
-			} else if ok {
-				n++
-				b.DeleteData(sm.Group, k)
-			}
+		return a.delete(c.Args)
+	case OpGetDel:
+		return a.getDel(c.Args[0])
+	case OpIncrBy:
+		return a.incrBy(c.Args[0], c.Int)
+	case OpMSet:
+		for i := 0; i < len(c.Args); i += 2 {
+			a.put(c.Args[i], Record{Type: TypeString, Payload: c.Args[i+1]})
 		}
-		return Result{N: n}
-	default:
-		return Result{Err: fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)}
+		return Result{N: int64(len(c.Args) / 2)}
+	case OpSAdd, OpSRem:
+		return a.setOp(c)
+	case OpHSet, OpHDel:
+		return a.hashOp(c)
+	case OpExpire:
+		return a.expire(c)
+	case OpPersist:
+		return a.persist(c.Args[0])
 	}
+	return Result{Err: fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)}
 }
 
-func (sm *StateMachine) applySet(b *storage.Batch, c Command) Result {
-	if len(c.Args) != 2 {
-		return Result{Err: fmt.Errorf("%w: set takes 2 arguments", ErrBadCommand)}
+// checkArgs checks the number of arguments of each op.
+func checkArgs(c Command) error {
+	n := len(c.Args)
+	ok := false
+	switch c.Op {
+	case OpSet:
+		ok = n == 2
+	case OpDelete:
+		ok = n >= 1
+	case OpGetDel, OpIncrBy, OpExpire, OpPersist:
+		ok = n == 1
+	case OpMSet:
+		ok = n >= 2 && n%2 == 0
+	case OpSAdd, OpSRem, OpHDel:
+		ok = n >= 2
+	case OpHSet:
+		ok = n >= 3 && n%2 == 1
+	default:
+		return fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
+	if !ok {
+		return fmt.Errorf("%w: %s with %d arguments", ErrBadCommand, c.Op, n)
+	}
+	return nil
+}
+
+// applier applies one command to a batch.
+type applier struct {
+	b     *storage.Batch
+	group uint64
+	now   int64 // the command's NowMS
+}
+
+// load returns the key's record as the command sees it. stored reports
+// whether anything is stored at all (an expired record is stored but not
+// live).
+func (a applier) load(key []byte) (rec Record, live, stored bool, err error) {
+	v, ok, err := a.b.GetData(a.group, key)
+	if err != nil || !ok {
+		return Record{}, false, false, err
+	}
+	if rec, err = DecodeRecord(v); err != nil {
+		return Record{}, false, true, err
+	}
+	if a.now != 0 && rec.Expired(a.now) {
+		return Record{}, false, true, nil
+	}
+	return rec, true, true, nil
+}
+
+func (a applier) put(key []byte, rec Record) { a.b.SetData(a.group, key, rec.Encode()) }
+
+func (a applier) remove(key []byte) { a.b.DeleteData(a.group, key) }
+
+// past reports whether an absolute expiry has already passed at the
+// command's time. Without a time (version-1 commands) nothing has.
+func (a applier) past(expireAtMS int64) bool {
+	return expireAtMS != 0 && a.now != 0 && expireAtMS <= a.now
+}
+
+func (a applier) set(c Command) Result {
 	key, val := c.Args[0], c.Args[1]
-	old, exists, err := b.GetData(sm.Group, key)
+	old, live, _, err := a.load(key)
 	if err != nil {
 		return Result{Err: err}
 	}
-	var rec Record
-	if exists {
-		if rec, err = DecodeRecord(old); err != nil {
-			return Result{Err: err}
-		}
-	}
 	var res Result
-	if c.Flags&FlagGet != 0 && exists {
-		if rec.Type != TypeString {
+	if c.Flags&FlagGet != 0 && live {
+		if old.Type != TypeString {
 			return Result{Err: ErrWrongType}
 		}
-		res.Value, res.Found = rec.Payload, true
+		res.Value, res.Found = old.Payload, true
 	}
-	if (c.Flags&FlagNX != 0 && exists) || (c.Flags&FlagXX != 0 && !exists) {
+	if (c.Flags&FlagNX != 0 && live) || (c.Flags&FlagXX != 0 && !live) {
 		return res
 	}
 	expire := c.Int
-	if c.Flags&FlagKeepTTL != 0 && exists {
-		expire = rec.ExpireAtMS
+	if c.Flags&FlagKeepTTL != 0 && live {
+		expire = old.ExpireAtMS
 	}
-	b.SetData(sm.Group, key, Record{Type: TypeString, ExpireAtMS: expire, Payload: val}.Encode())
 	res.N = 1
+	if a.past(expire) {
+		a.remove(key)
+		return res
+	}
+	a.put(key, Record{Type: TypeString, ExpireAtMS: expire, Payload: val})
 	return res
+}
+
+func (a applier) delete(keys [][]byte) Result {
+	var n int64
+	for _, k := range keys {
+		_, live, stored, err := a.load(k)
+		if err != nil {
+			return Result{Err: err}
+		}
+		if live {
+			n++
+		}
+		if stored {
+			a.remove(k)
+		}
+	}
+	return Result{N: n}
+}
+
+func (a applier) getDel(key []byte) Result {
+	rec, live, stored, err := a.load(key)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if !live {
+		if stored {
+			a.remove(key)
+		}
+		return Result{}
+	}
+	if rec.Type != TypeString {
+		return Result{Err: ErrWrongType}
+	}
+	a.remove(key)
+	return Result{Value: rec.Payload, Found: true, N: 1}
+}
+
+func (a applier) incrBy(key []byte, delta int64) Result {
+	rec, live, _, err := a.load(key)
+	if err != nil {
+		return Result{Err: err}
+	}
+	var cur int64
+	if live {
+		if rec.Type != TypeString {
+			return Result{Err: ErrWrongType}
+		}
+		var ok bool
+		if cur, ok = ParseInt(rec.Payload); !ok {
+			return Result{Err: ErrNotInteger}
+		}
+	}
+	sum, overflow := addInt(cur, delta)
+	if overflow {
+		return Result{Err: ErrOverflow}
+	}
+	a.put(key, Record{Type: TypeString, ExpireAtMS: rec.ExpireAtMS, Payload: strconv.AppendInt(nil, sum, 10)})
+	return Result{N: sum}
+}
+
+func (a applier) setOp(c Command) Result {
+	key := c.Args[0]
+	rec, live, _, err := a.load(key)
+	if err != nil {
+		return Result{Err: err}
+	}
+	var members [][]byte
+	if live {
+		if rec.Type != TypeSet {
+			return Result{Err: ErrWrongType}
+		}
+		if members, err = DecodeSet(rec.Payload); err != nil {
+			return Result{Err: err}
+		}
+	}
+	var changed int
+	if c.Op == OpSAdd {
+		members, changed = setAdd(members, c.Args[1:])
+	} else {
+		members, changed = setRemove(members, c.Args[1:])
+	}
+	if changed == 0 {
+		return Result{}
+	}
+	if len(members) == 0 {
+		a.remove(key)
+		return Result{N: int64(changed)}
+	}
+	p := EncodeSet(members)
+	if len(p) > MaxCollectionBytes {
+		return Result{Err: fmt.Errorf("%w: the set would take %d bytes (limit %d)", ErrTooLarge, len(p), MaxCollectionBytes)}
+	}
+	a.put(key, Record{Type: TypeSet, ExpireAtMS: rec.ExpireAtMS, Payload: p})
+	return Result{N: int64(changed)}
+}
+
+func (a applier) hashOp(c Command) Result {
+	key := c.Args[0]
+	rec, live, _, err := a.load(key)
+	if err != nil {
+		return Result{Err: err}
+	}
+	var fields []Field
+	if live {
+		if rec.Type != TypeHash {
+			return Result{Err: ErrWrongType}
+		}
+		if fields, err = DecodeHash(rec.Payload); err != nil {
+			return Result{Err: err}
+		}
+	}
+	var n int
+	if c.Op == OpHSet {
+		// HSET rewrites values even when no field is new.
+		fields, n = hashSet(fields, c.Args[1:])
+	} else {
+		if fields, n = hashDelete(fields, c.Args[1:]); n == 0 {
+			return Result{}
+		}
+	}
+	if len(fields) == 0 {
+		a.remove(key)
+		return Result{N: int64(n)}
+	}
+	p := EncodeHash(fields)
+	if len(p) > MaxCollectionBytes {
+		return Result{Err: fmt.Errorf("%w: the hash would take %d bytes (limit %d)", ErrTooLarge, len(p), MaxCollectionBytes)}
+	}
+	a.put(key, Record{Type: TypeHash, ExpireAtMS: rec.ExpireAtMS, Payload: p})
+	return Result{N: int64(n)}
+}
+
+func (a applier) expire(c Command) Result {
+	key := c.Args[0]
+	rec, live, stored, err := a.load(key)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if !live {
+		if stored {
+			a.remove(key)
+		}
+		return Result{}
+	}
+	has, old, at := rec.ExpireAtMS != 0, rec.ExpireAtMS, c.Int
+	switch {
+	case c.Flags&FlagNX != 0 && has,
+		c.Flags&FlagXX != 0 && !has,
+		c.Flags&FlagGT != 0 && (!has || at <= old), // no expiry counts as infinite
+		c.Flags&FlagLT != 0 && has && at >= old:
+		return Result{}
+	}
+	if at <= 0 || a.past(at) {
+		a.remove(key)
+		return Result{N: 1}
+	}
+	rec.ExpireAtMS = at
+	a.put(key, rec)
+	return Result{N: 1}
+}
+
+func (a applier) persist(key []byte) Result {
+	rec, live, _, err := a.load(key)
+	if err != nil || !live || rec.ExpireAtMS == 0 {
+		return Result{Err: err}
+	}
+	rec.ExpireAtMS = 0
+	a.put(key, rec)
+	return Result{N: 1}
 }
 
 // Applied implements raftgroup.StateMachine.

@@ -144,13 +144,13 @@ func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv
 
 // Put sets key to value.
 func (n *Node) Put(ctx context.Context, keyspace string, key, value []byte) (Answer, error) {
-	_, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpSet, Args: [][]byte{key, value}})
+	_, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpSet, NowMS: time.Now().UnixMilli(), Args: [][]byte{key, value}})
 	return a, err
 }
 
 // Delete removes a key; it reports whether the key existed.
 func (n *Node) Delete(ctx context.Context, keyspace string, key []byte) (bool, Answer, error) {
-	r, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpDelete, Args: [][]byte{key}})
+	r, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpDelete, NowMS: time.Now().UnixMilli(), Args: [][]byte{key}})
 	return r.N > 0, a, err
 }
 
@@ -331,6 +331,10 @@ var errorCodes = []struct {
 	{"timeout", raftgroup.ErrTimeout},
 	{"stopped", raftgroup.ErrStopped},
 	{"wrong_type", kv.ErrWrongType},
+	{"not_integer", kv.ErrNotInteger},
+	{"overflow", kv.ErrOverflow},
+	{"too_large", kv.ErrTooLarge},
+	{"bad_cursor", ErrBadCursor},
 	{"bad_command", kv.ErrBadCommand},
 	{"unreachable", transport.ErrUnreachable},
 }

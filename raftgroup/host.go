@@ -62,6 +62,10 @@ type Config struct {
 	// ReadRetryInterval is how long a read waits for raft's answer to a
 	// ReadIndex request before asking again (messages can be lost). Default 500ms.
 	ReadRetryInterval time.Duration
+	// DisableLeaseReads makes every linearizable read confirm leadership
+	// with a heartbeat round, instead of being served under the leader's
+	// lease (see lease.go).
+	DisableLeaseReads bool
 	// Logger receives the host's and raft's logs. Nil discards.
 	Logger *slog.Logger
 	// OnFatal is called once, from the loop, if persisting raft state fails.
@@ -178,6 +182,12 @@ type group struct {
 	applyWaiters []applyWaiter
 
 	status atomic.Pointer[Status]
+
+	electionTicks int
+	lease         lease
+	// quietUntil: a replica loaded from disk ignores vote requests until
+	// then (see lease.go).
+	quietUntil time.Time
 }
 
 // Status is a snapshot of a group's state on this node.
@@ -218,6 +228,7 @@ type Host struct {
 	err     atomic.Pointer[error]
 
 	nextID atomic.Uint64
+	stats  hostStats // counters for Stats (metrics.go)
 }
 
 type inbound struct {
@@ -362,6 +373,7 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 			h.fatal(err)
 			return err
 		}
+		h.stats.fsyncs.Add(1)
 	}
 	ap := store.Applied()
 	rc := &raft.Config{
@@ -396,6 +408,10 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 		byIndex:       make(map[uint64]uint64),
 		reads:         make(map[uint64]*readReq),
 	}
+	g.electionTicks = gc.ElectionTicks
+	if !bootstrapped && store.HasState() {
+		g.quietUntil = time.Now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
+	}
 	store.SnapshotFunc = func() (*pb.Snapshot, error) { return h.snapshot(g) }
 	h.mu.Lock()
 	h.groups[gc.ID] = g
@@ -425,6 +441,7 @@ func (h *Host) RemoveGroup(ctx context.Context, id uint64) error {
 			err = cerr
 			return
 		}
+		h.stats.fsyncs.Add(1)
 		h.failWaiters(g, ErrRemoved)
 		h.mu.Lock()
 		delete(h.groups, id)
@@ -589,12 +606,14 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		default:
 			if perr = propose(g); perr == nil {
 				g.proposals[id] = w
+				h.stats.proposals.Add(1)
 			}
 		}
 	}); err != nil {
 		return Result{}, h.ctxErr(err, ErrDropped)
 	}
 	if errors.Is(perr, raft.ErrProposalDropped) {
+		h.stats.proposalsDropped.Add(1)
 		return Result{}, fmt.Errorf("%w: %w", ErrDropped, perr)
 	}
 	if perr != nil {
@@ -644,8 +663,15 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 				gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 				return
 			}
+			if h.leaseValid(g, time.Now()) {
+				// Under the lease: the commit index is a linearizable read point.
+				h.stats.leaseReads.Add(1)
+				rq.ch <- g.commitIndex()
+				return
+			}
 			g.reads[id] = rq
 			g.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+			h.stats.readIndex.Add(1)
 		}); err != nil {
 			return 0, h.ctxErr(err, ErrNoLeader)
 		}
@@ -724,6 +750,9 @@ func (h *Host) TransferLeader(ctx context.Context, groupID, to uint64) error {
 			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 			return
 		}
+		// The transferee will campaign regardless of leases: stop serving
+		// reads under ours now.
+		g.lease = lease{}
 		g.rn.TransferLeader(to)
 	}); err != nil {
 		return err

@@ -35,6 +35,7 @@ func (h *Host) loop() {
 			for _, g := range h.groups {
 				g.rn.Tick()
 			}
+			h.renewLeases(time.Now())
 		case fn := <-h.work:
 			fn()
 		case in := <-h.inbox:
@@ -66,7 +67,11 @@ func (h *Host) step(in inbound) {
 	if g == nil {
 		return
 	}
+	now := time.Now()
 	for _, m := range in.msgs {
+		if g.quiet(m, now) || h.answerReadUnderLease(g, m, now) {
+			continue
+		}
 		if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
 			h.log.Debug("step failed", "group", in.group, "type", m.GetType(), "from", m.GetFrom(), "err", err)
 		}
@@ -98,6 +103,8 @@ func (h *Host) processReady() {
 	if len(ready) == 0 {
 		return
 	}
+	h.stats.readyRounds.Add(1)
+	h.stats.readyGroups.Add(uint64(len(ready)))
 	b := h.cfg.DB.NewBatch()
 	mustSync := false
 	for i := range ready {
@@ -134,6 +141,7 @@ func (h *Host) processReady() {
 			}
 		}
 		if g.isLeader && len(rd.Messages) > 0 {
+			h.stats.messagesSent.Add(uint64(len(rd.Messages)))
 			h.cfg.Sender.Send(g.id, rd.Messages)
 			rd.Messages = nil
 		}
@@ -149,6 +157,10 @@ func (h *Host) processReady() {
 			h.fatal(err)
 			return
 		}
+		h.stats.batches.Add(1)
+		if mustSync {
+			h.stats.fsyncs.Add(1)
+		}
 	} else {
 		b.Close()
 	}
@@ -156,6 +168,7 @@ func (h *Host) processReady() {
 		rg := &ready[i]
 		g := rg.g
 		if len(rg.rd.Messages) > 0 {
+			h.stats.messagesSent.Add(uint64(len(rg.rd.Messages)))
 			h.cfg.Sender.Send(g.id, rg.rd.Messages)
 		}
 		for _, pr := range rg.results {
@@ -166,6 +179,9 @@ func (h *Host) processReady() {
 				continue
 			}
 			id := binary.BigEndian.Uint64(rs.RequestCtx)
+			if h.leaseRenewed(g, id) {
+				continue
+			}
 			if rq := g.reads[id]; rq != nil {
 				rq.ch <- rs.Index
 				delete(g.reads, id)
@@ -196,10 +212,12 @@ func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
 		}
 		g.cs = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
 		rg.restored = true
+		h.stats.snapshotsApplied.Add(1)
 	}
 	if err := g.store.StageEntries(b, rd.Entries); err != nil {
 		return err
 	}
+	h.stats.entriesAppended.Add(uint64(len(rd.Entries)))
 	g.store.StageHardState(b, rd.HardState)
 	if len(rd.CommittedEntries) == 0 {
 		return nil
@@ -259,6 +277,7 @@ func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
 		}
 		g.applied = idx
 		rg.applied = true
+		h.stats.entriesApplied.Add(1)
 	}
 	if rg.applied || rg.restored {
 		g.store.StageApplied(b, g.applied, g.cs)

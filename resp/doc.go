@@ -1,13 +1,42 @@
-// Package resp serves the Redis protocol (RESP) on a node, so that
-// redis-cli, redis-benchmark and every Redis client library talk to
-// Meridian unchanged. Each connection has a keyspace and a default
-// consistency level, chosen with Meridian's own commands:
+// Package resp serves the Redis protocol (RESP2 and RESP3) on a node, so
+// that redis-cli, redis-benchmark and every Redis client library talk to
+// Meridian unchanged. The package never touches storage or raft: it calls
+// the node's router.
 //
-//	MERIDIAN.KEYSPACE name          select the keyspace of this connection
-//	MERIDIAN.CONSISTENCY level      strong | eventual
-//	MERIDIAN.LAST                   how the last answer was served
+// Commands: PING, ECHO, HELLO, AUTH (the default user only), CLIENT,
+// COMMAND, CONFIG GET, SELECT 0, QUIT, INFO; strings (GET, SET with
+// NX|XX|GET|EX|PX|EXAT|PXAT|KEEPTTL, GETDEL, MGET, MSET, INCR, INCRBY,
+// DECR, DECRBY); keys (DEL, UNLINK, EXISTS, TYPE, TTL, PTTL, EXPIRETIME,
+// PEXPIRETIME, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, SCAN, KEYS,
+// DBSIZE); sets (SADD, SREM, SMEMBERS, SISMEMBER, SCARD); hashes (HSET,
+// HMSET, HGET, HMGET, HDEL, HGETALL, HLEN). Each connection has a
+// keyspace and a consistency level, chosen with Meridian's own commands:
+//
+//	MERIDIAN.KEYSPACE [name]          select (show) the keyspace of this connection
+//	MERIDIAN.CONSISTENCY [level]      strong | eventual (show the current one)
+//	MERIDIAN.LAST                     how the last answer was served
+//	MERIDIAN.WITH level command ...   run one command at another level
+//
+// Semantics worth knowing:
+//   - Writes always go through the shard's raft leader; the level applies
+//     to reads. Every write carries this node's clock, against which
+//     expiries are judged (see package kv).
+//   - MSET, DEL and EXISTS on keys of several shards: one command per
+//     shard, atomic within a shard, not across shards.
+//   - SCAN cursors are numbers standing for node cursors that this server
+//     remembers for a while (see cursor.go); they are valid on this
+//     server only. SCAN and KEYS need a local replica of every shard.
+//   - KEYS builds its whole reply; it is bounded by Config.MaxReplyBytes.
+//
+// Robustness: the command reader is bounded (arguments, argument size,
+// command size, inline line), never allocates what a client merely
+// declares, and refuses an oversized command while keeping the connection;
+// a malformed stream gets one protocol error and is closed, as in Redis.
+// Replies go through a bounded buffer and every write has a deadline, so
+// a client that does not read its replies loses its connection instead of
+// growing the server's memory. A panic in a command closes that
+// connection, not the node.
 //
 // Internal errors are mapped to Redis-style error replies in one place
-// (errorReply). The package never touches storage or raft directly: it
-// calls the node's router.
+// (errorReply).
 package resp

@@ -4,41 +4,111 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"strconv"
-	"strings"
+	"runtime/debug"
+	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/tidwall/redcon"
-
-	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
 )
 
-// Config configures a RESP server.
+// Config configures a RESP server. Fields that are zero or negative take
+// their defaults.
 type Config struct {
 	// DefaultKeyspace is the keyspace of a new connection.
 	DefaultKeyspace string
 	// Logger receives connection errors. Nil discards.
 	Logger *slog.Logger
+	// Metrics, if set, records every command (frontend "resp"). Nil
+	// records nothing.
+	Metrics *metrics.Registry
+	// MaxClients bounds open connections; a connection beyond it is
+	// answered "ERR max number of clients reached" and closed. Default 10000.
+	MaxClients int
+	// MaxArgs bounds the arguments of one command, its name included.
+	// Default 1048576 (as Redis).
+	MaxArgs int
+	// MaxBulkBytes bounds one argument. Default 16 MiB, or the node's
+	// MaxValueBytes if larger (the node refuses values above its own limit
+	// with a clearer error; this limit guards the server's memory).
+	MaxBulkBytes int
+	// MaxCommandBytes bounds all arguments of one command together.
+	// Default 64 MiB.
+	MaxCommandBytes int
+	// MaxInlineBytes bounds a command sent as a text line. Default 64 KiB.
+	MaxInlineBytes int
+	// OutputBufferBytes is the reply buffer of a connection: replies to a
+	// pipeline are gathered up to this size before being written. Default 64 KiB.
+	OutputBufferBytes int
+	// WriteTimeout bounds how long writing replies may wait for a client
+	// that does not read them; the connection is then closed. Default 30s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Default: never.
+	IdleTimeout time.Duration
+	// MaxReplyBytes bounds a reply that is built whole before it is sent
+	// (KEYS). Default 64 MiB.
+	MaxReplyBytes int
+	// ScanCursors and ScanCursorTTL bound the SCAN cursors the server
+	// remembers (see cursor.go): at most ScanCursors, each valid for
+	// ScanCursorTTL after it was issued. Defaults 10000 and 10 minutes.
+	ScanCursors   int
+	ScanCursorTTL time.Duration
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxClients, 10000)
+	def(&c.MaxArgs, 1<<20)
+	def(&c.MaxBulkBytes, 16<<20)
+	def(&c.MaxCommandBytes, 64<<20)
+	def(&c.MaxInlineBytes, 64<<10)
+	def(&c.OutputBufferBytes, 64<<10)
+	def(&c.MaxReplyBytes, 64<<20)
+	def(&c.ScanCursors, 10000)
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout < 0 {
+		c.IdleTimeout = 0
+	}
+	if c.ScanCursorTTL <= 0 {
+		c.ScanCursorTTL = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+func (c *Config) limits() limits {
+	return limits{maxArgs: c.MaxArgs, maxBulk: c.MaxBulkBytes, maxCommand: c.MaxCommandBytes,
+		maxInline: c.MaxInlineBytes, maxHeaderLen: 64}
 }
 
 // Server serves RESP for one node.
 type Server struct {
-	cfg    Config
-	node   *node.Node
-	srv    *redcon.Server
-	ln     net.Listener
-	nextID atomic.Int64
-}
+	cfg     Config
+	log     *slog.Logger
+	node    *node.Node
+	ln      net.Listener
+	ctx     context.Context // cancelled by Close; requests run under it
+	cancel  context.CancelFunc
+	started time.Time
+	cursors *cursorTable
+	nextID  atomic.Int64
 
-type connState struct {
-	id          int64
-	name        string
-	keyspace    string
-	consistency node.Consistency
-	last        node.Answer
+	mu      sync.Mutex
+	clients map[*client]struct{}
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // Listen starts serving RESP on addr (e.g. "127.0.0.1:6379").
@@ -47,197 +117,173 @@ func Listen(addr string, n *node.Node, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resp: listen: %w", err)
 	}
-	s := &Server{cfg: cfg, node: n, ln: ln}
-	s.srv = redcon.NewServerNetwork("tcp", addr, s.handle, s.accept, nil)
-	go func() { _ = s.srv.Serve(ln) }()
-	return s, nil
+	return Serve(ln, n, cfg), nil
+}
+
+// Serve starts serving RESP on an open listener (so that the node can
+// advertise the address before the server starts). The server owns ln
+// from then on and closes it on Close.
+func Serve(ln net.Listener, n *node.Node, cfg Config) *Server {
+	if lim := n.Limits(); cfg.MaxBulkBytes <= 0 {
+		cfg.MaxBulkBytes = max(16<<20, lim.MaxValueBytes, lim.MaxKeyBytes)
+	}
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, log: cfg.Logger.With("component", "resp"), node: n, ln: ln,
+		ctx: ctx, cancel: cancel, started: time.Now(),
+		cursors: newCursorTable(cfg.ScanCursors, cfg.ScanCursorTTL),
+		clients: map[*client]struct{}{},
+	}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close stops the server and closes its connections.
-func (s *Server) Close() error { return s.srv.Close() }
-
-func (s *Server) accept(c redcon.Conn) bool {
-	c.SetContext(&connState{id: s.nextID.Add(1), keyspace: s.cfg.DefaultKeyspace, consistency: node.Strong})
-	return true
+// Close stops the server: it closes the listener and every connection and
+// waits for their goroutines (requests in flight are cancelled).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	err := s.ln.Close()
+	for c := range s.clients {
+		_ = c.conn.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
 }
 
-func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
-	st := c.Context().(*connState)
-	name := strings.ToUpper(string(cmd.Args[0]))
-	args := cmd.Args[1:]
-	ctx := context.Background()
-	arity := func(min, max int) bool {
-		if len(args) < min || (max >= 0 && len(args) > max) {
-			c.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", strings.ToLower(name)))
-			return false
-		}
-		return true
-	}
-	switch name {
-	case "PING":
-		if !arity(0, 1) {
-			return
-		}
-		if len(args) == 1 {
-			c.WriteBulk(args[0])
-			return
-		}
-		c.WriteString("PONG")
-	case "ECHO":
-		if arity(1, 1) {
-			c.WriteBulk(args[0])
-		}
-	case "QUIT":
-		c.WriteString("OK")
-		_ = c.Close()
-	case "COMMAND":
-		// Enough for redis-cli's start-up probe.
-		c.WriteArray(0)
-	case "GET":
-		if !arity(1, 1) {
-			return
-		}
-		v, ok, a, err := s.node.Get(ctx, st.keyspace, args[0], st.consistency)
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		conn, err := s.ln.Accept()
 		if err != nil {
-			c.WriteError(errorReply(err))
-			return
-		}
-		st.last = a
-		if !ok {
-			c.WriteNull()
-			return
-		}
-		c.WriteBulk(v)
-	case "SET":
-		if !arity(2, -1) {
-			return
-		}
-		cmd := kv.Command{Op: kv.OpSet, Args: [][]byte{args[0], args[1]}}
-		for _, opt := range args[2:] {
-			switch strings.ToUpper(string(opt)) {
-			case "NX":
-				cmd.Flags |= kv.FlagNX
-			case "XX":
-				cmd.Flags |= kv.FlagXX
-			case "GET":
-				cmd.Flags |= kv.FlagGet
-			default:
-				c.WriteError("ERR syntax error")
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// Out of file descriptors and the like: wait, then go on.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
 		}
-		if cmd.Flags&kv.FlagNX != 0 && cmd.Flags&kv.FlagXX != 0 {
-			c.WriteError("ERR syntax error")
-			return
-		}
-		r, a, err := s.node.Write(ctx, st.keyspace, cmd)
-		if err != nil {
-			c.WriteError(errorReply(err))
-			return
-		}
-		st.last = a
+		backoff = 0
+		s.mu.Lock()
 		switch {
-		case cmd.Flags&kv.FlagGet != 0 && r.Found:
-			c.WriteBulk(r.Value)
-		case cmd.Flags&kv.FlagGet != 0 || r.N == 0:
-			c.WriteNull()
-		default:
-			c.WriteString("OK")
-		}
-	case "DEL":
-		if !arity(1, -1) {
+		case s.closed:
+			s.mu.Unlock()
+			_ = conn.Close()
 			return
+		case len(s.clients) >= s.cfg.MaxClients:
+			s.mu.Unlock()
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(conn, "-ERR max number of clients reached\r\n")
+			_ = conn.Close()
+			continue
 		}
-		var total int64
-		for _, k := range args {
-			ok, a, err := s.node.Delete(ctx, st.keyspace, k)
-			if err != nil {
-				c.WriteError(errorReply(err))
-				return
-			}
-			st.last = a
-			if ok {
-				total++
-			}
-		}
-		c.WriteInt64(total)
-	case "EXISTS":
-		if !arity(1, -1) {
-			return
-		}
-		var total int64
-		for _, k := range args {
-			_, ok, a, err := s.node.GetRecord(ctx, st.keyspace, k, st.consistency)
-			if err != nil {
-				c.WriteError(errorReply(err))
-				return
-			}
-			st.last = a
-			if ok {
-				total++
-			}
-		}
-		c.WriteInt64(total)
-	case "MERIDIAN.KEYSPACE":
-		if !arity(1, 1) {
-			return
-		}
-		if s.node.Metadata().Keyspaces[string(args[0])] == nil {
-			c.WriteError(errorReply(fmt.Errorf("%w: %q", node.ErrUnknownKeyspace, args[0])))
-			return
-		}
-		st.keyspace = string(args[0])
-		c.WriteString("OK")
-	case "MERIDIAN.CONSISTENCY":
-		if !arity(0, 1) {
-			return
-		}
-		if len(args) == 0 {
-			c.WriteBulkString(st.consistency.String())
-			return
-		}
-		lvl, err := node.ParseConsistency(string(args[0]))
-		if err != nil {
-			c.WriteError(errorReply(err))
-			return
-		}
-		st.consistency = lvl
-		c.WriteString("OK")
-	case "MERIDIAN.LAST":
-		a := st.last
-		c.WriteArray(10)
-		c.WriteBulkString("region")
-		c.WriteBulkString(a.Region)
-		c.WriteBulkString("node")
-		c.WriteInt64(int64(a.Node))
-		c.WriteBulkString("consistency")
-		c.WriteBulkString(a.Consistency)
-		c.WriteBulkString("index")
-		c.WriteBulkString(strconv.FormatUint(a.Index, 10))
-		c.WriteBulkString("forwarded")
-		c.WriteInt(boolInt(a.Forwarded))
-	default:
-		c.WriteError(fmt.Sprintf("ERR unknown command '%s'", string(cmd.Args[0])))
+		c := newClient(s, conn)
+		s.clients[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
 	}
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
+// clientsSnapshot returns the open connections.
+func (s *Server) clientsSnapshot() []*client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		out = append(out, c)
 	}
-	return 0
+	return out
 }
 
-// errorReply maps an internal error to a Redis-style error line: a code
-// word, then the message.
-func errorReply(err error) string {
-	if errors.Is(err, kv.ErrWrongType) {
-		return kv.ErrWrongType.Error()
+// serve runs one connection: read a command, run it, and write the
+// replies once no more input is waiting (so a pipeline gets its replies
+// in one write).
+func (c *client) serve() {
+	s := c.s
+	defer func() {
+		_ = c.conn.Close()
+		s.mu.Lock()
+		delete(s.clients, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	for {
+		if s.cfg.IdleTimeout > 0 {
+			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		args, err := c.r.readCommand()
+		var rej *rejectedError
+		var pe *protocolError
+		switch {
+		case err == nil:
+			if !c.run(args) {
+				_ = c.w.flush()
+				return
+			}
+		case errors.As(err, &rej):
+			c.fail(err)
+			c.observe("rejected", time.Now(), err)
+		case errors.As(err, &pe):
+			c.fail(err)
+			_ = c.w.flush()
+			s.log.Debug("protocol error, closing the connection", "client", c.addr, "err", err)
+			return
+		default: // the connection ended or failed
+			_ = c.w.flush()
+			return
+		}
+		if err := c.w.failed(); err != nil {
+			s.log.Debug("closing a connection whose replies cannot be written", "client", c.addr, "err", err)
+			return
+		}
+		if c.quit {
+			_ = c.w.flush()
+			return
+		}
+		if !c.r.buffered() {
+			if err := c.w.flush(); err != nil {
+				s.log.Debug("closing a connection that does not read its replies", "client", c.addr, "err", err)
+				return
+			}
+		}
 	}
-	code := strings.ToUpper(node.ErrorCode(err))
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	return code + " " + msg
+}
+
+// run executes one command. A panic in a command is a bug: it is logged,
+// answered, and ends the connection (not the node).
+func (c *client) run(args [][]byte) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("command panicked", "panic", p, "stack", string(debug.Stack()))
+			c.w.errorLine("ERR internal error")
+			ok = false
+		}
+	}()
+	c.exec(args)
+	return true
 }

@@ -28,7 +28,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(demoCmd())
+	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd())
 	return root
 }
 

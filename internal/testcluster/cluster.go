@@ -88,9 +88,11 @@ func New(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The data directory first: cleanups run last-in first-out, so the
+	// nodes stop before their directories are removed.
+	root := t.TempDir()
 	c := &Cluster{t: t, opts: opts, Net: netw}
 	t.Cleanup(c.Close)
-	root := t.TempDir()
 	var listeners []net.Listener
 	id := uint64(1)
 	for _, r := range opts.Regions {

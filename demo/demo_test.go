@@ -1,0 +1,87 @@
+package demo
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestDemoServesEveryRegion runs the demo on free ports without emulated
+// latency, writes through the first region's port, reads through the
+// last, and checks that Ctrl-C (context cancellation) stops it cleanly and
+// removes its temporary data.
+func TestDemoServesEveryRegion(t *testing.T) {
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Latency: "none", BasePort: 0}, pw)
+		pw.Close()
+	}()
+	portRE := regexp.MustCompile(`redis-cli -p (\d+)`)
+	dataRE := regexp.MustCompile(`data in (\S+)`)
+	var ports []string
+	var dataDir string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := portRE.FindStringSubmatch(line); m != nil {
+			ports = append(ports, m[1])
+		}
+		if m := dataRE.FindStringSubmatch(line); m != nil {
+			dataDir = strings.TrimSuffix(m[1], ",")
+		}
+		if strings.Contains(line, "is ready") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if len(ports) != 3 {
+		cancel()
+		t.Fatalf("demo printed %d RESP ports, want 3 (err %v)", len(ports), <-done)
+	}
+	c1 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + ports[0], Protocol: 2})
+	c3 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + ports[2], Protocol: 2})
+	defer c1.Close()
+	defer c3.Close()
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer rcancel()
+	if err := c1.Set(rctx, "greeting", "hello", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c3.Get(rctx, "greeting").Result(); err != nil || v != "hello" {
+		t.Fatalf("GET in the third region: %q %v", v, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop after cancellation")
+	}
+	if dataDir == "" {
+		t.Fatal("demo did not say where its data is")
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Fatalf("temporary data directory %s still there (%v)", dataDir, err)
+	}
+}
+
+func TestDemoBadInput(t *testing.T) {
+	ctx := context.Background()
+	if err := Run(ctx, Options{Latency: "/no/such/file.json"}, io.Discard); err == nil {
+		t.Fatal("a missing latency file was accepted")
+	}
+	if err := Run(ctx, Options{Regions: []string{"us-east", "mars"}}, io.Discard); err == nil || !strings.Contains(err.Error(), "mars") {
+		t.Fatalf("an unknown region: %v", err)
+	}
+}

@@ -1,0 +1,163 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/transport"
+)
+
+// Keyspace is a keyspace as the admin routes show it: the metadata record
+// (the specification with its defaults filled in, "shards" being their
+// number, and "shard_list" the shards with their replicas) with each
+// shard's leader as the answering node knows it. It decodes into a
+// metadata.Keyspace.
+type Keyspace struct {
+	metadata.KeyspaceSpec
+	CreatedIndex uint64  `json:"created_index"`
+	Shards       []Shard `json:"shard_list"`
+}
+
+// Shard is one shard, its group and replicas, and its leader, term and
+// indexes as known to the answering node (zero when it holds no replica).
+type Shard struct {
+	metadata.Shard
+	Leader       uint64 `json:"leader"`
+	LeaderRegion string `json:"leader_region,omitempty"`
+	Term         uint64 `json:"term,omitempty"`
+	Commit       uint64 `json:"commit,omitempty"`
+	Applied      uint64 `json:"applied,omitempty"`
+}
+
+// Peer is a node of the cluster as a transport peer.
+type Peer struct {
+	ID     uint64 `json:"id"`
+	Region string `json:"region"`
+	Addr   string `json:"addr"`
+}
+
+// JoinResponse is the answer to POST /v1/cluster/nodes: the admitted node
+// and every node of the cluster, which the new node starts with (Join
+// set, Peers from TransportPeers).
+type JoinResponse struct {
+	Node  metadata.NodeInfo `json:"node"`
+	Peers []Peer            `json:"peers"`
+}
+
+// TransportPeers returns the peers as the node's configuration takes them.
+func (j JoinResponse) TransportPeers() []transport.Peer {
+	out := make([]transport.Peer, len(j.Peers))
+	for i, p := range j.Peers {
+		out[i] = transport.Peer{ID: p.ID, Region: p.Region, Addr: p.Addr}
+	}
+	return out
+}
+
+func (a *api) keyspace(st *metadata.State, ks *metadata.Keyspace) Keyspace {
+	out := Keyspace{KeyspaceSpec: ks.KeyspaceSpec, CreatedIndex: ks.CreatedIndex, Shards: make([]Shard, 0, len(ks.Shards))}
+	host := a.n.Host()
+	for _, sh := range ks.Shards {
+		s := Shard{Shard: sh}
+		if gs, ok := host.Status(sh.Group); ok {
+			s.Leader, s.Term, s.Commit, s.Applied = gs.Lead, gs.Term, gs.Commit, gs.Applied
+		}
+		if s.Leader != 0 {
+			s.LeaderRegion = st.Nodes[s.Leader].Region
+		}
+		out.Shards = append(out.Shards, s)
+	}
+	return out
+}
+
+func (a *api) clusterStatus(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, a.n.Status(r.Context()))
+	return nil
+}
+
+// listKeyspaces answers a JSON array of Keyspace, sorted by name.
+func (a *api) listKeyspaces(w http.ResponseWriter, r *http.Request) error {
+	st := a.n.Metadata()
+	names := make([]string, 0, len(st.Keyspaces))
+	for name := range st.Keyspaces {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	out := make([]Keyspace, 0, len(names))
+	for _, name := range names {
+		out = append(out, a.keyspace(st, st.Keyspaces[name]))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *api) describeKeyspace(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("ks")
+	st := a.n.Metadata()
+	ks := st.Keyspaces[name]
+	if ks == nil {
+		return fmt.Errorf("%w: %q", metadata.ErrUnknownKeyspace, name)
+	}
+	writeJSON(w, http.StatusOK, a.keyspace(st, ks))
+	return nil
+}
+
+// createKeyspace creates a keyspace from a metadata.KeyspaceSpec and
+// answers 201 with the Keyspace once the metadata change is committed;
+// with ?wait=true, once every shard has a leader.
+func (a *api) createKeyspace(w http.ResponseWriter, r *http.Request) error {
+	wait := false
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if wait, err = strconv.ParseBool(v); err != nil {
+			return errorf(CodeBadQuery, "wait %q: want true or false", v)
+		}
+	}
+	if err := requireJSON(r); err != nil {
+		return err
+	}
+	spec, err := decodeKeyspaceSpec(http.MaxBytesReader(w, r.Body, a.cfg.MaxAdminBodyBytes))
+	if err != nil {
+		return err
+	}
+	ks, err := a.n.CreateKeyspace(r.Context(), spec)
+	if err != nil {
+		return err
+	}
+	if wait {
+		ctx, cancel := context.WithTimeout(r.Context(), a.limits.RequestTimeout)
+		err := a.n.WaitKeyspaceReady(ctx, ks.Name)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	w.Header().Set("Location", "/v1/keyspaces/"+url.PathEscape(ks.Name))
+	writeJSON(w, http.StatusCreated, a.keyspace(a.n.Metadata(), ks))
+	return nil
+}
+
+// addNode admits a node (metadata.NodeInfo) to the cluster and answers
+// with a JoinResponse.
+func (a *api) addNode(w http.ResponseWriter, r *http.Request) error {
+	if err := requireJSON(r); err != nil {
+		return err
+	}
+	info, err := decodeNodeInfo(http.MaxBytesReader(w, r.Body, a.cfg.MaxAdminBodyBytes))
+	if err != nil {
+		return err
+	}
+	if err := a.n.AddNode(r.Context(), info); err != nil {
+		return err
+	}
+	resp := JoinResponse{Node: info, Peers: []Peer{}}
+	for _, p := range a.n.Peers() {
+		resp.Peers = append(resp.Peers, Peer{ID: p.ID, Region: p.Region, Addr: p.Addr})
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}

@@ -1,0 +1,70 @@
+// Package httpapi serves one node over HTTP/JSON: the data routes, the
+// admin routes, /metrics for Prometheus and a small web dashboard. It
+// never touches storage or raft: it calls the node, and maps the node's
+// errors to HTTP answers in one place (StatusOf).
+//
+// # Data
+//
+//	GET    /v1/keyspaces/{ks}/keys/{key}   read     200 ValueResponse | 404 key_not_found
+//	PUT    /v1/keyspaces/{ks}/keys/{key}   write    200 WriteResponse  (body: PutRequest)
+//	DELETE /v1/keyspaces/{ks}/keys/{key}   delete   200 DeleteResponse | 404 key_not_found
+//
+// The key is the rest of the path, percent-decoded: "user/42" and
+// "user%2F42" name the same key. A key with empty or dot segments
+// ("a//b", "a/./b") must be percent-encoded; such paths are refused with
+// bad_path rather than redirected to another key.
+//
+// Request header Meridian-Consistency: strong (default) or eventual. Reads
+// honour it; writes are always strong (the header is still checked). Every
+// answer served by a node says how, in headers:
+//
+//	Meridian-Region       region of the node that served it
+//	Meridian-Node         id of that node
+//	Meridian-Consistency  the level provided (strong | eventual)
+//	Meridian-Index        the raft index it reflects (writes: applied at; strong reads: read index; absent for eventual reads)
+//	Meridian-Forwarded    true if another node served it (a write proposed at a remote leader, a read forwarded to a replica)
+//
+// JSON shapes (typed values will add more "type" values):
+//
+//	PUT body   {"value": "text"} | {"value_base64": "AAEC"}, optional "type": "string", optional "ttl_ms": 60000
+//	GET        {"key": "k", "type": "string", "value": "text", "found": true}
+//	           ("value_base64" instead when the value is not UTF-8 or ?encoding=base64;
+//	           "key_base64" too when the key is not UTF-8; "expires_at_ms" and "ttl_ms" for a key with a TTL)
+//	PUT        {"key": "k", "written": true}
+//	DELETE     {"key": "k", "deleted": true}
+//
+// # Admin
+//
+//	GET  /v1/cluster          node.ClusterStatus: regions, nodes (reachable or not), RTT matrix in ms, keyspaces with shard leaders
+//	GET  /v1/keyspaces        [Keyspace, ...] sorted by name
+//	POST /v1/keyspaces        body metadata.KeyspaceSpec; 201 Keyspace, Location /v1/keyspaces/{ks}; ?wait=true waits for every shard's leader
+//	GET  /v1/keyspaces/{ks}   Keyspace: the spec, its shards ("shard_list") with replicas, leader, leader region, term, indexes
+//	POST /v1/cluster/nodes    body metadata.NodeInfo; admits the node (node.AddNode); 200 JoinResponse with the cluster's peers
+//	GET  /metrics             the node's metrics registry, Prometheus text format (see package metrics)
+//	GET  /                    the dashboard: regions, nodes, RTT matrix, keyspaces and leaders, refreshed from /v1/cluster
+//
+// The admin routes have no authentication: serve them on a trusted
+// network only.
+//
+// # Errors
+//
+// Every error is {"error": {"code": "...", "message": "..."}} with the
+// status StatusOf gives its code: 400 bad input (bad_json, unknown_field,
+// bad_value, bad_ttl, bad_query, bad_path, empty_key, key_too_large,
+// unknown_consistency, invalid_spec, placement), 404 (unknown_keyspace,
+// key_not_found, not_found), 405 method_not_allowed, 409 (keyspace_exists,
+// wrong_type), 413 (body_too_large, value_too_large), 415
+// unsupported_media_type, 503 with Retry-After (no_leader, timeout,
+// unreachable, outcome_unknown, ...), 500 internal (logged).
+//
+// # Limits
+//
+// Bodies must be sent as Content-Type: application/json (which also keeps
+// browsers from sending them across origins without a preflight), are
+// decoded strictly (unknown fields, trailing data and malformed JSON are
+// refused) and capped with http.MaxBytesReader: Config.MaxBodyBytes for
+// data (by default just above the node's largest value in base64) and
+// Config.MaxAdminBodyBytes for admin bodies. Keys longer than the node's
+// MaxKeyBytes are refused before they reach the router. NewServer and
+// Serve set the server's timeouts and header limit.
+package httpapi

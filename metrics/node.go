@@ -1,0 +1,198 @@
+package metrics
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3"
+
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/raftgroup"
+)
+
+// systemKeyspace is the keyspace label of the metadata group. Keyspace
+// names start with a letter or digit, so it cannot clash with one.
+const systemKeyspace = "_system"
+
+// nodeCollector reads a node's state at scrape time. Nothing on the
+// request or raft paths does any work for it beyond atomic counter adds.
+type nodeCollector struct {
+	n *node.Node
+
+	info *prometheus.Desc
+
+	// Host counters (raftgroup.Stats), in the order of hostCounters.
+	counters []*prometheus.Desc
+
+	groups, leaders                                 *prometheus.Desc
+	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
+	peerRTT, peerReachable                          *prometheus.Desc
+}
+
+// hostCounters lists the counters read from raftgroup.Stats.
+var hostCounters = []struct {
+	name, help string
+	value      func(raftgroup.Stats) uint64
+}{
+	{"meridian_raft_proposals_total", "Proposals raft accepted on this node as a group leader (commands and membership changes).",
+		func(s raftgroup.Stats) uint64 { return s.Proposals }},
+	{"meridian_raft_proposals_dropped_total", "Proposals raft refused at once on this node (safe to retry).",
+		func(s raftgroup.Stats) uint64 { return s.ProposalsDropped }},
+	{"meridian_raft_read_index_total", "Read-index requests (strong reads) handed to raft on this node.",
+		func(s raftgroup.Stats) uint64 { return s.ReadIndexRequests }},
+	{"meridian_raft_ready_rounds_total", "Rounds of the raft loop that processed at least one group's Ready.",
+		func(s raftgroup.Stats) uint64 { return s.ReadyRounds }},
+	{"meridian_raft_ready_groups_total", "Group Readies processed; divided by ready rounds, the groups sharing one batch.",
+		func(s raftgroup.Stats) uint64 { return s.ReadyGroups }},
+	{"meridian_raft_entries_appended_total", "Log entries persisted to this node's raft logs.",
+		func(s raftgroup.Stats) uint64 { return s.EntriesAppended }},
+	{"meridian_raft_entries_applied_total", "Committed log entries applied to the state machines on this node.",
+		func(s raftgroup.Stats) uint64 { return s.EntriesApplied }},
+	{"meridian_raft_snapshots_applied_total", "Snapshots installed on this node.",
+		func(s raftgroup.Stats) uint64 { return s.SnapshotsApplied }},
+	{"meridian_raft_batches_committed_total", "Storage batches committed by the raft loop (one per round with changes).",
+		func(s raftgroup.Stats) uint64 { return s.BatchesCommitted }},
+	{"meridian_raft_fsyncs_total", "Batches the raft host committed with sync (fsync).",
+		func(s raftgroup.Stats) uint64 { return s.Fsyncs }},
+	{"meridian_raft_messages_sent_total", "Raft messages handed to the transport.",
+		func(s raftgroup.Stats) uint64 { return s.MessagesSent }},
+}
+
+func newNodeCollector(n *node.Node) *nodeCollector {
+	g := []string{"group", "keyspace", "shard"}
+	p := []string{"peer", "peer_region"}
+	c := &nodeCollector{
+		n:    n,
+		info: prometheus.NewDesc("meridian_node_info", "Always 1; the labels name this node and its region.", []string{"node", "region"}, nil),
+		groups: prometheus.NewDesc("meridian_raft_groups",
+			"Raft groups hosted on this node (the metadata group included).", nil, nil),
+		leaders: prometheus.NewDesc("meridian_raft_leaders",
+			"Raft groups this node leads.", nil, nil),
+		term: prometheus.NewDesc("meridian_raft_group_term",
+			"Current raft term of the group on this replica.", g, nil),
+		commit: prometheus.NewDesc("meridian_raft_group_commit_index",
+			"Highest log index this replica knows to be committed.", g, nil),
+		applied: prometheus.NewDesc("meridian_raft_group_applied_index",
+			"Highest log index applied on this replica.", g, nil),
+		isLeader: prometheus.NewDesc("meridian_raft_group_is_leader",
+			"1 if this replica leads the group, else 0.", g, nil),
+		applyLag: prometheus.NewDesc("meridian_raft_group_apply_lag_entries",
+			"Committed entries not yet applied on this replica (commit - applied).", g, nil),
+		rLag: prometheus.NewDesc("meridian_raft_group_replication_lag_entries",
+			"On the leader only: entries the furthest-behind other replica lacks (max of last index - match).", g, nil),
+		peerRTT: prometheus.NewDesc("meridian_peer_rtt_seconds",
+			"Smoothed round-trip time to a peer node, as measured by this node's transport.", p, nil),
+		peerReachable: prometheus.NewDesc("meridian_peer_reachable",
+			"1 if a recent ping to the peer succeeded, else 0.", p, nil),
+	}
+	for _, hc := range hostCounters {
+		c.counters = append(c.counters, prometheus.NewDesc(hc.name, hc.help, nil, nil))
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.counters {
+		ch <- d
+	}
+	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
+		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, strconv.FormatUint(n.ID(), 10), n.Region())
+	host := n.Host()
+	stats := host.Stats()
+	for i, hc := range hostCounters {
+		ch <- prometheus.MustNewConstMetric(c.counters[i], prometheus.CounterValue, float64(hc.value(stats)))
+	}
+
+	st := n.Metadata()
+	type place struct {
+		keyspace string
+		shard    int
+	}
+	where := map[uint64]place{metadata.SystemGroup: {keyspace: systemKeyspace}}
+	for _, ks := range st.Keyspaces {
+		for _, sh := range ks.Shards {
+			where[sh.Group] = place{keyspace: ks.Name, shard: sh.Index}
+		}
+	}
+	ids := host.Groups()
+	slices.Sort(ids)
+	hosted, led := 0, 0
+	for _, id := range ids {
+		gs, ok := host.Status(id)
+		if !ok {
+			continue // removed since Groups was read
+		}
+		hosted++
+		p := where[id]
+		lv := []string{strconv.FormatUint(id, 10), p.keyspace, strconv.Itoa(p.shard)}
+		gauge := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), lv...)
+		}
+		leader := gs.RaftState == raft.StateLeader
+		gauge(c.term, gs.Term)
+		gauge(c.commit, gs.Commit)
+		gauge(c.applied, gs.Applied)
+		gauge(c.applyLag, ApplyLag(gs))
+		if leader {
+			led++
+			gauge(c.isLeader, 1)
+			gauge(c.rLag, ReplicationLag(gs))
+		} else {
+			gauge(c.isLeader, 0)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.groups, prometheus.GaugeValue, float64(hosted))
+	ch <- prometheus.MustNewConstMetric(c.leaders, prometheus.GaugeValue, float64(led))
+
+	tr := n.Transport()
+	rtts := tr.RTTs()
+	peers := make([]uint64, 0, len(st.Nodes))
+	for id := range st.Nodes {
+		if id != n.ID() {
+			peers = append(peers, id)
+		}
+	}
+	slices.Sort(peers)
+	for _, id := range peers {
+		lv := []string{strconv.FormatUint(id, 10), st.Nodes[id].Region}
+		if d, ok := rtts[id]; ok {
+			ch <- prometheus.MustNewConstMetric(c.peerRTT, prometheus.GaugeValue, d.Seconds(), lv...)
+		}
+		up := 0.0
+		if tr.Healthy(id) {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.peerReachable, prometheus.GaugeValue, up, lv...)
+	}
+}
+
+// ApplyLag is how many committed entries a replica has yet to apply.
+func ApplyLag(s raftgroup.Status) uint64 {
+	if s.Commit > s.Applied {
+		return s.Commit - s.Applied
+	}
+	return 0
+}
+
+// ReplicationLag is, on a group's leader, how many entries of its log the
+// furthest-behind other replica (voter or learner) lacks; 0 elsewhere.
+func ReplicationLag(s raftgroup.Status) uint64 {
+	var lag uint64
+	for id, match := range s.Match {
+		if id != s.ID && s.LastIndex > match {
+			lag = max(lag, s.LastIndex-match)
+		}
+	}
+	return lag
+}

@@ -1,0 +1,295 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metadata"
+)
+
+// ErrBadCursor is returned by Scan for a cursor it did not make, or one
+// made before the keyspace's shards changed.
+var ErrBadCursor = errors.New("node: invalid scan cursor")
+
+// DefaultScanCount is the number of keys Scan examines when count <= 0.
+const DefaultScanCount = 10
+
+// scanPageBytes ends a Scan page early once its keys take this much, so
+// that a large count over large keys stays bounded.
+const scanPageBytes = 4 << 20
+
+// Scan iterates over a keyspace's keys: shard after shard, each in key
+// order. Start with cursor "0" and pass each returned cursor back until it
+// is "0" again. Every key that exists for the whole iteration is returned
+// exactly once; keys written or deleted meanwhile may or may not be.
+//
+// A call examines about count keys (expired ones included, so that a
+// sparse MATCH still makes progress) and returns the live ones that match
+// the glob pattern match ("" matches everything; see GlobMatch); it stops
+// early once the page holds 4 MiB of keys. A page may be empty while the
+// cursor is not "0".
+//
+// A cursor is "<shard>:<last key, base64url>": it holds no server state,
+// so any node may continue an iteration another node started.
+//
+// Scans read local replicas only: strong scans confirm a read point with
+// each shard's leader first (ReadIndex), eventual scans read at once. A
+// shard this node holds no replica of fails the scan with ErrNoReplica:
+// forwarding a scan needs a new node-to-node method, which does not exist
+// yet. (Every node of a keyspace whose replicas span all regions holds
+// every shard, which is the case for sync keyspaces on one node per
+// region.)
+func (n *Node) Scan(ctx context.Context, keyspace, cursor, match string, count int, c Consistency) ([][]byte, string, Answer, error) {
+	if c != Strong && c != Eventual {
+		return nil, "", Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
+	}
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return nil, "", Answer{}, err
+	}
+	shard, after, err := parseCursor(cursor, len(ks.Shards), n.cfg.MaxKeyBytes)
+	if err != nil {
+		return nil, "", Answer{}, err
+	}
+	if count <= 0 {
+		count = DefaultScanCount
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	now := time.Now().UnixMilli()
+	pattern := []byte(match)
+	var keys [][]byte
+	examined, read, size := 0, 0, 0
+	a := n.answer(c, 0)
+	for ; shard < len(ks.Shards); shard, after = shard+1, nil {
+		if examined >= count || size >= scanPageBytes {
+			return keys, formatCursor(shard, nil), a, nil
+		}
+		sh := ks.Shards[shard]
+		idx, err := n.readPoint(ctx, ks, sh, c)
+		if err != nil {
+			return nil, "", Answer{}, err
+		}
+		if read++; read == 1 {
+			a.Index = idx
+		} else {
+			a.Index = 0 // indexes of different groups do not compare
+		}
+		var start []byte
+		if after != nil {
+			start = append(slices.Clip(after), 0) // the first key after it
+		}
+		var last []byte
+		var recErr error
+		full := false
+		err = n.db.Scan(sh.Group, start, nil, func(k, v []byte) bool {
+			if examined >= count || size >= scanPageBytes {
+				full = true
+				return false
+			}
+			examined++
+			last = append(last[:0], k...)
+			rec, err := kv.DecodeRecord(v)
+			if err != nil {
+				recErr = fmt.Errorf("group %d key %q: %w", sh.Group, k, err)
+				return false
+			}
+			if !rec.Expired(now) && (match == "" || GlobMatch(pattern, k)) {
+				keys = append(keys, bytes.Clone(k))
+				size += len(k)
+			}
+			return true
+		})
+		if err == nil {
+			err = recErr
+		}
+		if err != nil {
+			return nil, "", Answer{}, err
+		}
+		if full {
+			return keys, formatCursor(shard, last), a, nil
+		}
+	}
+	return keys, "0", a, nil
+}
+
+// DBSize counts the live keys of a keyspace (a full scan of every shard,
+// under the same rules as Scan).
+func (n *Node) DBSize(ctx context.Context, keyspace string, c Consistency) (int64, Answer, error) {
+	if c != Strong && c != Eventual {
+		return 0, Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
+	}
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return 0, Answer{}, err
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	now := time.Now().UnixMilli()
+	a := n.answer(c, 0)
+	var total int64
+	for i, sh := range ks.Shards {
+		idx, err := n.readPoint(ctx, ks, sh, c)
+		if err != nil {
+			return 0, Answer{}, err
+		}
+		if i == 0 {
+			a.Index = idx
+		} else {
+			a.Index = 0
+		}
+		var recErr error
+		err = n.db.Scan(sh.Group, nil, nil, func(k, v []byte) bool {
+			rec, err := kv.DecodeRecord(v)
+			if err != nil {
+				recErr = fmt.Errorf("group %d key %q: %w", sh.Group, k, err)
+				return false
+			}
+			if !rec.Expired(now) {
+				total++
+			}
+			return true
+		})
+		if err == nil {
+			err = recErr
+		}
+		if err != nil {
+			return 0, Answer{}, err
+		}
+	}
+	return total, a, nil
+}
+
+// readPoint makes the local replica of a shard ready for a read at the
+// given consistency and returns the read index (0 for eventual reads).
+func (n *Node) readPoint(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency) (uint64, error) {
+	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		return 0, fmt.Errorf("%w: node %d holds no replica of shard %d of %q, and scans are not forwarded", ErrNoReplica, n.cfg.ID, sh.Index, ks.Name)
+	}
+	if c != Strong {
+		// An eventual read of a replica that does not exist yet here would
+		// silently miss the shard's keys.
+		if _, ok := n.host.Status(sh.Group); !ok {
+			return 0, fmt.Errorf("%w: the replica of shard %d of %q on node %d is not created yet", ErrNoReplica, sh.Index, ks.Name, n.cfg.ID)
+		}
+		return 0, nil
+	}
+	return n.host.ReadIndex(ctx, sh.Group)
+}
+
+func formatCursor(shard int, last []byte) string {
+	return strconv.Itoa(shard) + ":" + base64.RawURLEncoding.EncodeToString(last)
+}
+
+// parseCursor returns the shard to continue in and the last key returned
+// from it (nil: from its start).
+func parseCursor(cursor string, shards, maxKey int) (int, []byte, error) {
+	if cursor == "0" {
+		return 0, nil, nil
+	}
+	s, k, ok := strings.Cut(cursor, ":")
+	shard, err := strconv.Atoi(s)
+	if !ok || err != nil || shard < 0 || shard >= shards || strconv.Itoa(shard) != s ||
+		base64.RawURLEncoding.DecodedLen(len(k)) > maxKey {
+		return 0, nil, fmt.Errorf("%w: %q", ErrBadCursor, cursor)
+	}
+	key, err := base64.RawURLEncoding.DecodeString(k)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %q", ErrBadCursor, cursor)
+	}
+	if len(key) == 0 {
+		key = nil
+	}
+	return shard, key, nil
+}
+
+// GlobMatch reports whether s matches the Redis-style glob pattern: '*'
+// matches any run of bytes, '?' any one byte, "[abc]", "[a-z]" and
+// "[^abc]" a byte of (not of) a class, and '\' makes the next byte
+// literal. It runs in O(len(pattern) * len(s)) at worst: a mismatch after
+// a '*' only moves the last '*' on, never earlier ones.
+func GlobMatch(pattern, s []byte) bool {
+	p, i := 0, 0
+	star, starI := -1, 0 // the last '*' seen, and where its match ends now
+	for i < len(s) || p < len(pattern) {
+		if p < len(pattern) {
+			if pattern[p] == '*' {
+				star, starI = p, i
+				p++
+				continue
+			}
+			if i < len(s) {
+				if w, ok := matchOne(pattern[p:], s[i]); ok {
+					p += w
+					i++
+					continue
+				}
+			}
+		}
+		if star >= 0 && starI < len(s) {
+			// Let the last '*' swallow one more byte and try again.
+			starI++
+			p, i = star+1, starI
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// matchOne matches one byte against the pattern element at the start of
+// p (not '*'); it returns the element's width.
+func matchOne(p []byte, c byte) (int, bool) {
+	switch p[0] {
+	case '?':
+		return 1, true
+	case '\\':
+		if len(p) >= 2 {
+			return 2, p[1] == c
+		}
+		return 1, c == '\\'
+	case '[':
+		return matchClass(p, c)
+	}
+	return 1, p[0] == c
+}
+
+// matchClass matches a byte against "[...]" at the start of p. A class
+// without its ']' runs to the end of the pattern.
+func matchClass(p []byte, c byte) (int, bool) {
+	i := 1
+	negate := i < len(p) && p[i] == '^'
+	if negate {
+		i++
+	}
+	found := false
+	for i < len(p) && p[i] != ']' {
+		switch {
+		case p[i] == '\\' && i+1 < len(p):
+			found = found || p[i+1] == c
+			i += 2
+		case i+2 < len(p) && p[i+1] == '-':
+			lo, hi := p[i], p[i+2]
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			found = found || (c >= lo && c <= hi)
+			i += 3
+		default:
+			found = found || p[i] == c
+			i++
+		}
+	}
+	if i < len(p) {
+		i++ // the ']'
+	}
+	return i, found != negate
+}

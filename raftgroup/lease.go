@@ -1,0 +1,135 @@
+package raftgroup
+
+import (
+	"encoding/binary"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Leader leases.
+//
+// A linearizable read normally costs a heartbeat round to a quorum
+// (ReadIndex). A leader holding a lease answers at once from its commit
+// index. The lease rests on a promise raft already keeps with CheckQuorum:
+// a follower that heard from its leader less than an election timeout ago
+// grants no vote (pre-vote or vote) to anyone else. So if a quorum
+// acknowledged a heartbeat the leader sent at time S, no other leader can
+// be elected before S + election timeout, measured in the followers' own
+// ticks; ticks are never early (a delayed ticker only slows them), so the
+// leader's wall clock bounds that time from below. The leader renews by
+// issuing its own ReadIndex (a heartbeat round) and holds the lease until
+// S + leaseFraction × (ElectionTicks - 2) × TickInterval.
+//
+// Two gaps in that promise are closed here:
+//   - a follower that restarts forgets when it last heard from the leader,
+//     so a replica loaded from disk ignores vote requests for one election
+//     timeout after it starts (quietUntil);
+//   - a leadership transfer makes the transferee campaign regardless of
+//     leases, so the leader drops its lease when it starts a transfer, and
+//     serves no lease read while one is under way.
+//
+// Followers' linearizable reads benefit too: a MsgReadIndex forwarded to a
+// leader holding a lease is answered at once, without the heartbeat round.
+
+// leaseFraction keeps a margin below the election timeout.
+const leaseFraction = 0.8
+
+type lease struct {
+	expiry  time.Time // valid until
+	term    uint64    // in this term only
+	renewID uint64    // id of the renewal read under way (0: none)
+	started time.Time // when that renewal began
+}
+
+func (h *Host) leaseDuration(g *group) time.Duration {
+	ticks := g.electionTicks - 2
+	if ticks < 1 {
+		return 0
+	}
+	return time.Duration(leaseFraction * float64(ticks) * float64(h.cfg.TickInterval))
+}
+
+// leaseValid reports whether g may serve reads from its commit index now.
+func (h *Host) leaseValid(g *group, now time.Time) bool {
+	if h.cfg.DisableLeaseReads || !g.isLeader || now.After(g.lease.expiry) {
+		return false
+	}
+	bs := g.rn.BasicStatus()
+	return bs.LeadTransferee == raft.None && bs.GetTerm() == g.lease.term && bs.RaftState == raft.StateLeader
+}
+
+// commitIndex is the leader's commit index.
+func (g *group) commitIndex() uint64 {
+	return g.rn.BasicStatus().GetCommit()
+}
+
+// renewLeases starts a renewal round for every leader whose lease is more
+// than half spent. Called on every tick.
+func (h *Host) renewLeases(now time.Time) {
+	if h.cfg.DisableLeaseReads {
+		return
+	}
+	for _, g := range h.groups {
+		if !g.isLeader {
+			continue
+		}
+		d := h.leaseDuration(g)
+		if d <= 0 {
+			continue
+		}
+		if g.lease.renewID != 0 && now.Sub(g.lease.started) < d {
+			continue // a renewal is under way
+		}
+		if g.lease.expiry.Sub(now) > d/2 {
+			continue
+		}
+		id := h.newID()
+		g.lease.renewID, g.lease.started = id, now
+		g.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+	}
+}
+
+// leaseRenewed handles the answer to a renewal round: the quorum heard a
+// heartbeat sent after g.lease.started.
+func (h *Host) leaseRenewed(g *group, id uint64) bool {
+	if id == 0 || id != g.lease.renewID {
+		return false
+	}
+	g.lease.renewID = 0
+	bs := g.rn.BasicStatus()
+	if bs.RaftState == raft.StateLeader && bs.LeadTransferee == raft.None {
+		g.lease.expiry = g.lease.started.Add(h.leaseDuration(g))
+		g.lease.term = bs.GetTerm()
+	}
+	return true
+}
+
+// answerReadUnderLease answers a follower's forwarded MsgReadIndex at once
+// if this leader holds a lease. It reports whether it did.
+func (h *Host) answerReadUnderLease(g *group, m *pb.Message, now time.Time) bool {
+	if m.GetType() != pb.MsgReadIndex || m.GetFrom() == h.cfg.NodeID || !h.leaseValid(g, now) {
+		return false
+	}
+	resp := &pb.Message{
+		Type:    pb.MsgReadIndexResp.Enum(),
+		To:      proto.Uint64(m.GetFrom()),
+		From:    proto.Uint64(h.cfg.NodeID),
+		Term:    proto.Uint64(g.lease.term),
+		Index:   proto.Uint64(g.commitIndex()),
+		Entries: m.GetEntries(),
+	}
+	h.stats.messagesSent.Add(1)
+	h.cfg.Sender.Send(g.id, []*pb.Message{resp})
+	h.stats.leaseReads.Add(1)
+	return true
+}
+
+// quiet reports whether g, freshly loaded from disk, must still ignore vote
+// requests (it may have promised a leader not to vote, and forgot when).
+func (g *group) quiet(m *pb.Message, now time.Time) bool {
+	t := m.GetType()
+	return (t == pb.MsgVote || t == pb.MsgPreVote) && now.Before(g.quietUntil)
+}

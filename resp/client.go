@@ -1,0 +1,172 @@
+package resp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metrics"
+	"github.com/meridian-db/meridian/node"
+)
+
+// client is one connection and its state.
+type client struct {
+	s       *Server
+	conn    net.Conn
+	r       *reader
+	w       *writer
+	id      int64
+	addr    string
+	laddr   string
+	created time.Time
+
+	level node.Consistency // the connection's consistency (MERIDIAN.WITH overrides it for one command)
+	last  node.Answer      // how the last answer was served
+	quit  bool             // QUIT: close after the reply
+
+	// The owner goroutine writes these under mu and reads them freely;
+	// other connections read them under mu (CLIENT LIST).
+	mu       sync.Mutex
+	keyspace string
+	name     string
+	libName  string
+	libVer   string
+	lastCmd  string
+	lastAt   time.Time
+}
+
+func newClient(s *Server, conn net.Conn) *client {
+	return &client{
+		s: s, conn: conn,
+		r:        newReader(conn, s.cfg.limits()),
+		w:        newWriter(conn, s.cfg.WriteTimeout, s.cfg.OutputBufferBytes),
+		id:       s.nextID.Add(1),
+		addr:     conn.RemoteAddr().String(),
+		laddr:    conn.LocalAddr().String(),
+		created:  time.Now(),
+		lastAt:   time.Now(),
+		level:    node.Strong,
+		keyspace: s.cfg.DefaultKeyspace,
+	}
+}
+
+func (c *client) ctx() context.Context { return c.s.ctx }
+
+func (c *client) node() *node.Node { return c.s.node }
+
+// nowMS is the proposer's clock stamped into write commands.
+func (c *client) nowMS() int64 { return time.Now().UnixMilli() }
+
+func (c *client) fail(err error) { c.w.errorLine(errorReply(err)) }
+
+func (c *client) setLast(a node.Answer) { c.last = a }
+
+func (c *client) setKeyspace(ks string) {
+	c.mu.Lock()
+	c.keyspace = ks
+	c.mu.Unlock()
+}
+
+// exec looks a command up, checks its arity and runs it. A handler writes
+// its reply only when it succeeds; an error it returns becomes the reply.
+func (c *client) exec(args [][]byte) {
+	start := time.Now()
+	name := strings.ToLower(string(args[0]))
+	cmd := commandTable[name]
+	if cmd == nil {
+		err := unknownCommand(args)
+		c.fail(err)
+		c.observe("unknown", start, err)
+		return
+	}
+	c.mu.Lock()
+	c.lastCmd, c.lastAt = name, start
+	c.mu.Unlock()
+	var err error
+	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
+		err = errArity(name)
+	} else {
+		err = cmd.fn(c, args)
+	}
+	if err != nil {
+		c.fail(err)
+	}
+	if name != "meridian.with" { // the command it runs is recorded itself
+		c.observe(name, start, err)
+	}
+}
+
+// observe records a command in the metrics, if the server has them.
+// Command names come from the command table (or are fixed words), never
+// from the client's text.
+func (c *client) observe(command string, start time.Time, err error) {
+	if m := c.s.cfg.Metrics; m != nil {
+		m.ObserveRequestCode(metrics.FrontendRESP, command, errorCode(err), time.Since(start))
+	}
+}
+
+// unknownCommand builds Redis's reply for an unknown command, with the
+// beginning of its arguments (bounded, quoted).
+func unknownCommand(args [][]byte) error {
+	var b strings.Builder
+	for _, a := range args[1:] {
+		if b.Len() > 128 {
+			break
+		}
+		fmt.Fprintf(&b, "'%s' ", printable(a, 128))
+	}
+	return replyError(fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", printable(args[0], 128), b.String()))
+}
+
+// printable shortens b and replaces bytes that could break a reply line.
+func printable(b []byte, max int) string {
+	if len(b) > max {
+		b = b[:max]
+	}
+	out := bytes.Clone(b)
+	for i, ch := range out {
+		if ch < ' ' || ch == 0x7f {
+			out[i] = ' '
+		}
+	}
+	return string(out)
+}
+
+// --- data access on behalf of the connection ---
+
+// read returns a key's live record at the connection's consistency.
+func (c *client) read(key []byte) (kv.Record, bool, error) {
+	rec, ok, a, err := c.node().GetRecord(c.ctx(), c.keyspace, key, c.level)
+	if err != nil {
+		return kv.Record{}, false, err
+	}
+	c.setLast(a)
+	return rec, ok, nil
+}
+
+// readTyped is read, failing with WRONGTYPE if the key holds another type.
+func (c *client) readTyped(key []byte, t kv.Type) (kv.Record, bool, error) {
+	rec, ok, err := c.read(key)
+	if err == nil && ok && rec.Type != t {
+		return kv.Record{}, false, kv.ErrWrongType
+	}
+	return rec, ok, err
+}
+
+// write runs a kv command; NowMS is stamped here if the caller did not.
+func (c *client) write(cmd kv.Command) (kv.Result, error) {
+	if cmd.NowMS == 0 {
+		cmd.NowMS = c.nowMS()
+	}
+	r, a, err := c.node().Write(c.ctx(), c.keyspace, cmd)
+	if err != nil {
+		return kv.Result{}, err
+	}
+	c.setLast(a)
+	return r, nil
+}

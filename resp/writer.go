@@ -1,0 +1,128 @@
+package resp
+
+import (
+	"bufio"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// writer encodes replies in RESP2 or RESP3 (chosen per connection with
+// HELLO) into a bounded buffer. When the buffer fills it is written to
+// the connection, and every write to the connection has a deadline: a
+// client that stops reading its replies blocks only its own connection,
+// for at most the write timeout, and then loses it. Memory per connection
+// stays bounded by the buffer whatever the client does.
+type writer struct {
+	bw    *bufio.Writer
+	dc    *deadlineConn
+	proto int // 2 or 3
+}
+
+// deadlineConn sets a write deadline before every write and remembers
+// the first failure.
+type deadlineConn struct {
+	conn    net.Conn
+	timeout time.Duration
+	err     error
+}
+
+func (d *deadlineConn) Write(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if err := d.conn.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil {
+		d.err = err
+		return 0, err
+	}
+	n, err := d.conn.Write(p)
+	if err != nil {
+		d.err = err
+	}
+	return n, err
+}
+
+func newWriter(c net.Conn, timeout time.Duration, size int) *writer {
+	dc := &deadlineConn{conn: c, timeout: timeout}
+	return &writer{bw: bufio.NewWriterSize(dc, size), dc: dc, proto: 2}
+}
+
+// failed reports whether writing to the connection has failed (the
+// client stopped reading for longer than the timeout, or went away).
+func (w *writer) failed() error { return w.dc.err }
+
+// The bufio.Writer keeps its first error and reports it on Flush; the
+// write methods need not check anything.
+
+func (w *writer) line(prefix byte, s string) {
+	_ = w.bw.WriteByte(prefix)
+	_, _ = w.bw.WriteString(s)
+	_, _ = w.bw.WriteString("\r\n")
+}
+
+func (w *writer) header(prefix byte, n int) {
+	_ = w.bw.WriteByte(prefix)
+	var buf [20]byte
+	_, _ = w.bw.Write(strconv.AppendInt(buf[:0], int64(n), 10))
+	_, _ = w.bw.WriteString("\r\n")
+}
+
+// simple writes a status reply ("+OK").
+func (w *writer) simple(s string) { w.line('+', oneLine(s)) }
+
+// errorLine writes an error reply; s starts with its code ("ERR ...").
+func (w *writer) errorLine(s string) { w.line('-', oneLine(s)) }
+
+func (w *writer) integer(n int64) { w.line(':', strconv.FormatInt(n, 10)) }
+
+func (w *writer) bulk(b []byte) {
+	w.header('$', len(b))
+	_, _ = w.bw.Write(b)
+	_, _ = w.bw.WriteString("\r\n")
+}
+
+func (w *writer) bulkString(s string) {
+	w.header('$', len(s))
+	_, _ = w.bw.WriteString(s)
+	_, _ = w.bw.WriteString("\r\n")
+}
+
+// null writes a missing value.
+func (w *writer) null() {
+	if w.proto == 3 {
+		_, _ = w.bw.WriteString("_\r\n")
+		return
+	}
+	_, _ = w.bw.WriteString("$-1\r\n")
+}
+
+func (w *writer) array(n int) { w.header('*', n) }
+
+// mapHeader starts a map of n pairs (RESP2: an array of 2n elements).
+func (w *writer) mapHeader(n int) {
+	if w.proto == 3 {
+		w.header('%', n)
+		return
+	}
+	w.header('*', 2*n)
+}
+
+// setHeader starts a set of n members (RESP2: an array).
+func (w *writer) setHeader(n int) {
+	if w.proto == 3 {
+		w.header('~', n)
+		return
+	}
+	w.header('*', n)
+}
+
+func (w *writer) flush() error { return w.bw.Flush() }
+
+// oneLine makes s fit a status or error line.
+func oneLine(s string) string {
+	if strings.ContainsAny(s, "\r\n") {
+		return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
+	}
+	return s
+}
