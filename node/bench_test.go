@@ -40,7 +40,10 @@ func benchWrites(b *testing.B, matrix netsim.Matrix, floor time.Duration, client
 	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "bench", Shards: 1, HomeRegion: "us-east"})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := c.WaitFor(ctx, func() bool { return c.RegionOf(c.Leader(ks.Shards[0].Group)) == "us-east" }); err != nil {
+	if err := c.WaitFor(ctx, func() bool {
+		l := c.Leader(ks.Shards[0].Group)
+		return l != 0 && c.RegionOf(l) == "us-east"
+	}); err != nil {
 		b.Fatal("no leader in us-east")
 	}
 	n := c.Node(c.Leader(ks.Shards[0].Group))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,6 +198,68 @@ func TestCatchUpBySnapshot(t *testing.T) {
 		v, ok, _, err := c.Node(down).Get(ctx, "cu", fmt.Appendf(nil, "k%04d", i), node.Eventual)
 		if err != nil || !ok || len(v) != 100 {
 			t.Fatalf("k%04d on the caught-up node: %v %v", i, ok, err)
+		}
+	}
+}
+
+// TestScanForwardsShardsHeldElsewhere: with two nodes per region each node
+// holds only some shards; a scan from any node still sees every key once.
+func TestScanForwardsShardsHeldElsewhere(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{NodesPerRegion: 2})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "s", Shards: 4})
+	partial := false
+	for _, id := range c.IDs() {
+		for _, sh := range ks.Shards {
+			partial = partial || !slices.Contains(sh.Replicas, id)
+		}
+	}
+	if !partial {
+		t.Fatal("every node holds every shard: the test would not exercise forwarding")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const keys = 60
+	for i := range keys {
+		if _, err := c.Node(1).Put(ctx, "s", fmt.Appendf(nil, "key%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.Running() {
+		seen := map[string]int{}
+		cursor := "0"
+		forwarded := false
+		for {
+			page, next, a, err := n.Scan(ctx, "s", cursor, "key*", 7, node.Strong)
+			if err != nil {
+				t.Fatalf("node %d: scan: %v", n.ID(), err)
+			}
+			forwarded = forwarded || a.Forwarded
+			for _, k := range page {
+				seen[string(k)]++
+			}
+			if next == "0" {
+				break
+			}
+			cursor = next
+		}
+		if len(seen) != keys {
+			t.Fatalf("node %d: scan saw %d distinct keys, want %d", n.ID(), len(seen), keys)
+		}
+		for k, times := range seen {
+			if times != 1 {
+				t.Fatalf("node %d: %s returned %d times", n.ID(), k, times)
+			}
+		}
+		size, _, err := n.DBSize(ctx, "s", node.Strong)
+		if err != nil || size != keys {
+			t.Fatalf("node %d: DBSize %d %v, want %d", n.ID(), size, err, keys)
+		}
+		holdsAll := true
+		for _, sh := range ks.Shards {
+			holdsAll = holdsAll && slices.Contains(sh.Replicas, n.ID())
+		}
+		if !holdsAll && !forwarded {
+			t.Fatalf("node %d holds only some shards but its scan was never forwarded", n.ID())
 		}
 	}
 }

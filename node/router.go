@@ -222,9 +222,9 @@ func (r rpcResponse) record() kv.Record {
 	return kv.Record{Type: r.Type, ExpireAtMS: r.Expire, Payload: r.Value}
 }
 
-// forward sends a request to the best replica of a shard: one in this
+// nearestReplica returns the best replica of a shard to ask: one in this
 // region if any, otherwise the one with the shortest round trip.
-func (n *Node) forward(ctx context.Context, sh metadata.Shard, req rpcRequest) (rpcResponse, error) {
+func (n *Node) nearestReplica(sh metadata.Shard) uint64 {
 	st := n.meta.State()
 	best := uint64(0)
 	var bestRTT time.Duration
@@ -240,6 +240,36 @@ func (n *Node) forward(ctx context.Context, sh metadata.Shard, req rpcRequest) (
 			best, bestRTT = id, rtt
 		}
 	}
+	return best
+}
+
+// callReplica calls a method on the nearest replica of a shard and decodes
+// its JSON answer; errors returned by the remote handler keep their code.
+func (n *Node) callReplica(ctx context.Context, sh metadata.Shard, method string, body []byte, out any) error {
+	best := n.nearestReplica(sh)
+	if best == 0 {
+		return ErrNoReplica
+	}
+	data, err := n.tr.Call(ctx, best, method, body)
+	if err != nil {
+		var re *transport.RemoteError
+		if errors.As(err, &re) {
+			if code, msg, ok := strings.Cut(re.Message, "|"); ok {
+				return DecodeError(code, msg)
+			}
+			return fmt.Errorf("node %d: %s", best, re.Message)
+		}
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("node: bad answer from node %d: %w", best, err)
+	}
+	return nil
+}
+
+// forward sends a request to the nearest replica of a shard.
+func (n *Node) forward(ctx context.Context, sh metadata.Shard, req rpcRequest) (rpcResponse, error) {
+	best := n.nearestReplica(sh)
 	if best == 0 {
 		return rpcResponse{}, ErrNoReplica
 	}
@@ -290,6 +320,8 @@ func (n *Node) handleCall(ctx context.Context, from uint64, method string, body 
 		return n.handlePropose(ctx, body)
 	case methodConfChange:
 		return n.handleConfChange(ctx, body)
+	case methodScan:
+		return n.handleScan(ctx, body)
 	}
 	return nil, fmt.Errorf("node: unknown method %q", method)
 }
@@ -350,6 +382,12 @@ func ErrorCode(err error) string {
 		return "timeout"
 	}
 	return "internal"
+}
+
+// remoteError encodes an error returned by a node-to-node handler as
+// "code|message", so that callReplica can rebuild it with its identity.
+func remoteError(err error) error {
+	return errors.New(ErrorCode(err) + "|" + err.Error())
 }
 
 // DecodeError rebuilds an error from its code and message, so that

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -40,13 +41,10 @@ const scanPageBytes = 4 << 20
 // A cursor is "<shard>:<last key, base64url>": it holds no server state,
 // so any node may continue an iteration another node started.
 //
-// Scans read local replicas only: strong scans confirm a read point with
-// each shard's leader first (ReadIndex), eventual scans read at once. A
-// shard this node holds no replica of fails the scan with ErrNoReplica:
-// forwarding a scan needs a new node-to-node method, which does not exist
-// yet. (Every node of a keyspace whose replicas span all regions holds
-// every shard, which is the case for sync keyspaces on one node per
-// region.)
+// Each shard is read from the local replica if there is one (strong scans
+// confirm a read point with the shard's leader first, eventual scans read
+// at once); a shard with no replica here is read by the nearest node that
+// holds one.
 func (n *Node) Scan(ctx context.Context, keyspace, cursor, match string, count int, c Consistency) ([][]byte, string, Answer, error) {
 	if c != Strong && c != Eventual {
 		return nil, "", Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
@@ -65,7 +63,6 @@ func (n *Node) Scan(ctx context.Context, keyspace, cursor, match string, count i
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	now := time.Now().UnixMilli()
-	pattern := []byte(match)
 	var keys [][]byte
 	examined, read, size := 0, 0, 0
 	a := n.answer(c, 0)
@@ -74,48 +71,23 @@ func (n *Node) Scan(ctx context.Context, keyspace, cursor, match string, count i
 			return keys, formatCursor(shard, nil), a, nil
 		}
 		sh := ks.Shards[shard]
-		idx, err := n.readPoint(ctx, ks, sh, c)
+		page, err := n.scanShard(ctx, ks, sh, after, match, count-examined, scanPageBytes-size, now, c)
 		if err != nil {
 			return nil, "", Answer{}, err
 		}
 		if read++; read == 1 {
-			a.Index = idx
+			a.Index = page.Index
 		} else {
 			a.Index = 0 // indexes of different groups do not compare
 		}
-		var start []byte
-		if after != nil {
-			start = append(slices.Clip(after), 0) // the first key after it
+		a.Forwarded = a.Forwarded || page.Forwarded
+		keys = append(keys, page.Keys...)
+		examined += page.Examined
+		for _, k := range page.Keys {
+			size += len(k)
 		}
-		var last []byte
-		var recErr error
-		full := false
-		err = n.db.Scan(sh.Group, start, nil, func(k, v []byte) bool {
-			if examined >= count || size >= scanPageBytes {
-				full = true
-				return false
-			}
-			examined++
-			last = append(last[:0], k...)
-			rec, err := kv.DecodeRecord(v)
-			if err != nil {
-				recErr = fmt.Errorf("group %d key %q: %w", sh.Group, k, err)
-				return false
-			}
-			if !rec.Expired(now) && (match == "" || GlobMatch(pattern, k)) {
-				keys = append(keys, bytes.Clone(k))
-				size += len(k)
-			}
-			return true
-		})
-		if err == nil {
-			err = recErr
-		}
-		if err != nil {
-			return nil, "", Answer{}, err
-		}
-		if full {
-			return keys, formatCursor(shard, last), a, nil
+		if page.Full {
+			return keys, formatCursor(shard, page.Last), a, nil
 		}
 	}
 	return keys, "0", a, nil
@@ -137,43 +109,131 @@ func (n *Node) DBSize(ctx context.Context, keyspace string, c Consistency) (int6
 	a := n.answer(c, 0)
 	var total int64
 	for i, sh := range ks.Shards {
-		idx, err := n.readPoint(ctx, ks, sh, c)
-		if err != nil {
-			return 0, Answer{}, err
-		}
-		if i == 0 {
-			a.Index = idx
-		} else {
-			a.Index = 0
-		}
-		var recErr error
-		err = n.db.Scan(sh.Group, nil, nil, func(k, v []byte) bool {
-			rec, err := kv.DecodeRecord(v)
+		// A count is a scan that keeps no keys: page through the shard.
+		var after []byte
+		for {
+			page, err := n.scanShard(ctx, ks, sh, after, "", 1<<20, 0, now, c)
 			if err != nil {
-				recErr = fmt.Errorf("group %d key %q: %w", sh.Group, k, err)
-				return false
+				return 0, Answer{}, err
 			}
-			if !rec.Expired(now) {
-				total++
+			if i == 0 && after == nil {
+				a.Index = page.Index
+			} else if after == nil {
+				a.Index = 0
 			}
-			return true
-		})
-		if err == nil {
-			err = recErr
-		}
-		if err != nil {
-			return 0, Answer{}, err
+			total += page.Live
+			if !page.Full {
+				break
+			}
+			after = page.Last
 		}
 	}
 	return total, a, nil
 }
 
+// shardPage is one shard's part of a scan page.
+type shardPage struct {
+	Keys     [][]byte `json:"k,omitempty"`
+	Live     int64    `json:"l,omitempty"` // live keys examined (all counted, even when not kept)
+	Examined int      `json:"e"`
+	Last     []byte   `json:"last,omitempty"`
+	Full     bool     `json:"full,omitempty"`
+	Index    uint64   `json:"i,omitempty"`
+	// Forwarded is true when another node read the shard.
+	Forwarded bool `json:"-"`
+}
+
+const methodScan = "scan"
+
+type scanRequest struct {
+	Keyspace    string      `json:"ks"`
+	Shard       int         `json:"s"`
+	After       []byte      `json:"a,omitempty"`
+	Match       string      `json:"m,omitempty"`
+	Count       int         `json:"n"`
+	MaxBytes    int         `json:"b"`
+	NowMS       int64       `json:"t"`
+	Consistency Consistency `json:"c"`
+}
+
+// scanShard examines up to count keys of one shard after `after`, keeping
+// the live ones that match (at most maxBytes of them; 0 keeps none, for
+// counting). A shard with no replica here is read by the nearest node
+// that holds one.
+func (n *Node) scanShard(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, after []byte, match string, count, maxBytes int, now int64, c Consistency) (shardPage, error) {
+	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		req := scanRequest{Keyspace: ks.Name, Shard: sh.Index, After: after, Match: match, Count: count, MaxBytes: maxBytes, NowMS: now, Consistency: c}
+		body, _ := json.Marshal(req)
+		var page shardPage
+		if err := n.callReplica(ctx, sh, methodScan, body, &page); err != nil {
+			return shardPage{}, err
+		}
+		page.Forwarded = true
+		return page, nil
+	}
+	idx, err := n.readPoint(ctx, ks, sh, c)
+	if err != nil {
+		return shardPage{}, err
+	}
+	page := shardPage{Index: idx}
+	var start []byte
+	if after != nil {
+		start = append(slices.Clip(after), 0) // the first key after it
+	}
+	pattern := []byte(match)
+	size := 0
+	var recErr error
+	err = n.db.Scan(sh.Group, start, nil, func(k, v []byte) bool {
+		if page.Examined >= count || (maxBytes > 0 && size >= maxBytes) {
+			page.Full = true
+			return false
+		}
+		page.Examined++
+		page.Last = append(page.Last[:0], k...)
+		rec, err := kv.DecodeRecord(v)
+		if err != nil {
+			recErr = fmt.Errorf("group %d key %q: %w", sh.Group, k, err)
+			return false
+		}
+		if rec.Expired(now) {
+			return true
+		}
+		page.Live++
+		if maxBytes > 0 && (match == "" || GlobMatch(pattern, k)) {
+			page.Keys = append(page.Keys, bytes.Clone(k))
+			size += len(k)
+		}
+		return true
+	})
+	if err == nil {
+		err = recErr
+	}
+	return page, err
+}
+
+// handleScan serves a shard scan for another node (never forwarded again).
+func (n *Node) handleScan(ctx context.Context, body []byte) ([]byte, error) {
+	var req scanRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("node: bad scan request: %w", err)
+	}
+	ks, err := n.meta.Keyspace(req.Keyspace)
+	if err != nil {
+		return nil, remoteError(err)
+	}
+	if req.Shard < 0 || req.Shard >= len(ks.Shards) || !slices.Contains(ks.Shards[req.Shard].Replicas, n.cfg.ID) {
+		return nil, remoteError(fmt.Errorf("%w: node %d holds no replica of shard %d of %q", ErrNoReplica, n.cfg.ID, req.Shard, req.Keyspace))
+	}
+	page, err := n.scanShard(ctx, ks, ks.Shards[req.Shard], req.After, req.Match, req.Count, req.MaxBytes, req.NowMS, req.Consistency)
+	if err != nil {
+		return nil, remoteError(err)
+	}
+	return json.Marshal(page)
+}
+
 // readPoint makes the local replica of a shard ready for a read at the
 // given consistency and returns the read index (0 for eventual reads).
 func (n *Node) readPoint(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency) (uint64, error) {
-	if !slices.Contains(sh.Replicas, n.cfg.ID) {
-		return 0, fmt.Errorf("%w: node %d holds no replica of shard %d of %q, and scans are not forwarded", ErrNoReplica, n.cfg.ID, sh.Index, ks.Name)
-	}
 	if c != Strong {
 		// An eventual read of a replica that does not exist yet here would
 		// silently miss the shard's keys.
