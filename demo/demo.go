@@ -158,7 +158,16 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	// Wait for every node to be registered, then create the default keyspace.
 	setup, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	for len(nodes[0].Metadata().Nodes) < len(nodes) {
+	registered := func() bool {
+		st := nodes[0].Metadata()
+		for _, n := range nodes {
+			if st.Nodes[n.ID()].RESPAddr == "" {
+				return false
+			}
+		}
+		return true
+	}
+	for !registered() {
 		select {
 		case <-setup.Done():
 			return fmt.Errorf("demo: nodes did not register: %w", setup.Err())

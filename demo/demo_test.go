@@ -3,7 +3,10 @@ package demo
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -26,6 +29,8 @@ func TestDemoServesEveryRegion(t *testing.T) {
 		pw.Close()
 	}()
 	portRE := regexp.MustCompile(`redis-cli -p (\d+)`)
+	httpRE := regexp.MustCompile(`(http://\S+)`)
+	var httpURL string
 	dataRE := regexp.MustCompile(`data in (\S+)`)
 	var ports []string
 	var dataDir string
@@ -34,6 +39,9 @@ func TestDemoServesEveryRegion(t *testing.T) {
 		line := sc.Text()
 		if m := portRE.FindStringSubmatch(line); m != nil {
 			ports = append(ports, m[1])
+		}
+		if m := httpRE.FindStringSubmatch(line); m != nil && httpURL == "" {
+			httpURL = m[1]
 		}
 		if m := dataRE.FindStringSubmatch(line); m != nil {
 			dataDir = strings.TrimSuffix(m[1], ",")
@@ -58,6 +66,35 @@ func TestDemoServesEveryRegion(t *testing.T) {
 	}
 	if v, err := c3.Get(rctx, "greeting").Result(); err != nil || v != "hello" {
 		t.Fatalf("GET in the third region: %q %v", v, err)
+	}
+	// The cluster status lists every node with its client addresses.
+	if err := func() error {
+		resp, err := http.Get(httpURL + "/v1/cluster")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Nodes []struct {
+				ID       int    `json:"id"`
+				RESPAddr string `json:"resp_addr"`
+				HTTPAddr string `json:"http_addr"`
+			} `json:"nodes"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return err
+		}
+		if len(st.Nodes) != 3 {
+			return fmt.Errorf("%d nodes in the status", len(st.Nodes))
+		}
+		for _, n := range st.Nodes {
+			if n.RESPAddr == "" || n.HTTPAddr == "" {
+				return fmt.Errorf("node %d has no client addresses in the status: %+v", n.ID, n)
+			}
+		}
+		return nil
+	}(); err != nil {
+		t.Fatalf("cluster status over HTTP: %v", err)
 	}
 	cancel()
 	select {

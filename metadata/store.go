@@ -15,6 +15,10 @@ type Command struct {
 	// Op is "add_node" or "create_keyspace".
 	Op       string    `json:"op"`
 	Node     *NodeInfo `json:"node,omitempty"`
+	// IfAbsent makes add_node change nothing when the node is already
+	// recorded (a node registering a peer it heard of must never overwrite
+	// what that peer registered about itself).
+	IfAbsent bool `json:"if_absent,omitempty"`
 	Keyspace *Keyspace `json:"keyspace,omitempty"`
 }
 
@@ -120,6 +124,9 @@ func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	case "add_node":
 		if c.Node == nil || c.Node.ID == 0 || c.Node.Region == "" {
 			return ApplyResult{Err: fmt.Errorf("%w: add_node needs an id and a region", ErrBadCommand)}
+		}
+		if _, ok := st.Nodes[c.Node.ID]; ok && c.IfAbsent {
+			return res
 		}
 		st.Nodes[c.Node.ID] = *c.Node
 	case "create_keyspace":

@@ -385,7 +385,7 @@ func (n *Node) registerLoop() {
 			} else if ok {
 				continue // others register themselves; only fill in the missing
 			}
-			cmd := metadata.Command{Op: "add_node", Node: &info}
+			cmd := metadata.Command{Op: "add_node", Node: &info, IfAbsent: p.ID != n.cfg.ID}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := n.propose(ctx, metadata.SystemGroup, cmd.Encode())
 			cancel()
