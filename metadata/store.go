@@ -13,12 +13,12 @@ var stateKey = []byte("state")
 // Command is a metadata change.
 type Command struct {
 	// Op is "add_node" or "create_keyspace".
-	Op       string    `json:"op"`
-	Node     *NodeInfo `json:"node,omitempty"`
+	Op   string    `json:"op"`
+	Node *NodeInfo `json:"node,omitempty"`
 	// IfAbsent makes add_node change nothing when the node is already
 	// recorded (a node registering a peer it heard of must never overwrite
 	// what that peer registered about itself).
-	IfAbsent bool `json:"if_absent,omitempty"`
+	IfAbsent bool      `json:"if_absent,omitempty"`
 	Keyspace *Keyspace `json:"keyspace,omitempty"`
 }
 

@@ -219,3 +219,16 @@ func (m Matrix) set(a, b string, rtt time.Duration) {
 	m[a][b] = rtt
 	m[b][a] = rtt
 }
+
+// Scaled returns a copy of m with every round trip multiplied by f: tests
+// use a fraction of the world's latencies so that elections and partitions
+// play out quickly while regions keep their relative distances.
+func (m Matrix) Scaled(f float64) Matrix {
+	out := m.Clone()
+	for a, row := range out {
+		for b, d := range row {
+			out[a][b] = time.Duration(float64(d) * f)
+		}
+	}
+	return out
+}

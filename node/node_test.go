@@ -16,18 +16,8 @@ import (
 	"github.com/meridian-db/meridian/raftgroup"
 )
 
-func scaledWorld(f float64) netsim.Matrix {
-	m := netsim.WorldMatrix()
-	for a, row := range m {
-		for b, d := range row {
-			m[a][b] = time.Duration(float64(d) * f)
-		}
-	}
-	return m
-}
-
 func TestWriteReadAcrossRegions(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Matrix: scaledWorld(0.2)})
+	c := testcluster.New(t, testcluster.Options{Matrix: netsim.WorldMatrix().Scaled(0.2)})
 	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "users", Shards: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -114,7 +104,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestLeaderReturnsHome(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Matrix: scaledWorld(0.2), LeaderHysteresis: 500 * time.Millisecond})
+	c := testcluster.New(t, testcluster.Options{Matrix: netsim.WorldMatrix().Scaled(0.2), LeaderHysteresis: 500 * time.Millisecond})
 	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "home", Shards: 2, HomeRegion: "eu-west"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

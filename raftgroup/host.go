@@ -295,6 +295,23 @@ func (h *Host) do(ctx context.Context, fn func()) error {
 	}
 }
 
+// onGroup runs fn with the group on the loop and waits for it; it fails
+// with ErrUnknownGroup if the group is not hosted here.
+func (h *Host) onGroup(ctx context.Context, id uint64, fn func(g *group) error) error {
+	var ferr error
+	if err := h.do(ctx, func() {
+		g := h.groups[id]
+		if g == nil {
+			ferr = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
+			return
+		}
+		ferr = fn(g)
+	}); err != nil {
+		return err
+	}
+	return ferr
+}
+
 // Deliver hands messages received from the network to a group. Messages for
 // groups not hosted here are dropped (raft retries).
 func (h *Host) Deliver(group uint64, msgs []*pb.Message) {
@@ -427,29 +444,20 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 
 // RemoveGroup stops hosting a group and deletes its data from this node.
 func (h *Host) RemoveGroup(ctx context.Context, id uint64) error {
-	var err error
-	if derr := h.do(ctx, func() {
-		g := h.groups[id]
-		if g == nil {
-			err = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
-			return
-		}
+	return h.onGroup(ctx, id, func(g *group) error {
 		b := h.cfg.DB.NewBatch()
 		g.store.StageDestroy(b)
-		if cerr := b.Commit(true); cerr != nil {
-			h.fatal(cerr)
-			err = cerr
-			return
+		if err := b.Commit(true); err != nil {
+			h.fatal(err)
+			return err
 		}
 		h.stats.fsyncs.Add(1)
 		h.failWaiters(g, ErrRemoved)
 		h.mu.Lock()
 		delete(h.groups, id)
 		h.mu.Unlock()
-	}); derr != nil {
-		return derr
-	}
-	return err
+		return nil
+	})
 }
 
 // snapshot builds a snapshot of g's applied state. Called by raft from the
@@ -501,19 +509,12 @@ func (h *Host) Status(id uint64) (Status, bool) {
 // group's last Ready, which can lag on an idle group).
 func (h *Host) FreshStatus(ctx context.Context, id uint64) (Status, error) {
 	var st Status
-	var gerr error
-	if err := h.do(ctx, func() {
-		g := h.groups[id]
-		if g == nil {
-			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
-			return
-		}
+	err := h.onGroup(ctx, id, func(g *group) error {
 		h.publishStatus(g)
 		st = *g.status.Load()
-	}); err != nil {
-		return Status{}, err
-	}
-	return st, gerr
+		return nil
+	})
+	return st, err
 }
 
 // Leader returns the group's leader as known to this node (0 if none).
@@ -553,17 +554,10 @@ func (h *Host) newID() uint64 {
 func (h *Host) leaderWait(ctx context.Context, id uint64) (<-chan struct{}, uint64, error) {
 	var ch <-chan struct{}
 	var lead uint64
-	var err error
-	if derr := h.do(ctx, func() {
-		g := h.groups[id]
-		if g == nil {
-			err = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
-			return
-		}
+	err := h.onGroup(ctx, id, func(g *group) error {
 		ch, lead = g.leaderChanged, g.lead
-	}); derr != nil {
-		return nil, 0, derr
-	}
+		return nil
+	})
 	return ch, lead, err
 }
 
@@ -712,23 +706,15 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 // WaitApplied waits until the group has applied index on this node.
 func (h *Host) WaitApplied(ctx context.Context, groupID, index uint64) error {
 	ch := make(chan error, 1)
-	var gerr error
-	if err := h.do(ctx, func() {
-		g := h.groups[groupID]
-		if g == nil {
-			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
-			return
-		}
+	if err := h.onGroup(ctx, groupID, func(g *group) error {
 		if g.applied >= index {
 			ch <- nil
-			return
+		} else {
+			g.applyWaiters = append(g.applyWaiters, applyWaiter{index: index, ch: ch})
 		}
-		g.applyWaiters = append(g.applyWaiters, applyWaiter{index: index, ch: ch})
+		return nil
 	}); err != nil {
 		return err
-	}
-	if gerr != nil {
-		return gerr
 	}
 	select {
 	case err := <-ch:
@@ -743,37 +729,18 @@ func (h *Host) WaitApplied(ctx context.Context, groupID, index uint64) error {
 // TransferLeader asks the group's leader (which must be this node) to hand
 // leadership to `to`.
 func (h *Host) TransferLeader(ctx context.Context, groupID, to uint64) error {
-	var gerr error
-	if err := h.do(ctx, func() {
-		g := h.groups[groupID]
-		if g == nil {
-			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
-			return
-		}
+	return h.onGroup(ctx, groupID, func(g *group) error {
 		// The transferee will campaign regardless of leases: stop serving
 		// reads under ours now.
 		g.lease = lease{}
 		g.rn.TransferLeader(to)
-	}); err != nil {
-		return err
-	}
-	return gerr
+		return nil
+	})
 }
 
 // Campaign makes this replica start an election.
 func (h *Host) Campaign(ctx context.Context, groupID uint64) error {
-	var gerr error
-	if err := h.do(ctx, func() {
-		g := h.groups[groupID]
-		if g == nil {
-			gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
-			return
-		}
-		gerr = g.rn.Campaign()
-	}); err != nil {
-		return err
-	}
-	return gerr
+	return h.onGroup(ctx, groupID, func(g *group) error { return g.rn.Campaign() })
 }
 
 func (h *Host) failWaiters(g *group, err error) {

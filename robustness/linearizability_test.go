@@ -94,19 +94,6 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// scaledWorld is the world matrix with every round trip multiplied by f,
-// so that elections and partitions play out quickly while regions keep
-// their relative distances.
-func scaledWorld(f float64) netsim.Matrix {
-	m := netsim.WorldMatrix()
-	for a, row := range m {
-		for b, d := range row {
-			m[a][b] = time.Duration(float64(d) * f)
-		}
-	}
-	return m
-}
-
 type history struct {
 	mu   sync.Mutex
 	ops  []porcupine.Operation
@@ -136,7 +123,7 @@ func TestLinearizabilityUnderFaults(t *testing.T) {
 
 	c := testcluster.New(t, testcluster.Options{
 		NodesPerRegion: 2,
-		Matrix:         scaledWorld(0.25),
+		Matrix:         netsim.WorldMatrix().Scaled(0.25),
 		Jitter:         2 * time.Millisecond,
 		Seed:           int64(seed),
 		RequestTimeout: 3 * time.Second,
