@@ -185,6 +185,9 @@ func Start(cfg Config) (*Node, error) {
 	n.host, err = raftgroup.New(raftgroup.Config{
 		NodeID: cfg.ID, DB: db, Sender: sender{n}, TickInterval: cfg.TickInterval,
 		CompactAfterEntries: cfg.CompactAfterEntries, Logger: cfg.Logger,
+		// Every group's election timeout is at least ten minimum heartbeats
+		// (see timing); all nodes of a cluster share these settings.
+		MinElectionTimeout: 10 * time.Duration((cfg.MinHeartbeatInterval+cfg.TickInterval-1)/cfg.TickInterval) * cfg.TickInterval,
 		OnFatal: func(err error) {
 			select {
 			case n.fatal <- err:

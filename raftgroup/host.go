@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,12 @@ type Config struct {
 	// with a heartbeat round, instead of being served under the leader's
 	// lease (see lease.go).
 	DisableLeaseReads bool
+	// MinElectionTimeout is the shortest election timeout any replica of
+	// any group in the cluster may use (in wall time: the smallest
+	// ElectionTicks x TickInterval configured anywhere). Leases are sized
+	// from it, never from this node's own timeouts, which can be longer
+	// than a follower's. Zero disables lease reads.
+	MinElectionTimeout time.Duration
 	// Logger receives the host's and raft's logs. Nil discards.
 	Logger *slog.Logger
 	// OnFatal is called once, from the loop, if persisting raft state fails.
@@ -185,6 +192,14 @@ type group struct {
 
 	electionTicks int
 	lease         lease
+	// noLeaseTerm: a term in which this leader sent MsgTimeoutNow and so
+	// must not hold a lease any more.
+	noLeaseTerm uint64
+	// termStart is the index of the empty entry this leader appended when
+	// it took office; ccWaiting the ids of this leader's conf changes not
+	// yet seen in its log (raft replaces a refused one by an empty entry).
+	termStart uint64
+	ccWaiting []uint64
 	// quietUntil: a replica loaded from disk ignores vote requests until
 	// then (see lease.go).
 	quietUntil time.Time
@@ -229,6 +244,10 @@ type Host struct {
 
 	nextID atomic.Uint64
 	stats  hostStats // counters for Stats (metrics.go)
+
+	wake        chan struct{} // nudges the loop (snapshot reports)
+	reportMu    sync.Mutex
+	snapReports []snapReport
 }
 
 type inbound struct {
@@ -250,6 +269,7 @@ func New(cfg Config) (*Host, error) {
 		inbox:   make(chan inbound, 8192),
 		stopped: make(chan struct{}),
 		done:    make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 	}
 	h.nextID.Store(rand.Uint64())
 	return h, nil
@@ -322,25 +342,52 @@ func (h *Host) Deliver(group uint64, msgs []*pb.Message) {
 }
 
 // ReportUnreachable tells a group's raft that a message to `to` was not sent.
+// It never blocks (the transport may call it from inside Send, on the
+// loop): the report is advisory and is dropped if the loop is swamped.
 func (h *Host) ReportUnreachable(group, to uint64) {
-	h.async(func() {
+	select {
+	case h.work <- func() {
 		if g := h.groups[group]; g != nil {
 			g.rn.ReportUnreachable(to)
 		}
-	})
+	}:
+	default:
+	}
 }
 
 // ReportSnapshot tells a group's raft whether a snapshot reached `to`.
+// It never blocks, and the report is never lost (a follower would stay
+// waiting for a snapshot forever): it is queued for the loop's next round.
 func (h *Host) ReportSnapshot(group, to uint64, ok bool) {
 	st := raft.SnapshotFinish
 	if !ok {
 		st = raft.SnapshotFailure
 	}
-	h.async(func() {
-		if g := h.groups[group]; g != nil {
-			g.rn.ReportSnapshot(to, st)
+	h.reportMu.Lock()
+	h.snapReports = append(h.snapReports, snapReport{group: group, to: to, status: st})
+	h.reportMu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+type snapReport struct {
+	group, to uint64
+	status    raft.SnapshotStatus
+}
+
+// takeSnapReports hands queued snapshot reports to raft (on the loop).
+func (h *Host) takeSnapReports() {
+	h.reportMu.Lock()
+	reports := h.snapReports
+	h.snapReports = nil
+	h.reportMu.Unlock()
+	for _, r := range reports {
+		if g := h.groups[r.group]; g != nil {
+			g.rn.ReportSnapshot(r.to, r.status)
 		}
-	})
+	}
 }
 
 // async queues fn on the loop without waiting; dropped if the host stopped.
@@ -430,10 +477,10 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 		g.quietUntil = time.Now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
 	}
 	store.SnapshotFunc = func() (*pb.Snapshot, error) { return h.snapshot(g) }
+	h.publishStatus(g) // before other goroutines can see the group
 	h.mu.Lock()
 	h.groups[gc.ID] = g
 	h.mu.Unlock()
-	h.publishStatus(g)
 	if gc.Campaign && bootstrapped {
 		if err := rn.Campaign(); err != nil {
 			h.log.Warn("campaign failed", "group", gc.ID, "err", err)
@@ -583,7 +630,13 @@ func (h *Host) ProposeConfChange(ctx context.Context, groupID uint64, cc *pb.Con
 	id := h.newID()
 	cc = proto.Clone(cc).(*pb.ConfChangeV2)
 	cc.Context = binary.BigEndian.AppendUint64(nil, id)
-	_, err := h.submit(ctx, groupID, id, func(g *group) error { return g.rn.ProposeConfChange(cc) })
+	_, err := h.submit(ctx, groupID, id, func(g *group) error {
+		if err := g.rn.ProposeConfChange(cc); err != nil {
+			return err
+		}
+		g.ccWaiting = append(g.ccWaiting, id)
+		return nil
+	})
 	return err
 }
 
@@ -626,6 +679,18 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 			}
 		})
 		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	case <-h.done:
+		// The host stopped, perhaps after staging this proposal's result
+		// in a batch that failed to commit: the outcome is unknown.
+		select {
+		case r := <-w.ch:
+			if r.Err != nil {
+				return Result{}, r.Err
+			}
+			return r, nil
+		default:
+		}
+		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ErrStopped)
 	}
 }
 
@@ -720,6 +785,11 @@ func (h *Host) WaitApplied(ctx context.Context, groupID, index uint64) error {
 	case err := <-ch:
 		return err
 	case <-ctx.Done():
+		h.async(func() {
+			if g := h.groups[groupID]; g != nil {
+				g.applyWaiters = slices.DeleteFunc(g.applyWaiters, func(aw applyWaiter) bool { return aw.ch == ch })
+			}
+		})
 		return fmt.Errorf("raftgroup: waiting for index %d: %w", index, ctx.Err())
 	case <-h.done:
 		return ErrStopped

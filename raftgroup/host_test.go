@@ -86,7 +86,7 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: 2 * time.Millisecond, CompactAfterEntries: compact})
+	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: 2 * time.Millisecond, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,6 +309,28 @@ func TestMembershipChanges(t *testing.T) {
 			}
 			return
 		}
+	}
+	// Two membership changes at once: raft accepts one and refuses the
+	// other, which must fail at once with ErrDropped (retryable), not hang.
+	{
+		leader := waitLeader(t, nodes)
+		errs := make(chan error, 2)
+		for _, id := range []uint64{5, 6} {
+			go func() {
+				typ := pb.ConfChangeAddLearnerNode
+				errs <- nodes[leader-1].host.ProposeConfChange(ctx, 7, &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: &typ, NodeId: &id}}})
+			}()
+		}
+		dropped := 0
+		for range 2 {
+			err := <-errs
+			if errors.Is(err, ErrDropped) {
+				dropped++
+			} else if err != nil && !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("concurrent membership change: %v", err)
+			}
+		}
+		t.Logf("%d of 2 concurrent membership changes refused at once", dropped)
 	}
 	// A new, empty replica joins as a learner and is caught up by snapshot
 	// (its log is empty and the leader's starts after the bootstrap index).

@@ -29,7 +29,12 @@ import (
 //     timeout after it starts (quietUntil);
 //   - a leadership transfer makes the transferee campaign regardless of
 //     leases, so the leader drops its lease when it starts a transfer, and
-//     serves no lease read while one is under way.
+//     serves no lease read while one is under way; once it has sent
+//     MsgTimeoutNow it takes no lease for the rest of its term, even if the
+//     transfer is aborted (the transferee may still campaign).
+//   - followers size nothing: the lease is computed from the cluster-wide
+//     minimum election timeout (Config.MinElectionTimeout), so a follower
+//     with shorter timeouts than the leader's cannot outrun it.
 //
 // Followers' linearizable reads benefit too: a MsgReadIndex forwarded to a
 // leader holding a lease is answered at once, without the heartbeat round.
@@ -44,12 +49,15 @@ type lease struct {
 	started time.Time // when that renewal began
 }
 
+// leaseDuration is sized from the cluster-wide minimum election timeout,
+// never from g's own: a follower with a shorter timeout stops honouring
+// its promise sooner.
 func (h *Host) leaseDuration(g *group) time.Duration {
-	ticks := g.electionTicks - 2
-	if ticks < 1 {
+	d := h.cfg.MinElectionTimeout - 2*h.cfg.TickInterval
+	if d <= 0 {
 		return 0
 	}
-	return time.Duration(leaseFraction * float64(ticks) * float64(h.cfg.TickInterval))
+	return time.Duration(leaseFraction * float64(d))
 }
 
 // leaseValid reports whether g may serve reads from its commit index now.
@@ -58,7 +66,8 @@ func (h *Host) leaseValid(g *group, now time.Time) bool {
 		return false
 	}
 	bs := g.rn.BasicStatus()
-	return bs.LeadTransferee == raft.None && bs.GetTerm() == g.lease.term && bs.RaftState == raft.StateLeader
+	return bs.LeadTransferee == raft.None && bs.GetTerm() == g.lease.term && bs.GetTerm() != g.noLeaseTerm &&
+		bs.RaftState == raft.StateLeader
 }
 
 // commitIndex is the leader's commit index.
@@ -100,7 +109,7 @@ func (h *Host) leaseRenewed(g *group, id uint64) bool {
 	}
 	g.lease.renewID = 0
 	bs := g.rn.BasicStatus()
-	if bs.RaftState == raft.StateLeader && bs.LeadTransferee == raft.None {
+	if bs.RaftState == raft.StateLeader && bs.LeadTransferee == raft.None && bs.GetTerm() != g.noLeaseTerm {
 		g.lease.expiry = g.lease.started.Add(h.leaseDuration(g))
 		g.lease.term = bs.GetTerm()
 	}

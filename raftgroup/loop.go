@@ -40,7 +40,9 @@ func (h *Host) loop() {
 			fn()
 		case in := <-h.inbox:
 			h.step(in)
+		case <-h.wake:
 		}
+		h.takeSnapReports()
 		// Take whatever else is queued, then persist and send once.
 	drain:
 		for n := 0; n < maxWorkPerRound; n++ {
@@ -122,23 +124,29 @@ func (h *Host) processReady() {
 		rg.rd = g.rn.Ready()
 		rd := &rg.rd
 		if rd.SoftState != nil {
+			if !g.isLeader && rd.SoftState.RaftState == raft.StateLeader {
+				g.termStart = 0 // found below: the first empty entry of the term
+			}
 			g.isLeader = rd.SoftState.RaftState == raft.StateLeader
+			if !g.isLeader {
+				g.ccWaiting = nil
+			}
 			if rd.SoftState.Lead != g.lead {
 				g.lead = rd.SoftState.Lead
 				close(g.leaderChanged)
 				g.leaderChanged = make(chan struct{})
 			}
 		}
-		if g.isLeader && len(g.proposals) > 0 {
-			for _, e := range rd.Entries {
-				if e.GetType() == pb.EntryNormal && len(e.GetData()) >= 8 {
-					id := binary.BigEndian.Uint64(e.GetData())
-					if w := g.proposals[id]; w != nil {
-						w.index = e.GetIndex()
-						g.byIndex[e.GetIndex()] = id
-					}
-				}
+		for _, m := range rd.Messages {
+			if m.GetType() == pb.MsgTimeoutNow {
+				// The transferee may campaign past any lease until this
+				// term ends, even if the transfer is later aborted.
+				g.lease = lease{}
+				g.noLeaseTerm = m.GetTerm()
 			}
+		}
+		if g.isLeader {
+			h.trackProposals(g, rd.Entries)
 		}
 		if g.isLeader && len(rd.Messages) > 0 {
 			h.stats.messagesSent.Add(uint64(len(rd.Messages)))
@@ -232,7 +240,7 @@ func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
 		}
 		if pid, ok := g.byIndex[idx]; ok {
 			delete(g.byIndex, idx)
-			if data := e.GetData(); e.GetType() != pb.EntryNormal || len(data) < 8 || binary.BigEndian.Uint64(data) != pid {
+			if id, ok := entryID(e); !ok || id != pid {
 				// Another leader's entry won this position: the proposal
 				// can never be applied.
 				if w := g.proposals[pid]; w != nil {
@@ -296,4 +304,62 @@ func (h *Host) wakeApplied(g *group) {
 		}
 		return false
 	})
+}
+
+// entryID returns the proposal id an entry carries (in its data for a
+// command, in its context for a membership change).
+func entryID(e *pb.Entry) (uint64, bool) {
+	data := e.GetData()
+	switch e.GetType() {
+	case pb.EntryNormal:
+		if len(data) >= 8 {
+			return binary.BigEndian.Uint64(data), true
+		}
+	case pb.EntryConfChange:
+		var c pb.ConfChange
+		if proto.Unmarshal(data, &c) == nil && len(c.GetContext()) == 8 {
+			return binary.BigEndian.Uint64(c.GetContext()), true
+		}
+	case pb.EntryConfChangeV2:
+		var c pb.ConfChangeV2
+		if proto.Unmarshal(data, &c) == nil && len(c.GetContext()) == 8 {
+			return binary.BigEndian.Uint64(c.GetContext()), true
+		}
+	}
+	return 0, false
+}
+
+// trackProposals records where this leader's own proposals landed in its
+// log (so that a different entry committed there fails them at once), and
+// fails conf changes that raft refused: raft appends an empty entry in
+// place of a conf change it will not accept while another is pending.
+func (h *Host) trackProposals(g *group, ents []*pb.Entry) {
+	term := g.rn.BasicStatus().GetTerm()
+	for _, e := range ents {
+		idx := e.GetIndex()
+		if e.GetType() == pb.EntryNormal && len(e.GetData()) == 0 {
+			if g.termStart == 0 && e.GetTerm() == term {
+				g.termStart = idx // the new leader's own empty entry
+			} else if idx > g.termStart && len(g.ccWaiting) > 0 {
+				refused := g.ccWaiting[0]
+				g.ccWaiting = g.ccWaiting[1:]
+				if w := g.proposals[refused]; w != nil {
+					delete(g.proposals, refused)
+					w.ch <- Result{Err: fmt.Errorf("%w: raft refused the membership change (another is pending)", ErrDropped)}
+				}
+			}
+			continue
+		}
+		id, ok := entryID(e)
+		if !ok {
+			continue
+		}
+		if e.GetType() != pb.EntryNormal {
+			g.ccWaiting = slices.DeleteFunc(g.ccWaiting, func(x uint64) bool { return x == id })
+		}
+		if w := g.proposals[id]; w != nil {
+			w.index = idx
+			g.byIndex[idx] = id
+		}
+	}
 }
