@@ -71,7 +71,7 @@ func (h *Host) step(in inbound) {
 	}
 	now := time.Now()
 	for _, m := range in.msgs {
-		if g.quiet(m, now) || h.answerReadUnderLease(g, m, now) {
+		if g.quiet(m, now) || h.answerReadUnderLease(g, m, now) || !fromNetworkOK(g, m) {
 			continue
 		}
 		if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
@@ -362,4 +362,17 @@ func (h *Host) trackProposals(g *group, ents []*pb.Entry) {
 			g.byIndex[idx] = id
 		}
 	}
+}
+
+// fromNetworkOK filters messages raft would accept from any peer but that
+// only the current leader may send (MsgTimeoutNow makes a follower
+// campaign past every lease) or that no peer should send at all.
+func fromNetworkOK(g *group, m *pb.Message) bool {
+	switch m.GetType() {
+	case pb.MsgTimeoutNow:
+		return m.GetFrom() == g.lead
+	case pb.MsgForgetLeader:
+		return false
+	}
+	return true
 }
