@@ -50,50 +50,143 @@ func (b *Batch) SetData(group uint64, key, value []byte) { b.Set(DataKey(group, 
 // DeleteData stages the removal of a user key of a group.
 func (b *Batch) DeleteData(group uint64, key []byte) { b.Delete(DataKey(group, key)) }
 
-// EncodeGroupData returns every key and value of the group's data span as
-// one snapshot payload: a sequence of (uvarint key length, key, uvarint value
-// length, value). It reads the committed state at the time of the call.
-func (db *DB) EncodeGroupData(group uint64) ([]byte, error) {
-	start, end := dataSpan(group)
-	var out []byte
-	err := db.scan(start, end, func(k, v []byte) bool {
-		out = binary.AppendUvarint(out, uint64(len(k)-9))
-		out = append(out, k[9:]...)
-		out = binary.AppendUvarint(out, uint64(len(v)))
-		out = append(out, v...)
-		return true
-	})
-	return out, err
+// Snapshot payload format. A group's snapshot carries everything the group
+// owns outside raft's own state: its data span and its cursor span.
+//
+//	version    1 byte, snapshotVersion
+//	data       uvarint length, then (uvarint key length, key, uvarint value length, value)...
+//	cursors    uvarint length, then (source 8 bytes BE, index 8, closed ms 8, epoch 8)...
+//
+// Keys and sources appear in ascending order. An empty payload is the
+// snapshot of a group that owns nothing (what StageBootstrap installs).
+const snapshotVersion = 1
+
+// cursorRecordLen is the size of one cursor in a snapshot payload.
+const cursorRecordLen = 8 + cursorValueLen
+
+// GroupData is a decoded snapshot payload.
+type GroupData struct {
+	// Pairs alternates user keys and values, in key order.
+	Pairs [][]byte
+	// Cursors holds the group's stream cursors in ascending source order.
+	Cursors []SourceCursor
 }
 
-// RestoreGroupData stages the replacement of the group's data span by the
-// contents of a payload made by EncodeGroupData.
+// SourceCursor is a Cursor together with the stream it belongs to.
+type SourceCursor struct {
+	Source uint64
+	Cursor
+}
+
+// EncodeGroupData returns the group's data span and cursor span as one
+// snapshot payload (format above). It reads the committed state at the time
+// of the call.
+func (db *DB) EncodeGroupData(group uint64) ([]byte, error) {
+	var data, cursors []byte
+	start, end := dataSpan(group)
+	err := db.scan(start, end, func(k, v []byte) bool {
+		data = binary.AppendUvarint(data, uint64(len(k)-9))
+		data = append(data, k[9:]...)
+		data = binary.AppendUvarint(data, uint64(len(v)))
+		data = append(data, v...)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	start, end = cursorSpan(group)
+	err = db.scan(start, end, func(k, v []byte) bool {
+		cursors = append(cursors, k[9:]...)
+		cursors = append(cursors, v...)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(cursors)%cursorRecordLen != 0 {
+		return nil, fmt.Errorf("storage: group %d has a malformed cursor", group)
+	}
+	out := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(data)+len(cursors))
+	out = append(out, snapshotVersion)
+	out = binary.AppendUvarint(out, uint64(len(data)))
+	out = append(out, data...)
+	out = binary.AppendUvarint(out, uint64(len(cursors)))
+	return append(out, cursors...), nil
+}
+
+// RestoreGroupData stages the replacement of the group's data span and
+// cursor span by the contents of a payload made by EncodeGroupData. Nothing
+// is staged if the payload is malformed.
 func (b *Batch) RestoreGroupData(group uint64, data []byte) error {
-	pairs, err := DecodeGroupData(data)
+	gd, err := DecodeGroupData(data)
 	if err != nil {
 		return err
 	}
 	start, end := dataSpan(group)
 	b.DeleteRange(start, end)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		b.SetData(group, pairs[i], pairs[i+1])
+	start, end = cursorSpan(group)
+	b.DeleteRange(start, end)
+	for i := 0; i+1 < len(gd.Pairs); i += 2 {
+		b.SetData(group, gd.Pairs[i], gd.Pairs[i+1])
+	}
+	for _, c := range gd.Cursors {
+		b.SetCursor(group, c.Source, c.Cursor)
 	}
 	return nil
 }
 
-// DecodeGroupData splits a snapshot payload into alternating keys and
-// values. It never panics on malformed input.
-func DecodeGroupData(data []byte) ([][]byte, error) {
-	var pairs [][]byte
-	for len(data) > 0 {
+// DecodeGroupData decodes a snapshot payload. The returned keys and values
+// alias data. It never panics on malformed input.
+func DecodeGroupData(data []byte) (GroupData, error) {
+	var gd GroupData
+	if len(data) == 0 {
+		return gd, nil
+	}
+	if data[0] != snapshotVersion {
+		return gd, fmt.Errorf("%w: unknown version %d", ErrBadSnapshot, data[0])
+	}
+	data = data[1:]
+	section := func(name string) ([]byte, error) {
+		n, w := binary.Uvarint(data)
+		if w <= 0 || n > uint64(len(data)-w) {
+			return nil, fmt.Errorf("%w: bad %s section length", ErrBadSnapshot, name)
+		}
+		s := data[w : w+int(n)]
+		data = data[w+int(n):]
+		return s, nil
+	}
+	kvs, err := section("data")
+	if err != nil {
+		return GroupData{}, err
+	}
+	cursors, err := section("cursor")
+	if err != nil {
+		return GroupData{}, err
+	}
+	if len(data) != 0 {
+		return GroupData{}, fmt.Errorf("%w: %d trailing bytes", ErrBadSnapshot, len(data))
+	}
+	for len(kvs) > 0 {
 		for range 2 {
-			n, w := binary.Uvarint(data)
-			if w <= 0 || n > uint64(len(data)-w) {
-				return nil, fmt.Errorf("%w: bad length at offset", ErrBadSnapshot)
+			n, w := binary.Uvarint(kvs)
+			if w <= 0 || n > uint64(len(kvs)-w) {
+				return GroupData{}, fmt.Errorf("%w: bad key or value length", ErrBadSnapshot)
 			}
-			pairs = append(pairs, data[w:w+int(n)])
-			data = data[w+int(n):]
+			gd.Pairs = append(gd.Pairs, kvs[w:w+int(n)])
+			kvs = kvs[w+int(n):]
 		}
 	}
-	return pairs, nil
+	if len(cursors)%cursorRecordLen != 0 {
+		return GroupData{}, fmt.Errorf("%w: cursor section of %d bytes", ErrBadSnapshot, len(cursors))
+	}
+	gd.Cursors = make([]SourceCursor, 0, len(cursors)/cursorRecordLen)
+	for ; len(cursors) > 0; cursors = cursors[cursorRecordLen:] {
+		src := binary.BigEndian.Uint64(cursors)
+		if n := len(gd.Cursors); n > 0 && gd.Cursors[n-1].Source >= src {
+			return GroupData{}, fmt.Errorf("%w: cursor sources out of order", ErrBadSnapshot)
+		}
+		c, _ := decodeCursor(cursors[8:cursorRecordLen])
+		gd.Cursors = append(gd.Cursors, SourceCursor{Source: src, Cursor: c})
+	}
+	return gd, nil
 }

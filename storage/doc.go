@@ -9,9 +9,12 @@
 //	'r' group 't'          truncated state (index and term of the last entry removed from the log)
 //	'r' group 'l' index    one raft log entry (index 8-byte big-endian)
 //	'd' group userkey      a key of the group's replicated data
+//	'c' group source       a stream cursor: how far the group has applied
+//	                       the stream from source (see package stream)
 //
-// Everything a raft group owns therefore lies in two contiguous spans, so a
-// snapshot is one scan and dropping a replica is two range deletions.
+// Everything a raft group owns therefore lies in a few contiguous spans:
+// a snapshot carries the data and cursor spans, and dropping a replica is
+// three range deletions.
 //
 // The package never decides anything about raft: it persists what the
 // raftgroup host hands it and answers raft's Storage queries (LogStore).

@@ -379,6 +379,8 @@ func (s *LogStore) StageDestroy(b *Batch) {
 	b.DeleteRange(lo, hi)
 	lo, hi = dataSpan(s.group)
 	b.DeleteRange(lo, hi)
+	lo, hi = cursorSpan(s.group)
+	b.DeleteRange(lo, hi)
 }
 
 func mustMarshal(m proto.Message) []byte {

@@ -229,12 +229,30 @@ func TestDataDirPermissions(t *testing.T) {
 }
 
 func FuzzDecodeGroupData(f *testing.F) {
-	f.Add([]byte{1, 'a', 1, 'b'})
+	f.Add([]byte{})
+	f.Add([]byte{snapshotVersion, 4, 1, 'a', 1, 'b', 0})
+	f.Add([]byte{snapshotVersion, 0, 32, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2})
 	f.Add([]byte{0x80})
+	f.Add([]byte{snapshotVersion, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pairs, err := DecodeGroupData(b)
-		if err == nil && len(pairs)%2 != 0 {
-			t.Fatalf("odd number of items: %d", len(pairs))
+		gd, err := DecodeGroupData(b)
+		if err != nil {
+			return
+		}
+		if len(gd.Pairs)%2 != 0 {
+			t.Fatalf("odd number of items: %d", len(gd.Pairs))
+		}
+		size := 0
+		for _, p := range gd.Pairs {
+			size += len(p)
+		}
+		if size+len(gd.Cursors)*cursorRecordLen > len(b) {
+			t.Fatalf("decoded %d bytes of keys, values and cursors from %d bytes", size, len(b))
+		}
+		for i := 1; i < len(gd.Cursors); i++ {
+			if gd.Cursors[i-1].Source >= gd.Cursors[i].Source {
+				t.Fatalf("cursor sources not ascending: %v", gd.Cursors)
+			}
 		}
 	})
 }
