@@ -191,7 +191,9 @@ type group struct {
 	status atomic.Pointer[Status]
 
 	electionTicks int
-	lease         lease
+	// retain: log entries after this index are kept (see RetainFrom).
+	retain atomic.Uint64
+	lease  lease
 	// noLeaseTerm: a term in which this leader sent MsgTimeoutNow and so
 	// must not hold a lease any more.
 	noLeaseTerm uint64

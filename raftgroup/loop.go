@@ -115,7 +115,11 @@ func (h *Host) processReady() {
 		// Truncate the log first: it concerns entries committed in earlier
 		// rounds, which are in storage already.
 		if first, _ := g.store.FirstIndex(); g.applied > first && g.applied-first > h.cfg.CompactAfterEntries {
-			if err := g.store.StageTruncate(b, g.applied-h.cfg.CompactAfterEntries/2); err != nil {
+			upTo := g.applied - h.cfg.CompactAfterEntries/2
+			if r := g.retain.Load(); r > 0 && r < upTo {
+				upTo = r // a stream still needs what follows
+			}
+			if err := g.store.StageTruncate(b, upTo); err != nil {
 				b.Close()
 				h.fatal(err)
 				return
