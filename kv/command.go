@@ -50,11 +50,16 @@ const (
 	OpExpire Op = 10
 	// OpPersist removes the expiry of Args[0]; N is 1 if it had one.
 	OpPersist Op = 11
+	// OpStreamApply applies a stream batch (Args[0], encoded by package
+	// stream) from another region's group: its commands are applied in
+	// order, at most once each, and the stream's cursor is recorded with
+	// them. N is the cursor after the batch (the acknowledgement).
+	OpStreamApply Op = 12
 )
 
 var opNames = [...]string{
 	OpSet: "set", OpDelete: "delete", OpGetDel: "getdel", OpIncrBy: "incrby", OpMSet: "mset",
-	OpSAdd: "sadd", OpSRem: "srem", OpHSet: "hset", OpHDel: "hdel", OpExpire: "expire", OpPersist: "persist",
+	OpSAdd: "sadd", OpSRem: "srem", OpHSet: "hset", OpHDel: "hdel", OpExpire: "expire", OpPersist: "persist", OpStreamApply: "streamapply",
 }
 
 func (o Op) String() string {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/meridian-db/meridian/storage"
+	"github.com/meridian-db/meridian/stream"
 )
 
 // Result is what applying a command returns to its proposer. Only Value,
@@ -64,6 +65,8 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 		return a.expire(c)
 	case OpPersist:
 		return a.persist(c.Args[0])
+	case OpStreamApply:
+		return sm.streamApply(b, index, c.Args[0])
 	}
 	return Result{Err: fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)}
 }
@@ -77,7 +80,7 @@ func checkArgs(c Command) error {
 		ok = n == 2
 	case OpDelete:
 		ok = n >= 1
-	case OpGetDel, OpIncrBy, OpExpire, OpPersist:
+	case OpGetDel, OpIncrBy, OpExpire, OpPersist, OpStreamApply:
 		ok = n == 1
 	case OpMSet:
 		ok = n >= 2 && n%2 == 0
@@ -348,4 +351,30 @@ func Get(db *storage.DB, group uint64, key []byte, nowMS int64) (Record, bool, e
 		return Record{}, false, nil
 	}
 	return rec, true, nil
+}
+
+// streamApply applies a batch of another region's commands (see
+// OpStreamApply). A command's own error (say WRONGTYPE) is part of the
+// replicated history: it failed the same way at the source and changes
+// nothing here either.
+func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) Result {
+	batch, err := stream.DecodeBatch(enc)
+	if err != nil {
+		return Result{Err: err}
+	}
+	ack, err := stream.Apply(b, sm.Group, "", batch, 0, func(b *storage.Batch, ch stream.Change) error {
+		if len(ch.Data) == 0 {
+			return nil
+		}
+		c, err := DecodeCommand(ch.Data)
+		if err != nil {
+			return err
+		}
+		if c.Op == OpStreamApply {
+			return fmt.Errorf("%w: a stream batch inside a stream batch", ErrBadCommand)
+		}
+		_ = sm.Apply(b, index, ch.Data)
+		return nil
+	})
+	return Result{N: int64(ack.Applied), Err: err}
 }

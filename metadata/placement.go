@@ -78,3 +78,25 @@ func PlaceSync(spec KeyspaceSpec, nodes []NodeInfo, rtt RTTFunc, shard int) ([]u
 	}
 	return voters, nil
 }
+
+// PlaceRegional chooses the voters of one shard's region-local group in a
+// region (async keyspaces): up to three of the region's nodes, rotating
+// with the shard index. The first is the preferred leader.
+func PlaceRegional(region string, nodes []NodeInfo, shard int) ([]uint64, error) {
+	var ids []uint64
+	for _, n := range nodes {
+		if n.Region == region {
+			ids = append(ids, n.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: region %q has no nodes", ErrPlacement, region)
+	}
+	slices.Sort(ids)
+	k := min(3, len(ids))
+	out := make([]uint64, 0, k)
+	for j := range k {
+		out = append(out, ids[(shard+j)%len(ids)])
+	}
+	return out, nil
+}

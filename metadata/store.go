@@ -146,6 +146,21 @@ func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 			ks.Shards[i].Group = st.NextGroup
 			ks.Shards[i].Initial = append([]uint64(nil), ks.Shards[i].Replicas...)
 			st.NextGroup++
+			for j := range ks.Shards[i].Regional {
+				rg := &ks.Shards[i].Regional[j]
+				for _, id := range rg.Replicas {
+					if _, ok := st.Nodes[id]; !ok {
+						return ApplyResult{Err: fmt.Errorf("%w: shard %d placed on unknown node %d", ErrPlacement, i, id)}
+					}
+				}
+				rg.Initial = append([]uint64(nil), rg.Replicas...)
+				if rg.Region == ks.HomeRegion {
+					rg.Group = ks.Shards[i].Group
+				} else {
+					rg.Group = st.NextGroup
+					st.NextGroup++
+				}
+			}
 		}
 		ks.CreatedIndex = index
 		st.Keyspaces[ks.Name] = ks

@@ -73,9 +73,9 @@ func (s KeyspaceSpec) Normalize(clusterRegions []string) (KeyspaceSpec, error) {
 		s.Strategy = Sync
 	}
 	switch s.Strategy {
-	case Sync:
-	case Async, Active:
-		return s, fmt.Errorf("%w: strategy %q is not available yet (only sync)", ErrInvalidSpec, s.Strategy)
+	case Sync, Async:
+	case Active:
+		return s, fmt.Errorf("%w: strategy %q is not available yet (sync and async are)", ErrInvalidSpec, s.Strategy)
 	default:
 		return s, fmt.Errorf("%w: unknown strategy %q (want sync, async or active)", ErrInvalidSpec, s.Strategy)
 	}
@@ -121,6 +121,28 @@ type Shard struct {
 	// Initial are the voters the group was created with; they bootstrap
 	// it. Replicas added later start empty and are caught up by snapshot.
 	Initial []uint64 `json:"initial"`
+	// Regional lists, for an async keyspace, the shard's region-local
+	// group in every region of the keyspace; Group, Replicas and Initial
+	// above are then those of the primary (home) region's group.
+	Regional []RegionalGroup `json:"regional,omitempty"`
+}
+
+// RegionalGroup is a shard's region-local group in one region.
+type RegionalGroup struct {
+	Region   string   `json:"region"`
+	Group    uint64   `json:"group"`
+	Replicas []uint64 `json:"replicas"`
+	Initial  []uint64 `json:"initial"`
+}
+
+// RegionalIn returns the shard's group in a region, if it has one.
+func (s Shard) RegionalIn(region string) (RegionalGroup, bool) {
+	for _, rg := range s.Regional {
+		if rg.Region == region {
+			return rg, true
+		}
+	}
+	return RegionalGroup{}, false
 }
 
 // Keyspace is a keyspace as recorded in the metadata.

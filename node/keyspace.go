@@ -34,6 +34,23 @@ func (n *Node) CreateKeyspace(ctx context.Context, spec metadata.KeyspaceSpec) (
 	rtt := n.regionRTT(ctx, spec.HomeRegion)
 	ks := &metadata.Keyspace{KeyspaceSpec: spec}
 	for i := range spec.Shards {
+		if spec.Strategy == metadata.Async {
+			// A region-local group in every region; the home region's is
+			// the primary.
+			sh := metadata.Shard{Index: i}
+			for _, r := range spec.Regions {
+				voters, err := metadata.PlaceRegional(r, nodes, i)
+				if err != nil {
+					return nil, err
+				}
+				sh.Regional = append(sh.Regional, metadata.RegionalGroup{Region: r, Replicas: voters})
+				if r == spec.HomeRegion {
+					sh.Replicas = voters
+				}
+			}
+			ks.Shards = append(ks.Shards, sh)
+			continue
+		}
 		voters, err := metadata.PlaceSync(spec, nodes, rtt, i)
 		if err != nil {
 			return nil, err

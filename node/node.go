@@ -149,6 +149,8 @@ type Node struct {
 	closeMu sync.Once
 	fatal   chan error
 
+	streams *streamSet // senders of async streams (streams.go)
+
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
 	reconcileCh chan struct{}
@@ -170,6 +172,7 @@ func Start(cfg Config) (*Node, error) {
 		fatal:       make(chan error, 1),
 		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
+		streams:     &streamSet{running: map[streamKey]*runningStream{}, info: map[streamKey]StreamStatus{}},
 	}
 	// Step 1: storage and the metadata it holds.
 	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, Logger: cfg.Logger})
@@ -243,10 +246,11 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Step 6: background work: register nodes, create the groups the
 	// metadata places here, keep leaders in their home regions.
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.registerLoop()
 	go n.reconcileLoop()
 	go n.leaderLoop()
+	go n.streamLoop()
 	return n, nil
 }
 
@@ -438,22 +442,28 @@ func (n *Node) reconcile() {
 	}
 	for _, ks := range st.Keyspaces {
 		for _, sh := range ks.Shards {
-			if hosted[sh.Group] || !slices.Contains(sh.Replicas, n.cfg.ID) {
-				continue
+			groups := []metadata.RegionalGroup{{Group: sh.Group, Replicas: sh.Replicas, Initial: sh.Initial}}
+			if len(sh.Regional) > 0 {
+				groups = sh.Regional
 			}
-			var boot []uint64
-			if slices.Contains(sh.Initial, n.cfg.ID) {
-				boot = sh.Initial
-			}
-			hb, el := n.timing(sh.Replicas)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-				ID: sh.Group, SM: &kv.StateMachine{Group: sh.Group}, Bootstrap: boot,
-				HeartbeatTicks: hb, ElectionTicks: el, Campaign: sh.Replicas[0] == n.cfg.ID,
-			})
-			cancel()
-			if err != nil && !errors.Is(err, raftgroup.ErrGroupExists) {
-				n.log.Error("cannot create replica", "keyspace", ks.Name, "shard", sh.Index, "group", sh.Group, "err", err)
+			for _, rg := range groups {
+				if hosted[rg.Group] || !slices.Contains(rg.Replicas, n.cfg.ID) {
+					continue
+				}
+				var boot []uint64
+				if slices.Contains(rg.Initial, n.cfg.ID) {
+					boot = rg.Initial
+				}
+				hb, el := n.timing(rg.Replicas)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
+					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group}, Bootstrap: boot,
+					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
+				})
+				cancel()
+				if err != nil && !errors.Is(err, raftgroup.ErrGroupExists) {
+					n.log.Error("cannot create replica", "keyspace", ks.Name, "shard", sh.Index, "group", rg.Group, "err", err)
+				}
 			}
 		}
 	}

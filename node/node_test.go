@@ -177,6 +177,10 @@ func TestCatchUpBySnapshot(t *testing.T) {
 		t.Fatalf("log not truncated past the down node: first index %d, down node applied %d", st.FirstIndex, before.Applied)
 	}
 	c.Restart(down)
+	// The restarted node re-creates its replicas from the metadata.
+	if err := c.WaitFor(ctx, func() bool { _, ok := c.Node(down).Host().Status(group); return ok }); err != nil {
+		t.Fatal("the restarted node never re-created its replica")
+	}
 	idx, err := n.Host().ReadIndex(ctx, group)
 	if err != nil {
 		t.Fatal(err)
@@ -251,5 +255,96 @@ func TestScanForwardsShardsHeldElsewhere(t *testing.T) {
 		if !holdsAll && !forwarded {
 			t.Fatalf("node %d holds only some shards but its scan was never forwarded", n.ID())
 		}
+	}
+}
+
+// TestAsyncKeyspace: writes commit in the primary region and stream to the
+// other regions' own groups, where eventual reads are served locally; a
+// write sent to a replica region is forwarded to the primary.
+func TestAsyncKeyspace(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Matrix: netsim.WorldMatrix().Scaled(0.2)})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "a", Strategy: metadata.Async, HomeRegion: "us-east", Shards: 2})
+	for _, sh := range ks.Shards {
+		if len(sh.Regional) != 3 {
+			t.Fatalf("shard %d has %d regional groups, want 3", sh.Index, len(sh.Regional))
+		}
+		for _, rg := range sh.Regional {
+			for _, id := range rg.Replicas {
+				if c.RegionOf(id) != rg.Region {
+					t.Fatalf("group %d of region %s has a replica in %s", rg.Group, rg.Region, c.RegionOf(id))
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, func() bool {
+		for _, n := range c.Running() {
+			if n.Metadata().Keyspaces["a"] == nil {
+				return false
+			}
+		}
+		for _, sh := range ks.Shards {
+			for _, rg := range sh.Regional {
+				if c.Leader(rg.Group) == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal("regional groups never got leaders")
+	}
+	east := c.Node(c.InRegion("us-east")[0])
+	asia := c.Node(c.InRegion("ap-southeast")[0])
+	const keys = 40
+	for i := range keys {
+		w := east
+		if i%4 == 3 {
+			w = asia // forwarded to the primary
+		}
+		if _, err := w.Put(ctx, "a", fmt.Appendf(nil, "k%d", i), fmt.Appendf(nil, "v%d", i)); err != nil {
+			t.Fatalf("put k%d: %v", i, err)
+		}
+	}
+	start := time.Now()
+	for _, n := range c.Running() {
+		if err := c.WaitFor(ctx, func() bool {
+			for i := range keys {
+				v, ok, a, err := n.Get(ctx, "a", fmt.Appendf(nil, "k%d", i), node.Eventual)
+				if err != nil || !ok || string(v) != fmt.Sprintf("v%d", i) || a.Region != n.Region() || a.Forwarded {
+					return false
+				}
+			}
+			return true
+		}); err != nil {
+			for _, m := range c.Running() {
+				t.Logf("node %d streams %+v", m.ID(), m.Streams())
+			}
+			t.Fatalf("region %s never converged", n.Region())
+		}
+	}
+	t.Logf("FIGURES: every region converged %v after the last acknowledged write", time.Since(start).Round(time.Millisecond))
+	// Strong reads go to the primary region.
+	if v, ok, _, err := asia.Get(ctx, "a", []byte("k0"), node.Strong); err != nil || !ok || string(v) != "v0" {
+		t.Fatalf("strong read from ap-southeast: %q %v %v", v, ok, err)
+	}
+	// The leaders of the primary groups report their streams, caught up.
+	if err := c.WaitFor(ctx, func() bool {
+		var streams []node.StreamStatus
+		for _, n := range c.Running() {
+			streams = append(streams, n.Streams()...)
+		}
+		if len(streams) != 4 { // 2 shards x 2 replica regions
+			return false
+		}
+		for _, s := range streams {
+			if s.LagEntries != 0 || s.Acked == 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal("streams never reported themselves caught up")
 	}
 }

@@ -26,6 +26,9 @@ const methodPropose = "propose"
 type proposeRequest struct {
 	Group uint64 `json:"g"`
 	Cmd   []byte `json:"c"`
+	// Route asks the receiver to find the group's leader itself (the
+	// sender holds no replica and does not know it).
+	Route bool `json:"r,omitempty"`
 }
 
 // proposeResponse carries an applied proposal's result between nodes.
@@ -138,7 +141,15 @@ func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("node: bad proposal: %w", err)
 	}
 	resp := proposeResponse{Node: n.cfg.ID, Region: n.cfg.Region}
-	r, err := n.host.Propose(ctx, req.Group, req.Cmd)
+	var r raftgroup.Result
+	var err error
+	if req.Route {
+		var p proposal
+		p, err = n.propose(ctx, req.Group, req.Cmd)
+		r, resp.Node, resp.Region = raftgroup.Result{Index: p.index, Value: p.value}, p.node, p.region
+	} else {
+		r, err = n.host.Propose(ctx, req.Group, req.Cmd)
+	}
 	if err != nil {
 		resp.ErrCode, resp.ErrMsg = ErrorCode(err), err.Error()
 		return json.Marshal(resp)

@@ -177,6 +177,10 @@ func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Con
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
+	if rg, ok := sh.RegionalIn(n.cfg.Region); ok && c == Eventual {
+		// Async: an eventual read is served by this region's own group.
+		sh = metadata.Shard{Index: sh.Index, Group: rg.Group, Replicas: rg.Replicas}
+	}
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
 		resp, err := n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Key: key, Consistency: c})
 		return resp.record(), resp.Found, resp.Answer, err

@@ -38,6 +38,15 @@ func (h *Host) ReadCommitted(groupID, from, to uint64, maxBytes int) ([]LogEntry
 	if from >= to {
 		return nil, nil
 	}
+	// Every replica of a group starts from the same empty state at
+	// bootstrapIndex: a reader starting before it reads empty entries.
+	if idx, _ := g.store.Truncated(); idx == bootstrapIndex && from < bootstrapIndex {
+		var out []LogEntry
+		for i := from + 1; i <= min(to, bootstrapIndex); i++ {
+			out = append(out, LogEntry{Index: i})
+		}
+		return out, nil
+	}
 	ents, err := g.store.Entries(from+1, to+1, uint64(max(maxBytes, 1)))
 	if errors.Is(err, raft.ErrCompacted) {
 		first, _ := g.store.FirstIndex()
