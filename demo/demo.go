@@ -183,9 +183,19 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			return err
 		}
 	}
-	for _, n := range nodes {
-		if err := n.WaitKeyspaceReady(setup, "default"); err != nil {
+	// An async keyspace too: the primary in the first region, streams to
+	// the others, eventual reads served in every region.
+	if nodes[0].Metadata().Keyspaces["async"] == nil {
+		spec := metadata.KeyspaceSpec{Name: "async", Strategy: metadata.Async, HomeRegion: opts.Regions[0]}
+		if _, err := nodes[0].CreateKeyspace(setup, spec); err != nil {
 			return err
+		}
+	}
+	for _, n := range nodes {
+		for _, ks := range []string{"default", "async"} {
+			if err := n.WaitKeyspaceReady(setup, ks); err != nil {
+				return err
+			}
 		}
 	}
 	var closers []func() error
@@ -202,7 +212,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		_, rport, _ := net.SplitHostPort(rs.Addr())
 		fmt.Fprintf(out, "  %-14s node %d  redis-cli -p %-5s  http://%s\n", n.Region(), n.ID(), rport, members[i].hLn.Addr())
 	}
-	fmt.Fprintf(out, "Keyspace 'default' (sync, home %s) is ready. Try: SET greeting hello in one region, GET greeting in another, then MERIDIAN.LAST.\nPress Ctrl-C to stop.\n", opts.Regions[0])
+	fmt.Fprintf(out, "Keyspaces 'default' (sync, home %s) and 'async' (primary %s) are ready. Try: SET greeting hello in one region, GET greeting in another, then MERIDIAN.LAST.\nPress Ctrl-C to stop.\n", opts.Regions[0], opts.Regions[0])
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil

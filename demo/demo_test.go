@@ -46,7 +46,7 @@ func TestDemoServesEveryRegion(t *testing.T) {
 		if m := dataRE.FindStringSubmatch(line); m != nil {
 			dataDir = strings.TrimSuffix(m[1], ",")
 		}
-		if strings.Contains(line, "is ready") {
+		if strings.Contains(line, "are ready") {
 			break
 		}
 	}
@@ -66,6 +66,35 @@ func TestDemoServesEveryRegion(t *testing.T) {
 	}
 	if v, err := c3.Get(rctx, "greeting").Result(); err != nil || v != "hello" {
 		t.Fatalf("GET in the third region: %q %v", v, err)
+	}
+	// The async keyspace: written in the primary region, read locally (and
+	// eventually) in the third.
+	w, r := c1.Conn(), c3.Conn()
+	defer w.Close()
+	defer r.Close()
+	for _, cmd := range [][]any{{"MERIDIAN.KEYSPACE", "async"}} {
+		if err := w.Do(rctx, cmd...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Do(rctx, cmd...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Do(rctx, "MERIDIAN.CONSISTENCY", "eventual").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Set(rctx, "greeting", "async hello", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		v, err := r.Get(rctx, "greeting").Result()
+		if err == nil && v == "async hello" {
+			break
+		}
+		if rctx.Err() != nil {
+			t.Fatalf("the async write never reached the third region: %q %v", v, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	// The cluster status lists every node with its client addresses.
 	if err := func() error {

@@ -51,6 +51,8 @@ type ClusterStatus struct {
 	RTTms map[uint64]map[uint64]float64 `json:"rtt_ms"`
 	// SystemLeader is the metadata group's leader.
 	SystemLeader uint64 `json:"system_leader"`
+	// Streams are the async streams the answering node sends, with their lag.
+	Streams []StreamStatus `json:"streams,omitempty"`
 }
 
 // Status gathers the cluster status: metadata, leaders, and the round-trip
@@ -91,6 +93,7 @@ func (n *Node) Status(ctx context.Context) ClusterStatus {
 		cs.Nodes = append(cs.Nodes, ns)
 	}
 	wg.Wait()
+	cs.Streams = n.Streams()
 	names := make([]string, 0, len(st.Keyspaces))
 	for name := range st.Keyspaces {
 		names = append(names, name)
