@@ -143,6 +143,13 @@ func printStatus(out io.Writer, st node.ClusterStatus) {
 			fmt.Fprintf(w, "  %d\t%d\t%v\t%d\t%s\t%d\t%d\n", sh.Index, sh.Group, sh.Replicas, sh.Leader, sh.LeaderRegion, sh.Term, sh.Commit)
 		}
 	}
+	if len(st.Streams) > 0 {
+		fmt.Fprintf(w, "\nstreams sent by node %d\n", st.Node)
+		fmt.Fprintln(w, "  KEYSPACE\tSHARD\tFROM\tTO\tACKED\tLAG ENTRIES\tLAG MS")
+		for _, s := range st.Streams {
+			fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%d\t%d\t%d\n", s.Keyspace, s.Shard, s.FromRegion, s.ToRegion, s.Acked, s.LagEntries, s.LagMS)
+		}
+	}
 	_ = w.Flush()
 }
 
