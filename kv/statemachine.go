@@ -242,16 +242,23 @@ func (a applier) setOp(c Command) Result {
 	if changed == 0 {
 		return Result{}
 	}
-	if len(members) == 0 {
+	return a.storeCollection(key, rec, TypeSet, len(members) == 0, func() []byte { return EncodeSet(members) }, changed)
+}
+
+// storeCollection writes back a set or hash after an operation changed n
+// of its elements: an empty one is deleted, one over MaxCollectionBytes is
+// refused (nothing is written), the expiry is kept.
+func (a applier) storeCollection(key []byte, rec Record, typ Type, empty bool, encode func() []byte, n int) Result {
+	if empty {
 		a.remove(key)
-		return Result{N: int64(changed)}
+		return Result{N: int64(n)}
 	}
-	p := EncodeSet(members)
+	p := encode()
 	if len(p) > MaxCollectionBytes {
-		return Result{Err: fmt.Errorf("%w: the set would take %d bytes (limit %d)", ErrTooLarge, len(p), MaxCollectionBytes)}
+		return Result{Err: fmt.Errorf("%w: the %s would take %d bytes (limit %d)", ErrTooLarge, typ, len(p), MaxCollectionBytes)}
 	}
-	a.put(key, Record{Type: TypeSet, ExpireAtMS: rec.ExpireAtMS, Payload: p})
-	return Result{N: int64(changed)}
+	a.put(key, Record{Type: typ, ExpireAtMS: rec.ExpireAtMS, Payload: p})
+	return Result{N: int64(n)}
 }
 
 func (a applier) hashOp(c Command) Result {
@@ -278,16 +285,7 @@ func (a applier) hashOp(c Command) Result {
 			return Result{}
 		}
 	}
-	if len(fields) == 0 {
-		a.remove(key)
-		return Result{N: int64(n)}
-	}
-	p := EncodeHash(fields)
-	if len(p) > MaxCollectionBytes {
-		return Result{Err: fmt.Errorf("%w: the hash would take %d bytes (limit %d)", ErrTooLarge, len(p), MaxCollectionBytes)}
-	}
-	a.put(key, Record{Type: TypeHash, ExpireAtMS: rec.ExpireAtMS, Payload: p})
-	return Result{N: int64(n)}
+	return a.storeCollection(key, rec, TypeHash, len(fields) == 0, func() []byte { return EncodeHash(fields) }, n)
 }
 
 func (a applier) expire(c Command) Result {

@@ -109,6 +109,26 @@ func (tn *testNode) stop(n *localNet) {
 	_ = tn.db.Close()
 }
 
+// startCluster starts nodes 1-3 of group 7 on in-memory filesystems.
+func startCluster(t *testing.T, compact uint64) (*localNet, []*testNode) {
+	t.Helper()
+	n := newLocalNet()
+	var nodes []*testNode
+	for id := uint64(1); id <= 3; id++ {
+		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), compact))
+	}
+	return n, nodes
+}
+
+// stopAll stops every node that is running.
+func stopAll(n *localNet, nodes []*testNode) {
+	for _, tn := range nodes {
+		if tn != nil {
+			tn.stop(n)
+		}
+	}
+}
+
 func newLocalNet() *localNet {
 	return &localNet{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
 }
@@ -155,16 +175,8 @@ func propose(ctx context.Context, t *testing.T, nodes []*testNode, cmd []byte) (
 }
 
 func TestProposeReadAndRestart(t *testing.T) {
-	n := newLocalNet()
-	var nodes []*testNode
-	for id := uint64(1); id <= 3; id++ {
-		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
-	}
-	defer func() {
-		for _, tn := range nodes {
-			tn.stop(n)
-		}
-	}()
+	n, nodes := startCluster(t, 0)
+	defer func() { stopAll(n, nodes) }()
 	waitLeader(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -200,16 +212,8 @@ func TestProposeReadAndRestart(t *testing.T) {
 }
 
 func TestSnapshotCatchUp(t *testing.T) {
-	n := newLocalNet()
-	var nodes []*testNode
-	for id := uint64(1); id <= 3; id++ {
-		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 100))
-	}
-	defer func() {
-		for _, tn := range nodes {
-			tn.stop(n)
-		}
-	}()
+	n, nodes := startCluster(t, 100)
+	defer func() { stopAll(n, nodes) }()
 	waitLeader(t, nodes)
 	// Take node 3 down while many writes happen and the log is truncated.
 	fs3 := nodes[2].fs
@@ -242,16 +246,8 @@ func TestSnapshotCatchUp(t *testing.T) {
 }
 
 func TestNoQuorumFailsInBoundedTime(t *testing.T) {
-	n := newLocalNet()
-	var nodes []*testNode
-	for id := uint64(1); id <= 3; id++ {
-		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
-	}
-	defer func() {
-		for _, tn := range nodes {
-			tn.stop(n)
-		}
-	}()
+	n, nodes := startCluster(t, 0)
+	defer func() { stopAll(n, nodes) }()
 	waitLeader(t, nodes)
 	leader := waitLeader(t, nodes)
 	n.mu.Lock()
@@ -277,16 +273,8 @@ func TestNoQuorumFailsInBoundedTime(t *testing.T) {
 }
 
 func TestMembershipChanges(t *testing.T) {
-	n := newLocalNet()
-	var nodes []*testNode
-	for id := uint64(1); id <= 3; id++ {
-		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
-	}
-	defer func() {
-		for _, tn := range nodes {
-			tn.stop(n)
-		}
-	}()
+	n, nodes := startCluster(t, 0)
+	defer func() { stopAll(n, nodes) }()
 	waitLeader(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

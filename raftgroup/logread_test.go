@@ -6,21 +6,11 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 func TestReadCommittedAndRetain(t *testing.T) {
-	n := newLocalNet()
-	var nodes []*testNode
-	for id := uint64(1); id <= 3; id++ {
-		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 40))
-	}
-	defer func() {
-		for _, tn := range nodes {
-			tn.stop(n)
-		}
-	}()
+	n, nodes := startCluster(t, 40)
+	defer func() { stopAll(n, nodes) }()
 	leader := nodes[waitLeader(t, nodes)-1]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -5,21 +5,11 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 func TestStatsCountWork(t *testing.T) {
-	n := newLocalNet()
-	var nodes []*testNode
-	for id := uint64(1); id <= 3; id++ {
-		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
-	}
-	defer func() {
-		for _, tn := range nodes {
-			tn.stop(n)
-		}
-	}()
+	n, nodes := startCluster(t, 0)
+	defer func() { stopAll(n, nodes) }()
 	waitLeader(t, nodes)
 	for _, tn := range nodes {
 		if s := tn.host.Stats(); s.Fsyncs == 0 {
