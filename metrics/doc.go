@@ -49,6 +49,11 @@
 //	meridian_peer_rtt_seconds                    gauge     smoothed round trip to the peer (once measured)
 //	meridian_peer_reachable                      gauge     1 if a recent ping to the peer succeeded
 //
+// Async streams this node sends {keyspace, shard, from_region, to_region}:
+//
+//	meridian_stream_lag_entries                  gauge     entries not yet acknowledged by the destination
+//	meridian_stream_lag_seconds                  gauge     age of the oldest unacknowledged change (0 when caught up)
+//
 // Node:
 //
 //	meridian_node_info                           gauge     always 1; labels node, region

@@ -29,6 +29,7 @@ type nodeCollector struct {
 	groups, leaders                                 *prometheus.Desc
 	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
 	peerRTT, peerReachable                          *prometheus.Desc
+	streamLagEntries, streamLagSeconds              *prometheus.Desc
 }
 
 // hostCounters lists the counters read from raftgroup.Stats.
@@ -86,6 +87,10 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			"Smoothed round-trip time to a peer node, as measured by this node's transport.", p, nil),
 		peerReachable: prometheus.NewDesc("meridian_peer_reachable",
 			"1 if a recent ping to the peer succeeded, else 0.", p, nil),
+		streamLagEntries: prometheus.NewDesc("meridian_stream_lag_entries",
+			"Entries an async stream this node sends has not had acknowledged yet.", streamLabels, nil),
+		streamLagSeconds: prometheus.NewDesc("meridian_stream_lag_seconds",
+			"Age of the oldest change an async stream this node sends has not had acknowledged (0 when caught up).", streamLabels, nil),
 	}
 	for _, hc := range hostCounters {
 		c.counters = append(c.counters, prometheus.NewDesc(hc.name, hc.help, nil, nil))
@@ -99,7 +104,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
-		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable} {
+		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.streamLagEntries, c.streamLagSeconds} {
 		ch <- d
 	}
 }
@@ -175,7 +180,15 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.peerReachable, prometheus.GaugeValue, up, lv...)
 	}
+	for _, s := range n.Streams() {
+		lv := []string{s.Keyspace, strconv.Itoa(s.Shard), s.FromRegion, s.ToRegion}
+		ch <- prometheus.MustNewConstMetric(c.streamLagEntries, prometheus.GaugeValue, float64(s.LagEntries), lv...)
+		ch <- prometheus.MustNewConstMetric(c.streamLagSeconds, prometheus.GaugeValue, float64(s.LagMS)/1000, lv...)
+	}
 }
+
+// streamLabels label a stream's metrics.
+var streamLabels = []string{"keyspace", "shard", "from_region", "to_region"}
 
 // ApplyLag is how many committed entries a replica has yet to apply.
 func ApplyLag(s raftgroup.Status) uint64 {

@@ -441,7 +441,7 @@ func cmdInfo(c *client, args [][]byte) error {
 		fmt.Sprintf("meridian_node:%d", n.ID()),
 		fmt.Sprintf("shards_leader:%d", led),
 		fmt.Sprintf("shards_follower:%d", followed),
-	}, shardLines...)...)
+	}, append(shardLines, streamLines(n)...)...)...)
 	md := n.Metadata()
 	names := make([]string, 0, len(md.Keyspaces))
 	for name := range md.Keyspaces {
@@ -531,4 +531,14 @@ func cmdWith(c *client, args [][]byte) error {
 	defer func() { c.level = saved }()
 	c.exec(args[2:])
 	return nil
+}
+
+// streamLines describes the async streams this node sends, with their lag.
+func streamLines(n *node.Node) []string {
+	var out []string
+	for _, s := range n.Streams() {
+		out = append(out, fmt.Sprintf("stream_%s_%d_%s:from=%s,acked=%d,lag_entries=%d,lag_ms=%d",
+			s.Keyspace, s.Shard, s.ToRegion, s.FromRegion, s.Acked, s.LagEntries, s.LagMS))
+	}
+	return out
 }
