@@ -191,6 +191,18 @@ func TestNodeMetrics(t *testing.T) {
 	if err := c.WaitFor(ctx, func() bool { return sumOver("meridian_raft_leaders") == float64(groups) }); err != nil {
 		t.Fatalf("leaders across nodes: %v, want %d", sumOver("meridian_raft_leaders"), groups)
 	}
+	// An async keyspace, so that some node sends streams and exports their lag.
+	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "a", Strategy: metadata.Async, Shards: 1})
+	if err := c.WaitFor(ctx, func() bool {
+		for _, id := range c.IDs() {
+			if len(c.Node(id).Streams()) > 0 {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatal("no node started the async keyspace's streams")
+	}
 
 	seen := map[string]bool{}
 	for _, id := range c.IDs() {
@@ -213,8 +225,9 @@ func TestNodeMetrics(t *testing.T) {
 				t.Errorf("node %d: %s is 0", id, name)
 			}
 		}
-		if value("meridian_raft_groups") != float64(groups) {
-			t.Errorf("node %d hosts %v groups, want %d", id, value("meridian_raft_groups"), groups)
+		// Plus the async keyspace's group in this node's region.
+		if value("meridian_raft_groups") != float64(groups+1) {
+			t.Errorf("node %d hosts %v groups, want %d", id, value("meridian_raft_groups"), groups+1)
 		}
 		if info := find(fams["meridian_node_info"], map[string]string{"node": strconv.FormatUint(id, 10), "region": c.RegionOf(id)}); len(info) != 1 {
 			t.Errorf("node %d: node_info %v", id, fams["meridian_node_info"])

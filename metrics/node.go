@@ -128,6 +128,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, ks := range st.Keyspaces {
 		for _, sh := range ks.Shards {
 			where[sh.Group] = place{keyspace: ks.Name, shard: sh.Index}
+			for _, rg := range sh.Regional { // async: every region's group
+				where[rg.Group] = place{keyspace: ks.Name, shard: sh.Index}
+			}
 		}
 	}
 	ids := host.Groups()
