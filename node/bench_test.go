@@ -113,3 +113,65 @@ func BenchmarkStrongRead(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/read")
 }
+
+// BenchmarkAsyncLag measures, on the world matrix, how long after a write
+// is acknowledged in the primary region (us-east) it becomes visible to
+// eventual reads in each other region, next to the floor: the one-way
+// delay from us-east (eu-west 40.5 ms, ap-southeast 108.5 ms). Visibility
+// is polled every millisecond, which adds up to 1 ms.
+func BenchmarkAsyncLag(b *testing.B) {
+	c := testcluster.New(b, testcluster.Options{Matrix: netsim.WorldMatrix(), TickInterval: 10 * time.Millisecond, MinHeartbeatInterval: 100 * time.Millisecond})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "lag", Strategy: metadata.Async, HomeRegion: "us-east", Shards: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := c.WaitFor(ctx, func() bool {
+		for _, n := range c.Running() {
+			if n.Metadata().Keyspaces["lag"] == nil {
+				return false
+			}
+		}
+		for _, rg := range ks.Shards[0].Regional {
+			if c.Leader(rg.Group) == 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		b.Fatal("regional groups never got leaders")
+	}
+	primary := c.Node(c.InRegion("us-east")[0])
+	regions := []string{"eu-west", "ap-southeast"}
+	floors := map[string]float64{"eu-west": 40.5, "ap-southeast": 108.5}
+	lags := map[string][]time.Duration{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		val := fmt.Appendf(nil, "v%d", i)
+		if _, err := primary.Put(ctx, "lag", []byte("k"), val); err != nil {
+			b.Fatal(err)
+		}
+		acked := time.Now()
+		for _, r := range regions {
+			n := c.Node(c.InRegion(r)[0])
+			for {
+				v, ok, _, err := n.Get(ctx, "lag", []byte("k"), node.Eventual)
+				if err == nil && ok && string(v) == string(val) {
+					break
+				}
+				if ctx.Err() != nil {
+					b.Fatalf("write %d never reached %s", i, r)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			lags[r] = append(lags[r], time.Since(acked))
+		}
+	}
+	b.StopTimer()
+	for _, r := range regions {
+		l := lags[r]
+		slices.Sort(l)
+		p := func(q float64) float64 { return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000 }
+		b.ReportMetric(p(0.5), r+"-p50-ms")
+		b.ReportMetric(p(0.99), r+"-p99-ms")
+		b.ReportMetric(floors[r], r+"-floor-ms")
+	}
+}
