@@ -12,13 +12,8 @@ import (
 
 // NodeStatus is one node as the cluster status shows it.
 type NodeStatus struct {
-	ID        uint64 `json:"id"`
-	Region    string `json:"region"`
-	Zone      string `json:"zone,omitempty"`
-	Addr      string `json:"addr"`
-	RESPAddr  string `json:"resp_addr,omitempty"`
-	HTTPAddr  string `json:"http_addr,omitempty"`
-	Reachable bool   `json:"reachable"` // from the node answering the status request
+	metadata.NodeInfo
+	Reachable bool `json:"reachable"` // from the node answering the status request
 }
 
 // ShardStatus is one shard and its group.
@@ -72,7 +67,7 @@ func (n *Node) Status(ctx context.Context) ClusterStatus {
 	defer cancel()
 	for _, id := range ids {
 		ni := st.Nodes[id]
-		ns := NodeStatus{ID: id, Region: ni.Region, Zone: ni.Zone, Addr: ni.Addr, RESPAddr: ni.RESPAddr, HTTPAddr: ni.HTTPAddr}
+		ns := NodeStatus{NodeInfo: ni}
 		if id == n.cfg.ID {
 			ns.Reachable = true
 			cs.RTTms[id] = toMS(n.tr.RTTs())
