@@ -49,17 +49,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	if opts.NodesPerRegion <= 0 {
 		opts.NodesPerRegion = 1
 	}
-	var matrix netsim.Matrix
-	switch opts.Latency {
-	case "", "world":
-		matrix = netsim.WorldMatrix()
-	case "none":
-	default:
-		m, err := netsim.LoadMatrix(opts.Latency)
-		if err != nil {
-			return err
-		}
-		matrix = m
+	if opts.Latency == "" {
+		opts.Latency = "world"
+	}
+	matrix, err := netsim.MatrixFor(opts.Latency)
+	if err != nil {
+		return err
 	}
 	for _, r := range opts.Regions {
 		if matrix == nil {
@@ -154,7 +149,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	if startErr != nil {
 		return startErr
 	}
-	fmt.Fprintf(out, "Meridian demo: %d regions x %d node(s), latency %s, data in %s\n", len(opts.Regions), opts.NodesPerRegion, latencyName(opts.Latency), dir)
+	fmt.Fprintf(out, "Meridian demo: %d regions x %d node(s), latency %s, data in %s\n", len(opts.Regions), opts.NodesPerRegion, opts.Latency, dir)
 	// Wait for every node to be registered, then create the default keyspace.
 	setup, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -216,11 +211,4 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil
-}
-
-func latencyName(s string) string {
-	if s == "" {
-		return "world"
-	}
-	return s
 }

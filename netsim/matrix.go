@@ -232,3 +232,16 @@ func (m Matrix) Scaled(f float64) Matrix {
 	}
 	return out
 }
+
+// MatrixFor resolves a latency setting as the command line takes it:
+// "none" (no emulated delay: nil), "world" (the built-in matrix), or the
+// path of a matrix file in the world-rtt.json format.
+func MatrixFor(spec string) (Matrix, error) {
+	switch spec {
+	case "none":
+		return nil, nil
+	case "world":
+		return WorldMatrix(), nil
+	}
+	return LoadMatrix(spec)
+}

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"cmp"
 	"slices"
+	"strings"
 
 	"go.etcd.io/raft/v3"
 )
@@ -48,13 +50,7 @@ func (n *Node) LocalShards() []ShardInfo {
 		}
 	}
 	slices.SortFunc(out, func(a, b ShardInfo) int {
-		if a.Keyspace != b.Keyspace {
-			if a.Keyspace < b.Keyspace {
-				return -1
-			}
-			return 1
-		}
-		return a.Index - b.Index
+		return cmp.Or(strings.Compare(a.Keyspace, b.Keyspace), cmp.Compare(a.Index, b.Index))
 	})
 	return out
 }

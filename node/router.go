@@ -273,18 +273,10 @@ func (n *Node) callReplica(ctx context.Context, sh metadata.Shard, method string
 
 // forward sends a request to the nearest replica of a shard.
 func (n *Node) forward(ctx context.Context, sh metadata.Shard, req rpcRequest) (rpcResponse, error) {
-	best := n.nearestReplica(sh)
-	if best == 0 {
-		return rpcResponse{}, ErrNoReplica
-	}
 	body, _ := json.Marshal(req)
-	out, err := n.tr.Call(ctx, best, methodKV, body)
-	if err != nil {
-		return rpcResponse{}, err
-	}
 	var resp rpcResponse
-	if err := json.Unmarshal(out, &resp); err != nil {
-		return rpcResponse{}, fmt.Errorf("node: bad response from node %d: %w", best, err)
+	if err := n.callReplica(ctx, sh, methodKV, body, &resp); err != nil {
+		return rpcResponse{}, err
 	}
 	resp.Answer.Forwarded = true
 	if resp.ErrCode != "" {

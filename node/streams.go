@@ -1,11 +1,13 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,19 +175,7 @@ func (n *Node) Streams() []StreamStatus {
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b StreamStatus) int {
-		if a.Keyspace != b.Keyspace {
-			if a.Keyspace < b.Keyspace {
-				return -1
-			}
-			return 1
-		}
-		if a.Shard != b.Shard {
-			return a.Shard - b.Shard
-		}
-		if a.ToRegion < b.ToRegion {
-			return -1
-		}
-		return 1
+		return cmp.Or(strings.Compare(a.Keyspace, b.Keyspace), cmp.Compare(a.Shard, b.Shard), strings.Compare(a.ToRegion, b.ToRegion))
 	})
 	return out
 }

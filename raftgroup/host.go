@@ -15,6 +15,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meridian-db/meridian/storage"
@@ -582,13 +583,14 @@ func (h *Host) publishStatus(g *group) {
 	st.FirstIndex, _ = g.store.FirstIndex()
 	st.LastIndex, _ = g.store.LastIndex()
 	if bs.RaftState == raft.StateLeader {
-		st.Match = make(map[uint64]uint64)
-		st.RecentActive = make(map[uint64]bool)
-		full := g.rn.Status()
-		for id, pr := range full.Progress {
+		// Runs after every Ready of a leader: visit the progress in place
+		// rather than copying raft's whole status.
+		st.Match = make(map[uint64]uint64, len(g.cs.GetVoters())+len(g.cs.GetLearners()))
+		st.RecentActive = make(map[uint64]bool, len(st.Match))
+		g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
 			st.Match[id] = pr.Match
 			st.RecentActive[id] = pr.RecentActive
-		}
+		})
 	}
 	g.status.Store(st)
 }

@@ -111,16 +111,6 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-func loadLatency(spec string) (netsim.Matrix, error) {
-	switch spec {
-	case "", "none":
-		return nil, nil
-	case "world":
-		return netsim.WorldMatrix(), nil
-	}
-	return netsim.LoadMatrix(spec)
-}
-
 func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 	// Step 1: check the flags before touching anything.
 	switch {
@@ -143,7 +133,10 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 	if f.advertise == "" {
 		f.advertise = f.listen
 	}
-	matrix, err := loadLatency(f.latency)
+	if f.latency == "" {
+		f.latency = "none"
+	}
+	matrix, err := netsim.MatrixFor(f.latency)
 	if err != nil {
 		return err
 	}

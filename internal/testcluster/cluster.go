@@ -282,7 +282,8 @@ func (c *Cluster) WaitFor(ctx context.Context, cond func() bool) error {
 }
 
 // CreateKeyspace creates a keyspace through the first running node and
-// waits until every shard has a leader.
+// waits until every running node knows it and every group of every shard
+// (each region's, for async keyspaces) has a leader.
 func (c *Cluster) CreateKeyspace(spec metadata.KeyspaceSpec) *metadata.Keyspace {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -293,9 +294,19 @@ func (c *Cluster) CreateKeyspace(spec metadata.KeyspaceSpec) *metadata.Keyspace 
 		c.t.Fatalf("create keyspace: %v", err)
 	}
 	if err := c.WaitFor(ctx, func() bool {
+		for _, n := range c.Running() {
+			if n.Metadata().Keyspaces[spec.Name] == nil {
+				return false
+			}
+		}
 		for _, sh := range ks.Shards {
 			if c.Leader(sh.Group) == 0 {
 				return false
+			}
+			for _, rg := range sh.Regional { // async: every region's group
+				if c.Leader(rg.Group) == 0 {
+					return false
+				}
 			}
 		}
 		return true
