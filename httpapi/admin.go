@@ -21,6 +21,9 @@ type Keyspace struct {
 	metadata.KeyspaceSpec
 	CreatedIndex uint64  `json:"created_index"`
 	Shards       []Shard `json:"shard_list"`
+	// Epoch and Forks: see metadata.Keyspace.
+	Epoch uint64          `json:"epoch,omitempty"`
+	Forks []metadata.Fork `json:"forks,omitempty"`
 }
 
 // Shard is one shard, its group and replicas, and its leader, term and
@@ -59,7 +62,7 @@ func (j JoinResponse) TransportPeers() []transport.Peer {
 }
 
 func (a *api) keyspace(st *metadata.State, ks *metadata.Keyspace) Keyspace {
-	out := Keyspace{KeyspaceSpec: ks.KeyspaceSpec, CreatedIndex: ks.CreatedIndex, Shards: make([]Shard, 0, len(ks.Shards))}
+	out := Keyspace{KeyspaceSpec: ks.KeyspaceSpec, CreatedIndex: ks.CreatedIndex, Shards: make([]Shard, 0, len(ks.Shards)), Epoch: ks.Epoch, Forks: ks.Forks}
 	host := a.n.Host()
 	for _, sh := range ks.Shards {
 		s := Shard{Shard: sh}

@@ -93,6 +93,10 @@ func New(n *node.Node, cfg Config) http.Handler {
 		{"GET /v1/keyspaces", "keyspace.list", a.listKeyspaces},
 		{"POST /v1/keyspaces", "keyspace.create", a.createKeyspace},
 		{"GET /v1/keyspaces/{ks}", "keyspace.describe", a.describeKeyspace},
+		{"PATCH /v1/keyspaces/{ks}", "keyspace.alter", a.alterKeyspace},
+		{"POST /v1/keyspaces/{ks}/switchover", "keyspace.switchover", a.switchover},
+		{"POST /v1/keyspaces/{ks}/failover", "keyspace.failover", a.failover},
+		{"GET /v1/keyspaces/{ks}/lost-writes", "keyspace.lost_writes", a.lostWrites},
 		{"GET /metrics", "metrics", a.serveMetrics},
 		{"GET /{$}", "dashboard", serveDashboard},
 	} {

@@ -68,19 +68,21 @@ func codeOf(err error) string {
 func StatusOf(code string) int {
 	switch code {
 	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadTTL, CodeBadQuery, CodeBadPath,
-		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command":
+		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
+		"not_async", "stale_epoch", "wrong_cluster", "bad_batch":
 		return http.StatusBadRequest
 	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace":
 		return http.StatusNotFound
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
-	case "keyspace_exists", "wrong_type":
+	case "keyspace_exists", "wrong_type", "primary_healthy", "meta_stale_epoch":
 		return http.StatusConflict
 	case CodeBodyTooLarge, "value_too_large":
 		return http.StatusRequestEntityTooLarge
 	case CodeUnsupportedMediaType:
 		return http.StatusUnsupportedMediaType
-	case "no_leader", "not_leader", "dropped", "no_replica", "unreachable", "timeout", "outcome_unknown", "stopped":
+	case "no_leader", "not_leader", "dropped", "no_replica", "unreachable", "timeout", "outcome_unknown", "stopped",
+		"not_primary", "fenced", "not_drained", "rpo_budget":
 		// outcome_unknown and timeout: a write may or may not have taken
 		// effect; PUT and DELETE are idempotent, so retrying is safe.
 		return http.StatusServiceUnavailable

@@ -55,11 +55,32 @@ const (
 	// order, at most once each, and the stream's cursor is recorded with
 	// them. N is the cursor after the batch (the acknowledgement).
 	OpStreamApply Op = 12
+	// OpRole sets the region-local group's role in its keyspace's
+	// replication (async keyspaces; see Role): Int is the epoch, Flags are
+	// RolePrimary and RoleFenced. Args[0] is empty or a source stream id
+	// (8 bytes, big-endian) whose cursor the result's N reports, read in
+	// the same step. Args[1] and Args[2], if present, are a source stream
+	// id and index (8 bytes each): the group's cursor for that stream is
+	// raised to the index, for a destination known to hold everything that
+	// stream's source had up to it. A role with a lower epoch than the
+	// group's is refused.
+	OpRole Op = 13
+	// OpStreamChunk applies one chunk of a resync (Args[0], encoded by
+	// package stream): the group's data is replaced by the source's. N is
+	// the stream's cursor after the chunk.
+	OpStreamChunk Op = 14
+)
+
+// Flags of OpRole.
+const (
+	RolePrimary uint64 = 1 << 0
+	RoleFenced  uint64 = 1 << 1
 )
 
 var opNames = [...]string{
 	OpSet: "set", OpDelete: "delete", OpGetDel: "getdel", OpIncrBy: "incrby", OpMSet: "mset",
 	OpSAdd: "sadd", OpSRem: "srem", OpHSet: "hset", OpHDel: "hdel", OpExpire: "expire", OpPersist: "persist", OpStreamApply: "streamapply",
+	OpRole: "role", OpStreamChunk: "streamchunk",
 }
 
 func (o Op) String() string {
@@ -80,12 +101,14 @@ const (
 )
 
 // Encoding versions. Version 1 is (op, flags, int, args); version 2 adds
-// the proposer's clock (NowMS) after the integer. Both are decoded; Encode
-// writes version 2.
+// the proposer's clock (NowMS) after the integer; version 3 adds the
+// replication epoch after the clock. All are decoded; Encode writes
+// version 3.
 const (
 	commandV1      = 1
 	commandV2      = 2
-	commandVersion = commandV2
+	commandV3      = 3
+	commandVersion = commandV3
 )
 
 // ErrBadCommand is returned when a command cannot be decoded or makes no
@@ -103,10 +126,14 @@ type Command struct {
 	// then treated as live, which is what version 1 did, so that replaying
 	// an old log gives the state it gave before.
 	NowMS int64
+	// Epoch is the keyspace's replication epoch as the proposer saw it
+	// (async keyspaces; zero elsewhere). A region-local group applies a
+	// write only if it is the primary of exactly that epoch.
+	Epoch uint64
 	Args  [][]byte
 }
 
-// Encode returns the command's log encoding (version 2).
+// Encode returns the command's log encoding (version 3).
 func (c Command) Encode() []byte {
 	n := 2 + 3*binary.MaxVarintLen64
 	for _, a := range c.Args {
@@ -117,6 +144,7 @@ func (c Command) Encode() []byte {
 	b = binary.AppendUvarint(b, c.Flags)
 	b = binary.AppendVarint(b, c.Int)
 	b = binary.AppendVarint(b, c.NowMS)
+	b = binary.AppendUvarint(b, c.Epoch)
 	b = binary.AppendUvarint(b, uint64(len(c.Args)))
 	for _, a := range c.Args {
 		b = binary.AppendUvarint(b, uint64(len(a)))
@@ -125,7 +153,7 @@ func (c Command) Encode() []byte {
 	return b
 }
 
-// DecodeCommand parses an encoded command of version 1 or 2. The
+// DecodeCommand parses an encoded command of version 1, 2 or 3. The
 // arguments alias b.
 func DecodeCommand(b []byte) (Command, error) {
 	var c Command
@@ -133,7 +161,7 @@ func DecodeCommand(b []byte) (Command, error) {
 		return c, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
 	}
 	version := b[0]
-	if version != commandV1 && version != commandV2 {
+	if version < commandV1 || version > commandV3 {
 		return c, fmt.Errorf("%w: unknown version %d", ErrBadCommand, b[0])
 	}
 	c.Op = Op(b[1])
@@ -150,6 +178,12 @@ func DecodeCommand(b []byte) (Command, error) {
 	if version >= commandV2 {
 		if c.NowMS, w = binary.Varint(b); w <= 0 {
 			return c, fmt.Errorf("%w: clock", ErrBadCommand)
+		}
+		b = b[w:]
+	}
+	if version >= commandV3 {
+		if c.Epoch, w = binary.Uvarint(b); w <= 0 {
+			return c, fmt.Errorf("%w: epoch", ErrBadCommand)
 		}
 		b = b[w:]
 	}

@@ -45,8 +45,8 @@ func TestDecodeVersion1(t *testing.T) {
 		string(c.Args[0]) != "k" || string(c.Args[1]) != "vv" {
 		t.Fatalf("decoded %+v", c)
 	}
-	if enc := c.Encode(); enc[0] != 2 {
-		t.Fatalf("Encode writes version %d, want 2", enc[0])
+	if enc := c.Encode(); enc[0] != 3 {
+		t.Fatalf("Encode writes version %d, want 3", enc[0])
 	}
 }
 
@@ -54,6 +54,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(Command{Op: OpSet, Args: [][]byte{[]byte("k"), []byte("v")}}.Encode())
 	f.Add(Command{Op: OpDelete, NowMS: 5, Args: [][]byte{[]byte("a"), []byte("b")}}.Encode())
 	f.Add([]byte{1, 1, 9, 83, 2, 1, 'k', 2, 'v', 'v'})
+	f.Add(Command{Op: OpSet, NowMS: 9, Epoch: 3, Args: [][]byte{[]byte("k"), []byte("v")}}.Encode())
 	f.Add([]byte{1, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{2, 4, 0, 2, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 1, 1, 'x'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -63,7 +64,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 		// What decodes must survive a round trip unchanged.
 		c2, err := DecodeCommand(c.Encode())
-		if err != nil || c2.Op != c.Op || c2.Flags != c.Flags || c2.Int != c.Int || c2.NowMS != c.NowMS || len(c2.Args) != len(c.Args) {
+		if err != nil || c2.Op != c.Op || c2.Flags != c.Flags || c2.Int != c.Int || c2.NowMS != c.NowMS || c2.Epoch != c.Epoch || len(c2.Args) != len(c.Args) {
 			t.Fatalf("round trip of a decoded command: %+v -> %+v, %v", c, c2, err)
 		}
 		for i := range c.Args {

@@ -26,6 +26,9 @@ type Result struct {
 // StateMachine applies kv commands to one group's data.
 type StateMachine struct {
 	Group uint64
+	// Cluster is the cluster id; stream batches from another cluster are
+	// refused.
+	Cluster string
 	// OnApplied, if set, is called after applied commands are durable.
 	OnApplied func(index uint64)
 }
@@ -42,6 +45,27 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	if err := checkArgs(c); err != nil {
 		return Result{Err: err}
 	}
+	switch c.Op {
+	case OpStreamApply:
+		return sm.streamApply(b, c.Args[0])
+	case OpStreamChunk:
+		return sm.streamChunk(b, c.Args[0])
+	case OpRole:
+		return sm.role(b, c)
+	}
+	role, err := loadRole(b, sm.Group)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if err := checkWrite(role, c.Epoch); err != nil {
+		return Result{Err: err}
+	}
+	return sm.apply(b, c)
+}
+
+// apply applies a write, its role already checked (or, for a write
+// arriving by stream, not applicable).
+func (sm *StateMachine) apply(b *storage.Batch, c Command) Result {
 	a := applier{b: b, group: sm.Group, now: c.NowMS}
 	switch c.Op {
 	case OpSet:
@@ -65,8 +89,6 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 		return a.expire(c)
 	case OpPersist:
 		return a.persist(c.Args[0])
-	case OpStreamApply:
-		return sm.streamApply(b, index, c.Args[0])
 	}
 	return Result{Err: fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)}
 }
@@ -80,8 +102,10 @@ func checkArgs(c Command) error {
 		ok = n == 2
 	case OpDelete:
 		ok = n >= 1
-	case OpGetDel, OpIncrBy, OpExpire, OpPersist, OpStreamApply:
+	case OpGetDel, OpIncrBy, OpExpire, OpPersist, OpStreamApply, OpStreamChunk:
 		ok = n == 1
+	case OpRole:
+		ok = n == 1 || n == 3
 	case OpMSet:
 		ok = n >= 2 && n%2 == 0
 	case OpSAdd, OpSRem, OpHDel:
@@ -354,13 +378,21 @@ func Get(db *storage.DB, group uint64, key []byte, nowMS int64) (Record, bool, e
 // streamApply applies a batch of another region's commands (see
 // OpStreamApply). A command's own error (say WRONGTYPE) is part of the
 // replicated history: it failed the same way at the source and changes
-// nothing here either.
-func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) Result {
+// nothing here either. Role changes and stream commands in the source's
+// log concern the source group alone and are skipped.
+func (sm *StateMachine) streamApply(b *storage.Batch, enc []byte) Result {
 	batch, err := stream.DecodeBatch(enc)
 	if err != nil {
 		return Result{Err: err}
 	}
-	ack, err := stream.Apply(b, sm.Group, "", batch, 0, func(b *storage.Batch, ch stream.Change) error {
+	role, err := loadRole(b, sm.Group)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if err := checkStream(role, batch.Epoch); err != nil {
+		return Result{Err: err}
+	}
+	ack, err := stream.Apply(b, sm.Group, sm.Cluster, batch, role.Epoch, func(b *storage.Batch, ch stream.Change) error {
 		if len(ch.Data) == 0 {
 			return nil
 		}
@@ -368,11 +400,32 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 		if err != nil {
 			return err
 		}
-		if c.Op == OpStreamApply {
-			return fmt.Errorf("%w: a stream batch inside a stream batch", ErrBadCommand)
+		switch c.Op {
+		case OpStreamApply, OpStreamChunk, OpRole:
+			return nil
 		}
-		_ = sm.Apply(b, index, ch.Data)
+		if err := checkArgs(c); err != nil {
+			return nil // failed at the source too
+		}
+		_ = sm.apply(b, c)
 		return nil
 	})
+	return Result{N: int64(ack.Applied), Err: err}
+}
+
+// streamChunk applies one chunk of a resync (see OpStreamChunk).
+func (sm *StateMachine) streamChunk(b *storage.Batch, enc []byte) Result {
+	chunk, err := stream.DecodeChunk(enc)
+	if err != nil {
+		return Result{Err: err}
+	}
+	role, err := loadRole(b, sm.Group)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if err := checkStream(role, chunk.Epoch); err != nil {
+		return Result{Err: err}
+	}
+	ack, err := stream.ApplyChunk(b, sm.Group, sm.Cluster, chunk, role.Epoch)
 	return Result{N: int64(ack.Applied), Err: err}
 }

@@ -12,14 +12,18 @@ var stateKey = []byte("state")
 
 // Command is a metadata change.
 type Command struct {
-	// Op is "add_node" or "create_keyspace".
+	// Op is "add_node", "create_keyspace", "switch_primary",
+	// "lost_writes" or "alter_regions".
 	Op   string    `json:"op"`
 	Node *NodeInfo `json:"node,omitempty"`
 	// IfAbsent makes add_node change nothing when the node is already
 	// recorded (a node registering a peer it heard of must never overwrite
 	// what that peer registered about itself).
-	IfAbsent bool      `json:"if_absent,omitempty"`
-	Keyspace *Keyspace `json:"keyspace,omitempty"`
+	IfAbsent bool           `json:"if_absent,omitempty"`
+	Keyspace *Keyspace      `json:"keyspace,omitempty"`
+	Switch   *SwitchPrimary `json:"switch,omitempty"`
+	Lost     *LostWrites    `json:"lost,omitempty"`
+	Alter    *AlterRegions  `json:"alter,omitempty"`
 }
 
 // Encode returns the command's log encoding.
@@ -163,8 +167,26 @@ func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 			}
 		}
 		ks.CreatedIndex = index
+		if ks.Strategy == Async {
+			ks.Epoch = 1
+		}
 		st.Keyspaces[ks.Name] = ks
 		res.Keyspace = ks
+	case "switch_primary", "lost_writes", "alter_regions":
+		var err error
+		switch {
+		case c.Op == "switch_primary" && c.Switch != nil:
+			err = s.applySwitch(st, c.Switch)
+		case c.Op == "lost_writes" && c.Lost != nil:
+			err = s.applyLost(b, st, c.Lost)
+		case c.Op == "alter_regions" && c.Alter != nil:
+			err = s.applyAlter(st, c.Alter)
+		default:
+			err = fmt.Errorf("%w: %s without its arguments", ErrBadCommand, c.Op)
+		}
+		if err != nil {
+			return ApplyResult{Err: err}
+		}
 	default:
 		return ApplyResult{Err: fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)}
 	}

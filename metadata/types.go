@@ -57,6 +57,10 @@ type KeyspaceSpec struct {
 	// Replicas is the number of voters of each shard's spanning group for
 	// sync keyspaces. Zero means 3.
 	Replicas int `json:"replicas,omitempty"`
+	// RPOBudgetMS, for async keyspaces, bounds how far (in ms) a replica
+	// region may lag: beyond half of it writes at the primary are slowed
+	// down, beyond it they are refused. Zero means no budget.
+	RPOBudgetMS int64 `json:"rpo_budget_ms,omitempty"`
 }
 
 // MaxShards bounds the shards of one keyspace.
@@ -109,6 +113,12 @@ func (s KeyspaceSpec) Normalize(clusterRegions []string) (KeyspaceSpec, error) {
 	if s.Replicas < 1 || s.Replicas > 7 {
 		return s, fmt.Errorf("%w: replicas must be between 1 and 7, got %d", ErrInvalidSpec, s.Replicas)
 	}
+	if s.RPOBudgetMS < 0 || s.RPOBudgetMS > 24*3600*1000 {
+		return s, fmt.Errorf("%w: RPO budget must be between 0 and 24h, got %dms", ErrInvalidSpec, s.RPOBudgetMS)
+	}
+	if s.RPOBudgetMS != 0 && s.Strategy != Async {
+		return s, fmt.Errorf("%w: an RPO budget applies to async keyspaces only", ErrInvalidSpec)
+	}
 	return s, nil
 }
 
@@ -151,6 +161,11 @@ type Keyspace struct {
 	Shards []Shard `json:"shard_list"`
 	// CreatedIndex is the metadata log index that created it.
 	CreatedIndex uint64 `json:"created_index"`
+	// Epoch is the replication epoch of an async keyspace: 1 at creation,
+	// one more at every switchover or failover.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Forks are the failovers' cuts of history (see Fork).
+	Forks []Fork `json:"forks,omitempty"`
 }
 
 // State is the whole cluster metadata.
@@ -158,7 +173,10 @@ type State struct {
 	Nodes     map[uint64]NodeInfo  `json:"nodes"`
 	Keyspaces map[string]*Keyspace `json:"keyspaces"`
 	NextGroup uint64               `json:"next_group"`
-	Index     uint64               `json:"index"`
+	// Retired lists groups of regions removed from keyspaces; their nodes
+	// delete them.
+	Retired []uint64 `json:"retired,omitempty"`
+	Index   uint64   `json:"index"`
 }
 
 func newState() *State {

@@ -72,6 +72,9 @@ type Config struct {
 	// MaxClockOffset bounds how far ahead of this node's clock a remote
 	// timestamp may be. Default 500ms.
 	MaxClockOffset time.Duration
+	// Cluster names the cluster; streams between regions carry it and a
+	// node refuses a stream from another cluster. Default "meridian".
+	Cluster string
 	// Logger receives the node's logs. Nil discards.
 	Logger *slog.Logger
 }
@@ -100,6 +103,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxClockOffset == 0 {
 		c.MaxClockOffset = hlc.DefaultMaxOffset
+	}
+	if c.Cluster == "" {
+		c.Cluster = "meridian"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -150,6 +156,7 @@ type Node struct {
 	fatal   chan error
 
 	streams *streamSet // senders of async streams (streams.go)
+	roles   roleState  // role changes seen (failover.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -172,7 +179,7 @@ func Start(cfg Config) (*Node, error) {
 		fatal:       make(chan error, 1),
 		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
-		streams:     &streamSet{running: map[streamKey]*runningStream{}, info: map[streamKey]StreamStatus{}},
+		streams:     &streamSet{running: map[streamKey]*runningStream{}},
 	}
 	// Step 1: storage and the metadata it holds.
 	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, Logger: cfg.Logger})
@@ -246,11 +253,12 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Step 6: background work: register nodes, create the groups the
 	// metadata places here, keep leaders in their home regions.
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.registerLoop()
 	go n.reconcileLoop()
 	go n.leaderLoop()
 	go n.streamLoop()
+	go n.roleLoop()
 	return n, nil
 }
 
@@ -439,6 +447,13 @@ func (n *Node) reconcile() {
 	hosted := map[uint64]bool{}
 	for _, g := range n.host.Groups() {
 		hosted[g] = true
+		if slices.Contains(st.Retired, g) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.host.RemoveGroup(ctx, g); err != nil {
+				n.log.Warn("cannot remove a retired group", "group", g, "err", err)
+			}
+			cancel()
+		}
 	}
 	for _, ks := range st.Keyspaces {
 		for _, sh := range ks.Shards {
@@ -457,7 +472,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group}, Bootstrap: boot,
+					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cfg.Cluster}, Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

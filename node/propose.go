@@ -72,7 +72,7 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 			}
 		case n.cfg.ID:
 			var r raftgroup.Result
-			r, perr = n.host.Propose(ctx, group, cmd)
+			r, perr = n.hostPropose(ctx, group, cmd)
 			if perr == nil {
 				return proposal{index: r.Index, value: r.Value, node: n.cfg.ID, region: n.cfg.Region}, nil
 			}
@@ -148,7 +148,7 @@ func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
 		p, err = n.propose(ctx, req.Group, req.Cmd)
 		r, resp.Node, resp.Region = raftgroup.Result{Index: p.index, Value: p.value}, p.node, p.region
 	} else {
-		r, err = n.host.Propose(ctx, req.Group, req.Cmd)
+		r, err = n.hostPropose(ctx, req.Group, req.Cmd)
 	}
 	if err != nil {
 		resp.ErrCode, resp.ErrMsg = ErrorCode(err), err.Error()

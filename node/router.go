@@ -13,6 +13,7 @@ import (
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -117,17 +118,37 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 			return kv.Result{}, Answer{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrValueTooLarge, len(a), n.cfg.MaxValueBytes)
 		}
 	}
-	_, sh, err := n.route(keyspace, cmd.Args[0])
-	if err != nil {
-		return kv.Result{}, Answer{}, err
-	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	if !slices.Contains(sh.Replicas, n.cfg.ID) {
-		resp, err := n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Write: true, Cmd: cmd.Encode()})
-		return resp.result(), resp.Answer, err
+	for {
+		changed := n.meta.Changed()
+		ks, sh, err := n.route(keyspace, cmd.Args[0])
+		if err != nil {
+			return kv.Result{}, Answer{}, err
+		}
+		stampRole(ks, &cmd)
+		var res kv.Result
+		var a Answer
+		if !slices.Contains(sh.Replicas, n.cfg.ID) {
+			var resp rpcResponse
+			resp, err = n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Write: true, Cmd: cmd.Encode()})
+			res, a = resp.result(), resp.Answer
+		} else {
+			res, a, err = n.writeGroup(ctx, sh.Group, cmd)
+		}
+		if !retryableRole(err) {
+			return res, a, err
+		}
+		// The keyspace's primary is changing and nothing was applied: wait
+		// for the metadata to move on (or a moment, for the new primary's
+		// role to be installed) and send the write again.
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return res, a, err
+		}
 	}
-	return n.writeGroup(ctx, sh.Group, cmd)
 }
 
 // writeGroup runs a command through the group's leader.
@@ -318,6 +339,10 @@ func (n *Node) handleCall(ctx context.Context, from uint64, method string, body 
 		return n.handleConfChange(ctx, body)
 	case methodScan:
 		return n.handleScan(ctx, body)
+	case methodCursor:
+		return n.handleCursor(body)
+	case methodStreams:
+		return json.Marshal(n.Streams())
 	}
 	return nil, fmt.Errorf("node: unknown method %q", method)
 }
@@ -327,12 +352,28 @@ func (n *Node) writeLocal(ctx context.Context, keyspace string, cmd kv.Command) 
 	if len(cmd.Args) == 0 {
 		return kv.Result{}, Answer{}, ErrEmptyKey
 	}
-	_, sh, err := n.route(keyspace, cmd.Args[0])
+	ks, sh, err := n.route(keyspace, cmd.Args[0])
 	if err != nil {
 		return kv.Result{}, Answer{}, err
 	}
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
-		return kv.Result{}, Answer{}, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
+		// The sender's metadata is probably newer than this node's (a
+		// primary just moved): give this node's a moment to catch up.
+		wait, cancel := context.WithTimeout(ctx, time.Second)
+		err := n.waitMeta(wait, func(*metadata.State) bool {
+			ks, sh, _ = n.route(keyspace, cmd.Args[0])
+			return ks != nil && slices.Contains(sh.Replicas, n.cfg.ID)
+		})
+		cancel()
+		if err != nil {
+			return kv.Result{}, Answer{}, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
+		}
+	}
+	if cmd.Epoch != epochOf(ks) {
+		// The sender's view of the primary differs from this node's; the
+		// group decides, with this node's (the newer, or the sender will
+		// retry) epoch.
+		stampRole(ks, &cmd)
 	}
 	return n.writeGroup(ctx, sh.Group, cmd)
 }
@@ -365,6 +406,21 @@ var errorCodes = []struct {
 	{"bad_cursor", ErrBadCursor},
 	{"bad_command", kv.ErrBadCommand},
 	{"unreachable", transport.ErrUnreachable},
+	{"stale_epoch", kv.ErrStaleEpoch},
+	{"not_primary", kv.ErrNotPrimary},
+	{"fenced", kv.ErrFenced},
+	{"is_primary", kv.ErrIsPrimary},
+	{"epoch_ahead", kv.ErrEpochAhead},
+	{"stream_stale_epoch", stream.ErrStaleEpoch},
+	{"wrong_cluster", stream.ErrWrongCluster},
+	{"stream_gap", stream.ErrGap},
+	{"bad_batch", stream.ErrBadBatch},
+	{"primary_healthy", ErrPrimaryHealthy},
+	{"not_drained", ErrNotDrained},
+	{"rpo_budget", ErrRPOBudget},
+	{"not_async", metadata.ErrNotAsync},
+	{"meta_stale_epoch", metadata.ErrStaleEpoch},
+	{"bad_meta_command", metadata.ErrBadCommand},
 }
 
 // ErrorCode returns the stable code of an error ("internal" if unknown).

@@ -46,7 +46,8 @@ type ClusterStatus struct {
 	RTTms map[uint64]map[uint64]float64 `json:"rtt_ms"`
 	// SystemLeader is the metadata group's leader.
 	SystemLeader uint64 `json:"system_leader"`
-	// Streams are the async streams the answering node sends, with their lag.
+	// Streams are the async streams of the whole cluster (every reachable
+	// node's senders), with their lag.
 	Streams []StreamStatus `json:"streams,omitempty"`
 }
 
@@ -83,12 +84,20 @@ func (n *Node) Status(ctx context.Context) ClusterStatus {
 					cs.RTTms[id] = toMS(m)
 					mu.Unlock()
 				}
+				out, err = n.tr.Call(cctx, id, methodStreams, nil)
+				var ss []StreamStatus
+				if err == nil && json.Unmarshal(out, &ss) == nil {
+					mu.Lock()
+					cs.Streams = append(cs.Streams, ss...)
+					mu.Unlock()
+				}
 			}()
 		}
 		cs.Nodes = append(cs.Nodes, ns)
 	}
 	wg.Wait()
-	cs.Streams = n.Streams()
+	cs.Streams = append(cs.Streams, n.Streams()...)
+	sortStreams(cs.Streams)
 	names := make([]string, 0, len(st.Keyspaces))
 	for name := range st.Keyspaces {
 		names = append(names, name)

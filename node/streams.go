@@ -29,20 +29,35 @@ import (
 // acknowledged position on (RetainFrom): a lagging region's backlog stays
 // on disk at the source. Senders stop when this node loses leadership.
 //
-// Not done yet (issue 4): epochs, switchover and failover, the RPO budget,
-// shipping a snapshot to a destination whose backlog was truncated, and
-// closed timestamps (heartbeats carry none yet).
+// Every batch carries the keyspace's epoch and the cluster id; a
+// destination that has nothing from the stream, or needs changes the
+// source no longer keeps, is first brought up to date by a resync: the
+// source's data, read from one consistent storage view, shipped in chunks
+// through the destination's raft group (see stream.Chunk). Switchover,
+// failover and the lost-writes report are in failover.go.
 
 // streamPollInterval is how often the node looks for streams to start or
 // stop, and how often a sender looks for new entries when idle.
 const streamPollInterval = 20 * time.Millisecond
 
+// streamHeartbeat is how often an idle stream tells its destination the
+// source's closed timestamp.
+const streamHeartbeat = 200 * time.Millisecond
+
 type streamKey struct{ src, dst uint64 }
 
 type runningStream struct {
 	sender *stream.Sender
+	base   StreamStatus // what the stream is; status adds how it is doing
+	epoch  uint64
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	mu          sync.Mutex
+	stoppedAt   time.Time
+	resyncKeys  int64
+	resyncBytes int64
+	resyncing   bool
 }
 
 // StreamStatus describes one stream this node sends.
@@ -55,12 +70,48 @@ type StreamStatus struct {
 	Applied    uint64 `json:"applied"`
 	LagEntries uint64 `json:"lag_entries"`
 	LagMS      int64  `json:"lag_ms"`
+	Epoch      uint64 `json:"epoch"`
+	// Resyncs counts the times the destination was sent the whole data;
+	// while one runs, Resyncing is set and ResyncKeys/ResyncBytes say how
+	// much has been shipped.
+	Resyncs     uint64 `json:"resyncs,omitempty"`
+	Resyncing   bool   `json:"resyncing,omitempty"`
+	ResyncKeys  int64  `json:"resync_keys,omitempty"`
+	ResyncBytes int64  `json:"resync_bytes,omitempty"`
+	// Err is why the stream stopped, if it did.
+	Err string `json:"error,omitempty"`
 }
 
 type streamSet struct {
 	mu      sync.Mutex
 	running map[streamKey]*runningStream
-	info    map[streamKey]StreamStatus
+}
+
+// status returns the stream's current state.
+func (r *runningStream) status() StreamStatus {
+	info := r.base
+	st := r.sender.Stats()
+	info.Acked, info.Applied, info.LagEntries, info.LagMS = st.Acked, st.Applied, st.LagEntries, st.LagMS
+	info.Resyncs = st.Resyncs
+	r.mu.Lock()
+	info.Resyncing, info.ResyncKeys, info.ResyncBytes = r.resyncing, r.resyncKeys, r.resyncBytes
+	r.mu.Unlock()
+	if st.Err != nil {
+		info.Err = st.Err.Error()
+	}
+	return info
+}
+
+// stoppedFor returns how long ago the sender stopped, or 0 if it runs.
+func (r *runningStream) stoppedFor() time.Duration {
+	select {
+	case <-r.done:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return time.Since(r.stoppedAt)
+	default:
+		return 0
+	}
 }
 
 func (n *Node) streamLoop() {
@@ -103,12 +154,16 @@ func (n *Node) reconcileStreams(set *streamSet) {
 			if gs, ok := n.host.Status(sh.Group); !ok || gs.Lead != n.cfg.ID || gs.RaftState.String() != "StateLeader" {
 				continue
 			}
+			// Only a group that knows it is this epoch's primary ships.
+			if role, err := kv.LoadRole(n.db, sh.Group); err != nil || !role.Primary || role.Epoch != ks.Epoch {
+				continue
+			}
 			for _, rg := range sh.Regional {
 				if rg.Group == sh.Group {
 					continue
 				}
 				k := streamKey{src: sh.Group, dst: rg.Group}
-				want[k] = StreamStatus{Keyspace: ks.Name, Shard: sh.Index, FromRegion: ks.HomeRegion, ToRegion: rg.Region}
+				want[k] = StreamStatus{Keyspace: ks.Name, Shard: sh.Index, FromRegion: ks.HomeRegion, ToRegion: rg.Region, Epoch: ks.Epoch}
 				dests[k] = rg
 			}
 		}
@@ -116,11 +171,12 @@ func (n *Node) reconcileStreams(set *streamSet) {
 	set.mu.Lock()
 	defer set.mu.Unlock()
 	for k, r := range set.running {
-		if _, ok := want[k]; !ok {
+		// A sender that stopped (say on a stale epoch, while this node's
+		// metadata is behind) is started again a second later.
+		if w, ok := want[k]; !ok || w.Epoch != r.epoch || r.stoppedFor() > time.Second {
 			r.cancel()
 			<-r.done
 			delete(set.running, k)
-			delete(set.info, k)
 		}
 	}
 	minAcked := map[uint64]uint64{}
@@ -128,15 +184,13 @@ func (n *Node) reconcileStreams(set *streamSet) {
 		r := set.running[k]
 		if r == nil {
 			var err error
-			if r, err = n.startStream(k, dests[k]); err != nil {
+			if r, err = n.startStream(k, dests[k], info); err != nil {
 				n.log.Error("cannot start stream", "from", k.src, "to", k.dst, "err", err)
 				continue
 			}
 			set.running[k] = r
 		}
 		st := r.sender.Stats()
-		info.Acked, info.Applied, info.LagEntries, info.LagMS = st.Acked, st.Applied, st.LagEntries, st.LagMS
-		set.info[k] = info
 		if cur, ok := minAcked[k.src]; !ok || st.Acked < cur {
 			minAcked[k.src] = st.Acked
 		}
@@ -146,18 +200,31 @@ func (n *Node) reconcileStreams(set *streamSet) {
 	}
 }
 
-func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup) (*runningStream, error) {
+func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamStatus) (*runningStream, error) {
+	sink := &regionSink{n: n, dst: dst}
+	epoch := base.Epoch
+	r := &runningStream{base: base, epoch: epoch, done: make(chan struct{})}
+	log, unsubscribe := newGroupLog(n, k.src)
 	s, err := stream.NewSender(stream.Config{
-		Stream: k.src, BatchInterval: 2 * time.Millisecond, MaxBatchBytes: 1 << 20, MaxInFlight: 4,
-		HeartbeatInterval: 500 * time.Millisecond, RetryBackoff: 50 * time.Millisecond, Logger: n.log,
-	}, &groupLog{n: n, group: k.src}, &regionSink{n: n, dst: dst})
+		Stream: k.src, Epoch: epoch, Cluster: n.cfg.Cluster,
+		BatchInterval: 2 * time.Millisecond, MaxBatchBytes: 1 << 20, MaxInFlight: 4,
+		HeartbeatInterval: streamHeartbeat, RetryBackoff: 50 * time.Millisecond, Logger: n.log,
+		Resync: func(ctx context.Context) (uint64, error) { return n.resync(ctx, k.src, epoch, sink, r) },
+	}, log, sink)
 	if err != nil {
+		unsubscribe()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningStream{sender: s, cancel: cancel, done: make(chan struct{})}
+	r.sender, r.cancel = s, cancel
 	go func() {
 		defer close(r.done)
+		defer unsubscribe()
+		defer func() {
+			r.mu.Lock()
+			r.stoppedAt = time.Now()
+			r.mu.Unlock()
+		}()
 		if err := s.Run(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("stream stopped", "from", k.src, "to", k.dst, "err", err)
 		}
@@ -170,25 +237,51 @@ func (n *Node) Streams() []StreamStatus {
 	set := n.streams
 	set.mu.Lock()
 	defer set.mu.Unlock()
-	out := make([]StreamStatus, 0, len(set.info))
-	for _, s := range set.info {
-		out = append(out, s)
+	out := make([]StreamStatus, 0, len(set.running))
+	for _, r := range set.running {
+		out = append(out, r.status())
 	}
-	slices.SortFunc(out, func(a, b StreamStatus) int {
+	sortStreams(out)
+	return out
+}
+
+const methodStreams = "streams"
+
+func sortStreams(ss []StreamStatus) {
+	slices.SortFunc(ss, func(a, b StreamStatus) int {
 		return cmp.Or(strings.Compare(a.Keyspace, b.Keyspace), cmp.Compare(a.Shard, b.Shard), strings.Compare(a.ToRegion, b.ToRegion))
 	})
-	return out
 }
 
 // groupLog is a source group's applied log, as a stream reads it.
 type groupLog struct {
-	n     *Node
-	group uint64
+	n      *Node
+	group  uint64
+	notify <-chan struct{}
 }
 
+func newGroupLog(n *Node, group uint64) (*groupLog, func()) {
+	l := &groupLog{n: n, group: group}
+	ch, cancel, err := n.host.SubscribeApplied(group)
+	if err != nil {
+		// Not hosted (any more): the sender finds nothing to read and is
+		// stopped by the next reconcile.
+		c := make(chan struct{})
+		l.notify = c
+		return l, func() {}
+	}
+	l.notify = ch
+	return l, cancel
+}
+
+// Applied returns the applied index and the source's closed timestamp: the
+// time is read before the index, so every write acknowledged at or before
+// it (a write is acknowledged after it is applied) is at or below the
+// index.
 func (l *groupLog) Applied() (uint64, int64) {
+	closed := time.Now().UnixMilli() - 1
 	st, _ := l.n.host.Status(l.group)
-	return st.Applied, 0
+	return st.Applied, closed
 }
 
 func (l *groupLog) Read(from, to uint64, maxBytes int) ([]stream.Change, error) {
@@ -209,27 +302,8 @@ func (l *groupLog) Read(from, to uint64, maxBytes int) ([]stream.Change, error) 
 	return out, nil
 }
 
-// Notify ticks while the sender runs: the host has no applied-index
-// notification, and a short poll keeps the added lag to a few ms.
-func (l *groupLog) Notify() <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	go func() {
-		t := time.NewTicker(streamPollInterval / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.n.stop:
-				return
-			case <-t.C:
-				select {
-				case ch <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return ch
-}
+// Notify is told by the host whenever the group applies entries.
+func (l *groupLog) Notify() <-chan struct{} { return l.notify }
 
 // regionSink proposes stream batches to the destination region's group.
 type regionSink struct {
@@ -242,22 +316,30 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 	if err != nil {
 		return stream.Ack{}, err
 	}
-	cmd := kv.Command{Op: kv.OpStreamApply, Args: [][]byte{enc}}.Encode()
+	res, err := s.propose(ctx, kv.Command{Op: kv.OpStreamApply, Args: [][]byte{enc}}.Encode())
+	if err != nil {
+		return stream.Ack{}, err
+	}
+	return stream.Ack{Applied: uint64(res.N), Epoch: b.Epoch}, res.Err
+}
+
+// propose runs a command through the destination group.
+func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error) {
 	var res kv.Result
 	if slices.Contains(s.dst.Replicas, s.n.cfg.ID) {
 		p, err := s.n.propose(ctx, s.dst.Group, cmd)
 		if err != nil {
-			return stream.Ack{}, err
+			return res, err
 		}
 		res, _ = p.value.(kv.Result)
 	} else {
 		body, _ := json.Marshal(proposeRequest{Group: s.dst.Group, Cmd: cmd, Route: true})
 		var resp proposeResponse
 		if err := s.n.callReplica(ctx, metadata.Shard{Group: s.dst.Group, Replicas: s.dst.Replicas}, methodPropose, body, &resp); err != nil {
-			return stream.Ack{}, err
+			return res, err
 		}
 		if resp.ErrCode != "" {
-			return stream.Ack{}, DecodeError(resp.ErrCode, resp.ErrMsg)
+			return res, DecodeError(resp.ErrCode, resp.ErrMsg)
 		}
 		if resp.KV != nil {
 			res = kv.Result{N: resp.KV.N}
@@ -266,8 +348,69 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 			}
 		}
 	}
-	if res.Err != nil {
-		return stream.Ack{Applied: uint64(res.N)}, res.Err
+	return res, nil
+}
+
+// resyncChunkBytes is how much data one resync chunk carries.
+const resyncChunkBytes = 512 << 10
+
+// resync ships the source group's data, as of one applied index, to the
+// destination through sink, in chunks read from a consistent storage view
+// (nothing but one chunk is held in memory), and returns that index.
+func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, r *runningStream) (uint64, error) {
+	view := n.db.NewReader()
+	defer view.Close()
+	at, err := view.Applied(src)
+	if err != nil {
+		return 0, err
 	}
-	return stream.Ack{Applied: uint64(res.N)}, nil
+	r.mu.Lock()
+	r.resyncing, r.resyncKeys, r.resyncBytes = true, 0, 0
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.resyncing = false
+		r.mu.Unlock()
+	}()
+	n.log.Info("resync started", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at)
+	chunk := stream.Chunk{Stream: src, Epoch: epoch, Cluster: n.cfg.Cluster, Index: at}
+	size := 0
+	send := func() error {
+		enc, err := chunk.Encode()
+		if err != nil {
+			return err
+		}
+		res, err := sink.propose(ctx, kv.Command{Op: kv.OpStreamChunk, Args: [][]byte{enc}}.Encode())
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			return fmt.Errorf("resync chunk %d: %w", chunk.Seq, err)
+		}
+		r.mu.Lock()
+		r.resyncKeys += int64(len(chunk.Pairs) / 2)
+		r.resyncBytes += int64(size)
+		r.mu.Unlock()
+		chunk.Seq++
+		chunk.Pairs, size = chunk.Pairs[:0], 0
+		return nil
+	}
+	var sendErr error
+	err = view.Scan(src, nil, func(k, v []byte) bool {
+		chunk.Pairs = append(chunk.Pairs, slices.Clone(k), slices.Clone(v))
+		size += len(k) + len(v)
+		if size >= resyncChunkBytes {
+			sendErr = send()
+		}
+		return sendErr == nil
+	})
+	if err = cmp.Or(err, sendErr); err != nil {
+		return 0, err
+	}
+	chunk.Last = true
+	if err := send(); err != nil {
+		return 0, err
+	}
+	n.log.Info("resync done", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at, "seq", chunk.Seq)
+	return at, nil
 }

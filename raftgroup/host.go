@@ -188,6 +188,9 @@ type group struct {
 	byIndex      map[uint64]uint64
 	reads        map[uint64]*readReq
 	applyWaiters []applyWaiter
+	// subs are told (without blocking) whenever applied advances.
+	subMu sync.Mutex
+	subs  map[chan struct{}]struct{}
 
 	status atomic.Pointer[Status]
 

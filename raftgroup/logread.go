@@ -78,3 +78,25 @@ func (h *Host) RetainFrom(groupID, index uint64) error {
 	g.retain.Store(index)
 	return nil
 }
+
+// SubscribeApplied returns a channel that receives a value (coalesced)
+// whenever the group's applied index advances on this node, and a function
+// that ends the subscription.
+func (h *Host) SubscribeApplied(groupID uint64) (<-chan struct{}, func(), error) {
+	g := h.group(groupID)
+	if g == nil {
+		return nil, nil, fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+	}
+	ch := make(chan struct{}, 1)
+	g.subMu.Lock()
+	if g.subs == nil {
+		g.subs = map[chan struct{}]struct{}{}
+	}
+	g.subs[ch] = struct{}{}
+	g.subMu.Unlock()
+	return ch, func() {
+		g.subMu.Lock()
+		delete(g.subs, ch)
+		g.subMu.Unlock()
+	}, nil
+}

@@ -298,6 +298,14 @@ func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
 }
 
 func (h *Host) wakeApplied(g *group) {
+	g.subMu.Lock()
+	for ch := range g.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	g.subMu.Unlock()
 	if len(g.applyWaiters) == 0 {
 		return
 	}

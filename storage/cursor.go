@@ -33,6 +33,9 @@ type Cursor struct {
 	Epoch uint64
 }
 
+// CursorKey returns the storage key of a group's cursor for source.
+func CursorKey(group, source uint64) []byte { return cursorKey(group, source) }
+
 func cursorKey(group, source uint64) []byte {
 	return binary.BigEndian.AppendUint64(groupKey(prefixCursor, group, 8), source)
 }

@@ -68,6 +68,13 @@ type Config struct {
 	// OnCompacted, if set, is called with the destination's position when
 	// the source no longer has the changes after it.
 	OnCompacted func(acked uint64)
+	// Resync, if set, brings the destination up to date by shipping the
+	// source's data (see Chunk) and returns the source index the
+	// destination is then at. The Sender calls it when the destination has
+	// nothing from the stream (its position is 0) and when the source no
+	// longer holds the changes the destination needs; without it the
+	// latter stops the Sender with ErrCompacted.
+	Resync func(ctx context.Context) (uint64, error)
 	// Logger receives retries at debug level. Nil discards.
 	Logger *slog.Logger
 }
@@ -119,6 +126,9 @@ type Stats struct {
 	Bytes, WireBytes uint64
 	// Retries counts failed sends.
 	Retries uint64
+	// Resyncs counts the times the destination was brought up to date by
+	// shipping the source's data.
+	Resyncs uint64
 	// InFlight is the number of unacknowledged batches; PeakInFlight the
 	// most there ever were.
 	InFlight, PeakInFlight int
@@ -273,6 +283,12 @@ func (r *run) fill() error {
 				if errors.Is(err, ErrCompacted) && cfg.OnCompacted != nil {
 					cfg.OnCompacted(r.acked)
 				}
+				if errors.Is(err, ErrCompacted) && cfg.Resync != nil {
+					r.cancel()
+					r.drain()
+					r.attempt, r.cancel = context.WithCancel(r.parent)
+					return r.resync()
+				}
 				return fmt.Errorf("stream %d: read after %d: %w", cfg.Stream, end, err)
 			}
 			if len(changes) == 0 {
@@ -388,10 +404,32 @@ func (r *run) handle(res result) error {
 		r.probing = false
 		r.acked, r.sent = res.ack.Applied, res.ack.Applied
 		r.window = 1
+		if r.acked == 0 && cfg.Resync != nil {
+			return r.resync()
+		}
 		return nil
 	}
 	r.advance(res.ack.Applied)
 	r.window = cfg.MaxInFlight
+	return nil
+}
+
+// resync ships the source's data through Config.Resync; on failure the
+// next attempt starts with a probe, as after any failed send.
+func (r *run) resync() error {
+	r.s.mu.Lock()
+	r.s.stats.Resyncs++
+	r.s.mu.Unlock()
+	at, err := r.s.cfg.Resync(r.attempt)
+	if err != nil {
+		if errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrWrongCluster) {
+			return fmt.Errorf("stream %d: resync: %w", r.s.cfg.Stream, err)
+		}
+		return r.rewind(fmt.Errorf("resync: %w", err))
+	}
+	r.pending, r.pendingBytes = nil, 0
+	r.acked, r.sent = at, at
+	r.publish()
 	return nil
 }
 
@@ -456,6 +494,9 @@ func (r *run) remove(f *flight) {
 
 // publish updates the shared statistics.
 func (r *run) publish() {
+	if r.probing {
+		r.applied, _ = r.s.log.Applied()
+	}
 	r.oldestMS = r.oldestUnacked()
 	lagMS := int64(0)
 	if r.oldestMS != 0 {
@@ -497,5 +538,16 @@ func (r *run) oldestUnacked() int64 {
 	if t, ok := first(r.pending); ok {
 		return t
 	}
-	return r.oldestMS
+	if r.oldestMS != 0 {
+		return r.oldestMS
+	}
+	// Nothing held (the destination is unreachable and the sender keeps
+	// asking for its position): look the change up in the log, so that
+	// the lag keeps growing while the destination is away.
+	if changes, err := r.s.log.Read(r.acked, r.applied, 64<<10); err == nil {
+		if t, ok := first(changes); ok {
+			return t
+		}
+	}
+	return 0
 }

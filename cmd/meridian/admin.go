@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meridian-db/meridian/httpapi"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node"
 )
@@ -179,6 +181,7 @@ func keyspaceCmd() *cobra.Command {
 	create.Flags().StringVar(&spec.HomeRegion, "home", "", "home region (default: the first of --regions)")
 	create.Flags().IntVar(&spec.Shards, "shards", 4, "number of shards")
 	create.Flags().IntVar(&spec.Replicas, "replicas", 3, "voters per shard (sync)")
+	create.Flags().Int64Var(&spec.RPOBudgetMS, "rpo-ms", 0, "async: refuse writes while a region lags more than this many ms (0: no budget)")
 
 	var listAddr string
 	list := &cobra.Command{
@@ -220,6 +223,156 @@ func keyspaceCmd() *cobra.Command {
 		},
 	}
 	addrFlag(describe, &descAddr)
-	cmd.AddCommand(create, list, describe)
+
+	var alterAddr, addRegion, removeRegion string
+	alter := &cobra.Command{
+		Use:   "alter NAME (--add-region REGION | --remove-region REGION)",
+		Short: "Add a region to an async keyspace (seeded from the primary) or remove one",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (addRegion == "") == (removeRegion == "") {
+				return fmt.Errorf("give exactly one of --add-region and --remove-region")
+			}
+			var ks metadata.Keyspace
+			body := httpapi.AlterRequest{AddRegion: addRegion, RemoveRegion: removeRegion}
+			c := newAdminClient(alterAddr)
+			if err := c.do(cmd.Context(), http.MethodPatch, "/v1/keyspaces/"+args[0], body, &ks); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "keyspace %s: regions %v, primary %s\n", ks.Name, ks.Regions, ks.HomeRegion)
+			if addRegion == "" {
+				return nil
+			}
+			return followResync(cmd.Context(), c, out, ks.Name, addRegion)
+		},
+	}
+	addrFlag(alter, &alterAddr)
+	alter.Flags().StringVar(&addRegion, "add-region", "", "region to add")
+	alter.Flags().StringVar(&removeRegion, "remove-region", "", "replica region to remove")
+	cmd.AddCommand(create, list, describe, alter)
+	return cmd
+}
+
+// followResync prints the progress of a new region's seeding until every
+// stream into it follows normally.
+func followResync(ctx context.Context, c *adminClient, out io.Writer, keyspace, region string) error {
+	for {
+		var st node.ClusterStatus
+		if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, &st); err != nil {
+			return err
+		}
+		streams, following, keys, bytes := 0, 0, int64(0), int64(0)
+		for _, s := range st.Streams {
+			if s.Keyspace != keyspace || s.ToRegion != region {
+				continue
+			}
+			streams++
+			keys += s.ResyncKeys
+			bytes += s.ResyncBytes
+			if !s.Resyncing && s.Acked > 0 {
+				following++
+			}
+		}
+		fmt.Fprintf(out, "seeding %s: %d of %d shard streams following, %d keys / %d bytes shipped\n", region, following, streams, keys, bytes)
+		if streams > 0 && following == streams {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func switchoverCmd() *cobra.Command {
+	var addr, to string
+	cmd := &cobra.Command{
+		Use:   "switchover KEYSPACE --to REGION",
+		Short: "Move an async keyspace's primary to another region, losing nothing",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res node.SwitchoverResult
+			if err := newAdminClient(addr).do(cmd.Context(), http.MethodPost, "/v1/keyspaces/"+args[0]+"/switchover", httpapi.PrimaryRequest{To: to}, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "keyspace %s: primary %s -> %s, epoch %d; writes paused %.1f ms (drain %.1f ms)\n", res.Keyspace, res.From, res.To, res.Epoch, res.FencedMS, res.DrainMS)
+			if len(res.Resynced) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "regions that had not caught up and are being resynced: %v\n", res.Resynced)
+			}
+			return nil
+		},
+	}
+	addrFlag(cmd, &addr)
+	cmd.Flags().StringVar(&to, "to", "", "the new primary region")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func failoverCmd() *cobra.Command {
+	var addr, to string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "failover KEYSPACE --to REGION",
+		Short: "Make another region an async keyspace's primary when the primary region is lost",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res node.FailoverResult
+			if err := newAdminClient(addr).do(cmd.Context(), http.MethodPost, "/v1/keyspaces/"+args[0]+"/failover", httpapi.PrimaryRequest{To: to, Force: force}, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "keyspace %s: primary %s -> %s, epoch %d, in %.1f ms\n", res.Keyspace, res.From, res.To, res.Epoch, res.TookMS)
+			for _, f := range res.Forks {
+				fmt.Fprintf(cmd.OutOrStdout(), "  shard %d: %s has the old primary's log up to index %d\n", f.Shard, res.To, f.Index)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "writes the old primary acknowledged after these points will be listed by `meridian lost-writes %s` when it returns\n", res.Keyspace)
+			return nil
+		},
+	}
+	addrFlag(cmd, &addr)
+	cmd.Flags().StringVar(&to, "to", "", "the new primary region")
+	cmd.Flags().BoolVar(&force, "force", false, "fail over even though the primary region answers")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func lostWritesCmd() *cobra.Command {
+	var addr string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "lost-writes KEYSPACE",
+		Short: "List the writes a former primary acknowledged that a failover left behind",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res httpapi.LostWritesResponse
+			if err := newAdminClient(addr).do(cmd.Context(), http.MethodGet, "/v1/keyspaces/"+args[0]+"/lost-writes", nil, &res); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 2, 2, ' ', 0)
+			for _, f := range res.Forks {
+				state := "pending (old primary not back yet)"
+				if f.Reported {
+					state = fmt.Sprintf("reported, %d writes", f.LostWrites)
+				}
+				fmt.Fprintf(w, "fork: epoch %d, shard %d, %s after index %d: %s\n", f.Epoch, f.Shard, f.Region, f.Index, state)
+			}
+			fmt.Fprintln(w, "EPOCH\tSHARD\tREGION\tINDEX\tTIME\tOP\tKEY\tARGS")
+			for _, l := range res.Writes {
+				args := make([]string, len(l.Args))
+				for i, a := range l.Args {
+					args[i] = strconv.Quote(string(a))
+				}
+				fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%s\t%s\t%q\t%s\n", l.Epoch, l.Shard, l.Region, l.Index,
+					time.UnixMilli(l.TimeMS).UTC().Format(time.RFC3339Nano), l.Op, l.Key, strings.Join(args, " "))
+			}
+			return w.Flush()
+		},
+	}
+	addrFlag(cmd, &addr)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

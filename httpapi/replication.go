@@ -1,0 +1,104 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/meridian-db/meridian/metadata"
+)
+
+// AlterRequest is the body of PATCH /v1/keyspaces/{ks}: one region to add
+// or to remove.
+type AlterRequest struct {
+	AddRegion    string `json:"add_region,omitempty"`
+	RemoveRegion string `json:"remove_region,omitempty"`
+}
+
+// PrimaryRequest is the body of a switchover or failover.
+type PrimaryRequest struct {
+	To string `json:"to"`
+	// Force allows a failover while the primary region is reachable.
+	Force bool `json:"force,omitempty"`
+}
+
+// LostWritesResponse is the answer of GET /v1/keyspaces/{ks}/lost-writes.
+type LostWritesResponse struct {
+	Keyspace string               `json:"keyspace"`
+	Forks    []metadata.Fork      `json:"forks"`
+	Writes   []metadata.LostWrite `json:"writes"`
+}
+
+func (a *api) alterKeyspace(w http.ResponseWriter, r *http.Request) error {
+	if err := requireJSON(r); err != nil {
+		return err
+	}
+	var req AlterRequest
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, a.cfg.MaxAdminBodyBytes), &req); err != nil {
+		return err
+	}
+	ks, err := a.n.AlterKeyspace(r.Context(), r.PathValue("ks"), req.AddRegion, req.RemoveRegion)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.keyspace(a.n.Metadata(), ks))
+	return nil
+}
+
+func (a *api) decodePrimary(w http.ResponseWriter, r *http.Request) (PrimaryRequest, error) {
+	var req PrimaryRequest
+	if err := requireJSON(r); err != nil {
+		return req, err
+	}
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, a.cfg.MaxAdminBodyBytes), &req); err != nil {
+		return req, err
+	}
+	if req.To == "" {
+		return req, errorf(CodeBadValue, "the body needs the target region in \"to\"")
+	}
+	return req, nil
+}
+
+func (a *api) switchover(w http.ResponseWriter, r *http.Request) error {
+	req, err := a.decodePrimary(w, r)
+	if err != nil {
+		return err
+	}
+	if req.Force {
+		return errorf(CodeBadValue, "force applies to failover only")
+	}
+	res, err := a.n.Switchover(r.Context(), r.PathValue("ks"), req.To)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (a *api) failover(w http.ResponseWriter, r *http.Request) error {
+	req, err := a.decodePrimary(w, r)
+	if err != nil {
+		return err
+	}
+	res, err := a.n.Failover(r.Context(), r.PathValue("ks"), req.To, req.Force)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (a *api) lostWrites(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("ks")
+	writes, err := a.n.LostWrites(name)
+	if err != nil {
+		return err
+	}
+	resp := LostWritesResponse{Keyspace: name, Forks: []metadata.Fork{}, Writes: writes}
+	if ks := a.n.Metadata().Keyspaces[name]; ks != nil && ks.Forks != nil {
+		resp.Forks = ks.Forks
+	}
+	if resp.Writes == nil {
+		resp.Writes = []metadata.LostWrite{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}

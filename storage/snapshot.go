@@ -1,0 +1,74 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Reader is a consistent, read-only view of the whole DB at one instant: a
+// group's data and its applied index read through the same Reader always
+// agree. Streams use it to ship a region-local group's data to another
+// region without holding the data in memory. Close it when done.
+type Reader struct {
+	s *pebble.Snapshot
+}
+
+// NewReader returns a view of the committed state as of now.
+func (db *DB) NewReader() *Reader { return &Reader{s: db.pdb.NewSnapshot()} }
+
+// Close releases the view.
+func (r *Reader) Close() { _ = r.s.Close() }
+
+// Applied returns the group's applied index in the view.
+func (r *Reader) Applied(group uint64) (uint64, error) {
+	v, closer, err := r.s.Get(raftKey(group, suffixApplied))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("storage: get applied: %w", err)
+	}
+	defer func() { _ = closer.Close() }()
+	if len(v) < 8 {
+		return 0, fmt.Errorf("%w: applied state of group %d", ErrCorrupt, group)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Scan calls fn for the group's keys after `after` (all keys when after is
+// nil), in key order, until fn returns false. The slices are only valid
+// during the call.
+func (r *Reader) Scan(group uint64, after []byte, fn func(key, value []byte) bool) error {
+	lo, hi := dataSpan(group)
+	if after != nil {
+		lo = append(DataKey(group, after), 0)
+	}
+	it, err := r.s.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("storage: iterator: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("storage: scan: %w", err)
+		}
+		if !fn(it.Key()[9:], v) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("storage: scan: %w", err)
+	}
+	return nil
+}
+
+// ClearData stages the removal of every user key of a group (its cursors
+// stay).
+func (b *Batch) ClearData(group uint64) {
+	start, end := dataSpan(group)
+	b.DeleteRange(start, end)
+}
