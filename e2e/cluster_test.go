@@ -92,24 +92,20 @@ func getJSON(url string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// TestThreeProcessCluster starts three nodes as separate processes, one per
-// emulated region, writes through one region and reads through another,
-// kills a node with SIGKILL while writes go on, restarts it and checks that
-// it catches up.
-func TestThreeProcessCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
-	bin := buildBinary(t)
-	root := t.TempDir()
+// startThree starts a three-process cluster (us-east, eu-west,
+// ap-southeast) on a quarter of the world's round trips and waits until
+// every node is registered. Processes are killed when the test ends (their
+// logs printed if it failed).
+func startThree(t *testing.T) (bin, root, latency string, procs []*proc) {
+	bin = buildBinary(t)
+	root = t.TempDir()
 	// A quarter of the world's round trips keeps the test quick.
 	matrix := `{"regions":["us-east","eu-west","ap-southeast"],"rtt_ms":{"us-east":{"eu-west":20,"ap-southeast":54},"eu-west":{"ap-southeast":60}}}`
-	latency := filepath.Join(root, "latency.json")
+	latency = filepath.Join(root, "latency.json")
 	if err := os.WriteFile(latency, []byte(matrix), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	regions := []string{"us-east", "eu-west", "ap-southeast"}
-	var procs []*proc
 	var peers []string
 	for i, r := range regions {
 		p := &proc{id: i + 1, region: r, raft: freeAddr(t), resp: freeAddr(t), http: freeAddr(t), dir: filepath.Join(root, fmt.Sprintf("n%d", i+1))}
@@ -144,6 +140,18 @@ func TestThreeProcessCluster(t *testing.T) {
 		}
 		return getJSON("http://"+procs[0].http+"/v1/cluster", &st) == nil && len(st.Nodes) == 3
 	})
+	return bin, root, latency, procs
+}
+
+// TestThreeProcessCluster starts three nodes as separate processes, one per
+// emulated region, writes through one region and reads through another,
+// kills a node with SIGKILL while writes go on, restarts it and checks that
+// it catches up.
+func TestThreeProcessCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	bin, root, latency, procs := startThree(t)
 	out, err := exec.Command(bin, "keyspace", "create", "default", "--shards", "2", "--home", "us-east", "--addr", procs[1].http).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "created keyspace default") {
 		t.Fatalf("keyspace create: %v\n%s", err, out)
