@@ -156,7 +156,13 @@ func BenchmarkAsyncLag(b *testing.B) {
 		slices.Sort(l)
 		p := func(q float64) float64 { return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000 }
 		b.ReportMetric(p(0.5), r+"-p50-ms")
+		b.ReportMetric(p(0.9), r+"-p90-ms")
 		b.ReportMetric(p(0.99), r+"-p99-ms")
 		b.ReportMetric(floors[r], r+"-floor-ms")
 	}
+	retries := uint64(0)
+	for _, s := range primary.Streams() {
+		retries += s.Retries
+	}
+	b.ReportMetric(float64(retries), "stream-retries")
 }

@@ -71,6 +71,9 @@ type StreamStatus struct {
 	LagEntries uint64 `json:"lag_entries"`
 	LagMS      int64  `json:"lag_ms"`
 	Epoch      uint64 `json:"epoch"`
+	// Retries counts failed sends (each makes the stream ask the
+	// destination for its position again).
+	Retries uint64 `json:"retries,omitempty"`
 	// Resyncs counts the times the destination was sent the whole data;
 	// while one runs, Resyncing is set and ResyncKeys/ResyncBytes say how
 	// much has been shipped.
@@ -92,7 +95,7 @@ func (r *runningStream) status() StreamStatus {
 	info := r.base
 	st := r.sender.Stats()
 	info.Acked, info.Applied, info.LagEntries, info.LagMS = st.Acked, st.Applied, st.LagEntries, st.LagMS
-	info.Resyncs = st.Resyncs
+	info.Resyncs, info.Retries = st.Resyncs, st.Retries
 	r.mu.Lock()
 	info.Resyncing, info.ResyncKeys, info.ResyncBytes = r.resyncing, r.resyncKeys, r.resyncBytes
 	r.mu.Unlock()

@@ -201,10 +201,14 @@ func (h *Host) processReady() {
 		}
 		if rg.applied || rg.restored {
 			g.sm.Applied(g.applied, rg.restored)
-			h.wakeApplied(g)
 		}
 		g.rn.Advance(rg.rd)
+		// Publish before waking anyone: a woken reader of Status must see
+		// the new applied index.
 		h.publishStatus(g)
+		if rg.applied || rg.restored {
+			h.wakeApplied(g)
+		}
 	}
 }
 
