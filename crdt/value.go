@@ -1,0 +1,277 @@
+package crdt
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/meridian-db/meridian/hlc"
+)
+
+var (
+	// ErrTypeMismatch is returned (wrapped) when values of different types
+	// are merged, or an encoding holds another type than the one asked for.
+	ErrTypeMismatch = errors.New("crdt: type mismatch")
+	// ErrBadEncoding is returned (wrapped) by the decoding functions for
+	// input that is not the canonical encoding of a value.
+	ErrBadEncoding = errors.New("crdt: malformed encoding")
+	// ErrUnknownResolver is returned (wrapped) for a resolver name that has
+	// not been registered.
+	ErrUnknownResolver = errors.New("crdt: unknown resolver")
+	// ErrOverflow is returned (wrapped) by Counter.Add when the counter or a
+	// region's total would overflow.
+	ErrOverflow = errors.New("crdt: counter overflow")
+)
+
+// A Stamp says where and when a local operation happens. Every operation
+// takes a Stamp and records a new dot (Region, seq) in the value's causal
+// context.
+type Stamp struct {
+	// Region is the region performing the operation.
+	Region string
+	// Time is the node's HLC reading for the operation. Registers and maps
+	// store it in the versions they write; counters and sets ignore it.
+	Time hlc.Timestamp
+	// Seq optionally numbers the operation within its region, for example
+	// the index of the raft entry carrying it in the region's group. The
+	// dot's sequence number is the larger of Seq and one more than the
+	// highest the value has seen from the region, so zero means "the next
+	// one for this value".
+	Seq uint64
+}
+
+// A Version is one write of a register or a map field.
+type Version struct {
+	Value   []byte        // nil for a deletion
+	Deleted bool          // the write is a tombstone
+	Time    hlc.Timestamp // HLC time of the write
+	Region  string        // region of the write
+	Seq     uint64        // with Region, the write's dot
+	// Resolver names the resolver that the writer's policy chose for
+	// conflicts, "" for last writer wins. Only registers use it.
+	Resolver string
+}
+
+// Dot returns the dot of the write.
+func (v Version) Dot() Dot { return Dot{v.Region, v.Seq} }
+
+// compareVersions orders versions by (Time, Region): the last-writer-wins
+// order. The remaining fields only make the order total.
+func compareVersions(a, b Version) int {
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Region, b.Region); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+		return c
+	}
+	if a.Deleted != b.Deleted {
+		if a.Deleted {
+			return 1
+		}
+		return -1
+	}
+	if c := bytes.Compare(a.Value, b.Value); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Resolver, b.Resolver)
+}
+
+// mergeVersions merges the versions of a register or map field: as, seen
+// with context ac, and bs, seen with context bc. A version survives if both
+// sides hold it or the other side has not seen it; a version that one side
+// has seen but no longer holds was overwritten. conflict reports whether
+// the result holds a version that b had not seen and one that a had not
+// seen, i.e. whether concurrent writes meet for the first time.
+func mergeVersions(as []Version, ac VersionVector, bs []Version, bc VersionVector) (out []Version, conflict bool) {
+	inB := make(map[Dot]int, len(bs))
+	for i, v := range bs {
+		inB[v.Dot()] = i
+	}
+	kept := make([]bool, len(bs))
+	newA, newB := false, false
+	for _, x := range as {
+		if i, ok := inB[x.Dot()]; ok {
+			kept[i] = true
+			out = append(out, maxVersion(x, bs[i]))
+		} else if !bc.Contains(x.Dot()) {
+			out = append(out, x)
+			newA = true
+		}
+	}
+	for i, y := range bs {
+		if !kept[i] && !ac.Contains(y.Dot()) {
+			out = append(out, y)
+			newB = true
+		}
+	}
+	slices.SortFunc(out, compareVersions)
+	return out, newA && newB
+}
+
+func maxVersion(a, b Version) Version {
+	if compareVersions(a, b) >= 0 {
+		return a
+	}
+	return b
+}
+
+// A Conflict describes concurrent writes of a register or map field, none
+// of which saw the others, meeting in a merge.
+type Conflict struct {
+	// Field is the map field, "" for a register.
+	Field string
+	// Versions are the concurrent versions, in last-writer-wins order
+	// (oldest first).
+	Versions []Version
+	// Winner is what reads return: for last writer wins the newest of
+	// Versions; for a resolver, the newest with the resolver's value.
+	Winner Version
+	// Rule is "lww" or the name of the resolver that chose the winner.
+	Rule string
+}
+
+// A Value is the state of one key: *Register, *Counter, *Set or *Map.
+type Value interface {
+	// Type returns "register", "counter", "set" or "map".
+	Type() string
+	// Live reports whether the key exists, i.e. whether the value is more
+	// than a tombstone.
+	Live() bool
+	// Context returns a copy of the value's causal context: the dots of
+	// every operation it reflects.
+	Context() VersionVector
+	// Clear deletes the whole value as seen at s: it writes a tombstone in
+	// a register and every field of a map, removes every member of a set
+	// and cancels every increment of a counter. Operations that s has not
+	// seen survive it when merged (for registers and map fields, those
+	// that win over the tombstone).
+	Clear(s Stamp)
+	// Encode returns the canonical binary form of the value.
+	Encode() []byte
+
+	clone() Value
+	merge(o Value) (Value, []Conflict, error) // o has the same type
+}
+
+// Merge returns the merge of a and b, and the conflicts it found. Either
+// may be nil, or a nil pointer, for no stored value; merging nil with nil
+// gives nil. Neither input is modified and the result shares no mutable
+// state with them.
+//
+// Merging values of different types fails with ErrTypeMismatch. Merging
+// registers whose newest concurrent version names a resolver that is not
+// registered fails with ErrUnknownResolver.
+func Merge(a, b Value) (Value, []Conflict, error) {
+	a, b = orNil(a), orNil(b)
+	switch {
+	case a == nil && b == nil:
+		return nil, nil, nil
+	case a == nil:
+		return b.clone(), nil, nil
+	case b == nil:
+		return a.clone(), nil, nil
+	case a.Type() != b.Type():
+		return nil, nil, fmt.Errorf("%w: cannot merge %s with %s", ErrTypeMismatch, a.Type(), b.Type())
+	}
+	return a.merge(b)
+}
+
+// orNil turns a nil pointer into a nil Value.
+func orNil(v Value) Value {
+	switch p := v.(type) {
+	case *Register:
+		if p == nil {
+			return nil
+		}
+	case *Counter:
+		if p == nil {
+			return nil
+		}
+	case *Set:
+		if p == nil {
+			return nil
+		}
+	case *Map:
+		if p == nil {
+			return nil
+		}
+	}
+	return v
+}
+
+// Collectable reports whether the tombstone v can be removed, i.e. the key
+// deleted for good: v must not be Live, and stable must dominate its
+// causal context.
+//
+// stable must be causally stable: the pointwise minimum (StableVector),
+// over every region, of what that region reported having seen, each report
+// having arrived through the same in-order stream as that region's
+// changes, after them, so that nothing a region sent before its report is
+// still in flight. Then every region has seen everything v reflects and
+// any later change is causally after v, and dropping v cannot resurrect an
+// older write or let a concurrent one win. The decision never depends on
+// elapsed time.
+func Collectable(v Value, stable VersionVector) bool {
+	v = orNil(v)
+	return v != nil && !v.Live() && stable.Dominates(v.Context())
+}
+
+// Decode parses an encoded value of any type.
+func Decode(b []byte) (Value, error) {
+	d := decoder{b: b}
+	tag, ctx := d.header()
+	var v Value
+	switch tag {
+	case tagRegister:
+		v = decodeRegister(&d, ctx)
+	case tagCounter:
+		v = decodeCounter(&d, ctx)
+	case tagSet:
+		v = decodeSet(&d, ctx)
+	case tagMap:
+		v = decodeMap(&d, ctx)
+	default:
+		d.fail("unknown type tag %d", tag)
+	}
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// decodeAs decodes b and checks that it holds a T.
+func decodeAs[T Value](b []byte) (T, error) {
+	var zero T
+	v, err := Decode(b)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok {
+		return zero, fmt.Errorf("%w: encoding holds a %s, not a %s", ErrTypeMismatch, v.Type(), zero.Type())
+	}
+	return t, nil
+}
+
+// cloneBytes copies p, returning nil for an empty slice.
+func cloneBytes(p []byte) []byte {
+	if len(p) == 0 {
+		return nil
+	}
+	return bytes.Clone(p)
+}
+
+// record records an operation at s in the context *v, allocating it if
+// needed, and returns the operation's dot.
+func record(v *VersionVector, s Stamp) Dot {
+	if *v == nil {
+		*v = VersionVector{}
+	}
+	return v.next(s)
+}
