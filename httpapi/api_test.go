@@ -198,7 +198,12 @@ func TestHTTPAPI(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("eventual read never found the key: %d %s", last.status, last.body)
 		}
-		checkAnswer(t, last, "ap-southeast", asia, "eventual", false, false)
+		// The eventual answer says which log position it reflects and
+		// hands out a session token.
+		checkAnswer(t, last, "ap-southeast", asia, "eventual", false, true)
+		if last.header.Get("Meridian-Session") == "" {
+			t.Fatal("no session token on a read")
+		}
 		if v := decode[httpapi.ValueResponse](t, last); v.Value == nil || *v.Value != "hello" {
 			t.Fatalf("eventual get %s", last.body)
 		}

@@ -15,13 +15,20 @@ import (
 // Request and answer headers of the data routes.
 const (
 	// HeaderConsistency, on a request, asks for a consistency level
-	// (strong or eventual; default strong). On an answer it says what was
-	// provided.
+	// (strong, bounded(D), session, prefix or eventual; default: the
+	// keyspace's). On an answer it says what was provided.
 	HeaderConsistency = "Meridian-Consistency"
-	HeaderRegion      = "Meridian-Region"    // region of the node that served the request
-	HeaderNode        = "Meridian-Node"      // id of that node
-	HeaderIndex       = "Meridian-Index"     // raft index the answer reflects (absent for eventual reads)
-	HeaderForwarded   = "Meridian-Forwarded" // "true" if another node served it, else "false"
+	// HeaderSession carries a session token: on a request, the one to
+	// honour (read-your-writes, monotonic reads); on an answer, the one to
+	// present next.
+	HeaderSession = "Meridian-Session"
+	// HeaderStaleness is an upper bound, in ms, of how stale the answer
+	// may be (0 for strong answers and writes; absent when unknown).
+	HeaderStaleness = "Meridian-Staleness-Ms"
+	HeaderRegion    = "Meridian-Region"    // region of the node that served the request
+	HeaderNode      = "Meridian-Node"      // id of that node
+	HeaderIndex     = "Meridian-Index"     // raft index the answer reflects (absent for eventual reads)
+	HeaderForwarded = "Meridian-Forwarded" // "true" if another node served it, else "false"
 )
 
 // ValueResponse is the answer to GET /v1/keyspaces/{ks}/keys/{key}. The
@@ -60,25 +67,32 @@ func (a *api) target(r *http.Request) (ks string, key []byte, c node.Consistency
 	ks, key = r.PathValue("ks"), []byte(r.PathValue("key"))
 	switch {
 	case len(key) == 0:
-		return "", nil, 0, node.ErrEmptyKey
+		return "", nil, c, node.ErrEmptyKey
 	case len(key) > a.limits.MaxKeyBytes:
-		return "", nil, 0, fmt.Errorf("%w: %d bytes (limit %d)", node.ErrKeyTooLarge, len(key), a.limits.MaxKeyBytes)
+		return "", nil, c, fmt.Errorf("%w: %d bytes (limit %d)", node.ErrKeyTooLarge, len(key), a.limits.MaxKeyBytes)
 	}
-	c = node.Strong
 	if h := r.Header.Get(HeaderConsistency); h != "" {
 		if c, err = node.ParseConsistency(h); err != nil {
-			return "", nil, 0, err
+			return "", nil, c, err
 		}
 	}
+	c.Token = r.Header.Get(HeaderSession)
 	return ks, key, c, nil
 }
 
-// setAnswer reports how a request was served in the answer headers.
-func setAnswer(w http.ResponseWriter, ans node.Answer) {
+// setAnswer reports how a request was served in the answer headers, with
+// the session token to present next (the request's, advanced).
+func (a *api) setAnswer(w http.ResponseWriter, ks, token string, ans node.Answer) {
 	if ans.Node == 0 {
 		return // nothing served it (the request failed before)
 	}
 	h := w.Header()
+	if tok, err := a.n.Session(ks, token, ans); err == nil {
+		h.Set(HeaderSession, tok)
+	}
+	if ans.StalenessMS >= 0 {
+		h.Set(HeaderStaleness, strconv.FormatInt(ans.StalenessMS, 10))
+	}
 	h.Set(HeaderRegion, ans.Region)
 	h.Set(HeaderNode, strconv.FormatUint(ans.Node, 10))
 	h.Set(HeaderConsistency, ans.Consistency)
@@ -102,7 +116,7 @@ func (a *api) getKey(w http.ResponseWriter, r *http.Request) error {
 		return errorf(CodeBadQuery, "encoding %q: want auto or base64", e)
 	}
 	rec, found, ans, err := a.n.GetRecord(r.Context(), ks, key, c)
-	setAnswer(w, ans)
+	a.setAnswer(w, ks, c.Token, ans)
 	if err != nil {
 		return err
 	}
@@ -132,7 +146,7 @@ func (a *api) getKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) putKey(w http.ResponseWriter, r *http.Request) error {
-	ks, key, _, err := a.target(r) // writes are always strong; a bad level is still refused
+	ks, key, c, err := a.target(r) // writes are always strong; a bad level is still refused
 	if err != nil {
 		return err
 	}
@@ -151,7 +165,7 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) error {
 		cmd.Int = now + p.ttlMS
 	}
 	res, ans, err := a.n.Write(r.Context(), ks, cmd)
-	setAnswer(w, ans)
+	a.setAnswer(w, ks, c.Token, ans)
 	if err != nil {
 		return err
 	}
@@ -160,12 +174,12 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) error {
-	ks, key, _, err := a.target(r)
+	ks, key, c, err := a.target(r)
 	if err != nil {
 		return err
 	}
 	existed, ans, err := a.n.Delete(r.Context(), ks, key)
-	setAnswer(w, ans)
+	a.setAnswer(w, ks, c.Token, ans)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package metadata
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/meridian-db/meridian/consistency"
 	"regexp"
 	"slices"
 )
@@ -61,6 +63,10 @@ type KeyspaceSpec struct {
 	// region may lag: beyond half of it writes at the primary are slowed
 	// down, beyond it they are refused. Zero means no budget.
 	RPOBudgetMS int64 `json:"rpo_budget_ms,omitempty"`
+	// Consistency is the default read level of the keyspace (see package
+	// consistency): strong for sync and async keyspaces, session for
+	// active ones, if empty.
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // MaxShards bounds the shards of one keyspace.
@@ -115,6 +121,16 @@ func (s KeyspaceSpec) Normalize(clusterRegions []string) (KeyspaceSpec, error) {
 	}
 	if s.RPOBudgetMS < 0 || s.RPOBudgetMS > 24*3600*1000 {
 		return s, fmt.Errorf("%w: RPO budget must be between 0 and 24h, got %dms", ErrInvalidSpec, s.RPOBudgetMS)
+	}
+	if s.Consistency != "" {
+		r, err := consistency.Parse(s.Consistency)
+		if err != nil {
+			return s, fmt.Errorf("%w: default consistency: %w", ErrInvalidSpec, err)
+		}
+		if r.Level == consistency.Strong && s.Strategy == Active {
+			return s, fmt.Errorf("%w: active keyspaces have no strong reads", ErrInvalidSpec)
+		}
+		s.Consistency = r.String()
 	}
 	if s.RPOBudgetMS != 0 && s.Strategy != Async {
 		return s, fmt.Errorf("%w: an RPO budget applies to async keyspaces only", ErrInvalidSpec)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/internal/testcluster"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
@@ -112,6 +114,63 @@ func BenchmarkStrongRead(b *testing.B) {
 		total += time.Since(t0)
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/read")
+}
+
+// BenchmarkLocalRead measures reads served by a follower in ap-southeast
+// (a sync keyspace led from us-east, world matrix) at the levels that
+// allow it: eventual, prefix, bounded(1s) and session. None crosses the
+// WAN; p50 and p99 per level are reported.
+func BenchmarkLocalRead(b *testing.B) {
+	c := testcluster.New(b, testcluster.Options{Matrix: netsim.WorldMatrix(), TickInterval: 10 * time.Millisecond, MinHeartbeatInterval: 100 * time.Millisecond})
+	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "bench", Shards: 1, HomeRegion: "us-east"})
+	ctx := context.Background()
+	east := c.Node(c.InRegion("us-east")[0])
+	a, err := east.Put(ctx, "bench", []byte("k"), []byte("v"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	token, err := east.Session("bench", "", a)
+	if err != nil {
+		b.Fatal(err)
+	}
+	asia := c.Node(c.InRegion("ap-southeast")[0])
+	levels := []node.Consistency{
+		node.Eventual,
+		node.Level(consistency.Requirement{Level: consistency.Prefix}),
+		node.Level(consistency.BoundedBy(time.Second)),
+		{Req: consistency.Requirement{Level: consistency.Session}, Token: token},
+	}
+	// Wait until the follower has the write and a fresh closed timestamp.
+	for _, l := range levels {
+		for {
+			v, _, a, err := asia.Get(ctx, "bench", []byte("k"), l)
+			if err == nil && string(v) == "v" && a.Consistency != "strong" {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b.ResetTimer()
+	for _, l := range levels {
+		lat := make([]time.Duration, 0, b.N)
+		local := 0
+		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
+			_, _, a, err := asia.Get(ctx, "bench", []byte("k"), l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(t0))
+			if a.Consistency != "strong" {
+				local++
+			}
+		}
+		slices.Sort(lat)
+		name := strings.SplitN(l.String(), "(", 2)[0]
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, name+"-p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, name+"-p99-ms")
+		b.ReportMetric(100*float64(local)/float64(b.N), name+"-local-%")
+	}
 }
 
 // BenchmarkAsyncLag measures, on the world matrix, how long after a write

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -86,8 +85,12 @@ func eachShard(batches []*shardBatch, fn func(i int, b *shardBatch) (Answer, err
 // live record (any type; found[i] false if absent), in request order; a
 // key may appear more than once.
 func (n *Node) MGet(ctx context.Context, keyspace string, keys [][]byte, c Consistency) ([]kv.Record, []bool, Answer, error) {
-	if c != Strong && c != Eventual {
-		return nil, nil, Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return nil, nil, Answer{}, err
+	}
+	if c, err = n.resolve(ks, c); err != nil {
+		return nil, nil, Answer{}, err
 	}
 	batches, err := n.byShard(keyspace, keys, 1)
 	if err != nil {
@@ -97,7 +100,16 @@ func (n *Node) MGet(ctx context.Context, keyspace string, keys [][]byte, c Consi
 	defer cancel()
 	recs, found := make([]kv.Record, len(keys)), make([]bool, len(keys))
 	a, err := eachShard(batches, func(_ int, b *shardBatch) (Answer, error) {
-		if !slices.Contains(b.shard.Replicas, n.cfg.ID) {
+		return n.read(ctx, ks, b.shard, c, func(group uint64) error {
+			now := time.Now().UnixMilli()
+			for _, i := range b.pos {
+				var err error
+				if recs[i], found[i], err = kv.Get(n.db, group, keys[i], now); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, func(ctx context.Context, _ metadata.Shard, c Consistency) (Answer, error) {
 			// No local replica: each key is forwarded on its own.
 			var a Answer
 			for _, i := range b.pos {
@@ -107,22 +119,7 @@ func (n *Node) MGet(ctx context.Context, keyspace string, keys [][]byte, c Consi
 				}
 			}
 			return a, nil
-		}
-		var index uint64
-		if c == Strong {
-			var err error
-			if index, err = n.host.ReadIndex(ctx, b.shard.Group); err != nil {
-				return Answer{}, err
-			}
-		}
-		now := time.Now().UnixMilli()
-		for _, i := range b.pos {
-			var err error
-			if recs[i], found[i], err = kv.Get(n.db, b.shard.Group, keys[i], now); err != nil {
-				return Answer{}, err
-			}
-		}
-		return n.answer(c, index), nil
+		})
 	})
 	if err != nil {
 		return nil, nil, Answer{}, err

@@ -155,8 +155,9 @@ type Node struct {
 	closeMu sync.Once
 	fatal   chan error
 
-	streams *streamSet // senders of async streams (streams.go)
-	roles   roleState  // role changes seen (failover.go)
+	streams *streamSet  // senders of async streams (streams.go)
+	roles   roleState   // role changes seen (failover.go)
+	closed  closedTimes // leaders' closed timestamps (reads.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -253,12 +254,13 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Step 6: background work: register nodes, create the groups the
 	// metadata places here, keep leaders in their home regions.
-	n.wg.Add(5)
+	n.wg.Add(6)
 	go n.registerLoop()
 	go n.reconcileLoop()
 	go n.leaderLoop()
 	go n.streamLoop()
 	go n.roleLoop()
+	go n.closedLoop()
 	return n, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/internal/testcluster"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
@@ -65,7 +66,24 @@ func TestBadInput(t *testing.T) {
 		{"empty key", node.ErrEmptyKey, func() error { _, err := n.Put(ctx, "k", nil, []byte("b")); return err }},
 		{"key too large", node.ErrKeyTooLarge, func() error { _, err := n.Put(ctx, "k", make([]byte, 17<<10), []byte("b")); return err }},
 		{"value too large", node.ErrValueTooLarge, func() error { _, err := n.Put(ctx, "k", []byte("a"), make([]byte, 5<<20)); return err }},
-		{"bad level", node.ErrUnknownConsistency, func() error { _, _, _, err := n.Get(ctx, "k", []byte("a"), 0); return err }},
+		{"bad level", node.ErrUnknownConsistency, func() error {
+			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Level(consistency.Requirement{Level: consistency.Bounded}))
+			return err
+		}},
+		{"bad token", node.ErrBadToken, func() error {
+			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Consistency{Req: consistency.Requirement{Level: consistency.Session}, Token: "garbage"})
+			return err
+		}},
+		{"token of another keyspace", node.ErrBadToken, func() error {
+			tok := consistency.NewToken("meridian", "other").Encode()
+			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Consistency{Req: consistency.Requirement{Level: consistency.Session}, Token: tok})
+			return err
+		}},
+		{"token of another cluster", node.ErrBadToken, func() error {
+			tok := consistency.NewToken("elsewhere", "k").Encode()
+			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Consistency{Req: consistency.Requirement{Level: consistency.Session}, Token: tok})
+			return err
+		}},
 		{"keyspace exists", metadata.ErrKeyspaceExists, func() error {
 			_, err := n.CreateKeyspace(ctx, metadata.KeyspaceSpec{Name: "k"})
 			return err

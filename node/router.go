@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/raftgroup"
@@ -28,38 +29,78 @@ var (
 	ErrUnknownKeyspace    = metadata.ErrUnknownKeyspace
 )
 
-// Consistency is how fresh a read must be.
-type Consistency uint8
-
-// Consistency levels (DESIGN.md section 3). More levels arrive with
-// closed timestamps and session tokens.
-const (
-	// Strong reads are linearizable: they reflect every write acknowledged
-	// before the read began.
-	Strong Consistency = iota + 1
-	// Eventual reads return the local replica's current value at once.
-	Eventual
-)
-
-func (c Consistency) String() string {
-	switch c {
-	case Strong:
-		return "strong"
-	case Eventual:
-		return "eventual"
-	}
-	return fmt.Sprintf("consistency(%d)", uint8(c))
+// Consistency is how fresh a read must be: a level (see package
+// consistency) and, for session reads, the session token presented. The
+// zero value means the keyspace's default level.
+type Consistency struct {
+	Req consistency.Requirement `json:"r"`
+	// Token is an encoded session token (may be empty).
+	Token string `json:"t,omitempty"`
 }
 
-// ParseConsistency parses a level name.
-func ParseConsistency(s string) (Consistency, error) {
-	switch strings.ToLower(s) {
-	case "strong", "linearizable":
-		return Strong, nil
-	case "eventual":
-		return Eventual, nil
+// The two levels every keyspace supports in their simplest form.
+var (
+	// Strong reads are linearizable: they reflect every write acknowledged
+	// before the read began.
+	Strong = Consistency{Req: consistency.Requirement{Level: consistency.Strong}}
+	// Eventual reads return the local replica's current value at once.
+	Eventual = Consistency{Req: consistency.Requirement{Level: consistency.Eventual}}
+)
+
+// consistencyJSON is how a Consistency crosses the network: the level as
+// text ("" for the keyspace's default) and the token.
+type consistencyJSON struct {
+	Level string `json:"l,omitempty"`
+	Token string `json:"t,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (c Consistency) MarshalJSON() ([]byte, error) {
+	j := consistencyJSON{Token: c.Token}
+	if c.Req.Level != 0 {
+		j.Level = c.Req.String()
 	}
-	return 0, fmt.Errorf("%w: %q (want strong or eventual)", ErrUnknownConsistency, s)
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (c *Consistency) UnmarshalJSON(b []byte) error {
+	var j consistencyJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*c = Consistency{Token: j.Token}
+	if j.Level != "" {
+		r, err := consistency.Parse(j.Level)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnknownConsistency, err)
+		}
+		c.Req = r
+	}
+	return nil
+}
+
+// Level returns the consistency of a level alone (no session token).
+func Level(r consistency.Requirement) Consistency { return Consistency{Req: r} }
+
+func (c Consistency) String() string {
+	if c.Req.Level == 0 {
+		return "default"
+	}
+	return c.Req.String()
+}
+
+// ParseConsistency parses a level: strong, bounded(D), session, prefix or
+// eventual ("linearizable" is read as strong).
+func ParseConsistency(s string) (Consistency, error) {
+	if strings.EqualFold(s, "linearizable") {
+		return Strong, nil
+	}
+	r, err := consistency.Parse(s)
+	if err != nil {
+		return Consistency{}, fmt.Errorf("%w: %w", ErrUnknownConsistency, err)
+	}
+	return Consistency{Req: r}, nil
 }
 
 // Answer describes how a request was served.
@@ -74,6 +115,13 @@ type Answer struct {
 	Index uint64 `json:"index,omitempty"`
 	// Forwarded is true when another node served the request.
 	Forwarded bool `json:"forwarded,omitempty"`
+	// Group is the raft group whose log Index refers to (the shard's
+	// primary or only group): with it a session token records the
+	// answer (see Node.Session).
+	Group uint64 `json:"group,omitempty"`
+	// StalenessMS bounds how stale the answer may be, in ms: 0 for strong
+	// answers and writes, -1 when unknown.
+	StalenessMS int64 `json:"staleness_ms"`
 }
 
 // ShardOf returns the shard index of a key in a keyspace of n shards.
@@ -106,6 +154,13 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 
 func (n *Node) answer(c Consistency, index uint64) Answer {
 	return Answer{Region: n.cfg.Region, Node: n.cfg.ID, Consistency: c.String(), Index: index}
+}
+
+// strongAnswer describes a write or strong read at a group's index.
+func (n *Node) strongAnswer(group, index uint64) Answer {
+	a := n.answer(Strong, index)
+	a.Group = group
+	return a
 }
 
 // Write applies a kv command (its first argument is the routing key).
@@ -158,7 +213,7 @@ func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv
 		return kv.Result{}, Answer{}, err
 	}
 	res, _ := p.value.(kv.Result)
-	a := n.answer(Strong, p.index)
+	a := n.strongAnswer(group, p.index)
 	a.Forwarded = p.node != n.cfg.ID
 	return res, a, res.Err
 }
@@ -187,33 +242,30 @@ func (n *Node) Get(ctx context.Context, keyspace string, key []byte, c Consisten
 	return rec.Payload, true, a, nil
 }
 
-// GetRecord reads a key's stored record at the given consistency.
+// GetRecord reads a key's stored record at the given consistency (see
+// reads.go).
 func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Consistency) (kv.Record, bool, Answer, error) {
-	if c != Strong && c != Eventual {
-		return kv.Record{}, false, Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
-	}
-	_, sh, err := n.route(keyspace, key)
+	ks, sh, err := n.route(keyspace, key)
 	if err != nil {
+		return kv.Record{}, false, Answer{}, err
+	}
+	if c, err = n.resolve(ks, c); err != nil {
 		return kv.Record{}, false, Answer{}, err
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	if rg, ok := sh.RegionalIn(n.cfg.Region); ok && c == Eventual {
-		// Async: an eventual read is served by this region's own group.
-		sh = metadata.Shard{Index: sh.Index, Group: rg.Group, Replicas: rg.Replicas}
-	}
-	if !slices.Contains(sh.Replicas, n.cfg.ID) {
-		resp, err := n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Key: key, Consistency: c})
-		return resp.record(), resp.Found, resp.Answer, err
-	}
-	var index uint64
-	if c == Strong {
-		if index, err = n.host.ReadIndex(ctx, sh.Group); err != nil {
-			return kv.Record{}, false, Answer{}, err
-		}
-	}
-	rec, ok, err := kv.Get(n.db, sh.Group, key, time.Now().UnixMilli())
-	return rec, ok, n.answer(c, index), err
+	var rec kv.Record
+	var found bool
+	a, err := n.read(ctx, ks, sh, c, func(group uint64) error {
+		var err error
+		rec, found, err = kv.Get(n.db, group, key, time.Now().UnixMilli())
+		return err
+	}, func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error) {
+		resp, err := n.forward(ctx, target, rpcRequest{Keyspace: keyspace, Key: key, Consistency: c})
+		rec, found = resp.record(), resp.Found
+		return resp.Answer, err
+	})
+	return rec, found, a, err
 }
 
 // --- forwarding to a node that holds a replica ---
@@ -343,6 +395,8 @@ func (n *Node) handleCall(ctx context.Context, from uint64, method string, body 
 		return n.handleCursor(body)
 	case methodStreams:
 		return json.Marshal(n.Streams())
+	case methodClosed:
+		return n.handleClosed(body)
 	}
 	return nil, fmt.Errorf("node: unknown method %q", method)
 }
@@ -392,6 +446,8 @@ var errorCodes = []struct {
 	{"key_too_large", ErrKeyTooLarge},
 	{"value_too_large", ErrValueTooLarge},
 	{"unknown_consistency", ErrUnknownConsistency},
+	{"bad_token", ErrBadToken},
+	{"strong_on_active", ErrStrongOnActive},
 	{"no_replica", ErrNoReplica},
 	{"no_leader", raftgroup.ErrNoLeader},
 	{"not_leader", raftgroup.ErrNotLeader},

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 )
@@ -46,8 +47,9 @@ const scanPageBytes = 4 << 20
 // at once); a shard with no replica here is read by the nearest node that
 // holds one.
 func (n *Node) Scan(ctx context.Context, keyspace, cursor, match string, count int, c Consistency) ([][]byte, string, Answer, error) {
-	if c != Strong && c != Eventual {
-		return nil, "", Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
+	c, err := n.scanLevel(keyspace, c)
+	if err != nil {
+		return nil, "", Answer{}, err
 	}
 	ks, err := n.meta.Keyspace(keyspace)
 	if err != nil {
@@ -96,8 +98,9 @@ func (n *Node) Scan(ctx context.Context, keyspace, cursor, match string, count i
 // DBSize counts the live keys of a keyspace (a full scan of every shard,
 // under the same rules as Scan).
 func (n *Node) DBSize(ctx context.Context, keyspace string, c Consistency) (int64, Answer, error) {
-	if c != Strong && c != Eventual {
-		return 0, Answer{}, fmt.Errorf("%w: %d", ErrUnknownConsistency, c)
+	c, err := n.scanLevel(keyspace, c)
+	if err != nil {
+		return 0, Answer{}, err
 	}
 	ks, err := n.meta.Keyspace(keyspace)
 	if err != nil {
@@ -231,10 +234,29 @@ func (n *Node) handleScan(ctx context.Context, body []byte) ([]byte, error) {
 	return json.Marshal(page)
 }
 
+// scanLevel is the level a scan is served at: scans read one replica of
+// each shard, either the writing group under ReadIndex (strong; also what
+// bounded and session scans get, a stronger level than asked) or any
+// replica as it is (eventual, prefix).
+func (n *Node) scanLevel(keyspace string, c Consistency) (Consistency, error) {
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return c, err
+	}
+	if c, err = n.resolve(ks, c); err != nil {
+		return c, err
+	}
+	switch c.Req.Level {
+	case consistency.Eventual, consistency.Prefix:
+		return Level(c.Req), nil
+	}
+	return Strong, nil
+}
+
 // readPoint makes the local replica of a shard ready for a read at the
 // given consistency and returns the read index (0 for eventual reads).
 func (n *Node) readPoint(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency) (uint64, error) {
-	if c != Strong {
+	if c.Req.Level != consistency.Strong {
 		// An eventual read of a replica that does not exist yet here would
 		// silently miss the shard's keys.
 		if _, ok := n.host.Status(sh.Group); !ok {

@@ -25,9 +25,13 @@ type client struct {
 	laddr   string
 	created time.Time
 
-	level node.Consistency // the connection's consistency (MERIDIAN.WITH overrides it for one command)
+	level node.Consistency // the connection's consistency (MERIDIAN.WITH overrides it for one command); zero: the keyspace's default
 	last  node.Answer      // how the last answer was served
-	quit  bool             // QUIT: close after the reply
+	// session holds the connection's session token per keyspace: every
+	// answer advances it, and session reads honour it (MERIDIAN.SESSION
+	// reads it, or sets one brought from another connection).
+	session map[string]string
+	quit    bool // QUIT: close after the reply
 
 	// The owner goroutine writes these under mu and reads them freely;
 	// other connections read them under mu (CLIENT LIST).
@@ -50,8 +54,8 @@ func newClient(s *Server, conn net.Conn) *client {
 		laddr:    conn.LocalAddr().String(),
 		created:  time.Now(),
 		lastAt:   time.Now(),
-		level:    node.Strong,
 		keyspace: s.cfg.DefaultKeyspace,
+		session:  map[string]string{},
 	}
 }
 
@@ -64,7 +68,19 @@ func (c *client) nowMS() int64 { return time.Now().UnixMilli() }
 
 func (c *client) fail(err error) { c.w.errorLine(errorReply(err)) }
 
-func (c *client) setLast(a node.Answer) { c.last = a }
+func (c *client) setLast(a node.Answer) {
+	c.last = a
+	if tok, err := c.node().Session(c.keyspace, c.session[c.keyspace], a); err == nil {
+		c.session[c.keyspace] = tok
+	}
+}
+
+// consistency is the connection's level with its session token.
+func (c *client) consistency() node.Consistency {
+	l := c.level
+	l.Token = c.session[c.keyspace]
+	return l
+}
 
 func (c *client) setKeyspace(ks string) {
 	c.mu.Lock()
@@ -141,7 +157,7 @@ func printable(b []byte, max int) string {
 
 // read returns a key's live record at the connection's consistency.
 func (c *client) read(key []byte) (kv.Record, bool, error) {
-	rec, ok, a, err := c.node().GetRecord(c.ctx(), c.keyspace, key, c.level)
+	rec, ok, a, err := c.node().GetRecord(c.ctx(), c.keyspace, key, c.consistency())
 	if err != nil {
 		return kv.Record{}, false, err
 	}

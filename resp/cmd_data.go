@@ -56,7 +56,7 @@ func cmdGetDel(c *client, args [][]byte) error {
 }
 
 func cmdMGet(c *client, args [][]byte) error {
-	recs, found, a, err := c.node().MGet(c.ctx(), c.keyspace, args[1:], c.level)
+	recs, found, a, err := c.node().MGet(c.ctx(), c.keyspace, args[1:], c.consistency())
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func cmdDel(c *client, args [][]byte) error {
 }
 
 func cmdExists(c *client, args [][]byte) error {
-	_, found, a, err := c.node().MGet(c.ctx(), c.keyspace, args[1:], c.level)
+	_, found, a, err := c.node().MGet(c.ctx(), c.keyspace, args[1:], c.consistency())
 	if err != nil {
 		return err
 	}
@@ -216,13 +216,13 @@ func cmdScan(c *client, args [][]byte) error {
 	if match == "*" {
 		match = ""
 	}
-	keys, next, a, err := c.node().Scan(c.ctx(), c.keyspace, cursor, match, sa.count, c.level)
+	keys, next, a, err := c.node().Scan(c.ctx(), c.keyspace, cursor, match, sa.count, c.consistency())
 	if err != nil {
 		return err
 	}
 	c.setLast(a)
 	if sa.typ != "" && len(keys) > 0 {
-		recs, found, _, err := c.node().MGet(c.ctx(), c.keyspace, keys, c.level)
+		recs, found, _, err := c.node().MGet(c.ctx(), c.keyspace, keys, c.consistency())
 		if err != nil {
 			return err
 		}
@@ -258,7 +258,7 @@ func cmdKeys(c *client, args [][]byte) error {
 	size := 0
 	cursor := "0"
 	for {
-		page, next, a, err := c.node().Scan(c.ctx(), c.keyspace, cursor, match, 1000, c.level)
+		page, next, a, err := c.node().Scan(c.ctx(), c.keyspace, cursor, match, 1000, c.consistency())
 		if err != nil {
 			return err
 		}
@@ -281,7 +281,7 @@ func cmdKeys(c *client, args [][]byte) error {
 }
 
 func cmdDBSize(c *client, args [][]byte) error {
-	n, a, err := c.node().DBSize(c.ctx(), c.keyspace, c.level)
+	n, a, err := c.node().DBSize(c.ctx(), c.keyspace, c.consistency())
 	if err != nil {
 		return err
 	}

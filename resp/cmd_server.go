@@ -495,9 +495,34 @@ func cmdConsistency(c *client, args [][]byte) error {
 	return errArity("meridian.consistency")
 }
 
+// cmdSession: MERIDIAN.SESSION [token] shows the connection's session
+// token for its keyspace, or adopts one (from another connection, or
+// another region): session reads then see everything it records.
+func cmdSession(c *client, args [][]byte) error {
+	switch len(args) {
+	case 1:
+		tok, err := c.node().Session(c.keyspace, c.session[c.keyspace], node.Answer{})
+		if err != nil {
+			return err
+		}
+		c.session[c.keyspace] = tok
+		c.w.bulkString(tok)
+		return nil
+	case 2:
+		tok, err := c.node().Session(c.keyspace, string(args[1]), node.Answer{})
+		if err != nil {
+			return err
+		}
+		c.session[c.keyspace] = tok
+		c.w.simple("OK")
+		return nil
+	}
+	return errArity("meridian.session")
+}
+
 func cmdLast(c *client, args [][]byte) error {
 	a := c.last
-	c.w.mapHeader(5)
+	c.w.mapHeader(7)
 	c.w.bulkString("region")
 	c.w.bulkString(a.Region)
 	c.w.bulkString("node")
@@ -512,6 +537,10 @@ func cmdLast(c *client, args [][]byte) error {
 	} else {
 		c.w.integer(0)
 	}
+	c.w.bulkString("staleness_ms")
+	c.w.integer(a.StalenessMS)
+	c.w.bulkString("session")
+	c.w.bulkString(c.session[c.keyspace])
 	return nil
 }
 

@@ -83,7 +83,8 @@ func init() {
 	add("hlen", 2, "readonly fast", 1, 1, 1, "hash", "Returns the number of fields of a hash.", cmdHLen)
 	// Meridian.
 	add("meridian.keyspace", -1, "fast", 0, 0, 0, "meridian", "Selects (or shows) the keyspace of the connection.", cmdKeyspace)
-	add("meridian.consistency", -1, "fast", 0, 0, 0, "meridian", "Sets (or shows) the connection's consistency: strong|eventual.", cmdConsistency)
+	add("meridian.consistency", -1, "fast", 0, 0, 0, "meridian", "Sets (or shows) the connection's consistency: strong|bounded(D)|session|prefix|eventual.", cmdConsistency)
+	add("meridian.session", -1, "fast", 0, 0, 0, "meridian", "Shows the connection's session token, or adopts one: MERIDIAN.SESSION [token].", cmdSession)
 	add("meridian.last", 1, "fast", 0, 0, 0, "meridian", "How the last answer was served: region, node, consistency, index, forwarded.", cmdLast)
 	add("meridian.with", -3, "", 0, 0, 0, "meridian", "Runs one command at a consistency level: MERIDIAN.WITH level command ...", cmdWith)
 }

@@ -13,7 +13,8 @@
 // keyspace and a consistency level, chosen with Meridian's own commands:
 //
 //	MERIDIAN.KEYSPACE [name]          select (show) the keyspace of this connection
-//	MERIDIAN.CONSISTENCY [level]      strong | eventual (show the current one)
+//	MERIDIAN.CONSISTENCY [level]      strong | bounded(D) | session | prefix | eventual (show the current one)
+//	MERIDIAN.SESSION [token]          show the connection's session token, or adopt one
 //	MERIDIAN.LAST                     how the last answer was served
 //	MERIDIAN.WITH level command ...   run one command at another level
 //

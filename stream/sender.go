@@ -538,9 +538,6 @@ func (r *run) oldestUnacked() int64 {
 	if t, ok := first(r.pending); ok {
 		return t
 	}
-	if r.oldestMS != 0 {
-		return r.oldestMS
-	}
 	// Nothing held (the destination is unreachable and the sender keeps
 	// asking for its position): look the change up in the log, so that
 	// the lag keeps growing while the destination is away.
@@ -549,5 +546,5 @@ func (r *run) oldestUnacked() int64 {
 			return t
 		}
 	}
-	return 0
+	return r.oldestMS // no younger than the true answer
 }

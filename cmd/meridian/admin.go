@@ -181,6 +181,7 @@ func keyspaceCmd() *cobra.Command {
 	create.Flags().StringVar(&spec.HomeRegion, "home", "", "home region (default: the first of --regions)")
 	create.Flags().IntVar(&spec.Shards, "shards", 4, "number of shards")
 	create.Flags().IntVar(&spec.Replicas, "replicas", 3, "voters per shard (sync)")
+	create.Flags().StringVar(&spec.Consistency, "consistency", "", "default read level: strong, bounded(D), session, prefix or eventual")
 	create.Flags().Int64Var(&spec.RPOBudgetMS, "rpo-ms", 0, "async: refuse writes while a region lags more than this many ms (0: no budget)")
 
 	var listAddr string

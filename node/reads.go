@@ -1,0 +1,367 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/meridian-db/meridian/consistency"
+	"github.com/meridian-db/meridian/metadata"
+)
+
+// Reads at every consistency level (DESIGN.md section 3).
+//
+// A read is served by this region's replica of the shard when the level
+// allows it, and otherwise as a strong read (by the shard's leader, or its
+// primary region's group for async keyspaces), which satisfies every
+// level:
+//
+//   - strong: ReadIndex at the group that takes the shard's writes (under
+//     the leader's lease this crosses no network).
+//   - eventual, prefix: the local replica at once. Each shard's replica
+//     applies its log (or its stream) in order, so what it shows is a
+//     prefix of the shard's history.
+//   - bounded(D): the local replica if its closed timestamp is at most D
+//     old; otherwise it waits a little for it to advance, then reads
+//     strong. A leader with the lease has a closed timestamp of now; a
+//     follower learns its leader's closed timestamps from the leader
+//     (closed-timestamp messages, below); a replica region of an async
+//     keyspace gets them with the stream (the cursor's closed time).
+//   - session: the local replica once it has applied every mark of the
+//     token for this shard, after a wait, strong otherwise.
+//
+// Every answer carries its staleness bound (now - closed timestamp of what
+// served it; 0 for strong; -1 unknown) and the position it reflects, which
+// Session folds into the caller's token.
+
+// Errors of consistency levels.
+var (
+	ErrBadToken       = errors.New("node: bad session token")
+	ErrStrongOnActive = errors.New("node: strong reads are not available on active keyspaces")
+)
+
+// How long a read waits for the local replica before reading strong.
+const (
+	boundedWait = 50 * time.Millisecond
+	sessionWait = 250 * time.Millisecond
+)
+
+// resolve fills in the keyspace's default level and checks the request.
+func (n *Node) resolve(ks *metadata.Keyspace, c Consistency) (Consistency, error) {
+	if c.Req.Level == 0 {
+		c.Req = defaultLevel(ks)
+	}
+	if err := c.Req.Validate(); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrUnknownConsistency, err)
+	}
+	if c.Req.Level == consistency.Strong && ks.Strategy == metadata.Active {
+		return c, fmt.Errorf("%w: keyspace %q accepts writes in every region, so no single order exists to be linearizable in; use session for read-your-writes, or bounded(D)", ErrStrongOnActive, ks.Name)
+	}
+	if c.Token != "" {
+		if _, err := consistency.DecodeToken(c.Token, n.cfg.Cluster, ks.Name); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrBadToken, err)
+		}
+	}
+	return c, nil
+}
+
+// defaultLevel is a keyspace's default consistency.
+func defaultLevel(ks *metadata.Keyspace) consistency.Requirement {
+	if ks.Consistency != "" {
+		if r, err := consistency.Parse(ks.Consistency); err == nil {
+			return r
+		}
+	}
+	if ks.Strategy == metadata.Active {
+		return consistency.Requirement{Level: consistency.Session}
+	}
+	return consistency.Requirement{Level: consistency.Strong}
+}
+
+// localGroup returns this region's group of the shard, if this node holds
+// a replica of it.
+func (n *Node) localGroup(sh metadata.Shard) (metadata.RegionalGroup, bool) {
+	rg := metadata.RegionalGroup{Group: sh.Group, Replicas: sh.Replicas}
+	if r, ok := sh.RegionalIn(n.cfg.Region); ok {
+		rg = r
+	}
+	return rg, slices.Contains(rg.Replicas, n.cfg.ID)
+}
+
+// position is what a local replica has of a shard: how far it has applied
+// the log of the shard's writing group, and up to when that is complete.
+type position struct {
+	index    uint64
+	closedMS int64 // 0: unknown
+}
+
+// localPosition reads the local replica's position. A leader's closed
+// timestamp is now only after ReadIndex confirmed it still leads.
+func (n *Node) localPosition(ctx context.Context, sh metadata.Shard, rg metadata.RegionalGroup, confirm bool) (position, error) {
+	if rg.Group != sh.Group {
+		// A replica region of an async keyspace: the stream's cursor.
+		c, _, err := n.db.Cursor(rg.Group, sh.Group)
+		return position{index: c.Index, closedMS: c.ClosedMS}, err
+	}
+	st, ok := n.host.Status(rg.Group)
+	if !ok {
+		return position{}, fmt.Errorf("%w: the replica of group %d on node %d is not created yet", ErrNoReplica, rg.Group, n.cfg.ID)
+	}
+	if st.Lead == n.cfg.ID && confirm {
+		now := time.Now().UnixMilli() - 1
+		idx, err := n.host.ReadIndex(ctx, rg.Group)
+		if err == nil {
+			return position{index: idx, closedMS: now}, nil
+		}
+	}
+	return position{index: st.Applied, closedMS: n.closed.at(rg.Group, st.Applied)}, nil
+}
+
+// read serves a read at consistency c: local reads the local replica's
+// group, remote asks another node (which applies the same rules).
+func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency,
+	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
+	strong := func() (Answer, error) {
+		if !slices.Contains(sh.Replicas, n.cfg.ID) {
+			return remote(ctx, sh, Strong)
+		}
+		idx, err := n.host.ReadIndex(ctx, sh.Group)
+		if err != nil {
+			return Answer{}, err
+		}
+		if err := local(sh.Group); err != nil {
+			return Answer{}, err
+		}
+		a := n.strongAnswer(sh.Group, idx)
+		return a, nil
+	}
+	if c.Req.Level == consistency.Strong {
+		return strong()
+	}
+	rg, ok := n.localGroup(sh)
+	if !ok {
+		// No replica here: the nearest node with one in this region's
+		// group (or the shard's) decides.
+		return remote(ctx, metadata.Shard{Index: sh.Index, Group: rg.Group, Replicas: rg.Replicas}, c)
+	}
+	var tok consistency.Token
+	if c.Token != "" {
+		var err error
+		if tok, err = consistency.DecodeToken(c.Token, n.cfg.Cluster, ks.Name); err != nil {
+			return Answer{}, fmt.Errorf("%w: %w", ErrBadToken, err)
+		}
+	}
+	// ready reports whether the local replica may serve the read now.
+	ready := func(p position) bool {
+		switch c.Req.Level {
+		case consistency.Bounded:
+			ok, _ := consistency.CanServeLocally(c.Req, p.closedMS, time.Now().UnixMilli())
+			return p.closedMS > 0 && ok
+		case consistency.Session:
+			return n.sessionSatisfied(tok, sh, rg, p)
+		}
+		return true
+	}
+	wait := time.Duration(0)
+	switch c.Req.Level {
+	case consistency.Bounded:
+		wait = min(boundedWait, c.Req.MaxStaleness)
+	case consistency.Session:
+		wait = sessionWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		p, err := n.localPosition(ctx, sh, rg, c.Req.Level != consistency.Eventual && c.Req.Level != consistency.Prefix)
+		if err != nil {
+			return Answer{}, err
+		}
+		if ready(p) {
+			if err := local(rg.Group); err != nil {
+				return Answer{}, err
+			}
+			// The position after the read bounds what it saw from above,
+			// which is what a session must never go back from.
+			after, _ := n.localPosition(ctx, sh, rg, false)
+			a := n.answer(c, max(after.index, p.index))
+			a.Group = sh.Group
+			a.StalenessMS = -1
+			if p.closedMS > 0 {
+				a.StalenessMS = max(time.Now().UnixMilli()-p.closedMS, 0)
+			}
+			return a, nil
+		}
+		if time.Now().After(deadline) {
+			return strong()
+		}
+		select {
+		case <-ctx.Done():
+			return Answer{}, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// sessionSatisfied reports whether the local replica has every write and
+// read the token records for this shard. Marks of the shard's former
+// primaries (async keyspaces) count too.
+func (n *Node) sessionSatisfied(tok consistency.Token, sh metadata.Shard, rg metadata.RegionalGroup, p position) bool {
+	groups := []uint64{sh.Group}
+	for _, r := range sh.Regional {
+		if r.Group != sh.Group {
+			groups = append(groups, r.Group)
+		}
+	}
+	for _, g := range groups {
+		mark, ok := tok.Index(g)
+		if !ok {
+			continue
+		}
+		var have uint64
+		switch {
+		case g == sh.Group:
+			have = p.index
+		case g == rg.Group:
+			st, _ := n.host.Status(g)
+			have = st.Applied
+		default:
+			c, _, _ := n.db.Cursor(rg.Group, g)
+			have = c.Index
+		}
+		if have < mark {
+			return false
+		}
+	}
+	return true
+}
+
+// Session folds an answer into a session token (empty: a new one) and
+// returns the new token: whoever presents it next reads what that answer
+// reflected, or later.
+func (n *Node) Session(keyspace, token string, a Answer) (string, error) {
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return "", err
+	}
+	tok := consistency.NewToken(n.cfg.Cluster, ks.Name)
+	if token != "" {
+		if tok, err = consistency.DecodeToken(token, n.cfg.Cluster, ks.Name); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrBadToken, err)
+		}
+	}
+	tok.ObserveEpoch(ks.Epoch)
+	if a.Group != 0 && a.Index != 0 {
+		if err := tok.Observe(a.Group, a.Index); err != nil {
+			return "", err
+		}
+	}
+	return tok.Encode(), nil
+}
+
+// --- closed timestamps of raft groups, from leaders to followers ---
+
+const (
+	methodClosed   = "closed"
+	closedInterval = 50 * time.Millisecond
+	closedKeep     = 16
+)
+
+// closedSample says: every write acknowledged at or before TimeMS is at or
+// below Index in the group's log.
+type closedSample struct {
+	Group  uint64 `json:"g"`
+	Index  uint64 `json:"i"`
+	TimeMS int64  `json:"t"`
+}
+
+// closedTimes holds the samples this node received, per group.
+type closedTimes struct {
+	mu      sync.Mutex
+	samples map[uint64][]closedSample
+}
+
+func (c *closedTimes) add(s closedSample) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.samples == nil {
+		c.samples = map[uint64][]closedSample{}
+	}
+	l := c.samples[s.Group]
+	if n := len(l); n > 0 && l[n-1].TimeMS >= s.TimeMS {
+		return
+	}
+	l = append(l, s)
+	if len(l) > closedKeep {
+		l = l[len(l)-closedKeep:]
+	}
+	c.samples[s.Group] = l
+}
+
+// at returns the closed timestamp of a replica that has applied the
+// group's log up to applied (0 if none is known).
+func (c *closedTimes) at(group, applied uint64) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best := int64(0)
+	for _, s := range c.samples[group] {
+		if s.Index <= applied {
+			best = max(best, s.TimeMS)
+		}
+	}
+	return best
+}
+
+// closedLoop sends, from every group this node leads, its closed timestamp
+// to the group's other replicas, one message per node.
+func (n *Node) closedLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(closedInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		out := map[uint64][]closedSample{}
+		for _, g := range n.host.Groups() {
+			if g == metadata.SystemGroup {
+				continue
+			}
+			now := time.Now().UnixMilli() - 1
+			st, ok := n.host.Status(g)
+			if !ok || st.Lead != n.cfg.ID {
+				continue
+			}
+			s := closedSample{Group: g, Index: st.Applied, TimeMS: now}
+			n.closed.add(s) // the leader's own eventual reads report it too
+			for _, id := range append(slices.Clone(st.Voters), st.Learners...) {
+				if id != n.cfg.ID {
+					out[id] = append(out[id], s)
+				}
+			}
+		}
+		for id, samples := range out {
+			body, _ := json.Marshal(samples)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_, _ = n.tr.Call(ctx, id, methodClosed, body)
+			}()
+		}
+	}
+}
+
+func (n *Node) handleClosed(body []byte) ([]byte, error) {
+	var samples []closedSample
+	if err := json.Unmarshal(body, &samples); err != nil {
+		return nil, fmt.Errorf("node: bad closed timestamps: %w", err)
+	}
+	for _, s := range samples {
+		n.closed.add(s)
+	}
+	return nil, nil
+}
