@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned (possibly wrapped) by Client.Read for a key that
+// does not exist. Run counts such reads apart from errors.
+var ErrNotFound = errors.New("bench: key not found")
+
+// Client is one simulated client: one connection to the system under test,
+// used by one goroutine at a time.
+type Client interface {
+	// Read returns the value of key, or an error wrapping ErrNotFound.
+	Read(ctx context.Context, key string) ([]byte, error)
+	// Update sets key to value. The client must not keep value after
+	// Update returns: the runner reuses the buffer.
+	Update(ctx context.Context, key string, value []byte) error
+	// Close releases the connection.
+	Close() error
+}
+
+// Target is a system under test: it makes one Client per simulated client.
+type Target interface {
+	// Name identifies the target in reports, e.g. "resp://127.0.0.1:6379".
+	Name() string
+	// NewClient opens a new client. It may be called from several
+	// goroutines.
+	NewClient(ctx context.Context) (Client, error)
+	// Close releases what the target holds (not the clients: close those
+	// first).
+	Close() error
+}
+
+// FuncTarget adapts a function to a Target, for in-process targets such as
+// a Meridian cluster started by the caller.
+type FuncTarget struct {
+	Label string
+	New   func(ctx context.Context) (Client, error)
+	// Done is called by Close; nil means nothing to release.
+	Done func() error
+}
+
+// Name implements Target.
+func (f *FuncTarget) Name() string { return f.Label }
+
+// NewClient implements Target.
+func (f *FuncTarget) NewClient(ctx context.Context) (Client, error) { return f.New(ctx) }
+
+// Close implements Target.
+func (f *FuncTarget) Close() error {
+	if f.Done == nil {
+		return nil
+	}
+	return f.Done()
+}
+
+// Default timeouts of the network targets.
+const (
+	DefaultDialTimeout = 5 * time.Second
+	DefaultOpTimeout   = 10 * time.Second
+)
+
+// RESPOptions tunes a RESP target. The zero value is fine.
+type RESPOptions struct {
+	// DialTimeout bounds connecting and the reachability check; 0 means
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// OpTimeout bounds reading or writing one command; 0 means
+	// DefaultOpTimeout.
+	OpTimeout time.Duration
+	// Username and Password for AUTH, if the server wants them.
+	Username, Password string
+	// ConnectCommands are sent on every new connection before it is used,
+	// e.g. {"MERIDIAN.CONSISTENCY", "eventual"} to benchmark Meridian's
+	// local reads.
+	ConnectCommands [][]any
+}
+
+// RESPTarget benchmarks a server that speaks the Redis protocol (Meridian,
+// Redis, Valkey...) with GET and SET. Every client has its own connection,
+// like redis-benchmark -c.
+type RESPTarget struct {
+	addr string
+	opts RESPOptions
+}
+
+// NewRESPTarget checks that a RESP server answers PING at addr (host:port)
+// and returns a target for it. An unreachable or unhappy server is reported
+// here, before any load is sent.
+func NewRESPTarget(ctx context.Context, addr string, opts RESPOptions) (*RESPTarget, error) {
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = DefaultOpTimeout
+	}
+	t := &RESPTarget{addr: addr, opts: opts}
+	rdb := t.newRedis(1) // fail fast: this is the reachability check
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout+opts.OpTimeout)
+	defer cancel()
+	res, err := rdb.Ping(pctx).Result()
+	switch {
+	case err != nil && isRedisReply(err):
+		return nil, fmt.Errorf("bench: RESP target %s answered PING with an error: %w", addr, err)
+	case err != nil:
+		return nil, fmt.Errorf("bench: RESP target %s is unreachable (or does not speak RESP): %w", addr, err)
+	case res != "PONG":
+		return nil, fmt.Errorf("bench: RESP target %s answered PING with %q, not PONG", addr, res)
+	}
+	return t, nil
+}
+
+func isRedisReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+// newRedis returns a one-connection client; dialRetries 0 means go-redis's
+// default.
+func (t *RESPTarget) newRedis(dialRetries int) *redis.Client {
+	o := &redis.Options{
+		Addr:                  t.addr,
+		Protocol:              2,
+		Username:              t.opts.Username,
+		Password:              t.opts.Password,
+		DialTimeout:           t.opts.DialTimeout,
+		ReadTimeout:           t.opts.OpTimeout,
+		WriteTimeout:          t.opts.OpTimeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              1,
+		MaxRetries:            -1, // a retry would hide a failure inside a latency
+		DisableIdentity:       true,
+		DialerRetries:         dialRetries,
+	}
+	if len(t.opts.ConnectCommands) > 0 {
+		cmds := t.opts.ConnectCommands
+		o.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+			for _, c := range cmds {
+				if err := cn.Do(ctx, c...).Err(); err != nil {
+					return fmt.Errorf("bench: connect command %v: %w", c, err)
+				}
+			}
+			return nil
+		}
+	}
+	return redis.NewClient(o)
+}
+
+// Name implements Target.
+func (t *RESPTarget) Name() string { return "resp://" + t.addr }
+
+// NewClient implements Target. The connection is opened by the first
+// operation.
+func (t *RESPTarget) NewClient(context.Context) (Client, error) {
+	return &respClient{rdb: t.newRedis(0)}, nil
+}
+
+// Close implements Target.
+func (t *RESPTarget) Close() error { return nil }
+
+type respClient struct{ rdb *redis.Client }
+
+func (c *respClient) Read(ctx context.Context, key string) ([]byte, error) {
+	v, err := c.rdb.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	return v, err
+}
+
+func (c *respClient) Update(ctx context.Context, key string, value []byte) error {
+	return c.rdb.Set(ctx, key, value, 0).Err()
+}
+
+func (c *respClient) Close() error { return c.rdb.Close() }

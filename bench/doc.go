@@ -1,0 +1,31 @@
+// Package bench drives YCSB-like workloads against Meridian and against peer
+// systems (Redis over RESP, etcd over its JSON gateway) so that they can be
+// measured side by side on the same machine, and computes the physical
+// floors (quorum round trip, one-way delay, fsync) that Meridian's figures
+// are compared with (see BENCHMARKS.md).
+//
+// The pieces:
+//
+//   - key choosers: Uniform, Zipfian (scrambled, theta 0.99) and Latest,
+//     deterministic given a seed;
+//   - workloads A, B, C, D and F (ParseWorkload) and the Params of a run
+//     (Params.Validate);
+//   - the Client and Target interfaces, with a RESP target (Meridian, Redis)
+//     and an etcd v3 target, and ParseTarget for the command line's target
+//     syntax;
+//   - Run, which loads the records, runs the clients and returns a Report
+//     (a table with WriteTable, or JSON);
+//   - Histogram, a mergeable log-linear latency histogram (about 0.4%
+//     relative error);
+//   - the floors: SyncWriteFloor, AsyncLagFloor, ComputeFloors and
+//     MeasureFsync; for a Meridian cluster, DiscoverMeridian (its HTTP
+//     /v1/cluster) and MeridianFloors, whose FloorReport Apply sets the
+//     floors of a report's operations;
+//   - RunLag, the replication-lag workload: write in one region, poll
+//     eventual reads in the others until the value shows up.
+//
+// The `meridian bench` command (cmd/meridian/bench.go) puts these together.
+//
+// Nothing here asserts absolute speed: a run produces numbers to compare
+// with a peer measured in the same run and with the floor.
+package bench

@@ -1,0 +1,344 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Phases of a run, as Progress.Phase names them.
+const (
+	PhaseLoad = "load"
+	PhaseRun  = "run"
+)
+
+// Progress is what Run tells its progress callback, once per
+// Params.ProgressInterval and once at the end of each phase.
+type Progress struct {
+	Phase   string        // PhaseLoad or PhaseRun
+	Elapsed time.Duration // since the phase started
+	Ops     int64         // operations finished in the phase so far, errors included
+	Errors  int64         // of which failed
+	Rate    float64       // operations per second since the previous report
+	Final   bool          // the last report of the phase
+}
+
+// Run benchmarks t with p: it opens p.Clients clients, writes every record
+// once (unless p.NoLoad), then runs the workload for p.Duration or
+// p.Operations and returns the report. progress, if not nil, is called from
+// one goroutine at a time. Run closes the clients it opened, not t.
+//
+// Run checks p before opening anything. If ctx ends, Run stops early and
+// returns the partial report with ctx's error; if every operation of a phase
+// failed it returns the report with an error quoting the first failure.
+func Run(ctx context.Context, t Target, p Params, progress func(Progress)) (*Report, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return nil, errors.New("bench: no target")
+	}
+	clients := make([]Client, 0, p.Clients)
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for i := range p.Clients {
+		c, err := t.NewClient(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("bench: opening client %d of %d to %s: %w", i+1, p.Clients, t.Name(), err)
+		}
+		clients = append(clients, c)
+	}
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	r := &runner{p: p, clients: clients, progress: progress, interval: p.ProgressInterval}
+	if r.interval <= 0 {
+		r.interval = time.Second
+	}
+	rep := newReport(t.Name(), p)
+	if !p.NoLoad {
+		stats, elapsed := r.phase(ctx, PhaseLoad, r.loadClient)
+		h := stats[OpInsert]
+		or := h.report(OpInsert.String(), elapsed)
+		rep.Load = &or
+		rep.LoadElapsedS = round(elapsed.Seconds(), 3)
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		if h.hist.Count() == 0 && h.errors > 0 {
+			return rep, fmt.Errorf("bench: every insert of the load phase failed; the first: %v", h.firstErr)
+		}
+	}
+	r.inserted.Store(p.Records)
+	r.acked.init(p.Records)
+	stats, elapsed := r.phase(ctx, PhaseRun, r.runClient)
+	rep.fill(stats, elapsed)
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	if rep.Total.Count == 0 && rep.Total.Errors > 0 {
+		return rep, fmt.Errorf("bench: every operation failed; the first: %s", rep.firstError())
+	}
+	return rep, nil
+}
+
+type runner struct {
+	p        Params
+	clients  []Client
+	progress func(Progress)
+	interval time.Duration
+
+	// Per phase.
+	done   atomic.Int64 // operations finished
+	errs   atomic.Int64 // operations failed
+	ticket atomic.Int64 // load: next record; run: operations started
+
+	// Run phase: records inserted (next insert index) and acknowledged.
+	inserted atomic.Int64
+	acked    ackCounter
+}
+
+// opStats accumulates one operation kind for one client (then merged).
+type opStats struct {
+	hist     Histogram
+	errors   int64
+	notFound int64
+	firstErr error
+}
+
+func (s *opStats) merge(o *opStats) {
+	s.hist.Merge(&o.hist)
+	s.errors += o.errors
+	s.notFound += o.notFound
+	if s.firstErr == nil {
+		s.firstErr = o.firstErr
+	}
+}
+
+type phaseStats [numOps]opStats
+
+// phase runs body on every client concurrently, reporting progress, and
+// returns the merged statistics and the phase's wall time.
+func (r *runner) phase(ctx context.Context, name string, body func(ctx context.Context, i int, st *phaseStats)) (*phaseStats, time.Duration) {
+	r.done.Store(0)
+	r.errs.Store(0)
+	r.ticket.Store(0)
+	per := make([]phaseStats, len(r.clients))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range r.clients {
+		wg.Go(func() { body(ctx, i, &per[i]) })
+	}
+	finished := make(chan struct{})
+	tickerDone := make(chan struct{})
+	go func() {
+		defer close(tickerDone)
+		tk := time.NewTicker(r.interval)
+		defer tk.Stop()
+		lastOps, lastT := int64(0), start
+		for {
+			select {
+			case <-finished:
+				return
+			case now := <-tk.C:
+				ops := r.done.Load()
+				r.progress(Progress{Phase: name, Elapsed: now.Sub(start), Ops: ops, Errors: r.errs.Load(),
+					Rate: rate(ops-lastOps, now.Sub(lastT))})
+				lastOps, lastT = ops, now
+			}
+		}
+	}()
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(finished)
+	<-tickerDone
+	var total phaseStats
+	for i := range per {
+		for o := range total {
+			total[o].merge(&per[i][o])
+		}
+	}
+	ops := r.done.Load()
+	r.progress(Progress{Phase: name, Elapsed: elapsed, Ops: ops, Errors: r.errs.Load(), Rate: rate(ops, elapsed), Final: true})
+	return &total, elapsed
+}
+
+func rate(ops int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(ops) / d.Seconds()
+}
+
+// clientSeed derives an independent seed for client i (SplitMix64).
+func clientSeed(seed uint64, i int) uint64 {
+	z := seed + uint64(i+1)*0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// valueBuf is a client's value: random printable bytes, with a counter
+// stamped at the front of every write so that successive values differ.
+type valueBuf struct {
+	b []byte
+	n uint64
+}
+
+func newValueBuf(size int, rng *rand.Rand) *valueBuf {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = alphabet[rng.IntN(len(alphabet))]
+	}
+	return &valueBuf{b: b}
+}
+
+func (v *valueBuf) next() []byte {
+	v.n++
+	x := v.n
+	for i := 0; i < len(v.b) && i < 8; i++ {
+		v.b[i] = 'a' + byte(x%26)
+		x /= 26
+	}
+	return v.b
+}
+
+// do times one operation and books it. It returns false when ctx has ended
+// (the operation is then not counted).
+func (r *runner) do(ctx context.Context, st *opStats, f func() error) bool {
+	t0 := time.Now()
+	err := f()
+	d := time.Since(t0)
+	switch {
+	case err == nil:
+		st.hist.RecordDuration(d)
+	case errors.Is(err, ErrNotFound):
+		st.hist.RecordDuration(d)
+		st.notFound++
+	case ctx.Err() != nil:
+		return false
+	default:
+		st.errors++
+		r.errs.Add(1)
+		if st.firstErr == nil {
+			st.firstErr = err
+		}
+	}
+	r.done.Add(1)
+	return true
+}
+
+func (r *runner) loadClient(ctx context.Context, i int, st *phaseStats) {
+	c := r.clients[i]
+	rng := newRand(clientSeed(r.p.Seed, i), 100)
+	val := newValueBuf(r.p.ValueSize, rng)
+	prefix := r.p.keyPrefix()
+	for ctx.Err() == nil {
+		rec := r.ticket.Add(1) - 1
+		if rec >= r.p.Records {
+			return
+		}
+		key := KeyName(prefix, rec)
+		if !r.do(ctx, &st[OpInsert], func() error { return c.Update(ctx, key, val.next()) }) {
+			return
+		}
+	}
+}
+
+func (r *runner) runClient(ctx context.Context, i int, st *phaseStats) {
+	c := r.clients[i]
+	seed := clientSeed(r.p.Seed, i)
+	rng := newRand(seed, 200)
+	val := newValueBuf(r.p.ValueSize, rng)
+	prefix := r.p.keyPrefix()
+	keys, err := NewKeyChooser(r.p.distribution(), r.p.Records, r.acked.load, seed)
+	if err != nil { // Validate has checked the distribution
+		panic(err)
+	}
+	var deadline time.Time
+	if r.p.Duration > 0 {
+		deadline = time.Now().Add(r.p.Duration)
+	}
+	w := r.p.Workload
+	for ctx.Err() == nil {
+		if r.p.Operations > 0 {
+			if r.ticket.Add(1) > r.p.Operations {
+				return
+			}
+		} else if !time.Now().Before(deadline) {
+			return
+		}
+		op := w.choose(rng.Float64())
+		var ok bool
+		switch op {
+		case OpRead:
+			key := KeyName(prefix, keys.Next())
+			ok = r.do(ctx, &st[OpRead], func() error { _, err := c.Read(ctx, key); return err })
+		case OpUpdate:
+			key := KeyName(prefix, keys.Next())
+			ok = r.do(ctx, &st[OpUpdate], func() error { return c.Update(ctx, key, val.next()) })
+		case OpInsert:
+			rec := r.inserted.Add(1) - 1
+			key := KeyName(prefix, rec)
+			ok = r.do(ctx, &st[OpInsert], func() error { return c.Update(ctx, key, val.next()) })
+			// Acknowledge even a failed insert so that the latest chooser
+			// keeps moving; a read of it is then counted as not found.
+			r.acked.ack(rec)
+		case OpRMW:
+			key := KeyName(prefix, keys.Next())
+			ok = r.do(ctx, &st[OpRMW], func() error {
+				if _, err := c.Read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				return c.Update(ctx, key, val.next())
+			})
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// ackCounter tracks inserts that finished, possibly out of order, and
+// exposes the length of the finished prefix: records below it may be read.
+type ackCounter struct {
+	mu      sync.Mutex
+	limit   atomic.Int64
+	pending map[int64]struct{}
+}
+
+func (a *ackCounter) init(n int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.limit.Store(n)
+	a.pending = map[int64]struct{}{}
+}
+
+func (a *ackCounter) ack(i int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.limit.Load()
+	if i != l {
+		a.pending[i] = struct{}{}
+		return
+	}
+	l++
+	for {
+		if _, ok := a.pending[l]; !ok {
+			break
+		}
+		delete(a.pending, l)
+		l++
+	}
+	a.limit.Store(l)
+}
+
+func (a *ackCounter) load() int64 { return a.limit.Load() }

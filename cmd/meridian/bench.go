@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meridian-db/meridian/bench"
+	"github.com/meridian-db/meridian/demo"
+	"github.com/meridian-db/meridian/netsim"
+)
+
+// benchFlags are the options of `meridian bench`; the zero value of an
+// optional one means "not set".
+type benchFlags struct {
+	workload     string
+	distribution string
+	records      int64
+	valueSize    int
+	clients      int
+	duration     time.Duration
+	ops          int64
+	target       string
+	json         bool
+	seed         uint64
+	noLoad       bool
+
+	// Meridian only.
+	keyspace    string
+	consistency string
+	// In-process clusters only.
+	region       string
+	regions      string
+	basePort     int
+	fsyncSamples int
+	// The lag workload.
+	lagTimeout time.Duration
+
+	// progressInterval: 0 means every second (tests shorten it).
+	progressInterval time.Duration
+}
+
+// Defaults of `meridian bench`.
+const (
+	benchDefaultTarget       = "inproc:world"
+	benchDefaultFsyncSamples = 25
+	// Keyspaces the demo cluster creates.
+	demoSyncKeyspace  = "default"
+	demoAsyncKeyspace = "async"
+)
+
+func benchCmd() *cobra.Command {
+	def := bench.DefaultParams()
+	f := benchFlags{
+		workload: def.Workload.Name, records: def.Records, valueSize: def.ValueSize, clients: def.Clients,
+		duration: def.Duration, target: benchDefaultTarget, seed: def.Seed, fsyncSamples: benchDefaultFsyncSamples,
+		lagTimeout: bench.DefaultLagTimeout,
+	}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmark Meridian (or Redis, or etcd) with a YCSB-like workload, next to the physical floors",
+		Long: `Benchmark a YCSB-like workload against a RESP server (Meridian, Redis), an etcd
+cluster, or a Meridian cluster started in this process on an emulated network.
+
+Workloads: A (50% read, 50% update), B (95/5), C (read only), D (read latest,
+5% insert), F (50% read, 50% read-modify-write), and lag: write in a
+keyspace's home region and time how long until an eventual read sees the
+value in every other region (in-process targets only).
+
+Targets:
+  resp://HOST:PORT                  Meridian or Redis over RESP
+  etcd://HOST:PORT[,HOST:PORT...]   etcd v3 through its JSON gateway
+  inproc:world | inproc:none        a Meridian cluster in this process (as
+  inproc:MATRIX.json                'meridian demo' runs it), benchmarked over
+                                    RESP at its node in --region
+
+For in-process targets the report shows each operation's physical floor (the
+quorum round trip from the emulated world matrix plus the measured fsync, and
+the round trip to the leader from another region) and the ratio to it.
+Progress goes to stderr, the report (a table, or JSON with --json) to stdout.
+
+Examples:
+  meridian bench --target inproc:world --workload A --clients 20 --duration 20s
+  meridian bench --target inproc:world --workload lag --duration 10s --clients 4
+  meridian bench --target resp://127.0.0.1:6379 --workload C --ops 100000 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fl := cmd.Flags()
+			if fl.Changed("ops") && !fl.Changed("duration") {
+				f.duration = 0
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runBench(ctx, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.workload, "workload", f.workload, "A, B, C, D or F (YCSB mixes), or lag (replication lag between regions)")
+	fl.StringVar(&f.distribution, "distribution", "", "key distribution: zipfian, uniform or latest (default: the workload's, zipfian except latest for D)")
+	fl.Int64Var(&f.records, "records", f.records, "records loaded first, then read and updated")
+	fl.IntVar(&f.valueSize, "value-size", f.valueSize, "size in bytes of every value written (1 to 16 MiB)")
+	fl.IntVar(&f.clients, "clients", f.clients, "concurrent clients, one connection each (lag: concurrent writers)")
+	fl.DurationVar(&f.duration, "duration", f.duration, "length of the run phase (give this or --ops)")
+	fl.Int64Var(&f.ops, "ops", 0, "operations of the run phase, shared by the clients (instead of --duration)")
+	fl.StringVar(&f.target, "target", f.target, "resp://HOST:PORT, etcd://HOST:PORT[,HOST:PORT...], inproc:world, inproc:none or inproc:MATRIX.json")
+	fl.BoolVar(&f.json, "json", false, "print the report as JSON on stdout")
+	fl.Uint64Var(&f.seed, "seed", f.seed, "seed of the operation and key sequences")
+	fl.BoolVar(&f.noLoad, "no-load", false, "skip the load phase (the records are already there)")
+	fl.StringVar(&f.keyspace, "keyspace", "", "Meridian keyspace (sent as MERIDIAN.KEYSPACE; in-process default: "+demoSyncKeyspace+", the sync keyspace, or "+demoAsyncKeyspace+" for --workload lag)")
+	fl.StringVar(&f.consistency, "consistency", "", "Meridian read consistency, sent as MERIDIAN.CONSISTENCY (default: the server's, strong); for etcd, serializable or eventual make reads serializable")
+	fl.StringVar(&f.region, "region", "", "in-process targets: the region of the node benchmarked (default: the first region)")
+	fl.StringVar(&f.regions, "regions", "", "in-process targets: comma-separated regions of the cluster (default: the demo's, us-east,eu-west,ap-southeast)")
+	fl.IntVar(&f.basePort, "base-port", 0, "in-process targets: first RESP port, HTTP ports at +1000 (default 0: free ports)")
+	fl.IntVar(&f.fsyncSamples, "fsync-samples", f.fsyncSamples, "in-process targets: fsyncs timed in the data directory for the floors (0: do not measure)")
+	fl.DurationVar(&f.lagTimeout, "lag-timeout", f.lagTimeout, "lag workload: how long a value may take to show up in a region before it counts as a timeout")
+	return cmd
+}
+
+// runBench is the whole command: it checks every option and the target
+// before sending any load, runs the workload, and writes the report to
+// stdout and progress to stderr.
+func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error {
+	lag := strings.EqualFold(strings.TrimSpace(f.workload), bench.LagWorkloadName)
+	var (
+		params    bench.Params
+		lagParams bench.LagParams
+	)
+	if lag {
+		if f.distribution != "" {
+			return errors.New("bench: --distribution does not apply to the lag workload (every writer cycles through its own keys)")
+		}
+		if f.consistency != "" {
+			return errors.New("bench: --consistency does not apply to the lag workload (it reads at eventual consistency)")
+		}
+		if f.region != "" {
+			return errors.New("bench: --region does not apply to the lag workload (it writes in the keyspace's home region and reads in every other)")
+		}
+		lagParams = bench.LagParams{
+			Clients: f.clients, Duration: f.duration, Operations: f.ops, Records: f.records, ValueSize: f.valueSize,
+			Timeout: f.lagTimeout, ProgressInterval: f.progressInterval,
+		}
+		if f.lagTimeout <= 0 {
+			return fmt.Errorf("bench: --lag-timeout must be positive, not %v", f.lagTimeout)
+		}
+		if err := lagParams.Validate(); err != nil {
+			return err
+		}
+	} else {
+		w, err := bench.ParseWorkload(f.workload)
+		if err != nil {
+			return fmt.Errorf("%w, or lag", err)
+		}
+		params = bench.Params{
+			Workload: w, Distribution: f.distribution, Records: f.records, ValueSize: f.valueSize, Clients: f.clients,
+			Duration: f.duration, Operations: f.ops, NoLoad: f.noLoad, Seed: f.seed, ProgressInterval: f.progressInterval,
+		}
+		if err := params.Validate(); err != nil {
+			return err
+		}
+	}
+	spec, err := bench.ParseTarget(f.target)
+	if err != nil {
+		return err
+	}
+	if spec.Kind != bench.TargetInproc {
+		switch {
+		case lag:
+			return fmt.Errorf("bench: the lag workload needs a node in every region: use an in-process target (inproc:world), not %s", spec)
+		case f.region != "" || f.regions != "" || f.basePort != 0:
+			return fmt.Errorf("bench: --region, --regions and --base-port apply to in-process targets only, not %s", spec)
+		}
+	}
+	if f.basePort < 0 || f.basePort > 65535-1000 {
+		return fmt.Errorf("bench: --base-port %d is not a port (0 picks free ones)", f.basePort)
+	}
+	if f.fsyncSamples < 0 {
+		return fmt.Errorf("bench: --fsync-samples must not be negative, not %d", f.fsyncSamples)
+	}
+	progress := newProgressPrinter(stderr)
+	switch spec.Kind {
+	case bench.TargetRESP:
+		var connect [][]any
+		if f.keyspace != "" {
+			connect = append(connect, []any{"MERIDIAN.KEYSPACE", f.keyspace})
+		}
+		if f.consistency != "" {
+			connect = append(connect, []any{"MERIDIAN.CONSISTENCY", f.consistency})
+		}
+		t, err := bench.NewRESPTarget(ctx, spec.Addrs[0], bench.RESPOptions{ConnectCommands: connect})
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		rep, err := bench.Run(ctx, t, params, progress)
+		return finishReport(rep, err, f.json, stdout)
+	case bench.TargetEtcd:
+		if f.keyspace != "" {
+			return errors.New("bench: --keyspace applies to Meridian targets only")
+		}
+		var opts bench.EtcdOptions
+		switch strings.ToLower(f.consistency) {
+		case "", "strong", "linearizable":
+		case "serializable", "eventual":
+			opts.Serializable = true
+		default:
+			return fmt.Errorf("bench: etcd reads are linearizable or serializable, not %q", f.consistency)
+		}
+		t, err := bench.NewEtcdTarget(ctx, spec.Addrs, opts)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		rep, err := bench.Run(ctx, t, params, progress)
+		return finishReport(rep, err, f.json, stdout)
+	case bench.TargetInproc:
+		return runInproc(ctx, f, spec, lag, params, lagParams, progress, stdout, stderr)
+	}
+	return fmt.Errorf("bench: unsupported target %s", spec)
+}
+
+// finishReport prints the report, if any, and passes err on. A partial
+// report (interrupted run) is printed too.
+func finishReport(rep *bench.Report, err error, asJSON bool, stdout io.Writer) error {
+	if rep != nil && (err == nil || rep.Total.Count > 0) {
+		var werr error
+		if asJSON {
+			werr = rep.WriteJSON(stdout)
+		} else {
+			werr = rep.WriteTable(stdout)
+		}
+		if err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// runInproc starts a Meridian cluster in this process, benchmarks it and
+// stops it.
+func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, lag bool, params bench.Params, lagParams bench.LagParams,
+	progress func(bench.Progress), stdout, stderr io.Writer) error {
+	matrix, err := netsim.MatrixFor(spec.Latency)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	keyspace := f.keyspace
+	if keyspace == "" {
+		keyspace = demoSyncKeyspace
+		if lag {
+			keyspace = demoAsyncKeyspace
+		}
+	}
+	fmt.Fprintf(stderr, "starting an in-process Meridian cluster (latency %s)\n", spec.Latency)
+	cl, err := startInprocCluster(ctx, demo.Options{Regions: splitList(f.regions), Latency: spec.Latency, BasePort: f.basePort})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(stderr, "stopping the in-process cluster")
+		if err := cl.stop(); err != nil {
+			fmt.Fprintf(stderr, "bench: stopping the in-process cluster: %v\n", err)
+		}
+	}()
+	info, err := bench.DiscoverMeridian(ctx, cl.httpAddr)
+	if err != nil {
+		return err
+	}
+	ks, err := info.FindKeyspace(keyspace)
+	if err != nil {
+		return err
+	}
+	regions := info.NodeRegions()
+	clientRegion := f.region
+	switch {
+	case lag:
+		clientRegion = ks.HomeRegion
+	case clientRegion == "":
+		clientRegion = regions[0]
+	case !slices.Contains(regions, clientRegion):
+		return fmt.Errorf("bench: --region %s has no node (the cluster's regions: %s)", clientRegion, strings.Join(regions, ", "))
+	}
+	node, ok := info.NodeIn(clientRegion)
+	if !ok {
+		return fmt.Errorf("bench: no node serves RESP in %s", clientRegion)
+	}
+	// Floors: the matrix's round trips and fsync measured where the nodes
+	// keep their data.
+	var fsync time.Duration
+	if f.fsyncSamples > 0 {
+		if fsync, err = bench.MeasureFsync(cl.dataDir, f.fsyncSamples); err != nil {
+			return err
+		}
+	}
+	readLevel := f.consistency
+	if lag {
+		readLevel = "eventual"
+	}
+	floors, err := bench.MeridianFloors(info, ks, bench.MatrixRTT(matrix), clientRegion, fsync, readLevel)
+	if err != nil {
+		return err
+	}
+	floors.Latency = spec.Latency
+	label := fmt.Sprintf("%s (node %d in %s, keyspace %s, %s)", spec, node.ID, clientRegion, ks.Name, ks.Strategy)
+	connect := [][]any{{"MERIDIAN.KEYSPACE", ks.Name}}
+	if lag {
+		return runInprocLag(ctx, info, ks, floors, matrix, label, connect, lagParams, f, progress, stdout, stderr)
+	}
+	if f.consistency != "" {
+		connect = append(connect, []any{"MERIDIAN.CONSISTENCY", f.consistency})
+	}
+	t, err := bench.NewRESPTarget(ctx, node.RESPAddr, bench.RESPOptions{ConnectCommands: connect})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	fmt.Fprintf(stderr, "benchmarking node %d in %s over RESP (%s), keyspace %s (%s); write floor %.3g ms\n",
+		node.ID, clientRegion, node.RESPAddr, ks.Name, ks.Strategy, floors.WriteMS)
+	rep, err := bench.Run(ctx, &labeled{Target: t, label: label}, params, progress)
+	if rep != nil {
+		floors.Apply(rep)
+		rep.Notes = append(rep.Notes, "floors from the emulated network's matrix (not measured round trips) plus the fsync measured in the data directory; reads served in the client's region have a floor of 0 and no ratio")
+	}
+	return finishReport(rep, err, f.json, stdout)
+}
+
+// runInprocLag runs the lag workload on an in-process cluster: writes at
+// the keyspace's home region, eventual reads at one node of every other
+// region of the keyspace.
+func runInprocLag(ctx context.Context, info *bench.MeridianCluster, ks *bench.MeridianKeyspace, floors *bench.FloorReport, matrix netsim.Matrix,
+	label string, connect [][]any, p bench.LagParams, f benchFlags, progress func(bench.Progress), stdout, stderr io.Writer) error {
+	from := ks.HomeRegion
+	writer, ok := info.NodeIn(from)
+	if !ok {
+		return fmt.Errorf("bench: no node serves RESP in %s, the home region of %s", from, ks.Name)
+	}
+	ksRegions := ks.Regions
+	if len(ksRegions) == 0 {
+		ksRegions = info.NodeRegions()
+	}
+	wt, err := bench.NewRESPTarget(ctx, writer.RESPAddr, bench.RESPOptions{ConnectCommands: connect})
+	if err != nil {
+		return err
+	}
+	readConnect := append(slices.Clone(connect), []any{"MERIDIAN.CONSISTENCY", "eventual"})
+	readers := map[string]*bench.RESPTarget{}
+	var others []string
+	for _, r := range ksRegions {
+		if r == from {
+			continue
+		}
+		n, ok := info.NodeIn(r)
+		if !ok {
+			return fmt.Errorf("bench: no node serves RESP in %s", r)
+		}
+		rt, err := bench.NewRESPTarget(ctx, n.RESPAddr, bench.RESPOptions{ConnectCommands: readConnect})
+		if err != nil {
+			return err
+		}
+		readers[r] = rt
+		others = append(others, r)
+	}
+	if len(others) == 0 {
+		return fmt.Errorf("bench: keyspace %s has no region other than %s to measure lag to", ks.Name, from)
+	}
+	t := bench.LagTarget{
+		Label: label, From: from, Regions: others,
+		NewWriter: wt.NewClient,
+		NewReader: func(ctx context.Context, region string) (bench.Client, error) { return readers[region].NewClient(ctx) },
+	}
+	fmt.Fprintf(stderr, "measuring replication lag of keyspace %s (%s): writes at node %d in %s, eventual reads in %s\n",
+		ks.Name, ks.Strategy, writer.ID, from, strings.Join(others, ", "))
+	rep, err := bench.RunLag(ctx, t, p, progress)
+	if rep != nil {
+		floors.Apply(rep)
+		rtt := bench.MatrixRTT(matrix)
+		for _, r := range others {
+			if d, ferr := bench.AsyncLagFloor(rtt, from, r); ferr == nil {
+				rep.SetLagFloor(r, d)
+			}
+		}
+		rep.Notes = append(rep.Notes,
+			"lag is timed from sending the write to the first eventual read returning it (reads every 1 ms); its floor is the one-way delay RTT/2 of the emulated matrix",
+			"'after ack' times from the write's acknowledgement instead; 0 means the value was visible before the write was acknowledged")
+	}
+	return finishReport(rep, err, f.json, stdout)
+}
+
+// labeled renames a target in the report.
+type labeled struct {
+	bench.Target
+	label string
+}
+
+func (l *labeled) Name() string { return l.label }
+
+// inprocCluster is a demo cluster running in this process.
+type inprocCluster struct {
+	httpAddr string // the first node's HTTP API
+	dataDir  string
+	stop     func() error
+}
+
+// inprocStartTimeout bounds the start of an in-process cluster.
+const inprocStartTimeout = 2 * time.Minute
+
+var (
+	demoHTTPRE  = regexp.MustCompile(`http://(\S+)`)
+	demoReadyRE = regexp.MustCompile(`(?i)\bare ready\b`)
+)
+
+// startInprocCluster runs demo.Run (as `meridian demo` does) until its
+// cluster is ready, with its data in a new temporary directory, and returns
+// how to reach it. stop ends the demo and removes the data.
+func startInprocCluster(ctx context.Context, opts demo.Options) (*inprocCluster, error) {
+	dir, err := os.MkdirTemp("", "meridian-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	opts.DataDir = dir
+	dctx, cancel := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := demo.Run(dctx, opts, pw)
+		pw.Close()
+		done <- err
+	}()
+	var stopped bool
+	var runErr error
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			runErr = <-done
+		}
+		if err := os.RemoveAll(dir); err != nil && runErr == nil {
+			runErr = err
+		}
+		return runErr
+	}
+	c := &inprocCluster{dataDir: dir, stop: stop}
+	// Should the demo never say it is ready, give up rather than hang.
+	timer := time.AfterFunc(inprocStartTimeout, func() {
+		pw.CloseWithError(fmt.Errorf("the cluster was not ready after %v", inprocStartTimeout))
+	})
+	defer timer.Stop()
+	sc := bufio.NewScanner(pr)
+	var out []string
+	ready := false
+	for sc.Scan() {
+		line := sc.Text()
+		out = append(out, line)
+		if m := demoHTTPRE.FindStringSubmatch(line); m != nil && c.httpAddr == "" {
+			c.httpAddr = strings.TrimRight(m[1], "/")
+		}
+		if demoReadyRE.MatchString(line) {
+			ready = true
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }() // the demo goes on writing
+	if !ready || c.httpAddr == "" {
+		err := sc.Err()
+		if serr := stop(); serr != nil {
+			err = serr
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err == nil {
+			err = fmt.Errorf("the demo stopped without saying it was ready:\n%s", strings.Join(out, "\n"))
+		}
+		return nil, fmt.Errorf("bench: starting the in-process cluster: %w", err)
+	}
+	return c, nil
+}
+
+// newProgressPrinter returns a progress callback writing to w: one line
+// rewritten in place on a terminal, else one line per report.
+func newProgressPrinter(w io.Writer) func(bench.Progress) {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return func(p bench.Progress) {
+		var line string
+		if p.Final {
+			line = fmt.Sprintf("%-4s done: %d ops in %.1fs, %.0f ops/s, %d errors", p.Phase, p.Ops, p.Elapsed.Seconds(), p.Rate, p.Errors)
+		} else {
+			line = fmt.Sprintf("%-4s %6.1fs %10d ops %10.0f ops/s %6d errors", p.Phase, p.Elapsed.Seconds(), p.Ops, p.Rate, p.Errors)
+		}
+		switch {
+		case !tty:
+			fmt.Fprintln(w, line)
+		case p.Final:
+			fmt.Fprintf(w, "\r%s\x1b[K\n", line)
+		default:
+			fmt.Fprintf(w, "\r%s\x1b[K", line)
+		}
+	}
+}
