@@ -69,6 +69,43 @@ const (
 	// package stream): the group's data is replaced by the source's. N is
 	// the stream's cursor after the chunk.
 	OpStreamChunk Op = 14
+
+	// Active keyspaces (see active.go). Every local op's last argument is
+	// its ActiveStamp (origin region and HLC time, filled in by the
+	// proposer); NowMS is required, and the stamp may not be more than
+	// MaxStampSkewMS ahead of it (ErrClockSkew). Counts in results are of
+	// this region's view.
+
+	// OpActiveSet writes the register Args[0] := Args[1]. Args[2] names the
+	// keyspace's resolver for conflicts ("" or "lww": last writer wins),
+	// Args[3] is the stamp. Flags: FlagNX, FlagXX, FlagGet (judged on this
+	// region's view). Int (an expiry) must be 0. N is 1 if written.
+	OpActiveSet Op = 15
+	// OpActiveDel deletes the keys Args[:n-1] whatever their types
+	// (tombstones); Args[n-1] is the stamp. N counts the live keys.
+	OpActiveDel Op = 16
+	// OpActiveIncr adds Int to the counter Args[0]; Args[1] is the stamp. N
+	// is the counter's new value.
+	OpActiveIncr Op = 17
+	// OpActiveSAdd adds the members Args[1:n-1] to the set Args[0];
+	// Args[n-1] is the stamp. N counts the members that were not there.
+	OpActiveSAdd Op = 18
+	// OpActiveSRem removes the members Args[1:n-1] from the set Args[0];
+	// Args[n-1] is the stamp. N counts the members removed.
+	OpActiveSRem Op = 19
+	// OpActiveHSet sets the fields Args[1], Args[3], ... of the hash Args[0]
+	// to Args[2], Args[4], ...; Args[n-1] is the stamp. N counts the new
+	// fields.
+	OpActiveHSet Op = 20
+	// OpActiveHDel deletes the fields Args[1:n-1] of the hash Args[0];
+	// Args[n-1] is the stamp. N counts the fields removed.
+	OpActiveHDel Op = 21
+	// OpActiveMerge merges other regions' states into this group: Args are
+	// pairs of a key and its full encoded state (the payload of its
+	// record, see ActiveChange). Conflicts found are written to the
+	// group's ledger in the same batch; N counts them. Merges are
+	// idempotent, commutative and associative.
+	OpActiveMerge Op = 22
 )
 
 // Flags of OpRole.
@@ -81,6 +118,9 @@ var opNames = [...]string{
 	OpSet: "set", OpDelete: "delete", OpGetDel: "getdel", OpIncrBy: "incrby", OpMSet: "mset",
 	OpSAdd: "sadd", OpSRem: "srem", OpHSet: "hset", OpHDel: "hdel", OpExpire: "expire", OpPersist: "persist", OpStreamApply: "streamapply",
 	OpRole: "role", OpStreamChunk: "streamchunk",
+	// Active keyspaces (active.go).
+	OpActiveSet: "activeset", OpActiveDel: "activedel", OpActiveIncr: "activeincr", OpActiveSAdd: "activesadd",
+	OpActiveSRem: "activesrem", OpActiveHSet: "activehset", OpActiveHDel: "activehdel", OpActiveMerge: "activemerge",
 }
 
 func (o Op) String() string {

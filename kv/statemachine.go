@@ -31,6 +31,12 @@ type StateMachine struct {
 	Cluster string
 	// OnApplied, if set, is called after applied commands are durable.
 	OnApplied func(index uint64)
+	// Region, if set, is the region of this region-local group: local ops
+	// of an active keyspace stamped with another region are refused
+	// (ErrBadCommand), since two groups issuing the same region's dots
+	// would corrupt the CRDTs. It is configuration, the same on every
+	// replica, so the check is deterministic.
+	Region string
 }
 
 // Apply implements raftgroup.StateMachine. It is deterministic: a record
@@ -47,7 +53,7 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	}
 	switch c.Op {
 	case OpStreamApply:
-		return sm.streamApply(b, c.Args[0])
+		return sm.streamApply(b, index, c.Args[0])
 	case OpStreamChunk:
 		return sm.streamChunk(b, c.Args[0])
 	case OpRole:
@@ -59,6 +65,9 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	}
 	if err := checkWrite(role, c.Epoch); err != nil {
 		return Result{Err: err}
+	}
+	if c.Op.active() { // active keyspaces: active.go
+		return sm.applyActive(b, index, c, 0, 0)
 	}
 	return sm.apply(b, c)
 }
@@ -112,6 +121,8 @@ func checkArgs(c Command) error {
 		ok = n >= 2
 	case OpHSet:
 		ok = n >= 3 && n%2 == 1
+	case OpActiveSet, OpActiveDel, OpActiveIncr, OpActiveSAdd, OpActiveSRem, OpActiveHSet, OpActiveHDel, OpActiveMerge:
+		ok = activeArgsOK(c.Op, n) // active.go
 	default:
 		return fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -380,7 +391,7 @@ func Get(db *storage.DB, group uint64, key []byte, nowMS int64) (Record, bool, e
 // replicated history: it failed the same way at the source and changes
 // nothing here either. Role changes and stream commands in the source's
 // log concern the source group alone and are skipped.
-func (sm *StateMachine) streamApply(b *storage.Batch, enc []byte) Result {
+func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) Result {
 	batch, err := stream.DecodeBatch(enc)
 	if err != nil {
 		return Result{Err: err}
@@ -403,6 +414,14 @@ func (sm *StateMachine) streamApply(b *storage.Batch, enc []byte) Result {
 		switch c.Op {
 		case OpStreamApply, OpStreamChunk, OpRole:
 			return nil
+		case OpActiveMerge: // active keyspaces (active.go): a failed merge stops the stream
+			if err := checkArgs(c); err != nil {
+				return err
+			}
+			return sm.applyActive(b, index, c, batch.Stream, ch.Index).Err
+		}
+		if c.Op.active() {
+			return nil // local active ops travel as merges (ActiveChange), never as themselves
 		}
 		if err := checkArgs(c); err != nil {
 			return nil // failed at the source too
