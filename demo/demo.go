@@ -186,8 +186,15 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			return err
 		}
 	}
+	// And an active one: every region writes, conflicts are merged.
+	if nodes[0].Metadata().Keyspaces["active"] == nil {
+		spec := metadata.KeyspaceSpec{Name: "active", Strategy: metadata.Active, HomeRegion: opts.Regions[0]}
+		if _, err := nodes[0].CreateKeyspace(setup, spec); err != nil {
+			return err
+		}
+	}
 	for _, n := range nodes {
-		for _, ks := range []string{"default", "async"} {
+		for _, ks := range []string{"default", "async", "active"} {
 			if err := n.WaitKeyspaceReady(setup, ks); err != nil {
 				return err
 			}

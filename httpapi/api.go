@@ -97,6 +97,7 @@ func New(n *node.Node, cfg Config) http.Handler {
 		{"POST /v1/keyspaces/{ks}/switchover", "keyspace.switchover", a.switchover},
 		{"POST /v1/keyspaces/{ks}/failover", "keyspace.failover", a.failover},
 		{"GET /v1/keyspaces/{ks}/lost-writes", "keyspace.lost_writes", a.lostWrites},
+		{"GET /v1/keyspaces/{ks}/conflicts", "keyspace.conflicts", a.conflicts},
 		{"GET /metrics", "metrics", a.serveMetrics},
 		{"GET /{$}", "dashboard", serveDashboard},
 	} {

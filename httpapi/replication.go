@@ -2,8 +2,11 @@ package httpapi
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node"
 )
 
 // AlterRequest is the body of PATCH /v1/keyspaces/{ks}: one region to add
@@ -100,5 +103,47 @@ func (a *api) lostWrites(w http.ResponseWriter, r *http.Request) error {
 		resp.Writes = []metadata.LostWrite{}
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// conflicts answers an active keyspace's conflict ledger as the answering
+// node's region recorded it: ?key=K, ?since_ms=T (Unix ms), ?limit=N and
+// ?after=GROUP:SEQ,... (the "after" of the previous answer, to follow).
+func (a *api) conflicts(w http.ResponseWriter, r *http.Request) error {
+	q := node.ConflictQuery{After: map[uint64]uint64{}}
+	v := r.URL.Query()
+	if k := v.Get("key"); k != "" {
+		q.Key = []byte(k)
+	}
+	if s := v.Get("since_ms"); s != "" {
+		ms, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || ms < 0 {
+			return errorf(CodeBadQuery, "since_ms %q: want Unix milliseconds", s)
+		}
+		q.SinceMS = ms
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			return errorf(CodeBadQuery, "limit %q: want 1 to 10000", s)
+		}
+		q.Limit = n
+	}
+	if s := v.Get("after"); s != "" {
+		for _, part := range strings.Split(s, ",") {
+			g, seq, ok := strings.Cut(part, ":")
+			gi, err1 := strconv.ParseUint(g, 10, 64)
+			si, err2 := strconv.ParseUint(seq, 10, 64)
+			if !ok || err1 != nil || err2 != nil {
+				return errorf(CodeBadQuery, "after %q: want GROUP:SEQ,...", s)
+			}
+			q.After[gi] = si
+		}
+	}
+	page, err := a.n.Conflicts(r.PathValue("ks"), q)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
 	return nil
 }

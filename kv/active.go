@@ -166,6 +166,9 @@ func ActiveCommand(op Op, s ActiveStamp, nowMS int64, args ...[]byte) Command {
 // active reports whether o is an op of active keyspaces.
 func (o Op) active() bool { return o >= OpActiveSet && o <= OpActiveMerge }
 
+// Active reports whether o is an op of active keyspaces.
+func (o Op) Active() bool { return o.active() }
+
 // activeArgsOK checks the number of arguments of an active op.
 func activeArgsOK(op Op, n int) bool {
 	switch op {

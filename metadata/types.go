@@ -5,6 +5,7 @@ import (
 
 	"fmt"
 	"github.com/meridian-db/meridian/consistency"
+	"github.com/meridian-db/meridian/crdt"
 	"regexp"
 	"slices"
 )
@@ -67,6 +68,11 @@ type KeyspaceSpec struct {
 	// consistency): strong for sync and async keyspaces, session for
 	// active ones, if empty.
 	Consistency string `json:"consistency,omitempty"`
+	// Resolver, for active keyspaces, names the function (registered with
+	// crdt.RegisterResolver in every node's program) that picks the value
+	// of a register written concurrently in several regions, instead of
+	// last-writer-wins.
+	Resolver string `json:"resolver,omitempty"`
 }
 
 // MaxShards bounds the shards of one keyspace.
@@ -83,9 +89,7 @@ func (s KeyspaceSpec) Normalize(clusterRegions []string) (KeyspaceSpec, error) {
 		s.Strategy = Sync
 	}
 	switch s.Strategy {
-	case Sync, Async:
-	case Active:
-		return s, fmt.Errorf("%w: strategy %q is not available yet (sync and async are)", ErrInvalidSpec, s.Strategy)
+	case Sync, Async, Active:
 	default:
 		return s, fmt.Errorf("%w: unknown strategy %q (want sync, async or active)", ErrInvalidSpec, s.Strategy)
 	}
@@ -132,6 +136,14 @@ func (s KeyspaceSpec) Normalize(clusterRegions []string) (KeyspaceSpec, error) {
 		}
 		s.Consistency = r.String()
 	}
+	if s.Resolver != "" {
+		if s.Strategy != Active {
+			return s, fmt.Errorf("%w: a resolver applies to active keyspaces only", ErrInvalidSpec)
+		}
+		if _, err := crdt.LookupResolver(s.Resolver); err != nil {
+			return s, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		}
+	}
 	if s.RPOBudgetMS != 0 && s.Strategy != Async {
 		return s, fmt.Errorf("%w: an RPO budget applies to async keyspaces only", ErrInvalidSpec)
 	}
@@ -147,9 +159,11 @@ type Shard struct {
 	// Initial are the voters the group was created with; they bootstrap
 	// it. Replicas added later start empty and are caught up by snapshot.
 	Initial []uint64 `json:"initial"`
-	// Regional lists, for an async keyspace, the shard's region-local
-	// group in every region of the keyspace; Group, Replicas and Initial
-	// above are then those of the primary (home) region's group.
+	// Regional lists, for async and active keyspaces, the shard's
+	// region-local group in every region of the keyspace; Group, Replicas
+	// and Initial above are then those of the primary (home) region's
+	// group (for active keyspaces, where every region writes, the home
+	// region's only names the shard).
 	Regional []RegionalGroup `json:"regional,omitempty"`
 }
 

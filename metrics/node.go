@@ -30,6 +30,7 @@ type nodeCollector struct {
 	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
 	peerRTT, peerReachable                          *prometheus.Desc
 	streamLagEntries, streamLagSeconds              *prometheus.Desc
+	conflicts                                       *prometheus.Desc
 }
 
 // hostCounters lists the counters read from raftgroup.Stats.
@@ -91,6 +92,8 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			"Entries an async stream this node sends has not had acknowledged yet.", streamLabels, nil),
 		streamLagSeconds: prometheus.NewDesc("meridian_stream_lag_seconds",
 			"Age of the oldest change an async stream this node sends has not had acknowledged (0 when caught up).", streamLabels, nil),
+		conflicts: prometheus.NewDesc("meridian_conflicts_recorded_total",
+			"Conflicts of an active keyspace recorded by this node's region (its replicas of the region's groups).", []string{"keyspace", "region"}, nil),
 	}
 	for _, hc := range hostCounters {
 		c.counters = append(c.counters, prometheus.NewDesc(hc.name, hc.help, nil, nil))
@@ -104,7 +107,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
-		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.streamLagEntries, c.streamLagSeconds} {
+		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.streamLagEntries, c.streamLagSeconds, c.conflicts} {
 		ch <- d
 	}
 }
@@ -187,6 +190,18 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		lv := []string{s.Keyspace, strconv.Itoa(s.Shard), s.FromRegion, s.ToRegion}
 		ch <- prometheus.MustNewConstMetric(c.streamLagEntries, prometheus.GaugeValue, float64(s.LagEntries), lv...)
 		ch <- prometheus.MustNewConstMetric(c.streamLagSeconds, prometheus.GaugeValue, float64(s.LagMS)/1000, lv...)
+	}
+	names := make([]string, 0, len(st.Keyspaces))
+	for name, ks := range st.Keyspaces {
+		if ks.Strategy == metadata.Active {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if page, err := n.Conflicts(name, node.ConflictQuery{Limit: 1, After: map[uint64]uint64{}}); err == nil {
+			ch <- prometheus.MustNewConstMetric(c.conflicts, prometheus.CounterValue, float64(page.Recorded), name, n.Region())
+		}
 	}
 }
 

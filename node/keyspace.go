@@ -34,7 +34,7 @@ func (n *Node) CreateKeyspace(ctx context.Context, spec metadata.KeyspaceSpec) (
 	rtt := n.regionRTT(ctx, spec.HomeRegion)
 	ks := &metadata.Keyspace{KeyspaceSpec: spec}
 	for i := range spec.Shards {
-		if spec.Strategy == metadata.Async {
+		if spec.Strategy == metadata.Async || spec.Strategy == metadata.Active {
 			// A region-local group in every region; the home region's is
 			// the primary.
 			sh := metadata.Shard{Index: i}

@@ -107,6 +107,9 @@ func (n *Node) MGet(ctx context.Context, keyspace string, keys [][]byte, c Consi
 				if recs[i], found[i], err = kv.Get(n.db, group, keys[i], now); err != nil {
 					return err
 				}
+				if recs[i], found[i], err = activeRecord(recs[i], found[i]); err != nil {
+					return err
+				}
 			}
 			return nil
 		}, func(ctx context.Context, _ metadata.Shard, c Consistency) (Answer, error) {
@@ -138,6 +141,17 @@ func (n *Node) MSet(ctx context.Context, keyspace string, pairs [][]byte) (Answe
 		return Answer{}, err
 	}
 	now := time.Now().UnixMilli()
+	if ks, err := n.meta.Keyspace(keyspace); err == nil && isActive(ks) {
+		// One register write per key: active keyspaces have no
+		// multi-key write.
+		var a Answer
+		for i := 0; i < len(pairs); i += 2 {
+			if _, a, err = n.Write(ctx, keyspace, kv.Command{Op: kv.OpSet, NowMS: now, Args: [][]byte{pairs[i], pairs[i+1]}}); err != nil {
+				return a, err
+			}
+		}
+		return a, nil
+	}
 	return eachShard(batches, func(_ int, b *shardBatch) (Answer, error) {
 		cmd := kv.Command{Op: kv.OpMSet, NowMS: now, Args: make([][]byte, 0, 2*len(b.pos))}
 		for _, i := range b.pos {

@@ -474,7 +474,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cfg.Cluster}, Bootstrap: boot,
+					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cfg.Cluster, Region: rg.Region}, Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

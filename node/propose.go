@@ -142,12 +142,14 @@ func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
 	}
 	resp := proposeResponse{Node: n.cfg.ID, Region: n.cfg.Region}
 	var r raftgroup.Result
-	var err error
-	if req.Route {
+	err := n.checkStreamClock(req.Cmd)
+	switch {
+	case err != nil:
+	case req.Route:
 		var p proposal
 		p, err = n.propose(ctx, req.Group, req.Cmd)
 		r, resp.Node, resp.Region = raftgroup.Result{Index: p.index, Value: p.value}, p.node, p.region
-	} else {
+	default:
 		r, err = n.hostPropose(ctx, req.Group, req.Cmd)
 	}
 	if err != nil {

@@ -101,7 +101,13 @@ type position struct {
 
 // localPosition reads the local replica's position. A leader's closed
 // timestamp is now only after ReadIndex confirmed it still leads.
-func (n *Node) localPosition(ctx context.Context, sh metadata.Shard, rg metadata.RegionalGroup, confirm bool) (position, error) {
+func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, rg metadata.RegionalGroup, confirm bool) (position, error) {
+	if isActive(ks) {
+		// The local group's own log; complete up to the oldest closed
+		// timestamp of the other regions' streams.
+		st, _ := n.host.Status(rg.Group)
+		return position{index: st.Applied, closedMS: n.activeClosed(sh, rg.Group)}, nil
+	}
 	if rg.Group != sh.Group {
 		// A replica region of an async keyspace: the stream's cursor.
 		c, _, err := n.db.Cursor(rg.Group, sh.Group)
@@ -175,7 +181,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		p, err := n.localPosition(ctx, sh, rg, c.Req.Level != consistency.Eventual && c.Req.Level != consistency.Prefix)
+		p, err := n.localPosition(ctx, ks, sh, rg, c.Req.Level != consistency.Eventual && c.Req.Level != consistency.Prefix)
 		if err != nil {
 			return Answer{}, err
 		}
@@ -185,18 +191,26 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			}
 			// The position after the read bounds what it saw from above,
 			// which is what a session must never go back from.
-			after, _ := n.localPosition(ctx, sh, rg, false)
+			after, _ := n.localPosition(ctx, ks, sh, rg, false)
 			a := n.answer(c, max(after.index, p.index))
 			a.Group = sh.Group
+			if isActive(ks) {
+				// Positions of an active keyspace are per region: the
+				// local group's own log.
+				a.Group = rg.Group
+			}
 			a.StalenessMS = -1
 			if p.closedMS > 0 {
 				a.StalenessMS = max(time.Now().UnixMilli()-p.closedMS, 0)
 			}
 			return a, nil
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) && !isActive(ks) {
 			return strong()
 		}
+		// An active keyspace has no single place that is always fresh:
+		// the read waits (bounded by the request's deadline) for the local
+		// region to catch up.
 		select {
 		case <-ctx.Done():
 			return Answer{}, ctx.Err()
@@ -221,13 +235,10 @@ func (n *Node) sessionSatisfied(tok consistency.Token, sh metadata.Shard, rg met
 			continue
 		}
 		var have uint64
-		switch {
-		case g == sh.Group:
-			have = p.index
-		case g == rg.Group:
+		if g == rg.Group {
 			st, _ := n.host.Status(g)
-			have = st.Applied
-		default:
+			have = max(st.Applied, p.index)
+		} else {
 			c, _, _ := n.db.Cursor(rg.Group, g)
 			have = c.Index
 		}

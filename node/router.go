@@ -182,6 +182,9 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 			return kv.Result{}, Answer{}, err
 		}
 		stampRole(ks, &cmd)
+		if isActive(ks) {
+			sh = n.activeShard(sh)
+		}
 		var res kv.Result
 		var a Answer
 		if !slices.Contains(sh.Replicas, n.cfg.ID) {
@@ -189,7 +192,13 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 			resp, err = n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Write: true, Cmd: cmd.Encode()})
 			res, a = resp.result(), resp.Answer
 		} else {
-			res, a, err = n.writeGroup(ctx, sh.Group, cmd)
+			wcmd := cmd
+			if isActive(ks) {
+				if wcmd, err = n.activeCommand(ks, cmd); err != nil {
+					return kv.Result{}, Answer{}, err
+				}
+			}
+			res, a, err = n.writeGroup(ctx, sh.Group, wcmd)
 		}
 		if !retryableRole(err) {
 			return res, a, err
@@ -258,7 +267,10 @@ func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Con
 	var found bool
 	a, err := n.read(ctx, ks, sh, c, func(group uint64) error {
 		var err error
-		rec, found, err = kv.Get(n.db, group, key, time.Now().UnixMilli())
+		if rec, found, err = kv.Get(n.db, group, key, time.Now().UnixMilli()); err != nil {
+			return err
+		}
+		rec, found, err = activeRecord(rec, found)
 		return err
 	}, func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error) {
 		resp, err := n.forward(ctx, target, rpcRequest{Keyspace: keyspace, Key: key, Consistency: c})
@@ -410,6 +422,17 @@ func (n *Node) writeLocal(ctx context.Context, keyspace string, cmd kv.Command) 
 	if err != nil {
 		return kv.Result{}, Answer{}, err
 	}
+	if isActive(ks) {
+		// Written by this region's group, stamped here.
+		sh = n.activeShard(sh)
+		if !slices.Contains(sh.Replicas, n.cfg.ID) {
+			return kv.Result{}, Answer{}, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
+		}
+		if cmd, err = n.activeCommand(ks, cmd); err != nil {
+			return kv.Result{}, Answer{}, err
+		}
+		return n.writeGroup(ctx, sh.Group, cmd)
+	}
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
 		// The sender's metadata is probably newer than this node's (a
 		// primary just moved): give this node's a moment to catch up.
@@ -447,6 +470,9 @@ var errorCodes = []struct {
 	{"value_too_large", ErrValueTooLarge},
 	{"unknown_consistency", ErrUnknownConsistency},
 	{"bad_token", ErrBadToken},
+	{"not_on_active", ErrNotOnActive},
+	{"clock_skew", kv.ErrClockSkew},
+	{"unknown_resolver", kv.ErrUnknownResolver},
 	{"strong_on_active", ErrStrongOnActive},
 	{"no_replica", ErrNoReplica},
 	{"no_leader", raftgroup.ErrNoLeader},

@@ -201,6 +201,11 @@ func (n *Node) scanShard(ctx context.Context, ks *metadata.Keyspace, sh metadata
 		if rec.Expired(now) {
 			return true
 		}
+		if rec.Type == kv.TypeActive {
+			if _, live, _ := kv.ActiveValueOf(rec); !live {
+				return true // a tombstone
+			}
+		}
 		page.Live++
 		if maxBytes > 0 && (match == "" || GlobMatch(pattern, k)) {
 			page.Keys = append(page.Keys, bytes.Clone(k))

@@ -71,6 +71,8 @@ type StreamStatus struct {
 	LagEntries uint64 `json:"lag_entries"`
 	LagMS      int64  `json:"lag_ms"`
 	Epoch      uint64 `json:"epoch"`
+	// Strategy is the keyspace's (async or active).
+	Strategy string `json:"strategy,omitempty"`
 	// Retries counts failed sends (each makes the stream ask the
 	// destination for its position again).
 	Retries uint64 `json:"retries,omitempty"`
@@ -150,6 +152,25 @@ func (n *Node) reconcileStreams(set *streamSet) {
 	want := map[streamKey]StreamStatus{}
 	dests := map[streamKey]metadata.RegionalGroup{}
 	for _, ks := range n.meta.State().Keyspaces {
+		if isActive(ks) {
+			// All to all: every region's group ships its own writes.
+			for _, sh := range ks.Shards {
+				for _, src := range sh.Regional {
+					if gs, ok := n.host.Status(src.Group); !ok || gs.Lead != n.cfg.ID || gs.RaftState.String() != "StateLeader" {
+						continue
+					}
+					for _, rg := range sh.Regional {
+						if rg.Group == src.Group {
+							continue
+						}
+						k := streamKey{src: src.Group, dst: rg.Group}
+						want[k] = StreamStatus{Keyspace: ks.Name, Shard: sh.Index, FromRegion: src.Region, ToRegion: rg.Region, Strategy: string(ks.Strategy)}
+						dests[k] = rg
+					}
+				}
+			}
+			continue
+		}
 		if ks.Strategy != metadata.Async {
 			continue
 		}
@@ -208,12 +229,20 @@ func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamS
 	epoch := base.Epoch
 	r := &runningStream{base: base, epoch: epoch, done: make(chan struct{})}
 	log, unsubscribe := newGroupLog(n, k.src)
-	s, err := stream.NewSender(stream.Config{
+	cfg := stream.Config{
 		Stream: k.src, Epoch: epoch, Cluster: n.cfg.Cluster,
 		BatchInterval: 2 * time.Millisecond, MaxBatchBytes: 1 << 20, MaxInFlight: 4,
 		HeartbeatInterval: streamHeartbeat, RetryBackoff: 50 * time.Millisecond, Logger: n.log,
 		Resync: func(ctx context.Context) (uint64, error) { return n.resync(ctx, k.src, epoch, sink, r) },
-	}, log, sink)
+	}
+	if base.Strategy == string(metadata.Active) {
+		// An active destination holds its own writes too: it must never
+		// be replaced by a resync. It gets the source's log from its
+		// start, turned into merges of the keys' current states.
+		cfg.Resync = nil
+		log.active = true
+	}
+	s, err := stream.NewSender(cfg, log, sink)
 	if err != nil {
 		unsubscribe()
 		return nil, err
@@ -261,6 +290,9 @@ type groupLog struct {
 	n      *Node
 	group  uint64
 	notify <-chan struct{}
+	// active: ship each of this region's own writes as a merge of the
+	// key's current state (kv.ActiveChange); everything else is skipped.
+	active bool
 }
 
 func newGroupLog(n *Node, group uint64) (*groupLog, func()) {
@@ -300,6 +332,13 @@ func (l *groupLog) Read(from, to uint64, maxBytes int) ([]stream.Change, error) 
 		out[i] = stream.Change{Index: e.Index, Data: e.Command}
 		if c, err := kv.DecodeCommand(e.Command); err == nil && len(e.Command) > 0 {
 			out[i].TimeMS = c.NowMS
+		}
+		if l.active && len(e.Command) > 0 {
+			merge, err := kv.ActiveChange(l.n.db, l.group, e.Command)
+			if err != nil {
+				return nil, fmt.Errorf("active change at %d: %w", e.Index, err)
+			}
+			out[i].Data = merge
 		}
 	}
 	return out, nil

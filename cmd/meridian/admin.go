@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -181,6 +182,7 @@ func keyspaceCmd() *cobra.Command {
 	create.Flags().StringVar(&spec.HomeRegion, "home", "", "home region (default: the first of --regions)")
 	create.Flags().IntVar(&spec.Shards, "shards", 4, "number of shards")
 	create.Flags().IntVar(&spec.Replicas, "replicas", 3, "voters per shard (sync)")
+	create.Flags().StringVar(&spec.Resolver, "resolver", "", "active: registered resolver for concurrent register writes (default last-writer-wins)")
 	create.Flags().StringVar(&spec.Consistency, "consistency", "", "default read level: strong, bounded(D), session, prefix or eventual")
 	create.Flags().Int64Var(&spec.RPOBudgetMS, "rpo-ms", 0, "async: refuse writes while a region lags more than this many ms (0: no budget)")
 
@@ -375,5 +377,82 @@ func lostWritesCmd() *cobra.Command {
 	}
 	addrFlag(cmd, &addr)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func conflictsCmd() *cobra.Command {
+	var addr, key string
+	var since time.Duration
+	var follow, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "conflicts KEYSPACE",
+		Short: "Show the conflicts an active keyspace merged, as the node's region recorded them",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if since < 0 {
+				return fmt.Errorf("--since must not be negative")
+			}
+			c := newAdminClient(addr)
+			after := map[uint64]uint64{}
+			out := cmd.OutOrStdout()
+			for first := true; ; first = false {
+				q := url.Values{}
+				if key != "" {
+					q.Set("key", key)
+				}
+				if since > 0 {
+					q.Set("since_ms", strconv.FormatInt(time.Now().Add(-since).UnixMilli(), 10))
+				}
+				var parts []string
+				for g, s := range after {
+					parts = append(parts, fmt.Sprintf("%d:%d", g, s))
+				}
+				if len(parts) > 0 {
+					q.Set("after", strings.Join(parts, ","))
+				}
+				var page node.ConflictPage
+				if err := c.do(cmd.Context(), http.MethodGet, "/v1/keyspaces/"+url.PathEscape(args[0])+"/conflicts?"+q.Encode(), nil, &page); err != nil {
+					return err
+				}
+				if asJSON {
+					for _, e := range page.Conflicts {
+						if err := printJSON(out, e); err != nil {
+							return err
+						}
+					}
+				} else {
+					if first {
+						fmt.Fprintf(out, "%d conflicts recorded in this region\n", page.Recorded)
+					}
+					for _, e := range page.Conflicts {
+						fmt.Fprintf(out, "%s  shard %d  key %q", time.UnixMilli(e.TimeMS).UTC().Format(time.RFC3339Nano), e.Shard, e.Key)
+						if len(e.Field) > 0 {
+							fmt.Fprintf(out, " field %q", e.Field)
+						}
+						fmt.Fprintf(out, "  rule %s  winner %q from %s\n", e.Rule, e.Winner.Value, e.Winner.Region)
+						for _, v := range e.Versions {
+							fmt.Fprintf(out, "    %q from %s at %v\n", v.Value, v.Region, v.Time)
+						}
+					}
+				}
+				for g, s := range page.After {
+					after[g] = s
+				}
+				if !follow {
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		},
+	}
+	addrFlag(cmd, &addr)
+	cmd.Flags().StringVar(&key, "key", "", "only this key's conflicts")
+	cmd.Flags().DurationVar(&since, "since", 0, "only conflicts recorded in this last period (e.g. 10m)")
+	cmd.Flags().BoolVar(&follow, "follow", false, "keep printing new conflicts as they are recorded")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per conflict")
 	return cmd
 }

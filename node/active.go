@@ -1,0 +1,227 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/stream"
+)
+
+// Active keyspaces: every region's group takes writes (package kv,
+// active.go, turns them into CRDT operations stamped with the region and
+// the node's hybrid clock), and every region streams what it wrote to
+// every other region as merges of the keys' whole states.
+//
+// A write is turned into its active form by the node that proposes it, in
+// the region of the group that takes it, so the stamp's region is always
+// the group's. Reads are served by the local region's group; strong reads
+// are refused (there is no single order to be linearizable in).
+
+// ErrNotOnActive is returned for operations active keyspaces do not offer.
+var ErrNotOnActive = errors.New("node: operation not available on active keyspaces")
+
+// activeShard returns the group of the shard that takes this node's
+// writes and local reads: this region's, or the nearest region's if the
+// keyspace has no group here.
+func (n *Node) activeShard(sh metadata.Shard) metadata.Shard {
+	if rg, ok := sh.RegionalIn(n.cfg.Region); ok {
+		return metadata.Shard{Index: sh.Index, Group: rg.Group, Replicas: rg.Replicas, Regional: sh.Regional}
+	}
+	best, bestRTT := sh.Regional[0], time.Duration(1<<62)
+	for _, rg := range sh.Regional {
+		for _, id := range rg.Replicas {
+			if d, ok := n.tr.RTT(id); ok && d < bestRTT {
+				best, bestRTT = rg, d
+			}
+		}
+	}
+	return metadata.Shard{Index: sh.Index, Group: best.Group, Replicas: best.Replicas, Regional: sh.Regional}
+}
+
+// activeCommand turns a plain write into its active form, stamped here.
+func (n *Node) activeCommand(ks *metadata.Keyspace, c kv.Command) (kv.Command, error) {
+	if c.Op.Active() {
+		return c, nil // already stamped (by this region's node)
+	}
+	stamp := kv.ActiveStamp{Region: n.cfg.Region, Time: n.clock.Now()}
+	now := c.NowMS
+	if now == 0 {
+		now = time.Now().UnixMilli()
+	}
+	var out kv.Command
+	switch c.Op {
+	case kv.OpSet:
+		if c.Int != 0 || c.Flags&kv.FlagKeepTTL != 0 {
+			return c, fmt.Errorf("%w: expiry (keys of active keyspaces live until deleted)", ErrNotOnActive)
+		}
+		out = kv.ActiveCommand(kv.OpActiveSet, stamp, now, c.Args[0], c.Args[1], []byte(ks.Resolver))
+		out.Flags = c.Flags
+	case kv.OpDelete:
+		out = kv.ActiveCommand(kv.OpActiveDel, stamp, now, c.Args...)
+	case kv.OpIncrBy:
+		out = kv.ActiveCommand(kv.OpActiveIncr, stamp, now, c.Args[0])
+		out.Int = c.Int
+	case kv.OpSAdd:
+		out = kv.ActiveCommand(kv.OpActiveSAdd, stamp, now, c.Args...)
+	case kv.OpSRem:
+		out = kv.ActiveCommand(kv.OpActiveSRem, stamp, now, c.Args...)
+	case kv.OpHSet:
+		out = kv.ActiveCommand(kv.OpActiveHSet, stamp, now, c.Args...)
+	case kv.OpHDel:
+		out = kv.ActiveCommand(kv.OpActiveHDel, stamp, now, c.Args...)
+	default:
+		return c, fmt.Errorf("%w: %s", ErrNotOnActive, c.Op)
+	}
+	return out, nil
+}
+
+// activeRecord presents an active key's state as the plain record the
+// front ends know (a tombstone is absent).
+func activeRecord(rec kv.Record, found bool) (kv.Record, bool, error) {
+	if !found || rec.Type != kv.TypeActive {
+		return rec, found, nil
+	}
+	v, live, err := kv.ActiveValueOf(rec)
+	if err != nil || !live {
+		return kv.Record{}, false, err
+	}
+	switch v.Type {
+	case kv.TypeSet:
+		return kv.Record{Type: kv.TypeSet, Payload: kv.EncodeSet(v.Members)}, true, nil
+	case kv.TypeHash:
+		return kv.Record{Type: kv.TypeHash, Payload: kv.EncodeHash(v.Fields)}, true, nil
+	}
+	return kv.Record{Type: kv.TypeString, Payload: v.Value}, true, nil
+}
+
+// activeSources returns, for an active shard, the groups that stream into
+// the local region's group.
+func activeSources(sh metadata.Shard, local uint64) []uint64 {
+	var out []uint64
+	for _, rg := range sh.Regional {
+		if rg.Group != local {
+			out = append(out, rg.Group)
+		}
+	}
+	return out
+}
+
+// activeClosed is the closed timestamp of an active keyspace's local
+// group: the oldest of what each other region's stream has brought (its
+// own writes it always has).
+func (n *Node) activeClosed(sh metadata.Shard, local uint64) int64 {
+	closed := int64(0)
+	for i, g := range activeSources(sh, local) {
+		c, _, err := n.db.Cursor(local, g)
+		if err != nil || c.ClosedMS == 0 {
+			return 0
+		}
+		if i == 0 || c.ClosedMS < closed {
+			closed = c.ClosedMS
+		}
+	}
+	if closed == 0 && len(sh.Regional) == 1 {
+		closed = time.Now().UnixMilli() - 1
+	}
+	return closed
+}
+
+func isActive(ks *metadata.Keyspace) bool { return ks.Strategy == metadata.Active }
+
+// Conflict is one conflict of an active keyspace, as recorded by the
+// group of one region.
+type Conflict struct {
+	Shard  int    `json:"shard"`
+	Group  uint64 `json:"group"`
+	Region string `json:"region"`
+	kv.LedgerEntry
+}
+
+// ConflictQuery selects conflicts. After holds, per group, the Seq of the
+// last entry already seen (follow mode: pass back ConflictPage.After).
+type ConflictQuery struct {
+	Key     []byte            `json:"key,omitempty"`
+	SinceMS int64             `json:"since_ms,omitempty"`
+	After   map[uint64]uint64 `json:"after,omitempty"`
+	Limit   int               `json:"limit,omitempty"`
+}
+
+// ConflictPage is an answer to Conflicts.
+type ConflictPage struct {
+	Conflicts []Conflict `json:"conflicts"`
+	// After is where to continue from.
+	After map[uint64]uint64 `json:"after"`
+	// Recorded counts every conflict ever recorded by the groups read.
+	Recorded uint64 `json:"recorded"`
+}
+
+// Conflicts reads the conflict ledger of an active keyspace as this
+// node's region recorded it (every region records the conflicts it
+// detects; entries with the same ID in several regions are one conflict).
+func (n *Node) Conflicts(keyspace string, q ConflictQuery) (ConflictPage, error) {
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return ConflictPage{}, err
+	}
+	if !isActive(ks) {
+		return ConflictPage{}, fmt.Errorf("%w: keyspace %q is %s; only active keyspaces have conflicts", metadata.ErrInvalidSpec, ks.Name, ks.Strategy)
+	}
+	page := ConflictPage{Conflicts: []Conflict{}, After: map[uint64]uint64{}}
+	held := 0
+	for _, sh := range ks.Shards {
+		rg, ok := n.localGroup(sh)
+		if !ok {
+			continue
+		}
+		held++
+		after := q.After[rg.Group]
+		entries, err := kv.ReadLedger(n.db, rg.Group, kv.LedgerQuery{AfterSeq: after, SinceMS: q.SinceMS, Key: q.Key, Limit: q.Limit})
+		if err != nil {
+			return ConflictPage{}, err
+		}
+		for _, e := range entries {
+			page.Conflicts = append(page.Conflicts, Conflict{Shard: sh.Index, Group: rg.Group, Region: rg.Region, LedgerEntry: e})
+			after = max(after, e.Seq)
+		}
+		page.After[rg.Group] = after
+		info, err := kv.LedgerInfo(n.db, rg.Group)
+		if err != nil {
+			return ConflictPage{}, err
+		}
+		page.Recorded += info.Recorded
+	}
+	if held == 0 {
+		return ConflictPage{}, fmt.Errorf("%w: node %d holds no replica of keyspace %q; ask a node in one of its regions %v", ErrNoReplica, n.cfg.ID, ks.Name, ks.Regions)
+	}
+	return page, nil
+}
+
+// checkStreamClock refuses a stream batch carrying a change stamped
+// further in the future than the node's maximum clock offset allows: a
+// region whose clock runs ahead would otherwise win every last-writer-wins
+// conflict. The batch is refused (nothing applied; the source retries,
+// keeping its backlog on disk) and the refusal logged, until the clocks
+// agree again.
+func (n *Node) checkStreamClock(cmd []byte) error {
+	c, err := kv.DecodeCommand(cmd)
+	if err != nil || c.Op != kv.OpStreamApply {
+		return nil
+	}
+	b, err := stream.DecodeBatch(c.Args[0])
+	if err != nil {
+		return nil // the state machine refuses it with the reason
+	}
+	limit := time.Now().Add(n.cfg.MaxClockOffset).UnixMilli()
+	for _, ch := range b.Changes {
+		if ch.TimeMS > limit {
+			err := fmt.Errorf("%w: stream %d change %d is stamped %d ms ahead of node %d's clock (max offset %v)",
+				kv.ErrClockSkew, b.Stream, ch.Index, ch.TimeMS-time.Now().UnixMilli(), n.cfg.ID, n.cfg.MaxClockOffset)
+			n.log.Warn("refused a stream batch from a clock running ahead", "err", err)
+			return err
+		}
+	}
+	return nil
+}
