@@ -109,7 +109,11 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			if err != nil {
 				return err
 			}
-			hLn, err := listen(port(opts.BasePort+1000, i))
+			httpBase := 0 // free ports when the RESP ones are
+			if opts.BasePort > 0 {
+				httpBase = opts.BasePort + 1000
+			}
+			hLn, err := listen(port(httpBase, i))
 			if err != nil {
 				return err
 			}

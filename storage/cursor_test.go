@@ -58,6 +58,8 @@ func TestCursorsTravelInSnapshots(t *testing.T) {
 	b.SetCursor(3, 10, Cursor{Index: 40, ClosedMS: 1000, Epoch: 2})
 	b.SetCursor(3, 11, Cursor{Index: 5, ClosedMS: 7, Epoch: 1})
 	b.SetCursor(4, 10, Cursor{Index: 77}) // another group: not in the snapshot
+	b.SetLedger(3, []byte("e1"), []byte("conflict one"))
+	b.SetLedger(4, []byte("e9"), []byte("not in the snapshot"))
 	commit(t, b)
 	payload, err := src.EncodeGroupData(3)
 	if err != nil {
@@ -68,6 +70,7 @@ func TestCursorsTravelInSnapshots(t *testing.T) {
 	b.SetData(3, []byte("stale"), []byte("x"))
 	b.SetCursor(3, 12, Cursor{Index: 1}) // must be replaced, not merged
 	b.SetCursor(8, 10, Cursor{Index: 2}) // another group: untouched
+	b.SetLedger(3, []byte("e0"), []byte("stale record"))
 	commit(t, b)
 	b = dst.NewBatch()
 	if err := b.RestoreGroupData(3, payload); err != nil {
@@ -85,6 +88,15 @@ func TestCursorsTravelInSnapshots(t *testing.T) {
 	}
 	if c, ok, _ := dst.Cursor(8, 10); !ok || c.Index != 2 {
 		t.Fatal("restoring group 3 touched group 8's cursor")
+	}
+	// The ledger span travels too, replacing what was there.
+	var ledger []string
+	_ = dst.ScanLedger(3, nil, nil, func(k, v []byte) bool {
+		ledger = append(ledger, string(k)+"="+string(v))
+		return true
+	})
+	if len(ledger) != 1 || ledger[0] != "e1=conflict one" {
+		t.Fatalf("restored ledger %v", ledger)
 	}
 	again, _ := dst.EncodeGroupData(3)
 	if !bytes.Equal(again, payload) {

@@ -56,10 +56,15 @@ func (b *Batch) DeleteData(group uint64, key []byte) { b.Delete(DataKey(group, k
 //	version    1 byte, snapshotVersion
 //	data       uvarint length, then (uvarint key length, key, uvarint value length, value)...
 //	cursors    uvarint length, then (source 8 bytes BE, index 8, closed ms 8, epoch 8)...
+//	ledger     (version 2) uvarint length, then pairs as in data, of the ledger span
 //
 // Keys and sources appear in ascending order. An empty payload is the
 // snapshot of a group that owns nothing (what StageBootstrap installs).
-const snapshotVersion = 1
+// Version 1 payloads (no ledger section) are still decoded.
+const (
+	snapshotV1      = 1
+	snapshotVersion = 2
+)
 
 // cursorRecordLen is the size of one cursor in a snapshot payload.
 const cursorRecordLen = 8 + cursorValueLen
@@ -70,6 +75,8 @@ type GroupData struct {
 	Pairs [][]byte
 	// Cursors holds the group's stream cursors in ascending source order.
 	Cursors []SourceCursor
+	// Ledger alternates ledger suffixes and records, in order.
+	Ledger [][]byte
 }
 
 // SourceCursor is a Cursor together with the stream it belongs to.
@@ -106,12 +113,26 @@ func (db *DB) EncodeGroupData(group uint64) ([]byte, error) {
 	if len(cursors)%cursorRecordLen != 0 {
 		return nil, fmt.Errorf("storage: group %d has a malformed cursor", group)
 	}
-	out := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(data)+len(cursors))
+	var ledger []byte
+	start, end = ledgerSpan(group)
+	err = db.scan(start, end, func(k, v []byte) bool {
+		ledger = binary.AppendUvarint(ledger, uint64(len(k)-9))
+		ledger = append(ledger, k[9:]...)
+		ledger = binary.AppendUvarint(ledger, uint64(len(v)))
+		ledger = append(ledger, v...)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(data)+len(cursors)+len(ledger))
 	out = append(out, snapshotVersion)
 	out = binary.AppendUvarint(out, uint64(len(data)))
 	out = append(out, data...)
 	out = binary.AppendUvarint(out, uint64(len(cursors)))
-	return append(out, cursors...), nil
+	out = append(out, cursors...)
+	out = binary.AppendUvarint(out, uint64(len(ledger)))
+	return append(out, ledger...), nil
 }
 
 // RestoreGroupData stages the replacement of the group's data span and
@@ -126,8 +147,12 @@ func (b *Batch) RestoreGroupData(group uint64, data []byte) error {
 	b.DeleteRange(start, end)
 	start, end = cursorSpan(group)
 	b.DeleteRange(start, end)
+	b.ClearLedger(group)
 	for i := 0; i+1 < len(gd.Pairs); i += 2 {
 		b.SetData(group, gd.Pairs[i], gd.Pairs[i+1])
+	}
+	for i := 0; i+1 < len(gd.Ledger); i += 2 {
+		b.SetLedger(group, gd.Ledger[i], gd.Ledger[i+1])
 	}
 	for _, c := range gd.Cursors {
 		b.SetCursor(group, c.Source, c.Cursor)
@@ -142,7 +167,8 @@ func DecodeGroupData(data []byte) (GroupData, error) {
 	if len(data) == 0 {
 		return gd, nil
 	}
-	if data[0] != snapshotVersion {
+	version := data[0]
+	if version != snapshotV1 && version != snapshotVersion {
 		return gd, fmt.Errorf("%w: unknown version %d", ErrBadSnapshot, data[0])
 	}
 	data = data[1:]
@@ -163,18 +189,20 @@ func DecodeGroupData(data []byte) (GroupData, error) {
 	if err != nil {
 		return GroupData{}, err
 	}
+	var ledger []byte
+	if version >= 2 {
+		if ledger, err = section("ledger"); err != nil {
+			return GroupData{}, err
+		}
+	}
 	if len(data) != 0 {
 		return GroupData{}, fmt.Errorf("%w: %d trailing bytes", ErrBadSnapshot, len(data))
 	}
-	for len(kvs) > 0 {
-		for range 2 {
-			n, w := binary.Uvarint(kvs)
-			if w <= 0 || n > uint64(len(kvs)-w) {
-				return GroupData{}, fmt.Errorf("%w: bad key or value length", ErrBadSnapshot)
-			}
-			gd.Pairs = append(gd.Pairs, kvs[w:w+int(n)])
-			kvs = kvs[w+int(n):]
-		}
+	if gd.Pairs, err = decodePairs(kvs); err != nil {
+		return GroupData{}, err
+	}
+	if gd.Ledger, err = decodePairs(ledger); err != nil {
+		return GroupData{}, err
 	}
 	if len(cursors)%cursorRecordLen != 0 {
 		return GroupData{}, fmt.Errorf("%w: cursor section of %d bytes", ErrBadSnapshot, len(cursors))
@@ -189,4 +217,20 @@ func DecodeGroupData(data []byte) (GroupData, error) {
 		gd.Cursors = append(gd.Cursors, SourceCursor{Source: src, Cursor: c})
 	}
 	return gd, nil
+}
+
+// decodePairs decodes a section of (key, value) pairs.
+func decodePairs(p []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(p) > 0 {
+		for range 2 {
+			n, w := binary.Uvarint(p)
+			if w <= 0 || n > uint64(len(p)-w) {
+				return nil, fmt.Errorf("%w: bad key or value length", ErrBadSnapshot)
+			}
+			out = append(out, p[w:w+int(n)])
+			p = p[w+int(n):]
+		}
+	}
+	return out, nil
 }

@@ -12,12 +12,8 @@ package storage
 // span (SCAN, resync, snapshots of the data) never see them. Ledger records
 // are written in the same batch as the data they describe.
 //
-// Limitation: EncodeGroupData, RestoreGroupData and LogStore.StageDestroy
-// do not cover this span yet, so a replica that catches up through a raft
-// snapshot lacks the records written before the snapshot (the state
-// machine keeps its own counters in the cursor span, which snapshots do
-// carry, so the gap is detectable), and ClearLedger must be staged next to
-// StageDestroy to drop them.
+// The span travels in the group's snapshots (EncodeGroupData) and goes
+// with the group (StageDestroy).
 const prefixLedger = 'l'
 
 // LedgerKey returns the storage key of a group's ledger record.

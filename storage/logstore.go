@@ -381,6 +381,7 @@ func (s *LogStore) StageDestroy(b *Batch) {
 	b.DeleteRange(lo, hi)
 	lo, hi = cursorSpan(s.group)
 	b.DeleteRange(lo, hi)
+	b.ClearLedger(s.group)
 }
 
 func mustMarshal(m proto.Message) []byte {
