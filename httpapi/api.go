@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path"
 	"strings"
 	"time"
@@ -103,6 +104,11 @@ func New(n *node.Node, cfg Config) http.Handler {
 	} {
 		a.mux.Handle(rt.pattern, a.route(rt.name, rt.h))
 	}
+	// Go's profiler, for `go tool pprof http://HOST:PORT/debug/pprof/profile`.
+	a.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	a.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	a.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	a.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	return a
 }
 

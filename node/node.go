@@ -485,3 +485,6 @@ func (n *Node) reconcile() {
 		}
 	}
 }
+
+// Cluster returns the cluster's name (session tokens and streams carry it).
+func (n *Node) Cluster() string { return n.cfg.Cluster }

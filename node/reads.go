@@ -119,7 +119,12 @@ func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh meta
 	}
 	if st.Lead == n.cfg.ID && confirm {
 		now := time.Now().UnixMilli() - 1
-		idx, err := n.host.ReadIndex(ctx, rg.Group)
+		if idx, ok := n.host.LeaseReadIndex(rg.Group); ok {
+			return position{index: idx, closedMS: now}, nil
+		}
+		tctx, cancel := n.withTimeout(ctx)
+		idx, err := n.host.ReadIndex(tctx, rg.Group)
+		cancel()
 		if err == nil {
 			return position{index: idx, closedMS: now}, nil
 		}
@@ -131,13 +136,24 @@ func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh meta
 // group, remote asks another node (which applies the same rules).
 func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency,
 	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
+	// Only what may wait (the network, a quorum round) gets a deadline:
+	// a lease read or a local read needs none, and a timer per read costs.
+	timed := func() (context.Context, context.CancelFunc) { return n.withTimeout(ctx) }
 	strong := func() (Answer, error) {
 		if !slices.Contains(sh.Replicas, n.cfg.ID) {
-			return remote(ctx, sh, Strong)
+			tctx, cancel := timed()
+			defer cancel()
+			return remote(tctx, sh, Strong)
 		}
-		idx, err := n.host.ReadIndex(ctx, sh.Group)
-		if err != nil {
-			return Answer{}, err
+		idx, ok := n.host.LeaseReadIndex(sh.Group)
+		if !ok {
+			tctx, cancel := timed()
+			var err error
+			idx, err = n.host.ReadIndex(tctx, sh.Group)
+			cancel()
+			if err != nil {
+				return Answer{}, err
+			}
 		}
 		if err := local(sh.Group); err != nil {
 			return Answer{}, err
@@ -152,7 +168,9 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	if !ok {
 		// No replica here: the nearest node with one in this region's
 		// group (or the shard's) decides.
-		return remote(ctx, metadata.Shard{Index: sh.Index, Group: rg.Group, Replicas: rg.Replicas}, c)
+		tctx, cancel := timed()
+		defer cancel()
+		return remote(tctx, metadata.Shard{Index: sh.Index, Group: rg.Group, Replicas: rg.Replicas}, c)
 	}
 	var tok consistency.Token
 	if c.Token != "" {
@@ -180,6 +198,11 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 		wait = sessionWait
 	}
 	deadline := time.Now().Add(wait)
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = timed()
+		defer cancel()
+	}
 	for {
 		p, err := n.localPosition(ctx, ks, sh, rg, c.Req.Level != consistency.Eventual && c.Req.Level != consistency.Prefix)
 		if err != nil {

@@ -261,8 +261,6 @@ func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Con
 	if c, err = n.resolve(ks, c); err != nil {
 		return kv.Record{}, false, Answer{}, err
 	}
-	ctx, cancel := n.withTimeout(ctx)
-	defer cancel()
 	var rec kv.Record
 	var found bool
 	a, err := n.read(ctx, ks, sh, c, func(group uint64) error {

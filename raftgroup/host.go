@@ -198,6 +198,9 @@ type group struct {
 	// retain: log entries after this index are kept (see RetainFrom).
 	retain atomic.Uint64
 	lease  lease
+	// fast is what reads may use without going through the loop while
+	// the lease holds (see lease.go); nil when no lease read is allowed.
+	fast atomic.Pointer[fastRead]
 	// noLeaseTerm: a term in which this leader sent MsgTimeoutNow and so
 	// must not hold a lease any more.
 	noLeaseTerm uint64
@@ -251,7 +254,7 @@ type Host struct {
 	nextID atomic.Uint64
 	stats  hostStats // counters for Stats (metrics.go)
 
-	wake        chan struct{} // nudges the loop (snapshot reports)
+	wake        chan struct{} // nudges the loop (snapshot reports, more Ready)
 	reportMu    sync.Mutex
 	snapReports []snapReport
 }
@@ -719,6 +722,9 @@ func (h *Host) ctxErr(err, kind error) error {
 // a heartbeat round to a quorum); the caller then reads local storage.
 // It returns the read index.
 func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
+	if idx, ok := h.fastReadIndex(groupID); ok {
+		return idx, nil
+	}
 	for {
 		id := h.newID()
 		rq := &readReq{ch: make(chan uint64, 1)}
@@ -810,6 +816,7 @@ func (h *Host) TransferLeader(ctx context.Context, groupID, to uint64) error {
 		// The transferee will campaign regardless of leases: stop serving
 		// reads under ours now.
 		g.lease = lease{}
+		g.fast.Store(nil)
 		g.rn.TransferLeader(to)
 		return nil
 	})

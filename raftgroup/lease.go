@@ -142,3 +142,47 @@ func (g *group) quiet(m *pb.Message, now time.Time) bool {
 	t := m.GetType()
 	return (t == pb.MsgVote || t == pb.MsgPreVote) && now.Before(g.quietUntil)
 }
+
+// Lease reads without the loop. The loop publishes, for each leader whose
+// lease is valid, the lease's expiry with the commit and applied indexes
+// (fastRead): after each round's batch is durable and before the round's
+// writes are acknowledged, and after every loop iteration (ticks, renewals
+// and stepped messages change leases). A transfer withdraws it at once.
+// ReadIndex then answers from it while the wall clock is before the expiry
+// and everything committed is applied: every write acknowledged before the
+// read is at or below the published commit index, which only grows, and no
+// other leader can commit before the expiry (the argument above). Anything
+// else takes the loop.
+type fastRead struct {
+	expiry          time.Time
+	commit, applied uint64
+}
+
+// publishFast updates what fastReadIndex may use for g. Loop only.
+func (h *Host) publishFast(g *group) {
+	if !h.leaseValid(g, time.Now()) {
+		g.fast.Store(nil)
+		return
+	}
+	g.fast.Store(&fastRead{expiry: g.lease.expiry, commit: g.commitIndex(), applied: g.applied})
+}
+
+// LeaseReadIndex returns a linearizable read point at once, without the
+// loop, if this node leads the group under a valid lease and has applied
+// everything committed; otherwise false (use ReadIndex).
+func (h *Host) LeaseReadIndex(groupID uint64) (uint64, bool) { return h.fastReadIndex(groupID) }
+
+// fastReadIndex returns a linearizable read point without the loop, if the
+// published lease allows it.
+func (h *Host) fastReadIndex(groupID uint64) (uint64, bool) {
+	g := h.group(groupID)
+	if g == nil {
+		return 0, false
+	}
+	f := g.fast.Load()
+	if f == nil || f.applied < f.commit || !time.Now().Before(f.expiry) {
+		return 0, false
+	}
+	h.stats.leaseReads.Add(1)
+	return f.commit, true
+}

@@ -61,6 +61,12 @@ func (h *Host) loop() {
 		default:
 		}
 		h.processReady()
+		// Ticks, renewals and messages may have changed leases.
+		for _, g := range h.groups {
+			if g.isLeader || g.fast.Load() != nil {
+				h.publishFast(g)
+			}
+		}
 	}
 }
 
@@ -176,6 +182,11 @@ func (h *Host) processReady() {
 	} else {
 		b.Close()
 	}
+	// Before any write of this round is acknowledged, lease reads must
+	// see it.
+	for i := range ready {
+		h.publishFast(ready[i].g)
+	}
 	for i := range ready {
 		rg := &ready[i]
 		g := rg.g
@@ -209,6 +220,26 @@ func (h *Host) processReady() {
 		if rg.applied || rg.restored {
 			h.wakeApplied(g)
 		}
+	}
+	// Advance steps the acknowledgements of what this round made durable,
+	// which can produce more work at once: a leader's own acknowledgement
+	// commits its entries when it completes a quorum (always, with a
+	// single voter), and then the entries must be applied and the
+	// followers told the new commit index. Run the next round now instead
+	// of at the next tick or message.
+	for i := range ready {
+		if ready[i].g.rn.HasReady() {
+			h.nudge()
+			break
+		}
+	}
+}
+
+// nudge makes the loop run a round without waiting for an event.
+func (h *Host) nudge() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
@@ -30,7 +31,7 @@ type client struct {
 	// session holds the connection's session token per keyspace: every
 	// answer advances it, and session reads honour it (MERIDIAN.SESSION
 	// reads it, or sets one brought from another connection).
-	session map[string]string
+	session map[string]*consistency.Token
 	quit    bool // QUIT: close after the reply
 
 	// The owner goroutine writes these under mu and reads them freely;
@@ -55,7 +56,7 @@ func newClient(s *Server, conn net.Conn) *client {
 		created:  time.Now(),
 		lastAt:   time.Now(),
 		keyspace: s.cfg.DefaultKeyspace,
-		session:  map[string]string{},
+		session:  map[string]*consistency.Token{},
 	}
 }
 
@@ -70,15 +71,36 @@ func (c *client) fail(err error) { c.w.errorLine(errorReply(err)) }
 
 func (c *client) setLast(a node.Answer) {
 	c.last = a
-	if tok, err := c.node().Session(c.keyspace, c.session[c.keyspace], a); err == nil {
-		c.session[c.keyspace] = tok
+	if a.Group != 0 && a.Index != 0 {
+		// Observe fails only past the token's mark limit; the token then
+		// keeps what it had (a session read may wait or go strong).
+		_ = c.token().Observe(a.Group, a.Index)
 	}
 }
+
+// token returns the connection's session token for its keyspace.
+func (c *client) token() *consistency.Token {
+	t := c.session[c.keyspace]
+	if t == nil {
+		nt := consistency.NewToken(c.node().Cluster(), c.keyspace)
+		t = &nt
+		c.session[c.keyspace] = t
+	}
+	return t
+}
+
+// sessionToken returns the connection's session token, encoded.
+func (c *client) sessionToken() string { return c.token().Encode() }
 
 // consistency is the connection's level with its session token.
 func (c *client) consistency() node.Consistency {
 	l := c.level
-	l.Token = c.session[c.keyspace]
+	switch l.Req.Level {
+	case consistency.Strong, consistency.Bounded, consistency.Prefix, consistency.Eventual:
+		// No token to present (encoding one per request costs).
+	default:
+		l.Token = c.sessionToken()
+	}
 	return l
 }
 

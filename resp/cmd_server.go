@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/node"
 )
 
@@ -501,19 +502,17 @@ func cmdConsistency(c *client, args [][]byte) error {
 func cmdSession(c *client, args [][]byte) error {
 	switch len(args) {
 	case 1:
-		tok, err := c.node().Session(c.keyspace, c.session[c.keyspace], node.Answer{})
-		if err != nil {
-			return err
-		}
-		c.session[c.keyspace] = tok
-		c.w.bulkString(tok)
+		c.w.bulkString(c.sessionToken())
 		return nil
 	case 2:
-		tok, err := c.node().Session(c.keyspace, string(args[1]), node.Answer{})
-		if err != nil {
+		if _, err := c.node().Session(c.keyspace, string(args[1]), node.Answer{}); err != nil {
 			return err
 		}
-		c.session[c.keyspace] = tok
+		t, err := consistency.DecodeToken(string(args[1]), c.node().Cluster(), c.keyspace)
+		if err != nil {
+			return fmt.Errorf("%w: %w", node.ErrBadToken, err)
+		}
+		c.session[c.keyspace] = &t
 		c.w.simple("OK")
 		return nil
 	}
@@ -540,7 +539,7 @@ func cmdLast(c *client, args [][]byte) error {
 	c.w.bulkString("staleness_ms")
 	c.w.integer(a.StalenessMS)
 	c.w.bulkString("session")
-	c.w.bulkString(c.session[c.keyspace])
+	c.w.bulkString(c.sessionToken())
 	return nil
 }
 

@@ -20,21 +20,28 @@ type writer struct {
 	proto int // 2 or 3
 }
 
-// deadlineConn sets a write deadline before every write and remembers
-// the first failure.
+// deadlineConn keeps a write deadline between half the write timeout
+// and the whole of it ahead of every write (moving a deadline costs a
+// timer update, so it moves only once half of it has passed), and
+// remembers the first failure. A write therefore blocks for at least half
+// the timeout before it fails.
 type deadlineConn struct {
-	conn    net.Conn
-	timeout time.Duration
-	err     error
+	conn     net.Conn
+	timeout  time.Duration
+	deadline time.Time
+	err      error
 }
 
 func (d *deadlineConn) Write(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
-	if err := d.conn.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil {
-		d.err = err
-		return 0, err
+	if now := time.Now(); d.deadline.Sub(now) < d.timeout/2 {
+		d.deadline = now.Add(d.timeout)
+		if err := d.conn.SetWriteDeadline(d.deadline); err != nil {
+			d.err = err
+			return 0, err
+		}
 	}
 	n, err := d.conn.Write(p)
 	if err != nil {
