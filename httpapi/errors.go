@@ -82,7 +82,7 @@ func StatusOf(code string) int {
 	case CodeUnsupportedMediaType:
 		return http.StatusUnsupportedMediaType
 	case "no_leader", "not_leader", "dropped", "no_replica", "unreachable", "timeout", "outcome_unknown", "stopped",
-		"not_primary", "fenced", "not_drained", "rpo_budget":
+		"not_primary", "fenced", "not_drained", "rpo_budget", "stale_route":
 		// outcome_unknown and timeout: a write may or may not have taken
 		// effect; PUT and DELETE are idempotent, so retrying is safe.
 		return http.StatusServiceUnavailable

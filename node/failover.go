@@ -325,35 +325,74 @@ func (n *Node) Switchover(ctx context.Context, keyspace, to string) (SwitchoverR
 	old := make([]metadata.RegionalGroup, len(ks.Shards))
 	for i, sh := range ks.Shards {
 		old[i], _ = sh.RegionalIn(ks.HomeRegion)
+	}
+	// Every step runs for all shards (and regions) at once: each is a
+	// round trip to another region.
+	err = parallel(len(ks.Shards), func(i int) error {
 		p, err := n.proposeRole(ctx, old[i], kv.Role{Epoch: ks.Epoch, Primary: true, Fenced: true}, 0, 0, 0)
 		if err != nil {
-			n.unfence(ks, old)
-			return res, fmt.Errorf("fencing shard %d: %w", i, err)
+			return fmt.Errorf("fencing shard %d: %w", i, err)
 		}
 		fence[i] = p.index
+		return nil
+	})
+	if err != nil {
+		n.unfence(ks, old)
+		return res, err
 	}
-	// Drain: every region that catches up in time keeps its data; the
-	// target must.
+	// Drain: the target must catch up with every fence; the other regions
+	// keep their data if they catch up while the target does (or within
+	// drainGrace), and are resynced otherwise.
 	drainStart := time.Now()
-	drained := map[string]bool{}
+	var others []string
 	for _, r := range ks.Regions {
-		if r == ks.HomeRegion {
-			continue
+		if r != ks.HomeRegion && r != to {
+			others = append(others, r)
 		}
-		ok := true
-		for i, sh := range ks.Shards {
-			rg, _ := sh.RegionalIn(r)
-			if err := n.waitCursor(ctx, rg, old[i].Group, fence[i], r == to); err != nil {
-				if r == to {
-					n.unfence(ks, old)
-					return res, fmt.Errorf("%w: region %s, shard %d: %w", ErrNotDrained, r, i, err)
+	}
+	targetDone := make(chan struct{})
+	otherOK := make([]bool, len(others))
+	var wg sync.WaitGroup
+	for j, r := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				select {
+				case <-targetDone:
+					select {
+					case <-time.After(time.Until(drainStart.Add(drainGrace))):
+					case <-wctx.Done():
+					}
+				case <-wctx.Done():
 				}
-				ok = false
-				break
-			}
+				cancel()
+			}()
+			otherOK[j] = parallel(len(ks.Shards), func(i int) error {
+				rg, _ := ks.Shards[i].RegionalIn(r)
+				return n.waitCursor(wctx, rg, old[i].Group, fence[i])
+			}) == nil
+		}()
+	}
+	err = parallel(len(ks.Shards), func(i int) error {
+		rg, _ := ks.Shards[i].RegionalIn(to)
+		if err := n.waitCursor(ctx, rg, old[i].Group, fence[i]); err != nil {
+			return fmt.Errorf("%w: region %s, shard %d: %w", ErrNotDrained, to, i, err)
 		}
-		drained[r] = ok
-		if !ok {
+		return nil
+	})
+	close(targetDone)
+	wg.Wait()
+	if err != nil {
+		n.unfence(ks, old)
+		return res, err
+	}
+	drained := map[string]bool{to: true}
+	for j, r := range others {
+		drained[r] = otherOK[j]
+		if !otherOK[j] {
 			res.Resynced = append(res.Resynced, r)
 		}
 	}
@@ -363,15 +402,20 @@ func (n *Node) Switchover(ctx context.Context, keyspace, to string) (SwitchoverR
 		return res, err
 	}
 	ks, _ = n.meta.Keyspace(keyspace)
-	for i, sh := range ks.Shards {
+	err = parallel(len(ks.Shards), func(i int) error {
+		sh := ks.Shards[i]
 		p, err := n.proposeRole(ctx, metadata.RegionalGroup{Group: sh.Group, Replicas: sh.Replicas}, kv.Role{Epoch: ks.Epoch, Primary: true}, 0, 0, 0)
 		if err != nil {
-			return res, fmt.Errorf("promoting shard %d (the role loop will retry): %w", i, err)
+			return fmt.Errorf("promoting shard %d (the role loop will retry): %w", i, err)
 		}
+		var replicas []metadata.RegionalGroup
 		for _, rg := range sh.Regional {
-			if rg.Group == sh.Group {
-				continue
+			if rg.Group != sh.Group {
+				replicas = append(replicas, rg)
 			}
+		}
+		_ = parallel(len(replicas), func(j int) error {
+			rg := replicas[j]
 			var src, at uint64
 			if drained[rg.Region] || rg.Region == res.From {
 				src, at = sh.Group, p.index
@@ -379,7 +423,12 @@ func (n *Node) Switchover(ctx context.Context, keyspace, to string) (SwitchoverR
 			if _, err := n.proposeRole(ctx, rg, kv.Role{Epoch: ks.Epoch}, 0, src, at); err != nil {
 				n.log.Warn("cannot install a replica's role (the role loop will retry)", "group", rg.Group, "err", err)
 			}
-		}
+			return nil
+		})
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
 	res.FencedMS = float64(time.Since(start).Microseconds()) / 1000
 	n.log.Info("switchover done", "keyspace", keyspace, "from", res.From, "to", to, "epoch", ks.Epoch, "fenced_ms", res.FencedMS)
@@ -413,14 +462,27 @@ func (n *Node) unfence(ks *metadata.Keyspace, old []metadata.RegionalGroup) {
 	}
 }
 
-// waitCursor waits until a group has applied a source up to index; a
-// replica region that is not the target gets a few seconds at most.
-func (n *Node) waitCursor(ctx context.Context, rg metadata.RegionalGroup, source, index uint64, target bool) error {
-	if !target {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
+// drainGrace is how long a switchover waits, at least, for replica
+// regions other than the target to catch up before resyncing them.
+const drainGrace = 500 * time.Millisecond
+
+// parallel runs fn(0..n-1) at once and returns the first error.
+func parallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i)
+		}()
 	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitCursor waits until a group has applied a source up to index.
+func (n *Node) waitCursor(ctx context.Context, rg metadata.RegionalGroup, source, index uint64) error {
 	for {
 		at, err := n.groupCursor(ctx, rg, source)
 		if err == nil && at >= index {
@@ -554,7 +616,7 @@ func (n *Node) healthyIn(region string) []uint64 {
 // primary is changing: nothing was applied and it may be sent again once
 // the metadata has moved on.
 func retryableRole(err error) bool {
-	return errors.Is(err, kv.ErrStaleEpoch) || errors.Is(err, kv.ErrNotPrimary) || errors.Is(err, kv.ErrFenced)
+	return errors.Is(err, kv.ErrStaleEpoch) || errors.Is(err, kv.ErrNotPrimary) || errors.Is(err, kv.ErrFenced) || errors.Is(err, ErrStaleRoute)
 }
 
 // hostPropose proposes a command to a group this node leads, after the

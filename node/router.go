@@ -26,7 +26,11 @@ var (
 	ErrValueTooLarge      = errors.New("node: value too large")
 	ErrUnknownConsistency = errors.New("node: unknown consistency level")
 	ErrNoReplica          = errors.New("node: no reachable replica for the shard")
-	ErrUnknownKeyspace    = metadata.ErrUnknownKeyspace
+	// ErrStaleRoute: a forwarded request reached a node that no longer
+	// (or not yet) holds the shard: the sender's metadata and the
+	// receiver's differ. Nothing was done; the sender retries.
+	ErrStaleRoute      = errors.New("node: request routed by other metadata")
+	ErrUnknownKeyspace = metadata.ErrUnknownKeyspace
 )
 
 // Consistency is how fresh a read must be: a level (see package
@@ -441,7 +445,7 @@ func (n *Node) writeLocal(ctx context.Context, keyspace string, cmd kv.Command) 
 		})
 		cancel()
 		if err != nil {
-			return kv.Result{}, Answer{}, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
+			return kv.Result{}, Answer{}, fmt.Errorf("%w: %w: node %d holds no replica of group %d", ErrStaleRoute, ErrNoReplica, n.cfg.ID, sh.Group)
 		}
 	}
 	if cmd.Epoch != epochOf(ks) {
@@ -472,6 +476,7 @@ var errorCodes = []struct {
 	{"clock_skew", kv.ErrClockSkew},
 	{"unknown_resolver", kv.ErrUnknownResolver},
 	{"strong_on_active", ErrStrongOnActive},
+	{"stale_route", ErrStaleRoute},
 	{"no_replica", ErrNoReplica},
 	{"no_leader", raftgroup.ErrNoLeader},
 	{"not_leader", raftgroup.ErrNotLeader},
