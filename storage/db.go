@@ -156,6 +156,12 @@ func (db *DB) scan(start, end []byte, fn func(k, v []byte) bool) error {
 	if err != nil {
 		return fmt.Errorf("storage: iterator: %w", err)
 	}
+	return iterate(it, fn)
+}
+
+// iterate calls fn for each key of it in order until fn returns false,
+// then closes it.
+func iterate(it *pebble.Iterator, fn func(k, v []byte) bool) error {
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {

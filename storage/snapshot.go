@@ -50,20 +50,7 @@ func (r *Reader) Scan(group uint64, after []byte, fn func(key, value []byte) boo
 	if err != nil {
 		return fmt.Errorf("storage: iterator: %w", err)
 	}
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return fmt.Errorf("storage: scan: %w", err)
-		}
-		if !fn(it.Key()[9:], v) {
-			break
-		}
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("storage: scan: %w", err)
-	}
-	return nil
+	return iterate(it, func(k, v []byte) bool { return fn(k[9:], v) })
 }
 
 // ClearData stages the removal of every user key of a group (its cursors

@@ -161,15 +161,9 @@ func DecodeBatch(p []byte) (Batch, error) {
 	switch flags {
 	case 0:
 	case flagSnappy:
-		n, err := snappy.DecodedLen(body)
-		// Snappy cannot expand input by more than about 21 times (a 3-byte
-		// copy of 64 bytes); a claimed size beyond that is a lie, refused
-		// before allocating for it.
-		if err != nil || n > MaxEncodedBytes || n > 32*len(body) {
-			return Batch{}, fmt.Errorf("%w: bad compressed length", ErrBadBatch)
-		}
-		if body, err = snappy.Decode(make([]byte, n), body); err != nil {
-			return Batch{}, fmt.Errorf("%w: %w", ErrBadBatch, err)
+		var err error
+		if body, err = unsnappy(body); err != nil {
+			return Batch{}, err
 		}
 	default:
 		return Batch{}, fmt.Errorf("%w: unknown flags %#x", ErrBadBatch, flags)
@@ -204,6 +198,21 @@ func DecodeBatch(p []byte) (Batch, error) {
 		return Batch{}, d.err
 	}
 	return b, nil
+}
+
+// unsnappy decompresses a snappy body, refusing a claimed size beyond
+// MaxEncodedBytes or beyond what snappy can expand to (about 21 times the
+// input: a 3-byte copy of 64 bytes) before allocating for it.
+func unsnappy(body []byte) ([]byte, error) {
+	n, err := snappy.DecodedLen(body)
+	if err != nil || n > MaxEncodedBytes || n > 32*len(body) {
+		return nil, fmt.Errorf("%w: bad compressed length", ErrBadBatch)
+	}
+	out, err := snappy.Decode(make([]byte, n), body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadBatch, err)
+	}
+	return out, nil
 }
 
 // decoder reads varints and length-prefixed bytes, remembering the first

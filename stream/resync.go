@@ -93,13 +93,9 @@ func DecodeChunk(p []byte) (Chunk, error) {
 	if len(p) < 1 || p[0] != chunkVersion {
 		return Chunk{}, fmt.Errorf("%w: not a resync chunk", ErrBadBatch)
 	}
-	n, err := snappy.DecodedLen(p[1:])
-	if err != nil || n > MaxEncodedBytes || n > 32*len(p) {
-		return Chunk{}, fmt.Errorf("%w: bad compressed length", ErrBadBatch)
-	}
-	body, err := snappy.Decode(make([]byte, n), p[1:])
+	body, err := unsnappy(p[1:])
 	if err != nil {
-		return Chunk{}, fmt.Errorf("%w: %w", ErrBadBatch, err)
+		return Chunk{}, err
 	}
 	d := decoder{p: body}
 	var c Chunk
