@@ -106,6 +106,13 @@ const (
 	// group's ledger in the same batch; N counts them. Merges are
 	// idempotent, commutative and associative.
 	OpActiveMerge Op = 22
+	// OpActiveKnow records what the region Args[0] had of every region's
+	// writes (Args[1], an encoded crdt.VersionVector of log indexes) when
+	// it proposed this; shipped as itself to the other regions (gc.go).
+	OpActiveKnow Op = 23
+	// OpActiveGC removes the tombstones every region of Args (the
+	// keyspace's regions) is known to have seen (gc.go). N counts them.
+	OpActiveGC Op = 24
 )
 
 // Flags of OpRole.
@@ -121,6 +128,7 @@ var opNames = [...]string{
 	// Active keyspaces (active.go).
 	OpActiveSet: "activeset", OpActiveDel: "activedel", OpActiveIncr: "activeincr", OpActiveSAdd: "activesadd",
 	OpActiveSRem: "activesrem", OpActiveHSet: "activehset", OpActiveHDel: "activehdel", OpActiveMerge: "activemerge",
+	OpActiveKnow: "activeknow", OpActiveGC: "activegc",
 }
 
 func (o Op) String() string {

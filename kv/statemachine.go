@@ -66,6 +66,12 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	if err := checkWrite(role, c.Epoch); err != nil {
 		return Result{Err: err}
 	}
+	switch c.Op { // tombstone collection: gc.go
+	case OpActiveKnow:
+		return sm.know(b, c)
+	case OpActiveGC:
+		return sm.collect(b, c)
+	}
 	if c.Op.active() { // active keyspaces: active.go
 		return sm.applyActive(b, index, c, 0, 0)
 	}
@@ -123,6 +129,10 @@ func checkArgs(c Command) error {
 		ok = n >= 3 && n%2 == 1
 	case OpActiveSet, OpActiveDel, OpActiveIncr, OpActiveSAdd, OpActiveSRem, OpActiveHSet, OpActiveHDel, OpActiveMerge:
 		ok = activeArgsOK(c.Op, n) // active.go
+	case OpActiveKnow:
+		ok = n == 2
+	case OpActiveGC:
+		ok = n >= 1
 	default:
 		return fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -419,6 +429,11 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 				return err
 			}
 			return sm.applyActive(b, index, c, batch.Stream, ch.Index).Err
+		case OpActiveKnow: // another region's report, in order after its writes
+			if err := checkArgs(c); err != nil {
+				return err
+			}
+			return sm.know(b, c).Err
 		}
 		if c.Op.active() {
 			return nil // local active ops travel as merges (ActiveChange), never as themselves

@@ -1,10 +1,12 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/meridian-db/meridian/crdt"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/stream"
@@ -224,4 +226,103 @@ func (n *Node) checkStreamClock(cmd []byte) error {
 		}
 	}
 	return nil
+}
+
+// How often an active group's leader reports what its region has seen,
+// and how often it collects tombstones (kv/gc.go).
+const (
+	KnowInterval = time.Second
+	GCEvery      = 5 // collections run every GCEvery reports
+)
+
+// activeGCLoop has the leader of every active group report its region's
+// knowledge and, from time to time, collect the tombstones every region
+// has seen.
+func (n *Node) activeGCLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(KnowInterval)
+	defer t.Stop()
+	for round := 1; ; round++ {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		for _, ks := range n.meta.State().Keyspaces {
+			if !isActive(ks) {
+				continue
+			}
+			for _, sh := range ks.Shards {
+				rg, ok := sh.RegionalIn(n.cfg.Region)
+				if !ok || n.host.Leader(rg.Group) != n.cfg.ID {
+					continue
+				}
+				seen, err := n.regionKnowledge(sh, rg)
+				if err != nil {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				now := time.Now().UnixMilli()
+				if _, err := n.propose(ctx, rg.Group, kv.KnowCommand(rg.Region, seen, now).Encode()); err != nil {
+					n.log.Debug("cannot report knowledge", "group", rg.Group, "err", err)
+				} else if round%GCEvery == 0 {
+					p, err := n.propose(ctx, rg.Group, kv.GCCommand(ks.Regions, now).Encode())
+					if res, _ := p.value.(kv.Result); err == nil && res.N > 0 {
+						n.log.Debug("tombstones collected", "keyspace", ks.Name, "group", rg.Group, "count", res.N)
+					}
+				}
+				cancel()
+			}
+		}
+	}
+}
+
+// regionKnowledge is what this region's group has applied of each
+// region's writes: its own log up to its applied index, and each other
+// region's up to its stream cursor.
+func (n *Node) regionKnowledge(sh metadata.Shard, local metadata.RegionalGroup) (crdt.VersionVector, error) {
+	st, ok := n.host.Status(local.Group)
+	if !ok {
+		return nil, fmt.Errorf("group %d not hosted", local.Group)
+	}
+	seen := crdt.VersionVector{local.Region: st.Applied}
+	for _, rg := range sh.Regional {
+		if rg.Group == local.Group {
+			continue
+		}
+		c, _, err := n.db.Cursor(local.Group, rg.Group)
+		if err != nil {
+			return nil, err
+		}
+		seen[rg.Region] = c.Index
+	}
+	return seen, nil
+}
+
+// Tombstones counts the deleted keys of an active keyspace that this
+// node's region still keeps (until every region has seen the delete).
+func (n *Node) Tombstones(keyspace string) (int, error) {
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return 0, err
+	}
+	count := 0
+	for _, sh := range ks.Shards {
+		rg, ok := n.localGroup(sh)
+		if !ok {
+			continue
+		}
+		err := n.db.Scan(rg.Group, nil, nil, func(_, v []byte) bool {
+			if rec, err := kv.DecodeRecord(v); err == nil && rec.Type == kv.TypeActive {
+				if _, live, err := kv.ActiveValueOf(rec); err == nil && !live {
+					count++
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return count, nil
 }

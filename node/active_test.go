@@ -170,6 +170,36 @@ func TestActiveConvergence(t *testing.T) {
 	}
 	t.Logf("FIGURES: 3 regions converged %v after the last write (world matrix x0.2, ap-southeast cut for 700 ms); %d acknowledged adds, counters %v, %d conflicts recorded over the regions",
 		took.Round(time.Millisecond), len(members), incr, conflicts)
+	// Deletes leave tombstones until every region has seen them, then
+	// every region collects them.
+	for _, k := range []string{"r0", "r1", "s", "h", "c0"} {
+		if _, _, err := nodes[1].Write(ctx, "a", kv.Command{Op: kv.OpDelete, NowMS: time.Now().UnixMilli(), Args: [][]byte{[]byte(k)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted := time.Now()
+	if err := c.WaitFor(ctx, func() bool {
+		for _, n := range nodes {
+			if _, ok, _, err := n.GetRecord(ctx, "a", []byte("r0"), node.Eventual); err != nil || ok {
+				return false
+			}
+			if tomb, err := n.Tombstones("a"); err != nil || tomb != 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		for _, n := range nodes {
+			tomb, err := n.Tombstones("a")
+			t.Logf("%s: %d tombstones %v", n.Region(), tomb, err)
+		}
+		t.Fatal("tombstones were never collected")
+	}
+	t.Logf("FIGURES: 5 deleted keys' tombstones collected in every region %v after the deletes (reports every %v, collection every %d reports)",
+		time.Since(deleted).Round(time.Millisecond), node.KnowInterval, node.GCEvery)
+	if got := read(nodes[0]); got["r2"] != views[0]["r2"] || got["c1"] != views[0]["c1"] {
+		t.Fatalf("collection touched live keys: %v vs %v", got, views[0])
+	}
 	// Session reads see their own writes in other regions.
 	_, a, err := nodes[0].Write(ctx, "a", kv.Command{Op: kv.OpSet, NowMS: time.Now().UnixMilli(), Args: [][]byte{[]byte("mine"), []byte("1")}})
 	if err != nil {

@@ -254,13 +254,14 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Step 6: background work: register nodes, create the groups the
 	// metadata places here, keep leaders in their home regions.
-	n.wg.Add(6)
+	n.wg.Add(7)
 	go n.registerLoop()
 	go n.reconcileLoop()
 	go n.leaderLoop()
 	go n.streamLoop()
 	go n.roleLoop()
 	go n.closedLoop()
+	go n.activeGCLoop()
 	return n, nil
 }
 

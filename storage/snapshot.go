@@ -59,3 +59,29 @@ func (b *Batch) ClearData(group uint64) {
 	start, end := dataSpan(group)
 	b.DeleteRange(start, end)
 }
+
+// GetLedger reads a group's ledger record as the batch would leave it.
+// The returned value is a copy.
+func (b *Batch) GetLedger(group uint64, suffix []byte) ([]byte, bool, error) {
+	v, closer, err := b.pb.Get(LedgerKey(group, suffix))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("storage: get: %w", err)
+	}
+	out := append([]byte(nil), v...)
+	_ = closer.Close()
+	return out, true, nil
+}
+
+// ScanData calls fn for the group's user keys as the batch would leave
+// them, in key order, until fn returns false.
+func (b *Batch) ScanData(group uint64, fn func(key, value []byte) bool) error {
+	lo, hi := dataSpan(group)
+	it, err := b.pb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("storage: iterator: %w", err)
+	}
+	return iterate(it, func(k, v []byte) bool { return fn(k[9:], v) })
+}

@@ -1,0 +1,110 @@
+package kv
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/meridian-db/meridian/crdt"
+	"github.com/meridian-db/meridian/storage"
+)
+
+// Tombstone collection in active keyspaces.
+//
+// A deleted key stays as a tombstone (its state, not live, with every
+// operation it reflects in its seen vector) until every region is known to
+// have seen everything it reflects; never after a fixed time. Knowledge
+// travels in the regions' own logs:
+//
+//   - Each region's group periodically proposes OpActiveKnow with what it
+//     has applied of every region's writes (its own applied index, and its
+//     stream cursor of each other region's group: log indexes, which are
+//     the sequence numbers of the operations' stamps). The report is
+//     shipped to the other regions by the same stream as the region's
+//     writes, after them, so a group that applies a report has also
+//     applied every write the reporting region made before it. Each group
+//     keeps the latest report of each region (pointwise maximum).
+//   - OpActiveGC, proposed by a region's group for itself, computes the
+//     stable vector, the pointwise minimum of the reports of every region
+//     of the keyspace (none collected while one is missing), and removes
+//     every tombstone whose seen vector it dominates (crdt.Collectable's
+//     rule): every region has seen the delete and everything before it,
+//     and nothing concurrent with it can still be on its way.
+//
+// Both are deterministic: the reports are in the group's log and storage,
+// and the collection scans the group's keys in the apply.
+
+// knowSuffix is the ledger-span record of a region's latest report.
+func knowSuffix(region string) []byte { return append([]byte{'K'}, region...) }
+
+// KnowCommand builds the OpActiveKnow of a region.
+func KnowCommand(region string, seen crdt.VersionVector, nowMS int64) Command {
+	return Command{Op: OpActiveKnow, NowMS: nowMS, Args: [][]byte{[]byte(region), seen.Encode()}}
+}
+
+// GCCommand builds the OpActiveGC of a keyspace's regions.
+func GCCommand(regions []string, nowMS int64) Command {
+	c := Command{Op: OpActiveGC, NowMS: nowMS}
+	for _, r := range regions {
+		c.Args = append(c.Args, []byte(r))
+	}
+	return c
+}
+
+func (sm *StateMachine) know(b *storage.Batch, c Command) Result {
+	vv, err := crdt.DecodeVersionVector(c.Args[1])
+	if err != nil {
+		return Result{Err: fmt.Errorf("%w: knowledge report: %w", ErrBadCommand, err)}
+	}
+	old, ok, err := b.GetLedger(sm.Group, knowSuffix(string(c.Args[0])))
+	if err != nil {
+		return Result{Err: err}
+	}
+	if ok {
+		if prev, err := crdt.DecodeVersionVector(old); err == nil {
+			vv = vv.Merge(prev)
+		}
+	}
+	b.SetLedger(sm.Group, knowSuffix(string(c.Args[0])), vv.Encode())
+	return Result{}
+}
+
+func (sm *StateMachine) collect(b *storage.Batch, c Command) Result {
+	var reports []crdt.VersionVector
+	for _, r := range c.Args {
+		v, ok, err := b.GetLedger(sm.Group, knowSuffix(string(r)))
+		if err != nil {
+			return Result{Err: err}
+		}
+		if !ok {
+			return Result{} // a region has not reported yet: nothing is stable
+		}
+		vv, derr := crdt.DecodeVersionVector(v)
+		if derr != nil {
+			return Result{Err: fmt.Errorf("%w: knowledge report of %q: %w", ErrBadRecord, r, derr)}
+		}
+		reports = append(reports, vv)
+	}
+	stable := crdt.StableVector(reports...)
+	var doomed [][]byte
+	err := b.ScanData(sm.Group, func(k, v []byte) bool {
+		rec, err := DecodeRecord(v)
+		if err != nil || rec.Type != TypeActive {
+			return true
+		}
+		s, err := decodeActiveState(rec.Payload)
+		if err != nil || s.val.Live() {
+			return true
+		}
+		if stable.Dominates(s.seen) {
+			doomed = append(doomed, slices.Clone(k))
+		}
+		return true
+	})
+	if err != nil {
+		return Result{Err: err}
+	}
+	for _, k := range doomed {
+		b.DeleteData(sm.Group, k)
+	}
+	return Result{N: int64(len(doomed))}
+}
