@@ -733,7 +733,7 @@ func ActiveChange(db *storage.DB, group uint64, cmd []byte) ([]byte, error) {
 	switch {
 	case c.Op == OpActiveKnow:
 		return cmd, nil // a region's report travels as itself (gc.go)
-	case c.Op == OpActiveMerge, c.Op == OpStreamApply, c.Op == OpStreamChunk, c.Op == OpRole, c.Op == OpActiveGC:
+	case c.Op == OpActiveMerge, c.Op == OpStreamApply, c.Op == OpStreamChunk, c.Op == OpRole, c.Op == OpActiveGC, c.Op == OpStreamCursor:
 		return nil, nil
 	case !c.Op.active():
 		return nil, fmt.Errorf("%w: %s in the log of active group %d", ErrNotActive, c.Op, group)

@@ -113,6 +113,11 @@ const (
 	// OpActiveGC removes the tombstones every region of Args (the
 	// keyspace's regions) is known to have seen (gc.go). N counts them.
 	OpActiveGC Op = 24
+	// OpStreamCursor raises the group's cursor for the stream Args[0] (8
+	// bytes, big-endian) to the index Args[1] (8 bytes): the end of a
+	// resync by merges (active keyspaces), whose data came as OpActiveMerge
+	// commands. N is the cursor after it.
+	OpStreamCursor Op = 25
 )
 
 // Flags of OpRole.
@@ -128,7 +133,7 @@ var opNames = [...]string{
 	// Active keyspaces (active.go).
 	OpActiveSet: "activeset", OpActiveDel: "activedel", OpActiveIncr: "activeincr", OpActiveSAdd: "activesadd",
 	OpActiveSRem: "activesrem", OpActiveHSet: "activehset", OpActiveHDel: "activehdel", OpActiveMerge: "activemerge",
-	OpActiveKnow: "activeknow", OpActiveGC: "activegc",
+	OpActiveKnow: "activeknow", OpActiveGC: "activegc", OpStreamCursor: "streamcursor",
 }
 
 func (o Op) String() string {

@@ -1,11 +1,13 @@
 package kv
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 
 	"github.com/meridian-db/meridian/crdt"
 	"github.com/meridian-db/meridian/storage"
+	"github.com/meridian-db/meridian/stream"
 )
 
 // Tombstone collection in active keyspaces.
@@ -107,4 +109,25 @@ func (sm *StateMachine) collect(b *storage.Batch, c Command) Result {
 		b.DeleteData(sm.Group, k)
 	}
 	return Result{N: int64(len(doomed))}
+}
+
+// StreamCursorCommand builds an OpStreamCursor.
+func StreamCursorCommand(source, index uint64) Command {
+	return Command{Op: OpStreamCursor, Args: [][]byte{binary.BigEndian.AppendUint64(nil, source), binary.BigEndian.AppendUint64(nil, index)}}
+}
+
+func (sm *StateMachine) raiseCursor(b *storage.Batch, c Command) Result {
+	src, idx := binary.BigEndian.Uint64(c.Args[0]), binary.BigEndian.Uint64(c.Args[1])
+	if src == roleSource || src == ledgerSource || stream.IsResyncSlot(src) {
+		return Result{Err: fmt.Errorf("%w: cursor slot %d is reserved", ErrBadCommand, src)}
+	}
+	cur, _, err := b.GetCursor(sm.Group, src)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if idx > cur.Index {
+		cur.Index = idx
+		b.SetCursor(sm.Group, src, cur)
+	}
+	return Result{N: int64(cur.Index)}
 }

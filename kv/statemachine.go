@@ -71,6 +71,8 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 		return sm.know(b, c)
 	case OpActiveGC:
 		return sm.collect(b, c)
+	case OpStreamCursor:
+		return sm.raiseCursor(b, c)
 	}
 	if c.Op.active() { // active keyspaces: active.go
 		return sm.applyActive(b, index, c, 0, 0)
@@ -133,6 +135,8 @@ func checkArgs(c Command) error {
 		ok = n == 2
 	case OpActiveGC:
 		ok = n >= 1
+	case OpStreamCursor:
+		ok = n == 2 && len(c.Args[0]) == 8 && len(c.Args[1]) == 8
 	default:
 		return fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -422,8 +426,8 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 			return err
 		}
 		switch c.Op {
-		case OpStreamApply, OpStreamChunk, OpRole:
-			return nil
+		case OpStreamApply, OpStreamChunk, OpRole, OpStreamCursor, OpActiveGC:
+			return nil // about the source group alone
 		case OpActiveMerge: // active keyspaces (active.go): a failed merge stops the stream
 			if err := checkArgs(c); err != nil {
 				return err

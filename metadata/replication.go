@@ -170,8 +170,8 @@ func (s *Store) applyAlter(st *State, c *AlterRegions) error {
 	if ks == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownKeyspace, c.Keyspace)
 	}
-	if ks.Strategy != Async {
-		return fmt.Errorf("%w: %q is %s; only async keyspaces change regions online", ErrNotAsync, ks.Name, ks.Strategy)
+	if ks.Strategy != Async && ks.Strategy != Active {
+		return fmt.Errorf("%w: %q is %s; only async and active keyspaces change regions online", ErrNotAsync, ks.Name, ks.Strategy)
 	}
 	switch {
 	case c.Add != "" && c.Remove == "":
@@ -198,7 +198,7 @@ func (s *Store) applyAlter(st *State, c *AlterRegions) error {
 			return fmt.Errorf("%w: keyspace %q has no region %q", ErrInvalidSpec, ks.Name, c.Remove)
 		}
 		if c.Remove == ks.HomeRegion {
-			return fmt.Errorf("%w: %q is the primary region of %q; switch over first", ErrInvalidSpec, c.Remove, ks.Name)
+			return fmt.Errorf("%w: %q is the home region of %q (for async keyspaces its primary: switch over first)", ErrInvalidSpec, c.Remove, ks.Name)
 		}
 		for i := range ks.Shards {
 			ks.Shards[i].Regional = slices.DeleteFunc(ks.Shards[i].Regional, func(rg RegionalGroup) bool {

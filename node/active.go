@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meridian-db/meridian/crdt"
@@ -325,4 +326,75 @@ func (n *Node) Tombstones(keyspace string) (int, error) {
 		}
 	}
 	return count, nil
+}
+
+// resyncActive brings an active destination up to date with a source
+// group's data without replacing its own: the source's key states, read
+// from one consistent storage view, are shipped as merges (idempotent),
+// then the destination's cursor is raised to the view's applied index.
+func (n *Node) resyncActive(ctx context.Context, src uint64, sink *regionSink, r *runningStream) (uint64, error) {
+	view := n.db.NewReader()
+	defer view.Close()
+	at, err := view.Applied(src)
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.resyncing, r.resyncKeys, r.resyncBytes = true, 0, 0
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.resyncing = false
+		r.mu.Unlock()
+	}()
+	merge := kv.Command{Op: kv.OpActiveMerge, NowMS: time.Now().UnixMilli()}
+	size := 0
+	send := func(cmd kv.Command) error {
+		res, err := sink.propose(ctx, cmd.Encode())
+		if err == nil {
+			err = res.Err
+		}
+		return err
+	}
+	flush := func() error {
+		if len(merge.Args) == 0 {
+			return nil
+		}
+		if err := send(merge); err != nil {
+			return fmt.Errorf("resync by merges: %w", err)
+		}
+		r.mu.Lock()
+		r.resyncKeys += int64(len(merge.Args) / 2)
+		r.resyncBytes += int64(size)
+		r.mu.Unlock()
+		merge.Args, size = merge.Args[:0], 0
+		return nil
+	}
+	var sendErr error
+	err = view.Scan(src, nil, func(k, v []byte) bool {
+		rec, derr := kv.DecodeRecord(v)
+		if derr != nil || rec.Type != kv.TypeActive {
+			return true
+		}
+		merge.Args = append(merge.Args, slices.Clone(k), slices.Clone(rec.Payload))
+		size += len(k) + len(rec.Payload)
+		if size >= resyncChunkBytes {
+			sendErr = flush()
+		}
+		return sendErr == nil
+	})
+	if err == nil {
+		err = sendErr
+	}
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = send(kv.StreamCursorCommand(src, at))
+	}
+	if err != nil {
+		return 0, err
+	}
+	n.log.Info("resync by merges done", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at)
+	return at, nil
 }

@@ -236,10 +236,12 @@ func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamS
 		Resync: func(ctx context.Context) (uint64, error) { return n.resync(ctx, k.src, epoch, sink, r) },
 	}
 	if base.Strategy == string(metadata.Active) {
-		// An active destination holds its own writes too: it must never
-		// be replaced by a resync. It gets the source's log from its
-		// start, turned into merges of the keys' current states.
-		cfg.Resync = nil
+		// An active destination holds its own writes too: it is never
+		// replaced, only merged into. It gets the source's log turned into
+		// merges of the keys' current states, after a resync by merges
+		// when it has nothing from the source yet (a new region) or needs
+		// what the source's log no longer holds.
+		cfg.Resync = func(ctx context.Context) (uint64, error) { return n.resyncActive(ctx, k.src, sink, r) }
 		log.active = true
 	}
 	s, err := stream.NewSender(cfg, log, sink)

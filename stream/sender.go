@@ -205,6 +205,7 @@ type run struct {
 	pendingSince time.Time
 	lastSend     time.Time
 	oldestMS     int64
+	behindMS     int64 // since when (Unix ms) the destination has been behind; 0 if caught up
 	samples      []closedSample
 }
 
@@ -497,6 +498,11 @@ func (r *run) publish() {
 	if r.probing {
 		r.applied, _ = r.s.log.Applied()
 	}
+	if r.acked >= r.applied {
+		r.behindMS = 0
+	} else if r.behindMS == 0 {
+		r.behindMS = time.Now().UnixMilli()
+	}
 	r.oldestMS = r.oldestUnacked()
 	lagMS := int64(0)
 	if r.oldestMS != 0 {
@@ -522,9 +528,11 @@ func (r *run) oldestUnacked() int64 {
 	if r.acked >= r.applied {
 		return 0
 	}
+	// A change without a time (TimeMS 0: not a client write, say a role
+	// record) says nothing about the lag.
 	first := func(cs []Change) (int64, bool) {
 		for _, c := range cs {
-			if c.Index > r.acked && len(c.Data) > 0 {
+			if c.Index > r.acked && len(c.Data) > 0 && c.TimeMS != 0 {
 				return c.TimeMS, true
 			}
 		}
@@ -540,11 +548,28 @@ func (r *run) oldestUnacked() int64 {
 	}
 	// Nothing held (the destination is unreachable and the sender keeps
 	// asking for its position): look the change up in the log, so that
-	// the lag keeps growing while the destination is away.
-	if changes, err := r.s.log.Read(r.acked, r.applied, 64<<10); err == nil {
+	// the lag keeps growing while the destination is away. Entries without
+	// a timed command (a new group's first entries, leader changes, role
+	// records) are skipped, a few reads' worth.
+	from := r.acked
+	for range 8 {
+		changes, err := r.s.log.Read(from, r.applied, 64<<10)
+		if err != nil || len(changes) == 0 {
+			break
+		}
 		if t, ok := first(changes); ok {
 			return t
 		}
+		if from = changes[len(changes)-1].Index; from >= r.applied {
+			return 0 // no timed command is missing
+		}
 	}
-	return r.oldestMS // no younger than the true answer
+	// Not found (the log no longer holds it, or it lies beyond what was
+	// read): the previous answer stands, being no younger than the true
+	// one; without one, the change was committed before the destination
+	// was first seen behind, so its age is at least the time since then.
+	if r.oldestMS != 0 {
+		return r.oldestMS
+	}
+	return r.behindMS
 }
