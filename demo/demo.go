@@ -218,7 +218,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		_, rport, _ := net.SplitHostPort(rs.Addr())
 		fmt.Fprintf(out, "  %-14s node %d  redis-cli -p %-5s  http://%s\n", n.Region(), n.ID(), rport, members[i].hLn.Addr())
 	}
-	fmt.Fprintf(out, "Keyspaces 'default' (sync, home %s) and 'async' (primary %s) are ready. Try: SET greeting hello in one region, GET greeting in another, then MERIDIAN.LAST.\nPress Ctrl-C to stop.\n", opts.Regions[0], opts.Regions[0])
+	fmt.Fprintf(out, "Keyspaces 'default' (sync, home %s), 'async' (primary %s) and 'active' (every region writes) are ready. Try: SET greeting hello in one region, GET greeting in another, then MERIDIAN.LAST.\nPress Ctrl-C to stop.\n", opts.Regions[0], opts.Regions[0])
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil
