@@ -21,6 +21,9 @@
 //     MeasureFsync; for a Meridian cluster, DiscoverMeridian (its HTTP
 //     /v1/cluster) and MeridianFloors, whose FloorReport Apply sets the
 //     floors of a report's operations;
+//   - costs: a Meter (MeridianMeter reads every node's /metrics) read
+//     before and after the run phase gives the Report's CostReport, fsyncs
+//     and bytes sent between regions per write acknowledged;
 //   - RunLag, the replication-lag workload: write in one region, poll
 //     eventual reads in the others until the value shows up.
 //

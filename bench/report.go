@@ -66,6 +66,10 @@ type Report struct {
 	// Floors describes how the floors of the operations were computed
 	// (in-process Meridian targets); nil when unknown.
 	Floors *FloorReport `json:"floors,omitempty"`
+	// Costs is what the run phase cost the cluster (fsyncs and bytes
+	// between regions per write), read from the nodes' metrics through
+	// Params.Meter (in-process Meridian targets); nil when not measured.
+	Costs *CostReport `json:"costs,omitempty"`
 	// Lag is the replication lag per region (the lag workload, RunLag).
 	Lag []LagReport `json:"lag,omitempty"`
 	// Notes are remarks on how to read the figures.
@@ -295,6 +299,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if err := writeLagTable(&b, r.Lag); err != nil {
 			return err
 		}
+	}
+	if r.Costs != nil {
+		b.WriteString("\n")
+		r.Costs.write(&b)
 	}
 	if r.Floors != nil {
 		b.WriteString("\n")

@@ -78,8 +78,24 @@ func Run(ctx context.Context, t Target, p Params, progress func(Progress)) (*Rep
 	}
 	r.inserted.Store(p.Records)
 	r.acked.init(p.Records)
+	var before Counters
+	var meterErr error
+	if p.Meter != nil {
+		before, meterErr = p.Meter.Read(ctx)
+	}
 	stats, elapsed := r.phase(ctx, PhaseRun, r.runClient)
 	rep.fill(stats, elapsed)
+	if p.Meter != nil && ctx.Err() == nil {
+		var after Counters
+		if meterErr == nil {
+			after, meterErr = p.Meter.Read(ctx)
+		}
+		if meterErr == nil {
+			rep.Costs = newCostReport(before, after, rep.writes())
+		} else {
+			rep.Notes = append(rep.Notes, "costs not measured: "+meterErr.Error())
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}

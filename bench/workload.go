@@ -182,6 +182,9 @@ type Params struct {
 	// ProgressInterval is how often Run reports progress; 0 means every
 	// second.
 	ProgressInterval time.Duration
+	// Meter, if not nil, reads the cluster's work counters just before and
+	// just after the run phase, for Report.Costs.
+	Meter Meter
 }
 
 // DefaultKeyPrefix is the key prefix used when Params.KeyPrefix is empty.

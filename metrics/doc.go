@@ -48,6 +48,7 @@
 //
 //	meridian_peer_rtt_seconds                    gauge     smoothed round trip to the peer (once measured)
 //	meridian_peer_reachable                      gauge     1 if a recent ping to the peer succeeded
+//	meridian_transport_bytes_sent_total          counter   bytes sent to the peer: raft frames, snapshots, calls
 //
 // Async streams this node sends {keyspace, shard, from_region, to_region}:
 //

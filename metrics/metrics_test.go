@@ -267,6 +267,21 @@ func TestNodeMetrics(t *testing.T) {
 		if !slices.Equal(peers, want) {
 			t.Errorf("node %d: rtt to %v, want %v", id, peers, want)
 		}
+		// Bytes sent to each peer, labelled with its region: at least the
+		// pings.
+		peers = peers[:0]
+		for _, m := range fams["meridian_transport_bytes_sent_total"].GetMetric() {
+			l := labels(m)
+			peer, _ := strconv.ParseUint(l["peer"], 10, 64)
+			if l["peer_region"] != c.RegionOf(peer) || m.GetCounter().GetValue() <= 0 {
+				t.Errorf("node %d: bytes sent series %v = %v", id, l, m.GetCounter().GetValue())
+			}
+			peers = append(peers, l["peer"])
+		}
+		slices.Sort(peers)
+		if !slices.Equal(peers, want) {
+			t.Errorf("node %d: bytes sent to %v, want %v", id, peers, want)
+		}
 		for _, m := range fams["meridian_peer_reachable"].GetMetric() {
 			if m.GetGauge().GetValue() != 1 {
 				t.Errorf("node %d: peer %v unreachable", id, labels(m))

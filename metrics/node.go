@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 
@@ -28,7 +29,7 @@ type nodeCollector struct {
 
 	groups, leaders                                 *prometheus.Desc
 	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
-	peerRTT, peerReachable                          *prometheus.Desc
+	peerRTT, peerReachable, bytesSent               *prometheus.Desc
 	streamLagEntries, streamLagSeconds              *prometheus.Desc
 	conflicts                                       *prometheus.Desc
 }
@@ -88,6 +89,8 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			"Smoothed round-trip time to a peer node, as measured by this node's transport.", p, nil),
 		peerReachable: prometheus.NewDesc("meridian_peer_reachable",
 			"1 if a recent ping to the peer succeeded, else 0.", p, nil),
+		bytesSent: prometheus.NewDesc("meridian_transport_bytes_sent_total",
+			"Bytes this node's transport sent to a peer node: encoded raft batch frames, snapshot chunks, call requests and responses.", p, nil),
 		streamLagEntries: prometheus.NewDesc("meridian_stream_lag_entries",
 			"Entries an async stream this node sends has not had acknowledged yet.", streamLabels, nil),
 		streamLagSeconds: prometheus.NewDesc("meridian_stream_lag_seconds",
@@ -107,7 +110,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
-		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.streamLagEntries, c.streamLagSeconds, c.conflicts} {
+		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds, c.conflicts} {
 		ch <- d
 	}
 }
@@ -185,6 +188,22 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.peerReachable, prometheus.GaugeValue, up, lv...)
+	}
+	// Bytes sent: every peer the transport ever had, a removed one too, so
+	// that the counters never go back. Its region comes from the metadata,
+	// else from the transport's record of the peer.
+	sent := tr.BytesSent()
+	trRegion := map[uint64]string{}
+	for _, p := range tr.Peers() {
+		trRegion[p.ID] = p.Region
+	}
+	for _, id := range slices.Sorted(maps.Keys(sent)) {
+		region := trRegion[id]
+		if ni, ok := st.Nodes[id]; ok {
+			region = ni.Region
+		}
+		ch <- prometheus.MustNewConstMetric(c.bytesSent, prometheus.CounterValue, float64(sent[id]),
+			strconv.FormatUint(id, 10), region)
 	}
 	for _, s := range n.Streams() {
 		lv := []string{s.Keyspace, strconv.Itoa(s.Shard), s.FromRegion, s.ToRegion}

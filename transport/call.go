@@ -68,6 +68,9 @@ func (p *peer) call(ctx context.Context, method string, req []byte) ([]byte, err
 	}
 	out := new(wrapperspb.BytesValue)
 	in := &wrapperspb.BytesValue{Value: encodeCallRequest(method, req)}
+	// Counted once handed to gRPC on a ready connection, whatever the
+	// outcome.
+	p.sent.Add(uint64(len(in.Value)))
 	if err := conn.Invoke(p.outgoing(ctx), methodCall, in, out); err != nil {
 		return nil, fail(err)
 	}

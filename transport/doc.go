@@ -15,6 +15,13 @@
 // demos it adds the delays, losses and partitions of a multi-region
 // deployment.
 //
+// BytesSent counts, per peer, the bytes this node sends: the sizes of the
+// encoded frames it hands to gRPC (batch frames, snapshot headers and
+// chunks, Call requests, pings included, and the responses to the Calls it
+// serves). gRPC's and HTTP/2's own framing is not counted, nor is what the
+// emulated network drops before gRPC sees it; what it duplicates is counted
+// twice, as it crosses the wire twice.
+//
 // The wire service is declared by hand (there is no generated code): every
 // RPC carries a wrapperspb.BytesValue whose bytes use the package's own
 // versioned framing, and the sending node's id travels in gRPC metadata.

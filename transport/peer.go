@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -40,7 +41,8 @@ type peer struct {
 	id uint64
 
 	queue    chan Envelope
-	inflight chan struct{} // semaphore of maxFramesInFlight
+	inflight chan struct{}  // semaphore of maxFramesInFlight
+	sent     *atomic.Uint64 // bytes sent to the peer, shared with Transport.sent
 
 	// ctx is cancelled when the peer is removed or the Transport closes.
 	ctx    context.Context
@@ -65,6 +67,7 @@ func newPeer(t *Transport, info Peer) *peer {
 		info:     info,
 		queue:    make(chan Envelope, t.cfg.PeerQueueLen),
 		inflight: make(chan struct{}, maxFramesInFlight),
+		sent:     t.sentCounter(info.ID),
 	}
 	p.ctx, p.cancel = context.WithCancel(t.ctx)
 	return p
@@ -360,6 +363,8 @@ func (p *peer) deliverFrame(frame []byte, groups []uint64) {
 	if err == nil {
 		if err = s.SendMsg(&wrapperspb.BytesValue{Value: frame}); err != nil {
 			p.streamFailed(s, err)
+		} else {
+			p.sent.Add(uint64(len(frame)))
 		}
 	}
 	if err != nil && p.ctx.Err() == nil {

@@ -129,7 +129,11 @@ func (s *service) call(ctx context.Context, in *wrapperspb.BytesValue) (*wrapper
 		}
 		return nil, status.Errorf(codes.Unavailable, "transport: response to node %d: %v", from, err)
 	}
-	return &wrapperspb.BytesValue{Value: encodeCallResponse(resp, herr)}, nil
+	out := encodeCallResponse(resp, herr)
+	if c := t.responseCounter(from); c != nil {
+		c.Add(uint64(len(out)))
+	}
+	return &wrapperspb.BytesValue{Value: out}, nil
 }
 
 func (s *service) raft(stream grpc.ServerStream) error {

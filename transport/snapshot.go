@@ -92,6 +92,7 @@ func (p *peer) streamSnapshot(e Envelope) error {
 				settle(fmt.Errorf("%w: peer %d: send snapshot chunk: %w", ErrUnreachable, p.id, err))
 				return
 			}
+			p.sent.Add(uint64(len(f)))
 			if last {
 				if err := stream.CloseSend(); err != nil {
 					settle(fmt.Errorf("%w: peer %d: close snapshot stream: %w", ErrUnreachable, p.id, err))

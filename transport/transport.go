@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -209,6 +210,11 @@ type Transport struct {
 	rttMu      sync.Mutex
 	rttChanged chan struct{} // closed and replaced whenever an RTT sample lands
 
+	// sent counts the bytes sent per peer id (see BytesSent); entries are
+	// added, never removed.
+	sentMu sync.RWMutex
+	sent   map[uint64]*atomic.Uint64
+
 	closeOnce sync.Once
 }
 
@@ -243,6 +249,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		lis:        lis,
 		peers:      map[uint64]*peer{},
 		rttChanged: make(chan struct{}),
+		sent:       map[uint64]*atomic.Uint64{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.dialOpts = []grpc.DialOption{

@@ -88,6 +88,9 @@ Targets:
 For in-process targets the report shows each operation's physical floor (the
 quorum round trip from the emulated world matrix plus the measured fsync, and
 the round trip to the leader from another region) and the ratio to it.
+They also show what the run phase cost the cluster, read from every node's
+/metrics before and after it: fsyncs per write and bytes sent between regions
+per write (the JSON report's "costs").
 Progress goes to stderr, the report (a table, or JSON with --json) to stdout.
 
 Examples:
@@ -326,10 +329,14 @@ func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, lag boo
 	defer t.Close()
 	fmt.Fprintf(stderr, "benchmarking node %d in %s over RESP (%s), keyspace %s (%s); write floor %.3g ms\n",
 		node.ID, clientRegion, node.RESPAddr, ks.Name, ks.Strategy, floors.WriteMS)
+	params.Meter = bench.NewMeridianMeter(info)
 	rep, err := bench.Run(ctx, &labeled{Target: t, label: label}, params, progress)
 	if rep != nil {
 		floors.Apply(rep)
 		rep.Notes = append(rep.Notes, "floors from the emulated network's matrix (not measured round trips) plus the fsync measured in the data directory; reads served in the client's region have a floor of 0 and no ratio")
+		if rep.Costs != nil {
+			rep.Notes = append(rep.Notes, "costs: increase of every node's meridian_raft_fsyncs_total and meridian_transport_bytes_sent_total (to peers in another region) over the run phase, divided by the writes acknowledged; the reads' and the background traffic are charged to the writes too")
+		}
 	}
 	return finishReport(rep, err, f.json, stdout)
 }

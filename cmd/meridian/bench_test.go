@@ -80,6 +80,23 @@ func TestBenchInprocJSON(t *testing.T) {
 	if !strings.Contains(errs, "run  done: 200 ops") || !strings.Contains(errs, "load done: 50 ops") {
 		t.Fatalf("progress on stderr:\n%s", errs)
 	}
+	// Costs, from every node's /metrics: the writes were fsynced and
+	// replicated to the other regions.
+	c := rep.Costs
+	if c == nil || c.Nodes != 3 || c.Writes != rep.Op("update").Count || c.Writes <= 0 ||
+		c.Fsyncs == 0 || c.FsyncsPerWrite <= 0 || c.CrossRegionBytes == 0 || c.CrossRegionBytesPerWrite <= 0 ||
+		c.BytesSent < c.CrossRegionBytes {
+		t.Fatalf("costs %+v", c)
+	}
+	// Each write reaches at least two other regions with its value.
+	if c.CrossRegionBytesPerWrite < 2*64 {
+		t.Errorf("%v bytes between regions per write of a 64-byte value", c.CrossRegionBytesPerWrite)
+	}
+	for _, k := range []string{`"costs"`, `"fsyncs_per_write"`, `"cross_region_bytes_per_write"`} {
+		if !strings.Contains(out, k) {
+			t.Errorf("JSON lacks %s", k)
+		}
+	}
 }
 
 // TestBenchInprocTableAndRegion benches a node outside the leader's region
@@ -95,7 +112,8 @@ func TestBenchInprocTableAndRegion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
 	}
-	for _, s := range []string{"node 2 in eu-west", "rmw", "p99.9 ms", "floors:    keyspace default (sync)", "client in eu-west, leader in us-east"} {
+	for _, s := range []string{"node 2 in eu-west", "rmw", "p99.9 ms", "floors:    keyspace default (sync)", "client in eu-west, leader in us-east",
+		"fsyncs per write", "bytes between regions per write"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}
