@@ -118,7 +118,7 @@ func activeSources(sh metadata.Shard, local uint64) []uint64 {
 func (n *Node) activeClosed(sh metadata.Shard, local uint64) int64 {
 	closed := int64(0)
 	for i, g := range activeSources(sh, local) {
-		c, _, err := n.db.Cursor(local, g)
+		c, err := n.streamPosition(local, g)
 		if err != nil || c.ClosedMS == 0 {
 			return 0
 		}

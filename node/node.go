@@ -155,9 +155,10 @@ type Node struct {
 	closeMu sync.Once
 	fatal   chan error
 
-	streams *streamSet  // senders of async streams (streams.go)
-	roles   roleState   // role changes seen (failover.go)
-	closed  closedTimes // leaders' closed timestamps (reads.go)
+	streams    *streamSet  // senders of async streams (streams.go)
+	roles      roleState   // role changes seen (failover.go)
+	closed     closedTimes // leaders' closed timestamps (reads.go)
+	heartbeats heartbeats  // stream heartbeats answered without raft (streams.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready

@@ -14,6 +14,7 @@ import (
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/stream"
 )
 
@@ -356,6 +357,11 @@ type regionSink struct {
 }
 
 func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, error) {
+	if slices.Contains(s.dst.Replicas, s.n.cfg.ID) {
+		if at, ok := s.n.quietHeartbeat(s.dst.Group, b); ok {
+			return stream.Ack{Applied: at, Epoch: b.Epoch}, nil
+		}
+	}
 	enc, err := b.Encode()
 	if err != nil {
 		return stream.Ack{}, err
@@ -457,4 +463,84 @@ func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, 
 	}
 	n.log.Info("resync done", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at, "seq", chunk.Seq)
 	return at, nil
+}
+
+// Heartbeats without raft. An idle stream's heartbeat only carries the
+// source's closed timestamp; proposing it through the destination's raft
+// group would cost an fsync per heartbeat per stream. A replica of the
+// destination group that has already applied everything the heartbeat
+// follows answers it itself and keeps the closed timestamp in memory,
+// with the position it holds for (reads use it only while the group's
+// cursor is at or past that position; a resync resets the cursor and so
+// voids it). A heartbeat that would be refused, or that follows changes
+// this replica lacks, goes through raft as any batch.
+
+type heartbeatKey struct{ group, source uint64 }
+
+type heartbeatClosed struct {
+	prev     uint64
+	closedMS int64
+}
+
+type heartbeats struct {
+	mu sync.Mutex
+	m  map[heartbeatKey]heartbeatClosed
+}
+
+// quietHeartbeat answers a heartbeat for group without raft if it can,
+// returning the group's cursor.
+func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
+	if len(b.Changes) != 0 || b.Cluster != n.cfg.Cluster {
+		return 0, false
+	}
+	role, err := kv.LoadRole(n.db, group)
+	if err != nil || b.Epoch > role.Epoch || (role.Primary && b.Epoch == role.Epoch) {
+		return 0, false
+	}
+	cur, _, err := n.db.Cursor(group, b.Stream)
+	if err != nil || b.Epoch < max(role.Epoch, cur.Epoch) || b.Prev > cur.Index {
+		return 0, false
+	}
+	hb := &n.heartbeats
+	hb.mu.Lock()
+	if hb.m == nil {
+		hb.m = map[heartbeatKey]heartbeatClosed{}
+	}
+	k := heartbeatKey{group, b.Stream}
+	if old, ok := hb.m[k]; !ok || b.ClosedMS > old.closedMS {
+		hb.m[k] = heartbeatClosed{prev: b.Prev, closedMS: b.ClosedMS}
+	}
+	hb.mu.Unlock()
+	return cur.Index, true
+}
+
+// quietHeartbeatCmd is quietHeartbeat for an encoded OpStreamApply.
+func (n *Node) quietHeartbeatCmd(group uint64, cmd []byte) (uint64, bool) {
+	c, err := kv.DecodeCommand(cmd)
+	if err != nil || c.Op != kv.OpStreamApply || len(c.Args) != 1 {
+		return 0, false
+	}
+	b, err := stream.DecodeBatch(c.Args[0])
+	if err != nil {
+		return 0, false
+	}
+	return n.quietHeartbeat(group, b)
+}
+
+// streamPosition is a destination group's position in a stream on this
+// node: the committed cursor, with the closed timestamp of the latest
+// heartbeat answered here if it still holds.
+func (n *Node) streamPosition(group, source uint64) (storage.Cursor, error) {
+	c, _, err := n.db.Cursor(group, source)
+	if err != nil {
+		return c, err
+	}
+	hb := &n.heartbeats
+	hb.mu.Lock()
+	h, ok := hb.m[heartbeatKey{group, source}]
+	hb.mu.Unlock()
+	if ok && h.prev <= c.Index {
+		c.ClosedMS = max(c.ClosedMS, h.closedMS)
+	}
+	return c, nil
 }
