@@ -242,6 +242,9 @@ func (r *run) loop(ctx context.Context) error {
 		wait := time.Hour
 		switch {
 		case r.probing || len(r.inflight) >= r.window:
+		case len(r.pending) > 0 && r.pendingBytes == 0:
+			// Only changes without commands: they go at heartbeat pace.
+			wait = time.Until(r.lastSend.Add(cfg.HeartbeatInterval))
 		case len(r.pending) > 0:
 			wait = time.Until(r.pendingSince.Add(cfg.BatchInterval))
 		case len(r.inflight) == 0:
@@ -306,6 +309,15 @@ func (r *run) fill() error {
 		}
 		full := r.pendingBytes >= cfg.MaxBatchBytes
 		due := len(r.pending) > 0 && time.Since(r.pendingSince) >= cfg.BatchInterval
+		if due && r.pendingBytes == 0 {
+			// Changes that carry no command (a raft leader's empty entry,
+			// or, at a region of an active keyspace, the entry of another
+			// region's batch, which is not shipped on) only move the
+			// destination's cursor: they go at heartbeat pace, as the
+			// heartbeat they replace. Sending them at once would make two
+			// active regions bounce batches of nothing between them.
+			due = time.Since(r.lastSend) >= cfg.HeartbeatInterval
+		}
 		switch {
 		case full || due:
 			b := r.batch(r.sent, r.pending)
