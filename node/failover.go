@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -490,17 +491,10 @@ func (n *Node) waitCursor(ctx context.Context, rg metadata.RegionalGroup, source
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("at %d of %d: %w", at, index, cmpErr(err, ctx.Err()))
+			return fmt.Errorf("at %d of %d: %w", at, index, cmp.Or(err, ctx.Err()))
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 func (n *Node) switchMeta(ctx context.Context, ks *metadata.Keyspace, to string, forks []metadata.Fork) error {
@@ -653,29 +647,25 @@ func (n *Node) primaryOf(group uint64) *metadata.Keyspace {
 // its streams lags beyond the keyspace's RPO budget. It runs where the
 // group's streams run: its leader.
 func (n *Node) rpoCheck(ctx context.Context, ks *metadata.Keyspace, group uint64) error {
-	for {
-		worst, region := int64(0), ""
-		for _, s := range n.Streams() {
-			if s.Keyspace == ks.Name && s.LagMS > worst {
-				if sh := ks.Shards[s.Shard]; sh.Group == group {
-					worst, region = s.LagMS, s.ToRegion
-				}
-			}
+	worst, region := int64(0), ""
+	for _, s := range n.Streams() {
+		if s.Keyspace == ks.Name && s.LagMS > worst && ks.Shards[s.Shard].Group == group {
+			worst, region = s.LagMS, s.ToRegion
 		}
-		switch {
-		case worst > ks.RPOBudgetMS:
-			return fmt.Errorf("%w: region %s lags %d ms behind the primary (keyspace %q allows %d ms)", ErrRPOBudget, region, worst, ks.Name, ks.RPOBudgetMS)
-		case worst > ks.RPOBudgetMS/2:
-			// Slow writers down while the region catches up.
-			select {
-			case <-time.After(time.Duration(worst-ks.RPOBudgetMS/2) * time.Millisecond / 4):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
 	}
+	switch {
+	case worst > ks.RPOBudgetMS:
+		return fmt.Errorf("%w: region %s lags %d ms behind the primary (keyspace %q allows %d ms)", ErrRPOBudget, region, worst, ks.Name, ks.RPOBudgetMS)
+	case worst > ks.RPOBudgetMS/2:
+		// Slow writers down, more the closer the lag gets to the budget,
+		// while the region catches up.
+		select {
+		case <-time.After(time.Duration(worst-ks.RPOBudgetMS/2) * time.Millisecond / 4):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // epochOf returns the epoch a write to the keyspace carries.
