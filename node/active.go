@@ -333,20 +333,11 @@ func (n *Node) Tombstones(keyspace string) (int, error) {
 // from one consistent storage view, are shipped as merges (idempotent),
 // then the destination's cursor is raised to the view's applied index.
 func (n *Node) resyncActive(ctx context.Context, src uint64, sink *regionSink, r *runningStream) (uint64, error) {
-	view := n.db.NewReader()
-	defer view.Close()
-	at, err := view.Applied(src)
+	view, at, err := r.beginResync(n, src)
 	if err != nil {
 		return 0, err
 	}
-	r.mu.Lock()
-	r.resyncing, r.resyncKeys, r.resyncBytes = true, 0, 0
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.resyncing = false
-		r.mu.Unlock()
-	}()
+	defer r.endResync(view)
 	merge := kv.Command{Op: kv.OpActiveMerge, NowMS: time.Now().UnixMilli()}
 	size := 0
 	send := func(cmd kv.Command) error {
@@ -363,10 +354,7 @@ func (n *Node) resyncActive(ctx context.Context, src uint64, sink *regionSink, r
 		if err := send(merge); err != nil {
 			return fmt.Errorf("resync by merges: %w", err)
 		}
-		r.mu.Lock()
-		r.resyncKeys += int64(len(merge.Args) / 2)
-		r.resyncBytes += int64(size)
-		r.mu.Unlock()
+		r.shipped(len(merge.Args)/2, size)
 		merge.Args, size = merge.Args[:0], 0
 		return nil
 	}

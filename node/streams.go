@@ -401,6 +401,37 @@ func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error)
 	return res, nil
 }
 
+// beginResync opens the consistent view a resync ships from, returns it
+// with its applied index, and marks the resync under way.
+func (r *runningStream) beginResync(n *Node, src uint64) (*storage.Reader, uint64, error) {
+	view := n.db.NewReader()
+	at, err := view.Applied(src)
+	if err != nil {
+		view.Close()
+		return nil, 0, err
+	}
+	r.mu.Lock()
+	r.resyncing, r.resyncKeys, r.resyncBytes = true, 0, 0
+	r.mu.Unlock()
+	return view, at, nil
+}
+
+// endResync closes the view and marks the resync over.
+func (r *runningStream) endResync(view *storage.Reader) {
+	view.Close()
+	r.mu.Lock()
+	r.resyncing = false
+	r.mu.Unlock()
+}
+
+// shipped counts what a resync has sent.
+func (r *runningStream) shipped(keys, bytes int) {
+	r.mu.Lock()
+	r.resyncKeys += int64(keys)
+	r.resyncBytes += int64(bytes)
+	r.mu.Unlock()
+}
+
 // resyncChunkBytes is how much data one resync chunk carries.
 const resyncChunkBytes = 512 << 10
 
@@ -408,20 +439,11 @@ const resyncChunkBytes = 512 << 10
 // destination through sink, in chunks read from a consistent storage view
 // (nothing but one chunk is held in memory), and returns that index.
 func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, r *runningStream) (uint64, error) {
-	view := n.db.NewReader()
-	defer view.Close()
-	at, err := view.Applied(src)
+	view, at, err := r.beginResync(n, src)
 	if err != nil {
 		return 0, err
 	}
-	r.mu.Lock()
-	r.resyncing, r.resyncKeys, r.resyncBytes = true, 0, 0
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.resyncing = false
-		r.mu.Unlock()
-	}()
+	defer r.endResync(view)
 	n.log.Info("resync started", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at)
 	chunk := stream.Chunk{Stream: src, Epoch: epoch, Cluster: n.cfg.Cluster, Index: at}
 	size := 0
@@ -437,10 +459,7 @@ func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, 
 		if err != nil {
 			return fmt.Errorf("resync chunk %d: %w", chunk.Seq, err)
 		}
-		r.mu.Lock()
-		r.resyncKeys += int64(len(chunk.Pairs) / 2)
-		r.resyncBytes += int64(size)
-		r.mu.Unlock()
+		r.shipped(len(chunk.Pairs)/2, size)
 		chunk.Seq++
 		chunk.Pairs, size = chunk.Pairs[:0], 0
 		return nil

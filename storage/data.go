@@ -32,7 +32,12 @@ func (db *DB) Scan(group uint64, start, end []byte, fn func(key, value []byte) b
 
 // GetData reads a user key of a group as the batch would leave it.
 func (b *Batch) GetData(group uint64, key []byte) ([]byte, bool, error) {
-	v, closer, err := b.pb.Get(DataKey(group, key))
+	return b.get(DataKey(group, key))
+}
+
+// get reads a key as the batch would leave it; the value is a copy.
+func (b *Batch) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := b.pb.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}

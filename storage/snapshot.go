@@ -63,16 +63,7 @@ func (b *Batch) ClearData(group uint64) {
 // GetLedger reads a group's ledger record as the batch would leave it.
 // The returned value is a copy.
 func (b *Batch) GetLedger(group uint64, suffix []byte) ([]byte, bool, error) {
-	v, closer, err := b.pb.Get(LedgerKey(group, suffix))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("storage: get: %w", err)
-	}
-	out := append([]byte(nil), v...)
-	_ = closer.Close()
-	return out, true, nil
+	return b.get(LedgerKey(group, suffix))
 }
 
 // ScanData calls fn for the group's user keys as the batch would leave
