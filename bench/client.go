@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -180,3 +181,134 @@ func (c *respClient) Update(ctx context.Context, key string, value []byte) error
 }
 
 func (c *respClient) Close() error { return c.rdb.Close() }
+
+// Conn is a raw RESP connection for the workloads that need more than GET
+// and SET (INCR, MERIDIAN.LAST): one connection, used by one goroutine at
+// a time.
+type Conn interface {
+	// Do sends one command and returns its reply as go-redis decodes it
+	// (string, int64, []any, map...). A null reply is an error wrapping
+	// ErrNotFound.
+	Do(ctx context.Context, args ...any) (any, error)
+	// Close releases the connection.
+	Close() error
+}
+
+// NewConn opens a raw connection (see Conn), with the target's connect
+// commands. The connection is opened by the first command.
+func (t *RESPTarget) NewConn(context.Context) (Conn, error) {
+	return &respConn{rdb: t.newRedis(0)}, nil
+}
+
+type respConn struct{ rdb *redis.Client }
+
+func (c *respConn) Do(ctx context.Context, args ...any) (any, error) {
+	v, err := c.rdb.Do(ctx, args...).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, args)
+	}
+	return v, err
+}
+
+func (c *respConn) Close() error { return c.rdb.Close() }
+
+// replyString returns a bulk or simple string reply as a string.
+func replyString(v any) (string, error) {
+	switch s := v.(type) {
+	case string:
+		return s, nil
+	case []byte:
+		return string(s), nil
+	}
+	return "", fmt.Errorf("bench: reply %v (%T) is not a string", v, v)
+}
+
+// replyInt returns an integer reply, or a string holding an integer (GET
+// of a counter), as an int64.
+func replyInt(v any) (int64, error) {
+	switch n := v.(type) {
+	case int64:
+		return n, nil
+	case string, []byte:
+		s, _ := replyString(n)
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: reply %q is not an integer", s)
+		}
+		return i, nil
+	}
+	return 0, fmt.Errorf("bench: reply %v (%T) is not an integer", v, v)
+}
+
+// LastAnswer is what MERIDIAN.LAST says of the previous command on a
+// connection: how Meridian served it.
+type LastAnswer struct {
+	Region      string
+	Node        int64
+	Consistency string
+	Forwarded   bool
+	// StalenessMS bounds the answer's staleness: 0 for strong answers,
+	// -1 when unknown.
+	StalenessMS int64
+}
+
+// parseLast decodes a MERIDIAN.LAST reply: a map (RESP3) or an array of
+// field, value pairs (RESP2).
+func parseLast(v any) (LastAnswer, error) {
+	fields := map[string]any{}
+	switch m := v.(type) {
+	case []any:
+		if len(m)%2 != 0 {
+			return LastAnswer{}, fmt.Errorf("bench: MERIDIAN.LAST answered an array of %d elements, not field/value pairs", len(m))
+		}
+		for i := 0; i < len(m); i += 2 {
+			k, err := replyString(m[i])
+			if err != nil {
+				return LastAnswer{}, err
+			}
+			fields[k] = m[i+1]
+		}
+	case map[any]any:
+		for k, fv := range m {
+			ks, err := replyString(k)
+			if err != nil {
+				return LastAnswer{}, err
+			}
+			fields[ks] = fv
+		}
+	case map[string]any:
+		fields = m
+	default:
+		return LastAnswer{}, fmt.Errorf("bench: MERIDIAN.LAST answered %v (%T), not a map", v, v)
+	}
+	var a LastAnswer
+	var err error
+	need := func(name string) any {
+		fv, ok := fields[name]
+		if !ok && err == nil {
+			err = fmt.Errorf("bench: MERIDIAN.LAST has no field %s", name)
+		}
+		return fv
+	}
+	cons, stale := need("consistency"), need("staleness_ms")
+	if err != nil {
+		return a, err
+	}
+	if a.Consistency, err = replyString(cons); err != nil {
+		return a, err
+	}
+	if a.StalenessMS, err = replyInt(stale); err != nil {
+		return a, err
+	}
+	if r, ok := fields["region"]; ok {
+		a.Region, _ = replyString(r)
+	}
+	if n, ok := fields["node"]; ok {
+		a.Node, _ = replyInt(n)
+	}
+	if f, ok := fields["forwarded"]; ok {
+		fw, _ := replyInt(f)
+		a.Forwarded = fw != 0
+	}
+	return a, nil
+}

@@ -24,11 +24,14 @@
 # script passes --workload, --distribution, --records, --value-size,
 # --clients, --duration, --target and --json):
 #   meridian bench
-#     --workload A|B|C|D|F|lag    YCSB mix: A 50/50 read/update, B 95/5,
+#     --workload A|B|C|D|F|lag|converge|staleness
+#                                 YCSB mix: A 50/50 read/update, B 95/5,
 #                                 C read only, D read latest + 5% insert,
 #                                 F 50% read, 50% read-modify-write;
-#                                 lag: replication lag between regions
-#                                 (in-process targets only)
+#                                 in-process targets only: lag (replication
+#                                 lag between regions), converge (active
+#                                 convergence; --ops counts rounds),
+#                                 staleness (bounded reads)
 #     --distribution zipfian|uniform|latest
 #                                 key distribution (default: the workload's)
 #     --records N                 records loaded first and read/updated
@@ -48,11 +51,13 @@
 #     --region R, --regions A,B,C, --base-port P, --fsync-samples N
 #                                 in-process clusters
 #     --seed N, --no-load, --lag-timeout D
+#     --staleness D               the staleness workload's bound (default 1s)
 #   The JSON report has "total" and "ops" entries, each with "count",
 #   "errors", "throughput_ops", "p50_ms", "p95_ms", "p99_ms", "p999_ms"
 #   (and "floor_ms", "p50_over_floor", "p99_over_floor" where a floor is
 #   known: in-process targets, which also get "floors"; the lag workload
-#   adds "lag", one entry per region).
+#   adds "lag", one entry per region; converge adds "converge", staleness
+#   "staleness", one entry per region).
 #
 # Knobs (environment variables, defaults in brackets):
 #   WORKLOAD [A]  DISTRIBUTION [zipfian]  RECORDS [10000]  VALUE_SIZE [256]

@@ -25,7 +25,16 @@
 //     before and after the run phase gives the Report's CostReport, fsyncs
 //     and bytes sent between regions per write acknowledged;
 //   - RunLag, the replication-lag workload: write in one region, poll
-//     eventual reads in the others until the value shows up.
+//     eventual reads in the others until the value shows up;
+//   - RunConverge, the active-convergence workload: every region writes the
+//     same key and increments a counter at once, then eventual reads are
+//     polled until every region agrees (ConvergeFloor: the largest one-way
+//     delay); the final counter must hold every increment;
+//   - RunStaleness, the bounded-staleness workload: readers in every region
+//     read at bounded(D) while the home region writes increasing values;
+//     MERIDIAN.LAST (a Conn's raw command) tells how each read was served,
+//     and no read may return a value older than one acknowledged more than
+//     D before it started.
 //
 // The `meridian bench` command (cmd/meridian/bench.go) puts these together.
 //

@@ -152,3 +152,29 @@ func MeasureFsync(dir string, n int) (time.Duration, error) {
 	}
 	return (samples[n/2-1] + samples[n/2]) / 2, nil
 }
+
+// ConvergeFloor returns the network floor of an active keyspace's
+// convergence when every region writes: the largest one-way delay (half
+// the round trip) between any two of the regions, and that pair. The
+// convergence floor adds the fsync time.
+func ConvergeFloor(rtt RTTFunc, regions []string) (oneWay time.Duration, from, to string, err error) {
+	if rtt == nil {
+		return 0, "", "", errors.New("bench: no RTT lookup")
+	}
+	if len(regions) < 2 {
+		return 0, "", "", fmt.Errorf("bench: convergence needs two regions or more, not %v", regions)
+	}
+	from, to = regions[0], regions[1]
+	for i, a := range regions {
+		for _, b := range regions[i+1:] {
+			d, ok := rtt(a, b)
+			if !ok {
+				return 0, "", "", fmt.Errorf("bench: no round-trip time between %s and %s", a, b)
+			}
+			if d/2 > oneWay {
+				oneWay, from, to = d/2, a, b
+			}
+		}
+	}
+	return oneWay, from, to, nil
+}

@@ -72,6 +72,12 @@ type Report struct {
 	Costs *CostReport `json:"costs,omitempty"`
 	// Lag is the replication lag per region (the lag workload, RunLag).
 	Lag []LagReport `json:"lag,omitempty"`
+	// Converge is the convergence of an active keyspace (the converge
+	// workload, RunConverge).
+	Converge *ConvergeReport `json:"converge,omitempty"`
+	// Staleness is what the bounded reads returned, per region (the
+	// staleness workload, RunStaleness).
+	Staleness []StalenessReport `json:"staleness,omitempty"`
 	// Notes are remarks on how to read the figures.
 	Notes []string `json:"notes,omitempty"`
 
@@ -230,14 +236,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Operations > 0 {
 		run = fmt.Sprintf("%d operations", r.Operations)
 	}
-	if r.Distribution != "" {
+	switch {
+	case r.Distribution != "":
 		fmt.Fprintf(&b, "keys:      %s over %d records, values of %d bytes\n", r.Distribution, r.Records, r.ValueSize)
-	} else {
+	case r.Records > 0:
 		fmt.Fprintf(&b, "keys:      %d records, values of %d bytes\n", r.Records, r.ValueSize)
 	}
 	seed := fmt.Sprintf(", seed %d", r.Seed)
-	if r.Workload == LagWorkloadName {
-		seed = "" // the lag workload draws nothing at random
+	switch r.Workload {
+	case LagWorkloadName, ConvergeWorkloadName, StalenessWorkloadName:
+		seed = "" // these workloads draw nothing at random
+	}
+	if r.Workload == ConvergeWorkloadName && r.Operations > 0 {
+		run = fmt.Sprintf("%d rounds", r.Operations)
 	}
 	fmt.Fprintf(&b, "clients:   %d, run of %s (took %.3fs)%s\n", r.Clients, run, r.ElapsedS, seed)
 	if r.Load != nil {
@@ -297,6 +308,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if len(r.Lag) > 0 {
 		b.WriteString("\n")
 		if err := writeLagTable(&b, r.Lag); err != nil {
+			return err
+		}
+	}
+	if r.Converge != nil {
+		b.WriteString("\n")
+		if err := writeConvergeTable(&b, r.Converge); err != nil {
+			return err
+		}
+	}
+	if len(r.Staleness) > 0 {
+		b.WriteString("\n")
+		if err := writeStalenessTable(&b, r.Staleness); err != nil {
 			return err
 		}
 	}

@@ -44,8 +44,14 @@ type benchFlags struct {
 	regions      string
 	basePort     int
 	fsyncSamples int
-	// The lag workload.
+	// The lag workload (and converge's timeout).
 	lagTimeout time.Duration
+	// The staleness workload: the bound D; 0 means not set
+	// (bench.DefaultStaleness).
+	staleness time.Duration
+	// clientsSet is whether --clients was given (the converge and
+	// staleness workloads have their own default).
+	clientsSet bool
 
 	// progressInterval: 0 means every second (tests shorten it).
 	progressInterval time.Duration
@@ -56,8 +62,21 @@ const (
 	benchDefaultTarget       = "inproc:world"
 	benchDefaultFsyncSamples = 25
 	// Keyspaces the demo cluster creates.
-	demoSyncKeyspace  = "default"
-	demoAsyncKeyspace = "async"
+	demoSyncKeyspace   = "default"
+	demoAsyncKeyspace  = "async"
+	demoActiveKeyspace = "active"
+)
+
+// convergeWarmupRounds run before the measured rounds of the converge
+// workload: on a new cluster the first conflicting writes take up to two
+// one-way delays more (the streams between regions start).
+const convergeWarmupRounds = 1
+
+// The workloads of in-process clusters only, besides the YCSB mixes.
+const (
+	workloadLag       = bench.LagWorkloadName
+	workloadConverge  = bench.ConvergeWorkloadName
+	workloadStaleness = bench.StalenessWorkloadName
 )
 
 func benchCmd() *cobra.Command {
@@ -74,9 +93,21 @@ func benchCmd() *cobra.Command {
 cluster, or a Meridian cluster started in this process on an emulated network.
 
 Workloads: A (50% read, 50% update), B (95/5), C (read only), D (read latest,
-5% insert), F (50% read, 50% read-modify-write), and lag: write in a
-keyspace's home region and time how long until an eventual read sees the
-value in every other region (in-process targets only).
+5% insert), F (50% read, 50% read-modify-write), and, for in-process targets
+only:
+  lag        write in a keyspace's home region and time how long until an
+             eventual read sees the value in every other region
+  converge   rounds of conflicting writes on the active keyspace: every
+             region sets the same key and increments a counter at once; time
+             from the last acknowledgement until every region's eventual
+             read agrees (--ops is the number of rounds, after one warm-up
+             round; --lag-timeout bounds a round); the final counter must
+             equal the increments made
+  staleness  a writer in the home region sets a key to 1, 2, 3... while
+             readers in every region (--clients per region, default 1) read
+             it at bounded(--staleness); reports the share served locally,
+             MERIDIAN.LAST's staleness_ms, and violations (a value older
+             than one acknowledged more than D before the read): must be 0
 
 Targets:
   resp://HOST:PORT                  Meridian or Redis over RESP
@@ -96,6 +127,8 @@ Progress goes to stderr, the report (a table, or JSON with --json) to stdout.
 Examples:
   meridian bench --target inproc:world --workload A --clients 20 --duration 20s
   meridian bench --target inproc:world --workload lag --duration 10s --clients 4
+  meridian bench --target inproc:world --workload converge --duration 10s
+  meridian bench --target inproc:world --workload staleness --duration 10s --staleness 500ms
   meridian bench --target resp://127.0.0.1:6379 --workload C --ops 100000 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -103,30 +136,35 @@ Examples:
 			if fl.Changed("ops") && !fl.Changed("duration") {
 				f.duration = 0
 			}
+			f.clientsSet = fl.Changed("clients")
+			if fl.Changed("staleness") && f.staleness == 0 {
+				return errors.New("bench: --staleness must be positive, not 0s (a zero bound is a strong read)")
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runBench(ctx, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.workload, "workload", f.workload, "A, B, C, D or F (YCSB mixes), or lag (replication lag between regions)")
+	fl.StringVar(&f.workload, "workload", f.workload, "A, B, C, D or F (YCSB mixes), lag (replication lag between regions), converge (active convergence) or staleness (bounded reads)")
 	fl.StringVar(&f.distribution, "distribution", "", "key distribution: zipfian, uniform or latest (default: the workload's, zipfian except latest for D)")
 	fl.Int64Var(&f.records, "records", f.records, "records loaded first, then read and updated")
 	fl.IntVar(&f.valueSize, "value-size", f.valueSize, "size in bytes of every value written (1 to 16 MiB)")
-	fl.IntVar(&f.clients, "clients", f.clients, "concurrent clients, one connection each (lag: concurrent writers)")
+	fl.IntVar(&f.clients, "clients", f.clients, "concurrent clients, one connection each (lag: concurrent writers; staleness: readers per region, default 1; converge: one writer per region, not settable)")
 	fl.DurationVar(&f.duration, "duration", f.duration, "length of the run phase (give this or --ops)")
 	fl.Int64Var(&f.ops, "ops", 0, "operations of the run phase, shared by the clients (instead of --duration)")
 	fl.StringVar(&f.target, "target", f.target, "resp://HOST:PORT, etcd://HOST:PORT[,HOST:PORT...], inproc:world, inproc:none or inproc:MATRIX.json")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON on stdout")
 	fl.Uint64Var(&f.seed, "seed", f.seed, "seed of the operation and key sequences")
 	fl.BoolVar(&f.noLoad, "no-load", false, "skip the load phase (the records are already there)")
-	fl.StringVar(&f.keyspace, "keyspace", "", "Meridian keyspace (sent as MERIDIAN.KEYSPACE; in-process default: "+demoSyncKeyspace+", the sync keyspace, or "+demoAsyncKeyspace+" for --workload lag)")
+	fl.StringVar(&f.keyspace, "keyspace", "", "Meridian keyspace (sent as MERIDIAN.KEYSPACE; in-process default: "+demoSyncKeyspace+", the sync keyspace, or "+demoAsyncKeyspace+" for --workload lag, "+demoActiveKeyspace+" for converge)")
 	fl.StringVar(&f.consistency, "consistency", "", "Meridian read consistency, sent as MERIDIAN.CONSISTENCY (default: the server's, strong); for etcd, serializable or eventual make reads serializable")
 	fl.StringVar(&f.region, "region", "", "in-process targets: the region of the node benchmarked (default: the first region)")
 	fl.StringVar(&f.regions, "regions", "", "in-process targets: comma-separated regions of the cluster (default: the demo's, us-east,eu-west,ap-southeast)")
 	fl.IntVar(&f.basePort, "base-port", 0, "in-process targets: first RESP port, HTTP ports at +1000 (default 0: free ports)")
 	fl.IntVar(&f.fsyncSamples, "fsync-samples", f.fsyncSamples, "in-process targets: fsyncs timed in the data directory for the floors (0: do not measure)")
-	fl.DurationVar(&f.lagTimeout, "lag-timeout", f.lagTimeout, "lag workload: how long a value may take to show up in a region before it counts as a timeout")
+	fl.DurationVar(&f.lagTimeout, "lag-timeout", f.lagTimeout, "lag and converge workloads: how long a value may take to show up in a region (converge: a round to converge) before it counts as a timeout")
+	fl.DurationVar(&f.staleness, "staleness", 0, "staleness workload: the bound D of the bounded(D) reads (default 1s)")
 	return cmd
 }
 
@@ -134,52 +172,94 @@ Examples:
 // before sending any load, runs the workload, and writes the report to
 // stdout and progress to stderr.
 func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error {
-	lag := strings.EqualFold(strings.TrimSpace(f.workload), bench.LagWorkloadName)
-	var (
-		params    bench.Params
-		lagParams bench.LagParams
-	)
-	if lag {
-		if f.distribution != "" {
-			return errors.New("bench: --distribution does not apply to the lag workload (every writer cycles through its own keys)")
+	var wl inprocWorkload
+	wl.mode = strings.ToLower(strings.TrimSpace(f.workload))
+	inprocOnly := false
+	if f.staleness != 0 && wl.mode != workloadStaleness {
+		return fmt.Errorf("bench: --staleness applies to the staleness workload only, not %s", f.workload)
+	}
+	switch wl.mode {
+	case workloadLag, workloadConverge, workloadStaleness:
+		inprocOnly = true
+		why := map[string][3]string{
+			workloadLag: {"every writer cycles through its own keys", "it reads at eventual consistency",
+				"it writes in the keyspace's home region and reads in every other"},
+			workloadConverge: {"every round writes one key and one counter", "it reads at eventual consistency",
+				"it writes and reads in every region"},
+			workloadStaleness: {"it writes one key", "it reads at bounded(--staleness)",
+				"it writes in the keyspace's home region and reads in every region"},
+		}[wl.mode]
+		switch {
+		case f.distribution != "":
+			return fmt.Errorf("bench: --distribution does not apply to the %s workload (%s)", wl.mode, why[0])
+		case f.consistency != "":
+			return fmt.Errorf("bench: --consistency does not apply to the %s workload (%s)", wl.mode, why[1])
+		case f.region != "":
+			return fmt.Errorf("bench: --region does not apply to the %s workload (%s)", wl.mode, why[2])
+		case f.lagTimeout <= 0 && wl.mode != workloadStaleness:
+			return fmt.Errorf("bench: --lag-timeout must be positive, not %v", f.lagTimeout)
 		}
-		if f.consistency != "" {
-			return errors.New("bench: --consistency does not apply to the lag workload (it reads at eventual consistency)")
-		}
-		if f.region != "" {
-			return errors.New("bench: --region does not apply to the lag workload (it writes in the keyspace's home region and reads in every other)")
-		}
-		lagParams = bench.LagParams{
+	}
+	switch wl.mode {
+	case workloadLag:
+		wl.lag = bench.LagParams{
 			Clients: f.clients, Duration: f.duration, Operations: f.ops, Records: f.records, ValueSize: f.valueSize,
 			Timeout: f.lagTimeout, ProgressInterval: f.progressInterval,
 		}
-		if f.lagTimeout <= 0 {
-			return fmt.Errorf("bench: --lag-timeout must be positive, not %v", f.lagTimeout)
-		}
-		if err := lagParams.Validate(); err != nil {
+		if err := wl.lag.Validate(); err != nil {
 			return err
 		}
-	} else {
+	case workloadConverge:
+		if f.clientsSet {
+			return errors.New("bench: --clients does not apply to the converge workload (one writer and one reader per region)")
+		}
+		wl.converge = bench.ConvergeParams{Rounds: f.ops, Duration: f.duration, WarmupRounds: convergeWarmupRounds,
+			Timeout: f.lagTimeout, ProgressInterval: f.progressInterval}
+		if err := wl.converge.Validate(); err != nil {
+			return err
+		}
+	case workloadStaleness:
+		if f.ops != 0 {
+			return errors.New("bench: the staleness workload runs for --duration, not --ops")
+		}
+		readers := 1
+		if f.clientsSet {
+			readers = f.clients
+			if readers <= 0 {
+				return fmt.Errorf("bench: clients (readers per region) must be at least 1, not %d", readers)
+			}
+		}
+		d := f.staleness
+		if d == 0 {
+			d = bench.DefaultStaleness
+		}
+		wl.staleness = bench.StalenessParams{Staleness: d, Duration: f.duration, Readers: readers, ProgressInterval: f.progressInterval}
+		if err := wl.staleness.Validate(); err != nil {
+			return err
+		}
+	default:
 		w, err := bench.ParseWorkload(f.workload)
 		if err != nil {
-			return fmt.Errorf("%w, or lag", err)
+			return fmt.Errorf("%w, or lag, converge or staleness", err)
 		}
-		params = bench.Params{
+		wl.mode = ""
+		wl.params = bench.Params{
 			Workload: w, Distribution: f.distribution, Records: f.records, ValueSize: f.valueSize, Clients: f.clients,
 			Duration: f.duration, Operations: f.ops, NoLoad: f.noLoad, Seed: f.seed, ProgressInterval: f.progressInterval,
 		}
-		if err := params.Validate(); err != nil {
+		if err := wl.params.Validate(); err != nil {
 			return err
 		}
 	}
+	params := wl.params
 	spec, err := bench.ParseTarget(f.target)
 	if err != nil {
 		return err
 	}
 	if spec.Kind != bench.TargetInproc {
 		switch {
-		case lag:
-			return fmt.Errorf("bench: the lag workload needs a node in every region: use an in-process target (inproc:world), not %s", spec)
+		case inprocOnly:
+			return fmt.Errorf("bench: the %s workload needs a node in every region: use an in-process target (inproc:world), not %s", wl.mode, spec)
 		case f.region != "" || f.regions != "" || f.basePort != 0:
 			return fmt.Errorf("bench: --region, --regions and --base-port apply to in-process targets only, not %s", spec)
 		}
@@ -227,7 +307,7 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 		rep, err := bench.Run(ctx, t, params, progress)
 		return finishReport(rep, err, f.json, stdout)
 	case bench.TargetInproc:
-		return runInproc(ctx, f, spec, lag, params, lagParams, progress, stdout, stderr)
+		return runInproc(ctx, f, spec, wl, progress, stdout, stderr)
 	}
 	return fmt.Errorf("bench: unsupported target %s", spec)
 }
@@ -251,17 +331,22 @@ func finishReport(rep *bench.Report, err error, asJSON bool, stdout io.Writer) e
 
 // runInproc starts a Meridian cluster in this process, benchmarks it and
 // stops it.
-func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, lag bool, params bench.Params, lagParams bench.LagParams,
+func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, wl inprocWorkload,
 	progress func(bench.Progress), stdout, stderr io.Writer) error {
+	params := wl.params
 	matrix, err := netsim.MatrixFor(spec.Latency)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	keyspace := f.keyspace
 	if keyspace == "" {
-		keyspace = demoSyncKeyspace
-		if lag {
+		switch wl.mode {
+		case workloadLag:
 			keyspace = demoAsyncKeyspace
+		case workloadConverge:
+			keyspace = demoActiveKeyspace
+		default:
+			keyspace = demoSyncKeyspace
 		}
 	}
 	fmt.Fprintf(stderr, "starting an in-process Meridian cluster (latency %s)\n", spec.Latency)
@@ -283,10 +368,13 @@ func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, lag boo
 	if err != nil {
 		return err
 	}
+	if wl.mode == workloadConverge && ks.Strategy != "active" {
+		return fmt.Errorf("bench: the converge workload needs an active keyspace (every region writes), and %s is %s", ks.Name, ks.Strategy)
+	}
 	regions := info.NodeRegions()
 	clientRegion := f.region
 	switch {
-	case lag:
+	case wl.mode != "":
 		clientRegion = ks.HomeRegion
 	case clientRegion == "":
 		clientRegion = regions[0]
@@ -306,8 +394,11 @@ func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, lag boo
 		}
 	}
 	readLevel := f.consistency
-	if lag {
+	switch wl.mode {
+	case workloadLag, workloadConverge:
 		readLevel = "eventual"
+	case workloadStaleness:
+		readLevel = boundedLevel(wl.staleness.Staleness)
 	}
 	floors, err := bench.MeridianFloors(info, ks, bench.MatrixRTT(matrix), clientRegion, fsync, readLevel)
 	if err != nil {
@@ -316,8 +407,13 @@ func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, lag boo
 	floors.Latency = spec.Latency
 	label := fmt.Sprintf("%s (node %d in %s, keyspace %s, %s)", spec, node.ID, clientRegion, ks.Name, ks.Strategy)
 	connect := [][]any{{"MERIDIAN.KEYSPACE", ks.Name}}
-	if lag {
-		return runInprocLag(ctx, info, ks, floors, matrix, label, connect, lagParams, f, progress, stdout, stderr)
+	switch wl.mode {
+	case workloadLag:
+		return runInprocLag(ctx, info, ks, floors, matrix, label, connect, wl.lag, f, progress, stdout, stderr)
+	case workloadConverge:
+		return runInprocConverge(ctx, info, ks, floors, matrix, label, connect, wl.converge, f, progress, stdout, stderr)
+	case workloadStaleness:
+		return runInprocStaleness(ctx, info, ks, floors, label, connect, wl.staleness, f, progress, stdout, stderr)
 	}
 	if f.consistency != "" {
 		connect = append(connect, []any{"MERIDIAN.CONSISTENCY", f.consistency})
@@ -519,3 +615,141 @@ func newProgressPrinter(w io.Writer) func(bench.Progress) {
 		}
 	}
 }
+
+// inprocWorkload is the workload of a run: mode "" for a YCSB mix
+// (params), else lag, converge or staleness with their parameters.
+type inprocWorkload struct {
+	mode      string
+	params    bench.Params
+	lag       bench.LagParams
+	converge  bench.ConvergeParams
+	staleness bench.StalenessParams
+}
+
+// boundedLevel is the MERIDIAN.CONSISTENCY level bounded(d).
+func boundedLevel(d time.Duration) string { return "bounded(" + d.String() + ")" }
+
+// keyspaceRegions returns the regions of a keyspace (every region with a
+// node when it does not say).
+func keyspaceRegions(info *bench.MeridianCluster, ks *bench.MeridianKeyspace) []string {
+	if len(ks.Regions) > 0 {
+		return ks.Regions
+	}
+	return info.NodeRegions()
+}
+
+// regionConns returns a function opening connections to one node of each
+// region, with the given connect commands; it checks every region first.
+func regionConns(ctx context.Context, info *bench.MeridianCluster, regions []string, connect [][]any) (func(ctx context.Context, region string) (bench.Conn, error), error) {
+	targets := map[string]*bench.RESPTarget{}
+	for _, r := range regions {
+		n, ok := info.NodeIn(r)
+		if !ok {
+			return nil, fmt.Errorf("bench: no node serves RESP in %s", r)
+		}
+		t, err := bench.NewRESPTarget(ctx, n.RESPAddr, bench.RESPOptions{ConnectCommands: connect})
+		if err != nil {
+			return nil, err
+		}
+		targets[r] = t
+	}
+	return func(ctx context.Context, region string) (bench.Conn, error) {
+		t := targets[region]
+		if t == nil {
+			return nil, fmt.Errorf("bench: no node in %s", region)
+		}
+		return t.NewConn(ctx)
+	}, nil
+}
+
+// runInprocConverge runs the converge workload on an in-process cluster's
+// active keyspace: a writer and an eventual reader at one node of every
+// region of the keyspace.
+func runInprocConverge(ctx context.Context, info *bench.MeridianCluster, ks *bench.MeridianKeyspace, floors *bench.FloorReport, matrix netsim.Matrix,
+	label string, connect [][]any, p bench.ConvergeParams, f benchFlags, progress func(bench.Progress), stdout, stderr io.Writer) error {
+	regions := keyspaceRegions(info, ks)
+	if len(regions) < 2 {
+		return fmt.Errorf("bench: keyspace %s has one region (%s): nothing to converge", ks.Name, strings.Join(regions, ", "))
+	}
+	oneWay, from, to, err := bench.ConvergeFloor(bench.MatrixRTT(matrix), regions)
+	if err != nil {
+		return err
+	}
+	writers, err := regionConns(ctx, info, regions, connect)
+	if err != nil {
+		return err
+	}
+	readers, err := regionConns(ctx, info, regions, append(slices.Clone(connect), []any{"MERIDIAN.CONSISTENCY", "eventual"}))
+	if err != nil {
+		return err
+	}
+	fsync := msDur(floors.FsyncMS)
+	fmt.Fprintf(stderr, "measuring convergence of keyspace %s (%s): conflicting writes and eventual reads in %s; floor %.3g ms (one-way %s -> %s + fsync)\n",
+		ks.Name, ks.Strategy, strings.Join(regions, ", "), float64(oneWay+fsync)/1e6, from, to)
+	t := bench.ConvergeTarget{Label: label, Regions: regions, NewWriter: writers, NewReader: readers}
+	rep, err := bench.RunConverge(ctx, t, p, progress)
+	if rep != nil {
+		floors.Apply(rep)
+		rep.Converge.SetFloor(oneWay, fsync, from, to)
+		rep.Notes = append(rep.Notes,
+			"convergence is timed from the last acknowledgement of a round (SET then INCR in every region, released at once) to the end of the first sweep of eventual reads (every 1 ms) in which every region returned the same value and the counter the increments made so far",
+			"its floor is the largest one-way delay RTT/2 between two regions of the emulated matrix plus the fsync measured in the data directory; the target is p99 <= floor + 25 ms")
+	}
+	return finishCheckedReport(rep, err, f.json, stdout)
+}
+
+// runInprocStaleness runs the staleness workload: a writer at the
+// keyspace's home region, bounded readers at one node of every region.
+func runInprocStaleness(ctx context.Context, info *bench.MeridianCluster, ks *bench.MeridianKeyspace, floors *bench.FloorReport,
+	label string, connect [][]any, p bench.StalenessParams, f benchFlags, progress func(bench.Progress), stdout, stderr io.Writer) error {
+	home := ks.HomeRegion
+	regions := keyspaceRegions(info, ks)
+	if home == "" || !slices.Contains(regions, home) {
+		return fmt.Errorf("bench: keyspace %s has no home region among its regions %s", ks.Name, strings.Join(regions, ", "))
+	}
+	writer, err := regionConns(ctx, info, []string{home}, connect)
+	if err != nil {
+		return err
+	}
+	level := boundedLevel(p.Staleness)
+	readers, err := regionConns(ctx, info, regions, append(slices.Clone(connect), []any{"MERIDIAN.CONSISTENCY", level}))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "measuring bounded staleness of keyspace %s (%s): writes in %s, %d reader(s) at %s in each of %s\n",
+		ks.Name, ks.Strategy, home, p.Readers, level, strings.Join(regions, ", "))
+	t := bench.StalenessTarget{
+		Label: label, Home: home, Regions: regions,
+		NewWriter: func(ctx context.Context) (bench.Conn, error) { return writer(ctx, home) },
+		NewReader: readers,
+	}
+	rep, err := bench.RunStaleness(ctx, t, p, progress)
+	if rep != nil {
+		floors.Apply(rep)
+		rep.Notes = append(rep.Notes,
+			"local: answered at bounded consistency by the region's replica; strong: it was not fresh enough and the read went to the leader (MERIDIAN.LAST's consistency); staleness_ms as MERIDIAN.LAST reports it, strong answers at 0",
+			"a violation is a read returning a value older than one whose write was acknowledged (at the client) more than D before the read was sent")
+	}
+	return finishCheckedReport(rep, err, f.json, stdout)
+}
+
+// finishCheckedReport is finishReport for the converge and staleness
+// workloads: their report is printed whenever there is one, failed checks
+// included, so that the figures behind the error can be seen.
+func finishCheckedReport(rep *bench.Report, err error, asJSON bool, stdout io.Writer) error {
+	if rep == nil {
+		return err
+	}
+	var werr error
+	if asJSON {
+		werr = rep.WriteJSON(stdout)
+	} else {
+		werr = rep.WriteTable(stdout)
+	}
+	if err == nil {
+		err = werr
+	}
+	return err
+}
+
+func msDur(ms float64) time.Duration { return time.Duration(ms * 1e6) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -151,6 +152,110 @@ func TestBenchInprocLag(t *testing.T) {
 	}
 }
 
+// TestBenchInprocConverge runs a few rounds of conflicting writes on the
+// active keyspace: every round converges, the counts add up and the final
+// counter holds every increment.
+func TestBenchInprocConverge(t *testing.T) {
+	f := tinyBench()
+	f.workload = "converge"
+	f.ops = 4
+	out, errs, err := runBenchT(t, f)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("the report is not JSON: %v\n%s", err, out)
+	}
+	c := rep.Converge
+	if rep.Workload != "converge" || c == nil || rep.Clients != 3 || rep.Operations != 4 {
+		t.Fatalf("report %+v", rep)
+	}
+	// One warm-up round, then 4 measured: 3 regions increment in each.
+	if c.Rounds != 4 || c.WarmupRounds != 1 || c.Converged != 4 || c.Timeouts != 0 || c.Increments != 15 || !c.CounterOK || len(c.Regions) != 3 {
+		t.Fatalf("converge %+v", c)
+	}
+	var wins int64
+	for _, r := range c.Regions {
+		if c.FinalCounter[r] != 15 {
+			t.Errorf("final counter in %s: %d, want 15", r, c.FinalCounter[r])
+		}
+		wins += c.Wins[r]
+	}
+	if wins != 4 {
+		t.Errorf("wins %v add up to %d, want 4", c.Wins, wins)
+	}
+	if up, in := rep.Op("update"), rep.Op("incr"); up == nil || in == nil || up.Count != 12 || in.Count != 12 || rep.Total.Count != 24 || rep.Total.Errors != 0 {
+		t.Fatalf("ops %+v total %+v", rep.Ops, rep.Total)
+	}
+	// No emulated latency: the floor is the fsync alone.
+	if c.P50MS <= 0 || c.P50MS > c.P99MS || c.P99MS > c.MaxMS || c.OneWayMS != 0 || c.FloorMS != c.FsyncMS || c.FloorMS <= 0 ||
+		c.P99OverFloor <= 0 || c.P99MinusFloorMS != roundMS(c.P99MS-c.FloorMS) {
+		t.Fatalf("figures %+v", c)
+	}
+	if rep.Floors == nil || rep.Floors.Keyspace != demoActiveKeyspace || rep.Floors.Strategy != "active" {
+		t.Fatalf("floors %+v", rep.Floors)
+	}
+	if !strings.Contains(errs, "converge done: 4 ops") {
+		t.Fatalf("progress on stderr:\n%s", errs)
+	}
+	// The table too.
+	f.json = false
+	out, errs, err = runBenchT(t, f)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
+	}
+	for _, s := range []string{"convergence", "p99-floor ms", "winners:", "warm-up:   1 round(s)", "15 increments", ": OK"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("table lacks %q:\n%s", s, out)
+		}
+	}
+}
+
+func roundMS(ms float64) float64 { return math.Round(ms*1e4) / 1e4 }
+
+// TestBenchInprocStaleness reads at bounded(D) in every region for about a
+// second while the home region writes: no read may be older than the bound
+// allows.
+func TestBenchInprocStaleness(t *testing.T) {
+	f := tinyBench()
+	f.workload = "staleness"
+	f.ops = 0
+	f.duration = time.Second
+	f.staleness = 200 * time.Millisecond
+	out, errs, err := runBenchT(t, f)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("the report is not JSON: %v\n%s", err, out)
+	}
+	if rep.Workload != "staleness" || len(rep.Staleness) != 3 || rep.Clients != 4 {
+		t.Fatalf("report %+v", rep)
+	}
+	rd, up := rep.Op("read"), rep.Op("update")
+	if rd == nil || up == nil || up.Count == 0 || rep.Total.Count != rd.Count+up.Count {
+		t.Fatalf("ops %+v", rep.Ops)
+	}
+	var reads, errors, checked int64
+	for _, s := range rep.Staleness {
+		if s.Reads == 0 || s.Local+s.Strong+s.Other != s.Reads || s.Other != 0 || s.Violations != 0 || s.BoundMS != 200 ||
+			s.LocalShare < 0 || s.LocalShare > 1 || s.StalenessP50MS > s.StalenessMaxMS || s.Checked > s.Reads {
+			t.Errorf("%+v", s)
+		}
+		reads += s.Reads
+		errors += s.Errors
+		checked += s.Checked
+	}
+	if reads != rd.Count || errors != rd.Errors || checked == 0 {
+		t.Fatalf("%d reads, %d errors, %d checked by region; read %+v", reads, errors, checked, rd)
+	}
+	if !strings.Contains(errs, "staleness done:") || !strings.Contains(errs, "bounded(200ms)") {
+		t.Fatalf("progress on stderr:\n%s", errs)
+	}
+}
+
 // countingListener accepts connections and counts them, to prove that a
 // refused command sent nothing.
 func countingListener(t *testing.T) (addr string, accepted *atomic.Int64) {
@@ -211,6 +316,29 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"lag with a distribution", resp(func(f *benchFlags) { f.workload = "lag"; f.distribution = "uniform" }), "--distribution does not apply"},
 		{"keyspace on etcd", resp(func(f *benchFlags) { f.target = "etcd://" + addr; f.keyspace = "x" }), "Meridian targets only"},
 		{"negative fsync samples", resp(func(f *benchFlags) { f.fsyncSamples = -1 }), "--fsync-samples"},
+		{"converge against resp", resp(func(f *benchFlags) { f.workload = "converge"; f.ops = 3 }), "converge workload needs a node in every region"},
+		{"staleness against resp", resp(func(f *benchFlags) { f.workload = "staleness"; f.ops = 0; f.duration = time.Second }), "staleness workload needs a node in every region"},
+		{"staleness bound on workload A", resp(func(f *benchFlags) { f.staleness = time.Second }), "--staleness applies to the staleness workload only"},
+		{"staleness with ops", resp(func(f *benchFlags) { f.workload = "staleness" }), "runs for --duration, not --ops"},
+		{"negative staleness", resp(func(f *benchFlags) {
+			f.workload = "staleness"
+			f.ops = 0
+			f.duration = time.Second
+			f.staleness = -time.Second
+		}), "must be positive"},
+		{"staleness in microseconds", resp(func(f *benchFlags) {
+			f.workload = "staleness"
+			f.ops = 0
+			f.duration = time.Second
+			f.staleness = time.Microsecond
+		}), "shorter than a millisecond"},
+		{"staleness readers", resp(func(f *benchFlags) {
+			f.workload, f.ops, f.duration, f.clients, f.clientsSet = "staleness", 0, time.Second, 0, true
+		}), "readers per region"},
+		{"converge with a consistency", resp(func(f *benchFlags) { f.workload = "converge"; f.consistency = "strong" }), "--consistency does not apply to the converge workload"},
+		{"converge with clients", resp(func(f *benchFlags) { f.workload = "converge"; f.clientsSet = true }), "--clients does not apply to the converge workload"},
+		{"converge with both", resp(func(f *benchFlags) { f.workload = "converge"; f.duration = time.Second }), "not both"},
+		{"converge timeout", resp(func(f *benchFlags) { f.workload = "converge"; f.lagTimeout = 0 }), "--lag-timeout must be positive"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -252,6 +380,12 @@ func TestBenchFlagErrors(t *testing.T) {
 	if _, _, err = runBenchT(t, f); err == nil || !strings.Contains(err.Error(), "starting the in-process cluster") || !strings.Contains(err.Error(), "mars") {
 		t.Fatalf("a region the matrix does not know: %v", err)
 	}
+	// The converge workload needs an active keyspace.
+	f = tinyBench()
+	f.workload, f.ops, f.keyspace = "converge", 2, demoSyncKeyspace
+	if _, _, err = runBenchT(t, f); err == nil || !strings.Contains(err.Error(), "needs an active keyspace") {
+		t.Fatalf("converge on a sync keyspace: %v", err)
+	}
 	f = tinyBench()
 	f.region = "mars"
 	if _, _, err = runBenchT(t, f); err == nil || !strings.Contains(err.Error(), "--region mars has no node") {
@@ -282,6 +416,9 @@ func TestBenchCommandLine(t *testing.T) {
 		{[]string{"--target", "mongodb://x:1"}, "unknown scheme"},
 		{[]string{"--clients", "many"}, "invalid argument"},
 		{[]string{"--workload", "C", "--ops", "10", "--target", "redis://127.0.0.1:0"}, "bad port"},
+		{[]string{"--workload", "staleness", "--staleness", "0s"}, "--staleness must be positive"},
+		{[]string{"--workload", "converge", "--clients", "3", "--ops", "2"}, "--clients does not apply"},
+		{[]string{"--workload", "staleness", "--staleness", "soon"}, "invalid argument"},
 	} {
 		out, err := run(c.args...)
 		if err == nil || !strings.Contains(out+err.Error(), c.want) {
@@ -291,7 +428,7 @@ func TestBenchCommandLine(t *testing.T) {
 	// The flags compare.sh passes are known.
 	cmd := benchCmd()
 	for _, name := range []string{"workload", "distribution", "records", "value-size", "clients", "duration", "ops", "target", "json",
-		"keyspace", "consistency", "region", "regions", "base-port", "seed", "no-load", "fsync-samples", "lag-timeout"} {
+		"keyspace", "consistency", "region", "regions", "base-port", "seed", "no-load", "fsync-samples", "lag-timeout", "staleness"} {
 		if cmd.Flags().Lookup(name) == nil {
 			t.Errorf("no --%s flag", name)
 		}
