@@ -52,6 +52,18 @@ type Registry struct {
 	commands sync.Map // frontend+"\x00"+command -> struct{}: names admitted as label values
 	mu       sync.Mutex
 	count    map[string]int // frontend -> commands admitted
+
+	// handles caches the series of admitted (front end, command, code)
+	// triples: looking them up by label values on every request costs.
+	hmu     sync.RWMutex
+	handles map[requestKey]requestSeries
+}
+
+type requestKey struct{ frontend, command, code string }
+
+type requestSeries struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
 }
 
 // NewRegistry returns a registry holding the request metrics and the Go
@@ -68,7 +80,8 @@ func NewRegistry() *Registry {
 			Help:    "Time to serve a client request, from its arrival to its answer, by front end and command.",
 			Buckets: latencyBuckets,
 		}, []string{"frontend", "command"}),
-		count: map[string]int{},
+		count:   map[string]int{},
+		handles: map[requestKey]requestSeries{},
 	}
 	r.reg.MustRegister(r.requests, r.latency,
 		collectors.NewGoCollector(),
@@ -126,10 +139,27 @@ func (r *Registry) ObserveRequest(frontend, command string, d time.Duration, err
 // the outcome code itself (codes of its own, such as an HTTP front end's
 // "bad_json"). Codes must come from a fixed set.
 func (r *Registry) ObserveRequestCode(frontend, command, code string, d time.Duration) {
-	frontend, code = bound(frontend), bound(code)
-	command = r.admit(frontend, bound(command))
-	r.requests.WithLabelValues(frontend, command, code).Inc()
-	r.latency.WithLabelValues(frontend, command).Observe(d.Seconds())
+	k := requestKey{frontend, command, code}
+	r.hmu.RLock()
+	h, ok := r.handles[k]
+	r.hmu.RUnlock()
+	if !ok {
+		frontend, code = bound(frontend), bound(code)
+		admitted := r.admit(frontend, bound(command))
+		h = requestSeries{
+			count:   r.requests.WithLabelValues(frontend, admitted, code),
+			latency: r.latency.WithLabelValues(frontend, admitted),
+		}
+		if admitted == command && frontend == k.frontend && code == k.code {
+			// Only admitted names are cached, so the cache is as bounded
+			// as the label values.
+			r.hmu.Lock()
+			r.handles[k] = h
+			r.hmu.Unlock()
+		}
+	}
+	h.count.Inc()
+	h.latency.Observe(d.Seconds())
 }
 
 // admit returns command if it is, or can become, one of the front end's
