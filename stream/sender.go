@@ -194,7 +194,7 @@ type run struct {
 	attempt context.Context // cancelled when a send of the attempt fails
 	cancel  context.CancelFunc
 
-	window  int    // batches allowed in flight now: 1 after a failure
+	window  int    // batches allowed in flight now: 1 while probing (after a failure), MaxInFlight once the destination answered
 	probing bool   // the destination's position is unknown
 	acked   uint64 // destination's position
 	sent    uint64 // dispatched through
@@ -416,7 +416,7 @@ func (r *run) handle(res result) error {
 	if res.f.probe {
 		r.probing = false
 		r.acked, r.sent = res.ack.Applied, res.ack.Applied
-		r.window = 1
+		r.window = cfg.MaxInFlight
 		if r.acked == 0 && cfg.Resync != nil {
 			return r.resync()
 		}
