@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -61,6 +62,11 @@ type CostReport struct {
 	// CrossRegionBytesPerWrite is CrossRegionBytes / Writes (0 without
 	// writes).
 	CrossRegionBytesPerWrite float64 `json:"cross_region_bytes_per_write"`
+	// CPUMSPerOp is the CPU time (user and system) of the whole process
+	// during the run phase, in ms, per operation of any kind: for an
+	// in-process cluster, every node's work and the clients' together.
+	// Zero when not measured (clusters in other processes).
+	CPUMSPerOp float64 `json:"cpu_ms_per_op,omitempty"`
 }
 
 // newCostReport computes the cost from two readings. A node missing from
@@ -108,6 +114,9 @@ func (c *CostReport) write(b *strings.Builder) {
 		c.Nodes, c.Writes, fmtSig(c.FsyncsPerWrite), fmtSig(c.CrossRegionBytesPerWrite))
 	fmt.Fprintf(b, "           (%d fsyncs; %d bytes sent between regions, of %d sent between nodes)\n",
 		c.Fsyncs, c.CrossRegionBytes, c.BytesSent)
+	if c.CPUMSPerOp > 0 {
+		fmt.Fprintf(b, "           CPU %s ms per operation (the whole process: nodes and clients)\n", fmtSig(c.CPUMSPerOp))
+	}
 }
 
 // fmtSig prints x with four significant digits, without an exponent for
@@ -317,4 +326,13 @@ func parsePromLabels(s string, labels map[string]string) (string, error) {
 			return "", fmt.Errorf("label %s: expected , or }", name)
 		}
 	}
+}
+
+// processCPU returns the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

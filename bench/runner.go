@@ -83,7 +83,9 @@ func Run(ctx context.Context, t Target, p Params, progress func(Progress)) (*Rep
 	if p.Meter != nil {
 		before, meterErr = p.Meter.Read(ctx)
 	}
+	cpu0 := processCPU()
 	stats, elapsed := r.phase(ctx, PhaseRun, r.runClient)
+	cpu := processCPU() - cpu0
 	rep.fill(stats, elapsed)
 	if p.Meter != nil && ctx.Err() == nil {
 		var after Counters
@@ -92,6 +94,9 @@ func Run(ctx context.Context, t Target, p Params, progress func(Progress)) (*Rep
 		}
 		if meterErr == nil {
 			rep.Costs = newCostReport(before, after, rep.writes())
+			if p.InProcess && cpu > 0 && rep.Total.Count > 0 {
+				rep.Costs.CPUMSPerOp = roundSig(float64(cpu.Microseconds())/1000/float64(rep.Total.Count), 4)
+			}
 		} else {
 			rep.Notes = append(rep.Notes, "costs not measured: "+meterErr.Error())
 		}

@@ -185,6 +185,10 @@ type Params struct {
 	// Meter, if not nil, reads the cluster's work counters just before and
 	// just after the run phase, for Report.Costs.
 	Meter Meter
+	// InProcess says the cluster runs in this process, so that the
+	// process's CPU time is the cluster's (and the clients'): Report.Costs
+	// then gives the CPU per operation.
+	InProcess bool
 }
 
 // DefaultKeyPrefix is the key prefix used when Params.KeyPrefix is empty.

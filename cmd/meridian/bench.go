@@ -426,6 +426,7 @@ func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, wl inpr
 	fmt.Fprintf(stderr, "benchmarking node %d in %s over RESP (%s), keyspace %s (%s); write floor %.3g ms\n",
 		node.ID, clientRegion, node.RESPAddr, ks.Name, ks.Strategy, floors.WriteMS)
 	params.Meter = bench.NewMeridianMeter(info)
+	params.InProcess = true
 	rep, err := bench.Run(ctx, &labeled{Target: t, label: label}, params, progress)
 	if rep != nil {
 		floors.Apply(rep)

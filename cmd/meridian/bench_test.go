@@ -86,14 +86,14 @@ func TestBenchInprocJSON(t *testing.T) {
 	c := rep.Costs
 	if c == nil || c.Nodes != 3 || c.Writes != rep.Op("update").Count || c.Writes <= 0 ||
 		c.Fsyncs == 0 || c.FsyncsPerWrite <= 0 || c.CrossRegionBytes == 0 || c.CrossRegionBytesPerWrite <= 0 ||
-		c.BytesSent < c.CrossRegionBytes {
+		c.BytesSent < c.CrossRegionBytes || c.CPUMSPerOp <= 0 {
 		t.Fatalf("costs %+v", c)
 	}
 	// Each write reaches at least two other regions with its value.
 	if c.CrossRegionBytesPerWrite < 2*64 {
 		t.Errorf("%v bytes between regions per write of a 64-byte value", c.CrossRegionBytesPerWrite)
 	}
-	for _, k := range []string{`"costs"`, `"fsyncs_per_write"`, `"cross_region_bytes_per_write"`} {
+	for _, k := range []string{`"costs"`, `"fsyncs_per_write"`, `"cross_region_bytes_per_write"`, `"cpu_ms_per_op"`} {
 		if !strings.Contains(out, k) {
 			t.Errorf("JSON lacks %s", k)
 		}
