@@ -164,6 +164,15 @@ const (
 	commandVersion = commandV3
 )
 
+// PeekOp returns the op of an encoded command without decoding the rest
+// (every version puts it second).
+func PeekOp(b []byte) (Op, bool) {
+	if len(b) < 2 || b[0] < commandV1 || b[0] > commandV3 {
+		return 0, false
+	}
+	return Op(b[1]), true
+}
+
 // ErrBadCommand is returned when a command cannot be decoded or makes no
 // sense (unknown op, wrong number of arguments).
 var ErrBadCommand = errors.New("kv: malformed command")

@@ -208,15 +208,7 @@ func (n *Node) Conflicts(keyspace string, q ConflictQuery) (ConflictPage, error)
 // conflict. The batch is refused (nothing applied; the source retries,
 // keeping its backlog on disk) and the refusal logged, until the clocks
 // agree again.
-func (n *Node) checkStreamClock(cmd []byte) error {
-	c, err := kv.DecodeCommand(cmd)
-	if err != nil || c.Op != kv.OpStreamApply {
-		return nil
-	}
-	b, err := stream.DecodeBatch(c.Args[0])
-	if err != nil {
-		return nil // the state machine refuses it with the reason
-	}
+func (n *Node) checkStreamClock(b stream.Batch) error {
 	limit := time.Now().Add(n.cfg.MaxClockOffset).UnixMilli()
 	for _, ch := range b.Changes {
 		if ch.TimeMS > limit {

@@ -616,12 +616,11 @@ func retryableRole(err error) bool {
 // hostPropose proposes a command to a group this node leads, after the
 // RPO check for client writes to an async primary.
 func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftgroup.Result, error) {
-	if group != metadata.SystemGroup {
-		if c, err := kv.DecodeCommand(cmd); err == nil && c.Epoch > 0 && c.Op != kv.OpRole {
-			if ks := n.primaryOf(group); ks != nil {
-				if err := n.rpoCheck(ctx, ks, group); err != nil {
-					return raftgroup.Result{}, err
-				}
+	// Most groups have no budget: look that up before decoding anything.
+	if ks := n.primaryOf(group); ks != nil {
+		if op, ok := kv.PeekOp(cmd); ok && op != kv.OpRole && op != kv.OpStreamApply && op != kv.OpStreamChunk {
+			if err := n.rpoCheck(ctx, ks, group); err != nil {
+				return raftgroup.Result{}, err
 			}
 		}
 	}

@@ -142,10 +142,14 @@ func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
 	}
 	resp := proposeResponse{Node: n.cfg.ID, Region: n.cfg.Region}
 	var r raftgroup.Result
-	err := n.checkStreamClock(req.Cmd)
-	if at, ok := n.quietHeartbeatCmd(req.Group, req.Cmd); err == nil && ok {
-		resp.KV = &rpcResponse{N: int64(at)}
-		return json.Marshal(resp)
+	var err error
+	if b, ok := streamBatchOf(req.Cmd); ok {
+		if err = n.checkStreamClock(b); err == nil {
+			if at, ok := n.quietHeartbeat(req.Group, b); ok {
+				resp.KV = &rpcResponse{N: int64(at)}
+				return json.Marshal(resp)
+			}
+		}
 	}
 	switch {
 	case err != nil:

@@ -533,17 +533,19 @@ func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
 	return cur.Index, true
 }
 
-// quietHeartbeatCmd is quietHeartbeat for an encoded OpStreamApply.
-func (n *Node) quietHeartbeatCmd(group uint64, cmd []byte) (uint64, bool) {
+// streamBatchOf decodes the batch of an OpStreamApply command; any other
+// command (the op is looked at first) or a malformed one is false, and is
+// left to the state machine.
+func streamBatchOf(cmd []byte) (stream.Batch, bool) {
+	if op, ok := kv.PeekOp(cmd); !ok || op != kv.OpStreamApply {
+		return stream.Batch{}, false
+	}
 	c, err := kv.DecodeCommand(cmd)
-	if err != nil || c.Op != kv.OpStreamApply || len(c.Args) != 1 {
-		return 0, false
+	if err != nil || len(c.Args) != 1 {
+		return stream.Batch{}, false
 	}
 	b, err := stream.DecodeBatch(c.Args[0])
-	if err != nil {
-		return 0, false
-	}
-	return n.quietHeartbeat(group, b)
+	return b, err == nil
 }
 
 // streamPosition is a destination group's position in a stream on this

@@ -145,14 +145,16 @@ func (g *group) quiet(m *pb.Message, now time.Time) bool {
 
 // Lease reads without the loop. The loop publishes, for each leader whose
 // lease is valid, the lease's expiry with the commit and applied indexes
-// (fastRead): after each round's batch is durable and before the round's
-// writes are acknowledged, and after every loop iteration (ticks, renewals
-// and stepped messages change leases). A transfer withdraws it at once.
-// ReadIndex then answers from it while the wall clock is before the expiry
-// and everything committed is applied: every write acknowledged before the
-// read is at or below the published commit index, which only grows, and no
-// other leader can commit before the expiry (the argument above). Anything
-// else takes the loop.
+// (fastRead). Everything that changes a lease goes through a Ready (a
+// change of state, a MsgTimeoutNow sent, a renewal answered) or through
+// TransferLeader, so the loop publishes after each round's batch is durable
+// and before the round's writes are acknowledged, and again when a round
+// answered a renewal; a transfer withdraws it at once. ReadIndex then
+// answers from it while the wall clock is before the expiry and everything
+// committed is applied: every write acknowledged before the read is at or
+// below the published commit index, which only grows, and no other leader
+// can commit before the expiry (the argument above). Anything else takes
+// the loop.
 type fastRead struct {
 	expiry          time.Time
 	commit, applied uint64

@@ -61,12 +61,6 @@ func (h *Host) loop() {
 		default:
 		}
 		h.processReady()
-		// Ticks, renewals and messages may have changed leases.
-		for _, g := range h.groups {
-			if g.isLeader || g.fast.Load() != nil {
-				h.publishFast(g)
-			}
-		}
 	}
 }
 
@@ -197,18 +191,23 @@ func (h *Host) processReady() {
 		for _, pr := range rg.results {
 			pr.w.ch <- pr.r
 		}
+		renewed := false
 		for _, rs := range rg.rd.ReadStates {
 			if len(rs.RequestCtx) != 8 {
 				continue
 			}
 			id := binary.BigEndian.Uint64(rs.RequestCtx)
 			if h.leaseRenewed(g, id) {
+				renewed = true
 				continue
 			}
 			if rq := g.reads[id]; rq != nil {
 				rq.ch <- rs.Index
 				delete(g.reads, id)
 			}
+		}
+		if renewed {
+			h.publishFast(g) // the lease was extended
 		}
 		if rg.applied || rg.restored {
 			g.sm.Applied(g.applied, rg.restored)
