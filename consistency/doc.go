@@ -45,8 +45,8 @@
 //
 // # Reports
 //
-// Every answer carries a Staleness report in its HTTP headers
-// (Staleness.SetHeader): Meridian-Region and Meridian-Node of the node that
+// Every answer reports how it was served; over HTTP (package httpapi) in
+// the headers named here: Meridian-Region and Meridian-Node of the node that
 // served it, Meridian-Consistency with the level actually provided (which
 // may be stronger than asked), Meridian-Staleness-Ms with an upper bound of
 // its staleness in milliseconds ("0" for strong), and Meridian-Session with

@@ -33,8 +33,7 @@ const (
 // and is refused rather than silently served as a practically eventual read.
 const StalenessLimit = 24 * time.Hour
 
-// Errors returned (wrapped) by Parse, ParseLevel, Requirement.Validate and
-// ParseHeader. Every one of them also wraps ErrInvalidRequirement, so a
+// Errors returned (wrapped) by Parse, ParseLevel and Requirement.Validate. Every one of them also wraps ErrInvalidRequirement, so a
 // caller that only needs to know "the client asked for something invalid"
 // can test for that alone.
 var (

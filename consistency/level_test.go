@@ -3,7 +3,6 @@ package consistency
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -214,37 +213,5 @@ func TestRequirementText(t *testing.T) {
 	}
 	if _, err := json.Marshal(config{}); !errors.Is(err, ErrInvalidRequirement) {
 		t.Fatalf("marshal of an unset requirement: %v", err)
-	}
-}
-
-func TestParseHeader(t *testing.T) {
-	def := Requirement{Level: Strong}
-	tests := []struct {
-		vals []string
-		want Requirement
-		err  error
-	}{
-		{nil, def, nil},
-		{[]string{""}, def, nil},
-		{[]string{"  "}, def, nil},
-		{[]string{"eventual"}, Requirement{Level: Eventual}, nil},
-		{[]string{"bounded(250ms)"}, BoundedBy(250 * time.Millisecond), nil},
-		{[]string{"bounded"}, Requirement{}, ErrMissingStaleness},
-		{[]string{"fast"}, Requirement{}, ErrUnknownLevel},
-		{[]string{"strong", "strong"}, Requirement{}, ErrSyntax},
-		{[]string{"strong", "eventual"}, Requirement{}, ErrSyntax},
-	}
-	for _, tt := range tests {
-		h := http.Header{}
-		for _, v := range tt.vals {
-			h.Add(HeaderConsistency, v)
-		}
-		got, err := ParseHeader(h, def)
-		if !errors.Is(err, tt.err) || (tt.err != nil && !errors.Is(err, ErrInvalidRequirement)) {
-			t.Errorf("ParseHeader(%q) error = %v, want %v", tt.vals, err, tt.err)
-		}
-		if got != tt.want {
-			t.Errorf("ParseHeader(%q) = %+v, want %+v", tt.vals, got, tt.want)
-		}
 	}
 }

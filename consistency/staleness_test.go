@@ -1,9 +1,7 @@
 package consistency
 
 import (
-	"errors"
 	"math"
-	"net/http"
 	"testing"
 	"time"
 
@@ -87,105 +85,5 @@ func TestClosedMS(t *testing.T) {
 	now := int64(1767225600000)
 	if ok, _ := CanServeLocally(BoundedBy(5*time.Second), ClosedMS(hlc.Timestamp{WallMS: now - 5000}), now); ok {
 		t.Fatal("a closed timestamp covering only up to now-5s-1ms served bounded(5s)")
-	}
-}
-
-func TestStalenessHeader(t *testing.T) {
-	tok := NewToken(testCluster, testKeyspace)
-	must(t, tok.Observe(3, 4))
-	tests := []struct {
-		s    Staleness
-		want map[string]string // "" = absent
-	}{
-		{
-			Staleness{Region: "eu-west", Node: 7, Level: Bounded, Bound: 1500 * time.Microsecond, Session: tok.Encode()},
-			map[string]string{HeaderRegion: "eu-west", HeaderNode: "7", HeaderConsistency: "bounded",
-				HeaderStaleness: "2", HeaderSession: tok.Encode()},
-		},
-		{
-			Staleness{Region: "us-east", Node: 1, Level: Strong, Bound: time.Second},
-			map[string]string{HeaderRegion: "us-east", HeaderNode: "1", HeaderConsistency: "strong",
-				HeaderStaleness: "0", HeaderSession: ""},
-		},
-		{
-			Staleness{Region: "ap-south", Node: math.MaxUint64, Level: Eventual, Bound: UnknownStaleness},
-			map[string]string{HeaderRegion: "ap-south", HeaderNode: "18446744073709551615",
-				HeaderConsistency: "eventual", HeaderStaleness: ""},
-		},
-		{
-			Staleness{Level: Prefix, Bound: 250 * time.Millisecond},
-			map[string]string{HeaderRegion: "", HeaderNode: "", HeaderConsistency: "prefix", HeaderStaleness: "250"},
-		},
-		{
-			Staleness{Level: Session, Bound: math.MaxInt64},
-			map[string]string{HeaderConsistency: "session", HeaderStaleness: "9223372036855"},
-		},
-		{
-			Staleness{},
-			map[string]string{HeaderConsistency: "", HeaderStaleness: "0"},
-		},
-	}
-	for _, tt := range tests {
-		h := tt.s.Header()
-		for k, v := range tt.want {
-			if got := h.Get(k); got != v {
-				t.Errorf("%+v: %s = %q, want %q", tt.s, k, got, v)
-			}
-		}
-		back, err := ParseStaleness(h)
-		if err != nil {
-			t.Errorf("%+v: ParseStaleness: %v", tt.s, err)
-			continue
-		}
-		if back.Region != tt.s.Region || back.Node != tt.s.Node || back.Level != tt.s.Level || back.Session != tt.s.Session {
-			t.Errorf("round trip %+v -> %+v", tt.s, back)
-		}
-		// The bound never comes back smaller than it was.
-		if tt.s.Level != Strong && tt.s.Bound >= 0 && back.Bound < tt.s.Bound {
-			t.Errorf("bound %v came back as %v", tt.s.Bound, back.Bound)
-		}
-	}
-
-	// SetHeader replaces stale values in a reused header.
-	h := Staleness{Region: "eu-west", Node: 2, Level: Bounded, Bound: time.Second, Session: "x"}.Header()
-	Staleness{Level: Strong}.SetHeader(h)
-	if h.Get(HeaderRegion) != "" || h.Get(HeaderSession) != "" || h.Get(HeaderStaleness) != "0" || h.Get(HeaderConsistency) != "strong" {
-		t.Fatalf("SetHeader left stale values: %v", h)
-	}
-}
-
-func TestStalenessBoundMSRoundsUp(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		d := time.Duration(rapid.Int64Range(0, math.MaxInt64).Draw(t, "d"))
-		ms := Staleness{Level: Bounded, Bound: d}.BoundMS()
-		if ms < 0 || (ms < math.MaxInt64/int64(time.Millisecond) && time.Duration(ms)*time.Millisecond < d) {
-			t.Fatalf("BoundMS(%v) = %d is below the bound", d, ms)
-		}
-		if time.Duration(ms-1)*time.Millisecond >= d && ms > 0 {
-			t.Fatalf("BoundMS(%v) = %d rounds up more than needed", d, ms)
-		}
-	})
-}
-
-func TestParseStalenessErrors(t *testing.T) {
-	for _, hv := range []struct{ k, v string }{
-		{HeaderNode, "seven"},
-		{HeaderNode, "-1"},
-		{HeaderConsistency, "fast"},
-		{HeaderConsistency, "bounded(5s)"},
-		{HeaderStaleness, "-5"},
-		{HeaderStaleness, "1.5"},
-		{HeaderStaleness, "1e3"},
-		{HeaderStaleness, "99999999999999999999"},
-	} {
-		h := http.Header{}
-		h.Set(hv.k, hv.v)
-		if _, err := ParseStaleness(h); !errors.Is(err, ErrBadReport) {
-			t.Errorf("ParseStaleness(%s: %s) = %v, want ErrBadReport", hv.k, hv.v, err)
-		}
-	}
-	s, err := ParseStaleness(http.Header{})
-	if err != nil || s.Bound != UnknownStaleness || s.Level != 0 {
-		t.Fatalf("empty header: %+v, %v", s, err)
 	}
 }

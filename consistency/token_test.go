@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -508,31 +507,6 @@ func TestSatisfied(t *testing.T) {
 	empty := NewToken(testCluster, testKeyspace)
 	if missing := empty.Satisfied(func(uint64) (uint64, bool) { return 0, false }); missing != nil {
 		t.Fatalf("empty token: missing %v", missing)
-	}
-}
-
-func TestTokenFromHeader(t *testing.T) {
-	tok := NewToken(testCluster, testKeyspace)
-	must(t, tok.Observe(1, 2))
-	h := http.Header{}
-	if _, present, err := TokenFromHeader(h, testCluster, testKeyspace); present || err != nil {
-		t.Fatalf("absent header: %v, %v", present, err)
-	}
-	h.Set(HeaderSession, " ")
-	if _, present, err := TokenFromHeader(h, testCluster, testKeyspace); present || err != nil {
-		t.Fatalf("blank header: %v, %v", present, err)
-	}
-	h.Set(HeaderSession, tok.Encode())
-	got, present, err := TokenFromHeader(h, testCluster, testKeyspace)
-	if !present || err != nil || !got.Equal(tok) {
-		t.Fatalf("header: %v, %v, %v", got, present, err)
-	}
-	if _, _, err := TokenFromHeader(h, testCluster, "users"); !errors.Is(err, ErrForeignKeyspace) {
-		t.Fatalf("foreign keyspace: %v", err)
-	}
-	h.Add(HeaderSession, tok.Encode())
-	if _, _, err := TokenFromHeader(h, testCluster, testKeyspace); !errors.Is(err, ErrMalformedToken) {
-		t.Fatalf("two headers: %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/node"
 )
@@ -17,18 +18,18 @@ const (
 	// HeaderConsistency, on a request, asks for a consistency level
 	// (strong, bounded(D), session, prefix or eventual; default: the
 	// keyspace's). On an answer it says what was provided.
-	HeaderConsistency = "Meridian-Consistency"
+	HeaderConsistency = consistency.HeaderConsistency
 	// HeaderSession carries a session token: on a request, the one to
 	// honour (read-your-writes, monotonic reads); on an answer, the one to
 	// present next.
-	HeaderSession = "Meridian-Session"
+	HeaderSession = consistency.HeaderSession
 	// HeaderStaleness is an upper bound, in ms, of how stale the answer
 	// may be (0 for strong answers and writes; absent when unknown).
-	HeaderStaleness = "Meridian-Staleness-Ms"
-	HeaderRegion    = "Meridian-Region"    // region of the node that served the request
-	HeaderNode      = "Meridian-Node"      // id of that node
-	HeaderIndex     = "Meridian-Index"     // raft index the answer reflects (absent for eventual reads)
-	HeaderForwarded = "Meridian-Forwarded" // "true" if another node served it, else "false"
+	HeaderStaleness = consistency.HeaderStaleness
+	HeaderRegion    = consistency.HeaderRegion // region of the node that served the request
+	HeaderNode      = consistency.HeaderNode   // id of that node
+	HeaderIndex     = "Meridian-Index"         // raft index the answer reflects
+	HeaderForwarded = "Meridian-Forwarded"     // "true" if another node served it, else "false"
 )
 
 // ValueResponse is the answer to GET /v1/keyspaces/{ks}/keys/{key}. The

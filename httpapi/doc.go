@@ -21,7 +21,7 @@
 //	Meridian-Region       region of the node that served it
 //	Meridian-Node         id of that node
 //	Meridian-Consistency  the level provided (strong | eventual)
-//	Meridian-Index        the raft index it reflects (writes: applied at; strong reads: read index; absent for eventual reads)
+//	Meridian-Index        the raft index it reflects (writes: applied at; strong reads: read index; local reads: the replica's position)
 //	Meridian-Forwarded    true if another node served it (a write proposed at a remote leader, a read forwarded to a replica)
 //
 // JSON shapes (typed values will add more "type" values):

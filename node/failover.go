@@ -143,34 +143,11 @@ func (n *Node) catchUpRole(ctx context.Context, ks *metadata.Keyspace, sh metada
 // proposeRole runs an OpRole command through a group and returns its
 // result and log index.
 func (n *Node) proposeRole(ctx context.Context, rg metadata.RegionalGroup, r kv.Role, watch, initSrc, initIdx uint64) (proposal, error) {
-	cmd := kv.RoleCommand(r, watch, initSrc, initIdx).Encode()
-	if slices.Contains(rg.Replicas, n.cfg.ID) {
-		p, err := n.propose(ctx, rg.Group, cmd)
-		if err == nil {
-			if res, _ := p.value.(kv.Result); res.Err != nil {
-				err = res.Err
-			}
-		}
-		return p, err
+	p, err := n.proposeIn(ctx, rg, kv.RoleCommand(r, watch, initSrc, initIdx).Encode())
+	if res, _ := p.value.(kv.Result); err == nil && res.Err != nil {
+		err = res.Err
 	}
-	body, _ := json.Marshal(proposeRequest{Group: rg.Group, Cmd: cmd, Route: true})
-	var resp proposeResponse
-	if err := n.callReplica(ctx, metadata.Shard{Group: rg.Group, Replicas: rg.Replicas}, methodPropose, body, &resp); err != nil {
-		return proposal{}, err
-	}
-	if resp.ErrCode != "" {
-		return proposal{}, DecodeError(resp.ErrCode, resp.ErrMsg)
-	}
-	p := proposal{index: resp.Index, node: resp.Node, region: resp.Region}
-	res := kv.Result{}
-	if resp.KV != nil {
-		res.N = resp.KV.N
-		if resp.KV.ErrCode != "" {
-			return p, DecodeError(resp.KV.ErrCode, resp.KV.ErrMsg)
-		}
-	}
-	p.value = res
-	return p, nil
+	return p, err
 }
 
 // reportLostWrites records, in the metadata, every write the group (a

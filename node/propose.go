@@ -117,6 +117,11 @@ func (n *Node) proposeRemote(ctx context.Context, lead, group uint64, cmd []byte
 	if err := json.Unmarshal(out, &resp); err != nil {
 		return proposal{}, fmt.Errorf("%w: bad answer from leader %d: %w", ErrOutcomeUnknown, lead, err)
 	}
+	return resp.proposal(group)
+}
+
+// proposal rebuilds the outcome of a proposal another node made.
+func (resp proposeResponse) proposal(group uint64) (proposal, error) {
 	if resp.ErrCode != "" {
 		return proposal{}, DecodeError(resp.ErrCode, resp.ErrMsg)
 	}
@@ -131,6 +136,21 @@ func (n *Node) proposeRemote(ctx context.Context, lead, group uint64, cmd []byte
 		p.value = r
 	}
 	return p, nil
+}
+
+// proposeIn runs cmd through a region-local group from anywhere: through
+// its leader if this node holds a replica, otherwise through the nearest
+// replica, which finds the leader itself.
+func (n *Node) proposeIn(ctx context.Context, rg metadata.RegionalGroup, cmd []byte) (proposal, error) {
+	if slices.Contains(rg.Replicas, n.cfg.ID) {
+		return n.propose(ctx, rg.Group, cmd)
+	}
+	body, _ := json.Marshal(proposeRequest{Group: rg.Group, Cmd: cmd, Route: true})
+	var resp proposeResponse
+	if err := n.callReplica(ctx, metadata.Shard{Group: rg.Group, Replicas: rg.Replicas}, methodPropose, body, &resp); err != nil {
+		return proposal{}, err
+	}
+	return resp.proposal(rg.Group)
 }
 
 // handlePropose serves a proposal forwarded by another node: only here,

@@ -3,7 +3,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,7 +49,6 @@ type streamKey struct{ src, dst uint64 }
 type runningStream struct {
 	sender *stream.Sender
 	base   StreamStatus // what the stream is; status adds how it is doing
-	epoch  uint64
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -198,7 +196,7 @@ func (n *Node) reconcileStreams(set *streamSet) {
 	for k, r := range set.running {
 		// A sender that stopped (say on a stale epoch, while this node's
 		// metadata is behind) is started again a second later.
-		if w, ok := want[k]; !ok || w.Epoch != r.epoch || r.stoppedFor() > time.Second {
+		if w, ok := want[k]; !ok || w.Epoch != r.base.Epoch || r.stoppedFor() > time.Second {
 			r.cancel()
 			<-r.done
 			delete(set.running, k)
@@ -228,7 +226,7 @@ func (n *Node) reconcileStreams(set *streamSet) {
 func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamStatus) (*runningStream, error) {
 	sink := &regionSink{n: n, dst: dst}
 	epoch := base.Epoch
-	r := &runningStream{base: base, epoch: epoch, done: make(chan struct{})}
+	r := &runningStream{base: base, done: make(chan struct{})}
 	log, unsubscribe := newGroupLog(n, k.src)
 	cfg := stream.Config{
 		Stream: k.src, Epoch: epoch, Cluster: n.cfg.Cluster,
@@ -375,30 +373,9 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 
 // propose runs a command through the destination group.
 func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error) {
-	var res kv.Result
-	if slices.Contains(s.dst.Replicas, s.n.cfg.ID) {
-		p, err := s.n.propose(ctx, s.dst.Group, cmd)
-		if err != nil {
-			return res, err
-		}
-		res, _ = p.value.(kv.Result)
-	} else {
-		body, _ := json.Marshal(proposeRequest{Group: s.dst.Group, Cmd: cmd, Route: true})
-		var resp proposeResponse
-		if err := s.n.callReplica(ctx, metadata.Shard{Group: s.dst.Group, Replicas: s.dst.Replicas}, methodPropose, body, &resp); err != nil {
-			return res, err
-		}
-		if resp.ErrCode != "" {
-			return res, DecodeError(resp.ErrCode, resp.ErrMsg)
-		}
-		if resp.KV != nil {
-			res = kv.Result{N: resp.KV.N}
-			if resp.KV.ErrCode != "" {
-				res.Err = DecodeError(resp.KV.ErrCode, resp.KV.ErrMsg)
-			}
-		}
-	}
-	return res, nil
+	p, err := s.n.proposeIn(ctx, s.dst, cmd)
+	res, _ := p.value.(kv.Result)
+	return res, err
 }
 
 // beginResync opens the consistent view a resync ships from, returns it
