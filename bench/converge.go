@@ -332,24 +332,7 @@ func RunConverge(ctx context.Context, t ConvergeTarget, p ConvergeParams, progre
 	if p.Duration > 0 {
 		deadline = start.Add(p.Duration)
 	}
-	finished := make(chan struct{})
-	tickerDone := make(chan struct{})
-	go func() {
-		defer close(tickerDone)
-		tk := time.NewTicker(p.ProgressInterval)
-		defer tk.Stop()
-		lastOps, lastT := int64(0), start
-		for {
-			select {
-			case <-finished:
-				return
-			case now := <-tk.C:
-				ops := rounds.Load()
-				progress(Progress{Phase: PhaseConverge, Elapsed: now.Sub(start), Ops: ops, Errors: timeouts.Load(), Rate: rate(ops-lastOps, now.Sub(lastT))})
-				lastOps, lastT = ops, now
-			}
-		}
-	}()
+	stopProgress := progressTicker(PhaseConverge, start, p.ProgressInterval, func() (int64, int64) { return rounds.Load(), timeouts.Load() }, progress)
 	for runErr == nil && ctx.Err() == nil {
 		if (p.Rounds > 0 && cr.Rounds >= p.Rounds) || (p.Duration > 0 && !time.Now().Before(deadline)) {
 			break
@@ -360,9 +343,7 @@ func RunConverge(ctx context.Context, t ConvergeTarget, p ConvergeParams, progre
 		}
 	}
 	elapsed := time.Since(start)
-	close(finished)
-	<-tickerDone
-	progress(Progress{Phase: PhaseConverge, Elapsed: elapsed, Ops: rounds.Load(), Errors: timeouts.Load(), Rate: rate(rounds.Load(), elapsed), Final: true})
+	stopProgress(elapsed)
 
 	// The final check: every region counts every increment.
 	if runErr == nil && ctx.Err() == nil {

@@ -306,29 +306,10 @@ func RunLag(ctx context.Context, t LagTarget, p LagParams, progress func(Progres
 	for i := range clients {
 		wg.Go(func() { writer(i) })
 	}
-	finished := make(chan struct{})
-	tickerDone := make(chan struct{})
-	go func() {
-		defer close(tickerDone)
-		tk := time.NewTicker(p.ProgressInterval)
-		defer tk.Stop()
-		lastOps, lastT := int64(0), start
-		for {
-			select {
-			case <-finished:
-				return
-			case now := <-tk.C:
-				ops := done.Load()
-				progress(Progress{Phase: PhaseLag, Elapsed: now.Sub(start), Ops: ops, Errors: failed.Load(), Rate: rate(ops-lastOps, now.Sub(lastT))})
-				lastOps, lastT = ops, now
-			}
-		}
-	}()
+	stopProgress := progressTicker(PhaseLag, start, p.ProgressInterval, func() (int64, int64) { return done.Load(), failed.Load() }, progress)
 	wg.Wait()
 	elapsed := time.Since(start)
-	close(finished)
-	<-tickerDone
-	progress(Progress{Phase: PhaseLag, Elapsed: elapsed, Ops: done.Load(), Errors: failed.Load(), Rate: rate(done.Load(), elapsed), Final: true})
+	stopProgress(elapsed)
 
 	var write opStats
 	lag := make([]lagStats, len(t.Regions))

@@ -157,11 +157,28 @@ func (r *runner) phase(ctx context.Context, name string, body func(ctx context.C
 	for i := range r.clients {
 		wg.Go(func() { body(ctx, i, &per[i]) })
 	}
+	stopProgress := progressTicker(name, start, r.interval, func() (int64, int64) { return r.done.Load(), r.errs.Load() }, r.progress)
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress(elapsed)
+	var total phaseStats
+	for i := range per {
+		for o := range total {
+			total[o].merge(&per[i][o])
+		}
+	}
+	return &total, elapsed
+}
+
+// progressTicker reports a phase's progress from counts every interval,
+// until the returned function is called with the phase's duration: it
+// stops the ticker and reports the final figures.
+func progressTicker(phase string, start time.Time, interval time.Duration, counts func() (ops, errs int64), report func(Progress)) func(elapsed time.Duration) {
 	finished := make(chan struct{})
 	tickerDone := make(chan struct{})
 	go func() {
 		defer close(tickerDone)
-		tk := time.NewTicker(r.interval)
+		tk := time.NewTicker(interval)
 		defer tk.Stop()
 		lastOps, lastT := int64(0), start
 		for {
@@ -169,26 +186,18 @@ func (r *runner) phase(ctx context.Context, name string, body func(ctx context.C
 			case <-finished:
 				return
 			case now := <-tk.C:
-				ops := r.done.Load()
-				r.progress(Progress{Phase: name, Elapsed: now.Sub(start), Ops: ops, Errors: r.errs.Load(),
-					Rate: rate(ops-lastOps, now.Sub(lastT))})
+				ops, errs := counts()
+				report(Progress{Phase: phase, Elapsed: now.Sub(start), Ops: ops, Errors: errs, Rate: rate(ops-lastOps, now.Sub(lastT))})
 				lastOps, lastT = ops, now
 			}
 		}
 	}()
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(finished)
-	<-tickerDone
-	var total phaseStats
-	for i := range per {
-		for o := range total {
-			total[o].merge(&per[i][o])
-		}
+	return func(elapsed time.Duration) {
+		close(finished)
+		<-tickerDone
+		ops, errs := counts()
+		report(Progress{Phase: phase, Elapsed: elapsed, Ops: ops, Errors: errs, Rate: rate(ops, elapsed), Final: true})
 	}
-	ops := r.done.Load()
-	r.progress(Progress{Phase: name, Elapsed: elapsed, Ops: ops, Errors: r.errs.Load(), Rate: rate(ops, elapsed), Final: true})
-	return &total, elapsed
 }
 
 func rate(ops int64, d time.Duration) float64 {

@@ -360,30 +360,10 @@ func RunStaleness(ctx context.Context, t StalenessTarget, p StalenessParams, pro
 			}
 		})
 	}
-	finished := make(chan struct{})
-	tickerDone := make(chan struct{})
-	go func() {
-		defer close(tickerDone)
-		tk := time.NewTicker(p.ProgressInterval)
-		defer tk.Stop()
-		lastOps, lastT := int64(0), start
-		for {
-			select {
-			case <-finished:
-				return
-			case now := <-tk.C:
-				ops := reads.Load() + readErrs.Load()
-				progress(Progress{Phase: PhaseStaleness, Elapsed: now.Sub(start), Ops: ops, Errors: readErrs.Load(), Rate: rate(ops-lastOps, now.Sub(lastT))})
-				lastOps, lastT = ops, now
-			}
-		}
-	}()
+	stopProgress := progressTicker(PhaseStaleness, start, p.ProgressInterval, func() (int64, int64) { return reads.Load() + readErrs.Load(), readErrs.Load() }, progress)
 	wg.Wait()
 	elapsed := time.Since(start)
-	close(finished)
-	<-tickerDone
-	ops := reads.Load() + readErrs.Load()
-	progress(Progress{Phase: PhaseStaleness, Elapsed: elapsed, Ops: ops, Errors: readErrs.Load(), Rate: rate(ops, elapsed), Final: true})
+	stopProgress(elapsed)
 
 	per := make([]stalenessStats, len(t.Regions))
 	var read opStats
