@@ -128,11 +128,11 @@ func TestBoundedStalenessChecker(t *testing.T) {
 						if ok {
 							got, _ = strconv.Atoi(string(v))
 						}
-						need, next := log.required(start.Add(-D), got)
+						need, _ := log.required(start.Add(-D), got)
 						if got < need {
 							t.Errorf("node %d (%s) read version %d at %v, but version %d was acknowledged more than %v before", n.ID(), n.Region(), got, start, need, D)
 						}
-						_, next = log.required(start, got)
+						_, next := log.required(start, got)
 						if !next.IsZero() {
 							r.worst = max(r.worst, start.Sub(next))
 						}
