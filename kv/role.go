@@ -89,10 +89,10 @@ func loadRole(b *storage.Batch, group uint64) (Role, error) {
 	return roleOf(c), err
 }
 
-// checkStream decides whether a replica group may take a stream batch or
+// CheckStream decides whether a replica group may take a stream batch or
 // resync chunk of the given epoch (older epochs are refused by package
 // stream, with ErrStaleEpoch).
-func checkStream(r Role, epoch uint64) error {
+func CheckStream(r Role, epoch uint64) error {
 	switch {
 	case epoch > r.Epoch:
 		return fmt.Errorf("%w: stream at epoch %d, group is %v", ErrEpochAhead, epoch, r)

@@ -414,7 +414,7 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 	if err != nil {
 		return Result{Err: err}
 	}
-	if err := checkStream(role, batch.Epoch); err != nil {
+	if err := CheckStream(role, batch.Epoch); err != nil {
 		return Result{Err: err}
 	}
 	ack, err := stream.Apply(b, sm.Group, sm.Cluster, batch, role.Epoch, func(b *storage.Batch, ch stream.Change) error {
@@ -461,7 +461,7 @@ func (sm *StateMachine) streamChunk(b *storage.Batch, enc []byte) Result {
 	if err != nil {
 		return Result{Err: err}
 	}
-	if err := checkStream(role, chunk.Epoch); err != nil {
+	if err := CheckStream(role, chunk.Epoch); err != nil {
 		return Result{Err: err}
 	}
 	ack, err := stream.ApplyChunk(b, sm.Group, sm.Cluster, chunk, role.Epoch)

@@ -486,15 +486,18 @@ type heartbeats struct {
 // quietHeartbeat answers a heartbeat for group without raft if it can,
 // returning the group's cursor.
 func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
-	if len(b.Changes) != 0 || b.Cluster != n.cfg.Cluster {
+	if len(b.Changes) != 0 {
 		return 0, false
 	}
 	role, err := kv.LoadRole(n.db, group)
-	if err != nil || b.Epoch > role.Epoch || (role.Primary && b.Epoch == role.Epoch) {
+	if err != nil || kv.CheckStream(role, b.Epoch) != nil {
 		return 0, false
 	}
 	cur, _, err := n.db.Cursor(group, b.Stream)
-	if err != nil || b.Epoch < max(role.Epoch, cur.Epoch) || b.Prev > cur.Index {
+	if err != nil {
+		return 0, false
+	}
+	if _, err := stream.Check(cur, n.cfg.Cluster, b, role.Epoch); err != nil {
 		return 0, false
 	}
 	hb := &n.heartbeats

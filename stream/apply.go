@@ -29,6 +29,29 @@ type Ack struct {
 	Epoch uint64
 }
 
+// Check decides whether a destination whose cursor for the batch's stream
+// is cur takes the batch (Apply's rules: cluster, epoch at least
+// max(epoch, cur.Epoch), ordering, no gap after the cursor) and returns the
+// destination's answer. It reads nothing, so a replica can answer a
+// heartbeat with it without applying anything.
+func Check(cur storage.Cursor, cluster string, batch Batch, epoch uint64) (Ack, error) {
+	if batch.Cluster != cluster {
+		return Ack{}, fmt.Errorf("%w: batch from %q, this is %q", ErrWrongCluster, batch.Cluster, cluster)
+	}
+	floor := max(epoch, cur.Epoch)
+	ack := Ack{Applied: cur.Index, Epoch: floor}
+	if batch.Epoch < floor {
+		return ack, fmt.Errorf("%w: batch epoch %d, destination at %d", ErrStaleEpoch, batch.Epoch, floor)
+	}
+	if err := batch.validate(); err != nil {
+		return ack, err
+	}
+	if batch.Prev > cur.Index {
+		return ack, fmt.Errorf("%w: batch follows %d, destination at %d", ErrGap, batch.Prev, cur.Index)
+	}
+	return ack, nil
+}
+
 // ApplyFunc stages one change into the destination group's storage batch.
 // It must be deterministic. An error aborts the whole batch.
 type ApplyFunc func(b *storage.Batch, c Change) error
@@ -51,23 +74,13 @@ type ApplyFunc func(b *storage.Batch, c Change) error
 // the caller must discard b. Apply reads nothing but b, so it can run
 // inside a raft state machine's Apply.
 func Apply(b *storage.Batch, group uint64, cluster string, batch Batch, epoch uint64, apply ApplyFunc) (Ack, error) {
-	if batch.Cluster != cluster {
-		return Ack{}, fmt.Errorf("%w: batch from %q, this is %q", ErrWrongCluster, batch.Cluster, cluster)
-	}
 	cur, _, err := b.GetCursor(group, batch.Stream)
 	if err != nil {
 		return Ack{}, err
 	}
-	floor := max(epoch, cur.Epoch)
-	ack := Ack{Applied: cur.Index, Epoch: floor}
-	if batch.Epoch < floor {
-		return ack, fmt.Errorf("%w: batch epoch %d, destination at %d", ErrStaleEpoch, batch.Epoch, floor)
-	}
-	if err := batch.validate(); err != nil {
+	ack, err := Check(cur, cluster, batch, epoch)
+	if err != nil {
 		return ack, err
-	}
-	if batch.Prev > cur.Index {
-		return ack, fmt.Errorf("%w: batch follows %d, destination at %d", ErrGap, batch.Prev, cur.Index)
 	}
 	for _, c := range batch.Changes {
 		if c.Index <= cur.Index {
