@@ -143,8 +143,9 @@ type Sender struct {
 	log  Log
 	sink Sink
 
-	mu    sync.Mutex
-	stats Stats
+	mu       sync.Mutex
+	stats    Stats
+	oldestMS int64 // TimeMS of the oldest unacknowledged change; 0: caught up
 }
 
 // NewSender returns a Sender; cfg is validated and defaulted.
@@ -159,7 +160,13 @@ func NewSender(cfg Config, log Log, sink Sink) (*Sender, error) {
 func (s *Sender) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	st := s.stats
+	// The lag is the age of the oldest unacknowledged change now: it keeps
+	// growing while nothing happens (a destination that stopped answering).
+	if s.oldestMS != 0 {
+		st.LagMS = max(time.Now().UnixMilli()-s.oldestMS, 0)
+	}
+	return st
 }
 
 // flight is one sent, unacknowledged batch.
@@ -516,10 +523,6 @@ func (r *run) publish() {
 		r.behindMS = time.Now().UnixMilli()
 	}
 	r.oldestMS = r.oldestUnacked()
-	lagMS := int64(0)
-	if r.oldestMS != 0 {
-		lagMS = max(time.Now().UnixMilli()-r.oldestMS, 0)
-	}
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
 	st := &r.s.stats
@@ -528,7 +531,8 @@ func (r *run) publish() {
 	if r.applied > r.acked {
 		st.LagEntries = r.applied - r.acked
 	}
-	st.LagMS = lagMS
+	r.s.oldestMS = r.oldestMS
+	st.LagMS = 0 // Stats computes it from oldestMS
 	st.InFlight = len(r.inflight)
 }
 
