@@ -100,6 +100,8 @@ func New(n *node.Node, cfg Config) http.Handler {
 		{"GET /v1/keyspaces/{ks}/lost-writes", "keyspace.lost_writes", a.lostWrites},
 		{"GET /v1/keyspaces/{ks}/conflicts", "keyspace.conflicts", a.conflicts},
 		{"GET /metrics", "metrics", a.serveMetrics},
+		{"GET /debug/netsim", "debug.netsim", a.netsimState},
+		{"POST /debug/netsim", "debug.netsim_fault", a.netsimFault},
 		{"GET /{$}", "dashboard", serveDashboard},
 	} {
 		a.mux.Handle(rt.pattern, a.route(rt.name, rt.h))

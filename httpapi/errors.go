@@ -67,7 +67,7 @@ func codeOf(err error) string {
 // unreachable replicas) 503, anything else 500.
 func StatusOf(code string) int {
 	switch code {
-	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadTTL, CodeBadQuery, CodeBadPath,
+	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadFault, CodeBadTTL, CodeBadQuery, CodeBadPath,
 		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
 		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active":
 		return http.StatusBadRequest
@@ -75,6 +75,8 @@ func StatusOf(code string) int {
 		return http.StatusNotFound
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
+	case CodeEmulationOff:
+		return http.StatusConflict
 	case "keyspace_exists", "wrong_type", "primary_healthy", "meta_stale_epoch":
 		return http.StatusConflict
 	case CodeBodyTooLarge, "value_too_large":
@@ -82,7 +84,7 @@ func StatusOf(code string) int {
 	case CodeUnsupportedMediaType:
 		return http.StatusUnsupportedMediaType
 	case "no_leader", "not_leader", "dropped", "no_replica", "unreachable", "timeout", "outcome_unknown", "stopped",
-		"not_primary", "fenced", "not_drained", "rpo_budget", "stale_route":
+		"not_primary", "fenced", "not_drained", "rpo_budget", "stale_route", "primary_lease":
 		// outcome_unknown and timeout: a write may or may not have taken
 		// effect; PUT and DELETE are idempotent, so retrying is safe.
 		return http.StatusServiceUnavailable

@@ -234,12 +234,16 @@ func (m Matrix) Scaled(f float64) Matrix {
 }
 
 // MatrixFor resolves a latency setting as the command line takes it:
-// "none" (no emulated delay: nil), "world" (the built-in matrix), or the
-// path of a matrix file in the world-rtt.json format.
+// "none" (no emulation: nil), "zero" (emulated without delay, so that
+// faults can be injected), "world" (the built-in matrix), or the path of a
+// matrix file in the world-rtt.json format.
 func MatrixFor(spec string) (Matrix, error) {
 	switch spec {
 	case "none":
 		return nil, nil
+	case "zero":
+		// Emulated, without delay: faults can still be injected.
+		return Matrix{}, nil
 	case "world":
 		return WorldMatrix(), nil
 	}

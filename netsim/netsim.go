@@ -102,6 +102,7 @@ type link struct {
 // is safe for concurrent use.
 type Network struct {
 	identity bool
+	base     Config // as configured, restored by the "reset" fault
 
 	closed atomic.Bool
 	done   chan struct{} // closed by Close
@@ -115,6 +116,7 @@ type Network struct {
 	intraRTT   time.Duration
 	jitter     time.Duration
 	lossRate   float64
+	pairLoss   map[regionPair]float64 // loss between two regions, on top of lossRate
 	dupRate    float64
 	nodes      map[uint64]string
 	cuts       map[linkKey]struct{}
@@ -133,6 +135,8 @@ func New(cfg Config) (*Network, error) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	n := newNetwork(false)
+	n.base = cfg
+	n.base.Matrix = cfg.Matrix.Clone()
 	n.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	n.matrix = cfg.Matrix.Clone()
 	if n.matrix == nil {
@@ -161,6 +165,7 @@ func newNetwork(identity bool) *Network {
 		cuts:       map[linkKey]struct{}{},
 		isolated:   map[uint64]struct{}{},
 		cutRegions: map[string]struct{}{},
+		pairLoss:   map[regionPair]float64{},
 		links:      map[linkKey]*link{},
 	}
 }
@@ -216,8 +221,15 @@ func (n *Network) jitterLocked() time.Duration {
 	return time.Duration(n.rng.Int64N(int64(n.jitter)))
 }
 
-func (n *Network) lostLocked() bool {
-	return n.lossRate > 0 && n.rng.Float64() < n.lossRate
+func (n *Network) lostLocked(from, to uint64) bool {
+	if n.lossRate > 0 && n.rng.Float64() < n.lossRate {
+		return true
+	}
+	if len(n.pairLoss) == 0 {
+		return false
+	}
+	p := n.pairLoss[pairOf(n.nodes[from], n.nodes[to])]
+	return p > 0 && n.rng.Float64() < p
 }
 
 // Send schedules deliver on the FIFO link from->to after the link's one-way
@@ -257,7 +269,7 @@ func (n *Network) send(from, to uint64, deliver, dropped func()) bool {
 	}
 
 	n.mu.Lock()
-	if n.closed.Load() || !n.reachableLocked(from, to) || n.lostLocked() {
+	if n.closed.Load() || !n.reachableLocked(from, to) || n.lostLocked(from, to) {
 		n.mu.Unlock()
 		n.dropped.Add(1)
 		return false
@@ -393,7 +405,7 @@ func (n *Network) Wait(ctx context.Context, from, to uint64) error {
 		n.dropped.Add(1)
 		return fmt.Errorf("%w: link %d->%d is cut", ErrDropped, from, to)
 	}
-	if n.lostLocked() {
+	if n.lostLocked(from, to) {
 		n.mu.Unlock()
 		n.dropped.Add(1)
 		return fmt.Errorf("%w: lost on link %d->%d", ErrDropped, from, to)

@@ -289,6 +289,9 @@ func (n *Node) Addr() string { return n.tr.Addr() }
 // Metadata returns the committed cluster metadata as this node knows it.
 func (n *Node) Metadata() *metadata.State { return n.meta.State() }
 
+// Network returns the node's emulated network (nil when it has none).
+func (n *Node) Network() *netsim.Network { return n.cfg.Net }
+
 // Host exposes the raft host (status, tests).
 func (n *Node) Host() *raftgroup.Host { return n.host }
 

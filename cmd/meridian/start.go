@@ -71,7 +71,7 @@ Restart a node with the same command line; its data directory remembers the rest
 	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP API listen address")
 	fl.StringVar(&f.peers, "peers", "", "initial members: ID=REGION@HOST:PORT,... (this node included)")
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member of a running cluster to join")
-	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world or a matrix file (every process must use the same)")
+	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
