@@ -45,6 +45,51 @@ var (
 // roleSource is the cursor slot holding the group's role.
 const roleSource = 0
 
+// The role history. A command in a group's log took effect only if the
+// group's role at that point admitted it (checkWrite), and a stream that
+// ships the log to another region must ship only what took effect: a write
+// refused by a fenced or demoted primary is still an entry of its log. So
+// every role change is also kept in the cursor span, at slot
+// roleHistory+index (index: the OpRole's log index), and RoleHistory and
+// Admitted replay the state machine's verdict for any entry of the log.
+const roleHistory = 1 << 63
+
+// RoleChange is a role installed at Index of a group's log.
+type RoleChange struct {
+	Index uint64
+	Role  Role
+}
+
+// RoleHistory returns the group's role changes in log order.
+func RoleHistory(db *storage.DB, group uint64) ([]RoleChange, error) {
+	var out []RoleChange
+	err := db.CursorRange(group, roleHistory, ^uint64(0), func(source uint64, c storage.Cursor) bool {
+		out = append(out, RoleChange{Index: source - roleHistory, Role: roleOf(c)})
+		return true
+	})
+	return out, err
+}
+
+// Admitted reports whether the group's state machine let the command at
+// index of its log take effect, as far as the group's role decides
+// (checkWrite): stream, resync and role commands are never refused here.
+// Entries before the first recorded change (a log written before role
+// histories were kept) count as admitted.
+func Admitted(history []RoleChange, index uint64, c Command) bool {
+	switch c.Op {
+	case OpStreamApply, OpStreamChunk, OpRole:
+		return true
+	}
+	i := len(history) - 1
+	for i >= 0 && history[i].Index >= index {
+		i--
+	}
+	if i < 0 {
+		return len(history) == 0 || checkWrite(Role{}, c.Epoch) == nil
+	}
+	return checkWrite(history[i].Role, c.Epoch) == nil
+}
+
 // Role is a region-local group's replication role.
 type Role struct {
 	Epoch   uint64
@@ -131,7 +176,7 @@ func RoleCommand(r Role, watch, initSource, initIndex uint64) Command {
 	return c
 }
 
-func (sm *StateMachine) role(b *storage.Batch, c Command) Result {
+func (sm *StateMachine) role(b *storage.Batch, index uint64, c Command) Result {
 	if c.Int <= 0 || c.Flags&^(RolePrimary|RoleFenced) != 0 {
 		return Result{Err: fmt.Errorf("%w: role with epoch %d and flags %#x", ErrBadCommand, c.Int, c.Flags)}
 	}
@@ -149,6 +194,7 @@ func (sm *StateMachine) role(b *storage.Batch, c Command) Result {
 		return Result{Err: fmt.Errorf("%w: role %v, group is %v", ErrStaleEpoch, next, cur)}
 	}
 	b.SetCursor(sm.Group, roleSource, next.cursor())
+	b.SetCursor(sm.Group, roleHistory+index, next.cursor())
 	if len(c.Args) == 3 && len(c.Args[1]) == 8 && len(c.Args[2]) == 8 {
 		src, idx := binary.BigEndian.Uint64(c.Args[1]), binary.BigEndian.Uint64(c.Args[2])
 		cc, _, err := b.GetCursor(sm.Group, src)

@@ -57,7 +57,7 @@ func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	case OpStreamChunk:
 		return sm.streamChunk(b, c.Args[0])
 	case OpRole:
-		return sm.role(b, c)
+		return sm.role(b, index, c)
 	}
 	role, err := loadRole(b, sm.Group)
 	if err != nil {

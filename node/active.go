@@ -113,21 +113,26 @@ func activeSources(sh metadata.Shard, local uint64) []uint64 {
 }
 
 // activeClosed is the closed timestamp of an active keyspace's local
-// group: the oldest of what each other region's stream has brought (its
-// own writes it always has).
+// group: the oldest of what each other region's stream has brought and of
+// the local group's own (its leader's, under its lease; a follower's, from
+// its leader's samples).
 func (n *Node) activeClosed(sh metadata.Shard, local uint64) int64 {
-	closed := int64(0)
-	for i, g := range activeSources(sh, local) {
+	own := int64(0)
+	if _, t, _ := n.closedFor(local); t != 0 {
+		own = t
+	} else if st, ok := n.host.Status(local); ok {
+		own = n.closed.at(local, st.Applied)
+	}
+	if own == 0 {
+		return 0
+	}
+	closed := own
+	for _, g := range activeSources(sh, local) {
 		c, err := n.streamPosition(local, g)
 		if err != nil || c.ClosedMS == 0 {
 			return 0
 		}
-		if i == 0 || c.ClosedMS < closed {
-			closed = c.ClosedMS
-		}
-	}
-	if closed == 0 && len(sh.Regional) == 1 {
-		closed = time.Now().UnixMilli() - 1
+		closed = min(closed, c.ClosedMS)
 	}
 	return closed
 }

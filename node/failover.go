@@ -157,6 +157,10 @@ func (n *Node) reportLostWrites(ctx context.Context, ks *metadata.Keyspace, f me
 	if !ok {
 		return fmt.Errorf("group %d not hosted", f.Group)
 	}
+	history, err := kv.RoleHistory(n.db, f.Group)
+	if err != nil {
+		return err
+	}
 	var lost []metadata.LostWrite
 	send := func(final bool) error {
 		cmd := metadata.Command{Op: "lost_writes", Lost: &metadata.LostWrites{Keyspace: ks.Name, Epoch: f.Epoch, Group: f.Group, Writes: lost, Final: final}}
@@ -180,8 +184,8 @@ func (n *Node) reportLostWrites(ctx context.Context, ks *metadata.Keyspace, f me
 				continue
 			}
 			c, err := kv.DecodeCommand(e.Command)
-			if err != nil || c.Epoch == 0 || len(c.Args) == 0 {
-				continue // not a client write
+			if err != nil || c.Epoch == 0 || len(c.Args) == 0 || !kv.Admitted(history, e.Index, c) {
+				continue // not a client write, or one the group refused
 			}
 			switch c.Op {
 			case kv.OpRole, kv.OpStreamApply, kv.OpStreamChunk:
@@ -587,16 +591,18 @@ func (n *Node) healthyIn(region string) []uint64 {
 // primary is changing: nothing was applied and it may be sent again once
 // the metadata has moved on.
 func retryableRole(err error) bool {
-	return errors.Is(err, kv.ErrStaleEpoch) || errors.Is(err, kv.ErrNotPrimary) || errors.Is(err, kv.ErrFenced) || errors.Is(err, ErrStaleRoute)
+	return errors.Is(err, kv.ErrStaleEpoch) || errors.Is(err, kv.ErrNotPrimary) || errors.Is(err, kv.ErrFenced) ||
+		errors.Is(err, ErrStaleRoute) || errors.Is(err, ErrPrimaryLease)
 }
 
-// hostPropose proposes a command to a group this node leads, after the
-// RPO check for client writes to an async primary.
+// hostPropose proposes a command to a group this node leads. A client
+// write to a group of an async keyspace passes the primary's gate first:
+// the group must act as the keyspace's primary (its role and this node's
+// primary lease, see primarylease.go), and the RPO budget must allow it.
 func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftgroup.Result, error) {
-	// Most groups have no budget: look that up before decoding anything.
-	if ks := n.primaryOf(group); ks != nil {
+	if info, ok := n.group(group); ok && info.strategy == metadata.Async {
 		if op, ok := kv.PeekOp(cmd); ok && op != kv.OpRole && op != kv.OpStreamApply && op != kv.OpStreamChunk {
-			if err := n.rpoCheck(ctx, ks, group); err != nil {
+			if err := n.primaryGate(ctx, info, group); err != nil {
 				return raftgroup.Result{}, err
 			}
 		}
@@ -604,17 +610,22 @@ func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftg
 	return n.host.Propose(ctx, group, cmd)
 }
 
-// primaryOf returns the async keyspace whose primary group is group.
-func (n *Node) primaryOf(group uint64) *metadata.Keyspace {
-	for _, ks := range n.meta.State().Keyspaces {
-		if ks.Strategy != metadata.Async || ks.RPOBudgetMS <= 0 {
-			continue
+// primaryGate admits a client write to a group of an async keyspace. A
+// group that is not its keyspace's unfenced primary is left to its state
+// machine, which refuses the write with the reason.
+func (n *Node) primaryGate(ctx context.Context, info groupInfo, group uint64) error {
+	if _, err := n.asyncPrimary(info.keyspace, group, time.Now()); err != nil {
+		if errors.Is(err, ErrPrimaryLease) {
+			return err
 		}
-		for _, sh := range ks.Shards {
-			if sh.Group == group {
-				return ks
-			}
+		return nil
+	}
+	if info.primary && info.rpoBudgetMS > 0 {
+		ks, err := n.meta.Keyspace(info.keyspace)
+		if err != nil {
+			return err
 		}
+		return n.rpoCheck(ctx, ks, group)
 	}
 	return nil
 }

@@ -155,10 +155,12 @@ type Node struct {
 	closeMu sync.Once
 	fatal   chan error
 
-	streams    *streamSet  // senders of async streams (streams.go)
-	roles      roleState   // role changes seen (failover.go)
-	closed     closedTimes // leaders' closed timestamps (reads.go)
-	heartbeats heartbeats  // stream heartbeats answered without raft (streams.go)
+	streams    *streamSet    // senders of async streams (streams.go)
+	roles      roleState     // role changes seen (failover.go)
+	closed     closedTimes   // leaders' closed timestamps (reads.go)
+	heartbeats heartbeats    // stream heartbeats answered without raft (streams.go)
+	groups     groupIndex    // what each data group is (groupindex.go)
+	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -183,6 +185,7 @@ func Start(cfg Config) (*Node, error) {
 		reconcileCh: make(chan struct{}, 1),
 		streams:     &streamSet{running: map[streamKey]*runningStream{}},
 	}
+	n.leases.kick = make(chan struct{}, 1)
 	// Step 1: storage and the metadata it holds.
 	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, Logger: cfg.Logger})
 	if err != nil {
@@ -255,7 +258,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Step 6: background work: register nodes, create the groups the
 	// metadata places here, keep leaders in their home regions.
-	n.wg.Add(7)
+	n.wg.Add(8)
 	go n.registerLoop()
 	go n.reconcileLoop()
 	go n.leaderLoop()
@@ -263,6 +266,7 @@ func Start(cfg Config) (*Node, error) {
 	go n.roleLoop()
 	go n.closedLoop()
 	go n.activeGCLoop()
+	go n.primaryLeaseLoop()
 	return n, nil
 }
 

@@ -100,7 +100,9 @@ type position struct {
 }
 
 // localPosition reads the local replica's position. A leader's closed
-// timestamp is now only after ReadIndex confirmed it still leads.
+// timestamp is now only after ReadIndex confirmed it still leads, and, for
+// an async keyspace, while the group acts as the primary (see
+// asyncPrimary; the primary lease caps it).
 func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, rg metadata.RegionalGroup, confirm bool) (position, error) {
 	if isActive(ks) {
 		// The local group's own log; complete up to the oldest closed
@@ -118,14 +120,22 @@ func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh meta
 		return position{}, fmt.Errorf("%w: the replica of group %d on node %d is not created yet", ErrNoReplica, rg.Group, n.cfg.ID)
 	}
 	if st.Lead == n.cfg.ID && confirm {
-		now := time.Now().UnixMilli() - 1
-		if idx, ok := n.host.LeaseReadIndex(rg.Group); ok {
-			return position{index: idx, closedMS: now}, nil
+		start := time.Now()
+		now := start.UnixMilli() - 1
+		idx, ok := n.host.LeaseReadIndex(rg.Group)
+		if !ok {
+			tctx, cancel := n.withTimeout(ctx)
+			var err error
+			idx, err = n.host.ReadIndex(tctx, rg.Group)
+			cancel()
+			ok = err == nil
 		}
-		tctx, cancel := n.withTimeout(ctx)
-		idx, err := n.host.ReadIndex(tctx, rg.Group)
-		cancel()
-		if err == nil {
+		if ok && ks.Strategy == metadata.Async {
+			until, err := n.asyncPrimary(ks.Name, rg.Group, start)
+			ok = err == nil
+			now = min(now, until.UnixMilli()-1)
+		}
+		if ok {
 			return position{index: idx, closedMS: now}, nil
 		}
 	}
@@ -140,26 +150,32 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	// a lease read or a local read needs none, and a timer per read costs.
 	timed := func() (context.Context, context.CancelFunc) { return n.withTimeout(ctx) }
 	strong := func() (Answer, error) {
-		if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		for {
+			a, err := n.strongOnce(ctx, ks, sh, local, remote)
+			if ks.Strategy != metadata.Async || !retryableRole(err) {
+				return a, err
+			}
+			// The keyspace's primary is moving, or its lease is not
+			// confirmed: read again once the metadata moved on (or a
+			// moment later), where it then says the primary is.
+			changed := n.meta.Changed()
+			if k, kerr := n.meta.Keyspace(ks.Name); kerr == nil && k.Epoch != ks.Epoch {
+				ks, sh = k, k.Shards[sh.Index]
+				continue
+			}
 			tctx, cancel := timed()
-			defer cancel()
-			return remote(tctx, sh, Strong)
-		}
-		idx, ok := n.host.LeaseReadIndex(sh.Group)
-		if !ok {
-			tctx, cancel := timed()
-			var err error
-			idx, err = n.host.ReadIndex(tctx, sh.Group)
+			select {
+			case <-changed:
+			case <-time.After(20 * time.Millisecond):
+			case <-tctx.Done():
+				cancel()
+				return a, err
+			}
 			cancel()
-			if err != nil {
-				return Answer{}, err
+			if k, kerr := n.meta.Keyspace(ks.Name); kerr == nil {
+				ks, sh = k, k.Shards[sh.Index]
 			}
 		}
-		if err := local(sh.Group); err != nil {
-			return Answer{}, err
-		}
-		a := n.strongAnswer(sh.Group, idx)
-		return a, nil
 	}
 	if c.Req.Level == consistency.Strong {
 		return strong()
@@ -242,6 +258,43 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	}
 }
 
+// strongOnce serves a strong read where the metadata says the shard's
+// writes are taken: through the shard's group if this node holds a
+// replica, otherwise by another node that does. A group of an async
+// keyspace serves it only while it acts as the keyspace's primary (its
+// role at or after the read point, and the primary lease: see
+// asyncPrimary), so a demoted, fenced or cut-off primary never answers a
+// strong read with what it had.
+func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard,
+	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
+	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		tctx, cancel := n.withTimeout(ctx)
+		defer cancel()
+		return remote(tctx, sh, Strong)
+	}
+	idx, ok := n.host.LeaseReadIndex(sh.Group)
+	if !ok {
+		tctx, cancel := n.withTimeout(ctx)
+		var err error
+		idx, err = n.host.ReadIndex(tctx, sh.Group)
+		cancel()
+		if err != nil {
+			return Answer{}, err
+		}
+	}
+	if ks.Strategy == metadata.Async {
+		// After the read point: a fence committed before the read began
+		// is applied here by now.
+		if _, err := n.asyncPrimary(ks.Name, sh.Group, time.Now()); err != nil {
+			return Answer{}, err
+		}
+	}
+	if err := local(sh.Group); err != nil {
+		return Answer{}, err
+	}
+	return n.strongAnswer(sh.Group, idx), nil
+}
+
 // sessionSatisfied reports whether the local replica has every write and
 // read the token records for this shard. Marks of the shard's former
 // primaries (async keyspaces) count too.
@@ -304,25 +357,35 @@ const (
 )
 
 // closedSample says: every write acknowledged at or before TimeMS is at or
-// below Index in the group's log.
+// below Index in the group's log. Only a leader under a valid lease makes
+// one (raftgroup.Host.Closed), in the Term of that lease.
 type closedSample struct {
 	Group  uint64 `json:"g"`
 	Index  uint64 `json:"i"`
 	TimeMS int64  `json:"t"`
+	Term   uint64 `json:"term"`
 }
 
 // closedTimes holds the samples this node received, per group.
 type closedTimes struct {
 	mu      sync.Mutex
 	samples map[uint64][]closedSample
+	terms   map[uint64]uint64 // group -> highest term of a sample
 }
 
+// add keeps a sample. A sample from an older term than one already seen
+// is ignored: its leader has been replaced (its promise, made under its
+// lease, still held when it was made, but nothing newer can come from it).
 func (c *closedTimes) add(s closedSample) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.samples == nil {
-		c.samples = map[uint64][]closedSample{}
+		c.samples, c.terms = map[uint64][]closedSample{}, map[uint64]uint64{}
 	}
+	if s.Term < c.terms[s.Group] {
+		return
+	}
+	c.terms[s.Group] = s.Term
 	l := c.samples[s.Group]
 	if n := len(l); n > 0 && l[n-1].TimeMS >= s.TimeMS {
 		return
@@ -348,8 +411,9 @@ func (c *closedTimes) at(group, applied uint64) int64 {
 	return best
 }
 
-// closedLoop sends, from every group this node leads, its closed timestamp
-// to the group's other replicas, one message per node.
+// closedLoop sends, from every group this node leads under a lease (and,
+// for an async keyspace, acts as the primary of: see closedFor), its
+// closed timestamp to the group's other replicas, one message per node.
 func (n *Node) closedLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(closedInterval)
@@ -365,12 +429,12 @@ func (n *Node) closedLoop() {
 			if g == metadata.SystemGroup {
 				continue
 			}
-			now := time.Now().UnixMilli() - 1
+			index, closedMS, term := n.closedFor(g)
 			st, ok := n.host.Status(g)
-			if !ok || st.Lead != n.cfg.ID {
+			if !ok || closedMS == 0 {
 				continue
 			}
-			s := closedSample{Group: g, Index: st.Applied, TimeMS: now}
+			s := closedSample{Group: g, Index: index, TimeMS: closedMS, Term: term}
 			n.closed.add(s) // the leader's own eventual reads report it too
 			for _, id := range append(slices.Clone(st.Voters), st.Learners...) {
 				if id != n.cfg.ID {

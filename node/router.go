@@ -503,6 +503,7 @@ var errorCodes = []struct {
 	{"primary_healthy", ErrPrimaryHealthy},
 	{"not_drained", ErrNotDrained},
 	{"rpo_budget", ErrRPOBudget},
+	{"primary_lease", ErrPrimaryLease},
 	{"not_async", metadata.ErrNotAsync},
 	{"meta_stale_epoch", metadata.ErrStaleEpoch},
 	{"bad_meta_command", metadata.ErrBadCommand},

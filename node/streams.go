@@ -310,12 +310,13 @@ func newGroupLog(n *Node, group uint64) (*groupLog, func()) {
 	return l, cancel
 }
 
-// Applied returns the applied index and the source's closed timestamp: the
-// time is read before the index, so every write acknowledged at or before
-// it (a write is acknowledged after it is applied) is at or below the
-// index.
+// Applied returns the applied index and the source's closed timestamp:
+// the promise of this node's lease on the group (see closedFor: a leader
+// that lost its lease, or an async group that no longer acts as the
+// primary, promises nothing: 0). The promise covers an index at or below
+// the applied one read after it, so it holds for the applied index too.
 func (l *groupLog) Applied() (uint64, int64) {
-	closed := time.Now().UnixMilli() - 1
+	_, closed, _ := l.n.closedFor(l.group)
 	st, _ := l.n.host.Status(l.group)
 	return st.Applied, closed
 }
@@ -328,13 +329,27 @@ func (l *groupLog) Read(from, to uint64, maxBytes int) ([]stream.Change, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Only what took effect here is shipped: a write the group refused (a
+	// fenced or demoted primary's) is an entry of its log all the same.
+	history, err := kv.RoleHistory(l.n.db, l.group)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]stream.Change, len(ents))
 	for i, e := range ents {
 		out[i] = stream.Change{Index: e.Index, Data: e.Command}
-		if c, err := kv.DecodeCommand(e.Command); err == nil && len(e.Command) > 0 {
-			out[i].TimeMS = c.NowMS
+		if len(e.Command) == 0 {
+			continue
 		}
-		if l.active && len(e.Command) > 0 {
+		c, err := kv.DecodeCommand(e.Command)
+		if err == nil {
+			out[i].TimeMS = c.NowMS
+			if !kv.Admitted(history, e.Index, c) {
+				out[i].Data = nil
+				continue
+			}
+		}
+		if l.active {
 			merge, err := kv.ActiveChange(l.n.db, l.group, e.Command)
 			if err != nil {
 				return nil, fmt.Errorf("active change at %d: %w", e.Index, err)

@@ -157,6 +157,7 @@ func (g *group) quiet(m *pb.Message, now time.Time) bool {
 // the loop.
 type fastRead struct {
 	expiry          time.Time
+	term            uint64
 	commit, applied uint64
 }
 
@@ -166,7 +167,7 @@ func (h *Host) publishFast(g *group) {
 		g.fast.Store(nil)
 		return
 	}
-	g.fast.Store(&fastRead{expiry: g.lease.expiry, commit: g.commitIndex(), applied: g.applied})
+	g.fast.Store(&fastRead{expiry: g.lease.expiry, term: g.lease.term, commit: g.commitIndex(), applied: g.applied})
 }
 
 // LeaseReadIndex returns a linearizable read point at once, without the
@@ -187,4 +188,41 @@ func (h *Host) fastReadIndex(groupID uint64) (uint64, bool) {
 	}
 	h.stats.leaseReads.Add(1)
 	return f.commit, true
+}
+
+// Closed timestamps. A leader under a valid lease can promise followers
+// that every write acknowledged at or before some time T is at or below
+// an index I of the log: no other leader can commit anything before the
+// lease expires, and this leader acknowledges a write only after the loop
+// has published a commit index covering it (see fastRead above). Closed
+// returns such a promise: T is the wall time read before the published
+// lease is (so that a write acknowledged before T was published before
+// it), capped at the lease's expiry; I is the published commit index. It
+// gives nothing (ok false) unless this node leads the group under a valid
+// lease and has applied everything committed, so a deposed leader that
+// does not know it yet, or one cut off from its quorum, promises nothing.
+
+// ClosedTimestamp is a leaseholder's promise: every write acknowledged at
+// or before TimeMS (Unix ms) is at or below Index in the group's log. Term
+// is the term of the lease it was made under.
+type ClosedTimestamp struct {
+	Index  uint64
+	TimeMS int64
+	Term   uint64
+}
+
+// Closed returns the group's closed timestamp if this node leads it under
+// a valid lease (see above); otherwise ok is false.
+func (h *Host) Closed(groupID uint64) (ClosedTimestamp, bool) {
+	now := time.Now() // before the lease is read
+	g := h.group(groupID)
+	if g == nil {
+		return ClosedTimestamp{}, false
+	}
+	f := g.fast.Load()
+	if f == nil || f.applied < f.commit || !now.Before(f.expiry) {
+		return ClosedTimestamp{}, false
+	}
+	t := min(now.UnixMilli(), f.expiry.UnixMilli()) - 1
+	return ClosedTimestamp{Index: f.commit, TimeMS: t, Term: f.term}, true
 }

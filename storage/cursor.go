@@ -122,3 +122,26 @@ func (db *DB) Cursors(group uint64) (map[uint64]Cursor, error) {
 	}
 	return out, nil
 }
+
+// CursorRange calls fn, in source order, for the group's committed cursors
+// whose source is in [from, to], until fn returns false.
+func (db *DB) CursorRange(group, from, to uint64, fn func(source uint64, c Cursor) bool) error {
+	lo := cursorKey(group, from)
+	hi := groupKey(prefixCursor, group+1, 0)
+	if to < ^uint64(0) {
+		hi = cursorKey(group, to+1)
+	}
+	var bad error
+	err := db.scan(lo, hi, func(k, v []byte) bool {
+		c, err := decodeCursor(v)
+		if err != nil || len(k) != 17 {
+			bad = fmt.Errorf("storage: cursor of group %d: key of %d bytes: %v", group, len(k), err)
+			return false
+		}
+		return fn(binary.BigEndian.Uint64(k[9:]), c)
+	})
+	if err == nil {
+		err = bad
+	}
+	return err
+}
