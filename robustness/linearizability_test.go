@@ -12,10 +12,8 @@ package robustness
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,86 +24,18 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/meridian-db/meridian/internal/check"
 	"github.com/meridian-db/meridian/internal/testcluster"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
 )
 
-// registerInput is one operation on a key.
-type registerInput struct {
-	Key   string
-	Put   bool
-	Value string
-}
-
-// registerOutput is what a get returned. Puts have no output.
-type registerOutput struct {
-	Value string
-	Found bool
-}
-
-// registerModel is a map of independent registers, partitioned by key.
-var registerModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range history {
-			k := op.Input.(registerInput).Key
-			byKey[k] = append(byKey[k], op)
-		}
-		keys := make([]string, 0, len(byKey))
-		for k := range byKey {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return registerOutput{} },
-	Step: func(state, input, output any) (bool, any) {
-		in := input.(registerInput)
-		st := state.(registerOutput)
-		if in.Put {
-			return true, registerOutput{Value: in.Value, Found: true}
-		}
-		out := output.(registerOutput)
-		return out == st, st
-	},
-	DescribeOperation: func(input, output any) string {
-		in := input.(registerInput)
-		if in.Put {
-			return fmt.Sprintf("put(%s, %s)", in.Key, in.Value)
-		}
-		out := output.(registerOutput)
-		if !out.Found {
-			return fmt.Sprintf("get(%s) -> none", in.Key)
-		}
-		return fmt.Sprintf("get(%s) -> %s", in.Key, out.Value)
-	},
-}
-
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
 	return def
-}
-
-type history struct {
-	mu   sync.Mutex
-	ops  []porcupine.Operation
-	acks int
-	unk  int
-	gets int
-}
-
-func (h *history) add(op porcupine.Operation) {
-	h.mu.Lock()
-	h.ops = append(h.ops, op)
-	h.mu.Unlock()
 }
 
 // TestLinearizabilityUnderFaults runs concurrent clients doing puts and
@@ -131,8 +61,7 @@ func TestLinearizabilityUnderFaults(t *testing.T) {
 	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "lin", Shards: 2, Replicas: 5, HomeRegion: "us-east"})
 	keys := []string{"a", "b", "c", "d"}
 
-	var h history
-	start := time.Now()
+	h := check.NewHistory()
 	var stopClients atomic.Bool
 	var wg sync.WaitGroup
 	const clients = 6
@@ -153,29 +82,14 @@ func TestLinearizabilityUnderFaults(t *testing.T) {
 				if crng.IntN(2) == 0 {
 					seq++
 					val := fmt.Sprintf("%d.%d", cl, seq)
-					call := time.Since(start).Nanoseconds()
+					call := h.Now()
 					_, err := n.Put(ctx, "lin", []byte(key), []byte(val))
-					ret := time.Since(start).Nanoseconds()
-					h.mu.Lock()
-					if err != nil {
-						// Unknown outcome: it may take effect at any time after
-						// the call, so it returns after every other event.
-						ret = math.MaxInt64
-						h.unk++
-					} else {
-						h.acks++
-					}
-					h.mu.Unlock()
-					h.add(porcupine.Operation{ClientId: cl, Input: registerInput{Key: key, Put: true, Value: val}, Call: call, Return: ret})
+					h.Put(cl, key, val, call, err == nil)
 				} else {
-					call := time.Since(start).Nanoseconds()
+					call := h.Now()
 					v, found, _, err := n.Get(ctx, "lin", []byte(key), node.Strong)
-					ret := time.Since(start).Nanoseconds()
 					if err == nil { // a failed read has no effect: drop it
-						h.mu.Lock()
-						h.gets++
-						h.mu.Unlock()
-						h.add(porcupine.Operation{ClientId: cl, Input: registerInput{Key: key}, Output: registerOutput{Value: string(v), Found: found}, Call: call, Return: ret})
+						h.Get(cl, key, check.RegisterOutput{Value: string(v), Found: found}, call)
 					}
 				}
 				cancel()
@@ -252,18 +166,18 @@ func TestLinearizabilityUnderFaults(t *testing.T) {
 	// settled: they must see the last write of each key.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	final := map[string]registerOutput{}
+	final := map[string]check.RegisterOutput{}
 	for _, key := range keys {
 		for _, n := range c.Running() {
 			var v []byte
 			var found bool
 			var err error
 			for ctx.Err() == nil {
-				call := time.Since(start).Nanoseconds()
+				call := h.Now()
 				v, found, _, err = n.Get(ctx, "lin", []byte(key), node.Strong)
 				if err == nil {
-					out := registerOutput{Value: string(v), Found: found}
-					h.add(porcupine.Operation{ClientId: clients, Input: registerInput{Key: key}, Output: out, Call: call, Return: time.Since(start).Nanoseconds()})
+					out := check.RegisterOutput{Value: string(v), Found: found}
+					h.Get(clients, key, out, call)
 					final[key] = out
 					break
 				}
@@ -274,74 +188,28 @@ func TestLinearizabilityUnderFaults(t *testing.T) {
 		}
 	}
 
-	lost := lostAcknowledged(h.ops, final)
-	checkStart := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(registerModel, h.ops, 120*time.Second)
+	lost := h.LostAcknowledged(final)
+	v := h.Linearizable(120*time.Second, os.TempDir(), strconv.FormatUint(seed, 10))
+	acks, unk, gets := h.Counts()
 	var parts []string
 	for k, v := range faults {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
 	}
 	sort.Strings(parts)
-	violations := 0
-	if res == porcupine.Illegal {
-		violations = 1
-	}
 	t.Logf("FIGURES: %d operations (%d acknowledged puts, %d unknown-outcome puts, %d strong gets), faults: %s; "+
 		"linearizability: %v (checked in %v), violations: %d, acknowledged writes lost: %d",
-		len(h.ops), h.acks, h.unk, h.gets, strings.Join(parts, " "), res, time.Since(checkStart).Round(time.Millisecond), violations, lost)
-	switch res {
+		len(h.Ops()), acks, unk, gets, strings.Join(parts, " "), v.Result, v.Took.Round(time.Millisecond), v.Violations(), lost)
+	switch v.Result {
 	case porcupine.Ok:
 	case porcupine.Illegal:
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("meridian-linearizability-%d.html", seed))
-		if err := porcupine.VisualizePath(registerModel, info, path); err == nil {
-			t.Logf("timeline of the violation: %s", path)
-		}
-		t.Fatal("history is not linearizable")
+		t.Fatalf("history is not linearizable; timeline of the violation: %s", v.Timeline)
 	default:
 		t.Fatal("linearizability check timed out: a timeout is a failure, not a pass")
 	}
 	if lost != 0 {
 		t.Fatalf("%d acknowledged writes lost", lost)
 	}
-	if h.acks == 0 || h.gets == 0 {
-		t.Fatalf("the workload made no progress: %d acknowledged puts, %d gets", h.acks, h.gets)
+	if acks == 0 || gets == 0 {
+		t.Fatalf("the workload made no progress: %d acknowledged puts, %d gets", acks, gets)
 	}
-}
-
-// lostAcknowledged counts keys whose final value shows that an
-// acknowledged write was lost: the final value is a write that was
-// superseded by an acknowledged write which began after it ended, or the
-// key is missing although a write to it was acknowledged.
-func lostAcknowledged(ops []porcupine.Operation, final map[string]registerOutput) int {
-	lost := 0
-	for key, out := range final {
-		var finalOp *porcupine.Operation
-		var acked []porcupine.Operation
-		for i := range ops {
-			in := ops[i].Input.(registerInput)
-			if !in.Put || in.Key != key {
-				continue
-			}
-			if out.Found && in.Value == out.Value {
-				finalOp = &ops[i]
-			}
-			if ops[i].Return != math.MaxInt64 {
-				acked = append(acked, ops[i])
-			}
-		}
-		switch {
-		case !out.Found && len(acked) > 0:
-			lost++
-		case out.Found && finalOp == nil:
-			lost++ // a value nobody wrote
-		case finalOp != nil:
-			for _, a := range acked {
-				if a.Call > finalOp.Return {
-					lost++
-					break
-				}
-			}
-		}
-	}
-	return lost
 }
