@@ -22,6 +22,11 @@
 // round (group commit); a failed commit is reported to the caller, who must
 // stop the node, never retry.
 //
+// Errors say whose fault they are: every failure of the engine itself (a
+// read, scan or commit) wraps ErrIO, and persisted state that does not
+// decode wraps ErrCorrupt. A state machine meeting either while applying a
+// command must not make it the command's result (package raftgroup).
+//
 // The data directory is created with mode 0700; an existing directory that
 // other users can read or write is refused.
 package storage
