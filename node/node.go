@@ -153,7 +153,9 @@ type Node struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closeMu sync.Once
+	haltMu  sync.Once
 	fatal   chan error
+	failed  chan struct{} // closed when the host stops on a fatal error
 
 	streams    *streamSet  // senders of async streams (streams.go)
 	roles      roleState   // role changes seen (failover.go)
@@ -179,6 +181,7 @@ func Start(cfg Config) (*Node, error) {
 		clock:       hlc.New(uint32(cfg.ID), cfg.MaxClockOffset),
 		stop:        make(chan struct{}),
 		fatal:       make(chan error, 1),
+		failed:      make(chan struct{}),
 		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
 		streams:     &streamSet{running: map[streamKey]*runningStream{}},
@@ -200,12 +203,16 @@ func Start(cfg Config) (*Node, error) {
 		// Every group's election timeout is at least ten minimum heartbeats
 		// (see timing); all nodes of a cluster share these settings.
 		MinElectionTimeout: 10 * time.Duration((cfg.MinHeartbeatInterval+cfg.TickInterval-1)/cfg.TickInterval) * cfg.TickInterval,
+		// The host calls it once, when storage fails or a committed command
+		// cannot be applied here: the node stops (stopOnFatal) rather than
+		// serve from a replica that may have diverged.
 		OnFatal: func(err error) {
+			n.log.Error("node stopping after a fatal error", "err", err)
 			select {
 			case n.fatal <- err:
 			default:
 			}
-			n.log.Error("node stopping after a storage failure", "err", err)
+			close(n.failed)
 		},
 	})
 	if err != nil {
@@ -263,17 +270,36 @@ func Start(cfg Config) (*Node, error) {
 	go n.roleLoop()
 	go n.closedLoop()
 	go n.activeGCLoop()
+	go n.stopOnFatal()
 	return n, nil
+}
+
+// stopOnFatal halts the node once its host has stopped on a fatal error:
+// no more background work and no peer traffic either way, as if its
+// process had exited (which `meridian start` then does). Its storage stays
+// open, unchanged since the fault, until Close.
+func (n *Node) stopOnFatal() {
+	select {
+	case <-n.stop:
+	case <-n.failed:
+		n.halt()
+	}
 }
 
 // Close stops the node. It is safe to call more than once.
 func (n *Node) Close() {
-	n.closeMu.Do(func() {
+	n.halt()
+	n.closeMu.Do(func() { _ = n.db.Close() })
+}
+
+// halt stops everything but storage: the background loops, the transport
+// and the raft host.
+func (n *Node) halt() {
+	n.haltMu.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
 		_ = n.tr.Close()
 		n.host.Stop()
-		_ = n.db.Close()
 	})
 }
 
@@ -295,8 +321,16 @@ func (n *Node) Host() *raftgroup.Host { return n.host }
 // Transport exposes the transport (round-trip times, tests).
 func (n *Node) Transport() *transport.Transport { return n.tr }
 
-// Fatal returns a channel that receives the error that stopped the node.
+// Fatal returns a channel that receives the error that stopped the node:
+// its storage failed, or it could not apply a committed command (see
+// package raftgroup). The node then halts: its raft host, background work
+// and transport stop (writes and linearizable reads fail with
+// raftgroup.ErrStopped); only Close remains to be called.
 func (n *Node) Fatal() <-chan error { return n.fatal }
+
+// Storage returns the node's storage, for tools and tests that read it
+// directly (and for Flush). It is closed when the node is.
+func (n *Node) Storage() *storage.DB { return n.db }
 
 // knownPeers is the initial peers plus every node in the metadata.
 func (n *Node) knownPeers() []transport.Peer {

@@ -219,7 +219,19 @@ func (n *Node) reconcileStreams(set *streamSet) {
 		}
 	}
 	for src, acked := range minAcked {
-		_ = n.host.RetainFrom(src, max(acked, 1))
+		if err := n.host.RetainFrom(src, max(acked, 1)); err != nil {
+			// The source group is gone from this node: its log cannot be
+			// held for the destinations, so stop its senders (they start
+			// again if the group and its leadership come back).
+			n.log.Warn("cannot retain a stream source's log; stopping its streams", "group", src, "err", err)
+			for k, r := range set.running {
+				if k.src == src {
+					r.cancel()
+					<-r.done
+					delete(set.running, k)
+				}
+			}
+		}
 	}
 }
 
