@@ -72,9 +72,18 @@ type Config struct {
 	// MaxClockOffset bounds how far ahead of this node's clock a remote
 	// timestamp may be. Default 500ms.
 	MaxClockOffset time.Duration
-	// Cluster names the cluster; streams between regions carry it and a
-	// node refuses a stream from another cluster. Default "meridian".
+	// Cluster names the cluster (1 to 64 letters, digits, '.', '_', '-').
+	// Default "meridian". The cluster's id, which every node-to-node
+	// request, stream and session token carries and checks, is derived
+	// from it and the initial Peers when the cluster forms, and recorded
+	// in the node's storage: a node whose data was formed under another
+	// name refuses to start (ErrClusterMismatch). See cluster.go.
 	Cluster string
+	// ClusterID is the id of the cluster a Join node is admitted to (the
+	// join answer gives it); empty for the initial members, which derive
+	// it. Once recorded in storage, the recorded id is used, and a
+	// different ClusterID is refused.
+	ClusterID string
 	// Logger receives the node's logs. Nil discards.
 	Logger *slog.Logger
 }
@@ -126,6 +135,14 @@ func (c *Config) Validate() error {
 	case c.MaxKeyBytes < 1 || c.MaxValueBytes < 1:
 		return errors.New("node: MaxKeyBytes and MaxValueBytes must be positive")
 	}
+	if err := checkClusterName(c.Cluster); err != nil {
+		return err
+	}
+	if c.ClusterID != "" {
+		if err := checkClusterID(c.Cluster, c.ClusterID); err != nil {
+			return err
+		}
+	}
 	self := false
 	for _, p := range c.Peers {
 		if p.ID == 0 || p.Region == "" || p.Addr == "" {
@@ -149,6 +166,8 @@ type Node struct {
 	tr    *transport.Transport
 	meta  *metadata.Store
 	clock *hlc.Clock
+
+	cluster string // the cluster's id (cluster.go)
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -192,6 +211,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.db = db
+	if n.cluster, err = resolveCluster(db, &n.cfg); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if n.meta, err = metadata.Open(db); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -221,7 +244,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Step 3: the transport, with every peer we know of.
 	n.tr, err = transport.New(transport.Config{
-		NodeID: cfg.ID, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
+		NodeID: cfg.ID, Cluster: n.cluster, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
 		Net: cfg.Net, Logger: cfg.Logger,
 	}, handler{n})
 	if err != nil {
@@ -510,7 +533,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cfg.Cluster, Region: rg.Region}, Bootstrap: boot,
+					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region}, Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()
@@ -521,6 +544,3 @@ func (n *Node) reconcile() {
 		}
 	}
 }
-
-// Cluster returns the cluster's name (session tokens and streams carry it).
-func (n *Node) Cluster() string { return n.cfg.Cluster }

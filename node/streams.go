@@ -241,7 +241,7 @@ func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamS
 	r := &runningStream{base: base, done: make(chan struct{})}
 	log, unsubscribe := newGroupLog(n, k.src)
 	cfg := stream.Config{
-		Stream: k.src, Epoch: epoch, Cluster: n.cfg.Cluster,
+		Stream: k.src, Epoch: epoch, Cluster: n.cluster,
 		BatchInterval: 2 * time.Millisecond, MaxBatchBytes: 1 << 20, MaxInFlight: 4,
 		HeartbeatInterval: streamHeartbeat, RetryBackoff: 50 * time.Millisecond, Logger: n.log,
 		Resync: func(ctx context.Context) (uint64, error) { return n.resync(ctx, k.src, epoch, sink, r) },
@@ -434,7 +434,7 @@ func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, 
 	}
 	defer r.endResync(view)
 	n.log.Info("resync started", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at)
-	chunk := stream.Chunk{Stream: src, Epoch: epoch, Cluster: n.cfg.Cluster, Index: at}
+	chunk := stream.Chunk{Stream: src, Epoch: epoch, Cluster: n.cluster, Index: at}
 	size := 0
 	send := func() error {
 		enc, err := chunk.Encode()
@@ -509,7 +509,7 @@ func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	if _, err := stream.Check(cur, n.cfg.Cluster, b, role.Epoch); err != nil {
+	if _, err := stream.Check(cur, n.cluster, b, role.Epoch); err != nil {
 		return 0, false
 	}
 	hb := &n.heartbeats

@@ -11,6 +11,8 @@
 //	'd' group userkey      a key of the group's replicated data
 //	'c' group source       a stream cursor: how far the group has applied
 //	                       the stream from source (see package stream)
+//	'l' group suffix       a ledger record of the group (ledger.go)
+//	'n' name               a node-local record, part of no group (local.go)
 //
 // Everything a raft group owns therefore lies in a few contiguous spans:
 // a snapshot carries the data and cursor spans, and dropping a replica is
