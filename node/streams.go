@@ -386,8 +386,16 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 // propose runs a command through the destination group.
 func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error) {
 	p, err := s.n.proposeIn(ctx, s.dst, cmd)
-	res, _ := p.value.(kv.Result)
-	return res, err
+	if err != nil {
+		return kv.Result{}, err
+	}
+	res, ok := p.value.(kv.Result)
+	if !ok {
+		// Never an acknowledgement of nothing: the sender would take it
+		// for the destination's position.
+		return kv.Result{}, fmt.Errorf("node: group %d answered a stream command with %T, not its result", s.dst.Group, p.value)
+	}
+	return res, nil
 }
 
 // beginResync opens the consistent view a resync ships from, returns it
