@@ -34,7 +34,7 @@
 // integer, overflow, too large, malformed) changes nothing and its error is
 // its result, the same on every replica.
 //
-// A failure of the replica itself is never a result (see Fatal): a storage
+// A failure of the replica itself is never a result (see IsFatal): a storage
 // read that fails, a stored record, set, hash, active state or knowledge
 // report that does not decode (storage.ErrCorrupt: what this package
 // stored must always decode), or a command of a version or op this binary

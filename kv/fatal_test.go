@@ -40,7 +40,7 @@ func TestApplyStorageReadFaultIsFatal(t *testing.T) {
 	for _, c := range cmds {
 		err := h.applyFatal(c.Encode())
 		// Pebble reports the injected error by its text only.
-		if !errors.Is(err, storage.ErrIO) || !strings.Contains(err.Error(), errorfs.ErrInjected.Error()) || !Fatal(err) {
+		if !errors.Is(err, storage.ErrIO) || !strings.Contains(err.Error(), errorfs.ErrInjected.Error()) || !IsFatal(err) {
 			t.Fatalf("%s under a read fault: %v, want a fatal storage.ErrIO wrapping the injected error", c.Op, err)
 		}
 	}

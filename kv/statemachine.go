@@ -46,26 +46,26 @@ type StateMachine struct {
 // read. A command that fails returns Result.Err and changes nothing.
 //
 // A failure that is not the command's is returned as the error instead,
-// which the host treats as fatal (see Fatal): a storage read that failed
+// which the host treats as fatal (see IsFatal): a storage read that failed
 // (storage.ErrIO), stored state that does not decode (storage.ErrCorrupt,
 // also for records and reports this package stores), a command of a
 // version or op this binary does not know (ErrUnsupported). b may then
 // hold part of the command and must be discarded.
 func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) (any, error) {
 	res := sm.applyCommand(b, index, cmd)
-	if res.Err != nil && Fatal(res.Err) {
+	if res.Err != nil && IsFatal(res.Err) {
 		return nil, fmt.Errorf("kv: group %d: %w", sm.Group, res.Err)
 	}
 	return res, nil
 }
 
-// Fatal reports whether err, met while applying a command, is this
+// IsFatal reports whether err, met while applying a command, is this
 // replica's failure rather than the command's: a storage error
 // (storage.ErrIO), stored state that does not decode (storage.ErrCorrupt),
 // or a command newer than this binary (ErrUnsupported). Another replica
 // may apply the same command successfully, so such an error must never
 // become the command's result.
-func Fatal(err error) bool {
+func IsFatal(err error) bool {
 	return errors.Is(err, storage.ErrIO) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, ErrUnsupported)
 }
 
@@ -435,7 +435,7 @@ func Get(db *storage.DB, group uint64, key []byte, nowMS int64) (Record, bool, e
 // streamApply applies a batch of another region's commands (see
 // OpStreamApply). A command's own error (say WRONGTYPE) is part of the
 // replicated history: it failed the same way at the source and changes
-// nothing here either. A failure of this replica (see Fatal) is not: it
+// nothing here either. A failure of this replica (see IsFatal) is not: it
 // fails the batch and, through Apply, stops the node. Role changes and
 // stream commands in the source's log concern the source group alone and
 // are skipped.
@@ -477,12 +477,12 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 			return nil // local active ops travel as merges (ActiveChange), never as themselves
 		}
 		if err := checkArgs(c); err != nil {
-			if Fatal(err) {
+			if IsFatal(err) {
 				return err // an op this binary does not know
 			}
 			return nil // failed at the source too
 		}
-		if res := sm.apply(b, c); res.Err != nil && Fatal(res.Err) {
+		if res := sm.apply(b, c); res.Err != nil && IsFatal(res.Err) {
 			return res.Err
 		}
 		return nil // a command error: failed at the source too
