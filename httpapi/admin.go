@@ -44,12 +44,15 @@ type Peer struct {
 	Addr   string `json:"addr"`
 }
 
-// JoinResponse is the answer to POST /v1/cluster/nodes: the admitted node
-// and every node of the cluster, which the new node starts with (Join
-// set, Peers from TransportPeers).
+// JoinResponse is the answer to POST /v1/cluster/nodes: the admitted node,
+// every node of the cluster, which the new node starts with (Join set,
+// Peers from TransportPeers), and the cluster's name and id, which it
+// records (node.Config Cluster and ClusterID).
 type JoinResponse struct {
-	Node  metadata.NodeInfo `json:"node"`
-	Peers []Peer            `json:"peers"`
+	Node      metadata.NodeInfo `json:"node"`
+	Peers     []Peer            `json:"peers"`
+	Cluster   string            `json:"cluster"`
+	ClusterID string            `json:"cluster_id"`
 }
 
 // TransportPeers returns the peers as the node's configuration takes them.
@@ -157,7 +160,7 @@ func (a *api) addNode(w http.ResponseWriter, r *http.Request) error {
 	if err := a.n.AddNode(r.Context(), info); err != nil {
 		return err
 	}
-	resp := JoinResponse{Node: info, Peers: []Peer{}}
+	resp := JoinResponse{Node: info, Peers: []Peer{}, Cluster: a.n.ClusterName(), ClusterID: a.n.Cluster()}
 	for _, p := range a.n.Peers() {
 		resp.Peers = append(resp.Peers, Peer{ID: p.ID, Region: p.Region, Addr: p.Addr})
 	}

@@ -564,6 +564,9 @@ func TestHTTPAPI(t *testing.T) {
 		if j.Node != info || !slices.Equal(ids, []uint64{1, 2, 3, 9}) {
 			t.Fatalf("join answer %s", r.body)
 		}
+		if j.Cluster != "meridian" || !strings.HasPrefix(j.ClusterID, "meridian-") {
+			t.Fatalf("join answer without the cluster's identity: %s", r.body)
+		}
 		cs := decode[node.ClusterStatus](t, e.do(t, east, "GET", "/v1/cluster", nil))
 		if len(cs.Nodes) != 4 || cs.Nodes[3].ID != 9 || cs.Nodes[3].Reachable {
 			t.Fatalf("after admitting node 9: %+v", cs.Nodes)

@@ -39,7 +39,7 @@
 //	GET  /v1/keyspaces        [Keyspace, ...] sorted by name
 //	POST /v1/keyspaces        body metadata.KeyspaceSpec; 201 Keyspace, Location /v1/keyspaces/{ks}; ?wait=true waits for every shard's leader
 //	GET  /v1/keyspaces/{ks}   Keyspace: the spec, its shards ("shard_list") with replicas, leader, leader region, term, indexes
-//	POST /v1/cluster/nodes    body metadata.NodeInfo; admits the node (node.AddNode); 200 JoinResponse with the cluster's peers
+//	POST /v1/cluster/nodes    body metadata.NodeInfo; admits the node (node.AddNode); 200 JoinResponse with the cluster's peers, name and id
 //	GET  /metrics             the node's metrics registry, Prometheus text format (see package metrics)
 //	GET  /                    the dashboard: regions, nodes, RTT matrix, keyspaces and leaders, refreshed from /v1/cluster
 //

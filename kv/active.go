@@ -349,13 +349,13 @@ func (t *activeTxn) load(key []byte) (*activeState, error) {
 	if ok {
 		rec, err := DecodeRecord(v)
 		if err != nil {
-			return nil, err
+			return nil, corrupt(err, "record", key)
 		}
 		if rec.Type != TypeActive {
 			return nil, fmt.Errorf("%w: key %q holds a %s record", ErrNotActive, key, rec.Type)
 		}
 		if s, err = decodeActiveState(rec.Payload); err != nil {
-			return nil, err
+			return nil, corrupt(err, "active state", key)
 		}
 		t.stored[string(key)] = rec.Payload
 	}

@@ -78,7 +78,12 @@ func (r *simRegion) applyRaw(cmd []byte) Result {
 	r.t.Helper()
 	r.index++
 	b := r.db.NewBatch()
-	res := r.sm.Apply(b, r.index, cmd).(Result)
+	v, err := r.sm.Apply(b, r.index, cmd)
+	if err != nil {
+		b.Close()
+		r.t.Fatalf("fatal apply error at %d: %v", r.index, err)
+	}
+	res := v.(Result)
 	if err := b.Commit(false); err != nil {
 		r.t.Fatalf("commit: %v", err)
 	}

@@ -177,6 +177,13 @@ func PeekOp(b []byte) (Op, bool) {
 // sense (unknown op, wrong number of arguments).
 var ErrBadCommand = errors.New("kv: malformed command")
 
+// ErrUnsupported is wrapped, with ErrBadCommand, by the error about a
+// command of an encoding version or an op this binary does not know: a
+// newer binary wrote it. Applying it is fatal rather than a command error
+// (see StateMachine.Apply), since replicas running the newer binary apply
+// it.
+var ErrUnsupported = errors.New("kv: command from a newer binary (unknown version or op)")
+
 // Command is one write.
 type Command struct {
 	Op    Op
@@ -216,14 +223,18 @@ func (c Command) Encode() []byte {
 }
 
 // DecodeCommand parses an encoded command of version 1, 2 or 3. The
-// arguments alias b.
+// arguments alias b. A later version fails with an error wrapping both
+// ErrBadCommand and ErrUnsupported.
 func DecodeCommand(b []byte) (Command, error) {
 	var c Command
 	if len(b) < 2 {
 		return c, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
 	}
 	version := b[0]
-	if version < commandV1 || version > commandV3 {
+	if version > commandVersion {
+		return c, fmt.Errorf("%w: %w: version %d", ErrBadCommand, ErrUnsupported, b[0])
+	}
+	if version < commandV1 {
 		return c, fmt.Errorf("%w: unknown version %d", ErrBadCommand, b[0])
 	}
 	c.Op = Op(b[1])

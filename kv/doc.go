@@ -31,5 +31,17 @@
 // Apply must be deterministic: it may only depend on the command, the
 // group's stored data and the log index, never on the local clock, the
 // node, or anything in memory. A command that fails (wrong type, not an
-// integer, overflow, too large) changes nothing.
+// integer, overflow, too large, malformed) changes nothing and its error is
+// its result, the same on every replica.
+//
+// A failure of the replica itself is never a result (see IsFatal): a storage
+// read that fails, a stored record, set, hash, active state or knowledge
+// report that does not decode (storage.ErrCorrupt: what this package
+// stored must always decode), or a command of a version or op this binary
+// does not know (ErrUnsupported: a newer binary wrote it, and replicas
+// running that binary apply it). Apply returns it as an error, which stops
+// the node (package raftgroup) before anything of the command commits. The
+// same holds for the commands of a stream batch: a command error there is
+// skipped (it failed at the source too), a failure of the replica fails
+// the batch and stops the node.
 package kv

@@ -62,9 +62,11 @@ func (sm *StateMachine) know(b *storage.Batch, c Command) Result {
 		return Result{Err: err}
 	}
 	if ok {
-		if prev, err := crdt.DecodeVersionVector(old); err == nil {
-			vv = vv.Merge(prev)
+		prev, err := crdt.DecodeVersionVector(old)
+		if err != nil {
+			return Result{Err: corrupt(err, "knowledge report of region", c.Args[0])}
 		}
+		vv = vv.Merge(prev)
 	}
 	b.SetLedger(sm.Group, knowSuffix(string(c.Args[0])), vv.Encode())
 	return Result{}
@@ -82,19 +84,28 @@ func (sm *StateMachine) collect(b *storage.Batch, c Command) Result {
 		}
 		vv, derr := crdt.DecodeVersionVector(v)
 		if derr != nil {
-			return Result{Err: fmt.Errorf("%w: knowledge report of %q: %w", ErrBadRecord, r, derr)}
+			return Result{Err: corrupt(fmt.Errorf("%w: %w", ErrBadRecord, derr), "knowledge report of region", r)}
 		}
 		reports = append(reports, vv)
 	}
 	stable := crdt.StableVector(reports...)
 	var doomed [][]byte
+	var bad error
 	err := b.ScanData(sm.Group, func(k, v []byte) bool {
 		rec, err := DecodeRecord(v)
-		if err != nil || rec.Type != TypeActive {
+		if err != nil {
+			bad = corrupt(err, "record", k)
+			return false
+		}
+		if rec.Type != TypeActive {
 			return true
 		}
 		s, err := decodeActiveState(rec.Payload)
-		if err != nil || s.val.Live() {
+		if err != nil {
+			bad = corrupt(err, "active state", k)
+			return false
+		}
+		if s.val.Live() {
 			return true
 		}
 		if stable.Dominates(s.seen) {
@@ -102,6 +113,9 @@ func (sm *StateMachine) collect(b *storage.Batch, c Command) Result {
 		}
 		return true
 	})
+	if err == nil {
+		err = bad
+	}
 	if err != nil {
 		return Result{Err: err}
 	}

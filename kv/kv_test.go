@@ -180,11 +180,31 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) apply(c Command) Result {
 	h.t.Helper()
 	b := h.db.NewBatch()
-	r := h.sm.Apply(b, 1, c.Encode()).(Result)
+	v, err := h.sm.Apply(b, 1, c.Encode())
+	if err != nil {
+		b.Close()
+		h.t.Fatalf("fatal apply error: %v", err)
+	}
 	if err := b.Commit(false); err != nil {
 		h.t.Fatal(err)
 	}
-	return r
+	return v.(Result)
+}
+
+// applyFatal applies a command that must fail fatally (the batch is then
+// discarded, as the host does) and returns the error.
+func (h *harness) applyFatal(cmd []byte) error {
+	h.t.Helper()
+	b := h.db.NewBatch()
+	defer b.Close()
+	v, err := h.sm.Apply(b, 1, cmd)
+	if err == nil {
+		h.t.Fatalf("apply succeeded with %+v, want a fatal error", v)
+	}
+	if v != nil {
+		h.t.Fatalf("a fatal error came with a result: %+v", v)
+	}
+	return err
 }
 
 func (h *harness) get(key string, nowMS int64) (Record, bool) {
@@ -228,8 +248,10 @@ func TestApplySetDelete(t *testing.T) {
 	if r := h.apply(Command{Op: OpDelete, Args: [][]byte{k, []byte("missing")}}); r.N != 1 {
 		t.Fatalf("delete counted %d, want 1", r.N)
 	}
-	if r := h.apply(Command{Op: 77, Args: args("k")}); !errors.Is(r.Err, ErrBadCommand) {
-		t.Fatalf("unknown op: %+v", r)
+	// An op this binary does not know comes from a newer one: fatal, not
+	// a command error (replicas running the newer binary apply it).
+	if err := h.applyFatal(Command{Op: 77, Args: args("k")}.Encode()); !errors.Is(err, ErrBadCommand) || !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("unknown op: %v", err)
 	}
 	for _, c := range []Command{{Op: OpSet, Args: args("k")}, {Op: OpMSet, Args: args("a", "1", "b")}, {Op: OpHSet, Args: args("h", "f")}, {Op: OpSAdd, Args: args("s")}, {Op: OpIncrBy}} {
 		if r := h.apply(c); !errors.Is(r.Err, ErrBadCommand) {

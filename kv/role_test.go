@@ -222,3 +222,61 @@ func FuzzDecodeChunk(f *testing.F) {
 		}
 	})
 }
+
+// TestRoleHistoryReplaysVerdicts: for every command of a log that goes
+// through role changes, Admitted (what a stream source ships) agrees with
+// what the state machine did when it applied it.
+func TestRoleHistoryReplaysVerdicts(t *testing.T) {
+	h := newHarness(t)
+	rng := rand.New(rand.NewPCG(3, 7))
+	roles := []Role{{Epoch: 1, Primary: true}, {Epoch: 1, Primary: true, Fenced: true}, {Epoch: 2}, {Epoch: 3, Primary: true}, {Epoch: 3, Primary: true, Fenced: true}, {Epoch: 4}}
+	type entry struct {
+		index uint64
+		cmd   Command
+		took  bool
+	}
+	var log []entry
+	next := 0
+	for i := uint64(1); i <= 300; i++ {
+		var c Command
+		if i%40 == 0 && next < len(roles) {
+			c = RoleCommand(roles[next], 0, 0, 0)
+			next++
+		} else {
+			c = Command{Op: OpSet, Epoch: uint64(rng.IntN(5)), NowMS: 1, Args: args(fmt.Sprint("k", i), "v")}
+		}
+		b := h.db.NewBatch()
+		v, err := h.sm.Apply(b, i, c.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		log = append(log, entry{index: i, cmd: c, took: v.(Result).Err == nil})
+	}
+	history, err := RoleHistory(h.db, h.sm.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(history) != len(roles) {
+		t.Fatalf("history of %d changes, want %d: %v", len(history), len(roles), history)
+	}
+	took, refused := 0, 0
+	for _, e := range log {
+		if e.cmd.Op == OpRole {
+			continue
+		}
+		if got := Admitted(history, e.index, e.cmd); got != e.took {
+			t.Fatalf("entry %d (epoch %d): Admitted %v, the state machine %v", e.index, e.cmd.Epoch, got, e.took)
+		}
+		if e.took {
+			took++
+		} else {
+			refused++
+		}
+	}
+	if took == 0 || refused == 0 {
+		t.Fatalf("the log exercised nothing: %d took effect, %d refused", took, refused)
+	}
+}

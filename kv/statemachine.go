@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -43,7 +44,37 @@ type StateMachine struct {
 // whose expiry is at or before the command's NowMS is treated as absent
 // (and removed when the command writes the key); the local clock is never
 // read. A command that fails returns Result.Err and changes nothing.
-func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) any {
+//
+// A failure that is not the command's is returned as the error instead,
+// which the host treats as fatal (see IsFatal): a storage read that failed
+// (storage.ErrIO), stored state that does not decode (storage.ErrCorrupt,
+// also for records and reports this package stores), a command of a
+// version or op this binary does not know (ErrUnsupported). b may then
+// hold part of the command and must be discarded.
+func (sm *StateMachine) Apply(b *storage.Batch, index uint64, cmd []byte) (any, error) {
+	res := sm.applyCommand(b, index, cmd)
+	if res.Err != nil && IsFatal(res.Err) {
+		return nil, fmt.Errorf("kv: group %d: %w", sm.Group, res.Err)
+	}
+	return res, nil
+}
+
+// IsFatal reports whether err, met while applying a command, is this
+// replica's failure rather than the command's: a storage error
+// (storage.ErrIO), stored state that does not decode (storage.ErrCorrupt),
+// or a command newer than this binary (ErrUnsupported). Another replica
+// may apply the same command successfully, so such an error must never
+// become the command's result.
+func IsFatal(err error) bool {
+	return errors.Is(err, storage.ErrIO) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, ErrUnsupported)
+}
+
+// corrupt wraps the error of decoding something this package stored.
+func corrupt(err error, what string, key []byte) error {
+	return fmt.Errorf("%w: %s %q: %w", storage.ErrCorrupt, what, key, err)
+}
+
+func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte) Result {
 	c, err := DecodeCommand(cmd)
 	if err != nil {
 		return Result{Err: err}
@@ -107,7 +138,7 @@ func (sm *StateMachine) apply(b *storage.Batch, c Command) Result {
 	case OpPersist:
 		return a.persist(c.Args[0])
 	}
-	return Result{Err: fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)}
+	return Result{Err: fmt.Errorf("%w: %w: op %d", ErrBadCommand, ErrUnsupported, c.Op)}
 }
 
 // checkArgs checks the number of arguments of each op.
@@ -138,7 +169,7 @@ func checkArgs(c Command) error {
 	case OpStreamCursor:
 		ok = n == 2 && len(c.Args[0]) == 8 && len(c.Args[1]) == 8
 	default:
-		return fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
+		return fmt.Errorf("%w: %w: op %d", ErrBadCommand, ErrUnsupported, c.Op)
 	}
 	if !ok {
 		return fmt.Errorf("%w: %s with %d arguments", ErrBadCommand, c.Op, n)
@@ -162,7 +193,7 @@ func (a applier) load(key []byte) (rec Record, live, stored bool, err error) {
 		return Record{}, false, false, err
 	}
 	if rec, err = DecodeRecord(v); err != nil {
-		return Record{}, false, true, err
+		return Record{}, false, true, corrupt(err, "record", key)
 	}
 	if a.now != 0 && rec.Expired(a.now) {
 		return Record{}, false, true, nil
@@ -279,7 +310,7 @@ func (a applier) setOp(c Command) Result {
 			return Result{Err: ErrWrongType}
 		}
 		if members, err = DecodeSet(rec.Payload); err != nil {
-			return Result{Err: err}
+			return Result{Err: corrupt(err, "set", key)}
 		}
 	}
 	var changed int
@@ -322,7 +353,7 @@ func (a applier) hashOp(c Command) Result {
 			return Result{Err: ErrWrongType}
 		}
 		if fields, err = DecodeHash(rec.Payload); err != nil {
-			return Result{Err: err}
+			return Result{Err: corrupt(err, "hash", key)}
 		}
 	}
 	var n int
@@ -377,10 +408,11 @@ func (a applier) persist(key []byte) Result {
 }
 
 // Applied implements raftgroup.StateMachine.
-func (sm *StateMachine) Applied(index uint64, restored bool) {
+func (sm *StateMachine) Applied(index uint64, restored bool) error {
 	if sm.OnApplied != nil {
 		sm.OnApplied(index)
 	}
+	return nil
 }
 
 // Get reads a key's live record from committed storage. nowMS decides
@@ -403,8 +435,10 @@ func Get(db *storage.DB, group uint64, key []byte, nowMS int64) (Record, bool, e
 // streamApply applies a batch of another region's commands (see
 // OpStreamApply). A command's own error (say WRONGTYPE) is part of the
 // replicated history: it failed the same way at the source and changes
-// nothing here either. Role changes and stream commands in the source's
-// log concern the source group alone and are skipped.
+// nothing here either. A failure of this replica (see IsFatal) is not: it
+// fails the batch and, through Apply, stops the node. Role changes and
+// stream commands in the source's log concern the source group alone and
+// are skipped.
 func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) Result {
 	batch, err := stream.DecodeBatch(enc)
 	if err != nil {
@@ -443,10 +477,15 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 			return nil // local active ops travel as merges (ActiveChange), never as themselves
 		}
 		if err := checkArgs(c); err != nil {
+			if IsFatal(err) {
+				return err // an op this binary does not know
+			}
 			return nil // failed at the source too
 		}
-		_ = sm.apply(b, c)
-		return nil
+		if res := sm.apply(b, c); res.Err != nil && IsFatal(res.Err) {
+			return res.Err
+		}
+		return nil // a command error: failed at the source too
 	})
 	return Result{N: int64(ack.Applied), Err: err}
 }

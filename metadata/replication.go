@@ -154,7 +154,7 @@ func (s *Store) applyLost(b *storage.Batch, st *State, c *LostWrites) error {
 	for _, w := range c.Writes {
 		v, err := json.Marshal(w)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: lost write: %w", errEncode, err)
 		}
 		b.SetData(SystemGroup, LostKey(c.Keyspace, c.Epoch, c.Group, w.Index), v)
 	}

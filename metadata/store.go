@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -100,20 +101,43 @@ func (s *Store) Keyspace(name string) (*Keyspace, error) {
 	return ks, nil
 }
 
-func clone(st *State) *State {
+// errEncode marks a failure to encode the state or one of its records: a
+// failure of this replica, never a command's result.
+var errEncode = errors.New("metadata: cannot encode the state")
+
+func clone(st *State) (*State, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
-		panic(err)
+		return nil, fmt.Errorf("%w: %w", errEncode, err)
 	}
 	out := newState()
 	if err := json.Unmarshal(b, out); err != nil {
-		panic(err)
+		return nil, fmt.Errorf("%w: decode a copy: %w", errEncode, err)
 	}
-	return out
+	return out, nil
 }
 
 // Apply implements raftgroup.StateMachine.
-func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) any {
+//
+// A command the proposer got wrong (it does not decode as JSON, lacks its
+// arguments, names an unknown keyspace, a stale epoch...) fails the same
+// way on every replica: its error is the result (ApplyResult.Err) and
+// nothing changes. Failures of this replica are returned as the error,
+// which stops the node (see package raftgroup): the state cannot be
+// encoded, or the op is unknown to this binary (ErrUnsupported: a newer
+// binary proposed it, and replicas running that binary apply it).
+// Unknown JSON fields are not detected: a field a newer binary adds is
+// ignored by an older one, so binaries that add fields to commands must
+// not be mixed with older ones in one cluster.
+func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) (any, error) {
+	res := s.apply(b, index, cmd)
+	if res.Err != nil && (errors.Is(res.Err, errEncode) || errors.Is(res.Err, ErrUnsupported)) {
+		return nil, fmt.Errorf("metadata: applying entry %d: %w", index, res.Err)
+	}
+	return res, nil
+}
+
+func (s *Store) apply(b *storage.Batch, index uint64, cmd []byte) ApplyResult {
 	var c Command
 	if err := json.Unmarshal(cmd, &c); err != nil {
 		return ApplyResult{Err: fmt.Errorf("%w: %w", ErrBadCommand, err)}
@@ -122,7 +146,10 @@ func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 	if base == nil {
 		base = s.State()
 	}
-	st := clone(base)
+	st, err := clone(base)
+	if err != nil {
+		return ApplyResult{Err: err}
+	}
 	var res ApplyResult
 	switch c.Op {
 	case "add_node":
@@ -188,27 +215,27 @@ func (s *Store) Apply(b *storage.Batch, index uint64, cmd []byte) any {
 			return ApplyResult{Err: err}
 		}
 	default:
-		return ApplyResult{Err: fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)}
+		return ApplyResult{Err: fmt.Errorf("%w: %w: %q", ErrBadCommand, ErrUnsupported, c.Op)}
 	}
 	st.Index = index
 	v, err := json.Marshal(st)
 	if err != nil {
-		return ApplyResult{Err: err}
+		return ApplyResult{Err: fmt.Errorf("%w: %w", errEncode, err)}
 	}
 	b.SetData(SystemGroup, stateKey, v)
 	s.pending = st
 	return res
 }
 
-// Applied implements raftgroup.StateMachine.
-func (s *Store) Applied(index uint64, restored bool) {
+// Applied implements raftgroup.StateMachine. After a snapshot it reloads
+// the state from storage; failing to read back what this node just
+// committed means its storage is broken, and the error stops the node.
+func (s *Store) Applied(index uint64, restored bool) error {
 	st := s.pending
 	if restored || st == nil {
 		loaded, err := s.load()
 		if err != nil {
-			// The snapshot was just committed by this node; failing to read
-			// it back means storage is broken.
-			panic(err)
+			return fmt.Errorf("metadata: reload after index %d: %w", index, err)
 		}
 		st = loaded
 	}
@@ -218,4 +245,5 @@ func (s *Store) Applied(index uint64, restored bool) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+	return nil
 }

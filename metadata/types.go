@@ -33,6 +33,10 @@ var (
 	ErrInvalidSpec     = errors.New("metadata: invalid keyspace specification")
 	ErrPlacement       = errors.New("metadata: cannot place replicas")
 	ErrBadCommand      = errors.New("metadata: malformed command")
+	// ErrUnsupported is wrapped, with ErrBadCommand, by the error about a
+	// command whose op this binary does not know (a newer one proposed it).
+	// Applying it is fatal (see Store.Apply).
+	ErrUnsupported = errors.New("metadata: command from a newer binary (unknown op)")
 )
 
 // NodeInfo describes one node.

@@ -12,4 +12,14 @@
 // Background loops keep the node in step with the metadata (creating the
 // replicas placed on it) and keep every sync group's leader in its home
 // region (moving it back after a failure, with hysteresis).
+//
+// A node belongs to one cluster, identified by an id fixed when the cluster
+// forms and recorded in the node's storage (cluster.go); its transport,
+// streams and session tokens carry that id and refuse another's.
+//
+// When its raft host stops on a fatal error (storage failed, or a committed
+// command cannot be applied here: see package raftgroup), the node halts:
+// its loops and its transport stop, Fatal reports the error, and only
+// Close remains (`meridian start` exits). It never serves on from a
+// replica that may have diverged from the others.
 package node

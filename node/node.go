@@ -72,9 +72,18 @@ type Config struct {
 	// MaxClockOffset bounds how far ahead of this node's clock a remote
 	// timestamp may be. Default 500ms.
 	MaxClockOffset time.Duration
-	// Cluster names the cluster; streams between regions carry it and a
-	// node refuses a stream from another cluster. Default "meridian".
+	// Cluster names the cluster (1 to 64 letters, digits, '.', '_', '-').
+	// Default "meridian". The cluster's id, which every node-to-node
+	// request, stream and session token carries and checks, is derived
+	// from it and the initial Peers when the cluster forms, and recorded
+	// in the node's storage: a node whose data was formed under another
+	// name refuses to start (ErrClusterMismatch). See cluster.go.
 	Cluster string
+	// ClusterID is the id of the cluster a Join node is admitted to (the
+	// join answer gives it); empty for the initial members, which derive
+	// it. Once recorded in storage, the recorded id is used, and a
+	// different ClusterID is refused.
+	ClusterID string
 	// Logger receives the node's logs. Nil discards.
 	Logger *slog.Logger
 }
@@ -126,6 +135,14 @@ func (c *Config) Validate() error {
 	case c.MaxKeyBytes < 1 || c.MaxValueBytes < 1:
 		return errors.New("node: MaxKeyBytes and MaxValueBytes must be positive")
 	}
+	if err := checkClusterName(c.Cluster); err != nil {
+		return err
+	}
+	if c.ClusterID != "" {
+		if err := checkClusterID(c.Cluster, c.ClusterID); err != nil {
+			return err
+		}
+	}
 	self := false
 	for _, p := range c.Peers {
 		if p.ID == 0 || p.Region == "" || p.Addr == "" {
@@ -150,10 +167,14 @@ type Node struct {
 	meta  *metadata.Store
 	clock *hlc.Clock
 
+	cluster string // the cluster's id (cluster.go)
+
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closeMu sync.Once
+	haltMu  sync.Once
 	fatal   chan error
+	failed  chan struct{} // closed when the host stops on a fatal error
 
 	streams    *streamSet    // senders of async streams (streams.go)
 	roles      roleState     // role changes seen (failover.go)
@@ -181,6 +202,7 @@ func Start(cfg Config) (*Node, error) {
 		clock:       hlc.New(uint32(cfg.ID), cfg.MaxClockOffset),
 		stop:        make(chan struct{}),
 		fatal:       make(chan error, 1),
+		failed:      make(chan struct{}),
 		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
 		streams:     &streamSet{running: map[streamKey]*runningStream{}},
@@ -192,6 +214,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.db = db
+	if n.cluster, err = resolveCluster(db, &n.cfg); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if n.meta, err = metadata.Open(db); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -203,12 +229,16 @@ func Start(cfg Config) (*Node, error) {
 		// Every group's election timeout is at least ten minimum heartbeats
 		// (see timing); all nodes of a cluster share these settings.
 		MinElectionTimeout: 10 * time.Duration((cfg.MinHeartbeatInterval+cfg.TickInterval-1)/cfg.TickInterval) * cfg.TickInterval,
+		// The host calls it once, when storage fails or a committed command
+		// cannot be applied here: the node stops (stopOnFatal) rather than
+		// serve from a replica that may have diverged.
 		OnFatal: func(err error) {
+			n.log.Error("node stopping after a fatal error", "err", err)
 			select {
 			case n.fatal <- err:
 			default:
 			}
-			n.log.Error("node stopping after a storage failure", "err", err)
+			close(n.failed)
 		},
 	})
 	if err != nil {
@@ -217,7 +247,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Step 3: the transport, with every peer we know of.
 	n.tr, err = transport.New(transport.Config{
-		NodeID: cfg.ID, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
+		NodeID: cfg.ID, Cluster: n.cluster, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
 		Net: cfg.Net, Logger: cfg.Logger,
 	}, handler{n})
 	if err != nil {
@@ -267,17 +297,36 @@ func Start(cfg Config) (*Node, error) {
 	go n.closedLoop()
 	go n.activeGCLoop()
 	go n.primaryLeaseLoop()
+	go n.stopOnFatal()
 	return n, nil
+}
+
+// stopOnFatal halts the node once its host has stopped on a fatal error:
+// no more background work and no peer traffic either way, as if its
+// process had exited (which `meridian start` then does). Its storage stays
+// open, unchanged since the fault, until Close.
+func (n *Node) stopOnFatal() {
+	select {
+	case <-n.stop:
+	case <-n.failed:
+		n.halt()
+	}
 }
 
 // Close stops the node. It is safe to call more than once.
 func (n *Node) Close() {
-	n.closeMu.Do(func() {
+	n.halt()
+	n.closeMu.Do(func() { _ = n.db.Close() })
+}
+
+// halt stops everything but storage: the background loops, the transport
+// and the raft host.
+func (n *Node) halt() {
+	n.haltMu.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
 		_ = n.tr.Close()
 		n.host.Stop()
-		_ = n.db.Close()
 	})
 }
 
@@ -302,8 +351,16 @@ func (n *Node) Host() *raftgroup.Host { return n.host }
 // Transport exposes the transport (round-trip times, tests).
 func (n *Node) Transport() *transport.Transport { return n.tr }
 
-// Fatal returns a channel that receives the error that stopped the node.
+// Fatal returns a channel that receives the error that stopped the node:
+// its storage failed, or it could not apply a committed command (see
+// package raftgroup). The node then halts: its raft host, background work
+// and transport stop (writes and linearizable reads fail with
+// raftgroup.ErrStopped); only Close remains to be called.
 func (n *Node) Fatal() <-chan error { return n.fatal }
+
+// Storage returns the node's storage, for tools and tests that read it
+// directly (and for Flush). It is closed when the node is.
+func (n *Node) Storage() *storage.DB { return n.db }
 
 // knownPeers is the initial peers plus every node in the metadata.
 func (n *Node) knownPeers() []transport.Peer {
@@ -483,7 +540,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cfg.Cluster, Region: rg.Region}, Bootstrap: boot,
+					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region}, Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()
@@ -494,6 +551,3 @@ func (n *Node) reconcile() {
 		}
 	}
 }
-
-// Cluster returns the cluster's name (session tokens and streams carry it).
-func (n *Node) Cluster() string { return n.cfg.Cluster }

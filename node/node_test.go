@@ -75,7 +75,7 @@ func TestBadInput(t *testing.T) {
 			return err
 		}},
 		{"token of another keyspace", node.ErrBadToken, func() error {
-			tok := consistency.NewToken("meridian", "other").Encode()
+			tok := consistency.NewToken(n.Cluster(), "other").Encode()
 			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Consistency{Req: consistency.Requirement{Level: consistency.Session}, Token: tok})
 			return err
 		}},

@@ -62,7 +62,7 @@ func (n *Node) resolve(ks *metadata.Keyspace, c Consistency) (Consistency, error
 		return c, fmt.Errorf("%w: keyspace %q accepts writes in every region, so no single order exists to be linearizable in; use session for read-your-writes, or bounded(D)", ErrStrongOnActive, ks.Name)
 	}
 	if c.Token != "" {
-		if _, err := consistency.DecodeToken(c.Token, n.cfg.Cluster, ks.Name); err != nil {
+		if _, err := consistency.DecodeToken(c.Token, n.cluster, ks.Name); err != nil {
 			return c, fmt.Errorf("%w: %w", ErrBadToken, err)
 		}
 	}
@@ -191,7 +191,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	var tok consistency.Token
 	if c.Token != "" {
 		var err error
-		if tok, err = consistency.DecodeToken(c.Token, n.cfg.Cluster, ks.Name); err != nil {
+		if tok, err = consistency.DecodeToken(c.Token, n.cluster, ks.Name); err != nil {
 			return Answer{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 		}
 	}
@@ -333,9 +333,9 @@ func (n *Node) Session(keyspace, token string, a Answer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tok := consistency.NewToken(n.cfg.Cluster, ks.Name)
+	tok := consistency.NewToken(n.cluster, ks.Name)
 	if token != "" {
-		if tok, err = consistency.DecodeToken(token, n.cfg.Cluster, ks.Name); err != nil {
+		if tok, err = consistency.DecodeToken(token, n.cluster, ks.Name); err != nil {
 			return "", fmt.Errorf("%w: %w", ErrBadToken, err)
 		}
 	}

@@ -219,7 +219,19 @@ func (n *Node) reconcileStreams(set *streamSet) {
 		}
 	}
 	for src, acked := range minAcked {
-		_ = n.host.RetainFrom(src, max(acked, 1))
+		if err := n.host.RetainFrom(src, max(acked, 1)); err != nil {
+			// The source group is gone from this node: its log cannot be
+			// held for the destinations, so stop its senders (they start
+			// again if the group and its leadership come back).
+			n.log.Warn("cannot retain a stream source's log; stopping its streams", "group", src, "err", err)
+			for k, r := range set.running {
+				if k.src == src {
+					r.cancel()
+					<-r.done
+					delete(set.running, k)
+				}
+			}
+		}
 	}
 }
 
@@ -229,7 +241,7 @@ func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamS
 	r := &runningStream{base: base, done: make(chan struct{})}
 	log, unsubscribe := newGroupLog(n, k.src)
 	cfg := stream.Config{
-		Stream: k.src, Epoch: epoch, Cluster: n.cfg.Cluster,
+		Stream: k.src, Epoch: epoch, Cluster: n.cluster,
 		BatchInterval: 2 * time.Millisecond, MaxBatchBytes: 1 << 20, MaxInFlight: 4,
 		HeartbeatInterval: streamHeartbeat, RetryBackoff: 50 * time.Millisecond, Logger: n.log,
 		Resync: func(ctx context.Context) (uint64, error) { return n.resync(ctx, k.src, epoch, sink, r) },
@@ -389,8 +401,16 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 // propose runs a command through the destination group.
 func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error) {
 	p, err := s.n.proposeIn(ctx, s.dst, cmd)
-	res, _ := p.value.(kv.Result)
-	return res, err
+	if err != nil {
+		return kv.Result{}, err
+	}
+	res, ok := p.value.(kv.Result)
+	if !ok {
+		// Never an acknowledgement of nothing: the sender would take it
+		// for the destination's position.
+		return kv.Result{}, fmt.Errorf("node: group %d answered a stream command with %T, not its result", s.dst.Group, p.value)
+	}
+	return res, nil
 }
 
 // beginResync opens the consistent view a resync ships from, returns it
@@ -437,7 +457,7 @@ func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, 
 	}
 	defer r.endResync(view)
 	n.log.Info("resync started", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at)
-	chunk := stream.Chunk{Stream: src, Epoch: epoch, Cluster: n.cfg.Cluster, Index: at}
+	chunk := stream.Chunk{Stream: src, Epoch: epoch, Cluster: n.cluster, Index: at}
 	size := 0
 	send := func() error {
 		enc, err := chunk.Encode()
@@ -512,7 +532,7 @@ func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	if _, err := stream.Check(cur, n.cfg.Cluster, b, role.Epoch); err != nil {
+	if _, err := stream.Check(cur, n.cluster, b, role.Epoch); err != nil {
 		return 0, false
 	}
 	hb := &n.heartbeats

@@ -15,9 +15,28 @@
 //  4. Waiters are woken (proposals with their results, reads whose index
 //     is applied), and every RawNode is advanced.
 //
-// A failed commit is fatal: the loop stops, every waiter fails with
-// ErrStopped, and the host reports the error through Config.OnFatal. It is
-// never retried.
+// Fatal errors. A failed commit is fatal, and so is a committed command a
+// state machine cannot apply (StateMachine.Apply returns an error): the
+// round's batch is discarded, so the applied index stays where storage has
+// it and nothing of the command is half-applied; the loop stops, every
+// waiter fails (a pending proposal with ErrTimeout wrapping ErrStopped,
+// since other replicas may still apply it), and the host reports the error
+// through Config.OnFatal so that the node stops. Nothing is retried: a node
+// whose storage fails must not keep answering.
+//
+// Command errors and fatal errors. Every replica applies the same commands
+// from the same state, so a command that fails for a reason of its own (a
+// wrong type, a stale epoch, a malformed argument, bytes that do not decode
+// in a format this binary knows) fails identically everywhere: that
+// failure is the command's result and the applied index moves on. A
+// failure of this replica's environment is different: a storage read or
+// write error, stored state that no longer decodes, or an encoding newer
+// than this binary (a command version or op it does not know: replicas
+// running different binaries would disagree about it). Turning such a
+// failure into a result would let this replica skip a command the others
+// applied, and diverge from them for good; it is fatal instead. On restart
+// the node applies the command again from the log, with whatever was
+// repaired (storage, binary).
 //
 // Nothing blocks inside the loop: callers submit work through channels and
 // wait on their own goroutines (Propose, ReadIndex, WaitApplied all take a

@@ -32,11 +32,23 @@ type Sender interface {
 type StateMachine interface {
 	// Apply stages the effects of the committed command at index in b and
 	// returns the result handed to the proposer. It must be deterministic:
-	// every replica applies the same commands in the same order.
-	Apply(b *storage.Batch, index uint64, cmd []byte) any
+	// every replica applies the same commands in the same order, so a
+	// command that fails (a wrong type, a stale epoch, a malformed
+	// argument) fails the same way everywhere and its failure belongs in
+	// the result, with nothing staged.
+	//
+	// A non-nil error says that this replica could not apply the command
+	// for a reason that is not the command's: a storage read failed, stored
+	// state does not decode, an encoding this binary does not know. Other
+	// replicas may well apply it; making the failure a result would let
+	// this one diverge from them. The host treats the error as fatal (see
+	// the package documentation): nothing of the round is committed, the
+	// applied index does not move, and the host stops.
+	Apply(b *storage.Batch, index uint64, cmd []byte) (any, error)
 	// Applied is called after the batch holding applied commands (or an
-	// installed snapshot, restored=true) has been committed.
-	Applied(index uint64, restored bool)
+	// installed snapshot, restored=true) has been committed. An error (the
+	// state machine cannot load what was just committed) is fatal too.
+	Applied(index uint64, restored bool) error
 }
 
 // Config configures a Host.
@@ -76,8 +88,10 @@ type Config struct {
 	MinElectionTimeout time.Duration
 	// Logger receives the host's and raft's logs. Nil discards.
 	Logger *slog.Logger
-	// OnFatal is called once, from the loop, if persisting raft state fails.
-	// The host has stopped when it is called.
+	// OnFatal is called once, on a goroutine of its own, when the host
+	// stops on a fatal error: persisting raft state failed, or a state
+	// machine could not apply a committed command (StateMachine.Apply).
+	// The host has stopped when it is called; the node should stop too.
 	OnFatal func(error)
 }
 
@@ -508,7 +522,7 @@ func (h *Host) RemoveGroup(ctx context.Context, id uint64) error {
 			return err
 		}
 		h.stats.fsyncs.Add(1)
-		h.failWaiters(g, ErrRemoved)
+		h.failWaiters(g, ErrRemoved, ErrRemoved)
 		h.mu.Lock()
 		delete(h.groups, id)
 		h.mu.Unlock()
@@ -586,8 +600,7 @@ func (h *Host) publishStatus(g *group) {
 		Commit: bs.GetCommit(), Applied: g.applied,
 		Voters: append([]uint64(nil), g.cs.GetVoters()...), Learners: append([]uint64(nil), g.cs.GetLearners()...),
 	}
-	st.FirstIndex, _ = g.store.FirstIndex()
-	st.LastIndex, _ = g.store.LastIndex()
+	st.FirstIndex, st.LastIndex = g.store.Bounds()
 	if bs.RaftState == raft.StateLeader {
 		// Runs after every Ready of a leader: visit the progress in place
 		// rather than copying raft's whole status.
@@ -624,8 +637,9 @@ func (h *Host) leaderWait(ctx context.Context, id uint64) (<-chan struct{}, uint
 // Errors say what is known about the outcome:
 //   - ErrNotLeader, ErrDropped, ErrUnknownGroup: nothing happened (retry
 //     at the leader);
-//   - ErrTimeout: ctx ended after raft accepted the proposal; it may or may
-//     not take effect.
+//   - ErrTimeout: ctx ended after raft accepted the proposal, or the host
+//     stopped meanwhile (then wrapping ErrStopped); it may or may not take
+//     effect.
 func (h *Host) Propose(ctx context.Context, groupID uint64, cmd []byte) (Result, error) {
 	id := h.newID()
 	data := make([]byte, 8, 8+len(cmd))
@@ -827,9 +841,11 @@ func (h *Host) Campaign(ctx context.Context, groupID uint64) error {
 	return h.onGroup(ctx, groupID, func(g *group) error { return g.rn.Campaign() })
 }
 
-func (h *Host) failWaiters(g *group, err error) {
+// failWaiters fails g's pending proposals with proposalErr and its apply
+// waiters with err.
+func (h *Host) failWaiters(g *group, proposalErr, err error) {
 	for id, w := range g.proposals {
-		w.ch <- Result{Err: err}
+		w.ch <- Result{Err: proposalErr}
 		delete(g.proposals, id)
 	}
 	clear(g.byIndex)
@@ -839,9 +855,13 @@ func (h *Host) failWaiters(g *group, err error) {
 	g.applyWaiters = nil
 }
 
+// fatal stops the host for good: err is a storage failure or a command a
+// state machine could not apply. The loop stops at once (no later round
+// persists anything), every waiter fails (proposals with an unknown
+// outcome: other replicas may apply them), and OnFatal is told.
 func (h *Host) fatal(err error) {
 	if h.err.CompareAndSwap(nil, &err) {
-		h.log.Error("raft storage write failed; stopping the node", "err", err)
+		h.log.Error("fatal error; stopping the node", "err", err)
 		h.stopOne.Do(func() { close(h.stopped) })
 		if h.cfg.OnFatal != nil {
 			go h.cfg.OnFatal(err)

@@ -21,20 +21,38 @@ type kvSM struct {
 	group   uint64
 	mu      sync.Mutex
 	applied uint64
+	// failKey, when set, is a key whose writes this replica cannot apply
+	// (Apply returns errApplyFault, as on a storage failure).
+	failKey string
 }
 
-func (s *kvSM) Apply(b *storage.Batch, index uint64, cmd []byte) any {
+var errApplyFault = errors.New("injected apply fault")
+
+func (s *kvSM) Apply(b *storage.Batch, index uint64, cmd []byte) (any, error) {
 	k, v, ok := bytes.Cut(cmd, []byte("="))
 	if !ok {
-		return errors.New("bad command")
+		return errors.New("bad command"), nil
+	}
+	s.mu.Lock()
+	fail := s.failKey != "" && s.failKey == string(k)
+	s.mu.Unlock()
+	if fail {
+		return nil, fmt.Errorf("key %s: %w", k, errApplyFault)
 	}
 	b.SetData(s.group, k, v)
-	return string(v)
+	return string(v), nil
 }
 
-func (s *kvSM) Applied(index uint64, restored bool) {
+func (s *kvSM) Applied(index uint64, restored bool) error {
 	s.mu.Lock()
 	s.applied = index
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *kvSM) failOn(key string) {
+	s.mu.Lock()
+	s.failKey = key
 	s.mu.Unlock()
 }
 
@@ -68,11 +86,12 @@ func (s localSender) Send(group uint64, msgs []*pb.Message) {
 }
 
 type testNode struct {
-	id   uint64
-	fs   vfs.FS
-	db   *storage.DB
-	host *Host
-	sm   *kvSM
+	id    uint64
+	fs    vfs.FS
+	db    *storage.DB
+	host  *Host
+	sm    *kvSM
+	fatal chan error // receives what the host reports through OnFatal
 }
 
 func startNode(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64) *testNode {
@@ -86,7 +105,9 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: 2 * time.Millisecond, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond})
+	fatal := make(chan error, 1)
+	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: 2 * time.Millisecond, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond,
+		OnFatal: func(err error) { fatal <- err }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +119,7 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 	if err := h.AddGroup(context.Background(), GroupConfig{ID: 7, SM: sm, Bootstrap: bootstrap, HeartbeatTicks: 2, ElectionTicks: 20}); err != nil {
 		t.Fatal(err)
 	}
-	return &testNode{id: id, fs: fs, db: db, host: h, sm: sm}
+	return &testNode{id: id, fs: fs, db: db, host: h, sm: sm, fatal: fatal}
 }
 
 func (tn *testNode) stop(n *localNet) {

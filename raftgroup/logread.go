@@ -49,7 +49,7 @@ func (h *Host) ReadCommitted(groupID, from, to uint64, maxBytes int) ([]LogEntry
 	}
 	ents, err := g.store.Entries(from+1, to+1, uint64(max(maxBytes, 1)))
 	if errors.Is(err, raft.ErrCompacted) {
-		first, _ := g.store.FirstIndex()
+		first, _ := g.store.Bounds()
 		return nil, fmt.Errorf("%w: group %d needs index %d, log starts at %d", ErrCompacted, groupID, from+1, first)
 	}
 	if err != nil {

@@ -24,10 +24,19 @@ func (h *Host) loop() {
 	defer ticker.Stop()
 	defer func() {
 		for _, g := range h.groups {
-			h.failWaiters(g, ErrStopped)
+			// A pending proposal may have been replicated: other replicas
+			// can still commit and apply it.
+			h.failWaiters(g, fmt.Errorf("%w: %w", ErrTimeout, ErrStopped), ErrStopped)
 		}
 	}()
 	for {
+		// Once stopped (Stop, or a fatal error in the last round), run
+		// nothing more: no queued work, no further round.
+		select {
+		case <-h.stopped:
+			return
+		default:
+		}
 		select {
 		case <-h.stopped:
 			return
@@ -114,7 +123,7 @@ func (h *Host) processReady() {
 		g := rg.g
 		// Truncate the log first: it concerns entries committed in earlier
 		// rounds, which are in storage already.
-		if first, _ := g.store.FirstIndex(); g.applied > first && g.applied-first > h.cfg.CompactAfterEntries {
+		if first, _ := g.store.Bounds(); g.applied > first && g.applied-first > h.cfg.CompactAfterEntries {
 			upTo := g.applied - h.cfg.CompactAfterEntries/2
 			if r := g.retain.Load(); r > 0 && r < upTo {
 				upTo = r // a stream still needs what follows
@@ -210,7 +219,12 @@ func (h *Host) processReady() {
 			h.publishFast(g) // the lease was extended
 		}
 		if rg.applied || rg.restored {
-			g.sm.Applied(g.applied, rg.restored)
+			if err := g.sm.Applied(g.applied, rg.restored); err != nil {
+				// Committed, but the state machine cannot take it in: its
+				// view of the group is no longer what storage holds.
+				h.fatal(fmt.Errorf("raftgroup: group %d: after applying up to %d: %w", g.id, g.applied, err))
+				return
+			}
 		}
 		g.rn.Advance(rg.rd)
 		// Publish before waking anyone: a woken reader of Status must see
@@ -291,7 +305,13 @@ func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
 		case pb.EntryNormal:
 			data := e.GetData()
 			if len(data) >= 8 {
-				val := g.sm.Apply(b, idx, data[8:])
+				val, err := g.sm.Apply(b, idx, data[8:])
+				if err != nil {
+					// Not the command's fault: this replica cannot apply
+					// what the others may. Nothing of this round is
+					// committed and applied stays where storage has it.
+					return fmt.Errorf("raftgroup: group %d: cannot apply entry %d: %w", g.id, idx, err)
+				}
 				if w := g.proposals[binary.BigEndian.Uint64(data)]; w != nil {
 					rg.results = append(rg.results, pendingResult{w: w, r: Result{Index: idx, Value: val}})
 					delete(g.proposals, binary.BigEndian.Uint64(data))

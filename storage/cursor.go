@@ -54,7 +54,7 @@ func encodeCursor(c Cursor) []byte {
 
 func decodeCursor(v []byte) (Cursor, error) {
 	if len(v) != cursorValueLen {
-		return Cursor{}, fmt.Errorf("storage: cursor value of %d bytes, want %d", len(v), cursorValueLen)
+		return Cursor{}, fmt.Errorf("%w: cursor value of %d bytes, want %d", ErrCorrupt, len(v), cursorValueLen)
 	}
 	return Cursor{
 		Index:    binary.BigEndian.Uint64(v),
@@ -77,7 +77,7 @@ func (b *Batch) GetCursor(group, source uint64) (Cursor, bool, error) {
 		return Cursor{}, false, nil
 	}
 	if err != nil {
-		return Cursor{}, false, fmt.Errorf("storage: get cursor: %w", err)
+		return Cursor{}, false, fmt.Errorf("%w: get cursor: %w", ErrIO, err)
 	}
 	c, err := decodeCursor(v)
 	_ = closer.Close()
@@ -103,7 +103,7 @@ func (db *DB) Cursors(group uint64) (map[uint64]Cursor, error) {
 	var bad error
 	err := db.scan(lo, hi, func(k, v []byte) bool {
 		if len(k) != 17 {
-			bad = fmt.Errorf("storage: cursor key of %d bytes", len(k))
+			bad = fmt.Errorf("%w: cursor key of %d bytes", ErrCorrupt, len(k))
 			return false
 		}
 		c, err := decodeCursor(v)

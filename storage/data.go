@@ -42,7 +42,7 @@ func (b *Batch) get(key []byte) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("storage: get: %w", err)
+		return nil, false, fmt.Errorf("%w: get: %w", ErrIO, err)
 	}
 	out := append([]byte(nil), v...)
 	_ = closer.Close()
@@ -116,7 +116,7 @@ func (db *DB) EncodeGroupData(group uint64) ([]byte, error) {
 		return nil, err
 	}
 	if len(cursors)%cursorRecordLen != 0 {
-		return nil, fmt.Errorf("storage: group %d has a malformed cursor", group)
+		return nil, fmt.Errorf("%w: group %d has a malformed cursor", ErrCorrupt, group)
 	}
 	var ledger []byte
 	start, end = ledgerSpan(group)

@@ -18,6 +18,13 @@ var ErrDirPermissions = errors.New("storage: data directory permissions are loos
 // ErrClosed is returned by operations on a closed DB.
 var ErrClosed = errors.New("storage: closed")
 
+// ErrIO is wrapped by every error of the storage engine itself: a read, a
+// scan or a commit that failed (a missing key is not an error). It means
+// this node's storage is failing, not that the data asked for is wrong: a
+// state machine that meets it while applying a command must not turn it
+// into the command's result (see package raftgroup).
+var ErrIO = errors.New("storage: I/O error")
+
 // Options configures Open.
 type Options struct {
 	// FS is the filesystem Pebble runs on. Nil means the operating system's.
@@ -119,7 +126,7 @@ func (b *Batch) Commit(sync bool) error {
 	err := b.pb.Commit(opt)
 	_ = b.pb.Close()
 	if err != nil {
-		return fmt.Errorf("storage: commit: %w", err)
+		return fmt.Errorf("%w: commit: %w", ErrIO, err)
 	}
 	return nil
 }
@@ -142,11 +149,23 @@ func (db *DB) get(key []byte) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("storage: get: %w", err)
+		return nil, false, fmt.Errorf("%w: get: %w", ErrIO, err)
 	}
 	out := append([]byte(nil), v...)
 	_ = closer.Close()
 	return out, true, nil
+}
+
+// Flush writes everything held in memory to the database's files (Pebble's
+// memtable to sstables), so that later reads of it go to the filesystem.
+// Nothing needs it for durability (committed batches are in the
+// write-ahead log); tests use it to put data where an injected read fault
+// reaches it.
+func (db *DB) Flush() error {
+	if err := db.pdb.Flush(); err != nil {
+		return fmt.Errorf("%w: flush: %w", ErrIO, err)
+	}
+	return nil
 }
 
 // scan calls fn for each key in [start, end) in order until fn returns false.
@@ -154,7 +173,7 @@ func (db *DB) get(key []byte) ([]byte, bool, error) {
 func (db *DB) scan(start, end []byte, fn func(k, v []byte) bool) error {
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
 	if err != nil {
-		return fmt.Errorf("storage: iterator: %w", err)
+		return fmt.Errorf("%w: iterator: %w", ErrIO, err)
 	}
 	return iterate(it, fn)
 }
@@ -166,14 +185,14 @@ func iterate(it *pebble.Iterator, fn func(k, v []byte) bool) error {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
-			return fmt.Errorf("storage: scan: %w", err)
+			return fmt.Errorf("%w: scan: %w", ErrIO, err)
 		}
 		if !fn(it.Key(), v) {
 			break
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("storage: scan: %w", err)
+		return fmt.Errorf("%w: scan: %w", ErrIO, err)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@
 //	'd' group userkey      a key of the group's replicated data
 //	'c' group source       a stream cursor: how far the group has applied
 //	                       the stream from source (see package stream)
+//	'l' group suffix       a ledger record of the group (ledger.go)
+//	'n' name               a node-local record, part of no group (local.go)
 //
 // Everything a raft group owns therefore lies in a few contiguous spans:
 // a snapshot carries the data and cursor spans, and dropping a replica is
@@ -21,6 +23,11 @@
 // Writes are staged in a Batch and committed by the host once per Ready
 // round (group commit); a failed commit is reported to the caller, who must
 // stop the node, never retry.
+//
+// Errors say whose fault they are: every failure of the engine itself (a
+// read, scan or commit) wraps ErrIO, and persisted state that does not
+// decode wraps ErrCorrupt. A state machine meeting either while applying a
+// command must not make it the command's result (package raftgroup).
 //
 // The data directory is created with mode 0700; an existing directory that
 // other users can read or write is refused.

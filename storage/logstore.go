@@ -11,8 +11,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ErrCorrupt is returned when persisted raft state cannot be decoded.
-var ErrCorrupt = errors.New("storage: corrupt raft state")
+// ErrCorrupt is returned when persisted state (raft's, an applied state, a
+// stream cursor) cannot be decoded: the node's storage is damaged, or was
+// written by a binary that encodes it differently.
+var ErrCorrupt = errors.New("storage: corrupt stored state")
 
 // maxCachedEntries bounds the in-memory tail of the log kept per group so
 // that applying committed entries and replicating to up-to-date followers
@@ -76,7 +78,7 @@ func (db *DB) LoadLogStore(group uint64) (*LogStore, error) {
 	lo, hi := logKey(group, 0), logKey(group, ^uint64(0))
 	it, err := db.pdb.NewIter(nil)
 	if err != nil {
-		return nil, fmt.Errorf("storage: iterator: %w", err)
+		return nil, fmt.Errorf("%w: iterator: %w", ErrIO, err)
 	}
 	defer it.Close()
 	if it.SeekLT(hi) && len(it.Key()) == len(lo) && string(it.Key()[:10]) == string(lo[:10]) {
@@ -219,6 +221,15 @@ func (s *LogStore) FirstIndex() (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.truncIdx + 1, nil
+}
+
+// Bounds returns the first and last index of the log (FirstIndex and
+// LastIndex without the error raft.Storage's signatures carry: neither
+// reads anything).
+func (s *LogStore) Bounds() (first, last uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.truncIdx + 1, s.last
 }
 
 // Snapshot implements raft.Storage by asking the host for a snapshot of the

@@ -29,7 +29,7 @@ func (r *Reader) Applied(group uint64) (uint64, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("storage: get applied: %w", err)
+		return 0, fmt.Errorf("%w: get applied: %w", ErrIO, err)
 	}
 	defer func() { _ = closer.Close() }()
 	if len(v) < 8 {
@@ -48,7 +48,7 @@ func (r *Reader) Scan(group uint64, after []byte, fn func(key, value []byte) boo
 	}
 	it, err := r.s.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return fmt.Errorf("storage: iterator: %w", err)
+		return fmt.Errorf("%w: iterator: %w", ErrIO, err)
 	}
 	return iterate(it, func(k, v []byte) bool { return fn(k[9:], v) })
 }
@@ -72,7 +72,7 @@ func (b *Batch) ScanData(group uint64, fn func(key, value []byte) bool) error {
 	lo, hi := dataSpan(group)
 	it, err := b.pb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return fmt.Errorf("storage: iterator: %w", err)
+		return fmt.Errorf("%w: iterator: %w", ErrIO, err)
 	}
 	return iterate(it, func(k, v []byte) bool { return fn(k[9:], v) })
 }

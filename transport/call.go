@@ -72,6 +72,10 @@ func (p *peer) call(ctx context.Context, method string, req []byte) ([]byte, err
 	// outcome.
 	p.sent.Add(uint64(len(in.Value)))
 	if err := conn.Invoke(p.outgoing(ctx), methodCall, in, out); err != nil {
+		if werr := wrongCluster(err); werr != err {
+			// Refused before its handler ran.
+			return nil, fmt.Errorf("%w: %w: call %s to peer %d: %w", ErrNotSent, ErrUnreachable, method, p.id, werr)
+		}
 		return nil, fail(err)
 	}
 	resp, remoteMsg, isRemote, err := decodeCallResponse(out.GetValue())

@@ -24,7 +24,19 @@
 //
 // The wire service is declared by hand (there is no generated code): every
 // RPC carries a wrapperspb.BytesValue whose bytes use the package's own
-// versioned framing, and the sending node's id travels in gRPC metadata.
+// versioned framing, and the sending node's id, the addressee's id and the
+// sender's cluster identity (Config.Cluster) travel in gRPC metadata.
+//
+// Cluster identity. A node serves only its own cluster: a Call, raft
+// stream or snapshot stream whose cluster identity differs from the
+// receiver's (or is missing) is refused before anything of it reaches the
+// Handler, with gRPC status PermissionDenied naming both clusters, and the
+// receiver logs a warning, at most once a minute per sending node and
+// cluster. The sender sees ErrWrongCluster: wrapped by Call's error (with
+// ErrUnreachable and ErrNotSent, since nothing ran), in the reason logged
+// for a dropped raft stream, and in a failed snapshot's error. Two
+// clusters thus never exchange a message, even when one is given the
+// other's addresses.
 //
 // Ownership and limits:
 //

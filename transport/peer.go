@@ -121,11 +121,13 @@ func (p *peer) resetConnLocked() *grpc.ClientConn {
 	return conn
 }
 
-// outgoing adds the identity metadata to ctx.
+// outgoing adds the identity metadata to ctx: this node, the peer it
+// means to reach, and their cluster.
 func (p *peer) outgoing(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx,
 		mdFrom, strconv.FormatUint(p.t.cfg.NodeID, 10),
-		mdTo, strconv.FormatUint(p.id, 10))
+		mdTo, strconv.FormatUint(p.id, 10),
+		mdCluster, p.t.cfg.Cluster)
 }
 
 // clientConn returns the peer's connection, creating it if needed, unless the
@@ -268,7 +270,7 @@ func (p *peer) streamFailed(s grpc.ClientStream, err error) {
 	if errors.Is(err, io.EOF) {
 		// The server ended the stream; its status says why.
 		if rerr := s.RecvMsg(new(wrapperspb.BytesValue)); rerr != nil && !errors.Is(rerr, io.EOF) {
-			err = rerr
+			err = wrongCluster(rerr)
 		}
 	}
 	p.mu.Lock()

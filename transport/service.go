@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -24,9 +27,15 @@ const (
 	methodRaft     = "/" + serviceName + "/Raft"
 	methodSnapshot = "/" + serviceName + "/Snapshot"
 
-	// mdFrom and mdTo carry the sender's and the addressee's node ids.
-	mdFrom = "meridian-from"
-	mdTo   = "meridian-to"
+	// mdFrom and mdTo carry the sender's and the addressee's node ids,
+	// mdCluster the sender's cluster identity.
+	mdFrom    = "meridian-from"
+	mdTo      = "meridian-to"
+	mdCluster = "meridian-cluster"
+
+	// refusalWarnInterval is the least time between two warnings about
+	// requests from one node of another cluster.
+	refusalWarnInterval = time.Minute
 
 	// snapshotPreallocBytes caps the buffer allocated for a snapshot before
 	// its bytes arrive.
@@ -86,12 +95,30 @@ type service struct{ t *Transport }
 var _ transportServer = (*service)(nil)
 
 // remoteID returns the sender's node id from the metadata and checks that
-// the request is meant for this node.
+// the request comes from this node's cluster and is meant for this node.
+// A request from another cluster is refused with PermissionDenied (the
+// caller turns it into ErrWrongCluster) and a warning, at most one a
+// minute per sending node and cluster.
 func (s *service) remoteID(ctx context.Context) (uint64, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	from, to := md.Get(mdFrom), md.Get(mdTo)
+	from, to, cluster := md.Get(mdFrom), md.Get(mdTo), md.Get(mdCluster)
 	if len(from) != 1 || len(to) != 1 {
 		return 0, status.Error(codes.InvalidArgument, "transport: missing node id metadata")
+	}
+	if len(cluster) != 1 {
+		return 0, status.Errorf(codes.InvalidArgument, "transport: request from node %s carries no cluster identity", from[0])
+	}
+	if cluster[0] != s.t.cfg.Cluster {
+		addr := "unknown"
+		if p, ok := grpcpeer.FromContext(ctx); ok && p.Addr != nil {
+			addr = p.Addr.String()
+		}
+		if s.t.refused.warn(from[0]+"\x00"+cluster[0], time.Now()) {
+			s.t.log.Warn("refusing a node of another cluster (misconfigured peer address?)",
+				"peer", from[0], "peer_cluster", cluster[0], "cluster", s.t.cfg.Cluster, "remote_addr", addr)
+		}
+		return 0, status.Errorf(codes.PermissionDenied, "node %s of cluster %q reached node %d of cluster %q, which refuses other clusters",
+			from[0], cluster[0], s.t.cfg.NodeID, s.t.cfg.Cluster)
 	}
 	id, err := strconv.ParseUint(from[0], 10, 64)
 	if err != nil || id == 0 {
@@ -102,6 +129,36 @@ func (s *service) remoteID(ctx context.Context) (uint64, error) {
 			"transport: request for node %s reached node %d", to[0], s.t.cfg.NodeID)
 	}
 	return id, nil
+}
+
+// refusals remembers when a warning about a refused sender was last
+// logged.
+type refusals struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// warn reports whether a warning about key may be logged now.
+func (r *refusals) warn(key string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.last[key]; ok && now.Sub(t) < refusalWarnInterval {
+		return false
+	}
+	if r.last == nil || len(r.last) >= 1024 {
+		r.last = map[string]time.Time{} // bounded: forget them all
+	}
+	r.last[key] = now
+	return true
+}
+
+// wrongCluster turns a refusal from a peer of another cluster into an
+// error wrapping ErrWrongCluster; any other error is returned as is.
+func wrongCluster(err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied {
+		return fmt.Errorf("%w: %s", ErrWrongCluster, st.Message())
+	}
+	return err
 }
 
 func (s *service) call(ctx context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {

@@ -86,7 +86,7 @@ func (p *peer) streamSnapshot(e Envelope) error {
 				if errors.Is(err, io.EOF) {
 					// The receiver ended the stream; its status says why.
 					if rerr := stream.RecvMsg(new(wrapperspb.BytesValue)); rerr != nil && !errors.Is(rerr, io.EOF) {
-						err = rerr
+						err = wrongCluster(rerr)
 					}
 				}
 				settle(fmt.Errorf("%w: peer %d: send snapshot chunk: %w", ErrUnreachable, p.id, err))
@@ -121,7 +121,7 @@ func (p *peer) streamSnapshot(e Envelope) error {
 	}
 	// The receiver acknowledges once its Handler has the snapshot.
 	if err := stream.RecvMsg(new(wrapperspb.BytesValue)); err != nil {
-		return fmt.Errorf("%w: peer %d: snapshot not acknowledged: %w", ErrUnreachable, p.id, err)
+		return fmt.Errorf("%w: peer %d: snapshot not acknowledged: %w", ErrUnreachable, p.id, wrongCluster(err))
 	}
 	return nil
 }

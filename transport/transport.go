@@ -26,13 +26,18 @@ var (
 	// cannot be dialled, or is cut off by the network.
 	ErrUnreachable = errors.New("transport: peer unreachable")
 	// ErrNotSent is wrapped (together with ErrUnreachable) by Call errors
-	// that happened before the request left this node: the peer certainly
-	// did not run it.
+	// that happened before the request left this node, or that the peer
+	// refused before handling it (ErrWrongCluster): the peer certainly did
+	// not run it.
 	ErrNotSent = errors.New("transport: request not sent")
 	// ErrClosed is returned by operations on a closed Transport.
 	ErrClosed = errors.New("transport: closed")
 	// ErrInvalidConfig is wrapped by the errors New returns for a bad Config.
 	ErrInvalidConfig = errors.New("transport: invalid config")
+	// ErrWrongCluster is wrapped by errors about a peer that belongs to
+	// another cluster and refused the request (Call errors also wrap
+	// ErrUnreachable and ErrNotSent: the peer ran nothing).
+	ErrWrongCluster = errors.New("transport: peer belongs to another cluster")
 )
 
 // RemoteError is an error returned by the peer's Handler.HandleCall, carried
@@ -99,6 +104,11 @@ const frameSlackBytes = 64 << 10
 type Config struct {
 	// NodeID is this node's id; it must not be 0.
 	NodeID uint64
+	// Cluster is the identity of the node's cluster (required). Every
+	// request and stream carries it, and a node refuses those of another
+	// cluster, so that nodes of two clusters never exchange anything even
+	// when one is given the other's address.
+	Cluster string
 	// Region is this node's region, registered in Net.
 	Region string
 	// ListenAddr is the address to listen on, e.g. "127.0.0.1:0". It is
@@ -141,6 +151,9 @@ type Config struct {
 func (c *Config) setDefaults() error {
 	if c.NodeID == 0 {
 		return fmt.Errorf("%w: NodeID must not be 0", ErrInvalidConfig)
+	}
+	if c.Cluster == "" {
+		return fmt.Errorf("%w: Cluster is required", ErrInvalidConfig)
 	}
 	if c.Listener == nil && c.ListenAddr == "" {
 		return fmt.Errorf("%w: neither ListenAddr nor Listener is set", ErrInvalidConfig)
@@ -214,6 +227,9 @@ type Transport struct {
 	// added, never removed.
 	sentMu sync.RWMutex
 	sent   map[uint64]*atomic.Uint64
+
+	// refused rate-limits the warnings about requests from other clusters.
+	refused refusals
 
 	closeOnce sync.Once
 }

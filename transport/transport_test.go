@@ -134,6 +134,9 @@ func startNode(t *testing.T, cfg Config) node {
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
+	if cfg.Cluster == "" {
+		cfg.Cluster = "test"
+	}
 	tr, err := New(cfg, rec)
 	if err != nil {
 		t.Fatalf("New(node %d): %v", cfg.NodeID, err)
@@ -176,16 +179,17 @@ func newNet(t *testing.T, cfg netsim.Config) *netsim.Network {
 func TestConfigErrors(t *testing.T) {
 	rec := newRecorder()
 	for name, cfg := range map[string]Config{
-		"zero id":        {ListenAddr: "127.0.0.1:0"},
-		"no address":     {NodeID: 1},
-		"negative queue": {NodeID: 1, ListenAddr: "127.0.0.1:0", PeerQueueLen: -1},
-		"small messages": {NodeID: 1, ListenAddr: "127.0.0.1:0", MaxMessageBytes: 1024},
+		"zero id":        {ListenAddr: "127.0.0.1:0", Cluster: "c"},
+		"no cluster":     {NodeID: 1, ListenAddr: "127.0.0.1:0"},
+		"no address":     {NodeID: 1, Cluster: "c"},
+		"negative queue": {NodeID: 1, Cluster: "c", ListenAddr: "127.0.0.1:0", PeerQueueLen: -1},
+		"small messages": {NodeID: 1, Cluster: "c", ListenAddr: "127.0.0.1:0", MaxMessageBytes: 1024},
 	} {
 		if _, err := New(cfg, rec); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: New = %v, want ErrInvalidConfig", name, err)
 		}
 	}
-	if _, err := New(Config{NodeID: 1, ListenAddr: "127.0.0.1:0"}, nil); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(Config{NodeID: 1, Cluster: "c", ListenAddr: "127.0.0.1:0"}, nil); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("nil handler: New = %v", err)
 	}
 }
@@ -648,7 +652,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		for id := uint64(1); id <= 3; id++ {
 			rec := newRecorder()
 			rec.onCall = func(context.Context, uint64, string, []byte) ([]byte, error) { return nil, nil }
-			tr, err := New(Config{NodeID: id, Region: "r", ListenAddr: "127.0.0.1:0", Net: nw, PingInterval: 10 * time.Millisecond}, rec)
+			tr, err := New(Config{NodeID: id, Cluster: "test", Region: "r", ListenAddr: "127.0.0.1:0", Net: nw, PingInterval: 10 * time.Millisecond}, rec)
 			if err != nil {
 				t.Fatal(err)
 			}

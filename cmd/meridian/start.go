@@ -39,6 +39,7 @@ type startFlags struct {
 	httpAddr  string
 	peers     string
 	join      string
+	cluster   string
 	latency   string
 	logLevel  string
 }
@@ -56,9 +57,18 @@ A new cluster starts from a list of initial members, the same on every one:
     --peers 1=us-east@127.0.0.1:7401,2=eu-west@127.0.0.1:7402,3=ap-southeast@127.0.0.1:7403
 A node added later asks any member to admit it:
   meridian start --id 4 --region us-west ... --join 127.0.0.1:8401
-Restart a node with the same command line; its data directory remembers the rest.`,
+Restart a node with the same command line; its data directory remembers the rest.
+
+Every cluster has a name (--cluster, default "meridian") and an id derived
+from the name and the initial members; nodes refuse requests, streams and
+session tokens of another cluster, and a data directory of another cluster.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runStart(cmd.Context(), f, cmd.OutOrStdout()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.join != "" && !cmd.Flags().Changed("cluster") {
+				f.cluster = "" // learnt from the join answer
+			}
+			return runStart(cmd.Context(), f, cmd.OutOrStdout())
+		},
 	}
 	fl := cmd.Flags()
 	fl.Uint64Var(&f.id, "id", 0, "node id, unique in the cluster (required)")
@@ -71,6 +81,7 @@ Restart a node with the same command line; its data directory remembers the rest
 	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP API listen address")
 	fl.StringVar(&f.peers, "peers", "", "initial members: ID=REGION@HOST:PORT,... (this node included)")
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member of a running cluster to join")
+	fl.StringVar(&f.cluster, "cluster", "meridian", "cluster name, the same on every node; with --join, taken from the cluster joined")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -157,6 +168,7 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 	self := transport.Peer{ID: f.id, Region: f.region, Addr: f.advertise}
 	var peers []transport.Peer
 	join := false
+	clusterID := ""
 	if f.peers != "" {
 		if peers, err = parsePeers(f.peers); err != nil {
 			return err
@@ -174,9 +186,14 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 		join = true
 		info := metadata.NodeInfo{ID: f.id, Region: f.region, Zone: f.zone, Addr: f.advertise,
 			RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String()}
-		if peers, err = requestJoin(ctx, f.join, info); err != nil {
+		ans, err := requestJoin(ctx, f.join, info)
+		if err != nil {
 			return err
 		}
+		if f.cluster != "" && f.cluster != ans.Cluster {
+			return fmt.Errorf("--cluster %s, but the member at %s belongs to cluster %q", f.cluster, f.join, ans.Cluster)
+		}
+		peers, f.cluster, clusterID = ans.TransportPeers(), ans.Cluster, ans.ClusterID
 	}
 	// Step 4: the emulated network, if any: this process delays what it sends.
 	var netw *netsim.Network
@@ -193,6 +210,7 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 	n, err := node.Start(node.Config{
 		ID: f.id, Region: f.region, Zone: f.zone, DataDir: f.dataDir,
 		Listener: raftLn, ListenAddr: f.advertise, Peers: peers, Join: join, Net: netw,
+		Cluster: f.cluster, ClusterID: clusterID,
 		RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Logger: logger,
 	})
 	if err != nil {
@@ -218,31 +236,34 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 	}
 }
 
-// requestJoin asks a member to admit this node and returns the cluster's
-// peers.
-func requestJoin(ctx context.Context, member string, info metadata.NodeInfo) ([]transport.Peer, error) {
+// requestJoin asks a member to admit this node and returns its answer:
+// the cluster's peers, name and id.
+func requestJoin(ctx context.Context, member string, info metadata.NodeInfo) (httpapi.JoinResponse, error) {
 	body, _ := json.Marshal(info)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	var out httpapi.JoinResponse
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(member)+"/v1/cluster/nodes", bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("join through %s: %w", member, err)
+		return out, fmt.Errorf("join through %s: %w", member, err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("join through %s: %s: %s", member, resp.Status, strings.TrimSpace(string(data)))
+		return out, fmt.Errorf("join through %s: %s: %s", member, resp.Status, strings.TrimSpace(string(data)))
 	}
-	var out httpapi.JoinResponse
 	if err := json.Unmarshal(data, &out); err != nil {
-		return nil, fmt.Errorf("join through %s: bad answer: %w", member, err)
+		return out, fmt.Errorf("join through %s: bad answer: %w", member, err)
 	}
-	return out.TransportPeers(), nil
+	if out.Cluster == "" || out.ClusterID == "" {
+		return out, fmt.Errorf("join through %s: the answer names no cluster (a member of an older version?)", member)
+	}
+	return out, nil
 }
 
 func baseURL(addr string) string {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
@@ -44,6 +46,11 @@ type Options struct {
 	RequestTimeout       time.Duration
 	// Verbose sends node logs to the test log at info level.
 	Verbose bool
+	// FS, if set, returns the filesystem of a node's storage (say an
+	// in-memory one wrapped by Pebble's errorfs, to inject faults); it is
+	// called once per node and kept across restarts. Nil: the operating
+	// system's, under the test's temporary directory.
+	FS func(id uint64) vfs.FS
 }
 
 // Member is one node of the cluster, running or not.
@@ -52,6 +59,7 @@ type Member struct {
 	Region string
 	Addr   string
 	Dir    string
+	FS     vfs.FS     // nil: the operating system's
 	Node   *node.Node // nil while killed
 }
 
@@ -103,6 +111,9 @@ func New(t testing.TB, opts Options) *Cluster {
 			}
 			listeners = append(listeners, ln)
 			m := &Member{ID: id, Region: r, Addr: ln.Addr().String(), Dir: filepath.Join(root, fmt.Sprintf("n%d", id))}
+			if opts.FS != nil {
+				m.FS = opts.FS(id)
+			}
 			c.Members = append(c.Members, m)
 			c.peers = append(c.peers, transport.Peer{ID: id, Region: r, Addr: m.Addr})
 			netw.AddNode(id, r)
@@ -141,7 +152,7 @@ func (c *Cluster) start(m *Member, ln net.Listener) error {
 		logger = slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	n, err := node.Start(node.Config{
-		ID: m.ID, Region: m.Region, DataDir: m.Dir, Listener: ln, ListenAddr: m.Addr,
+		ID: m.ID, Region: m.Region, DataDir: m.Dir, FS: m.FS, Listener: ln, ListenAddr: m.Addr,
 		Peers: c.peers, Net: c.Net, TickInterval: c.opts.TickInterval,
 		MinHeartbeatInterval: c.opts.MinHeartbeatInterval, CompactAfterEntries: c.opts.CompactAfterEntries,
 		LeaderHysteresis: c.opts.LeaderHysteresis, LeaderCheckInterval: c.opts.LeaderHysteresis / 4,
