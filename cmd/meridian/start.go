@@ -41,6 +41,7 @@ type startFlags struct {
 	join      string
 	latency   string
 	logLevel  string
+	placement time.Duration
 }
 
 func startCmd() *cobra.Command {
@@ -73,6 +74,7 @@ Restart a node with the same command line; its data directory remembers the rest
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member of a running cluster to join")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world or a matrix file (every process must use the same)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.DurationVar(&f.placement, "placement-wait", 30*time.Second, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
 	return cmd
 }
 
@@ -124,6 +126,8 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 		return errors.New("give --peers (the initial members) or --join (a member's HTTP address)")
 	case f.peers != "" && f.join != "":
 		return errors.New("give --peers or --join, not both")
+	case f.placement <= 0 || f.placement > httpapi.MaxPlacementWait:
+		return fmt.Errorf("--placement-wait must be positive and at most %v", httpapi.MaxPlacementWait)
 	}
 	level, err := parseLevel(f.logLevel)
 	if err != nil {
@@ -194,6 +198,7 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 		ID: f.id, Region: f.region, Zone: f.zone, DataDir: f.dataDir,
 		Listener: raftLn, ListenAddr: f.advertise, Peers: peers, Join: join, Net: netw,
 		RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Logger: logger,
+		PlacementWait: f.placement,
 	})
 	if err != nil {
 		return err
