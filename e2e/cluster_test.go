@@ -33,14 +33,32 @@ type proc struct {
 	log        *os.File
 }
 
+// handedOut holds every address freeAddr has returned in this process:
+// the kernel may offer a port again once its probe listener is closed, and
+// two processes of a cluster must never be given the same one.
+var (
+	addrMu    sync.Mutex
+	handedOut = map[string]bool{}
+)
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrMu.Lock()
+	defer addrMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free address that was not handed out already")
+	return ""
 }
 
 func buildBinary(t *testing.T) string {
