@@ -459,7 +459,7 @@ func (n *Node) registerLoop() {
 // metadata records them already. It returns an error only when it should
 // be tried again; members that differ from the recorded ones are logged.
 func (n *Node) recordInitialMembers(st *metadata.State) error {
-	mine := n.initialMembers(&metadata.State{})
+	mine := n.initialMembers(&metadata.State{}) // from this node's --peers
 	if len(st.InitialMembers) > 0 {
 		if !slices.Equal(st.InitialMembers, mine) {
 			n.log.Error("this node's --peers differ from the cluster's initial members; the cluster keeps its own",
