@@ -230,13 +230,11 @@ if [[ -z $MERIDIAN_TARGET ]]; then
 			--peers "$peers" --log-level warn
 	done
 	http0=127.0.0.1:$((MERIDIAN_BASE_PORT + 20))
-	wait_for "the Meridian nodes to register" 60 bash -c \
-		"curl -fsS http://$http0/v1/cluster | jq -e '(.nodes | length) == 3'"
-	# Retried: a node that has just registered may not be placeable yet
-	# ("cannot place replicas"); describe succeeds once an attempt did.
-	wait_for "the keyspace default" 60 bash -c \
-		"'$MERIDIAN' keyspace create default --shards $MERIDIAN_SHARDS --home us-east --addr $http0 >&2 ||
-		 '$MERIDIAN' keyspace describe default --addr $http0"
+	log "waiting until every Meridian node is ready"
+	"$MERIDIAN" status --wait-ready --timeout 60s --addr "$http0" >/dev/null ||
+		die "the Meridian nodes were not ready (logs in $TMP; KEEP_TMP=1 keeps them)"
+	"$MERIDIAN" keyspace create default --shards "$MERIDIAN_SHARDS" --home us-east --addr "$http0" >&2 ||
+		die "cannot create the keyspace default (logs in $TMP; KEEP_TMP=1 keeps them)"
 	resp0=$((MERIDIAN_BASE_PORT + 10))
 	wait_for "the first Meridian write" 60 bash -c \
 		"[[ \$(redis-cli -h 127.0.0.1 -p $resp0 set compare:probe 1) == OK ]]"

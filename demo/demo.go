@@ -154,23 +154,13 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		return startErr
 	}
 	fmt.Fprintf(out, "Meridian demo: %d regions x %d node(s), latency %s, data in %s\n", len(opts.Regions), opts.NodesPerRegion, opts.Latency, dir)
-	// Wait for every node to be registered, then create the default keyspace.
+	// Wait until every node is ready (joined, caught up with the
+	// metadata), then create the keyspaces.
 	setup, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	registered := func() bool {
-		st := nodes[0].Metadata()
-		for _, n := range nodes {
-			if st.Nodes[n.ID()].RESPAddr == "" {
-				return false
-			}
-		}
-		return true
-	}
-	for !registered() {
-		select {
-		case <-setup.Done():
-			return fmt.Errorf("demo: nodes did not register: %w", setup.Err())
-		case <-time.After(20 * time.Millisecond):
+	for _, n := range nodes {
+		if err := n.WaitReady(setup); err != nil {
+			return fmt.Errorf("demo: %w", err)
 		}
 	}
 	if nodes[0].Metadata().Keyspaces["default"] == nil {

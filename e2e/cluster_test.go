@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,14 +33,32 @@ type proc struct {
 	log        *os.File
 }
 
+// handedOut holds every address freeAddr has returned in this process:
+// the kernel may offer a port again once its probe listener is closed, and
+// two processes of a cluster must never be given the same one.
+var (
+	addrMu    sync.Mutex
+	handedOut = map[string]bool{}
+)
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrMu.Lock()
+	defer addrMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free address that was not handed out already")
+	return ""
 }
 
 func buildBinary(t *testing.T) string {
@@ -51,6 +71,8 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// start starts the process. The test must reap it (kill it in a cleanup
+// or before it ends): the harness fails a test whose processes outlive it.
 func (p *proc) start(t *testing.T, bin string) {
 	t.Helper()
 	p.cmd = exec.Command(bin, p.args...)
@@ -58,14 +80,94 @@ func (p *proc) start(t *testing.T, bin string) {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	watch(t, p)
 }
 
+// kill stops the process with SIGKILL and reaps it.
 func (p *proc) kill() {
 	if p.cmd != nil && p.cmd.Process != nil {
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		_ = p.cmd.Wait()
 		p.cmd = nil
 	}
+}
+
+// Every process a test starts is watched: when the test is over (after
+// its own cleanups, which must reap what it started), any that was not
+// reaped fails the test, and is then killed so that it does not outlive
+// the test run.
+var (
+	watchMu sync.Mutex
+	watched = map[testing.TB][]*proc{}
+)
+
+func watch(t testing.TB, p *proc) {
+	watchMu.Lock()
+	defer watchMu.Unlock()
+	watchLocked(t)
+	if !slices.Contains(watched[t], p) {
+		watched[t] = append(watched[t], p)
+	}
+}
+
+// watchLocked registers the check of a test's processes, once. It must be
+// registered before the test's own cleanups that reap its processes, so
+// that it runs after them: reap and start both call it.
+func watchLocked(t testing.TB) {
+	if _, ok := watched[t]; !ok {
+		watched[t] = nil
+		t.Cleanup(func() {
+			watchMu.Lock()
+			procs := watched[t]
+			delete(watched, t)
+			watchMu.Unlock()
+			for _, p := range unreaped(procs) {
+				t.Errorf("the process of node %d (pid %d) outlived the test: a test must reap every process it starts", p.id, p.cmd.Process.Pid)
+				p.kill()
+			}
+		})
+	}
+}
+
+// unreaped returns the processes started and not reaped.
+func unreaped(procs []*proc) []*proc {
+	var out []*proc
+	for _, p := range procs {
+		if p.cmd != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// reap kills the processes when the test ends, printing their logs if it
+// failed.
+func reap(t *testing.T, procs ...*proc) {
+	watchMu.Lock()
+	watchLocked(t)
+	watchMu.Unlock()
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.kill()
+		}
+		if t.Failed() {
+			for _, p := range procs {
+				b, _ := os.ReadFile(p.log.Name())
+				t.Logf("--- node %d log:\n%s", p.id, b)
+			}
+		}
+	})
+}
+
+// waitReady runs `meridian status --wait-ready` against a node: it
+// returns once every member of the cluster is ready.
+func waitReady(t *testing.T, bin, addr string, timeout time.Duration) string {
+	t.Helper()
+	out, err := exec.Command(bin, "status", "--wait-ready", "--timeout", timeout.String(), "--addr", addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("status --wait-ready: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
@@ -92,20 +194,15 @@ func getJSON(url string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// startThree starts a three-process cluster (us-east, eu-west,
-// ap-southeast) on a quarter of the world's round trips and waits until
-// every node is registered. Processes are killed when the test ends (their
-// logs printed if it failed).
-func startThree(t *testing.T) (bin, root, latency string, procs []*proc) {
-	bin = buildBinary(t)
-	root = t.TempDir()
-	// A quarter of the world's round trips keeps the test quick.
-	matrix := `{"regions":["us-east","eu-west","ap-southeast"],"rtt_ms":{"us-east":{"eu-west":20,"ap-southeast":54},"eu-west":{"ap-southeast":60}}}`
-	latency = filepath.Join(root, "latency.json")
-	if err := os.WriteFile(latency, []byte(matrix), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	regions := []string{"us-east", "eu-west", "ap-southeast"}
+// worldQuarter is a quarter of the world's round trips between the three
+// regions the tests use: quick, and still three distinct distances.
+const worldQuarter = `{"regions":["us-east","eu-west","ap-southeast"],"rtt_ms":{"us-east":{"eu-west":20,"ap-southeast":54},"eu-west":{"ap-southeast":60}}}`
+
+// newProcs prepares (without starting) one process per entry of regions,
+// ids from 1, every one an initial member with the same --peers, on the
+// latency matrix file latency.
+func newProcs(t *testing.T, root, latency string, regions ...string) []*proc {
+	var procs []*proc
 	var peers []string
 	for i, r := range regions {
 		p := &proc{id: i + 1, region: r, raft: freeAddr(t), resp: freeAddr(t), http: freeAddr(t), dir: filepath.Join(root, fmt.Sprintf("n%d", i+1))}
@@ -120,26 +217,35 @@ func startThree(t *testing.T) (bin, root, latency string, procs []*proc) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { f.Close() })
 		p.log = f
+	}
+	return procs
+}
+
+// writeMatrix writes the latency matrix the tests use and returns its path.
+func writeMatrix(t *testing.T, root string) string {
+	latency := filepath.Join(root, "latency.json")
+	if err := os.WriteFile(latency, []byte(worldQuarter), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return latency
+}
+
+// startThree starts a three-process cluster (us-east, eu-west,
+// ap-southeast) on a quarter of the world's round trips and waits until
+// every node is ready (`meridian status --wait-ready`). Processes are
+// killed when the test ends (their logs printed if it failed).
+func startThree(t *testing.T) (bin, root, latency string, procs []*proc) {
+	bin = buildBinary(t)
+	root = t.TempDir()
+	latency = writeMatrix(t, root)
+	procs = newProcs(t, root, latency, "us-east", "eu-west", "ap-southeast")
+	for _, p := range procs {
 		p.start(t, bin)
 	}
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.kill()
-		}
-		if t.Failed() {
-			for _, p := range procs {
-				b, _ := os.ReadFile(p.log.Name())
-				t.Logf("--- node %d log:\n%s", p.id, b)
-			}
-		}
-	})
-	waitFor(t, "three nodes registered", 60*time.Second, func() bool {
-		var st struct {
-			Nodes []struct{ ID int } `json:"nodes"`
-		}
-		return getJSON("http://"+procs[0].http+"/v1/cluster", &st) == nil && len(st.Nodes) == 3
-	})
+	reap(t, procs...)
+	waitReady(t, bin, procs[0].http, 60*time.Second)
 	return bin, root, latency, procs
 }
 
@@ -227,15 +333,18 @@ func TestThreeProcessCluster(t *testing.T) {
 	if p4.log, err = os.Create(filepath.Join(root, "n4.log")); err != nil {
 		t.Fatal(err)
 	}
-	procs = append(procs, p4)
+	defer p4.log.Close()
 	p4.start(t, bin)
-	waitFor(t, "the joined node to see the keyspace", 60*time.Second, func() bool {
-		var st struct {
-			Nodes     []struct{ ID int }      `json:"nodes"`
-			Keyspaces []struct{ Name string } `json:"keyspaces"`
-		}
-		return getJSON("http://"+p4.http+"/v1/cluster", &st) == nil && len(st.Nodes) == 4 && len(st.Keyspaces) == 1
-	})
+	reap(t, p4)
+	// Ready: joined, caught up with the metadata (it learns the keyspace).
+	waitReady(t, bin, p4.http, 60*time.Second)
+	var st struct {
+		Nodes     []struct{ ID int }      `json:"nodes"`
+		Keyspaces []struct{ Name string } `json:"keyspaces"`
+	}
+	if err := getJSON("http://"+p4.http+"/v1/cluster", &st); err != nil || len(st.Nodes) != 4 || len(st.Keyspaces) != 1 {
+		t.Fatalf("the joined node, ready, sees %d nodes and keyspaces %v (%v)", len(st.Nodes), st.Keyspaces, err)
+	}
 	c4 := redis.NewClient(&redis.Options{Addr: p4.resp, Protocol: 2, MaxRetries: -1})
 	defer c4.Close()
 	if err := c4.Set(ctx, "via-4", "yes", 0).Err(); err != nil {

@@ -114,8 +114,14 @@ func (a *api) describeKeyspace(w http.ResponseWriter, r *http.Request) error {
 
 // createKeyspace creates a keyspace from a metadata.KeyspaceSpec and
 // answers 201 with the Keyspace once the metadata change is committed;
-// with ?wait=true, once every shard has a leader.
+// with ?wait=true, once every shard has a leader. ?placement_wait=D bounds
+// the wait for a live node in every region of the keyspace (default: the
+// node's).
 func (a *api) createKeyspace(w http.ResponseWriter, r *http.Request) error {
+	pwait, err := a.placementWait(r)
+	if err != nil {
+		return err
+	}
 	wait := false
 	if v := r.URL.Query().Get("wait"); v != "" {
 		var err error
@@ -130,7 +136,7 @@ func (a *api) createKeyspace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ks, err := a.n.CreateKeyspace(r.Context(), spec)
+	ks, err := a.n.CreateKeyspaceWait(r.Context(), spec, pwait)
 	if err != nil {
 		return err
 	}

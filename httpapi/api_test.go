@@ -523,6 +523,61 @@ func TestHTTPAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("Health", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		r := e.do(t, east, "GET", "/healthz", nil)
+		if h := decode[httpapi.Health](t, r); r.status != http.StatusOK || h.Status != "ok" || h.Node != east {
+			t.Fatalf("healthz: %d %s", r.status, r.body)
+		}
+		for _, id := range c.IDs() {
+			r := e.do(t, id, "GET", "/readyz", nil)
+			if rd := decode[node.Readiness](t, r); r.status != http.StatusOK || !rd.Ready || rd.Node != id || rd.Replicas == 0 || rd.Hosted != rd.Replicas {
+				t.Fatalf("readyz of node %d: %d %s", id, r.status, r.body)
+			}
+		}
+		r = e.do(t, west, "GET", "/v1/cluster/readiness", nil)
+		if cr := decode[node.ClusterReadiness](t, r); r.status != http.StatusOK || !cr.Ready || len(cr.Members) != 3 || !cr.Members[0].Initial || !cr.Members[0].Joined {
+			t.Fatalf("cluster readiness: %d %s", r.status, r.body)
+		}
+		for _, q := range []string{"forever", "-1s", "1h"} {
+			wantError(t, e.do(t, east, "POST", "/v1/keyspaces?placement_wait="+q, `{"name": "x"}`), 400, "bad_query")
+			wantError(t, e.do(t, east, "PATCH", "/v1/keyspaces/t?placement_wait="+q, `{"add_region": "us-east"}`), 400, "bad_query")
+		}
+
+		// ap-southeast cut off: a keyspace that needs it is refused after
+		// the wait asked for, naming it; the node cut off is not ready.
+		c.Net.Isolate(asia)
+		if err := c.WaitFor(ctx, func() bool { return slices.Contains(c.Node(east).Membership().Unreachable, asia) }); err != nil {
+			t.Fatal("node 1 never saw ap-southeast's node unreachable")
+		}
+		r = e.do(t, east, "POST", "/v1/keyspaces?placement_wait=200ms", `{"name": "late", "strategy": "async"}`)
+		wantError(t, r, 503, "region_unavailable")
+		if !strings.Contains(string(r.body), "ap-southeast") {
+			t.Fatalf("the refusal does not name the region: %s", r.body)
+		}
+		if err := c.WaitFor(ctx, func() bool {
+			r = e.do(t, asia, "GET", "/readyz", nil)
+			return r.status == http.StatusServiceUnavailable
+		}); err != nil {
+			t.Fatalf("readyz of the cut-off node: %d %s", r.status, r.body)
+		}
+		if rd := decode[node.Readiness](t, r); rd.Ready || len(rd.Reasons) == 0 || r.header.Get("Retry-After") == "" {
+			t.Fatalf("readyz of the cut-off node: %s", r.body)
+		}
+		r = e.do(t, east, "GET", "/v1/cluster/readiness", nil)
+		if cr := decode[node.ClusterReadiness](t, r); r.status != http.StatusServiceUnavailable || cr.Ready {
+			t.Fatalf("cluster readiness with a node cut off: %d %s", r.status, r.body)
+		}
+		c.Heal()
+		if err := c.WaitFor(ctx, func() bool {
+			r = e.do(t, east, "GET", "/v1/cluster/readiness", nil)
+			return r.status == http.StatusOK
+		}); err != nil {
+			t.Fatalf("cluster readiness after healing: %d %s", r.status, r.body)
+		}
+	})
+
 	t.Run("AddNode", func(t *testing.T) {
 		for _, tc := range []struct {
 			name, body string

@@ -35,9 +35,15 @@
 //
 // # Admin
 //
-//	GET  /v1/cluster          node.ClusterStatus: regions, nodes (reachable or not), RTT matrix in ms, keyspaces with shard leaders
+//	GET  /v1/cluster          node.ClusterStatus: regions, nodes (initial, joined, reachable or not), RTT matrix in ms, keyspaces with shard leaders,
+//	                          members never joined, unreachable nodes, keyspaces under-replicated
+//	GET  /v1/cluster/readiness node.ClusterReadiness of every member: 200 when all are ready, else 503 (who is not, and why)
+//	GET  /healthz             Health: 200 while the process serves, 503 once its storage failed
+//	GET  /readyz              node.Readiness: 200 once the node has joined, caught up with the metadata and created its replicas, else 503 with reasons
 //	GET  /v1/keyspaces        [Keyspace, ...] sorted by name
-//	POST /v1/keyspaces        body metadata.KeyspaceSpec; 201 Keyspace, Location /v1/keyspaces/{ks}; ?wait=true waits for every shard's leader
+//	POST /v1/keyspaces        body metadata.KeyspaceSpec; 201 Keyspace, Location /v1/keyspaces/{ks}; ?wait=true waits for every shard's leader;
+//	                          ?placement_wait=D (0s to MaxPlacementWait; default the node's) bounds the wait for a live node in every region,
+//	                          then 503 region_unavailable naming the regions and nodes (PATCH too, for an added region)
 //	GET  /v1/keyspaces/{ks}   Keyspace: the spec, its shards ("shard_list") with replicas, leader, leader region, term, indexes
 //	POST /v1/cluster/nodes    body metadata.NodeInfo; admits the node (node.AddNode); 200 JoinResponse with the cluster's peers, name and id
 //	GET  /metrics             the node's metrics registry, Prometheus text format (see package metrics)
@@ -55,7 +61,8 @@
 // key_not_found, not_found), 405 method_not_allowed, 409 (keyspace_exists,
 // wrong_type), 413 (body_too_large, value_too_large), 415
 // unsupported_media_type, 503 with Retry-After (no_leader, timeout,
-// unreachable, outcome_unknown, ...), 500 internal (logged).
+// unreachable, outcome_unknown, region_unavailable, ...), 500 internal
+// (logged).
 //
 // # Limits
 //

@@ -69,7 +69,7 @@ func StatusOf(code string) int {
 	switch code {
 	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadFault, CodeBadTTL, CodeBadQuery, CodeBadPath,
 		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
-		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active":
+		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active", "members_differ":
 		return http.StatusBadRequest
 	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace":
 		return http.StatusNotFound
@@ -84,7 +84,7 @@ func StatusOf(code string) int {
 	case CodeUnsupportedMediaType:
 		return http.StatusUnsupportedMediaType
 	case "no_leader", "not_leader", "dropped", "no_replica", "unreachable", "timeout", "outcome_unknown", "stopped",
-		"not_primary", "fenced", "not_drained", "rpo_budget", "stale_route", "primary_lease":
+		"not_primary", "fenced", "not_drained", "rpo_budget", "stale_route", "primary_lease", "region_unavailable":
 		// outcome_unknown and timeout: a write may or may not have taken
 		// effect; PUT and DELETE are idempotent, so retrying is safe.
 		return http.StatusServiceUnavailable

@@ -31,6 +31,10 @@ type LostWritesResponse struct {
 }
 
 func (a *api) alterKeyspace(w http.ResponseWriter, r *http.Request) error {
+	pwait, err := a.placementWait(r)
+	if err != nil {
+		return err
+	}
 	if err := requireJSON(r); err != nil {
 		return err
 	}
@@ -38,7 +42,7 @@ func (a *api) alterKeyspace(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(http.MaxBytesReader(w, r.Body, a.cfg.MaxAdminBodyBytes), &req); err != nil {
 		return err
 	}
-	ks, err := a.n.AlterKeyspace(r.Context(), r.PathValue("ks"), req.AddRegion, req.RemoveRegion)
+	ks, err := a.n.AlterKeyspaceWait(r.Context(), r.PathValue("ks"), req.AddRegion, req.RemoveRegion, pwait)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,15 @@
 // measurements (round-trip times) are made by the proposer and carried in
 // the command, so applying stays deterministic.
 //
+// A cluster started from a list of initial members records the list once
+// (init_cluster, proposed by every member, applied by the first): from
+// then on every member is in Nodes, its region one of the cluster's,
+// whether it has started or not; NodeInfo.Joined says which members have
+// registered themselves. A keyspace's default regions are every region of
+// the members, so it never silently spans fewer regions than the cluster
+// was started with (the proposer places replicas on live nodes only and
+// waits for them; see node.CreateKeyspaceWait).
+//
 // With three or more regions the system group survives the loss of one
 // region; with fewer it cannot, and the node warns when the cluster starts.
 package metadata

@@ -13,8 +13,8 @@ var stateKey = []byte("state")
 
 // Command is a metadata change.
 type Command struct {
-	// Op is "add_node", "create_keyspace", "switch_primary",
-	// "lost_writes" or "alter_regions".
+	// Op is "init_cluster", "add_node", "create_keyspace",
+	// "switch_primary", "lost_writes" or "alter_regions".
 	Op   string    `json:"op"`
 	Node *NodeInfo `json:"node,omitempty"`
 	// IfAbsent makes add_node change nothing when the node is already
@@ -25,6 +25,7 @@ type Command struct {
 	Switch   *SwitchPrimary `json:"switch,omitempty"`
 	Lost     *LostWrites    `json:"lost,omitempty"`
 	Alter    *AlterRegions  `json:"alter,omitempty"`
+	Init     *InitCluster   `json:"init,omitempty"`
 }
 
 // Encode returns the command's log encoding.
@@ -212,6 +213,13 @@ func (s *Store) apply(b *storage.Batch, index uint64, cmd []byte) ApplyResult {
 			err = fmt.Errorf("%w: %s without its arguments", ErrBadCommand, c.Op)
 		}
 		if err != nil {
+			return ApplyResult{Err: err}
+		}
+	case "init_cluster":
+		if c.Init == nil {
+			return ApplyResult{Err: fmt.Errorf("%w: init_cluster without its members", ErrBadCommand)}
+		}
+		if err := s.applyInit(st, c.Init); err != nil {
 			return ApplyResult{Err: err}
 		}
 	default:

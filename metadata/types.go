@@ -37,6 +37,9 @@ var (
 	// command whose op this binary does not know (a newer one proposed it).
 	// Applying it is fatal (see Store.Apply).
 	ErrUnsupported = errors.New("metadata: command from a newer binary (unknown op)")
+	// ErrMembersDiffer: a member proposed initial members other than
+	// those the cluster was formed with (its --peers differ).
+	ErrMembersDiffer = errors.New("metadata: initial members differ")
 )
 
 // NodeInfo describes one node.
@@ -48,13 +51,20 @@ type NodeInfo struct {
 	// RESPAddr and HTTPAddr are where clients reach the node (may be empty).
 	RESPAddr string `json:"resp_addr,omitempty"`
 	HTTPAddr string `json:"http_addr,omitempty"`
+	// Joined is set once the node itself has registered: it has run and
+	// joined the cluster. An initial member recorded from the others'
+	// --peers, or a node admitted that has not started yet, is known (its
+	// region counts among the cluster's) but not joined, and holds no
+	// replica until it is.
+	Joined bool `json:"joined,omitempty"`
 }
 
 // KeyspaceSpec is what a user asks for when creating a keyspace.
 type KeyspaceSpec struct {
 	Name     string   `json:"name"`
 	Strategy Strategy `json:"strategy"`
-	// Regions that hold replicas. Empty means every region of the cluster.
+	// Regions that hold replicas. Empty means every region of the
+	// cluster: of every member, initial or admitted, joined or not yet.
 	Regions []string `json:"regions,omitempty"`
 	// HomeRegion is where leaders are kept (sync) or the primary (async).
 	// Empty means the first of Regions.
@@ -103,7 +113,7 @@ func (s KeyspaceSpec) Normalize(clusterRegions []string) (KeyspaceSpec, error) {
 	seen := map[string]bool{}
 	for _, r := range s.Regions {
 		if !slices.Contains(clusterRegions, r) {
-			return s, fmt.Errorf("%w: region %q has no nodes (cluster regions: %v)", ErrInvalidSpec, r, clusterRegions)
+			return s, fmt.Errorf("%w: unknown region %q: no member of the cluster is in it (the cluster's regions: %v)", ErrInvalidSpec, r, clusterRegions)
 		}
 		if seen[r] {
 			return s, fmt.Errorf("%w: region %q listed twice", ErrInvalidSpec, r)
@@ -210,14 +220,19 @@ type State struct {
 	// Retired lists groups of regions removed from keyspaces; their nodes
 	// delete them.
 	Retired []uint64 `json:"retired,omitempty"`
-	Index   uint64   `json:"index"`
+	// InitialMembers are the ids of the cluster's initial members (the
+	// --peers every one of them started with), sorted, recorded by the
+	// first init_cluster command; they are in Nodes from then on, joined
+	// or not.
+	InitialMembers []uint64 `json:"initial_members,omitempty"`
+	Index          uint64   `json:"index"`
 }
 
 func newState() *State {
 	return &State{Nodes: map[uint64]NodeInfo{}, Keyspaces: map[string]*Keyspace{}, NextGroup: firstDataGroup}
 }
 
-// Regions returns the sorted regions that have nodes.
+// Regions returns the sorted regions that have nodes (joined or not).
 func (s *State) Regions() []string {
 	var out []string
 	for _, n := range s.Nodes {

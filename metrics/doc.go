@@ -55,6 +55,14 @@
 //	meridian_stream_lag_entries                  gauge     entries not yet acknowledged by the destination
 //	meridian_stream_lag_seconds                  gauge     age of the oldest unacknowledged change (0 when caught up)
 //
+// Membership, as this node sees it (liveness: joined and answering pings):
+//
+//	meridian_cluster_nodes_not_joined            gauge     recorded members (initial ones included) never registered: not started, or gone
+//	meridian_cluster_nodes_unreachable           gauge     joined members this node does not reach
+//	meridian_keyspace_under_replicated           gauge     {keyspace} 1 while a replica placed for it is not live
+//	meridian_keyspace_replicas_down              gauge     {keyspace} replicas placed for it whose node is not live
+//	meridian_keyspace_regions_without_live_replica gauge   {keyspace} its regions where none of its replicas is live
+//
 // Node:
 //
 //	meridian_node_info                           gauge     always 1; labels node, region

@@ -229,6 +229,16 @@ func TestNodeMetrics(t *testing.T) {
 		if value("meridian_raft_groups") != float64(groups+1) {
 			t.Errorf("node %d hosts %v groups, want %d", id, value("meridian_raft_groups"), groups+1)
 		}
+		if value("meridian_cluster_nodes_not_joined") != 0 || value("meridian_cluster_nodes_unreachable") != 0 {
+			t.Errorf("node %d: members not joined %v, unreachable %v", id, value("meridian_cluster_nodes_not_joined"), value("meridian_cluster_nodes_unreachable"))
+		}
+		for _, name := range []string{"meridian_keyspace_under_replicated", "meridian_keyspace_replicas_down", "meridian_keyspace_regions_without_live_replica"} {
+			for _, k := range []string{"t", "a"} {
+				if got := find(fams[name], map[string]string{"keyspace": k}); len(got) != 1 || got[0].GetGauge().GetValue() != 0 {
+					t.Errorf("node %d: %s{keyspace=%s} = %v, want one series at 0", id, name, k, got)
+				}
+			}
+		}
 		if info := find(fams["meridian_node_info"], map[string]string{"node": strconv.FormatUint(id, 10), "region": c.RegionOf(id)}); len(info) != 1 {
 			t.Errorf("node %d: node_info %v", id, fams["meridian_node_info"])
 		}

@@ -32,6 +32,8 @@ type nodeCollector struct {
 	peerRTT, peerReachable, bytesSent               *prometheus.Desc
 	streamLagEntries, streamLagSeconds              *prometheus.Desc
 	conflicts                                       *prometheus.Desc
+	notJoined, unreachable                          *prometheus.Desc
+	underReplicated, replicasDown, regionsDown      *prometheus.Desc
 }
 
 // hostCounters lists the counters read from raftgroup.Stats.
@@ -98,6 +100,17 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		conflicts: prometheus.NewDesc("meridian_conflicts_recorded_total",
 			"Conflicts of an active keyspace recorded by this node's region (its replicas of the region's groups).", []string{"keyspace", "region"}, nil),
 	}
+	c.notJoined = prometheus.NewDesc("meridian_cluster_nodes_not_joined",
+		"Members recorded in the metadata (initial members included) that have never registered themselves: not started yet, or gone.", nil, nil)
+	c.unreachable = prometheus.NewDesc("meridian_cluster_nodes_unreachable",
+		"Joined members this node does not reach (no recent ping answered).", nil, nil)
+	ks := []string{"keyspace"}
+	c.underReplicated = prometheus.NewDesc("meridian_keyspace_under_replicated",
+		"1 while a replica placed for the keyspace is not live (as this node sees it), else 0.", ks, nil)
+	c.replicasDown = prometheus.NewDesc("meridian_keyspace_replicas_down",
+		"Replicas placed for the keyspace (over all its groups) whose node is not live.", ks, nil)
+	c.regionsDown = prometheus.NewDesc("meridian_keyspace_regions_without_live_replica",
+		"Regions of the keyspace where none of its replicas is live.", ks, nil)
 	for _, hc := range hostCounters {
 		c.counters = append(c.counters, prometheus.NewDesc(hc.name, hc.help, nil, nil))
 	}
@@ -110,7 +123,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
-		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds, c.conflicts} {
+		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds, c.conflicts,
+		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown} {
 		ch <- d
 	}
 }
@@ -209,6 +223,18 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		lv := []string{s.Keyspace, strconv.Itoa(s.Shard), s.FromRegion, s.ToRegion}
 		ch <- prometheus.MustNewConstMetric(c.streamLagEntries, prometheus.GaugeValue, float64(s.LagEntries), lv...)
 		ch <- prometheus.MustNewConstMetric(c.streamLagSeconds, prometheus.GaugeValue, float64(s.LagMS)/1000, lv...)
+	}
+	m := n.Membership()
+	ch <- prometheus.MustNewConstMetric(c.notJoined, prometheus.GaugeValue, float64(len(m.NotJoined)))
+	ch <- prometheus.MustNewConstMetric(c.unreachable, prometheus.GaugeValue, float64(len(m.Unreachable)))
+	for _, h := range m.Keyspaces {
+		under := 0.0
+		if h.UnderReplicated {
+			under = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.underReplicated, prometheus.GaugeValue, under, h.Keyspace)
+		ch <- prometheus.MustNewConstMetric(c.replicasDown, prometheus.GaugeValue, float64(h.ReplicasDown), h.Keyspace)
+		ch <- prometheus.MustNewConstMetric(c.regionsDown, prometheus.GaugeValue, float64(len(h.RegionsDown)), h.Keyspace)
 	}
 	names := make([]string, 0, len(st.Keyspaces))
 	for name, ks := range st.Keyspaces {

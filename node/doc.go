@@ -9,9 +9,20 @@
 // at once. A node that holds no replica of the shard forwards the request
 // to the nearest node that does.
 //
-// Background loops keep the node in step with the metadata (creating the
-// replicas placed on it) and keep every sync group's leader in its home
-// region (moving it back after a failure, with hysteresis).
+// Background loops keep the node in step with the metadata (recording the
+// initial members, registering the node, creating the replicas placed on
+// it), keep every sync group's leader in its home region (moving it back
+// after a failure, with hysteresis), and warn while a keyspace is below its
+// replication goal (a replica placed for it is not live).
+//
+// Formation (formation.go): the cluster's regions are those of all its
+// members, joined or not yet. A keyspace change places replicas on live
+// nodes only (joined, and answering this node's pings) and waits up to a
+// bound for a live node in every region it needs, then fails with
+// ErrRegionUnavailable naming the regions and their nodes; it never drops
+// a region. Ready says whether the node has joined, has caught up with the
+// metadata (a read index confirmed by the metadata group's leader) and
+// hosts every replica placed on it; ClusterReadiness asks every member.
 //
 // A node belongs to one cluster, identified by an id fixed when the cluster
 // forms and recorded in the node's storage (cluster.go); its transport,

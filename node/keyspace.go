@@ -15,48 +15,45 @@ const methodRTT = "rtt"
 // CreateKeyspace creates a keyspace: it places every shard's replicas,
 // records the keyspace in the metadata, and returns once the metadata
 // change is committed. The shards' groups then start on their nodes; use
-// WaitKeyspaceReady to wait until every shard has a leader.
+// WaitKeyspaceReady to wait until every shard has a leader. It waits up to
+// Config.PlacementWait for live nodes (see CreateKeyspaceWait).
 func (n *Node) CreateKeyspace(ctx context.Context, spec metadata.KeyspaceSpec) (*metadata.Keyspace, error) {
-	ctx, cancel := n.withTimeout(ctx)
-	defer cancel()
+	return n.CreateKeyspaceWait(ctx, spec, n.cfg.PlacementWait)
+}
+
+// CreateKeyspaceWait is CreateKeyspace waiting up to wait for a live node
+// (joined and reachable) in every region of the keyspace. Regions default
+// to every region of the cluster's members, joined or not yet, so a
+// keyspace never spans fewer regions than asked: if a region still has no
+// live node when the wait ends, it fails with ErrRegionUnavailable naming
+// the region and its nodes. Replicas are placed on live nodes only. A
+// keyspace the cluster's members could never hold (a sync keyspace over
+// two regions, an unknown region) is refused at once.
+func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpec, wait time.Duration) (*metadata.Keyspace, error) {
 	st := n.meta.State()
-	spec, err := spec.Normalize(st.Regions())
+	spec, err := spec.Normalize(n.clusterRegions(st))
 	if err != nil {
 		return nil, err
 	}
 	if st.Keyspaces[spec.Name] != nil {
 		return nil, fmt.Errorf("%w: %q", metadata.ErrKeyspaceExists, spec.Name)
 	}
-	nodes := make([]metadata.NodeInfo, 0, len(st.Nodes))
-	for _, ni := range st.Nodes {
-		nodes = append(nodes, ni)
+	// With every member live, could it be placed at all? If not, waiting
+	// would not help.
+	noRTT := func(a, b string) time.Duration { return 0 }
+	if _, err := metadata.PlaceKeyspace(spec, n.clusterNodes(st), noRTT); err != nil {
+		return nil, err
 	}
-	rtt := n.regionRTT(ctx, spec.HomeRegion)
 	ks := &metadata.Keyspace{KeyspaceSpec: spec}
-	for i := range spec.Shards {
-		if spec.Strategy == metadata.Async || spec.Strategy == metadata.Active {
-			// A region-local group in every region; the home region's is
-			// the primary.
-			sh := metadata.Shard{Index: i}
-			for _, r := range spec.Regions {
-				voters, err := metadata.PlaceRegional(r, nodes, i)
-				if err != nil {
-					return nil, err
-				}
-				sh.Regional = append(sh.Regional, metadata.RegionalGroup{Region: r, Replicas: voters})
-				if r == spec.HomeRegion {
-					sh.Replicas = voters
-				}
-			}
-			ks.Shards = append(ks.Shards, sh)
-			continue
-		}
-		voters, err := metadata.PlaceSync(spec, nodes, rtt, i)
-		if err != nil {
-			return nil, err
-		}
-		ks.Shards = append(ks.Shards, metadata.Shard{Index: i, Replicas: voters})
+	if err := n.awaitPlacement(ctx, wait, fmt.Sprintf("keyspace %q", spec.Name), spec.Regions, func(live []metadata.NodeInfo) error {
+		shards, err := metadata.PlaceKeyspace(spec, live, n.regionRTT(ctx, spec.HomeRegion))
+		ks.Shards = shards
+		return err
+	}); err != nil {
+		return nil, err
 	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
 	cmd := metadata.Command{Op: "create_keyspace", Keyspace: ks}
 	p, err := n.propose(ctx, metadata.SystemGroup, cmd.Encode())
 	if err != nil {

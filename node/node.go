@@ -84,6 +84,14 @@ type Config struct {
 	// it. Once recorded in storage, the recorded id is used, and a
 	// different ClusterID is refused.
 	ClusterID string
+	// PlacementWait bounds how long creating a keyspace (or adding a
+	// region to one) waits for a live node in every region it needs
+	// before failing with ErrRegionUnavailable. Default 30s.
+	PlacementWait time.Duration
+	// HealthCheckInterval is how often the node checks whether keyspaces
+	// are below their replication goal (and logs a warning, at most every
+	// six checks, while one is). Default 5s.
+	HealthCheckInterval time.Duration
 	// Logger receives the node's logs. Nil discards.
 	Logger *slog.Logger
 }
@@ -116,6 +124,12 @@ func (c *Config) setDefaults() {
 	if c.Cluster == "" {
 		c.Cluster = "meridian"
 	}
+	if c.PlacementWait == 0 {
+		c.PlacementWait = 30 * time.Second
+	}
+	if c.HealthCheckInterval == 0 {
+		c.HealthCheckInterval = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -134,6 +148,8 @@ func (c *Config) Validate() error {
 		return errors.New("node: ListenAddr is required")
 	case c.MaxKeyBytes < 1 || c.MaxValueBytes < 1:
 		return errors.New("node: MaxKeyBytes and MaxValueBytes must be positive")
+	case c.PlacementWait < 0 || c.HealthCheckInterval < 0:
+		return errors.New("node: PlacementWait and HealthCheckInterval must not be negative")
 	}
 	if err := checkClusterName(c.Cluster); err != nil {
 		return err
@@ -286,10 +302,12 @@ func Start(cfg Config) (*Node, error) {
 	if regions := regionsOf(cfg.Peers); len(regions) < 3 {
 		n.log.Warn("the cluster spans fewer than 3 regions: its metadata cannot survive the loss of a region", "regions", regions)
 	}
-	// Step 6: background work: register nodes, create the groups the
-	// metadata places here, keep leaders in their home regions.
+	// Step 6: background work: record the initial members and register
+	// this node, create the groups the metadata places here, keep leaders
+	// in their home regions, watch the keyspaces' replication goals.
 	n.wg.Add(8)
 	go n.registerLoop()
+	go n.healthLoop()
 	go n.reconcileLoop()
 	go n.leaderLoop()
 	go n.streamLoop()
@@ -449,19 +467,32 @@ func (h handler) ReportUnreachable(group, to uint64) { h.n.host.ReportUnreachabl
 
 func (h handler) ReportSnapshot(group, to uint64, ok bool) { h.n.host.ReportSnapshot(group, to, ok) }
 
-// registerLoop makes sure every known node, this one first, is recorded in
-// the metadata.
+// registerLoop records the cluster's initial members (a node started
+// with the initial --peers; the first such record wins, and a node whose
+// list differs says so), then makes sure every known node, this one
+// first-hand, is recorded in the metadata.
 func (n *Node) registerLoop() {
 	defer n.wg.Done()
+	formed := n.cfg.Join // a joining node's peers are not the initial members
 	for {
 		missing := false
 		st := n.meta.State()
+		if !formed {
+			if err := n.recordInitialMembers(st); err != nil {
+				missing = true
+			} else {
+				formed = true
+			}
+		}
 		for _, p := range n.knownPeers() {
+			if missing {
+				break
+			}
 			info := metadata.NodeInfo{ID: p.ID, Region: p.Region, Addr: p.Addr}
 			ni, ok := st.Nodes[p.ID]
 			if p.ID == n.cfg.ID {
 				// This node registers itself, with its client addresses.
-				info.Zone, info.RESPAddr, info.HTTPAddr = n.cfg.Zone, n.cfg.RESPAddr, n.cfg.HTTPAddr
+				info.Zone, info.RESPAddr, info.HTTPAddr, info.Joined = n.cfg.Zone, n.cfg.RESPAddr, n.cfg.HTTPAddr, true
 				if ok && ni == info {
 					continue
 				}
@@ -474,7 +505,6 @@ func (n *Node) registerLoop() {
 			cancel()
 			if err != nil {
 				missing = true
-				break
 			}
 		}
 		if !missing {
@@ -487,6 +517,36 @@ func (n *Node) registerLoop() {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// recordInitialMembers proposes this node's initial members unless the
+// metadata records them already. It returns an error only when it should
+// be tried again; members that differ from the recorded ones are logged.
+func (n *Node) recordInitialMembers(st *metadata.State) error {
+	mine := n.initialMembers(&metadata.State{}) // from this node's --peers
+	if len(st.InitialMembers) > 0 {
+		if !slices.Equal(st.InitialMembers, mine) {
+			n.log.Error("this node's --peers differ from the cluster's initial members; the cluster keeps its own",
+				"cluster", st.InitialMembers, "peers", mine)
+		}
+		return nil
+	}
+	init := &metadata.InitCluster{}
+	for _, p := range n.cfg.Peers {
+		init.Members = append(init.Members, metadata.NodeInfo{ID: p.ID, Region: p.Region, Addr: p.Addr})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := n.propose(ctx, metadata.SystemGroup, metadata.Command{Op: "init_cluster", Init: init}.Encode())
+	if err == nil {
+		res, _ := p.value.(metadata.ApplyResult)
+		err = res.Err
+	}
+	if errors.Is(err, metadata.ErrMembersDiffer) {
+		n.log.Error("this node's --peers differ from the cluster's initial members; the cluster keeps its own", "err", err)
+		return nil
+	}
+	return err
 }
 
 // reconcileLoop creates the replicas the metadata places on this node.

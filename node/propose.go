@@ -273,6 +273,7 @@ func (n *Node) AddNode(ctx context.Context, info metadata.NodeInfo) error {
 	if info.ID == 0 || info.Region == "" || info.Addr == "" {
 		return fmt.Errorf("%w: a node needs an id, a region and an address", metadata.ErrInvalidSpec)
 	}
+	info.Joined = false // until the node registers itself
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	if cur, ok := n.meta.State().Nodes[info.ID]; ok && (cur.Addr != info.Addr || cur.Region != info.Region) {

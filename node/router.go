@@ -409,6 +409,8 @@ func (n *Node) handleCall(ctx context.Context, from uint64, method string, body 
 		return n.handleCursor(body)
 	case methodStreams:
 		return json.Marshal(n.Streams())
+	case methodReady:
+		return json.Marshal(n.Ready(ctx))
 	case methodClosed:
 		return n.handleClosed(body)
 	}
@@ -466,7 +468,9 @@ var errorCodes = []struct {
 	{"unknown_keyspace", metadata.ErrUnknownKeyspace},
 	{"keyspace_exists", metadata.ErrKeyspaceExists},
 	{"invalid_spec", metadata.ErrInvalidSpec},
+	{"region_unavailable", ErrRegionUnavailable},
 	{"placement", metadata.ErrPlacement},
+	{"members_differ", metadata.ErrMembersDiffer},
 	{"empty_key", ErrEmptyKey},
 	{"key_too_large", ErrKeyTooLarge},
 	{"value_too_large", ErrValueTooLarge},

@@ -14,6 +14,8 @@ import (
 type NodeStatus struct {
 	metadata.NodeInfo
 	Reachable bool `json:"reachable"` // from the node answering the status request
+	// Initial is set for the cluster's initial members.
+	Initial bool `json:"initial"`
 }
 
 // ShardStatus is one shard and its group.
@@ -49,26 +51,34 @@ type ClusterStatus struct {
 	// Streams are the async streams of the whole cluster (every reachable
 	// node's senders), with their lag.
 	Streams []StreamStatus `json:"streams,omitempty"`
+	// InitialMembers, NotJoined and Unreachable: see Membership.
+	InitialMembers []uint64 `json:"initial_members,omitempty"`
+	NotJoined      []uint64 `json:"not_joined,omitempty"`
+	Unreachable    []uint64 `json:"unreachable,omitempty"`
+	// UnderReplicated lists the keyspaces below their replication goal.
+	UnderReplicated []KeyspaceHealth `json:"under_replicated,omitempty"`
 }
 
 // Status gathers the cluster status: metadata, leaders, and the round-trip
 // matrix (asking every reachable node for its measurements).
 func (n *Node) Status(ctx context.Context) ClusterStatus {
 	st := n.meta.State()
-	cs := ClusterStatus{Node: n.cfg.ID, Region: n.cfg.Region, Regions: st.Regions(), RTTms: map[uint64]map[uint64]float64{},
-		SystemLeader: n.host.Leader(metadata.SystemGroup)}
-	ids := make([]uint64, 0, len(st.Nodes))
-	for id := range st.Nodes {
-		ids = append(ids, id)
+	m := n.Membership()
+	cs := ClusterStatus{Node: n.cfg.ID, Region: n.cfg.Region, Regions: n.clusterRegions(st), RTTms: map[uint64]map[uint64]float64{},
+		SystemLeader:   n.host.Leader(metadata.SystemGroup),
+		InitialMembers: m.InitialMembers, NotJoined: m.NotJoined, Unreachable: m.Unreachable}
+	for _, h := range m.Keyspaces {
+		if h.UnderReplicated {
+			cs.UnderReplicated = append(cs.UnderReplicated, h)
+		}
 	}
-	slices.Sort(ids)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	for _, id := range ids {
-		ni := st.Nodes[id]
-		ns := NodeStatus{NodeInfo: ni}
+	for _, ni := range n.clusterNodes(st) {
+		id := ni.ID
+		ns := NodeStatus{NodeInfo: ni, Initial: slices.Contains(m.InitialMembers, id)}
 		if id == n.cfg.ID {
 			ns.Reachable = true
 			cs.RTTms[id] = toMS(n.tr.RTTs())

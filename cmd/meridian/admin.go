@@ -73,6 +73,28 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 	return nil
 }
 
+// placementFlag adds --placement-wait to a command that places replicas.
+func placementFlag(cmd *cobra.Command, wait *time.Duration) {
+	cmd.Flags().DurationVar(wait, "placement-wait", 30*time.Second,
+		fmt.Sprintf("wait this long for a live node in every region that needs replicas, then fail naming the missing ones (at most %v)", httpapi.MaxPlacementWait))
+}
+
+// placementPath adds the placement wait to a request path.
+func placementPath(path string, wait time.Duration) (string, error) {
+	if wait < 0 || wait > httpapi.MaxPlacementWait {
+		return "", fmt.Errorf("--placement-wait must be between 0s and %v, got %v", httpapi.MaxPlacementWait, wait)
+	}
+	return path + "?placement_wait=" + url.QueryEscape(wait.String()), nil
+}
+
+// newPlacementClient is an admin client whose timeout leaves room for the
+// placement wait.
+func newPlacementClient(addr string, wait time.Duration) *adminClient {
+	c := newAdminClient(addr)
+	c.http.Timeout = wait + 30*time.Second
+	return c
+}
+
 func addrFlag(cmd *cobra.Command, addr *string) {
 	cmd.Flags().StringVar(addr, "addr", "127.0.0.1:8080", "HTTP address of any node")
 }
@@ -85,14 +107,33 @@ func printJSON(w io.Writer, v any) error {
 
 func statusCmd() *cobra.Command {
 	var addr string
-	var asJSON bool
+	var asJSON, waitReady bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster: regions, nodes, round trips, keyspaces and their leaders",
-		Args:  cobra.NoArgs,
+		Long: `Show the cluster: regions, nodes, round trips, keyspaces and their leaders,
+initial members that never joined, unreachable nodes, and keyspaces below
+their replication goal.
+
+With --wait-ready, first wait until every member (every initial member and
+every node admitted since) is ready: joined, caught up with the metadata,
+with every replica placed on it created. Progress goes to stderr; if the
+members are not all ready within --timeout, it says who is not and why, and
+exits with status 1.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := newAdminClient(addr)
+			if waitReady {
+				if timeout <= 0 {
+					return fmt.Errorf("--timeout must be positive")
+				}
+				if err := waitClusterReady(cmd.Context(), c, cmd.ErrOrStderr(), timeout); err != nil {
+					return err
+				}
+			}
 			var st node.ClusterStatus
-			if err := newAdminClient(addr).do(cmd.Context(), http.MethodGet, "/v1/cluster", nil, &st); err != nil {
+			if err := c.do(cmd.Context(), http.MethodGet, "/v1/cluster", nil, &st); err != nil {
 				return err
 			}
 			if asJSON {
@@ -104,17 +145,137 @@ func statusCmd() *cobra.Command {
 	}
 	addrFlag(cmd, &addr)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&waitReady, "wait-ready", false, "wait until every member is ready first")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "with --wait-ready: give up (exit status 1) after this long")
 	return cmd
+}
+
+// waitClusterReady polls GET /v1/cluster/readiness until every member is
+// ready, printing a line whenever the picture changes. The node asked may
+// not answer at first (it is starting): that is waited for too.
+func waitClusterReady(ctx context.Context, c *adminClient, out io.Writer, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	last := ""
+	var lastCR node.ClusterReadiness
+	var lastErr error
+	for {
+		cr, err := c.readiness(ctx)
+		if ctx.Err() == nil { // an answer cut short by the timeout says nothing
+			lastCR, lastErr = cr, err
+		}
+		var line string
+		if err != nil {
+			line = fmt.Sprintf("%s does not answer yet: %v", c.base, err)
+		} else {
+			line = readinessLine(cr)
+		}
+		if err == nil && cr.Ready {
+			fmt.Fprintf(out, "%s (after %.1fs)\n", line, time.Since(start).Seconds())
+			return nil
+		}
+		if line != last && ctx.Err() == nil {
+			fmt.Fprintf(out, "%5.1fs  %s\n", time.Since(start).Seconds(), line)
+			last = line
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr == nil && len(lastCR.Members) == 0 {
+				lastErr = fmt.Errorf("%s gave no answer", c.base)
+			}
+			return fmt.Errorf("the cluster was not ready after %v: %s", timeout, notReadyDetail(lastCR, lastErr))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// readiness asks GET /v1/cluster/readiness; a 503 answer is a valid one
+// (someone is not ready).
+func (c *adminClient) readiness(ctx context.Context) (node.ClusterReadiness, error) {
+	var cr node.ClusterReadiness
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/cluster/readiness", nil)
+	if err != nil {
+		return cr, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return cr, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return cr, err
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return cr, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
+	}
+	if err := json.Unmarshal(data, &cr); err != nil {
+		return cr, fmt.Errorf("%s: not a readiness answer: %w", c.base, err)
+	}
+	return cr, nil
+}
+
+// readinessLine sums a readiness answer up: "4/6 members ready; waiting
+// for node 5 (ap-southeast), node 6 (ap-southeast)".
+func readinessLine(cr node.ClusterReadiness) string {
+	ready := 0
+	var waiting []string
+	for _, m := range cr.Members {
+		if m.Ready {
+			ready++
+		} else {
+			waiting = append(waiting, fmt.Sprintf("node %d (%s)", m.ID, m.Region))
+		}
+	}
+	line := fmt.Sprintf("%d/%d members ready", ready, len(cr.Members))
+	if len(waiting) > 0 {
+		line += "; waiting for " + strings.Join(waiting, ", ")
+	}
+	return line
+}
+
+// notReadyDetail names every member that is not ready and why.
+func notReadyDetail(cr node.ClusterReadiness, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, m := range cr.Members {
+		if !m.Ready {
+			parts = append(parts, fmt.Sprintf("node %d (%s): %s", m.ID, m.Region, strings.Join(m.Reasons, "; ")))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func printStatus(out io.Writer, st node.ClusterStatus) {
 	w := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(w, "answered by node %d (%s); metadata leader: node %d\n\n", st.Node, st.Region, st.SystemLeader)
-	fmt.Fprintln(w, "NODE\tREGION\tZONE\tRAFT\tRESP\tHTTP\tREACHABLE")
+	fmt.Fprintln(w, "NODE\tREGION\tZONE\tRAFT\tRESP\tHTTP\tINITIAL\tJOINED\tREACHABLE")
 	for _, n := range st.Nodes {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%v\n", n.ID, n.Region, n.Zone, n.Addr, n.RESPAddr, n.HTTPAddr, n.Reachable)
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%v\t%v\t%v\n", n.ID, n.Region, n.Zone, n.Addr, n.RESPAddr, n.HTTPAddr, n.Initial, n.Joined, n.Reachable)
 	}
 	fmt.Fprintln(w)
+	if len(st.NotJoined) > 0 {
+		fmt.Fprintf(w, "never joined (not started?): nodes %v\n", st.NotJoined)
+	}
+	if len(st.Unreachable) > 0 {
+		fmt.Fprintf(w, "unreachable from node %d: nodes %v\n", st.Node, st.Unreachable)
+	}
+	for _, h := range st.UnderReplicated {
+		fmt.Fprintf(w, "under-replicated: keyspace %s: %d of %d replicas not live", h.Keyspace, h.ReplicasDown, h.ReplicasPlaced)
+		if len(h.RegionsDown) > 0 {
+			fmt.Fprintf(w, "; no live replica in %s", strings.Join(h.RegionsDown, ", "))
+		}
+		fmt.Fprintln(w)
+		for _, p := range h.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+	if len(st.NotJoined)+len(st.Unreachable)+len(st.UnderReplicated) > 0 {
+		fmt.Fprintln(w)
+	}
 	ids := make([]uint64, 0, len(st.Nodes))
 	for _, n := range st.Nodes {
 		ids = append(ids, n.ID)
@@ -161,15 +322,24 @@ func keyspaceCmd() *cobra.Command {
 	var addr string
 	var spec metadata.KeyspaceSpec
 	var regions string
+	var createWait time.Duration
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a keyspace",
-		Args:  cobra.ExactArgs(1),
+		Long: `Create a keyspace. Its regions default to every region of the cluster's
+members, started or not yet. If a region of the keyspace has no live node,
+the node waits up to --placement-wait for one, then refuses, naming the
+region and its nodes: a keyspace never spans fewer regions than asked.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Name = args[0]
 			spec.Regions = splitList(regions)
+			path, err := placementPath("/v1/keyspaces", createWait)
+			if err != nil {
+				return err
+			}
 			var ks metadata.Keyspace
-			if err := newAdminClient(addr).do(cmd.Context(), http.MethodPost, "/v1/keyspaces", spec, &ks); err != nil {
+			if err := newPlacementClient(addr, createWait).do(cmd.Context(), http.MethodPost, path, spec, &ks); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created keyspace %s: %s, regions %v, home %s, %d shards\n", ks.Name, ks.Strategy, ks.Regions, ks.HomeRegion, len(ks.Shards))
@@ -185,6 +355,7 @@ func keyspaceCmd() *cobra.Command {
 	create.Flags().StringVar(&spec.Resolver, "resolver", "", "active: registered resolver for concurrent register writes (default last-writer-wins)")
 	create.Flags().StringVar(&spec.Consistency, "consistency", "", "default read level: strong, bounded(D), session, prefix or eventual")
 	create.Flags().Int64Var(&spec.RPOBudgetMS, "rpo-ms", 0, "async: refuse writes while a region lags more than this many ms (0: no budget)")
+	placementFlag(create, &createWait)
 
 	var listAddr string
 	list := &cobra.Command{
@@ -228,6 +399,7 @@ func keyspaceCmd() *cobra.Command {
 	addrFlag(describe, &descAddr)
 
 	var alterAddr, addRegion, removeRegion string
+	var alterWait time.Duration
 	alter := &cobra.Command{
 		Use:   "alter NAME (--add-region REGION | --remove-region REGION)",
 		Short: "Add a region to an async keyspace (seeded from the primary) or remove one",
@@ -238,8 +410,12 @@ func keyspaceCmd() *cobra.Command {
 			}
 			var ks metadata.Keyspace
 			body := httpapi.AlterRequest{AddRegion: addRegion, RemoveRegion: removeRegion}
-			c := newAdminClient(alterAddr)
-			if err := c.do(cmd.Context(), http.MethodPatch, "/v1/keyspaces/"+args[0], body, &ks); err != nil {
+			path, err := placementPath("/v1/keyspaces/"+url.PathEscape(args[0]), alterWait)
+			if err != nil {
+				return err
+			}
+			c := newPlacementClient(alterAddr, alterWait)
+			if err := c.do(cmd.Context(), http.MethodPatch, path, body, &ks); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -253,6 +429,7 @@ func keyspaceCmd() *cobra.Command {
 	addrFlag(alter, &alterAddr)
 	alter.Flags().StringVar(&addRegion, "add-region", "", "region to add")
 	alter.Flags().StringVar(&removeRegion, "remove-region", "", "replica region to remove")
+	placementFlag(alter, &alterWait)
 	cmd.AddCommand(create, list, describe, alter)
 	return cmd
 }

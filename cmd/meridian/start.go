@@ -42,6 +42,7 @@ type startFlags struct {
 	cluster   string
 	latency   string
 	logLevel  string
+	placement time.Duration
 }
 
 func startCmd() *cobra.Command {
@@ -84,6 +85,7 @@ session tokens of another cluster, and a data directory of another cluster.`,
 	fl.StringVar(&f.cluster, "cluster", "meridian", "cluster name, the same on every node; with --join, taken from the cluster joined")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.DurationVar(&f.placement, "placement-wait", 30*time.Second, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
 	return cmd
 }
 
@@ -135,6 +137,8 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 		return errors.New("give --peers (the initial members) or --join (a member's HTTP address)")
 	case f.peers != "" && f.join != "":
 		return errors.New("give --peers or --join, not both")
+	case f.placement <= 0 || f.placement > httpapi.MaxPlacementWait:
+		return fmt.Errorf("--placement-wait must be positive and at most %v", httpapi.MaxPlacementWait)
 	}
 	level, err := parseLevel(f.logLevel)
 	if err != nil {
@@ -212,6 +216,7 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 		Listener: raftLn, ListenAddr: f.advertise, Peers: peers, Join: join, Net: netw,
 		Cluster: f.cluster, ClusterID: clusterID,
 		RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Logger: logger,
+		PlacementWait: f.placement,
 	})
 	if err != nil {
 		return err

@@ -44,6 +44,14 @@ type Options struct {
 	CompactAfterEntries  uint64
 	LeaderHysteresis     time.Duration
 	RequestTimeout       time.Duration
+	// PlacementWait, HealthCheckInterval: see node.Config (defaults there).
+	PlacementWait       time.Duration
+	HealthCheckInterval time.Duration
+	// Logger, if set, receives every node's logs (Verbose is then ignored).
+	Logger *slog.Logger
+	// Held lists members New does not start (Restart starts them): initial
+	// members that are late.
+	Held []uint64
 	// Verbose sends node logs to the test log at info level.
 	Verbose bool
 	// FS, if set, returns the filesystem of a node's storage (say an
@@ -73,8 +81,10 @@ type Cluster struct {
 	peers   []transport.Peer
 }
 
-// New starts a cluster and waits until every node is registered in the
-// metadata. The cluster is closed when the test ends.
+// New starts a cluster and waits until every node is ready (joined and
+// caught up with the metadata; see node.Ready), or, with held members,
+// until every started node has joined. The cluster is closed when the test
+// ends.
 func New(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if len(opts.Regions) == 0 {
@@ -123,32 +133,48 @@ func New(t testing.TB, opts Options) *Cluster {
 	// Start all nodes concurrently: each waits briefly for round trips to
 	// its peers before it sizes its raft timeouts.
 	errs := make(chan error, len(c.Members))
+	started := 0
 	for i, m := range c.Members {
+		if slices.Contains(opts.Held, m.ID) {
+			_ = listeners[i].Close() // Restart listens again
+			continue
+		}
+		started++
 		go func() { errs <- c.start(m, listeners[i]) }()
 	}
-	for range c.Members {
+	for range started {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := c.WaitFor(ctx, func() bool {
-		for _, m := range c.Members {
-			if len(m.Node.Metadata().Nodes) != len(c.Members) {
-				return false
+	if len(opts.Held) > 0 {
+		// The others cannot all be ready without the held members (the
+		// metadata may have no quorum): wait until they have joined.
+		if err := c.WaitFor(ctx, func() bool {
+			for _, n := range c.Running() {
+				if ni := n.Metadata().Nodes[n.ID()]; !ni.Joined {
+					return false
+				}
 			}
+			return true
+		}); err != nil {
+			t.Fatalf("nodes did not join: %v", err)
 		}
-		return true
-	}); err != nil {
-		t.Fatalf("nodes did not register: %v", err)
+		return c
+	}
+	for _, n := range c.Running() {
+		if err := n.WaitReady(ctx); err != nil {
+			t.Fatalf("nodes not ready: %v", err)
+		}
 	}
 	return c
 }
 
 func (c *Cluster) start(m *Member, ln net.Listener) error {
-	var logger *slog.Logger
-	if c.opts.Verbose {
+	logger := c.opts.Logger
+	if logger == nil && c.opts.Verbose {
 		logger = slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	n, err := node.Start(node.Config{
@@ -157,6 +183,7 @@ func (c *Cluster) start(m *Member, ln net.Listener) error {
 		MinHeartbeatInterval: c.opts.MinHeartbeatInterval, CompactAfterEntries: c.opts.CompactAfterEntries,
 		LeaderHysteresis: c.opts.LeaderHysteresis, LeaderCheckInterval: c.opts.LeaderHysteresis / 4,
 		RequestTimeout: c.opts.RequestTimeout, Logger: logger,
+		PlacementWait: c.opts.PlacementWait, HealthCheckInterval: c.opts.HealthCheckInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("start node %d: %w", m.ID, err)
