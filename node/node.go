@@ -305,7 +305,7 @@ func Start(cfg Config) (*Node, error) {
 	// Step 6: background work: record the initial members and register
 	// this node, create the groups the metadata places here, keep leaders
 	// in their home regions, watch the keyspaces' replication goals.
-	n.wg.Add(8)
+	n.wg.Add(9)
 	go n.registerLoop()
 	go n.healthLoop()
 	go n.reconcileLoop()
