@@ -246,6 +246,9 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 // close kills every process, reaps it, removes the namespaces and prints
 // the logs of a failed test.
 func (w *world) close() {
+	if w.t.Failed() {
+		w.dumpStreams()
+	}
 	for _, n := range w.nodes {
 		n.kill()
 		if n.client != nil {
@@ -273,6 +276,26 @@ func (w *world) close() {
 	}
 	for _, n := range w.nodes {
 		_ = n.logf.Close()
+	}
+}
+
+// dumpStreams logs every stream the running nodes send, with its state.
+func (w *world) dumpStreams() {
+	for _, n := range w.nodes {
+		if !n.running() {
+			continue
+		}
+		var st struct {
+			Streams []map[string]any `json:"streams"`
+		}
+		if err := n.getJSON("/v1/cluster", &st); err != nil {
+			continue
+		}
+		for _, s := range st.Streams {
+			b, _ := json.Marshal(s)
+			w.t.Logf("stream: %s", b)
+		}
+		return
 	}
 }
 

@@ -52,7 +52,12 @@ const roleSource = 0
 // every role change is also kept in the cursor span, at slot
 // roleHistory+index (index: the OpRole's log index), and RoleHistory and
 // Admitted replay the state machine's verdict for any entry of the log.
-const roleHistory = 1 << 63
+// The slots lie in [1<<62, 1<<63), between stream sources (group ids) and
+// resync progress slots (bit 63, see stream.IsResyncSlot).
+const roleHistory = 1 << 62
+
+// isRoleHistorySlot reports whether a cursor slot holds a role change.
+func isRoleHistorySlot(source uint64) bool { return source&(3<<62) == roleHistory }
 
 // RoleChange is a role installed at Index of a group's log.
 type RoleChange struct {
@@ -63,7 +68,7 @@ type RoleChange struct {
 // RoleHistory returns the group's role changes in log order.
 func RoleHistory(db *storage.DB, group uint64) ([]RoleChange, error) {
 	var out []RoleChange
-	err := db.CursorRange(group, roleHistory, ^uint64(0), func(source uint64, c storage.Cursor) bool {
+	err := db.CursorRange(group, roleHistory, 1<<63-1, func(source uint64, c storage.Cursor) bool {
 		out = append(out, RoleChange{Index: source - roleHistory, Role: roleOf(c)})
 		return true
 	})
@@ -201,7 +206,9 @@ func (sm *StateMachine) role(b *storage.Batch, index uint64, c Command) Result {
 		if err != nil {
 			return Result{Err: err}
 		}
-		if idx > cc.Index {
+		// The stream's position in the new epoch (see stream.Check: a
+		// cursor of an older epoch is none), never lower than it was.
+		if idx > cc.Index || (idx == cc.Index && cc.Epoch < next.Epoch) {
 			b.SetCursor(sm.Group, src, storage.Cursor{Index: idx, ClosedMS: cc.ClosedMS, Epoch: max(cc.Epoch, next.Epoch)})
 		}
 	}

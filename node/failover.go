@@ -93,7 +93,9 @@ func (n *Node) reconcileRoles() {
 					rs.mu.Unlock()
 					continue
 				}
-				if role.Epoch > 0 {
+				if role.Epoch > 0 && !(role.Primary && forkPending(ks, rg.Group, role.Epoch)) {
+					// (A former primary with a fork to report is this
+					// node's to handle: no coordinator will.)
 					rs.mu.Lock()
 					first, ok := rs.behind[rg.Group]
 					if !ok {
@@ -112,6 +114,17 @@ func (n *Node) reconcileRoles() {
 			}
 		}
 	}
+}
+
+// forkPending reports whether a failover cut group's history at or after
+// epoch and the group has not reported what it lost yet.
+func forkPending(ks *metadata.Keyspace, group, epoch uint64) bool {
+	for _, f := range ks.Forks {
+		if f.Group == group && f.Epoch >= epoch && !f.Reported {
+			return true
+		}
+	}
+	return false
 }
 
 // catchUpRole installs the metadata's role in a group whose role is older.
@@ -517,7 +530,11 @@ type FailoverResult struct {
 	To       string          `json:"to"`
 	Epoch    uint64          `json:"epoch"`
 	Forks    []metadata.Fork `json:"forks"`
-	TookMS   float64         `json:"took_ms"`
+	// TookMS is the time to the new epoch in the metadata; ServingMS the
+	// time until the new primary takes writes (after the old primary's
+	// lease has run out).
+	TookMS    float64 `json:"took_ms"`
+	ServingMS float64 `json:"serving_ms"`
 }
 
 // Failover makes another region an async keyspace's primary when the
@@ -554,6 +571,7 @@ func (n *Node) Failover(ctx context.Context, keyspace, to string, force bool) (F
 	if err := n.switchMeta(ctx, ks, to, res.Forks); err != nil {
 		return res, err
 	}
+	switched := time.Now()
 	ks, _ = n.meta.Keyspace(keyspace)
 	for _, sh := range ks.Shards {
 		for _, rg := range sh.Regional {
@@ -566,7 +584,16 @@ func (n *Node) Failover(ctx context.Context, keyspace, to string, force bool) (F
 		}
 	}
 	res.TookMS = float64(time.Since(start).Microseconds()) / 1000
-	n.log.Warn("failover done", "keyspace", keyspace, "from", res.From, "to", to, "epoch", ks.Epoch, "took_ms", res.TookMS)
+	// The new primary takes writes once the old primary's lease has
+	// surely run out (primarylease.go): wait for that, so that the
+	// command returns when writes resume.
+	select {
+	case <-time.After(time.Until(switched.Add(failoverWait))):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	res.ServingMS = float64(time.Since(start).Microseconds()) / 1000
+	n.log.Warn("failover done", "keyspace", keyspace, "from", res.From, "to", to, "epoch", ks.Epoch, "took_ms", res.TookMS, "serving_ms", res.ServingMS)
 	return res, nil
 }
 

@@ -532,7 +532,10 @@ func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	if _, err := stream.Check(cur, n.cluster, b, role.Epoch); err != nil {
+	ack, err := stream.Check(cur, n.cluster, b, role.Epoch)
+	if err != nil || ack.Applied != cur.Index {
+		// Refused, or a cursor of an older epoch (which raft must reset):
+		// the batch goes through raft.
 		return 0, false
 	}
 	hb := &n.heartbeats
@@ -545,7 +548,7 @@ func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
 		hb.m[k] = heartbeatClosed{prev: b.Prev, closedMS: b.ClosedMS}
 	}
 	hb.mu.Unlock()
-	return cur.Index, true
+	return ack.Applied, true
 }
 
 // streamBatchOf decodes the batch of an OpStreamApply command; any other

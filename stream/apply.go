@@ -39,17 +39,31 @@ func Check(cur storage.Cursor, cluster string, batch Batch, epoch uint64) (Ack, 
 		return Ack{}, fmt.Errorf("%w: batch from %q, this is %q", ErrWrongCluster, batch.Cluster, cluster)
 	}
 	floor := max(epoch, cur.Epoch)
-	ack := Ack{Applied: cur.Index, Epoch: floor}
+	ack := Ack{Applied: position(cur, batch), Epoch: floor}
 	if batch.Epoch < floor {
 		return ack, fmt.Errorf("%w: batch epoch %d, destination at %d", ErrStaleEpoch, batch.Epoch, floor)
 	}
 	if err := batch.validate(); err != nil {
 		return ack, err
 	}
-	if batch.Prev > cur.Index {
-		return ack, fmt.Errorf("%w: batch follows %d, destination at %d", ErrGap, batch.Prev, cur.Index)
+	if batch.Prev > ack.Applied {
+		return ack, fmt.Errorf("%w: batch follows %d, destination at %d (cursor %d of epoch %d)", ErrGap, batch.Prev, ack.Applied, cur.Index, cur.Epoch)
 	}
 	return ack, nil
+}
+
+// position is where a destination whose cursor is cur stands in the stream
+// of batch's epoch. A cursor of an older epoch is no position in it: the
+// source was a replica in between, and what its log holds from then (the
+// stream batches it took from that epoch's primary) is not shipped on, so
+// the destination may lack some of it. It starts again from nothing (the
+// sender resyncs), unless whoever changed the primary set the cursor in
+// the new epoch (a switchover does, for every region that drained).
+func position(cur storage.Cursor, batch Batch) uint64 {
+	if batch.Epoch > cur.Epoch {
+		return 0
+	}
+	return cur.Index
 }
 
 // ApplyFunc stages one change into the destination group's storage batch.
@@ -82,8 +96,9 @@ func Apply(b *storage.Batch, group uint64, cluster string, batch Batch, epoch ui
 	if err != nil {
 		return ack, err
 	}
+	from := ack.Applied
 	for _, c := range batch.Changes {
-		if c.Index <= cur.Index {
+		if c.Index <= from {
 			continue
 		}
 		if err := apply(b, c); err != nil {
@@ -91,7 +106,7 @@ func Apply(b *storage.Batch, group uint64, cluster string, batch Batch, epoch ui
 		}
 	}
 	next := storage.Cursor{
-		Index:    max(cur.Index, batch.Last()),
+		Index:    max(from, batch.Last()),
 		ClosedMS: max(cur.ClosedMS, batch.ClosedMS),
 		Epoch:    batch.Epoch,
 	}

@@ -161,17 +161,28 @@ func TestApplyRefusals(t *testing.T) {
 	if !errors.Is(err, ErrStaleEpoch) || ack.Epoch != 5 {
 		t.Fatalf("stale against the floor: ack %+v err %v", ack, err)
 	}
-	// ... and so does the cursor, once a newer epoch has been applied.
-	newer := mkBatch(3, nil, 1003)
+	// A cursor of an older epoch is no position in a newer epoch's stream:
+	// a batch of the newer epoch that follows it is a gap, and a probe
+	// finds the destination at 0 (its sender then resyncs it).
+	newer := mkBatch(3, kvChanges(4, 5), 1005)
 	newer.Epoch = 4
-	if _, err := deliver(t, db, newer, 1); err != nil {
-		t.Fatal(err)
+	if ack, err := deliver(t, db, newer, 1); !errors.Is(err, ErrGap) || ack.Applied != 0 {
+		t.Fatalf("a newer epoch following an older epoch's cursor: ack %+v err %v", ack, err)
 	}
+	if got := state(t, db); got != before {
+		t.Fatalf("a gapped batch changed the state:\n%s\n%s", got, before)
+	}
+	probe := mkBatch(0, nil, 1003)
+	probe.Epoch = 4
+	if ack, err := deliver(t, db, probe, 1); err != nil || ack.Applied != 0 || ack.Epoch != 4 {
+		t.Fatalf("probe of a newer epoch: ack %+v err %v", ack, err)
+	}
+	// ... and the cursor refuses the old epoch once the newer one was seen.
 	before = state(t, db)
 	if _, err := deliver(t, db, mkBatch(3, kvChanges(4, 5), 1005), 1); !errors.Is(err, ErrStaleEpoch) {
 		t.Fatalf("stale against the cursor: %v", err)
 	}
-	unordered := Batch{Stream: 3, Epoch: 4, Cluster: cluster, Prev: 3, Changes: []Change{{Index: 5}, {Index: 4}}}
+	unordered := Batch{Stream: 3, Epoch: 4, Cluster: cluster, Prev: 0, Changes: []Change{{Index: 5}, {Index: 4}}}
 	if _, err := deliver(t, db, unordered, 1); !errors.Is(err, ErrBadBatch) {
 		t.Fatalf("unordered: %v", err)
 	}
@@ -181,7 +192,7 @@ func TestApplyRefusals(t *testing.T) {
 	// A failing apply aborts with its error.
 	b := db.NewBatch()
 	boom := errors.New("boom")
-	_, err = Apply(b, dstGroup, cluster, Batch{Stream: 3, Epoch: 4, Cluster: cluster, Prev: 3, Changes: kvChanges(4, 4)}, 1,
+	_, err = Apply(b, dstGroup, cluster, Batch{Stream: 3, Epoch: 4, Cluster: cluster, Prev: 0, Changes: kvChanges(4, 4)}, 1,
 		func(*storage.Batch, Change) error { return boom })
 	b.Close()
 	if !errors.Is(err, boom) {

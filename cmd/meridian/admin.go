@@ -502,7 +502,8 @@ func failoverCmd() *cobra.Command {
 			if err := newAdminClient(addr).do(cmd.Context(), http.MethodPost, "/v1/keyspaces/"+args[0]+"/failover", httpapi.PrimaryRequest{To: to, Force: force}, &res); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "keyspace %s: primary %s -> %s, epoch %d, in %.1f ms\n", res.Keyspace, res.From, res.To, res.Epoch, res.TookMS)
+			fmt.Fprintf(cmd.OutOrStdout(), "keyspace %s: primary %s -> %s, epoch %d, in %.1f ms; writes resumed after %.1f ms (once the old primary's lease ran out)\n",
+				res.Keyspace, res.From, res.To, res.Epoch, res.TookMS, res.ServingMS)
 			for _, f := range res.Forks {
 				fmt.Fprintf(cmd.OutOrStdout(), "  shard %d: %s has the old primary's log up to index %d\n", f.Shard, res.To, f.Index)
 			}
