@@ -202,7 +202,9 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			ok, _ := consistency.CanServeLocally(c.Req, p.closedMS, time.Now().UnixMilli())
 			return p.closedMS > 0 && ok
 		case consistency.Session:
-			return n.sessionSatisfied(tok, sh, rg, p)
+			// A token from a later epoch names a primary this node's
+			// metadata does not know yet: wait for it (or read strong).
+			return tok.Epoch() <= ks.Epoch && n.sessionSatisfied(tok, sh, rg, p)
 		}
 		return true
 	}

@@ -89,8 +89,16 @@ func (c *client) token() *consistency.Token {
 	return t
 }
 
-// sessionToken returns the connection's session token, encoded.
-func (c *client) sessionToken() string { return c.token().Encode() }
+// sessionToken returns the connection's session token, encoded. It
+// records the keyspace's epoch as this node knows it, so that a reader
+// elsewhere waits until its node knows the same primary.
+func (c *client) sessionToken() string {
+	t := c.token()
+	if ks := c.node().Metadata().Keyspaces[c.keyspace]; ks != nil {
+		t.ObserveEpoch(ks.Epoch)
+	}
+	return t.Encode()
+}
 
 // consistency is the connection's level with its session token.
 func (c *client) consistency() node.Consistency {
