@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
-)
 
-// pingMethod is the internal method of RTT probes; the server answers it
-// without involving the Handler.
-const pingMethod = "_transport.ping"
+	"github.com/meridian-db/meridian/transport/transportpb"
+)
 
 // Call sends req to peer to, where Handler.HandleCall serves it, and returns
 // the response. The request and the response each cross the network once, so
@@ -115,7 +113,7 @@ func (p *peer) ping() {
 		return
 	}
 	start := time.Now()
-	if _, err := p.call(ctx, pingMethod, nil); err != nil {
+	if err := p.invoke(ctx, transportpb.Transport_Ping_FullMethodName, &transportpb.Done{}, new(transportpb.Done)); err != nil {
 		if p.ctx.Err() == nil {
 			t.log.Debug("ping failed", "peer", p.id, "err", err)
 		}

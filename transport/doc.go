@@ -6,7 +6,8 @@
 // packs everything queued into a batch frame and writes it on a long-lived
 // client stream. Raft snapshots (MsgSnap) bypass the queue and are streamed in
 // chunks on a stream of their own. Call offers unary requests between nodes
-// (request forwarding and the like), and a background pinger keeps a smoothed
+// (request forwarding and the like; being replaced by the node's typed
+// services, see Conn), and a background pinger keeps a smoothed
 // round-trip time per peer.
 //
 // All traffic goes through a *netsim.Network: batch frames and snapshot
@@ -22,10 +23,15 @@
 // emulated network drops before gRPC sees it; what it duplicates is counted
 // twice, as it crosses the wire twice.
 //
-// The wire service is declared by hand (there is no generated code): every
-// RPC carries a wrapperspb.BytesValue whose bytes use the package's own
-// versioned framing, and the sending node's id, the addressee's id and the
-// sender's cluster identity (Config.Cluster) travel in gRPC metadata.
+// The wire service is generated from transportpb/transport.proto: a raft
+// stream of batch frames, a snapshot stream of chunks (both in this
+// package's own versioned framing, see frame.go) and a ping. A node's own
+// services, generated from its .proto files, are served on the same
+// server (Config.Services) and called through Conn (see rpc.go). Every
+// call and stream carries, in gRPC metadata, the sending node's id, the
+// addressee's id, the sender's cluster identity (Config.Cluster) and the
+// wire version (WireVersion): a peer of another version is refused before
+// anything of its request runs, with an error naming both (ErrVersion).
 //
 // Cluster identity. A node serves only its own cluster: a Call, raft
 // stream or snapshot stream whose cluster identity differs from the

@@ -16,7 +16,8 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meridian-db/meridian/transport/transportpb"
 )
 
 const (
@@ -127,7 +128,8 @@ func (p *peer) outgoing(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx,
 		mdFrom, strconv.FormatUint(p.t.cfg.NodeID, 10),
 		mdTo, strconv.FormatUint(p.id, 10),
-		mdCluster, p.t.cfg.Cluster)
+		mdCluster, p.t.cfg.Cluster,
+		mdVersion, WireVersion)
 }
 
 // clientConn returns the peer's connection, creating it if needed, unless the
@@ -247,7 +249,7 @@ func (p *peer) raftStream() (grpc.ClientStream, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(p.outgoing(p.ctx))
-	s, err = conn.NewStream(ctx, &serviceDesc.Streams[0], methodRaft)
+	s, err = conn.NewStream(ctx, &transportpb.Transport_ServiceDesc.Streams[0], transportpb.Transport_Raft_FullMethodName)
 	if err != nil {
 		cancel()
 		err = fmt.Errorf("%w: peer %d: open raft stream: %w", ErrUnreachable, p.id, err)
@@ -269,8 +271,11 @@ func (p *peer) raftStream() (grpc.ClientStream, error) {
 func (p *peer) streamFailed(s grpc.ClientStream, err error) {
 	if errors.Is(err, io.EOF) {
 		// The server ended the stream; its status says why.
-		if rerr := s.RecvMsg(new(wrapperspb.BytesValue)); rerr != nil && !errors.Is(rerr, io.EOF) {
-			err = wrongCluster(rerr)
+		if rerr := s.RecvMsg(new(transportpb.Done)); rerr != nil && !errors.Is(rerr, io.EOF) {
+			if refused := refusal(rerr); refused != nil {
+				rerr = refused
+			}
+			err = rerr
 		}
 	}
 	p.mu.Lock()
@@ -363,7 +368,7 @@ func (p *peer) deliverFrame(frame []byte, groups []uint64) {
 	}
 	s, err := p.raftStream()
 	if err == nil {
-		if err = s.SendMsg(&wrapperspb.BytesValue{Value: frame}); err != nil {
+		if err = s.SendMsg(&transportpb.Frame{Data: frame}); err != nil {
 			p.streamFailed(s, err)
 		} else {
 			p.sent.Add(uint64(len(frame)))

@@ -17,21 +17,23 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meridian-db/meridian/transport/transportpb"
 )
 
-// The gRPC service, declared by hand. Every message is a
-// wrapperspb.BytesValue carrying this package's framing.
+// The raft service is generated from transportpb/transport.proto. Call,
+// the older service of opaque requests, is declared here by hand until
+// every node request has moved to its typed service.
 const (
-	serviceName    = "meridian.transport.v1.Transport"
-	methodCall     = "/" + serviceName + "/Call"
-	methodRaft     = "/" + serviceName + "/Raft"
-	methodSnapshot = "/" + serviceName + "/Snapshot"
+	callServiceName = "meridian.transport.v1.Calls"
+	methodCall      = "/" + callServiceName + "/Call"
 
 	// mdFrom and mdTo carry the sender's and the addressee's node ids,
-	// mdCluster the sender's cluster identity.
+	// mdCluster the sender's cluster identity, mdVersion the wire version.
 	mdFrom    = "meridian-from"
 	mdTo      = "meridian-to"
 	mdCluster = "meridian-cluster"
+	mdVersion = "meridian-wire-version"
 
 	// refusalWarnInterval is the least time between two warnings about
 	// requests from one node of another cluster.
@@ -42,17 +44,15 @@ const (
 	snapshotPreallocBytes = 8 << 20
 )
 
-// transportServer is what the service implementation provides; it exists for
-// grpc.ServiceDesc.HandlerType.
-type transportServer interface {
+// callServer is what the Call service's implementation provides; it exists
+// for grpc.ServiceDesc.HandlerType.
+type callServer interface {
 	call(ctx context.Context, req *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error)
-	raft(stream grpc.ServerStream) error
-	snapshot(stream grpc.ServerStream) error
 }
 
-var serviceDesc = grpc.ServiceDesc{
-	ServiceName: serviceName,
-	HandlerType: (*transportServer)(nil),
+var callServiceDesc = grpc.ServiceDesc{
+	ServiceName: callServiceName,
+	HandlerType: (*callServer)(nil),
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Call",
 		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -60,39 +60,22 @@ var serviceDesc = grpc.ServiceDesc{
 			if err := dec(in); err != nil {
 				return nil, err
 			}
-			s := srv.(transportServer)
-			if interceptor == nil {
-				return s.call(ctx, in)
-			}
-			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: methodCall}
-			return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-				return s.call(ctx, req.(*wrapperspb.BytesValue))
-			})
+			return srv.(callServer).call(ctx, in)
 		},
 	}},
-	Streams: []grpc.StreamDesc{
-		{
-			StreamName:    "Raft",
-			ClientStreams: true,
-			Handler: func(srv any, stream grpc.ServerStream) error {
-				return srv.(transportServer).raft(stream)
-			},
-		},
-		{
-			StreamName:    "Snapshot",
-			ClientStreams: true,
-			Handler: func(srv any, stream grpc.ServerStream) error {
-				return srv.(transportServer).snapshot(stream)
-			},
-		},
-	},
 	Metadata: "meridian/transport",
 }
 
 // service is the receiving side of a Transport.
-type service struct{ t *Transport }
+type service struct {
+	transportpb.UnimplementedTransportServer
+	t *Transport
+}
 
-var _ transportServer = (*service)(nil)
+var (
+	_ transportpb.TransportServer = (*service)(nil)
+	_ callServer                  = (*service)(nil)
+)
 
 // remoteID returns the sender's node id from the metadata and checks that
 // the request comes from this node's cluster and is meant for this node.
@@ -104,6 +87,14 @@ func (s *service) remoteID(ctx context.Context) (uint64, error) {
 	from, to, cluster := md.Get(mdFrom), md.Get(mdTo), md.Get(mdCluster)
 	if len(from) != 1 || len(to) != 1 {
 		return 0, status.Error(codes.InvalidArgument, "transport: missing node id metadata")
+	}
+	if v := md.Get(mdVersion); len(v) != 1 || v[0] != WireVersion {
+		got := "none"
+		if len(v) > 0 {
+			got = v[0]
+		}
+		return 0, status.Errorf(codes.FailedPrecondition, "%s: node %s speaks wire version %s, node %d speaks %s",
+			versionMarker, from[0], got, s.t.cfg.NodeID, WireVersion)
 	}
 	if len(cluster) != 1 {
 		return 0, status.Errorf(codes.InvalidArgument, "transport: request from node %s carries no cluster identity", from[0])
@@ -173,11 +164,8 @@ func (s *service) call(ctx context.Context, in *wrapperspb.BytesValue) (*wrapper
 	}
 	var resp []byte
 	var herr error
-	if method != pingMethod {
-		ran := t.callback(func() { resp, herr = t.h.HandleCall(ctx, from, method, payload) })
-		if !ran {
-			return nil, status.Error(codes.Unavailable, ErrClosed.Error())
-		}
+	if !t.callback(func() { resp, herr = t.h.HandleCall(ctx, from, method, payload) }) {
+		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
 	}
 	// The response hop.
 	if err := t.net.Wait(ctx, t.cfg.NodeID, from); err != nil {
@@ -193,21 +181,22 @@ func (s *service) call(ctx context.Context, in *wrapperspb.BytesValue) (*wrapper
 	return &wrapperspb.BytesValue{Value: out}, nil
 }
 
-func (s *service) raft(stream grpc.ServerStream) error {
+// Raft receives batch frames.
+func (s *service) Raft(stream grpc.ClientStreamingServer[transportpb.Frame, transportpb.Done]) error {
 	t := s.t
 	from, err := s.remoteID(stream.Context())
 	if err != nil {
 		return err
 	}
 	for {
-		in := new(wrapperspb.BytesValue)
-		if err := stream.RecvMsg(in); err != nil {
+		in, err := stream.Recv()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return stream.SendMsg(&wrapperspb.BytesValue{})
+				return stream.SendAndClose(&transportpb.Done{})
 			}
 			return err
 		}
-		batch, err := decodeBatch(in.GetValue())
+		batch, err := decodeBatch(in.GetData())
 		if err != nil {
 			t.log.Warn("bad batch frame", "peer", from, "err", err)
 			return status.Error(codes.InvalidArgument, err.Error())
@@ -221,18 +210,19 @@ func (s *service) raft(stream grpc.ServerStream) error {
 	}
 }
 
-func (s *service) snapshot(stream grpc.ServerStream) error {
+// Snapshot receives one snapshot in chunks.
+func (s *service) Snapshot(stream grpc.ClientStreamingServer[transportpb.Frame, transportpb.Done]) error {
 	t := s.t
 	ctx := stream.Context()
 	from, err := s.remoteID(ctx)
 	if err != nil {
 		return err
 	}
-	in := new(wrapperspb.BytesValue)
-	if err := stream.RecvMsg(in); err != nil {
+	in, err := stream.Recv()
+	if err != nil {
 		return err
 	}
-	group, size, err := decodeSnapshotHeader(in.GetValue())
+	group, size, err := decodeSnapshotHeader(in.GetData())
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -244,17 +234,17 @@ func (s *service) snapshot(stream grpc.ServerStream) error {
 	// Grow with the data instead of trusting the header for the allocation.
 	data := make([]byte, 0, min(size, snapshotPreallocBytes))
 	for {
-		in := new(wrapperspb.BytesValue)
-		if err := stream.RecvMsg(in); err != nil {
+		in, err := stream.Recv()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				break
 			}
 			return err
 		}
-		if uint64(len(data))+uint64(len(in.GetValue())) > size {
+		if uint64(len(data))+uint64(len(in.GetData())) > size {
 			return status.Errorf(codes.InvalidArgument, "transport: snapshot longer than its announced %d bytes", size)
 		}
-		data = append(data, in.GetValue()...)
+		data = append(data, in.GetData()...)
 	}
 	if uint64(len(data)) != size {
 		return status.Errorf(codes.InvalidArgument, "transport: snapshot of %d bytes, %d announced", len(data), size)
@@ -270,5 +260,17 @@ func (s *service) snapshot(stream grpc.ServerStream) error {
 	if err := t.net.Wait(ctx, t.cfg.NodeID, from); err != nil {
 		return status.Errorf(codes.Unavailable, "transport: snapshot ack to node %d: %v", from, err)
 	}
-	return stream.SendMsg(&wrapperspb.BytesValue{})
+	return stream.SendAndClose(&transportpb.Done{})
+}
+
+// Ping answers at once, after the response hop of the emulated network.
+func (s *service) Ping(ctx context.Context, _ *transportpb.Done) (*transportpb.Done, error) {
+	from, err := s.remoteID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.t.net.Wait(ctx, s.t.cfg.NodeID, from); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "transport: ping answer to node %d: %v", from, err)
+	}
+	return &transportpb.Done{}, nil
 }

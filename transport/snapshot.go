@@ -8,7 +8,8 @@ import (
 	"sync"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meridian-db/meridian/transport/transportpb"
 )
 
 // sendSnapshot streams one MsgSnap to the peer and reports the outcome. It
@@ -39,7 +40,7 @@ func (p *peer) streamSnapshot(e Envelope) error {
 	if err != nil {
 		return err
 	}
-	stream, err := conn.NewStream(p.outgoing(ctx), &serviceDesc.Streams[1], methodSnapshot)
+	stream, err := conn.NewStream(p.outgoing(ctx), &transportpb.Transport_ServiceDesc.Streams[1], transportpb.Transport_Snapshot_FullMethodName)
 	if err != nil {
 		return fmt.Errorf("%w: peer %d: open snapshot stream: %w", ErrUnreachable, p.id, err)
 	}
@@ -82,10 +83,10 @@ func (p *peer) streamSnapshot(e Envelope) error {
 				return
 			}
 			written = true
-			if err := stream.SendMsg(&wrapperspb.BytesValue{Value: f}); err != nil {
+			if err := stream.SendMsg(&transportpb.Frame{Data: f}); err != nil {
 				if errors.Is(err, io.EOF) {
 					// The receiver ended the stream; its status says why.
-					if rerr := stream.RecvMsg(new(wrapperspb.BytesValue)); rerr != nil && !errors.Is(rerr, io.EOF) {
+					if rerr := stream.RecvMsg(new(transportpb.Done)); rerr != nil && !errors.Is(rerr, io.EOF) {
 						err = wrongCluster(rerr)
 					}
 				}
@@ -120,7 +121,7 @@ func (p *peer) streamSnapshot(e Envelope) error {
 		return ErrClosed
 	}
 	// The receiver acknowledges once its Handler has the snapshot.
-	if err := stream.RecvMsg(new(wrapperspb.BytesValue)); err != nil {
+	if err := stream.RecvMsg(new(transportpb.Done)); err != nil {
 		return fmt.Errorf("%w: peer %d: snapshot not acknowledged: %w", ErrUnreachable, p.id, wrongCluster(err))
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/meridian-db/meridian/netsim"
+	"github.com/meridian-db/meridian/transport/transportpb"
 )
 
 var (
@@ -146,6 +147,9 @@ type Config struct {
 	// DialTimeout bounds the establishment of a connection to a peer
 	// (default 2s).
 	DialTimeout time.Duration
+	// Services are the node's own gRPC services, served to its peers (see
+	// Conn and FromContext).
+	Services []Service
 }
 
 func (c *Config) setDefaults() error {
@@ -286,8 +290,10 @@ func New(cfg Config, h Handler) (*Transport, error) {
 			PermitWithoutStream: true,
 		}),
 	}
+	svc := &service{t: t}
 	t.srv = grpc.NewServer(
 		grpc.Creds(insecure.NewCredentials()),
+		grpc.UnaryInterceptor(svc.interceptor),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepaliveTime / 2,
@@ -295,7 +301,11 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		}),
 		grpc.WaitForHandlers(true),
 	)
-	t.srv.RegisterService(&serviceDesc, &service{t: t})
+	transportpb.RegisterTransportServer(t.srv, svc)
+	t.srv.RegisterService(&callServiceDesc, svc)
+	for _, sv := range cfg.Services {
+		t.srv.RegisterService(sv.Desc, sv.Impl)
+	}
 	t.net.AddNode(cfg.NodeID, cfg.Region)
 
 	t.wg.Add(1)
