@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/meridian-db/meridian/internal/testutil"
 )
 
 type proc struct {
@@ -170,17 +172,6 @@ func waitReady(t *testing.T, bin, addr string, timeout time.Duration) string {
 	return string(out)
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func getJSON(url string, out any) error {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)
@@ -269,7 +260,7 @@ func TestThreeProcessCluster(t *testing.T) {
 		defer clients[i].Close()
 	}
 	// Writes through us-east, strong reads through ap-southeast.
-	waitFor(t, "the first write", 30*time.Second, func() bool { return clients[0].Set(ctx, "k0", "v0", 0).Err() == nil })
+	testutil.Eventually(t, 30*time.Second, "the first write", func() bool { return clients[0].Set(ctx, "k0", "v0", 0).Err() == nil })
 	for i := 1; i < 20; i++ {
 		if err := clients[0].Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i), 0).Err(); err != nil {
 			t.Fatal(err)
@@ -285,13 +276,13 @@ func TestThreeProcessCluster(t *testing.T) {
 	procs[1].kill()
 	for i := 20; i < 40; i++ {
 		key, val := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
-		waitFor(t, "a write with eu-west down", 30*time.Second, func() bool { return clients[2].Set(ctx, key, val, 0).Err() == nil })
+		testutil.Eventually(t, 30*time.Second, "a write with eu-west down", func() bool { return clients[2].Set(ctx, key, val, 0).Err() == nil })
 	}
 	// Restart it with the same command line: it catches up.
 	procs[1].start(t, bin)
 	// The connection's consistency level is per connection: use one.
 	var conn *redis.Conn
-	waitFor(t, "the restarted node to catch up", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "the restarted node to catch up", func() bool {
 		if conn == nil {
 			conn = clients[1].Conn()
 			if err := conn.Do(ctx, "MERIDIAN.CONSISTENCY", "eventual").Err(); err != nil {

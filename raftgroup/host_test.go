@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/storage"
 )
 
@@ -345,7 +346,7 @@ func TestMembershipChanges(t *testing.T) {
 	// (its log is empty and the leader's starts after the bootstrap index).
 	nodes = append(nodes, startNodeWith(t, n, 4, vfs.NewMem(), 0, nil))
 	confChange(pb.ConfChangeAddLearnerNode, 4)
-	eventually(t, "node 1 sees 4 as a learner", func() bool {
+	testutil.Eventually(t, 10*time.Second, "node 1 sees 4 as a learner", func() bool {
 		st, _ := nodes[0].host.Status(7)
 		return slices.Contains(st.Learners, 4)
 	})
@@ -362,7 +363,7 @@ func TestMembershipChanges(t *testing.T) {
 	// Promote it, then remove node 1: the group keeps working with 2, 3, 4.
 	confChange(pb.ConfChangeAddNode, 4)
 	confChange(pb.ConfChangeRemoveNode, 1)
-	eventually(t, "node 4 sees voters 2, 3, 4", func() bool {
+	testutil.Eventually(t, 10*time.Second, "node 4 sees voters 2, 3, 4", func() bool {
 		st, _ := nodes[3].host.Status(7)
 		return slices.Equal(sortedCopy(st.Voters), []uint64{2, 3, 4})
 	})
@@ -380,16 +381,6 @@ func TestMembershipChanges(t *testing.T) {
 	}
 	for waitLeader(t, nodes[1:]) != target {
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// eventually waits up to 10s for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
@@ -307,16 +308,9 @@ func (c *Cluster) Close() {
 	c.Net.Close()
 }
 
-// WaitFor polls cond until it holds or ctx ends.
+// WaitFor polls cond until it holds or ctx ends (see testutil.WaitFor).
 func (c *Cluster) WaitFor(ctx context.Context, cond func() bool) error {
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return nil
+	return testutil.WaitFor(ctx, cond)
 }
 
 // CreateKeyspace creates a keyspace through the first running node and
