@@ -129,7 +129,18 @@ func (c *Config) Validate() error {
 	case c.Sender == nil:
 		return errors.New("raftgroup: Sender is required")
 	case c.TickInterval < 0:
-		return errors.New("raftgroup: TickInterval must be positive")
+		return fmt.Errorf("raftgroup: TickInterval must be positive (got %v)", c.TickInterval)
+	case c.MaxInflightMsgs < 0:
+		return fmt.Errorf("raftgroup: MaxInflightMsgs must not be negative (got %d)", c.MaxInflightMsgs)
+	case c.ReadRetryInterval < 0:
+		return fmt.Errorf("raftgroup: ReadRetryInterval must not be negative (got %v)", c.ReadRetryInterval)
+	case c.MinElectionTimeout < 0:
+		return fmt.Errorf("raftgroup: MinElectionTimeout must not be negative (got %v)", c.MinElectionTimeout)
+	case c.MinElectionTimeout > 0 && c.MinElectionTimeout <= 2*c.TickInterval && !c.DisableLeaseReads:
+		// The lease is sized from MinElectionTimeout less two ticks.
+		return fmt.Errorf("raftgroup: MinElectionTimeout (%v) leaves no lease: it must exceed two ticks of TickInterval (%v)", c.MinElectionTimeout, c.TickInterval)
+	case c.MaxSizePerMsgBytes > c.MaxUncommittedBytes:
+		return fmt.Errorf("raftgroup: MaxSizePerMsgBytes (%d) is above MaxUncommittedBytes (%d)", c.MaxSizePerMsgBytes, c.MaxUncommittedBytes)
 	}
 	return nil
 }
