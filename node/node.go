@@ -302,6 +302,7 @@ type Node struct {
 	wg      sync.WaitGroup
 	closeMu sync.Once
 	haltMu  sync.Once
+	failMu  sync.Once
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
@@ -351,6 +352,10 @@ func Start(cfg Config) (*Node, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := n.checkTimings(n.meta.State()); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("node %d refused to start: %w", cfg.ID, err)
+	}
 	// Step 2: the raft host.
 	n.host, err = raftgroup.New(raftgroup.Config{
 		NodeID: cfg.ID, DB: db, Sender: sender{n}, TickInterval: cfg.TickInterval,
@@ -363,14 +368,7 @@ func Start(cfg Config) (*Node, error) {
 		// The host calls it once, when storage fails or a committed command
 		// cannot be applied here: the node stops (stopOnFatal) rather than
 		// serve from a replica that may have diverged.
-		OnFatal: func(err error) {
-			n.log.Error("node stopping after a fatal error", "err", err)
-			select {
-			case n.fatal <- err:
-			default:
-			}
-			close(n.failed)
-		},
+		OnFatal: n.fail,
 	})
 	if err != nil {
 		_ = db.Close()
@@ -446,6 +444,20 @@ func (n *Node) stopOnFatal() {
 	}
 }
 
+// fail stops the node for good: its host failed (storage, or a command
+// it cannot apply), or its timings are not the cluster's. Fatal receives
+// err; stopOnFatal halts the node. Only the first call counts.
+func (n *Node) fail(err error) {
+	n.failMu.Do(func() {
+		n.log.Error("node stopping after a fatal error", "err", err)
+		select {
+		case n.fatal <- err:
+		default:
+		}
+		close(n.failed)
+	})
+}
+
 // Close stops the node. It is safe to call more than once.
 func (n *Node) Close() {
 	n.halt()
@@ -485,8 +497,9 @@ func (n *Node) Host() *raftgroup.Host { return n.host }
 func (n *Node) Transport() *transport.Transport { return n.tr }
 
 // Fatal returns a channel that receives the error that stopped the node:
-// its storage failed, or it could not apply a committed command (see
-// package raftgroup). The node then halts: its raft host, background work
+// its storage failed, it could not apply a committed command (see
+// package raftgroup), or the cluster records lease-critical timings
+// other than its own (metadata.ErrTimingsDiffer, see timings.go). The node then halts: its raft host, background work
 // and transport stop (writes and linearizable reads fail with
 // raftgroup.ErrStopped); only Close remains to be called.
 func (n *Node) Fatal() <-chan error { return n.fatal }
@@ -592,8 +605,15 @@ func (n *Node) registerLoop() {
 	for {
 		missing := false
 		st := n.meta.State()
+		if err := n.checkTimings(st); err != nil {
+			n.fail(err)
+			return
+		}
 		if !formed {
-			if err := n.recordInitialMembers(st); err != nil {
+			if err := n.recordInitialMembers(st); errors.Is(err, metadata.ErrTimingsDiffer) {
+				n.fail(err)
+				return
+			} else if err != nil {
 				missing = true
 			} else {
 				formed = true
@@ -623,6 +643,9 @@ func (n *Node) registerLoop() {
 			}
 		}
 		if !missing {
+			if err := n.checkTimings(n.meta.State()); err != nil {
+				n.fail(err)
+			}
 			return
 		}
 		select {
@@ -639,14 +662,16 @@ func (n *Node) registerLoop() {
 // be tried again; members that differ from the recorded ones are logged.
 func (n *Node) recordInitialMembers(st *metadata.State) error {
 	mine := n.initialMembers(&metadata.State{}) // from this node's --peers
-	if len(st.InitialMembers) > 0 {
+	if len(st.InitialMembers) > 0 && st.Timings != nil {
 		if !slices.Equal(st.InitialMembers, mine) {
 			n.log.Error("this node's --peers differ from the cluster's initial members; the cluster keeps its own",
 				"cluster", st.InitialMembers, "peers", mine)
 		}
-		return nil
+		return n.checkTimings(st)
 	}
-	init := &metadata.InitCluster{}
+	// Not formed yet, or formed before timings were recorded: propose.
+	timings := n.cfg.timings()
+	init := &metadata.InitCluster{Timings: &timings}
 	for _, p := range n.cfg.Peers {
 		init.Members = append(init.Members, metadata.NodeInfo{ID: p.ID, Region: p.Region, Addr: p.Addr})
 	}
@@ -659,7 +684,7 @@ func (n *Node) recordInitialMembers(st *metadata.State) error {
 	}
 	if errors.Is(err, metadata.ErrMembersDiffer) {
 		n.log.Error("this node's --peers differ from the cluster's initial members; the cluster keeps its own", "err", err)
-		return nil
+		return n.checkTimings(n.meta.State())
 	}
 	return err
 }
