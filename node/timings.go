@@ -39,6 +39,13 @@ func (c *Config) timings() metadata.Timings {
 		MinElectionTimeout: c.minElectionTimeout()}
 }
 
+// Timings returns the lease-critical timings a node started with this
+// configuration runs with (defaults applied): what a joining node sends.
+func (c Config) Timings() metadata.Timings {
+	c.setDefaults()
+	return c.timings()
+}
+
 // checkTimings refuses this node's timings if the metadata records others.
 func (n *Node) checkTimings(st *metadata.State) error {
 	if st.Timings == nil {
