@@ -61,7 +61,7 @@ type JoinResponse struct {
 
 // JoinRequest is the body of POST /v1/cluster/nodes: the node to admit
 // and the lease-critical timings it runs with. A node whose timings
-// differ from the cluster's is refused (400 invalid_spec naming the
+// differ from the cluster's is refused (400 timings_differ naming the
 // setting); without timings (a node of an older version) it is admitted
 // and checked when it starts.
 type JoinRequest struct {

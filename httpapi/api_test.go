@@ -593,7 +593,7 @@ func TestHTTPAPI(t *testing.T) {
 			{"malformed", `{"id": 9,`, 400, "bad_json"},
 			{"negative id", `{"id": -9, "region": "us-east", "addr": "10.0.0.9:7400"}`, 400, "bad_json"},
 			{"an existing id elsewhere", fmt.Sprintf(`{"id": %d, "region": "us-east", "addr": "10.0.0.1:1"}`, west), 400, "invalid_spec"},
-			{"other timings", `{"id": 9, "region": "us-east", "addr": "10.0.0.9:7400", "timings": {"tick_interval_ns": 20000000, "min_heartbeat_interval_ns": 50000000, "min_election_timeout_ns": 500000000}}`, 400, "invalid_spec"},
+			{"other timings", `{"id": 9, "region": "us-east", "addr": "10.0.0.9:7400", "timings": {"tick_interval_ns": 20000000, "min_heartbeat_interval_ns": 50000000, "min_election_timeout_ns": 500000000}}`, 400, "timings_differ"},
 			{"negative timings", `{"id": 9, "region": "us-east", "addr": "10.0.0.9:7400", "timings": {"tick_interval_ns": -1, "min_heartbeat_interval_ns": 1, "min_election_timeout_ns": 1}}`, 400, "invalid_spec"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

@@ -57,8 +57,7 @@ func (n *Node) checkTimings(st *metadata.State) error {
 // Admit admits a node to the cluster (AddNode) after checking that its
 // lease-critical timings, if it sent them, are the cluster's (or, before
 // the cluster recorded any, this node's). A node that differs is refused
-// with an error wrapping metadata.ErrTimingsDiffer and
-// metadata.ErrInvalidSpec, naming the setting.
+// with an error wrapping metadata.ErrTimingsDiffer, naming the setting.
 func (n *Node) Admit(ctx context.Context, info metadata.NodeInfo, timings *metadata.Timings) error {
 	if timings != nil {
 		cluster, ok := n.ClusterTimings()
@@ -66,7 +65,7 @@ func (n *Node) Admit(ctx context.Context, info metadata.NodeInfo, timings *metad
 			cluster = n.Timings()
 		}
 		if err := timings.Check(cluster); err != nil {
-			return fmt.Errorf("%w: node %d refused: %w", metadata.ErrInvalidSpec, info.ID, err)
+			return fmt.Errorf("node %d refused: %w", info.ID, err)
 		}
 	}
 	return n.AddNode(ctx, info)

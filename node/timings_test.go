@@ -42,7 +42,7 @@ func TestTimingsRefusedAtJoinAndStart(t *testing.T) {
 	other := want
 	other.TickInterval, other.MinElectionTimeout = 10*time.Millisecond, 500*time.Millisecond
 	err := c.Node(2).Admit(ctx, metadata.NodeInfo{ID: 9, Region: "us-east", Addr: "127.0.0.1:1"}, &other)
-	if !errors.Is(err, metadata.ErrTimingsDiffer) || !errors.Is(err, metadata.ErrInvalidSpec) ||
+	if !errors.Is(err, metadata.ErrTimingsDiffer) || node.ErrorCode(err) != "timings_differ" ||
 		!strings.Contains(err.Error(), "timings.tick_interval is 10ms on this node but 5ms in the cluster") {
 		t.Fatalf("join with another tick: %v, want ErrTimingsDiffer naming timings.tick_interval", err)
 	}
