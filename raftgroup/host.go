@@ -88,6 +88,10 @@ type Config struct {
 	MinElectionTimeout time.Duration
 	// Logger receives the host's and raft's logs. Nil discards.
 	Logger *slog.Logger
+	// Clock is the time the host runs on: raft's ticks and the wall clock
+	// of leases. Nil: the system's (production). Tests pass a ManualClock
+	// to drive ticks and time by hand.
+	Clock Clock
 	// OnFatal is called once, on a goroutine of its own, when the host
 	// stops on a fatal error: persisting raft state failed, or a state
 	// machine could not apply a committed command (StateMachine.Apply).
@@ -279,6 +283,9 @@ type Host struct {
 	nextID atomic.Uint64
 	stats  hostStats // counters for Stats (metrics.go)
 
+	clock Clock
+	now   func() time.Time // clock.Now, or time.Now itself on the system clock
+
 	wake        chan struct{} // nudges the loop (snapshot reports, more Ready)
 	reportMu    sync.Mutex
 	snapReports []snapReport
@@ -304,6 +311,13 @@ func New(cfg Config) (*Host, error) {
 		stopped: make(chan struct{}),
 		done:    make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+		clock:   cfg.Clock,
+		now:     time.Now,
+	}
+	if h.clock == nil {
+		h.clock = systemClock{}
+	} else {
+		h.now = h.clock.Now
 	}
 	h.nextID.Store(rand.Uint64())
 	return h, nil
@@ -508,7 +522,7 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 	}
 	g.electionTicks = gc.ElectionTicks
 	if !bootstrapped && store.HasState() {
-		g.quietUntil = time.Now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
+		g.quietUntil = h.now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
 	}
 	store.SnapshotFunc = func() (*pb.Snapshot, error) { return h.snapshot(g) }
 	h.publishStatus(g) // before other goroutines can see the group
@@ -760,7 +774,7 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 				gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 				return
 			}
-			if h.leaseValid(g, time.Now()) {
+			if h.leaseValid(g, h.now()) {
 				// Under the lease: the commit index is a linearizable read point.
 				h.stats.leaseReads.Add(1)
 				rq.ch <- g.commitIndex()

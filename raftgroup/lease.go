@@ -163,7 +163,7 @@ type fastRead struct {
 
 // publishFast updates what fastReadIndex may use for g. Loop only.
 func (h *Host) publishFast(g *group) {
-	if !h.leaseValid(g, time.Now()) {
+	if !h.leaseValid(g, h.now()) {
 		g.fast.Store(nil)
 		return
 	}
@@ -183,7 +183,7 @@ func (h *Host) fastReadIndex(groupID uint64) (uint64, bool) {
 		return 0, false
 	}
 	f := g.fast.Load()
-	if f == nil || f.applied < f.commit || !time.Now().Before(f.expiry) {
+	if f == nil || f.applied < f.commit || !h.now().Before(f.expiry) {
 		return 0, false
 	}
 	h.stats.leaseReads.Add(1)
@@ -214,7 +214,7 @@ type ClosedTimestamp struct {
 // Closed returns the group's closed timestamp if this node leads it under
 // a valid lease (see above); otherwise ok is false.
 func (h *Host) Closed(groupID uint64) (ClosedTimestamp, bool) {
-	now := time.Now() // before the lease is read
+	now := h.now() // before the lease is read
 	g := h.group(groupID)
 	if g == nil {
 		return ClosedTimestamp{}, false
