@@ -13,7 +13,7 @@ import (
 // Strategy is how a keyspace is replicated between regions.
 type Strategy string
 
-// Strategies (see DESIGN.md section 2).
+// Strategies (see docs/DESIGN.md section 2).
 const (
 	Sync   Strategy = "sync"
 	Async  Strategy = "async"

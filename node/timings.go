@@ -7,13 +7,13 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 )
 
-// Lease-critical timings. Leader leases (raftgroup/lease.go) are sized
-// from the shortest election timeout any replica may use, which every
-// node derives from its TickInterval and MinHeartbeatInterval. A node
-// whose timings differ could grant a vote while a leader still serves
-// reads under its lease, so the cluster records the initial members'
-// timings when it forms (the init_cluster metadata command) and refuses a
-// node whose own differ:
+// Lease-critical timings (docs/DESIGN.md 4 and 5.2). Leader leases
+// (raftgroup/lease.go) are sized from the shortest election timeout any
+// replica may use, which every node derives from its TickInterval and
+// MinHeartbeatInterval. A node whose timings differ could grant a vote
+// while a leader still serves reads under its lease, so the cluster
+// records the initial members' timings when it forms (the init_cluster
+// metadata command) and refuses a node whose own differ:
 //   - at start, when its storage holds metadata that records them (Start
 //     fails with metadata.ErrTimingsDiffer);
 //   - at join: the member asked to admit a node compares the timings the

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Leader leases.
+// Leader leases (docs/DESIGN.md 5.2).
 //
 // A linearizable read normally costs a heartbeat round to a quorum
 // (ReadIndex). A leader holding a lease answers at once from its commit
