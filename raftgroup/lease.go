@@ -23,6 +23,10 @@ import (
 // issuing its own ReadIndex (a heartbeat round) and holds the lease until
 // S + leaseFraction × (ElectionTicks - 2) × TickInterval.
 //
+// Ticks and the wall clock both come from Config.Clock: the system's in
+// production (time.Ticker, time.Now), a ManualClock in tests, which ticks
+// exactly once per interval of the time it moves, so never early either.
+//
 // Two gaps in that promise are closed here:
 //   - a follower that restarts forgets when it last heard from the leader,
 //     so a replica loaded from disk ignores vote requests for one election
