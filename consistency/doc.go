@@ -1,6 +1,6 @@
 // Package consistency defines Meridian's per-request consistency levels,
 // the session tokens that carry read-your-writes across regions, and the
-// report that tells a client how each answer was actually served (DESIGN.md
+// report that tells a client how each answer was actually served (docs/DESIGN.md
 // section 3).
 //
 // It is a leaf package: it depends only on hlc and the standard library,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/meridian-db/meridian/internal/testutil"
 )
 
 // TestAsyncSwitchoverAndFailover runs an async keyspace on three processes:
@@ -39,7 +41,7 @@ func TestAsyncSwitchoverAndFailover(t *testing.T) {
 	acked := map[string]string{}
 	write := func(c *redis.Client, k, v string) {
 		t.Helper()
-		waitFor(t, "write "+k, 30*time.Second, func() bool { return c.Set(ctx, k, v, 0).Err() == nil })
+		testutil.Eventually(t, 30*time.Second, "write "+k, func() bool { return c.Set(ctx, k, v, 0).Err() == nil })
 		acked[k] = v
 	}
 	for i := range 20 {
@@ -72,7 +74,7 @@ func TestAsyncSwitchoverAndFailover(t *testing.T) {
 	}
 	t.Logf("%s", strings.TrimSpace(out))
 	after := written.Load()
-	waitFor(t, "writes on the new primary", 30*time.Second, func() bool { return written.Load() >= after+10 })
+	testutil.Eventually(t, 30*time.Second, "writes on the new primary", func() bool { return written.Load() >= after+10 })
 	close(stop)
 	for k, v := range <-done {
 		acked[k] = v
@@ -89,7 +91,7 @@ func TestAsyncSwitchoverAndFailover(t *testing.T) {
 	}
 	// kill -9 the new primary, fail over to ap-southeast, write there.
 	procs[1].kill()
-	waitFor(t, "the failover", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "the failover", func() bool {
 		out, err = cli("failover", "a", "--to", "ap-southeast", "--addr", procs[2].http)
 		return err == nil
 	})
@@ -107,7 +109,7 @@ func TestAsyncSwitchoverAndFailover(t *testing.T) {
 			Key []byte `json:"key"`
 		} `json:"writes"`
 	}
-	waitFor(t, "the old primary's report", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "the old primary's report", func() bool {
 		out, err := cli("lost-writes", "a", "--json", "--addr", procs[0].http)
 		if err != nil || json.Unmarshal([]byte(out), &report) != nil || len(report.Forks) == 0 {
 			return false
@@ -133,7 +135,7 @@ func TestAsyncSwitchoverAndFailover(t *testing.T) {
 	}
 	conn := clients[1].Conn()
 	defer conn.Close()
-	waitFor(t, "eu-west to converge", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "eu-west to converge", func() bool {
 		if conn.Do(ctx, "MERIDIAN.CONSISTENCY", "eventual").Err() != nil {
 			return false
 		}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/meridian-db/meridian/internal/testutil"
 )
 
 type proc struct {
@@ -170,17 +172,6 @@ func waitReady(t *testing.T, bin, addr string, timeout time.Duration) string {
 	return string(out)
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func getJSON(url string, out any) error {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)
@@ -213,6 +204,11 @@ func newProcs(t *testing.T, root, latency string, regions ...string) []*proc {
 		p.args = []string{"start", "--id", fmt.Sprint(p.id), "--region", p.region, "--data-dir", p.dir,
 			"--listen", p.raft, "--resp", p.resp, "--http", p.http, "--peers", strings.Join(peers, ","),
 			"--latency", latency, "--log-level", "warn"}
+		if p.id == 2 {
+			// The second node reads its settings from a configuration
+			// file; a flag overrides one of them.
+			p.args = []string{"start", "--config", writeConfig(t, root, p, procs, latency), "--log-level", "warn"}
+		}
 		f, err := os.Create(filepath.Join(root, fmt.Sprintf("n%d.log", p.id)))
 		if err != nil {
 			t.Fatal(err)
@@ -221,6 +217,22 @@ func newProcs(t *testing.T, root, latency string, regions ...string) []*proc {
 		p.log = f
 	}
 	return procs
+}
+
+// writeConfig writes p's settings as a configuration file (YAML) and
+// returns its path; its log level (error) is overridden on the command line.
+func writeConfig(t *testing.T, root string, p *proc, procs []*proc, latency string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "latency: %q\nnode: {id: %d, region: %q, data_dir: %q, log_level: error}\n", latency, p.id, p.region, p.dir)
+	fmt.Fprintf(&b, "addresses: {listen: %q, resp: %q, http: %q}\npeers:\n", p.raft, p.resp, p.http)
+	for _, q := range procs {
+		fmt.Fprintf(&b, "  - {id: %d, region: %q, addr: %q}\n", q.id, q.region, q.raft)
+	}
+	path := filepath.Join(root, fmt.Sprintf("n%d.yaml", p.id))
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // writeMatrix writes the latency matrix the tests use and returns its path.
@@ -269,7 +281,7 @@ func TestThreeProcessCluster(t *testing.T) {
 		defer clients[i].Close()
 	}
 	// Writes through us-east, strong reads through ap-southeast.
-	waitFor(t, "the first write", 30*time.Second, func() bool { return clients[0].Set(ctx, "k0", "v0", 0).Err() == nil })
+	testutil.Eventually(t, 30*time.Second, "the first write", func() bool { return clients[0].Set(ctx, "k0", "v0", 0).Err() == nil })
 	for i := 1; i < 20; i++ {
 		if err := clients[0].Set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i), 0).Err(); err != nil {
 			t.Fatal(err)
@@ -285,13 +297,13 @@ func TestThreeProcessCluster(t *testing.T) {
 	procs[1].kill()
 	for i := 20; i < 40; i++ {
 		key, val := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
-		waitFor(t, "a write with eu-west down", 30*time.Second, func() bool { return clients[2].Set(ctx, key, val, 0).Err() == nil })
+		testutil.Eventually(t, 30*time.Second, "a write with eu-west down", func() bool { return clients[2].Set(ctx, key, val, 0).Err() == nil })
 	}
 	// Restart it with the same command line: it catches up.
 	procs[1].start(t, bin)
 	// The connection's consistency level is per connection: use one.
 	var conn *redis.Conn
-	waitFor(t, "the restarted node to catch up", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "the restarted node to catch up", func() bool {
 		if conn == nil {
 			conn = clients[1].Conn()
 			if err := conn.Do(ctx, "MERIDIAN.CONSISTENCY", "eventual").Err(); err != nil {
@@ -356,4 +368,18 @@ func TestThreeProcessCluster(t *testing.T) {
 	if v, err := c4.Get(ctx, "k5").Result(); err != nil || v != "v5" {
 		t.Fatalf("read through the joined node: %q %v", v, err)
 	}
+
+	// A fifth node whose configuration file sets another tick is refused
+	// at join, the setting named: leases assume every node ticks alike.
+	cfg5 := filepath.Join(root, "n5.toml")
+	if err := os.WriteFile(cfg5, []byte(fmt.Sprintf("join = %q\nlatency = %q\n[node]\nid = 5\nregion = \"eu-west\"\ndata_dir = %q\n"+
+		"[addresses]\nlisten = %q\nresp = %q\nhttp = %q\n[timings]\ntick_interval = \"20ms\"\n",
+		procs[1].http, latency, filepath.Join(root, "n5"), freeAddr(t), freeAddr(t), freeAddr(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "start", "--config", cfg5).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "timings.tick_interval is 20ms on this node but 10ms in the cluster") {
+		t.Fatalf("a node with another tick joined: %v\n%s", err, out)
+	}
+	t.Logf("refused at join: %s", strings.TrimSpace(string(out)))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/meridian-db/meridian/internal/check"
+	"github.com/meridian-db/meridian/internal/testutil"
 )
 
 // The consistency promises, checked over real processes with faults
@@ -132,7 +133,7 @@ func finalReads(t *testing.T, w *world, h *check.History, ks string, keys []stri
 	t.Helper()
 	final := map[string]check.RegisterOutput{}
 	for _, key := range keys {
-		w.waitFor("a final strong read of "+key, 60*time.Second, func() bool {
+		testutil.Eventually(w.t, 60*time.Second, "a final strong read of "+key, func() bool {
 			n := w.anyUp("")
 			ctx, cancel := ctxT(3 * time.Second)
 			defer cancel()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/meridian-db/meridian/internal/testutil"
 )
 
 // Recovery at the speed of the network: writers in every region under a
@@ -150,7 +152,7 @@ func waitConverged(t *testing.T, w *world, clients []*redis.Client, state func(c
 	t.Helper()
 	start := time.Now()
 	var last []string
-	w.waitFor("every node to converge", 90*time.Second, func() bool {
+	testutil.Eventually(w.t, 90*time.Second, "every node to converge", func() bool {
 		last = last[:0]
 		for _, c := range clients {
 			s, err := state(c)
@@ -216,7 +218,9 @@ func TestActiveConvergesAfterFaults(t *testing.T) {
 		rounds = max(10, int(d/(4*time.Second)))
 	}
 	times := convergenceRounds(t, w, nm, rounds,
-		func(stop *atomic.Bool) *sync.WaitGroup { return activeWriters(w, "cv", l, seed+uint64(time.Now().UnixNano()), stop) },
+		func(stop *atomic.Bool) *sync.WaitGroup {
+			return activeWriters(w, "cv", l, seed+uint64(time.Now().UnixNano()), stop)
+		},
 		func() time.Duration {
 			return waitConverged(t, w, clients, func(c *redis.Client) (string, error) { return activeState(c, l) })
 		})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/internal/check"
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/netsim"
 )
 
@@ -89,11 +90,11 @@ func TestAsyncFailoverAfterSwitchovers(t *testing.T) {
 	cut := time.Now()
 	w.fault(netsim.Fault{Op: "cut_region", Region: "us-east"})
 	var res struct {
-		Epoch  uint64  `json:"epoch"`
+		Epoch     uint64  `json:"epoch"`
 		TookMS    float64 `json:"took_ms"`
 		ServingMS float64 `json:"serving_ms"`
 	}
-	w.waitFor("the failover", 60*time.Second, func() bool {
+	testutil.Eventually(w.t, 60*time.Second, "the failover", func() bool {
 		err := w.inRegion("eu-west")[0].postJSON("/v1/keyspaces/fo/failover", map[string]any{"to": "eu-west"}, &res)
 		if err != nil && !strings.Contains(err.Error(), "primary_healthy") {
 			t.Logf("failover: %v", err)
@@ -109,7 +110,7 @@ func TestAsyncFailoverAfterSwitchovers(t *testing.T) {
 
 	// The old primary reports what it lost and becomes a replica.
 	var report lostReport
-	w.waitFor("the old primary's report", 60*time.Second, func() bool {
+	testutil.Eventually(w.t, 60*time.Second, "the old primary's report", func() bool {
 		if w.inRegion("eu-west")[1].getJSON("/v1/keyspaces/fo/lost-writes", &report) != nil {
 			return false
 		}
@@ -126,7 +127,7 @@ func TestAsyncFailoverAfterSwitchovers(t *testing.T) {
 	regs.Wait()
 	uniq.Wait()
 
-	lost := map[string]string{}   // unique keys reported lost -> value
+	lost := map[string]string{}     // unique keys reported lost -> value
 	lostValues := map[string]bool{} // register values reported lost
 	for _, lw := range report.Writes {
 		if lw.Epoch > res.Epoch || lw.Op != "set" || len(lw.Args) != 1 {
@@ -148,7 +149,7 @@ func TestAsyncFailoverAfterSwitchovers(t *testing.T) {
 	acked.Range(func(k, v any) bool {
 		key, val := k.(string), v.(string)
 		var a answer
-		w.waitFor("a strong read of "+key, 30*time.Second, func() bool {
+		testutil.Eventually(w.t, 30*time.Second, "a strong read of "+key, func() bool {
 			var err error
 			a, err = primary.get("fo", key, "strong", "")
 			return err == nil

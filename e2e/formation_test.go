@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridian-db/meridian/internal/testutil"
 )
 
 // cli runs the meridian binary and returns its combined output.
@@ -80,7 +82,7 @@ func TestFormationSixProcesses(t *testing.T) {
 		p.start(t, bin)
 	}
 	addr := procs[0].http
-	waitFor(t, "node 1 to answer /healthz", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "node 1 to answer /healthz", func() bool {
 		var h struct{ Status string }
 		return getJSON("http://"+addr+"/healthz", &h) == nil && h.Status == "ok"
 	})
@@ -152,7 +154,7 @@ func TestFormationSixProcesses(t *testing.T) {
 		}
 		return false
 	}
-	waitFor(t, "the keyspaces to show under-replicated", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "the keyspaces to show under-replicated", func() bool {
 		st = membershipStatus{}
 		return getJSON("http://"+addr+"/v1/cluster", &st) == nil && regionDown("act") && regionDown("lina") &&
 			metric(addr, `meridian_keyspace_under_replicated{keyspace="act"}`) == "1" &&
@@ -180,7 +182,7 @@ func TestFormationSixProcesses(t *testing.T) {
 	procs[4].start(t, bin)
 	var code int
 	var body string
-	waitFor(t, "node 5 to answer /readyz", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "node 5 to answer /readyz", func() bool {
 		code, body = readyz(procs[4].http)
 		return code != 0
 	})
@@ -190,7 +192,7 @@ func TestFormationSixProcesses(t *testing.T) {
 	t.Logf("node 5 without a metadata quorum: %d %s", code, strings.TrimSpace(body))
 	procs[2].start(t, bin)
 	procs[3].start(t, bin)
-	waitFor(t, "node 5 to be ready", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "node 5 to be ready", func() bool {
 		code, body = readyz(procs[4].http)
 		return code == http.StatusOK
 	})
@@ -202,12 +204,12 @@ func TestFormationSixProcesses(t *testing.T) {
 		t.Fatalf("/readyz of node 5: %s (%v)", body, err)
 	}
 	// ap-southeast has a live node again: no region without a replica.
-	waitFor(t, "ap-southeast to count again", 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, "ap-southeast to count again", func() bool {
 		st = membershipStatus{}
 		return getJSON("http://"+addr+"/v1/cluster", &st) == nil && !regionDown("act") && !regionDown("lina") && !regionDown("s1")
 	})
 	late.start(t, bin)
-	waitFor(t, "every keyspace back at its goal", 60*time.Second, func() bool {
+	testutil.Eventually(t, 60*time.Second, "every keyspace back at its goal", func() bool {
 		st = membershipStatus{}
 		return getJSON("http://"+addr+"/v1/cluster", &st) == nil && len(st.UnderReplicated) == 0 &&
 			metric(addr, `meridian_keyspace_under_replicated{keyspace="act"}`) == "0"

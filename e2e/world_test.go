@@ -22,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/netsim"
 )
 
@@ -224,7 +225,7 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	for _, n := range w.nodes {
 		n.start()
 	}
-	w.waitFor("every node registered", 60*time.Second, func() bool {
+	testutil.Eventually(w.t, 60*time.Second, "every node registered", func() bool {
 		var st struct {
 			Nodes []struct{ ID int } `json:"nodes"`
 		}
@@ -296,17 +297,6 @@ func (w *world) dumpStreams() {
 			w.t.Logf("stream: %s", b)
 		}
 		return
-	}
-}
-
-func (w *world) waitFor(what string, timeout time.Duration, cond func() bool) {
-	w.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -471,7 +461,7 @@ func (w *world) anyUp(region string) *wnode {
 // createKeyspace creates a keyspace through any running node.
 func (w *world) createKeyspace(spec map[string]any) {
 	w.t.Helper()
-	w.waitFor(fmt.Sprintf("keyspace %v created", spec["name"]), 60*time.Second, func() bool {
+	testutil.Eventually(w.t, 60*time.Second, fmt.Sprintf("keyspace %v created", spec["name"]), func() bool {
 		err := w.anyUp("").postJSON("/v1/keyspaces", spec, nil)
 		if err != nil && strings.Contains(err.Error(), "keyspace_exists") {
 			return true

@@ -53,6 +53,20 @@ type JoinResponse struct {
 	Peers     []Peer            `json:"peers"`
 	Cluster   string            `json:"cluster"`
 	ClusterID string            `json:"cluster_id"`
+	// Timings are the cluster's lease-critical timings (metadata.Timings):
+	// the joining node must run with the same ones. Absent from a member
+	// of an older version.
+	Timings *metadata.Timings `json:"timings,omitempty"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/nodes: the node to admit
+// and the lease-critical timings it runs with. A node whose timings
+// differ from the cluster's is refused (400 timings_differ naming the
+// setting); without timings (a node of an older version) it is admitted
+// and checked when it starts.
+type JoinRequest struct {
+	metadata.NodeInfo
+	Timings *metadata.Timings `json:"timings,omitempty"`
 }
 
 // TransportPeers returns the peers as the node's configuration takes them.
@@ -153,20 +167,27 @@ func (a *api) createKeyspace(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// addNode admits a node (metadata.NodeInfo) to the cluster and answers
-// with a JoinResponse.
+// addNode admits a node (a JoinRequest) to the cluster and answers with
+// a JoinResponse.
 func (a *api) addNode(w http.ResponseWriter, r *http.Request) error {
 	if err := requireJSON(r); err != nil {
 		return err
 	}
-	info, err := decodeNodeInfo(http.MaxBytesReader(w, r.Body, a.cfg.MaxAdminBodyBytes))
+	req, err := decodeJoinRequest(http.MaxBytesReader(w, r.Body, a.cfg.MaxAdminBodyBytes))
 	if err != nil {
 		return err
 	}
-	if err := a.n.AddNode(r.Context(), info); err != nil {
+	info := req.NodeInfo
+	if err := a.n.Admit(r.Context(), info, req.Timings); err != nil {
 		return err
 	}
 	resp := JoinResponse{Node: info, Peers: []Peer{}, Cluster: a.n.ClusterName(), ClusterID: a.n.Cluster()}
+	if t, ok := a.n.ClusterTimings(); ok {
+		resp.Timings = &t
+	} else {
+		t := a.n.Timings()
+		resp.Timings = &t
+	}
 	for _, p := range a.n.Peers() {
 		resp.Peers = append(resp.Peers, Peer{ID: p.ID, Region: p.Region, Addr: p.Addr})
 	}

@@ -593,6 +593,8 @@ func TestHTTPAPI(t *testing.T) {
 			{"malformed", `{"id": 9,`, 400, "bad_json"},
 			{"negative id", `{"id": -9, "region": "us-east", "addr": "10.0.0.9:7400"}`, 400, "bad_json"},
 			{"an existing id elsewhere", fmt.Sprintf(`{"id": %d, "region": "us-east", "addr": "10.0.0.1:1"}`, west), 400, "invalid_spec"},
+			{"other timings", `{"id": 9, "region": "us-east", "addr": "10.0.0.9:7400", "timings": {"tick_interval_ns": 20000000, "min_heartbeat_interval_ns": 50000000, "min_election_timeout_ns": 500000000}}`, 400, "timings_differ"},
+			{"negative timings", `{"id": 9, "region": "us-east", "addr": "10.0.0.9:7400", "timings": {"tick_interval_ns": -1, "min_heartbeat_interval_ns": 1, "min_election_timeout_ns": 1}}`, 400, "invalid_spec"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				wantError(t, e.do(t, east, "POST", "/v1/cluster/nodes", tc.body), tc.status, tc.code)
@@ -621,6 +623,9 @@ func TestHTTPAPI(t *testing.T) {
 		}
 		if j.Cluster != "meridian" || !strings.HasPrefix(j.ClusterID, "meridian-") {
 			t.Fatalf("join answer without the cluster's identity: %s", r.body)
+		}
+		if j.Timings == nil || *j.Timings != c.Node(west).Timings() {
+			t.Fatalf("join answer without the cluster's timings: %s", r.body)
 		}
 		cs := decode[node.ClusterStatus](t, e.do(t, east, "GET", "/v1/cluster", nil))
 		if len(cs.Nodes) != 4 || cs.Nodes[3].ID != 9 || cs.Nodes[3].Reachable {

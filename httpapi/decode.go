@@ -140,12 +140,31 @@ func decodeKeyspaceSpec(r io.Reader) (metadata.KeyspaceSpec, error) {
 
 var regionRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 
+// decodeJoinRequest reads and checks a request to admit a node.
+func decodeJoinRequest(r io.Reader) (JoinRequest, error) {
+	var req JoinRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return JoinRequest{}, err
+	}
+	if _, err := checkNodeInfo(req.NodeInfo); err != nil {
+		return JoinRequest{}, err
+	}
+	if t := req.Timings; t != nil && (t.TickInterval <= 0 || t.MinHeartbeatInterval <= 0 || t.MinElectionTimeout <= 0) {
+		return JoinRequest{}, fmt.Errorf("%w: timings %+v must be positive", metadata.ErrInvalidSpec, *t)
+	}
+	return req, nil
+}
+
 // decodeNodeInfo reads and checks the description of a node to admit.
 func decodeNodeInfo(r io.Reader) (metadata.NodeInfo, error) {
 	var ni metadata.NodeInfo
 	if err := decodeStrict(r, &ni); err != nil {
 		return metadata.NodeInfo{}, err
 	}
+	return checkNodeInfo(ni)
+}
+
+func checkNodeInfo(ni metadata.NodeInfo) (metadata.NodeInfo, error) {
 	bad := func(format string, args ...any) (metadata.NodeInfo, error) {
 		return metadata.NodeInfo{}, fmt.Errorf("%w: %s", metadata.ErrInvalidSpec, fmt.Sprintf(format, args...))
 	}

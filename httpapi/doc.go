@@ -45,7 +45,7 @@
 //	                          ?placement_wait=D (0s to MaxPlacementWait; default the node's) bounds the wait for a live node in every region,
 //	                          then 503 region_unavailable naming the regions and nodes (PATCH too, for an added region)
 //	GET  /v1/keyspaces/{ks}   Keyspace: the spec, its shards ("shard_list") with replicas, leader, leader region, term, indexes
-//	POST /v1/cluster/nodes    body metadata.NodeInfo; admits the node (node.AddNode); 200 JoinResponse with the cluster's peers, name and id
+//	POST /v1/cluster/nodes    body JoinRequest (metadata.NodeInfo and the node's timings); admits the node (node.Admit: refused if its timings are not the cluster's); 200 JoinResponse with the cluster's peers, name, id and timings
 //	GET  /metrics             the node's metrics registry, Prometheus text format (see package metrics)
 //	GET  /                    the dashboard: regions, nodes, RTT matrix, keyspaces and leaders, refreshed from /v1/cluster
 //

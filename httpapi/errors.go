@@ -69,7 +69,8 @@ func StatusOf(code string) int {
 	switch code {
 	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadFault, CodeBadTTL, CodeBadQuery, CodeBadPath,
 		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
-		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active", "members_differ":
+		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active", "members_differ",
+		"timings_differ":
 		return http.StatusBadRequest
 	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace":
 		return http.StatusNotFound

@@ -14,7 +14,7 @@ import (
 	"github.com/meridian-db/meridian/storage"
 )
 
-// Active keyspaces (DESIGN.md 2.3): every region's region-local group
+// Active keyspaces (docs/DESIGN.md 2.3): every region's region-local group
 // accepts writes, ships them to every other region by streams, and merges
 // what it receives; values are the CRDTs of package crdt.
 //

@@ -8,7 +8,8 @@ import (
 	"github.com/meridian-db/meridian/storage"
 )
 
-// Replication roles of region-local groups (async keyspaces).
+// Replication roles of region-local groups (async keyspaces; docs/DESIGN.md
+// 2.2).
 //
 // Each region-local group records its Role: the keyspace epoch it is in,
 // whether it is that epoch's primary (the one group of the shard that

@@ -3,6 +3,7 @@ package metadata
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Cluster formation: a cluster started from a list of initial members
@@ -17,6 +18,49 @@ type InitCluster struct {
 	// Members are the initial members as a member's configuration lists
 	// them (id, region, node-to-node address).
 	Members []NodeInfo `json:"members"`
+	// Timings are the proposing member's lease-critical timings; the
+	// first recorded are the cluster's. Nil from a binary that predates
+	// them.
+	Timings *Timings `json:"timings,omitempty"`
+}
+
+// Timings are the raft timings leader leases rest on (see
+// raftgroup/lease.go): a lease is sized from the shortest election
+// timeout any replica may use, counted in ticks. A node that ticks
+// faster, or derives a shorter election timeout, could vote for a new
+// leader while the old one still serves reads under its lease. So every
+// node of a cluster must run with the same timings: the cluster records
+// them when it forms, and a node whose own differ is refused at join and
+// at start (ErrTimingsDiffer).
+type Timings struct {
+	// TickInterval is the raft tick.
+	TickInterval time.Duration `json:"tick_interval_ns"`
+	// MinHeartbeatInterval is the shortest raft heartbeat interval.
+	MinHeartbeatInterval time.Duration `json:"min_heartbeat_interval_ns"`
+	// MinElectionTimeout is the shortest election timeout of any group,
+	// derived from the two above; leases are sized from it.
+	MinElectionTimeout time.Duration `json:"min_election_timeout_ns"`
+}
+
+// Check compares a node's timings (t) with the cluster's: nil if they are
+// equal, otherwise an error wrapping ErrTimingsDiffer that names the first
+// setting that differs (by its configuration file name), its value on the
+// node and the cluster's.
+func (t Timings) Check(cluster Timings) error {
+	for _, s := range []struct {
+		name          string
+		mine, cluster time.Duration
+	}{
+		{"timings.tick_interval", t.TickInterval, cluster.TickInterval},
+		{"timings.min_heartbeat_interval", t.MinHeartbeatInterval, cluster.MinHeartbeatInterval},
+		{"min election timeout (derived from the two)", t.MinElectionTimeout, cluster.MinElectionTimeout},
+	} {
+		if s.mine != s.cluster {
+			return fmt.Errorf("%w: %s is %v on this node but %v in the cluster; leader leases assume every node uses the same",
+				ErrTimingsDiffer, s.name, s.mine, s.cluster)
+		}
+	}
+	return nil
 }
 
 func (s *Store) applyInit(st *State, c *InitCluster) error {
@@ -39,9 +83,25 @@ func (s *Store) applyInit(st *State, c *InitCluster) error {
 			return fmt.Errorf("%w: the cluster was formed by members %v; this list names %v (every initial member must start with the same --peers)",
 				ErrMembersDiffer, st.InitialMembers, ids)
 		}
+		switch {
+		case c.Timings == nil:
+		case st.Timings == nil:
+			// A cluster formed by a binary that did not record timings:
+			// the first member that proposes them records them.
+			t := *c.Timings
+			st.Timings = &t
+		default:
+			if err := c.Timings.Check(*st.Timings); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	st.InitialMembers = ids
+	if c.Timings != nil {
+		t := *c.Timings
+		st.Timings = &t
+	}
 	for _, m := range c.Members {
 		if _, ok := st.Nodes[m.ID]; ok {
 			continue // registered already: keep what it said about itself

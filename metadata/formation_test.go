@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -97,6 +98,58 @@ func TestInitClusterRecordsMembersOnce(t *testing.T) {
 	applyAll(t, s, db, Command{Op: "add_node", Node: &n3})
 	if got := s.State().NotJoined(); !slices.Equal(got, []uint64{2}) {
 		t.Fatalf("not joined %v, want [2]", got)
+	}
+}
+
+// TestInitClusterRecordsTimings: the first init_cluster records the
+// lease-critical timings; a member proposing others is refused naming the
+// setting and both values; a cluster formed without timings records the
+// first it is told.
+func TestInitClusterRecordsTimings(t *testing.T) {
+	members := []NodeInfo{{ID: 1, Region: "us-east", Addr: "h1:1"}, {ID: 2, Region: "eu-west", Addr: "h2:1"}}
+	ours := Timings{TickInterval: 10 * time.Millisecond, MinHeartbeatInterval: 100 * time.Millisecond, MinElectionTimeout: time.Second}
+	slowTick := ours
+	slowTick.TickInterval, slowTick.MinElectionTimeout = 20*time.Millisecond, 1200*time.Millisecond
+	shortHB := ours
+	shortHB.MinHeartbeatInterval, shortHB.MinElectionTimeout = 50*time.Millisecond, 500*time.Millisecond
+
+	s, db := openStore(t)
+	res := applyAll(t, s, db,
+		Command{Op: "init_cluster", Init: &InitCluster{Members: members, Timings: &ours}},
+		Command{Op: "init_cluster", Init: &InitCluster{Members: members, Timings: &ours}},
+		Command{Op: "init_cluster", Init: &InitCluster{Members: members, Timings: &slowTick}},
+		Command{Op: "init_cluster", Init: &InitCluster{Members: members, Timings: &shortHB}},
+		Command{Op: "init_cluster", Init: &InitCluster{Members: members}}, // an older member: says nothing
+	)
+	if res[0].Err != nil || res[1].Err != nil || res[4].Err != nil {
+		t.Fatalf("init_cluster with the same timings: %v, %v, %v", res[0].Err, res[1].Err, res[4].Err)
+	}
+	for i, want := range []string{"timings.tick_interval is 20ms on this node but 10ms in the cluster", "timings.min_heartbeat_interval is 50ms on this node but 100ms in the cluster"} {
+		if err := res[2+i].Err; !errors.Is(err, ErrTimingsDiffer) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("differing timings: %v, want ErrTimingsDiffer saying %q", err, want)
+		}
+	}
+	if got := s.State().Timings; got == nil || *got != ours {
+		t.Fatalf("recorded timings %+v, want %+v", got, ours)
+	}
+
+	// A cluster formed before timings were recorded takes the first ones.
+	s, db = openStore(t)
+	applyAll(t, s, db, Command{Op: "init_cluster", Init: &InitCluster{Members: members}})
+	if s.State().Timings != nil {
+		t.Fatalf("timings recorded from nothing: %+v", s.State().Timings)
+	}
+	res = applyAll(t, s, db,
+		Command{Op: "init_cluster", Init: &InitCluster{Members: members, Timings: &ours}},
+		Command{Op: "init_cluster", Init: &InitCluster{Members: members, Timings: &slowTick}})
+	if res[0].Err != nil || !errors.Is(res[1].Err, ErrTimingsDiffer) {
+		t.Fatalf("timings recorded late: %v, then %v", res[0].Err, res[1].Err)
+	}
+	if got := s.State().Timings; got == nil || *got != ours {
+		t.Fatalf("timings recorded late %+v, want %+v", got, ours)
+	}
+	if err := ours.Check(ours); err != nil {
+		t.Fatalf("equal timings: %v", err)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // Strategy is how a keyspace is replicated between regions.
 type Strategy string
 
-// Strategies (see DESIGN.md section 2).
+// Strategies (see docs/DESIGN.md section 2).
 const (
 	Sync   Strategy = "sync"
 	Async  Strategy = "async"
@@ -40,6 +40,9 @@ var (
 	// ErrMembersDiffer: a member proposed initial members other than
 	// those the cluster was formed with (its --peers differ).
 	ErrMembersDiffer = errors.New("metadata: initial members differ")
+	// ErrTimingsDiffer: a node's lease-critical timings (Timings) are not
+	// the cluster's.
+	ErrTimingsDiffer = errors.New("metadata: timings differ from the cluster's")
 )
 
 // NodeInfo describes one node.
@@ -225,7 +228,10 @@ type State struct {
 	// first init_cluster command; they are in Nodes from then on, joined
 	// or not.
 	InitialMembers []uint64 `json:"initial_members,omitempty"`
-	Index          uint64   `json:"index"`
+	// Timings are the cluster's lease-critical timings, recorded with
+	// the initial members (nil in a cluster formed before they were).
+	Timings *Timings `json:"timings,omitempty"`
+	Index   uint64   `json:"index"`
 }
 
 func newState() *State {

@@ -15,7 +15,7 @@ import (
 	"github.com/meridian-db/meridian/transport"
 )
 
-// Cluster identity.
+// Cluster identity (docs/DESIGN.md 4).
 //
 // A cluster has a name (Config.Cluster, default "meridian") and an id
 // fixed when it is formed, "<name>-<16 hex digits>". The id is what every

@@ -26,7 +26,14 @@
 //
 // A node belongs to one cluster, identified by an id fixed when the cluster
 // forms and recorded in the node's storage (cluster.go); its transport,
-// streams and session tokens carry that id and refuse another's.
+// streams and session tokens carry that id and refuse another's. The
+// cluster also records its lease-critical timings (tick and minimum
+// heartbeat) when it forms, and a node whose own differ is refused at
+// join and at start (timings.go).
+//
+// Config holds every setting of a node, today's defaults filled in for
+// what is left zero; Validate refuses negative and contradictory values
+// naming the field. Package config maps a configuration file onto it.
 //
 // When its raft host stops on a fatal error (storage failed, or a committed
 // command cannot be applied here: see package raftgroup), the node halts:

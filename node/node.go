@@ -20,6 +20,7 @@ import (
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
+	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -58,6 +59,23 @@ type Config struct {
 	MinHeartbeatInterval time.Duration
 	// CompactAfterEntries: see raftgroup.Config. Default 10000.
 	CompactAfterEntries uint64
+	// MaxInflightMsgs, MaxSizePerMsgBytes and MaxUncommittedBytes are the
+	// raft windows of every group: see raftgroup.Config. Defaults 256,
+	// 1 MiB and 64 MiB.
+	MaxInflightMsgs     int
+	MaxSizePerMsgBytes  uint64
+	MaxUncommittedBytes uint64
+	// StreamBatchInterval, StreamMaxBatchBytes, StreamMaxInFlight,
+	// StreamHeartbeatInterval and StreamRetryBackoff shape the streams of
+	// async and active keyspaces: see stream.Config. Defaults 2ms, 1 MiB
+	// (at most stream.MaxEncodedBytes/2), 4, 200ms and 50ms.
+	StreamBatchInterval     time.Duration
+	StreamMaxBatchBytes     int
+	StreamMaxInFlight       int
+	StreamHeartbeatInterval time.Duration
+	StreamRetryBackoff      time.Duration
+	// CacheBytes is the size of the storage's block cache. Default 64 MiB.
+	CacheBytes int64
 	// RequestTimeout bounds a request whose context has no deadline. Default 10s.
 	RequestTimeout time.Duration
 	// MaxKeyBytes and MaxValueBytes bound what a client may write.
@@ -96,80 +114,175 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults of Config (and of the configuration file, see package config).
+const (
+	DefaultTickInterval            = 10 * time.Millisecond
+	DefaultMinHeartbeatInterval    = 100 * time.Millisecond
+	DefaultRequestTimeout          = 10 * time.Second
+	DefaultMaxKeyBytes             = 16 << 10
+	DefaultMaxValueBytes           = 4 << 20
+	DefaultLeaderCheckInterval     = time.Second
+	DefaultLeaderHysteresis        = 3 * time.Second
+	DefaultCluster                 = "meridian"
+	DefaultPlacementWait           = 30 * time.Second
+	DefaultHealthCheckInterval     = 5 * time.Second
+	DefaultCompactAfterEntries     = 10000
+	DefaultMaxInflightMsgs         = 256
+	DefaultMaxSizePerMsgBytes      = 1 << 20
+	DefaultMaxUncommittedBytes     = 64 << 20
+	DefaultStreamBatchInterval     = 2 * time.Millisecond
+	DefaultStreamMaxBatchBytes     = 1 << 20
+	DefaultStreamMaxInFlight       = 4
+	DefaultStreamHeartbeatInterval = streamHeartbeat
+	DefaultStreamRetryBackoff      = 50 * time.Millisecond
+	DefaultCacheBytes              = 64 << 20
+)
+
+// ErrInvalidConfig is wrapped by every error of Config.Validate; the
+// message names the field.
+var ErrInvalidConfig = errors.New("node: invalid configuration")
+
 func (c *Config) setDefaults() {
-	if c.TickInterval == 0 {
-		c.TickInterval = 10 * time.Millisecond
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
 	}
-	if c.MinHeartbeatInterval == 0 {
-		c.MinHeartbeatInterval = 100 * time.Millisecond
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 10 * time.Second
-	}
+	def(&c.TickInterval, DefaultTickInterval)
+	def(&c.MinHeartbeatInterval, DefaultMinHeartbeatInterval)
+	def(&c.RequestTimeout, DefaultRequestTimeout)
+	def(&c.LeaderCheckInterval, DefaultLeaderCheckInterval)
+	def(&c.LeaderHysteresis, DefaultLeaderHysteresis)
+	def(&c.MaxClockOffset, hlc.DefaultMaxOffset)
+	def(&c.PlacementWait, DefaultPlacementWait)
+	def(&c.HealthCheckInterval, DefaultHealthCheckInterval)
+	def(&c.StreamBatchInterval, DefaultStreamBatchInterval)
+	def(&c.StreamHeartbeatInterval, DefaultStreamHeartbeatInterval)
+	def(&c.StreamRetryBackoff, DefaultStreamRetryBackoff)
 	if c.MaxKeyBytes == 0 {
-		c.MaxKeyBytes = 16 << 10
+		c.MaxKeyBytes = DefaultMaxKeyBytes
 	}
 	if c.MaxValueBytes == 0 {
-		c.MaxValueBytes = 4 << 20
-	}
-	if c.LeaderCheckInterval == 0 {
-		c.LeaderCheckInterval = time.Second
-	}
-	if c.LeaderHysteresis == 0 {
-		c.LeaderHysteresis = 3 * time.Second
-	}
-	if c.MaxClockOffset == 0 {
-		c.MaxClockOffset = hlc.DefaultMaxOffset
+		c.MaxValueBytes = DefaultMaxValueBytes
 	}
 	if c.Cluster == "" {
-		c.Cluster = "meridian"
+		c.Cluster = DefaultCluster
 	}
-	if c.PlacementWait == 0 {
-		c.PlacementWait = 30 * time.Second
+	if c.CompactAfterEntries == 0 {
+		c.CompactAfterEntries = DefaultCompactAfterEntries
 	}
-	if c.HealthCheckInterval == 0 {
-		c.HealthCheckInterval = 5 * time.Second
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = DefaultMaxInflightMsgs
+	}
+	if c.MaxSizePerMsgBytes == 0 {
+		c.MaxSizePerMsgBytes = DefaultMaxSizePerMsgBytes
+	}
+	if c.MaxUncommittedBytes == 0 {
+		c.MaxUncommittedBytes = DefaultMaxUncommittedBytes
+	}
+	if c.StreamMaxBatchBytes == 0 {
+		c.StreamMaxBatchBytes = DefaultStreamMaxBatchBytes
+	}
+	if c.StreamMaxInFlight == 0 {
+		c.StreamMaxInFlight = DefaultStreamMaxInFlight
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration; zero values stand for the defaults.
+// Each error wraps ErrInvalidConfig and names the field.
 func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
 	switch {
 	case c.ID == 0:
-		return errors.New("node: ID must be non-zero")
+		return bad("ID must be non-zero")
 	case c.Region == "":
-		return errors.New("node: Region is required")
+		return bad("Region is required")
 	case c.DataDir == "":
-		return errors.New("node: DataDir is required")
+		return bad("DataDir is required")
 	case c.ListenAddr == "" && c.Listener == nil:
-		return errors.New("node: ListenAddr is required")
-	case c.MaxKeyBytes < 1 || c.MaxValueBytes < 1:
-		return errors.New("node: MaxKeyBytes and MaxValueBytes must be positive")
-	case c.PlacementWait < 0 || c.HealthCheckInterval < 0:
-		return errors.New("node: PlacementWait and HealthCheckInterval must not be negative")
+		return bad("ListenAddr is required")
 	}
-	if err := checkClusterName(c.Cluster); err != nil {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"TickInterval", c.TickInterval}, {"MinHeartbeatInterval", c.MinHeartbeatInterval},
+		{"RequestTimeout", c.RequestTimeout}, {"LeaderCheckInterval", c.LeaderCheckInterval},
+		{"LeaderHysteresis", c.LeaderHysteresis}, {"MaxClockOffset", c.MaxClockOffset},
+		{"PlacementWait", c.PlacementWait}, {"HealthCheckInterval", c.HealthCheckInterval},
+		{"StreamBatchInterval", c.StreamBatchInterval}, {"StreamHeartbeatInterval", c.StreamHeartbeatInterval},
+		{"StreamRetryBackoff", c.StreamRetryBackoff},
+	} {
+		if d.v < 0 {
+			return bad("%s must not be negative (got %v)", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxKeyBytes", int64(c.MaxKeyBytes)}, {"MaxValueBytes", int64(c.MaxValueBytes)},
+		{"MaxInflightMsgs", int64(c.MaxInflightMsgs)}, {"StreamMaxBatchBytes", int64(c.StreamMaxBatchBytes)},
+		{"StreamMaxInFlight", int64(c.StreamMaxInFlight)}, {"CacheBytes", c.CacheBytes},
+	} {
+		if n.v < 0 {
+			return bad("%s must not be negative (got %d)", n.name, n.v)
+		}
+	}
+	// Contradictions, between values as they will be used (defaults
+	// applied to a copy).
+	d := *c
+	d.setDefaults()
+	switch {
+	case d.MinHeartbeatInterval < d.TickInterval:
+		// A heartbeat is a whole number of ticks: the election timeout
+		// derived from it would not be the one configured.
+		return bad("MinHeartbeatInterval (%v) is shorter than TickInterval (%v): a heartbeat is at least one tick", d.MinHeartbeatInterval, d.TickInterval)
+	case d.LeaderHysteresis < d.LeaderCheckInterval:
+		return bad("LeaderHysteresis (%v) is shorter than LeaderCheckInterval (%v): leaders are checked less often than they may move", d.LeaderHysteresis, d.LeaderCheckInterval)
+	case d.StreamMaxBatchBytes > stream.MaxEncodedBytes/2:
+		return bad("StreamMaxBatchBytes (%d) is above the stream limit of %d", d.StreamMaxBatchBytes, stream.MaxEncodedBytes/2)
+	case d.MaxKeyBytes+d.MaxValueBytes > stream.MaxEncodedBytes/2:
+		return bad("MaxKeyBytes + MaxValueBytes (%d) is above %d: such a write could never be shipped between regions", d.MaxKeyBytes+d.MaxValueBytes, stream.MaxEncodedBytes/2)
+	case d.StreamHeartbeatInterval < d.StreamBatchInterval:
+		return bad("StreamHeartbeatInterval (%v) is shorter than StreamBatchInterval (%v)", d.StreamHeartbeatInterval, d.StreamBatchInterval)
+	case d.MaxSizePerMsgBytes > d.MaxUncommittedBytes:
+		return bad("MaxSizePerMsgBytes (%d) is above MaxUncommittedBytes (%d)", d.MaxSizePerMsgBytes, d.MaxUncommittedBytes)
+	}
+	if err := checkClusterName(d.Cluster); err != nil {
 		return err
 	}
 	if c.ClusterID != "" {
-		if err := checkClusterID(c.Cluster, c.ClusterID); err != nil {
+		if err := checkClusterID(d.Cluster, c.ClusterID); err != nil {
 			return err
 		}
 	}
 	self := false
 	for _, p := range c.Peers {
 		if p.ID == 0 || p.Region == "" || p.Addr == "" {
-			return fmt.Errorf("node: peer %+v needs an id, a region and an address", p)
+			return bad("peer %+v needs an id, a region and an address", p)
 		}
 		self = self || p.ID == c.ID
 	}
 	if !self {
-		return fmt.Errorf("node: Peers must include this node (%d)", c.ID)
+		return bad("Peers must include this node (%d)", c.ID)
 	}
 	return nil
+}
+
+// minElectionTimeout is the shortest election timeout any group of this
+// node uses: ten heartbeats of at least MinHeartbeatInterval, rounded up
+// to whole ticks (see timing). Leases are sized from it (raftgroup).
+func (c *Config) minElectionTimeout() time.Duration {
+	return 10 * time.Duration((c.MinHeartbeatInterval+c.TickInterval-1)/c.TickInterval) * c.TickInterval
 }
 
 // Node is one Meridian process's database: storage, raft groups, transport
@@ -189,6 +302,7 @@ type Node struct {
 	wg      sync.WaitGroup
 	closeMu sync.Once
 	haltMu  sync.Once
+	failMu  sync.Once
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
@@ -225,7 +339,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.leases.kick = make(chan struct{}, 1)
 	// Step 1: storage and the metadata it holds.
-	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, Logger: cfg.Logger})
+	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -238,24 +352,23 @@ func Start(cfg Config) (*Node, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := n.checkTimings(n.meta.State()); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("node %d refused to start: %w", cfg.ID, err)
+	}
 	// Step 2: the raft host.
 	n.host, err = raftgroup.New(raftgroup.Config{
 		NodeID: cfg.ID, DB: db, Sender: sender{n}, TickInterval: cfg.TickInterval,
 		CompactAfterEntries: cfg.CompactAfterEntries, Logger: cfg.Logger,
 		// Every group's election timeout is at least ten minimum heartbeats
 		// (see timing); all nodes of a cluster share these settings.
-		MinElectionTimeout: 10 * time.Duration((cfg.MinHeartbeatInterval+cfg.TickInterval-1)/cfg.TickInterval) * cfg.TickInterval,
+		MinElectionTimeout: cfg.minElectionTimeout(),
+		MaxInflightMsgs:    cfg.MaxInflightMsgs, MaxSizePerMsgBytes: cfg.MaxSizePerMsgBytes,
+		MaxUncommittedBytes: cfg.MaxUncommittedBytes,
 		// The host calls it once, when storage fails or a committed command
 		// cannot be applied here: the node stops (stopOnFatal) rather than
 		// serve from a replica that may have diverged.
-		OnFatal: func(err error) {
-			n.log.Error("node stopping after a fatal error", "err", err)
-			select {
-			case n.fatal <- err:
-			default:
-			}
-			close(n.failed)
-		},
+		OnFatal: n.fail,
 	})
 	if err != nil {
 		_ = db.Close()
@@ -331,6 +444,20 @@ func (n *Node) stopOnFatal() {
 	}
 }
 
+// fail stops the node for good: its host failed (storage, or a command
+// it cannot apply), or its timings are not the cluster's. Fatal receives
+// err; stopOnFatal halts the node. Only the first call counts.
+func (n *Node) fail(err error) {
+	n.failMu.Do(func() {
+		n.log.Error("node stopping after a fatal error", "err", err)
+		select {
+		case n.fatal <- err:
+		default:
+		}
+		close(n.failed)
+	})
+}
+
 // Close stops the node. It is safe to call more than once.
 func (n *Node) Close() {
 	n.halt()
@@ -370,8 +497,9 @@ func (n *Node) Host() *raftgroup.Host { return n.host }
 func (n *Node) Transport() *transport.Transport { return n.tr }
 
 // Fatal returns a channel that receives the error that stopped the node:
-// its storage failed, or it could not apply a committed command (see
-// package raftgroup). The node then halts: its raft host, background work
+// its storage failed, it could not apply a committed command (see
+// package raftgroup), or the cluster records lease-critical timings
+// other than its own (metadata.ErrTimingsDiffer, see timings.go). The node then halts: its raft host, background work
 // and transport stop (writes and linearizable reads fail with
 // raftgroup.ErrStopped); only Close remains to be called.
 func (n *Node) Fatal() <-chan error { return n.fatal }
@@ -477,8 +605,15 @@ func (n *Node) registerLoop() {
 	for {
 		missing := false
 		st := n.meta.State()
+		if err := n.checkTimings(st); err != nil {
+			n.fail(err)
+			return
+		}
 		if !formed {
-			if err := n.recordInitialMembers(st); err != nil {
+			if err := n.recordInitialMembers(st); errors.Is(err, metadata.ErrTimingsDiffer) {
+				n.fail(err)
+				return
+			} else if err != nil {
 				missing = true
 			} else {
 				formed = true
@@ -508,6 +643,9 @@ func (n *Node) registerLoop() {
 			}
 		}
 		if !missing {
+			if err := n.checkTimings(n.meta.State()); err != nil {
+				n.fail(err)
+			}
 			return
 		}
 		select {
@@ -524,14 +662,16 @@ func (n *Node) registerLoop() {
 // be tried again; members that differ from the recorded ones are logged.
 func (n *Node) recordInitialMembers(st *metadata.State) error {
 	mine := n.initialMembers(&metadata.State{}) // from this node's --peers
-	if len(st.InitialMembers) > 0 {
+	if len(st.InitialMembers) > 0 && st.Timings != nil {
 		if !slices.Equal(st.InitialMembers, mine) {
 			n.log.Error("this node's --peers differ from the cluster's initial members; the cluster keeps its own",
 				"cluster", st.InitialMembers, "peers", mine)
 		}
-		return nil
+		return n.checkTimings(st)
 	}
-	init := &metadata.InitCluster{}
+	// Not formed yet, or formed before timings were recorded: propose.
+	timings := n.cfg.timings()
+	init := &metadata.InitCluster{Timings: &timings}
 	for _, p := range n.cfg.Peers {
 		init.Members = append(init.Members, metadata.NodeInfo{ID: p.ID, Region: p.Region, Addr: p.Addr})
 	}
@@ -544,7 +684,7 @@ func (n *Node) recordInitialMembers(st *metadata.State) error {
 	}
 	if errors.Is(err, metadata.ErrMembersDiffer) {
 		n.log.Error("this node's --peers differ from the cluster's initial members; the cluster keeps its own", "err", err)
-		return nil
+		return n.checkTimings(n.meta.State())
 	}
 	return err
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 )
 
-// Primary leases of async keyspaces.
+// Primary leases of async keyspaces (docs/DESIGN.md 2.2).
 //
 // A group's role (kv.Role) says that it is its keyspace's primary at some
 // epoch, but not that no other region has been made primary since: a

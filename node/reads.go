@@ -13,7 +13,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 )
 
-// Reads at every consistency level (DESIGN.md section 3).
+// Reads at every consistency level (docs/DESIGN.md section 3).
 //
 // A read is served by this region's replica of the shard when the level
 // allows it, and otherwise as a strong read (by the shard's leader, or its

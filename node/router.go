@@ -471,6 +471,7 @@ var errorCodes = []struct {
 	{"region_unavailable", ErrRegionUnavailable},
 	{"placement", metadata.ErrPlacement},
 	{"members_differ", metadata.ErrMembersDiffer},
+	{"timings_differ", metadata.ErrTimingsDiffer},
 	{"empty_key", ErrEmptyKey},
 	{"key_too_large", ErrKeyTooLarge},
 	{"value_too_large", ErrValueTooLarge},

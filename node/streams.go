@@ -242,8 +242,8 @@ func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamS
 	log, unsubscribe := newGroupLog(n, k.src)
 	cfg := stream.Config{
 		Stream: k.src, Epoch: epoch, Cluster: n.cluster,
-		BatchInterval: 2 * time.Millisecond, MaxBatchBytes: 1 << 20, MaxInFlight: 4,
-		HeartbeatInterval: streamHeartbeat, RetryBackoff: 50 * time.Millisecond, Logger: n.log,
+		BatchInterval: n.cfg.StreamBatchInterval, MaxBatchBytes: n.cfg.StreamMaxBatchBytes, MaxInFlight: n.cfg.StreamMaxInFlight,
+		HeartbeatInterval: n.cfg.StreamHeartbeatInterval, RetryBackoff: n.cfg.StreamRetryBackoff, Logger: n.log,
 		Resync: func(ctx context.Context) (uint64, error) { return n.resync(ctx, k.src, epoch, sink, r) },
 	}
 	if base.Strategy == string(metadata.Active) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/meridian-db/meridian/internal/testutil"
 )
 
 // TestCrashAllNodesKeepsAcknowledgedWrites crashes every node at the same
@@ -47,17 +49,11 @@ func TestCrashAllNodesKeepsAcknowledgedWrites(t *testing.T) {
 				}()
 			}
 			// Crash once a few hundred writes have been acknowledged.
-			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+			testutil.Eventually(t, 20*time.Second, "300 acknowledged writes", func() bool {
 				mu.Lock()
-				enough := ackCount >= 300
-				mu.Unlock()
-				if enough {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("writes made no progress")
-				}
-			}
+				defer mu.Unlock()
+				return ackCount >= 300
+			})
 			// Crash: freeze every filesystem at this instant (acknowledged
 			// writes so far must all be durable on a quorum).
 			mu.Lock()
@@ -92,7 +88,7 @@ func TestCrashAllNodesKeepsAcknowledgedWrites(t *testing.T) {
 			rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer rcancel()
 			for _, tn := range nodes {
-				if _, err := tn.host.ReadIndex(rctx, 7); err != nil {
+				if _, err := readIndex(rctx, tn); err != nil {
 					t.Fatal(err)
 				}
 			}

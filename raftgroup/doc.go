@@ -41,4 +41,9 @@
 // Nothing blocks inside the loop: callers submit work through channels and
 // wait on their own goroutines (Propose, ReadIndex, WaitApplied all take a
 // context). The package does no network I/O of its own.
+//
+// Time. The ticker and the wall clock leases are measured on come from
+// Config.Clock: the system's in production; a ManualClock in tests, which
+// move time by hand (ManualClock.Advance) so that an election, a lease's
+// end or a transfer's abort happens at an exact, repeatable instant.
 package raftgroup

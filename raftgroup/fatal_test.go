@@ -87,7 +87,7 @@ func TestApplyErrorStopsReplica(t *testing.T) {
 		}
 	}
 	for _, tn := range live {
-		idx, err := tn.host.ReadIndex(ctx, 7)
+		idx, err := readIndex(ctx, tn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,11 +103,11 @@ func TestApplyErrorStopsReplica(t *testing.T) {
 	fs := f.fs
 	f.stop(n)
 	nodes[i] = startNode(t, n, f.id, fs, 0)
-	idx, err := live[0].host.ReadIndex(ctx, 7)
+	idx, err := readIndex(ctx, live[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[i].host.WaitApplied(ctx, 7, idx); err != nil {
+	if err := waitApplied(ctx, nodes[i], idx); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"poison", "after9"} {
@@ -138,7 +138,7 @@ func TestApplyErrorStopsReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tn := range live {
-		if _, err := tn.host.ReadIndex(ctx, 7); err != nil {
+		if _, err := readIndex(ctx, tn); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := tn.db.Get(7, []byte("leaderpoison")); !ok {

@@ -88,6 +88,10 @@ type Config struct {
 	MinElectionTimeout time.Duration
 	// Logger receives the host's and raft's logs. Nil discards.
 	Logger *slog.Logger
+	// Clock is the time the host runs on: raft's ticks and the wall clock
+	// of leases. Nil: the system's (production). Tests pass a ManualClock
+	// to drive ticks and time by hand.
+	Clock Clock
 	// OnFatal is called once, on a goroutine of its own, when the host
 	// stops on a fatal error: persisting raft state failed, or a state
 	// machine could not apply a committed command (StateMachine.Apply).
@@ -129,7 +133,18 @@ func (c *Config) Validate() error {
 	case c.Sender == nil:
 		return errors.New("raftgroup: Sender is required")
 	case c.TickInterval < 0:
-		return errors.New("raftgroup: TickInterval must be positive")
+		return fmt.Errorf("raftgroup: TickInterval must be positive (got %v)", c.TickInterval)
+	case c.MaxInflightMsgs < 0:
+		return fmt.Errorf("raftgroup: MaxInflightMsgs must not be negative (got %d)", c.MaxInflightMsgs)
+	case c.ReadRetryInterval < 0:
+		return fmt.Errorf("raftgroup: ReadRetryInterval must not be negative (got %v)", c.ReadRetryInterval)
+	case c.MinElectionTimeout < 0:
+		return fmt.Errorf("raftgroup: MinElectionTimeout must not be negative (got %v)", c.MinElectionTimeout)
+	case c.MinElectionTimeout > 0 && c.MinElectionTimeout <= 2*c.TickInterval && !c.DisableLeaseReads:
+		// The lease is sized from MinElectionTimeout less two ticks.
+		return fmt.Errorf("raftgroup: MinElectionTimeout (%v) leaves no lease: it must exceed two ticks of TickInterval (%v)", c.MinElectionTimeout, c.TickInterval)
+	case c.MaxSizePerMsgBytes > c.MaxUncommittedBytes:
+		return fmt.Errorf("raftgroup: MaxSizePerMsgBytes (%d) is above MaxUncommittedBytes (%d)", c.MaxSizePerMsgBytes, c.MaxUncommittedBytes)
 	}
 	return nil
 }
@@ -268,6 +283,9 @@ type Host struct {
 	nextID atomic.Uint64
 	stats  hostStats // counters for Stats (metrics.go)
 
+	clock Clock
+	now   func() time.Time // clock.Now, or time.Now itself on the system clock
+
 	wake        chan struct{} // nudges the loop (snapshot reports, more Ready)
 	reportMu    sync.Mutex
 	snapReports []snapReport
@@ -293,6 +311,13 @@ func New(cfg Config) (*Host, error) {
 		stopped: make(chan struct{}),
 		done:    make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+		clock:   cfg.Clock,
+		now:     time.Now,
+	}
+	if h.clock == nil {
+		h.clock = systemClock{}
+	} else {
+		h.now = h.clock.Now
 	}
 	h.nextID.Store(rand.Uint64())
 	return h, nil
@@ -497,7 +522,7 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 	}
 	g.electionTicks = gc.ElectionTicks
 	if !bootstrapped && store.HasState() {
-		g.quietUntil = time.Now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
+		g.quietUntil = h.now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
 	}
 	store.SnapshotFunc = func() (*pb.Snapshot, error) { return h.snapshot(g) }
 	h.publishStatus(g) // before other goroutines can see the group
@@ -749,7 +774,7 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 				gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 				return
 			}
-			if h.leaseValid(g, time.Now()) {
+			if h.leaseValid(g, h.now()) {
 				// Under the lease: the commit index is a linearizable read point.
 				h.stats.leaseReads.Add(1)
 				rq.ch <- g.commitIndex()

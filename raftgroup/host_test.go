@@ -5,14 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/storage"
 )
 
@@ -56,11 +59,83 @@ func (s *kvSM) failOn(key string) {
 	s.mu.Unlock()
 }
 
-// localNet connects hosts in one process; links can be cut.
+// localNet connects hosts in one process; links can be cut. Its hosts
+// run on one manual clock: raft time moves only when a test ticks.
 type localNet struct {
 	mu    sync.Mutex
 	hosts map[uint64]*Host
 	cut   map[uint64]bool
+
+	clock    *ManualClock
+	inflight atomic.Int64 // messages handed to Deliver, not yet queued
+}
+
+// testTick is the tick of the test hosts.
+const testTick = 2 * time.Millisecond
+
+// tick advances the clock by k ticks, letting the messages each tick
+// causes settle before the next.
+func (n *localNet) tick(k int) {
+	for range k {
+		n.clock.Advance(testTick)
+		n.settle()
+	}
+}
+
+// settle waits (boundedly) until no message is on its way and no host has
+// queued work: what the last tick set in motion has been taken up.
+func (n *localNet) settle() {
+	for quiet, polls := 0, 0; quiet < 3 && polls < 10000; polls++ {
+		if n.inflight.Load() == 0 && n.queuesEmpty() {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		runtime.Gosched()
+	}
+}
+
+// whileTicking runs fn (which waits for raft: a read, an apply) and ticks
+// until it returns. Time moves only while the test waits for progress
+// that needs it, such as the heartbeats that revive replication to a
+// follower that was down.
+func (n *localNet) whileTicking(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+			n.tick(1)
+		}
+	}
+}
+
+// readIndex is tn.host.ReadIndex, ticking while it waits.
+func readIndex(ctx context.Context, tn *testNode) (idx uint64, err error) {
+	tn.net.whileTicking(func() { idx, err = tn.host.ReadIndex(ctx, 7) })
+	return idx, err
+}
+
+// waitApplied is tn.host.WaitApplied, ticking while it waits.
+func waitApplied(ctx context.Context, tn *testNode, idx uint64) (err error) {
+	tn.net.whileTicking(func() { err = tn.host.WaitApplied(ctx, 7, idx) })
+	return err
+}
+
+func (n *localNet) queuesEmpty() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, h := range n.hosts {
+		if len(h.inbox) > 0 || len(h.work) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 type localSender struct {
@@ -80,12 +155,17 @@ func (s localSender) Send(group uint64, msgs []*pb.Message) {
 			continue
 		}
 		if h := s.net.hosts[to]; h != nil {
-			go h.Deliver(group, []*pb.Message{m})
+			s.net.inflight.Add(1)
+			go func() {
+				defer s.net.inflight.Add(-1)
+				h.Deliver(group, []*pb.Message{m})
+			}()
 		}
 	}
 }
 
 type testNode struct {
+	net   *localNet
 	id    uint64
 	fs    vfs.FS
 	db    *storage.DB
@@ -106,8 +186,8 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 		t.Fatal(err)
 	}
 	fatal := make(chan error, 1)
-	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: 2 * time.Millisecond, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond,
-		OnFatal: func(err error) { fatal <- err }})
+	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: testTick, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond,
+		Clock: n.clock, OnFatal: func(err error) { fatal <- err }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +199,7 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 	if err := h.AddGroup(context.Background(), GroupConfig{ID: 7, SM: sm, Bootstrap: bootstrap, HeartbeatTicks: 2, ElectionTicks: 20}); err != nil {
 		t.Fatal(err)
 	}
-	return &testNode{id: id, fs: fs, db: db, host: h, sm: sm, fatal: fatal}
+	return &testNode{net: n, id: id, fs: fs, db: db, host: h, sm: sm, fatal: fatal}
 }
 
 func (tn *testNode) stop(n *localNet) {
@@ -151,28 +231,58 @@ func stopAll(n *localNet, nodes []*testNode) {
 }
 
 func newLocalNet() *localNet {
-	return &localNet{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}}
+	return &localNet{hosts: map[uint64]*Host{}, cut: map[uint64]bool{}, clock: NewManualClock(time.Unix(1e9, 0))}
 }
 
-func waitLeader(t *testing.T, nodes []*testNode) uint64 {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, tn := range nodes {
-			if tn == nil {
-				continue
-			}
-			if st, ok := tn.host.Status(7); ok && st.Lead == tn.id {
-				return tn.id
-			}
+// maxElectionTicks bounds the ticks a test drives while it waits for a
+// leader: a hundred election timeouts of 20 ticks.
+const maxElectionTicks = 2000
+
+// leaderOf returns the node among nodes that leads group 7 (0: none).
+func leaderOf(nodes []*testNode) uint64 {
+	for _, tn := range nodes {
+		if tn == nil {
+			continue
 		}
-		time.Sleep(5 * time.Millisecond)
+		if st, ok := tn.host.Status(7); ok && st.Lead == tn.id {
+			return tn.id
+		}
 	}
-	t.Fatal("no leader elected")
 	return 0
 }
 
-// propose sends cmd to the group's leader, retrying while leadership moves.
+// netOf is the network of the first node of nodes.
+func netOf(nodes []*testNode) *localNet {
+	for _, tn := range nodes {
+		if tn != nil {
+			return tn.net
+		}
+	}
+	panic("no node")
+}
+
+// waitLeader ticks until one of nodes leads group 7 and returns it.
+func waitLeader(t *testing.T, nodes []*testNode) uint64 {
+	t.Helper()
+	return waitLeaderIs(t, nodes, 0)
+}
+
+// waitLeaderIs ticks until one of nodes (want, unless 0) leads group 7.
+func waitLeaderIs(t *testing.T, nodes []*testNode, want uint64) uint64 {
+	t.Helper()
+	n := netOf(nodes)
+	for range maxElectionTicks {
+		if id := leaderOf(nodes); id != 0 && (want == 0 || id == want) {
+			return id
+		}
+		n.tick(1)
+	}
+	t.Fatalf("no leader (want %d) after %d ticks", want, maxElectionTicks)
+	return 0
+}
+
+// propose sends cmd to the group's leader, retrying while leadership
+// moves; while no leader is known, it ticks.
 func propose(ctx context.Context, t *testing.T, nodes []*testNode, cmd []byte) (Result, error) {
 	for {
 		for _, tn := range nodes {
@@ -187,11 +297,10 @@ func propose(ctx context.Context, t *testing.T, nodes []*testNode, cmd []byte) (
 				return r, err
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
 		}
+		netOf(nodes).tick(1)
 	}
 }
 
@@ -212,7 +321,7 @@ func TestProposeReadAndRestart(t *testing.T) {
 	}
 	// A linearizable read on every node sees the last write.
 	for _, tn := range nodes {
-		if _, err := tn.host.ReadIndex(ctx, 7); err != nil {
+		if _, err := readIndex(ctx, tn); err != nil {
 			t.Fatal(err)
 		}
 		v, ok, err := tn.db.Get(7, []byte("k4"))
@@ -250,11 +359,11 @@ func TestSnapshotCatchUp(t *testing.T) {
 		t.Fatalf("log not truncated: first index %d", st.FirstIndex)
 	}
 	nodes[2] = startNode(t, n, 3, fs3, 100)
-	idx, err := nodes[0].host.ReadIndex(ctx, 7)
+	idx, err := readIndex(ctx, nodes[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[2].host.WaitApplied(ctx, 7, idx); err != nil {
+	if err := waitApplied(ctx, nodes[2], idx); err != nil {
 		t.Fatal(err)
 	}
 	for i := 700; i < 1000; i++ {
@@ -345,15 +454,15 @@ func TestMembershipChanges(t *testing.T) {
 	// (its log is empty and the leader's starts after the bootstrap index).
 	nodes = append(nodes, startNodeWith(t, n, 4, vfs.NewMem(), 0, nil))
 	confChange(pb.ConfChangeAddLearnerNode, 4)
-	eventually(t, "node 1 sees 4 as a learner", func() bool {
+	testutil.Eventually(t, 10*time.Second, "node 1 sees 4 as a learner", func() bool {
 		st, _ := nodes[0].host.Status(7)
 		return slices.Contains(st.Learners, 4)
 	})
-	idx, err := nodes[0].host.ReadIndex(ctx, 7)
+	idx, err := readIndex(ctx, nodes[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[3].host.WaitApplied(ctx, 7, idx); err != nil {
+	if err := waitApplied(ctx, nodes[3], idx); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok, _ := nodes[3].db.Get(7, []byte("k19")); !ok || string(v) != "v19" {
@@ -362,7 +471,7 @@ func TestMembershipChanges(t *testing.T) {
 	// Promote it, then remove node 1: the group keeps working with 2, 3, 4.
 	confChange(pb.ConfChangeAddNode, 4)
 	confChange(pb.ConfChangeRemoveNode, 1)
-	eventually(t, "node 4 sees voters 2, 3, 4", func() bool {
+	testutil.Eventually(t, 10*time.Second, "node 4 sees voters 2, 3, 4", func() bool {
 		st, _ := nodes[3].host.Status(7)
 		return slices.Equal(sortedCopy(st.Voters), []uint64{2, 3, 4})
 	})
@@ -378,19 +487,7 @@ func TestMembershipChanges(t *testing.T) {
 	if err := nodes[leader-1].host.TransferLeader(ctx, 7, target); err != nil {
 		t.Fatal(err)
 	}
-	for waitLeader(t, nodes[1:]) != target {
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// eventually waits up to 10s for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-	}
+	waitLeaderIs(t, nodes[1:], target)
 }
 
 func sortedCopy(s []uint64) []uint64 {

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Leader leases.
+// Leader leases (docs/DESIGN.md 5.2).
 //
 // A linearizable read normally costs a heartbeat round to a quorum
 // (ReadIndex). A leader holding a lease answers at once from its commit
@@ -22,6 +22,10 @@ import (
 // leader's wall clock bounds that time from below. The leader renews by
 // issuing its own ReadIndex (a heartbeat round) and holds the lease until
 // S + leaseFraction × (ElectionTicks - 2) × TickInterval.
+//
+// Ticks and the wall clock both come from Config.Clock: the system's in
+// production (time.Ticker, time.Now), a ManualClock in tests, which ticks
+// exactly once per interval of the time it moves, so never early either.
 //
 // Two gaps in that promise are closed here:
 //   - a follower that restarts forgets when it last heard from the leader,
@@ -163,7 +167,7 @@ type fastRead struct {
 
 // publishFast updates what fastReadIndex may use for g. Loop only.
 func (h *Host) publishFast(g *group) {
-	if !h.leaseValid(g, time.Now()) {
+	if !h.leaseValid(g, h.now()) {
 		g.fast.Store(nil)
 		return
 	}
@@ -183,7 +187,7 @@ func (h *Host) fastReadIndex(groupID uint64) (uint64, bool) {
 		return 0, false
 	}
 	f := g.fast.Load()
-	if f == nil || f.applied < f.commit || !time.Now().Before(f.expiry) {
+	if f == nil || f.applied < f.commit || !h.now().Before(f.expiry) {
 		return 0, false
 	}
 	h.stats.leaseReads.Add(1)
@@ -214,7 +218,7 @@ type ClosedTimestamp struct {
 // Closed returns the group's closed timestamp if this node leads it under
 // a valid lease (see above); otherwise ok is false.
 func (h *Host) Closed(groupID uint64) (ClosedTimestamp, bool) {
-	now := time.Now() // before the lease is read
+	now := h.now() // before the lease is read
 	g := h.group(groupID)
 	if g == nil {
 		return ClosedTimestamp{}, false

@@ -20,8 +20,8 @@ const maxWorkPerRound = 512
 
 func (h *Host) loop() {
 	defer close(h.done)
-	ticker := time.NewTicker(h.cfg.TickInterval)
-	defer ticker.Stop()
+	ticks, stopTicks := h.clock.NewTicker(h.cfg.TickInterval)
+	defer stopTicks()
 	defer func() {
 		for _, g := range h.groups {
 			// A pending proposal may have been replicated: other replicas
@@ -40,11 +40,11 @@ func (h *Host) loop() {
 		select {
 		case <-h.stopped:
 			return
-		case <-ticker.C:
+		case t := <-ticks:
 			for _, g := range h.groups {
 				g.rn.Tick()
 			}
-			h.renewLeases(time.Now())
+			h.renewLeases(h.tickTime(t))
 		case fn := <-h.work:
 			fn()
 		case in := <-h.inbox:
@@ -73,12 +73,23 @@ func (h *Host) loop() {
 	}
 }
 
+// tickTime is the time a renewal round started on tick t counts from:
+// the time now on the system clock; on a manual clock, which a test may
+// have moved on while the loop was busy, the tick's own time. Either is
+// no later than the heartbeat the round sends, as the lease needs.
+func (h *Host) tickTime(t time.Time) time.Time {
+	if _, manual := h.clock.(*ManualClock); manual {
+		return t
+	}
+	return time.Now()
+}
+
 func (h *Host) step(in inbound) {
 	g := h.groups[in.group]
 	if g == nil {
 		return
 	}
-	now := time.Now()
+	now := h.now()
 	for _, m := range in.msgs {
 		if g.quiet(m, now) || h.answerReadUnderLease(g, m, now) || !fromNetworkOK(g, m) {
 			continue

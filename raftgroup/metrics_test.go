@@ -31,7 +31,7 @@ func TestStatsCountWork(t *testing.T) {
 	var proposals uint64
 	for i, tn := range nodes {
 		// A read index on every node makes each one apply every write.
-		if _, err := tn.host.ReadIndex(ctx, 7); err != nil {
+		if _, err := readIndex(ctx, tn); err != nil {
 			t.Fatal(err)
 		}
 		s, b := tn.host.Stats(), before[i]

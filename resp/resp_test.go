@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/meridian-db/meridian/internal/testcluster"
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
@@ -95,18 +96,6 @@ func check[T comparable](t *testing.T, what string, got T, err error, want T) {
 	}
 	if got != want {
 		t.Fatalf("%s = %v, want %v", what, got, want)
-	}
-}
-
-// eventually polls cond until it holds (failing the test after 20s).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // a polling interval, not synchronisation
 	}
 }
 
@@ -260,8 +249,8 @@ func TestRESP(t *testing.T) {
 		if ttl := rdb.PTTL(ctx, "e:short").Val(); ttl <= 0 || ttl > 300*time.Millisecond {
 			t.Fatalf("PTTL right after SET PX 300 = %v", ttl)
 		}
-		eventually(t, "the key to expire", func() bool { return errors.Is(rdb.Get(ctx, "e:short").Err(), redis.Nil) })
-		eventually(t, "the key to expire in another region", func() bool { return errors.Is(other.Get(ctx, "e:short").Err(), redis.Nil) })
+		testutil.Eventually(t, 20*time.Second, "the key to expire", func() bool { return errors.Is(rdb.Get(ctx, "e:short").Err(), redis.Nil) })
+		testutil.Eventually(t, 20*time.Second, "the key to expire in another region", func() bool { return errors.Is(other.Get(ctx, "e:short").Err(), redis.Nil) })
 		check(t, "TTL of an expired key", rdb.TTL(ctx, "e:short").Val(), nil, time.Duration(-2))
 		check(t, "EXISTS of an expired key", rdb.Exists(ctx, "e:short").Val(), nil, int64(0))
 		// Writes see it as absent too.
@@ -405,7 +394,7 @@ func TestRESP(t *testing.T) {
 		check(t, "MERIDIAN.CONSISTENCY eventual", reader.Do(ctx, "MERIDIAN.CONSISTENCY", "eventual").Val(), nil, any("OK"))
 		check(t, "MERIDIAN.CONSISTENCY", reader.Do(ctx, "MERIDIAN.CONSISTENCY").Val(), nil, any("eventual"))
 		writer.Set(ctx, "x:later", "v2", 0)
-		eventually(t, "the eventual read to see the write", func() bool { return reader.Get(ctx, "x:later").Val() == "v2" })
+		testutil.Eventually(t, 20*time.Second, "the eventual read to see the write", func() bool { return reader.Get(ctx, "x:later").Val() == "v2" })
 		if m := lastMap(reader); m["consistency"] != "eventual" || m["index"] == "0" || m["session"] == "" {
 			t.Fatalf("MERIDIAN.LAST after an eventual read: %v", m)
 		}
@@ -445,14 +434,14 @@ func TestRESP(t *testing.T) {
 		w.SAdd(ctx, "group:a", "x")
 		w.HSet(ctx, "profile:a", "f", "v")
 		w.Set(ctx, "gone", "v", time.Millisecond)
-		eventually(t, "gone to expire", func() bool { return w.Exists(ctx, "gone").Val() == 0 })
+		testutil.Eventually(t, 20*time.Second, "gone to expire", func() bool { return w.Exists(ctx, "gone").Val() == 0 })
 
 		for _, level := range []string{"strong", "eventual"} {
 			r := newConn(t, west, 2)
 			r.Do(ctx, "MERIDIAN.KEYSPACE", "scan")
 			r.Do(ctx, "MERIDIAN.CONSISTENCY", level)
 			if level == "eventual" {
-				eventually(t, "west to have every key", func() bool { return r.DBSize(ctx).Val() == 252 })
+				testutil.Eventually(t, 20*time.Second, "west to have every key", func() bool { return r.DBSize(ctx).Val() == 252 })
 			}
 			seen := map[string]int{}
 			var cursor uint64
@@ -645,7 +634,7 @@ func TestRESP(t *testing.T) {
 		second.expect("-ERR max number of clients reached")
 		second.expectClosed()
 		_ = first.c.Close()
-		eventually(t, "the first connection to be gone", func() bool { return len(s.clientsSnapshot()) == 0 })
+		testutil.Eventually(t, 20*time.Second, "the first connection to be gone", func() bool { return len(s.clientsSnapshot()) == 0 })
 		third := dialRaw(t, s)
 		third.send("PING\r\n")
 		third.expect("+PONG")
@@ -659,7 +648,7 @@ func TestRESP(t *testing.T) {
 		_ = raw.c.(*net.TCPConn).SetReadBuffer(4096)
 		// 400 MiB of replies are asked for and never read.
 		raw.send(strings.Repeat("*2\r\n$3\r\nGET\r\n$8\r\nslow:big\r\n", 400))
-		eventually(t, "the server to drop the connection that does not read", func() bool { return !s.hasClient(raw.c.LocalAddr().String()) })
+		testutil.Eventually(t, 20*time.Second, "the server to drop the connection that does not read", func() bool { return !s.hasClient(raw.c.LocalAddr().String()) })
 		check(t, "the server after dropping it", newRDB(t, s, 2).Ping(ctx).Val(), nil, "PONG")
 	})
 

@@ -60,6 +60,29 @@ type Config struct {
 	ScanCursorTTL time.Duration
 }
 
+// Validate checks the configuration: zero values stand for the defaults,
+// negative ones are refused, naming the field.
+func (c *Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxClients", int64(c.MaxClients)}, {"MaxArgs", int64(c.MaxArgs)}, {"MaxBulkBytes", int64(c.MaxBulkBytes)},
+		{"MaxCommandBytes", int64(c.MaxCommandBytes)}, {"MaxInlineBytes", int64(c.MaxInlineBytes)},
+		{"OutputBufferBytes", int64(c.OutputBufferBytes)}, {"WriteTimeout", int64(c.WriteTimeout)},
+		{"IdleTimeout", int64(c.IdleTimeout)}, {"MaxReplyBytes", int64(c.MaxReplyBytes)},
+		{"ScanCursors", int64(c.ScanCursors)}, {"ScanCursorTTL", int64(c.ScanCursorTTL)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("resp: %s must not be negative (got %d)", f.name, f.v)
+		}
+	}
+	if c.MaxBulkBytes > 0 && c.MaxCommandBytes > 0 && c.MaxBulkBytes > c.MaxCommandBytes {
+		return fmt.Errorf("resp: MaxBulkBytes (%d) is above MaxCommandBytes (%d): no command could carry such an argument", c.MaxBulkBytes, c.MaxCommandBytes)
+	}
+	return nil
+}
+
 func (c *Config) setDefaults() {
 	def := func(v *int, d int) {
 		if *v <= 0 {

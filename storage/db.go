@@ -30,7 +30,8 @@ type Options struct {
 	// FS is the filesystem Pebble runs on. Nil means the operating system's.
 	// Tests pass vfs.NewMem() or a crashable in-memory filesystem.
 	FS vfs.FS
-	// CacheBytes is the size of Pebble's block cache. Zero means 64 MiB.
+	// CacheBytes is the size of Pebble's block cache. Zero means
+	// DefaultCacheBytes (64 MiB).
 	CacheBytes int64
 	// Logger receives Pebble's own log lines at debug level. Nil discards.
 	Logger *slog.Logger
@@ -39,7 +40,8 @@ type Options struct {
 // DB is one node's storage. It is safe for concurrent use; writes are
 // expected to come from the raftgroup host's single loop, reads from anywhere.
 type DB struct {
-	pdb *pebble.DB
+	pdb   *pebble.DB
+	cache *pebble.Cache // Pebble holds a reference while pdb is open
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -50,8 +52,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 	}
 	po := &pebble.Options{FS: opts.FS}
+	if opts.CacheBytes < 0 {
+		return nil, fmt.Errorf("storage: CacheBytes must not be negative (got %d)", opts.CacheBytes)
+	}
 	if opts.CacheBytes == 0 {
-		opts.CacheBytes = 64 << 20
+		opts.CacheBytes = DefaultCacheBytes
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
@@ -61,8 +66,15 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	return &DB{pdb: pdb}, nil
+	return &DB{pdb: pdb, cache: cache}, nil
 }
+
+// DefaultCacheBytes is the block cache's size when Options.CacheBytes is 0.
+const DefaultCacheBytes = 64 << 20
+
+// CacheBytes returns the capacity of the block cache Pebble reads
+// through (Options.CacheBytes, or its default).
+func (db *DB) CacheBytes() int64 { return db.cache.MaxSize() }
 
 func ensureDir(dir string) error {
 	st, err := os.Stat(dir)

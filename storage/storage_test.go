@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -255,4 +256,27 @@ func FuzzDecodeGroupData(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCacheBytesReachPebble: the configured block cache is the one Pebble
+// reads through; zero means the default and a negative size is refused.
+func TestCacheBytesReachPebble(t *testing.T) {
+	for _, tc := range []struct{ set, want int64 }{{8 << 20, 8 << 20}, {0, DefaultCacheBytes}, {200 << 20, 200 << 20}} {
+		db, err := Open("/data", Options{FS: vfs.NewMem(), CacheBytes: tc.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := db.CacheBytes(); got != tc.want {
+			t.Errorf("CacheBytes %d: Pebble's cache holds %d, want %d", tc.set, got, tc.want)
+		}
+		if got := db.pdb.Metrics().BlockCache.Size; got > tc.want {
+			t.Errorf("CacheBytes %d: block cache uses %d bytes, above its capacity", tc.set, got)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open("/data", Options{FS: vfs.NewMem(), CacheBytes: -1}); err == nil || !strings.Contains(err.Error(), "CacheBytes") {
+		t.Fatalf("negative CacheBytes: %v, want an error naming CacheBytes", err)
+	}
 }

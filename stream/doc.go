@@ -1,5 +1,5 @@
 // Package stream ships the committed changes of a region-local raft group
-// to the region-local group of another region (DESIGN.md 2.4), one stream
+// to the region-local group of another region (docs/DESIGN.md 2.4), one stream
 // per (shard, source region, destination region).
 //
 // It owns the batch wire format (Batch, Encode, DecodeBatch), the source

@@ -28,7 +28,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd(), switchoverCmd(), failoverCmd(), lostWritesCmd(), conflictsCmd(), benchCmd())
+	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd(), switchoverCmd(), failoverCmd(), lostWritesCmd(), conflictsCmd(), benchCmd(), configCmd())
 	return root
 }
 

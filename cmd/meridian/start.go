@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meridian-db/meridian/config"
 	"github.com/meridian-db/meridian/httpapi"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/metrics"
@@ -28,25 +29,29 @@ import (
 	"github.com/meridian-db/meridian/transport"
 )
 
+// startFlags are start's flags; a flag given on the command line
+// overrides the configuration file's key named beside it.
 type startFlags struct {
-	id        uint64
-	region    string
-	zone      string
-	dataDir   string
-	listen    string
-	advertise string
-	respAddr  string
-	httpAddr  string
-	peers     string
-	join      string
-	cluster   string
-	latency   string
-	logLevel  string
-	placement time.Duration
+	config    string
+	id        uint64        // node.id
+	region    string        // node.region
+	zone      string        // node.zone
+	dataDir   string        // node.data_dir
+	listen    string        // addresses.listen
+	advertise string        // addresses.advertise
+	respAddr  string        // addresses.resp
+	httpAddr  string        // addresses.http
+	peers     string        // peers
+	join      string        // join
+	cluster   string        // cluster
+	latency   string        // latency
+	logLevel  string        // node.log_level
+	placement time.Duration // timings.placement_wait
 }
 
 func startCmd() *cobra.Command {
 	var f startFlags
+	def := config.Default()
 	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Run one node of a cluster",
@@ -60,33 +65,87 @@ A node added later asks any member to admit it:
   meridian start --id 4 --region us-west ... --join 127.0.0.1:8401
 Restart a node with the same command line; its data directory remembers the rest.
 
+Every setting, timings, limits, cache and raft and stream windows included,
+can come from a configuration file (YAML or TOML; "meridian config example"
+prints one with every key explained); flags given on the command line
+override the file:
+  meridian start --config node1.yaml --log-level debug
+
 Every cluster has a name (--cluster, default "meridian") and an id derived
 from the name and the initial members; nodes refuse requests, streams and
-session tokens of another cluster, and a data directory of another cluster.`,
+session tokens of another cluster, and a data directory of another cluster.
+The tick and minimum heartbeat are recorded when the cluster forms: a node
+whose own differ is refused at join and at start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.join != "" && !cmd.Flags().Changed("cluster") {
-				f.cluster = "" // learnt from the join answer
+			file, err := f.apply(cmd.Flags().Changed)
+			if err != nil {
+				return err
 			}
-			return runStart(cmd.Context(), f, cmd.OutOrStdout())
+			return runStart(cmd.Context(), file, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "configuration file, YAML (.yaml, .yml) or TOML (.toml); flags override it")
 	fl.Uint64Var(&f.id, "id", 0, "node id, unique in the cluster (required)")
 	fl.StringVar(&f.region, "region", "", "region of this node (required)")
 	fl.StringVar(&f.zone, "zone", "", "zone of this node inside its region")
 	fl.StringVar(&f.dataDir, "data-dir", "", "data directory, created with mode 0700 (required)")
-	fl.StringVar(&f.listen, "listen", "127.0.0.1:7400", "node-to-node listen address")
+	fl.StringVar(&f.listen, "listen", def.Addresses.Listen, "node-to-node listen address")
 	fl.StringVar(&f.advertise, "advertise", "", "node-to-node address other nodes use (default: --listen)")
-	fl.StringVar(&f.respAddr, "resp", "127.0.0.1:6379", "Redis protocol listen address")
-	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP API listen address")
+	fl.StringVar(&f.respAddr, "resp", def.Addresses.RESP, "Redis protocol listen address")
+	fl.StringVar(&f.httpAddr, "http", def.Addresses.HTTP, "HTTP API listen address")
 	fl.StringVar(&f.peers, "peers", "", "initial members: ID=REGION@HOST:PORT,... (this node included)")
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member of a running cluster to join")
-	fl.StringVar(&f.cluster, "cluster", "meridian", "cluster name, the same on every node; with --join, taken from the cluster joined")
+	fl.StringVar(&f.cluster, "cluster", node.DefaultCluster, "cluster name, the same on every node; with --join, taken from the cluster joined")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fl.DurationVar(&f.placement, "placement-wait", 30*time.Second, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
+	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
+	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
 	return cmd
+}
+
+// apply reads the configuration file, if any, over the defaults and puts
+// the flags given on the command line (changed reports which) over it.
+func (f startFlags) apply(changed func(string) bool) (config.File, error) {
+	file := config.Default()
+	if changed("peers") && changed("join") {
+		return file, errors.New("give --peers or --join, not both")
+	}
+	if f.config != "" {
+		var err error
+		if file, err = config.Load(f.config); err != nil {
+			return file, err
+		}
+	}
+	set := func(flag string, apply func()) {
+		if changed(flag) {
+			apply()
+		}
+	}
+	set("id", func() { file.Node.ID = f.id })
+	set("region", func() { file.Node.Region = f.region })
+	set("zone", func() { file.Node.Zone = f.zone })
+	set("data-dir", func() { file.Node.DataDir = f.dataDir })
+	set("listen", func() { file.Addresses.Listen = f.listen })
+	set("advertise", func() { file.Addresses.Advertise = f.advertise })
+	set("resp", func() { file.Addresses.RESP = f.respAddr })
+	set("http", func() { file.Addresses.HTTP = f.httpAddr })
+	set("join", func() { file.Join, file.Peers = f.join, nil })
+	set("cluster", func() { file.Cluster = f.cluster })
+	set("latency", func() { file.Latency = f.latency })
+	set("log-level", func() { file.Node.LogLevel = f.logLevel })
+	set("placement-wait", func() { file.Timings.PlacementWait = f.placement })
+	if changed("peers") {
+		peers, err := parsePeers(f.peers)
+		if err != nil {
+			return file, err
+		}
+		file.Peers, file.Join = nil, ""
+		for _, p := range peers {
+			file.Peers = append(file.Peers, config.Peer{ID: p.ID, Region: p.Region, Addr: p.Addr})
+		}
+	}
+	return file, nil
 }
 
 // parsePeers parses ID=REGION@HOST:PORT,...
@@ -116,119 +175,90 @@ func parsePeers(s string) ([]transport.Peer, error) {
 	return out, nil
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("bad --log-level %q: want debug, info, warn or error", s)
+func runStart(ctx context.Context, f config.File, out io.Writer) error {
+	// Step 1: check the configuration before touching anything.
+	if err := f.Validate(); err != nil {
+		return err
 	}
-	return l, nil
-}
-
-func runStart(ctx context.Context, f startFlags, out io.Writer) error {
-	// Step 1: check the flags before touching anything.
-	switch {
-	case f.id == 0:
-		return errors.New("--id is required (a positive number unique in the cluster)")
-	case f.region == "":
-		return errors.New("--region is required")
-	case f.dataDir == "":
-		return errors.New("--data-dir is required")
-	case f.peers == "" && f.join == "":
-		return errors.New("give --peers (the initial members) or --join (a member's HTTP address)")
-	case f.peers != "" && f.join != "":
-		return errors.New("give --peers or --join, not both")
-	case f.placement <= 0 || f.placement > httpapi.MaxPlacementWait:
-		return fmt.Errorf("--placement-wait must be positive and at most %v", httpapi.MaxPlacementWait)
-	}
-	level, err := parseLevel(f.logLevel)
+	level, err := config.ParseLogLevel(f.Node.LogLevel)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if f.advertise == "" {
-		f.advertise = f.listen
+	nc := f.NodeConfig() // ListenAddr is the advertised address
+	latency := f.Latency
+	if latency == "" {
+		latency = "none"
 	}
-	if f.latency == "" {
-		f.latency = "none"
-	}
-	matrix, err := netsim.MatrixFor(f.latency)
+	matrix, err := netsim.MatrixFor(latency)
 	if err != nil {
 		return err
 	}
 	// Step 2: open the client listeners first, so the node can advertise them.
-	raftLn, err := net.Listen("tcp", f.listen)
+	raftLn, err := net.Listen("tcp", f.Addresses.Listen)
 	if err != nil {
 		return fmt.Errorf("node-to-node listener: %w", err)
 	}
-	respLn, err := net.Listen("tcp", f.respAddr)
+	respLn, err := net.Listen("tcp", f.Addresses.RESP)
 	if err != nil {
 		return fmt.Errorf("RESP listener: %w", err)
 	}
-	httpLn, err := net.Listen("tcp", f.httpAddr)
+	httpLn, err := net.Listen("tcp", f.Addresses.HTTP)
 	if err != nil {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	// Step 3: the initial members, or admission through a member.
-	self := transport.Peer{ID: f.id, Region: f.region, Addr: f.advertise}
-	var peers []transport.Peer
-	join := false
-	clusterID := ""
-	if f.peers != "" {
-		if peers, err = parsePeers(f.peers); err != nil {
-			return err
-		}
-		found := false
-		for _, p := range peers {
-			if p.ID == f.id {
-				found = p.Region == f.region && p.Addr == f.advertise
-			}
-		}
-		if !found {
-			return fmt.Errorf("--peers must list this node as %d=%s@%s", f.id, f.region, f.advertise)
-		}
-	} else {
-		join = true
-		info := metadata.NodeInfo{ID: f.id, Region: f.region, Zone: f.zone, Addr: f.advertise,
-			RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String()}
-		ans, err := requestJoin(ctx, f.join, info)
+	// Step 3: the initial members, or admission through a member, which
+	// also checks that this node's lease-critical timings are the
+	// cluster's.
+	self := transport.Peer{ID: nc.ID, Region: nc.Region, Addr: nc.ListenAddr}
+	if f.Join != "" {
+		nc.Join = true
+		timings := nc.Timings()
+		req := httpapi.JoinRequest{NodeInfo: metadata.NodeInfo{ID: nc.ID, Region: nc.Region, Zone: nc.Zone, Addr: nc.ListenAddr,
+			RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String()}, Timings: &timings}
+		ans, err := requestJoin(ctx, f.Join, req)
 		if err != nil {
 			return err
 		}
-		if f.cluster != "" && f.cluster != ans.Cluster {
-			return fmt.Errorf("--cluster %s, but the member at %s belongs to cluster %q", f.cluster, f.join, ans.Cluster)
+		if f.Cluster != "" && f.Cluster != ans.Cluster {
+			return fmt.Errorf("--cluster %s, but the member at %s belongs to cluster %q", f.Cluster, f.Join, ans.Cluster)
 		}
-		peers, f.cluster, clusterID = ans.TransportPeers(), ans.Cluster, ans.ClusterID
+		if ans.Timings != nil {
+			if err := timings.Check(*ans.Timings); err != nil {
+				return fmt.Errorf("join through %s: %w", f.Join, err)
+			}
+		}
+		nc.Peers, nc.Cluster, nc.ClusterID = ans.TransportPeers(), ans.Cluster, ans.ClusterID
 	}
 	// Step 4: the emulated network, if any: this process delays what it sends.
-	var netw *netsim.Network
 	if matrix != nil {
-		if netw, err = netsim.New(netsim.Config{Matrix: matrix}); err != nil {
+		if nc.Net, err = netsim.New(netsim.Config{Matrix: matrix}); err != nil {
 			return err
 		}
-		defer netw.Close()
-		for _, p := range append(peers, self) {
-			netw.AddNode(p.ID, p.Region)
+		defer nc.Net.Close()
+		for _, p := range append(nc.Peers, self) {
+			nc.Net.AddNode(p.ID, p.Region)
 		}
 	}
 	// Step 5: the node.
-	n, err := node.Start(node.Config{
-		ID: f.id, Region: f.region, Zone: f.zone, DataDir: f.dataDir,
-		Listener: raftLn, ListenAddr: f.advertise, Peers: peers, Join: join, Net: netw,
-		Cluster: f.cluster, ClusterID: clusterID,
-		RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Logger: logger,
-		PlacementWait: f.placement,
-	})
+	nc.Listener, nc.Logger = raftLn, logger
+	nc.RESPAddr, nc.HTTPAddr = respLn.Addr().String(), httpLn.Addr().String()
+	n, err := node.Start(nc)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
 	// Step 6: the front ends, sharing one metrics registry.
 	reg := metrics.ForNode(n)
-	rs := resp.Serve(respLn, n, resp.Config{DefaultKeyspace: "default", Metrics: reg})
+	rc := f.RESPConfig()
+	rc.Metrics = reg
+	rs := resp.Serve(respLn, n, rc)
 	defer rs.Close()
-	hs := httpapi.Serve(httpLn, httpapi.New(n, httpapi.Config{Metrics: reg}))
+	hc := f.HTTPConfig()
+	hc.Metrics = reg
+	hs := httpapi.Serve(httpLn, httpapi.New(n, hc))
 	defer hs.Close()
-	fmt.Fprintf(out, "meridian node %d (%s) running: resp %s, http %s, peers %s\n", f.id, f.region, respLn.Addr(), httpLn.Addr(), raftLn.Addr())
+	fmt.Fprintf(out, "meridian node %d (%s) running: resp %s, http %s, peers %s\n", nc.ID, nc.Region, respLn.Addr(), httpLn.Addr(), raftLn.Addr())
 	// Step 7: run until told to stop, or until storage fails.
 	sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -243,8 +273,8 @@ func runStart(ctx context.Context, f startFlags, out io.Writer) error {
 
 // requestJoin asks a member to admit this node and returns its answer:
 // the cluster's peers, name and id.
-func requestJoin(ctx context.Context, member string, info metadata.NodeInfo) (httpapi.JoinResponse, error) {
-	body, _ := json.Marshal(info)
+func requestJoin(ctx context.Context, member string, join httpapi.JoinRequest) (httpapi.JoinResponse, error) {
+	body, _ := json.Marshal(join)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var out httpapi.JoinResponse

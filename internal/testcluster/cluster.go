@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
@@ -59,6 +60,9 @@ type Options struct {
 	// called once per node and kept across restarts. Nil: the operating
 	// system's, under the test's temporary directory.
 	FS func(id uint64) vfs.FS
+	// Tune, if set, adjusts a node's configuration before it starts (at
+	// every start, restarts included).
+	Tune func(id uint64, cfg *node.Config)
 }
 
 // Member is one node of the cluster, running or not.
@@ -177,15 +181,20 @@ func (c *Cluster) start(m *Member, ln net.Listener) error {
 	if logger == nil && c.opts.Verbose {
 		logger = slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	n, err := node.Start(node.Config{
+	cfg := node.Config{
 		ID: m.ID, Region: m.Region, DataDir: m.Dir, FS: m.FS, Listener: ln, ListenAddr: m.Addr,
 		Peers: c.peers, Net: c.Net, TickInterval: c.opts.TickInterval,
 		MinHeartbeatInterval: c.opts.MinHeartbeatInterval, CompactAfterEntries: c.opts.CompactAfterEntries,
 		LeaderHysteresis: c.opts.LeaderHysteresis, LeaderCheckInterval: c.opts.LeaderHysteresis / 4,
 		RequestTimeout: c.opts.RequestTimeout, Logger: logger,
 		PlacementWait: c.opts.PlacementWait, HealthCheckInterval: c.opts.HealthCheckInterval,
-	})
+	}
+	if c.opts.Tune != nil {
+		c.opts.Tune(m.ID, &cfg)
+	}
+	n, err := node.Start(cfg)
 	if err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("start node %d: %w", m.ID, err)
 	}
 	c.mu.Lock()
@@ -272,12 +281,20 @@ func (c *Cluster) Kill(id uint64) {
 // Restart starts a killed node again from its data directory.
 func (c *Cluster) Restart(id uint64) {
 	c.t.Helper()
+	if err := c.TryRestart(id); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// TryRestart is Restart returning the node's start error instead of
+// failing the test (say, for a node refused at start).
+func (c *Cluster) TryRestart(id uint64) error {
 	m := c.Member(id)
 	c.mu.RLock()
 	up := m.Node != nil
 	c.mu.RUnlock()
 	if up {
-		return
+		return nil
 	}
 	var ln net.Listener
 	var err error
@@ -289,11 +306,9 @@ func (c *Cluster) Restart(id uint64) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		c.t.Fatalf("restart node %d: %v", id, err)
+		return fmt.Errorf("restart node %d: %w", id, err)
 	}
-	if err := c.start(m, ln); err != nil {
-		c.t.Fatal(err)
-	}
+	return c.start(m, ln)
 }
 
 // Heal removes every partition.
@@ -307,16 +322,9 @@ func (c *Cluster) Close() {
 	c.Net.Close()
 }
 
-// WaitFor polls cond until it holds or ctx ends.
+// WaitFor polls cond until it holds or ctx ends (see testutil.WaitFor).
 func (c *Cluster) WaitFor(ctx context.Context, cond func() bool) error {
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return nil
+	return testutil.WaitFor(ctx, cond)
 }
 
 // CreateKeyspace creates a keyspace through the first running node and

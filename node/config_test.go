@@ -1,0 +1,82 @@
+package node_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridian-db/meridian/internal/testcluster"
+	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/stream"
+	"github.com/meridian-db/meridian/transport"
+)
+
+// TestConfigValidateNamesTheField: negative and contradictory settings
+// are refused, each error naming the field it is about.
+func TestConfigValidateNamesTheField(t *testing.T) {
+	base := func() node.Config {
+		return node.Config{ID: 1, Region: "us-east", DataDir: "/d", ListenAddr: "127.0.0.1:1",
+			Peers: []transport.Peer{{ID: 1, Region: "us-east", Addr: "127.0.0.1:1"}}}
+	}
+	if c := base(); c.Validate() != nil {
+		t.Fatalf("the base configuration is refused: %v", c.Validate())
+	}
+	for _, tc := range []struct {
+		field string
+		edit  func(c *node.Config)
+	}{
+		{"TickInterval", func(c *node.Config) { c.TickInterval = -time.Millisecond }},
+		{"MinHeartbeatInterval", func(c *node.Config) { c.MinHeartbeatInterval = -time.Second }},
+		{"RequestTimeout", func(c *node.Config) { c.RequestTimeout = -1 }},
+		{"LeaderCheckInterval", func(c *node.Config) { c.LeaderCheckInterval = -1 }},
+		{"LeaderHysteresis", func(c *node.Config) { c.LeaderHysteresis = -1 }},
+		{"MaxClockOffset", func(c *node.Config) { c.MaxClockOffset = -1 }},
+		{"PlacementWait", func(c *node.Config) { c.PlacementWait = -1 }},
+		{"HealthCheckInterval", func(c *node.Config) { c.HealthCheckInterval = -1 }},
+		{"MaxKeyBytes", func(c *node.Config) { c.MaxKeyBytes = -1 }},
+		{"MaxValueBytes", func(c *node.Config) { c.MaxValueBytes = -5 }},
+		{"MaxInflightMsgs", func(c *node.Config) { c.MaxInflightMsgs = -1 }},
+		{"CacheBytes", func(c *node.Config) { c.CacheBytes = -1 }},
+		{"StreamBatchInterval", func(c *node.Config) { c.StreamBatchInterval = -1 }},
+		{"StreamMaxBatchBytes", func(c *node.Config) { c.StreamMaxBatchBytes = -1 }},
+		{"StreamMaxInFlight", func(c *node.Config) { c.StreamMaxInFlight = -1 }},
+		{"StreamHeartbeatInterval", func(c *node.Config) { c.StreamHeartbeatInterval = -1 }},
+		{"StreamRetryBackoff", func(c *node.Config) { c.StreamRetryBackoff = -1 }},
+		// Contradictions.
+		{"MinHeartbeatInterval", func(c *node.Config) {
+			c.TickInterval, c.MinHeartbeatInterval = 50*time.Millisecond, 20*time.Millisecond
+		}},
+		{"LeaderHysteresis", func(c *node.Config) { c.LeaderCheckInterval, c.LeaderHysteresis = 5*time.Second, time.Second }},
+		{"StreamMaxBatchBytes", func(c *node.Config) { c.StreamMaxBatchBytes = stream.MaxEncodedBytes/2 + 1 }},
+		{"MaxValueBytes", func(c *node.Config) { c.MaxValueBytes = stream.MaxEncodedBytes / 2 }},
+		{"StreamHeartbeatInterval", func(c *node.Config) {
+			c.StreamBatchInterval, c.StreamHeartbeatInterval = time.Second, 100*time.Millisecond
+		}},
+		{"MaxSizePerMsgBytes", func(c *node.Config) { c.MaxSizePerMsgBytes, c.MaxUncommittedBytes = 8<<20, 1<<20 }},
+	} {
+		c := base()
+		tc.edit(&c)
+		err := c.Validate()
+		if !errors.Is(err, node.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: Validate = %v, want ErrInvalidConfig naming %s", tc.field, err, tc.field)
+		}
+	}
+}
+
+// TestCacheBytesReachStorage: the node's CacheBytes sizes its storage's
+// block cache; unset, the default does.
+func TestCacheBytesReachStorage(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Regions: []string{"us-east", "eu-west"},
+		Tune: func(id uint64, cfg *node.Config) {
+			if id == 1 {
+				cfg.CacheBytes = 24 << 20
+			}
+		}})
+	if got := c.Node(1).Storage().CacheBytes(); got != 24<<20 {
+		t.Fatalf("node 1's block cache holds %d bytes, want %d (its CacheBytes)", got, 24<<20)
+	}
+	if got := c.Node(2).Storage().CacheBytes(); got != node.DefaultCacheBytes {
+		t.Fatalf("node 2's block cache holds %d bytes, want the default %d", got, node.DefaultCacheBytes)
+	}
+}
