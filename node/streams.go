@@ -335,7 +335,7 @@ func (l *groupLog) Read(from, to uint64, maxBytes int) ([]stream.Change, error) 
 			out[i].TimeMS = c.NowMS
 		}
 		if l.active && len(e.Command) > 0 {
-			merge, err := kv.ActiveChange(l.n.db, l.group, e.Command)
+			merge, err := kv.ActiveChange(l.n.db, l.group, e.Index, e.Command)
 			if err != nil {
 				return nil, fmt.Errorf("active change at %d: %w", e.Index, err)
 			}
