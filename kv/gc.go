@@ -142,6 +142,29 @@ func (sm *StateMachine) dropDeltas(b *storage.Batch, regions [][]byte, reports [
 	b.DeleteRange(storage.LedgerKey(sm.Group, []byte{deltaPrefix}), storage.LedgerKey(sm.Group, end))
 }
 
+// ReportedApplied returns how far every region of regions other than own
+// has reported applying the stream of own's group (the smallest such
+// report), read from the group's committed reports; false if one of them
+// has not reported yet, math.MaxUint64 if there is no other region.
+func ReportedApplied(db *storage.DB, group uint64, own string, regions []string) (uint64, bool, error) {
+	floor := uint64(math.MaxUint64)
+	for _, r := range regions {
+		if r == own {
+			continue
+		}
+		v, ok, err := db.GetLedger(group, knowSuffix(r))
+		if err != nil || !ok {
+			return 0, false, err
+		}
+		vv, err := crdt.DecodeVersionVector(v)
+		if err != nil {
+			return 0, false, fmt.Errorf("%w: knowledge report of %q: %w", ErrBadRecord, r, err)
+		}
+		floor = min(floor, vv[own])
+	}
+	return floor, true, nil
+}
+
 // StreamCursorCommand builds an OpStreamCursor.
 func StreamCursorCommand(source, index uint64) Command {
 	return Command{Op: OpStreamCursor, Args: [][]byte{binary.BigEndian.AppendUint64(nil, source), binary.BigEndian.AppendUint64(nil, index)}}

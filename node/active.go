@@ -16,7 +16,8 @@ import (
 // Active keyspaces: every region's group takes writes (package kv,
 // active.go, turns them into CRDT operations stamped with the region and
 // the node's hybrid clock), and every region streams what it wrote to
-// every other region as merges of the keys' whole states.
+// every other region as merges of the delta-states its writes produced
+// (kv.ActiveChange), whole states only when seeding a region.
 //
 // A write is turned into its active form by the node that proposes it, in
 // the region of the group that takes it, so the stamp's region is always
