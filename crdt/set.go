@@ -179,17 +179,18 @@ func compareDots(a, b Dot) int {
 // context only the dots the operations took.
 func (t *Set) delta(prev *Set) *Set {
 	d := &Set{ctx: t.ctx.minus(prev.ctx), members: map[string][]Dot{}}
-	names := map[string]bool{}
-	for m := range prev.members {
-		names[m] = true
+	var changed []string
+	for m, ds := range prev.members {
+		if !slices.Equal(t.members[m], ds) {
+			changed = append(changed, m)
+		}
 	}
 	for m := range t.members {
-		names[m] = true
-	}
-	for m := range names {
-		if slices.Equal(t.members[m], prev.members[m]) {
-			continue
+		if _, ok := prev.members[m]; !ok {
+			changed = append(changed, m)
 		}
+	}
+	for _, m := range changed {
 		if ds := t.members[m]; len(ds) > 0 {
 			d.members[m] = slices.Clone(ds)
 		}

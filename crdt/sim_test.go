@@ -181,7 +181,7 @@ func (w *world) local(do func(v Value, s Stamp, o *op)) {
 	if v == nil {
 		v = w.fresh()
 	}
-	prev := v.clone()
+	prev := Snapshot(v)
 	do(v, s, o)
 	if !v.Context().Contains(o.dot) {
 		t.Fatalf("context %v lacks the operation's dot %v", v.Context(), o.dot)

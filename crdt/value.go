@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -198,8 +199,8 @@ func Merge(a, b Value) (Value, []Conflict, error) {
 // concurrent one, and a removal removes what the writer saw), and as the
 // map's context only the operations' own dots. A set's delta holds the
 // members added or removed in the same way. Their size depends on what
-// was written, not on the value's size; when the whole state is smaller
-// (after a delete) the delta is the state. A register or counter is small
+// was written, not on the value's size; after a delete (next not Live)
+// the delta is the state, a tombstone. A register or counter is small
 // whatever its history: its delta is the whole state. Without prev (nil)
 // or across types the delta is next itself.
 //
@@ -213,20 +214,36 @@ func Delta(prev, next Value) Value {
 	case prev == nil || prev.Type() != next.Type():
 		return next.clone()
 	}
-	var d Value
+	if !next.Live() {
+		// A delete touches everything: the state (a tombstone) says it
+		// in fewer bytes.
+		return next.clone()
+	}
 	switch n := next.(type) {
 	case *Set:
-		d = n.delta(prev.(*Set))
+		return n.delta(prev.(*Set))
 	case *Map:
-		d = n.delta(prev.(*Map))
+		return n.delta(prev.(*Map))
+	}
+	return next.clone()
+}
+
+// Snapshot returns a copy of v as it is now, for Delta's prev: local
+// operations on v later leave it unchanged. It shares with v what
+// operations replace rather than modify (a member's tags, a field's
+// versions), so it costs a copy of the value's index, not of its
+// contents. It must not be modified.
+func Snapshot(v Value) Value {
+	switch t := orNil(v).(type) {
+	case nil:
+		return nil
+	case *Set:
+		return &Set{ctx: t.ctx.clone(), members: maps.Clone(t.members), mctx: maps.Clone(t.mctx)}
+	case *Map:
+		return &Map{ctx: t.ctx.clone(), fields: maps.Clone(t.fields), fctx: maps.Clone(t.fctx)}
 	default:
-		return next.clone()
+		return t.clone()
 	}
-	// A delete touches everything: the state (a tombstone) is smaller.
-	if len(d.Encode()) >= len(next.Encode()) {
-		return next.clone()
-	}
-	return d
 }
 
 // orNil turns a nil pointer into a nil Value.

@@ -351,6 +351,9 @@ type activeTxn struct {
 	stored  map[string][]byte // payloads as loaded (absent: nothing stored)
 	order   []string          // keys put, in the order first put
 	written map[string]bool
+	// before, for a local op (see deltas), holds the states as loaded
+	// (crdt.Snapshot of the values, which the op then changes).
+	before map[string]*activeState
 }
 
 func newActiveTxn(b *storage.Batch, group uint64) *activeTxn {
@@ -380,6 +383,9 @@ func (t *activeTxn) load(key []byte) (*activeState, error) {
 			return nil, err
 		}
 		t.stored[string(key)] = rec.Payload
+		if t.before != nil {
+			t.before[string(key)] = &activeState{gen: s.gen, seen: s.seen, val: crdt.Snapshot(s.val)}
+		}
 	}
 	t.states[string(key)] = s
 	return s, nil
@@ -420,25 +426,17 @@ func (t *activeTxn) commit(limit int) ([]string, error) {
 // deltas stages, for the local op applied at index, the record of what
 // the region ships for it (see "Streams and merges"): the OpActiveMerge
 // of the changed keys' delta-states, or an empty record when it changed
-// nothing.
-func (t *activeTxn) deltas(index uint64, nowMS int64, changed []string) error {
+// nothing. The txn must have kept the states as loaded (before).
+func (t *activeTxn) deltas(index uint64, nowMS int64, changed []string) {
 	var rec []byte
 	if len(changed) > 0 {
 		out := Command{Op: OpActiveMerge, NowMS: nowMS}
 		for _, k := range changed {
-			var old *activeState
-			if p, ok := t.stored[k]; ok {
-				var err error
-				if old, err = decodeActiveState(p); err != nil {
-					return err
-				}
-			}
-			out.Args = append(out.Args, []byte(k), deltaState(old, t.states[k]).encode())
+			out.Args = append(out.Args, []byte(k), deltaState(t.before[k], t.states[k]).encode())
 		}
 		rec = out.Encode()
 	}
 	t.b.SetLedger(t.group, deltaKey(index), rec)
-	return nil
 }
 
 // deltaState returns the delta-state of a local op that turned old (nil:
@@ -489,6 +487,7 @@ func (sm *StateMachine) applyActive(b *storage.Batch, index uint64, c Command, s
 		return Result{Err: fmt.Errorf("%w: %s with flags %#x", ErrBadCommand, c.Op, c.Flags)}
 	}
 	a := activeOp{txn: newActiveTxn(b, sm.Group), stamp: crdt.Stamp{Region: st.Region, Time: st.Time, Seq: index}}
+	a.txn.before = map[string]*activeState{}
 	args := c.Args[:n-1]
 	var res Result
 	switch c.Op {
@@ -507,12 +506,10 @@ func (sm *StateMachine) applyActive(b *storage.Batch, index uint64, c Command, s
 		return res
 	}
 	changed, err := a.txn.commit(MaxCollectionBytes)
-	if err == nil {
-		err = a.txn.deltas(index, c.NowMS, changed)
-	}
 	if err != nil {
 		return Result{Err: err}
 	}
+	a.txn.deltas(index, c.NowMS, changed)
 	return res
 }
 

@@ -227,8 +227,8 @@ type Stats struct {
 	// Batches and Heartbeats count sends (heartbeats are not in Batches).
 	Batches, Heartbeats uint64
 	// Bytes is the encoded size of what was sent, WireBytes the same after
-	// compression.
-	Bytes, WireBytes uint64
+	// compression; BatchBytes is Bytes without the heartbeats.
+	Bytes, WireBytes, BatchBytes uint64
 	// Retries counts failed sends.
 	Retries uint64
 	// GapRepairs counts the times the destination refused a batch with
@@ -690,6 +690,7 @@ func (r *run) dispatch(f *flight) error {
 		st.Heartbeats++
 	} else {
 		st.Batches++
+		st.BatchBytes += uint64(raw)
 	}
 	st.Bytes += uint64(raw)
 	st.WireBytes += uint64(len(wire))
