@@ -159,6 +159,7 @@ type Node struct {
 	roles      roleState   // role changes seen (failover.go)
 	closed     closedTimes // leaders' closed timestamps (reads.go)
 	heartbeats heartbeats  // stream heartbeats answered without raft (streams.go)
+	refusals   refusals    // when each stream's refusal was last logged (active.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready

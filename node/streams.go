@@ -113,8 +113,10 @@ type StreamStatus struct {
 	// GapRepairs counts batches the destination refused for a gap, after
 	// which the stream went on at once from the destination's position.
 	GapRepairs uint64 `json:"gap_repairs,omitempty"`
-	// Bytes is the encoded size of what the stream sent.
-	Bytes uint64 `json:"bytes,omitempty"`
+	// Bytes is the encoded size of what the stream sent, BatchBytes the
+	// same without heartbeats.
+	Bytes      uint64 `json:"bytes,omitempty"`
+	BatchBytes uint64 `json:"batch_bytes,omitempty"`
 	// Stalled: the stream has made no progress for longer than
 	// StreamStallAfter plus the RTT to the destination, for StalledForMS;
 	// StallReason says why (peer unreachable, refused batch and the
@@ -151,7 +153,7 @@ func (r *runningStream) status() StreamStatus {
 	info := r.base
 	st := r.sender.Stats()
 	info.Acked, info.Applied, info.LagEntries, info.LagMS = st.Acked, st.Applied, st.LagEntries, st.LagMS
-	info.Resyncs, info.Retries, info.GapRepairs, info.Bytes = st.Resyncs, st.Retries, st.GapRepairs, st.Bytes
+	info.Resyncs, info.Retries, info.GapRepairs, info.Bytes, info.BatchBytes = st.Resyncs, st.Retries, st.GapRepairs, st.Bytes, st.BatchBytes
 	if st.Stalled {
 		info.Stalled, info.StallReason, info.StalledForMS = true, st.StallReason, st.StalledFor.Milliseconds()
 	}

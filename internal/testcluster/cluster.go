@@ -7,6 +7,7 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -44,6 +45,9 @@ type Options struct {
 	RequestTimeout       time.Duration
 	// Verbose sends node logs to the test log at info level.
 	Verbose bool
+	// Logs, if set, receives every node's logs at info level and above
+	// (text, one record a line), besides the test log if Verbose.
+	Logs io.Writer
 }
 
 // Member is one node of the cluster, running or not.
@@ -137,8 +141,15 @@ func New(t testing.TB, opts Options) *Cluster {
 
 func (c *Cluster) start(m *Member, ln net.Listener) error {
 	var logger *slog.Logger
+	var sinks []io.Writer
 	if c.opts.Verbose {
-		logger = slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		sinks = append(sinks, testWriter{c.t})
+	}
+	if c.opts.Logs != nil {
+		sinks = append(sinks, c.opts.Logs)
+	}
+	if len(sinks) > 0 {
+		logger = slog.New(slog.NewTextHandler(io.MultiWriter(sinks...), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	n, err := node.Start(node.Config{
 		ID: m.ID, Region: m.Region, DataDir: m.Dir, Listener: ln, ListenAddr: m.Addr,
