@@ -424,3 +424,36 @@ func TestBackoffFromRTT(t *testing.T) {
 		t.Fatalf("first pause with no RTT: %v", got)
 	}
 }
+
+// slowSink answers every send after a delay, longer than SendTimeout.
+type slowSink struct {
+	*flakySink
+	delay time.Duration
+}
+
+func (s *slowSink) Send(ctx context.Context, b Batch) (Ack, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return Ack{}, ctx.Err()
+	}
+	return s.flakySink.Send(ctx, b)
+}
+
+// TestSenderWaitsForASlowDestination: a destination slower than
+// SendTimeout is still heard: after a timeout the sender waits longer,
+// and then as long as the destination's recent answers need, instead of
+// sending the same batches again and again.
+func TestSenderWaitsForASlowDestination(t *testing.T) {
+	log := newFakeLog()
+	dst := openDB(t, "dst")
+	sink := &slowSink{flakySink: &flakySink{db: dst, epoch: 1}, delay: 30 * time.Millisecond}
+	cfg := Config{MaxBatchBytes: 16, MaxInFlight: 1, BatchInterval: time.Millisecond, HeartbeatInterval: time.Hour,
+		SendTimeout: 10 * time.Millisecond, RetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond}
+	log.commit(kvChanges(1, 30)...)
+	s, _, _ := startSender(t, cfg, log, sink)
+	await(t, "catch-up", func() bool { return s.Stats().Acked == 30 })
+	if st := s.Stats(); st.Retries > 2 {
+		t.Fatalf("%d retries for %d batches: the sender keeps timing out a slow destination", st.Retries, st.Batches)
+	}
+}

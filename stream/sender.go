@@ -86,7 +86,12 @@ type Config struct {
 	// Zero means 2s.
 	MaxRetryBackoff time.Duration
 	// SendTimeout bounds each Send; a send that has not answered by then
-	// fails like any other. Zero means 2s; one RTT is added.
+	// fails like any other. Zero means 2s. One RTT is added, and a
+	// destination that answers slowly (a large batch, a busy group) gets
+	// four times its recent slowest answer (or timeout) if that is more,
+	// at most ten times SendTimeout: the timeout finds destinations that
+	// do not answer, not slow ones, whose sends a timeout would only
+	// repeat.
 	SendTimeout time.Duration
 	// StallAfter: a stream that makes no progress for longer than this
 	// (plus one RTT) is stalled (see Stats.Stalled). Zero means five
@@ -393,6 +398,8 @@ type result struct {
 	f   *flight
 	ack Ack
 	err error
+	// timedOut is the timeout the send ran out of, if it did.
+	timedOut time.Duration
 }
 
 // closedSample says: every change with a time at or before closedMS is at
@@ -427,8 +434,9 @@ type run struct {
 	acked    uint64 // destination's position
 	sent     uint64 // dispatched through
 	applied  uint64
-	failures int  // failed attempts in a row (since the last successful answer)
-	repaired bool // a gap was repaired and no send has succeeded since
+	failures int           // failed attempts in a row (since the last successful answer)
+	repaired bool          // a gap was repaired and no send has succeeded since
+	slowest  time.Duration // the recent slowest answer (decays by 1/8 at each answer)
 
 	pending      []Change // read, not yet sent: (sent, pending end]
 	pendingBytes int
@@ -701,24 +709,41 @@ func (r *run) dispatch(f *flight) error {
 	r.s.mu.Unlock()
 	r.wg.Add(1)
 	ctx, b := r.attempt, f.batch
-	timeout := r.s.cfg.SendTimeout + r.s.cfg.rtt()
+	timeout := r.sendTimeout()
 	go func() {
 		defer r.wg.Done()
 		sctx, cancel := context.WithTimeout(ctx, timeout)
 		ack, err := r.s.sink.Send(sctx, b)
+		var timedOut time.Duration
 		if err != nil && ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("stream: no answer within %v: %w", timeout, err)
+			timedOut = timeout
 		}
 		cancel()
-		r.results <- result{f: f, ack: ack, err: err}
+		r.results <- result{f: f, ack: ack, err: err, timedOut: timedOut}
 	}()
 	return nil
+}
+
+// sendTimeout is how long a send may wait for its answer (see
+// Config.SendTimeout).
+func (r *run) sendTimeout() time.Duration {
+	cfg := &r.s.cfg
+	return min(max(cfg.SendTimeout, 4*r.slowest), 10*cfg.SendTimeout) + cfg.rtt()
 }
 
 // handle processes the answer to one batch.
 func (r *run) handle(res result) error {
 	cfg := &r.s.cfg
 	r.remove(res.f)
+	switch {
+	case res.err == nil:
+		r.slowest = max(time.Since(res.f.at), r.slowest-r.slowest/8)
+	case res.timedOut > 0:
+		// Slower than allowed: the next sends wait longer (4x), so that a
+		// destination slower than SendTimeout is still heard.
+		r.slowest = max(r.slowest, res.timedOut)
+	}
 	if res.err == nil && res.ack.Epoch > cfg.Epoch {
 		res.err = fmt.Errorf("%w: destination at epoch %d, stream at %d", ErrStaleEpoch, res.ack.Epoch, cfg.Epoch)
 	}
@@ -779,10 +804,15 @@ func (r *run) repair(ack Ack, cause error) error {
 	r.s.stats.GapRepairs++
 	r.s.stall.Err = cause
 	r.s.mu.Unlock()
+	// The batches in flight before the refused one are likely to apply
+	// (the network reordered them): their answers are waited for, not
+	// given up, and what they say counts too. If the destination's cursor
+	// went back instead (a resync reset it), the next batch gaps again,
+	// and the paced retry asks.
+	r.drain()
 	r.restart()
-	// The destination's own word, even below what other answers said:
-	// its cursor is the only truth (a resync may have reset it).
-	r.acked, r.sent = ack.Applied, ack.Applied
+	r.acked = max(r.acked, ack.Applied)
+	r.sent = r.acked
 	r.probing, r.window, r.repaired = false, 1, true
 	r.publish()
 	if r.acked == 0 && cfg.Resync != nil {
