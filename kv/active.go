@@ -750,6 +750,20 @@ func (a activeOp) mapOp(op Op, key []byte, args [][]byte) Result {
 // merge applies OpActiveMerge (see there).
 func (sm *StateMachine) merge(b *storage.Batch, index uint64, c Command, source, sourceIndex uint64) Result {
 	txn := newActiveTxn(b, sm.Group)
+	res := sm.mergeInto(txn, index, c, source, sourceIndex)
+	if res.Err == nil {
+		if _, err := txn.commit(0); err != nil {
+			return Result{Err: err}
+		}
+	}
+	return res
+}
+
+// mergeInto merges an OpActiveMerge's states into txn, which the caller
+// commits (a stream batch's merges share one, so that a key they all
+// touch is decoded and encoded once per batch), and records the
+// conflicts found.
+func (sm *StateMachine) mergeInto(txn *activeTxn, index uint64, c Command, source, sourceIndex uint64) Result {
 	var found []ledgerConflict
 	for i := 0; i < len(c.Args); i += 2 {
 		key := c.Args[i]
@@ -773,10 +787,7 @@ func (sm *StateMachine) merge(b *storage.Batch, index uint64, c Command, source,
 		}
 		txn.put(key, out)
 	}
-	if _, err := txn.commit(0); err != nil {
-		return Result{Err: err}
-	}
-	if err := recordConflicts(b, sm.Group, index, source, sourceIndex, c.NowMS, found); err != nil {
+	if err := recordConflicts(txn.b, sm.Group, index, source, sourceIndex, c.NowMS, found); err != nil {
 		return Result{Err: err}
 	}
 	return Result{N: int64(len(found))}

@@ -1107,3 +1107,56 @@ func FuzzActiveMerge(f *testing.F) {
 		}
 	})
 }
+
+// TestActiveBatchOfMerges: a stream batch of many merges of one key (its
+// state decoded and encoded once for the batch) ends where the merges
+// one by one end, conflicts included.
+func TestActiveBatchOfMerges(t *testing.T) {
+	now := int64(simEpochMS)
+	rs := newSim(t, &now, "a", "b1", "b2", "c")
+	a, b1, b2, c := rs[0], rs[1], rs[2], rs[3]
+	c.mustDo(OpActiveHSet, 0, "h", "f", "from c") // concurrent with a's writes: conflicts
+	for _, m := range c.shipAll() {
+		b1.deliver(m)
+		b2.deliver(m)
+	}
+	for i := range 20 {
+		now++
+		a.mustDo(OpActiveSAdd, 0, "s", fmt.Sprint("m", i))
+		if i%5 == 0 {
+			a.mustDo(OpActiveSRem, 0, "s", fmt.Sprint("m", i-1))
+			a.mustDo(OpActiveHSet, 0, "h", "f", fmt.Sprint("from a ", i))
+		}
+	}
+	var changes []stream.Change
+	for i, cmd := range a.log {
+		m, err := ActiveChange(a.db, a.sm.Group, uint64(i+1), cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, stream.Change{Index: uint64(i + 1), Data: m})
+		if m != nil {
+			b2.deliver(m) // one by one
+		}
+	}
+	if res := b1.applyRaw(batchCmd(t, stream.Batch{Stream: a.sm.Group, Cluster: "c", Changes: changes}).Encode()); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for _, k := range []string{"s", "h"} {
+		if !bytes.Equal(b1.raw(k), b2.raw(k)) {
+			t.Fatalf("%s: the batch gives %x, the merges one by one %x", k, b1.raw(k), b2.raw(k))
+		}
+	}
+	if !bytes.Equal(b1.raw("s"), a.raw("s")) {
+		t.Fatal("the set differs from its only writer's")
+	}
+	e1, e2 := b1.ledger(), b2.ledger()
+	if len(e1) != len(e2) || len(e1) == 0 {
+		t.Fatalf("conflicts: %d in a batch, %d one by one", len(e1), len(e2))
+	}
+	for i := range e1 {
+		if e1[i].ID != e2[i].ID || e1[i].Source != a.sm.Group || e1[i].SourceIndex == 0 {
+			t.Fatalf("conflict %d: %+v vs %+v", i, e1[i], e2[i])
+		}
+	}
+}
