@@ -365,7 +365,7 @@ func (n *Node) resyncActive(ctx context.Context, src uint64, sink *regionSink, r
 	merge := kv.Command{Op: kv.OpActiveMerge, NowMS: time.Now().UnixMilli()}
 	size := 0
 	send := func(cmd kv.Command) error {
-		res, err := sink.propose(ctx, cmd.Encode())
+		res, err := sink.proposeChunk(ctx, cmd.Encode())
 		if err == nil {
 			err = res.Err
 		}

@@ -23,7 +23,8 @@ import (
 // time the writes took, which grows with the set because the source and
 // the destination still decode and encode a key's whole state on every
 // write), and the size of the set's members (set-bytes: what shipping
-// the whole set with every write would cost at least). Run with a fixed
+// the whole set with every write would cost at least), and the stream's
+// failed sends and repaired gaps during the writes. Run with a fixed
 // count, e.g. -benchtime=300x.
 func BenchmarkActiveSetBytesPerWrite(b *testing.B) {
 	for _, size := range []int{10, 1000, 100_000} {
@@ -66,23 +67,26 @@ func benchSetBytes(b *testing.B, size int) {
 		sadd(ms...)
 	}
 	await(size)
-	streamBytes := func() uint64 {
-		var sum uint64
+	streamBytes := func() (bytes, retries, repairs uint64) {
 		for _, s := range east.Streams() {
-			sum += s.BatchBytes
+			bytes, retries, repairs = bytes+s.BatchBytes, retries+s.Retries, repairs+s.GapRepairs
 		}
-		return sum
+		return bytes, retries, repairs
 	}
 	wire := func() uint64 { return east.Transport().BytesSent()[westID] }
-	s0, w0 := streamBytes(), wire()
+	s0, r0, g0 := streamBytes()
+	w0 := wire()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		sadd(fmt.Appendf(nil, "new-%07d", i))
 	}
 	await(size + b.N)
 	b.StopTimer()
-	s1, w1 := streamBytes(), wire()
+	s1, r1, g1 := streamBytes()
+	w1 := wire()
 	b.ReportMetric(float64(s1-s0)/float64(b.N), "stream-bytes/write")
 	b.ReportMetric(float64(w1-w0)/float64(b.N), "wire-bytes/write")
 	b.ReportMetric(float64(setBytes), "set-bytes")
+	b.ReportMetric(float64(r1-r0), "stream-retries")
+	b.ReportMetric(float64(g1-g0), "gap-repairs")
 }

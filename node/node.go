@@ -160,6 +160,7 @@ type Node struct {
 	closed     closedTimes // leaders' closed timestamps (reads.go)
 	heartbeats heartbeats  // stream heartbeats answered without raft (streams.go)
 	refusals   refusals    // when each stream's refusal was last logged (active.go)
+	streamGate streamGate  // stream batches proposed here in order (streams.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready

@@ -52,8 +52,9 @@ const streamPollInterval = 20 * time.Millisecond
 // source's closed timestamp.
 const streamHeartbeat = 200 * time.Millisecond
 
-// Stream recovery. A send gets no answer within streamSendTimeout + the
-// RTT to the destination replica is failed; retries pause one RTT,
+// Stream recovery. A send that gets no answer within streamSendTimeout +
+// the RTT to the destination replica (more for a destination whose
+// answers are slow, see stream.Config.SendTimeout) fails; retries pause one RTT,
 // doubled after each failure in a row, at most streamMaxBackoff + RTT,
 // and end at once when a peer becomes reachable again (the transport's
 // Reachable), which also gives up sends that waited much longer than a
@@ -557,6 +558,7 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 		if at, ok := s.n.quietHeartbeat(s.dst.Group, b); ok {
 			return stream.Ack{Applied: at, Epoch: b.Epoch}, nil
 		}
+		defer s.n.orderStreamBatch(ctx, s.dst.Group, b)()
 	}
 	enc, err := b.Encode()
 	if err != nil {
@@ -569,12 +571,23 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 	return stream.Ack{Applied: uint64(res.N), Epoch: b.Epoch}, res.Err
 }
 
-// propose runs a command through the destination group, within
-// streamSendTimeout + RTT. A failure of the replica asked (unreachable,
-// no answer, no leader on its side) makes the next call ask another.
-func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, streamSendTimeout+s.rtt())
+// streamChunkTimeout bounds the proposal of one resync chunk or merge
+// (a stream batch is bounded by its Sender, which adapts the bound to
+// how fast the destination answers).
+const streamChunkTimeout = 10 * time.Second
+
+// proposeChunk runs a resync's command through the destination group,
+// within streamChunkTimeout + RTT.
+func (s *regionSink) proposeChunk(ctx context.Context, cmd []byte) (kv.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, streamChunkTimeout+s.rtt())
 	defer cancel()
+	return s.propose(ctx, cmd)
+}
+
+// propose runs a command through the destination group; ctx bounds it. A
+// failure of the replica asked (unreachable, no answer, no leader on its
+// side) makes the next call ask another.
+func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error) {
 	if slices.Contains(s.dst.Replicas, s.n.cfg.ID) {
 		p, err := s.n.propose(ctx, s.dst.Group, cmd)
 		res, _ := p.value.(kv.Result)
@@ -649,7 +662,7 @@ func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, 
 		if err != nil {
 			return err
 		}
-		res, err := sink.propose(ctx, kv.Command{Op: kv.OpStreamChunk, Args: [][]byte{enc}}.Encode())
+		res, err := sink.proposeChunk(ctx, kv.Command{Op: kv.OpStreamChunk, Args: [][]byte{enc}}.Encode())
 		if err == nil {
 			err = res.Err
 		}
@@ -703,6 +716,16 @@ type heartbeats struct {
 	m  map[heartbeatKey]heartbeatClosed
 }
 
+// orderStreamBatch waits until a stream batch for group may be proposed
+// on this replica (see streamGate) and returns what to call after.
+func (n *Node) orderStreamBatch(ctx context.Context, group uint64, b stream.Batch) func() {
+	cur, _, err := n.db.Cursor(group, b.Stream)
+	if err != nil {
+		return func() {}
+	}
+	return n.streamGate.enter(ctx, group, b, cur.Index)
+}
+
 // quietHeartbeat answers a heartbeat for group without raft if it can,
 // returning the group's cursor.
 func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
@@ -731,6 +754,103 @@ func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
 	}
 	hb.mu.Unlock()
 	return cur.Index, true
+}
+
+// Ordering at the destination. A sender keeps several batches in flight;
+// a replica of the destination group serves each in its own goroutine,
+// so two that arrive together can reach raft in the wrong order, and the
+// later one is refused with a gap (the sender repairs it, but resends
+// what followed). A replica therefore proposes a stream's batch only
+// after the batch it follows, if that is being proposed here or arrives
+// within streamOrderWait: it orders what the network and the scheduler
+// mixed up, and delays nothing that is in order (a batch following the
+// group's cursor goes at once).
+
+// streamOrderWait is how long a batch waits for the batch it follows to
+// arrive before it is proposed anyway.
+const streamOrderWait = 20 * time.Millisecond
+
+type streamGate struct {
+	wait     time.Duration // 0: streamOrderWait
+	mu       sync.Mutex
+	pending  map[heartbeatKey]map[uint64]chan struct{} // batches being proposed, by the index they end at; closed when done
+	finished map[heartbeatKey]uint64                   // the furthest index a batch whose proposal is over ended at
+	arrived  map[heartbeatKey]chan struct{}            // closed and replaced when a batch starts or ends being proposed
+}
+
+// changedLocked wakes the batches of stream k waiting for another.
+func (g *streamGate) changedLocked(k heartbeatKey) {
+	if ch := g.arrived[k]; ch != nil {
+		close(ch)
+	}
+	g.arrived[k] = make(chan struct{})
+}
+
+// enter waits until the batch b of a stream into group may be proposed
+// here (see above), and returns the function to call once its proposal
+// is over. cursor is the group's cursor of the stream on this replica.
+func (g *streamGate) enter(ctx context.Context, group uint64, b stream.Batch, cursor uint64) func() {
+	k := heartbeatKey{group, b.Stream}
+	last := b.Last()
+	mine := make(chan struct{})
+	g.mu.Lock()
+	if g.pending == nil {
+		g.pending, g.finished, g.arrived = map[heartbeatKey]map[uint64]chan struct{}{}, map[heartbeatKey]uint64{}, map[heartbeatKey]chan struct{}{}
+	}
+	if g.pending[k] == nil {
+		g.pending[k] = map[uint64]chan struct{}{}
+	}
+	if _, dup := g.pending[k][last]; !dup {
+		g.pending[k][last] = mine
+	}
+	g.changedLocked(k)
+	g.mu.Unlock()
+	done := func() {
+		g.mu.Lock()
+		if g.pending[k][last] == mine {
+			delete(g.pending[k], last)
+			if len(g.pending[k]) == 0 {
+				delete(g.pending, k)
+			}
+		}
+		g.finished[k] = max(g.finished[k], last)
+		g.changedLocked(k)
+		g.mu.Unlock()
+		close(mine)
+	}
+	if b.Prev <= cursor || b.Prev == last {
+		return done
+	}
+	wait := g.wait
+	if wait == 0 {
+		wait = streamOrderWait
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		g.mu.Lock()
+		before, ok := g.pending[k][b.Prev]
+		over := g.finished[k] >= b.Prev
+		arrived := g.arrived[k]
+		g.mu.Unlock()
+		if over {
+			return done
+		}
+		if ok {
+			select {
+			case <-before: // proposed (applied, or failed): go
+			case <-ctx.Done():
+			}
+			return done
+		}
+		select {
+		case <-arrived: // another batch of the stream: maybe the one before
+		case <-timer.C:
+			return done
+		case <-ctx.Done():
+			return done
+		}
+	}
 }
 
 // streamBatchOf decodes the batch of an OpStreamApply command; any other
