@@ -128,7 +128,7 @@ func (c *Counter) Encode() []byte {
 			refs[r] = true
 		}
 	}
-	e := newEncoder(tagCounter, c.ctx, refs)
+	e := newEncoder(tagCounter, dotSetOf(c.ctx), refs, false)
 	e.vv(c.del)
 	rs := slices.Sorted(maps.Keys(c.rows))
 	e.uvarint(uint64(len(rs)))

@@ -30,13 +30,38 @@
 //
 // # What the streams ship
 //
-// The model is state based. After applying a local operation, the kv state
-// machine stores Encode() of the result and the stream ships those same
-// bytes: the full state of the key, not the operation or a delta. The
-// receiver decodes them and stores Merge(stored, received). Redelivery and
+// The model is state based, with delta-states. After a local operation
+// the kv state machine stores Encode() of the result, and ships the
+// operation's delta (Delta): the part of the state the operation
+// produced, itself a state, merged with the same Merge. Its size depends
+// on what the operation wrote, not on the value's size: an add to a set
+// of a million members ships the member, its tag and a few dots. The
+// receiver decodes it and stores Merge(stored, received). Redelivery and
 // reordering are harmless since merging is idempotent, commutative and
-// associative; a state that another has already been merged into changes
-// nothing.
+// associative, and deltas are states; a state or delta that another has
+// already been merged into changes nothing. Whole states (Encode of the
+// stored value) still travel when a region is seeded or a source lacks
+// the deltas, and merge with deltas like any state.
+//
+// What a delta carries as causal context decides what it overwrites or
+// removes at the receiver: the dots its operations took, and for every
+// map field or set member it wrote, everything its writer had seen of
+// that field or member (so a write overwrites, and a remove removes,
+// exactly what its writer had seen, also where that arrives later, and
+// an overwrite is never taken for a concurrent write); nothing about the
+// other fields or members. Contexts are therefore sets of dots rather
+// than version vectors (see dotSet), with gaps while a receiver lacks
+// earlier operations, and fields and members may hold a context of
+// their own beyond the value's; both shrink back to a version vector as
+// the operations arrive. Context reports the smallest version vector
+// holding a value's context.
+//
+// A receiver of deltas sees what a writer had seen of the field it wrote,
+// not everything the writer had seen: a region that got another region's
+// write to field g, but not an earlier write to f that that region had
+// seen, writes f concurrently with it (its writer did not see that
+// value), where whole states would have carried f along. Conflicts are
+// judged on what writers had seen of the field.
 //
 // # Registers and map fields
 //
@@ -97,7 +122,8 @@
 // Encode writes a versioned, compact, canonical binary form: a format
 // version, a type tag, a table of the regions the value mentions, then
 // varints and length-prefixed strings with regions as indexes into the
-// table. Decode accepts exactly the canonical form, so re-encoding a
+// table. Format 1 has version-vector contexts; format 2, used only when
+// needed, has contexts with gaps and fields' and members' own contexts. Decode accepts exactly the canonical form, so re-encoding a
 // decoded value gives back the same bytes, and returns an error wrapping
 // ErrBadEncoding, never panicking, for anything else.
 package crdt

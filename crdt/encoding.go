@@ -3,14 +3,21 @@ package crdt
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
 	"github.com/meridian-db/meridian/hlc"
 )
 
-// formatVersion is the first byte of every encoded Value.
-const formatVersion = 1
+// Format versions, the first byte of every encoded Value: formatVersion
+// for values whose causal contexts are version vectors, formatRanges for
+// a set or map whose context has gaps, or a map with field contexts (see
+// dotSet). A value is encoded in formatVersion whenever it can be.
+const (
+	formatVersion = 1
+	formatRanges  = 2
+)
 
 // Type tags, the second byte of every encoded Value.
 const (
@@ -43,12 +50,11 @@ type encoder struct {
 
 // newEncoder starts the encoding of a value of type tag whose causal
 // context is ctx and which mentions the regions in refs besides those in
-// ctx.
-func newEncoder(tag byte, ctx VersionVector, refs map[string]bool) *encoder {
+// ctx, in formatRanges if ranges is set, else in formatVersion (ctx must
+// then be a version vector).
+func newEncoder(tag byte, ctx dotSet, refs map[string]bool, ranges bool) *encoder {
 	for r := range ctx {
-		if ctx[r] != 0 {
-			refs[r] = true
-		}
+		refs[r] = true
 	}
 	rs := make([]string, 0, len(refs))
 	for r, ok := range refs {
@@ -57,14 +63,42 @@ func newEncoder(tag byte, ctx VersionVector, refs map[string]bool) *encoder {
 		}
 	}
 	slices.Sort(rs)
-	e := &encoder{b: []byte{formatVersion, tag}, idx: make(map[string]uint64, len(rs))}
+	version := byte(formatVersion)
+	if ranges {
+		version = formatRanges
+	}
+	e := &encoder{b: []byte{version, tag}, idx: make(map[string]uint64, len(rs))}
 	e.uvarint(uint64(len(rs)))
 	for i, r := range rs {
 		e.idx[r] = uint64(i)
 		e.string(r)
 	}
-	e.vv(ctx)
+	if ranges {
+		e.dotSet(ctx)
+	} else {
+		e.vv(ctx.upper())
+	}
 	return e
+}
+
+// dotSet writes a dotSet as its number of regions followed, in region
+// order, by the region's index, its number of ranges and each range as
+// the distance from the end of the previous one (from 0 for the first;
+// at least 1 for the others, as ranges never touch) and its length (at
+// least 1).
+func (e *encoder) dotSet(s dotSet) {
+	rs := slices.Sorted(maps.Keys(s))
+	e.uvarint(uint64(len(rs)))
+	for _, r := range rs {
+		e.region(r)
+		e.uvarint(uint64(len(s[r])))
+		var prev uint64
+		for _, x := range s[r] {
+			e.uvarint(x.lo - prev)
+			e.uvarint(x.hi - x.lo)
+			prev = x.hi
+		}
+	}
 }
 
 func (e *encoder) uvarint(x uint64) { e.b = appendUvarint(e.b, x) }
@@ -220,10 +254,11 @@ func (d *decoder) time() hlc.Timestamp {
 }
 
 // header reads the format version, the type tag, the region table and the
-// causal context. It returns the tag.
-func (d *decoder) header() (byte, VersionVector) {
-	if v := d.byte(); d.err == nil && v != formatVersion {
-		d.fail("unsupported format version %d", v)
+// causal context. It returns the version and the tag.
+func (d *decoder) header() (byte, byte, dotSet) {
+	version := d.byte()
+	if d.err == nil && version != formatVersion && version != formatRanges {
+		d.fail("unsupported format version %d", version)
 	}
 	tag := d.byte()
 	n := d.count()
@@ -235,7 +270,48 @@ func (d *decoder) header() (byte, VersionVector) {
 			d.fail("region table out of order")
 		}
 	}
-	return tag, d.vv()
+	if version == formatRanges {
+		return version, tag, d.dotSet()
+	}
+	return version, tag, dotSetOf(d.vv())
+}
+
+// dotSet reads what encoder.dotSet wrote.
+func (d *decoder) dotSet() dotSet {
+	n := d.count()
+	s := make(dotSet, n)
+	var prevRegion uint64
+	for i := range n {
+		r := d.regionIndex()
+		if i > 0 && r <= prevRegion {
+			d.fail("context regions out of order")
+		}
+		prevRegion = r
+		k := d.count()
+		if d.err == nil && k == 0 {
+			d.fail("context region without ranges")
+		}
+		rs := make([]seqRange, 0, k)
+		var prev uint64
+		for j := range k {
+			gap, length := d.uvarint(), d.uvarint()
+			if d.err != nil {
+				return nil
+			}
+			if j > 0 && gap == 0 || length == 0 || prev+gap < prev || prev+gap+length < prev+gap {
+				d.fail("bad context range")
+				return nil
+			}
+			lo := prev + gap
+			rs = append(rs, seqRange{lo, lo + length})
+			prev = lo + length
+		}
+		if d.err != nil {
+			return nil
+		}
+		s[d.regions[r]] = rs
+	}
+	return s
 }
 
 func (d *decoder) regionIndex() uint64 {

@@ -37,6 +37,7 @@ func randomValue(t *rapid.T) Value {
 		v := fresh()
 		for range rapid.IntRange(0, 4).Draw(t, "ops") {
 			s := stamp.Draw(t, "stamp")
+			prev := v.clone()
 			switch v := v.(type) {
 			case *Register:
 				if rapid.Bool().Draw(t, "clear") {
@@ -70,8 +71,18 @@ func randomValue(t *rapid.T) Value {
 					v.Set(s, str.Draw(t, "field"), []byte(str.Draw(t, "value")))
 				}
 			}
+			// Some operations travel as deltas, some of which are lost:
+			// contexts with gaps, members' and fields' own contexts.
+			if rapid.IntRange(0, 2).Draw(t, "ship delta") == 0 {
+				vals = append(vals, Delta(prev, v))
+			}
 		}
-		vals = append(vals, v)
+		if rapid.IntRange(0, 3).Draw(t, "keep state") > 0 {
+			vals = append(vals, v)
+		}
+	}
+	if len(vals) == 0 {
+		return fresh()
 	}
 	var out Value
 	for _, v := range vals {
@@ -106,7 +117,14 @@ func FuzzDecode(f *testing.F) {
 	var m Map
 	m.Set(Stamp{Region: "us"}, "f", []byte("1"))
 	m.Delete(Stamp{Region: "eu"}, "g")
-	for _, v := range []Value{&r, conflict, &c, &s, &m, new(Register), new(Map)} {
+	// Deltas: a context with gaps, a removed member's own context, a
+	// written field's own context.
+	sPrev := s.clone()
+	s.Remove(Stamp{Region: "us"}, "b")
+	s.Add(Stamp{Region: "us"}, "c", "d", "e")
+	mPrev := m.clone()
+	m.Set(Stamp{Region: "eu", Seq: 9}, "f", []byte("2"))
+	for _, v := range []Value{&r, conflict, &c, &s, &m, new(Register), new(Map), Delta(sPrev, &s), Delta(mPrev, &m)} {
 		f.Add(v.Encode())
 	}
 	f.Add(VersionVector{"eu": 1, "us": 300}.Encode())

@@ -10,10 +10,19 @@ import (
 // under last writer wins, with a deletion being a tombstone version;
 // all fields share the map's causal context.
 //
+// A field may also have a context of its own, holding dots beyond the
+// map's: a delta of a write (see Delta) carries the writer's whole
+// context for the fields it wrote, since the write overwrote every
+// version of them the writer had seen, and only its own dots for the
+// others. What a map has seen of a field is the map's context and the
+// field's together; a field's context keeps only what the map's lacks
+// and goes once the map has seen it all.
+//
 // The zero value is an empty map, ready to use.
 type Map struct {
-	ctx    VersionVector
+	ctx    dotSet
 	fields map[string][]Version // each field's current versions, oldest first
+	fctx   map[string]dotSet    // per field, what it has seen beyond ctx (never empty, only for fields in fields)
 }
 
 // Type returns "map".
@@ -37,13 +46,41 @@ func (m *Map) Clear(s Stamp) {
 }
 
 func (m *Map) write(s Stamp, v Version, fields ...string) {
-	d := record(&m.ctx, s)
+	if m.ctx == nil {
+		m.ctx = dotSet{}
+	}
+	d := m.ctx.next(s)
 	v.Time, v.Region, v.Seq = s.Time, d.Region, d.Seq
 	if m.fields == nil {
 		m.fields = make(map[string][]Version, len(fields))
 	}
 	for _, f := range fields {
 		m.fields[f] = []Version{v}
+	}
+	m.trim()
+}
+
+// seen returns whether the map has seen a dot for field f.
+func (m *Map) seen(f string) func(Dot) bool {
+	fc := m.fctx[f]
+	if len(fc) == 0 {
+		return m.ctx.contains
+	}
+	return func(d Dot) bool { return m.ctx.contains(d) || fc.contains(d) }
+}
+
+// trim keeps in the field contexts only what the map's lacks.
+func (m *Map) trim() {
+	for f, fc := range m.fctx {
+		if _, ok := m.fields[f]; !ok {
+			delete(m.fctx, f)
+			continue
+		}
+		if fc = fc.minus(m.ctx); len(fc) == 0 {
+			delete(m.fctx, f)
+		} else {
+			m.fctx[f] = fc
+		}
 	}
 }
 
@@ -87,18 +124,29 @@ func (m *Map) Live() bool {
 	return false
 }
 
-// Context returns a copy of the map's causal context.
-func (m *Map) Context() VersionVector { return m.ctx.Clone() }
+// Context returns the map's causal context (see Value), its fields'
+// included.
+func (m *Map) Context() VersionVector {
+	all := m.ctx
+	for _, fc := range m.fctx {
+		all = all.union(fc)
+	}
+	return all.upper()
+}
 
 // Compact removes the deleted fields whose versions are all tombstones
-// that stable contains, and returns how many it removed. stable must be
-// causally stable, as for Collectable. The map keeps its causal context,
-// so a removed field's older versions stay overwritten.
+// that stable contains, and whose own context (what the writers of the
+// tombstones had seen beyond the map's context) stable dominates, and
+// returns how many it removed. stable must be causally stable, as for
+// Collectable. The map keeps its causal context, so a removed field's
+// older versions stay overwritten.
 func (m *Map) Compact(stable VersionVector) int {
 	n := 0
 	for f, vs := range m.fields {
-		if !slices.ContainsFunc(vs, func(v Version) bool { return !v.Deleted || !stable.Contains(v.Dot()) }) {
+		if !slices.ContainsFunc(vs, func(v Version) bool { return !v.Deleted || !stable.Contains(v.Dot()) }) &&
+			stable.Dominates(m.fctx[f].upper()) {
 			delete(m.fields, f)
+			delete(m.fctx, f)
 			n++
 		}
 	}
@@ -106,40 +154,78 @@ func (m *Map) Compact(stable VersionVector) int {
 }
 
 func (m *Map) clone() Value {
-	out := &Map{ctx: m.ctx.Clone(), fields: make(map[string][]Version, len(m.fields))}
+	out := &Map{ctx: m.ctx.clone(), fields: make(map[string][]Version, len(m.fields))}
 	for f, vs := range m.fields {
 		out.fields[f] = slices.Clone(vs)
+	}
+	for f, fc := range m.fctx {
+		if out.fctx == nil {
+			out.fctx = make(map[string]dotSet, len(m.fctx))
+		}
+		out.fctx[f] = fc.clone()
 	}
 	return out
 }
 
 func (m *Map) merge(v Value) (Value, []Conflict, error) {
 	o := v.(*Map)
-	out := &Map{ctx: m.ctx.Merge(o.ctx), fields: make(map[string][]Version, max(len(m.fields), len(o.fields)))}
+	out := &Map{ctx: m.ctx.union(o.ctx), fields: make(map[string][]Version, max(len(m.fields), len(o.fields)))}
 	var cs []Conflict
 	for _, f := range slices.Sorted(maps.Keys(m.fields)) {
-		cs = out.mergeField(cs, f, m.fields[f], m.ctx, o.fields[f], o.ctx)
+		cs = out.mergeField(cs, f, m, o)
 	}
 	for _, f := range slices.Sorted(maps.Keys(o.fields)) {
 		if _, done := m.fields[f]; !done {
-			cs = out.mergeField(cs, f, nil, m.ctx, o.fields[f], o.ctx)
+			cs = out.mergeField(cs, f, m, o)
 		}
 	}
+	out.trim()
 	slices.SortFunc(cs, func(a, b Conflict) int { return strings.Compare(a.Field, b.Field) })
 	return out, cs, nil
 }
 
-func (m *Map) mergeField(cs []Conflict, f string, as []Version, ac VersionVector, bs []Version, bc VersionVector) []Conflict {
-	vs, fresh := mergeVersions(as, ac, bs, bc)
+// mergeField merges field f of a and b into m.
+func (m *Map) mergeField(cs []Conflict, f string, a, b *Map) []Conflict {
+	vs, fresh := mergeVersions(a.fields[f], a.seen(f), b.fields[f], b.seen(f))
 	if len(vs) == 0 {
 		return cs
 	}
 	m.fields[f] = vs
+	if fc := a.fctx[f].union(b.fctx[f]); len(fc) > 0 {
+		if m.fctx == nil {
+			m.fctx = map[string]dotSet{}
+		}
+		m.fctx[f] = fc // trimmed by the caller
+	}
 	if fresh {
 		cs = append(cs, Conflict{Field: f, Versions: slices.Clone(vs), Winner: vs[len(vs)-1], Rule: lwwRule})
 	}
 	return cs
 }
+
+// delta returns what the local operations that turned prev into m
+// produced (see Delta): the fields they wrote, each with everything m has
+// seen of it (the writes overwrote all of it), and as the map's context
+// only the dots the operations took.
+func (m *Map) delta(prev *Map) *Map {
+	d := &Map{ctx: m.ctx.minus(prev.ctx), fields: map[string][]Version{}}
+	for f, vs := range m.fields {
+		if slices.EqualFunc(vs, prev.fields[f], sameVersion) {
+			continue
+		}
+		d.fields[f] = slices.Clone(vs)
+		if fc := m.ctx.union(m.fctx[f]).minus(d.ctx); len(fc) > 0 {
+			if d.fctx == nil {
+				d.fctx = map[string]dotSet{}
+			}
+			d.fctx[f] = fc
+		}
+	}
+	return d
+}
+
+// sameVersion reports whether a and b are the same write.
+func sameVersion(a, b Version) bool { return compareVersions(a, b) == 0 }
 
 // Encode returns the canonical binary form of the map.
 func (m *Map) Encode() []byte {
@@ -147,12 +233,21 @@ func (m *Map) Encode() []byte {
 	for _, vs := range m.fields {
 		versionRegions(refs, vs)
 	}
-	e := newEncoder(tagMap, m.ctx, refs)
+	for _, fc := range m.fctx {
+		for r := range fc {
+			refs[r] = true
+		}
+	}
+	ranges := len(m.fctx) > 0 || !m.ctx.isVV()
+	e := newEncoder(tagMap, m.ctx, refs, ranges)
 	fs := slices.Sorted(maps.Keys(m.fields))
 	e.uvarint(uint64(len(fs)))
 	for _, f := range fs {
 		e.string(f)
 		e.versions(m.fields[f])
+		if ranges {
+			e.dotSet(m.fctx[f])
+		}
 	}
 	return e.b
 }
@@ -160,7 +255,7 @@ func (m *Map) Encode() []byte {
 // DecodeMap parses the output of Map.Encode.
 func DecodeMap(b []byte) (*Map, error) { return decodeAs[*Map](b) }
 
-func decodeMap(d *decoder, ctx VersionVector) *Map {
+func decodeMap(d *decoder, ctx dotSet, ranges bool) *Map {
 	m := &Map{ctx: ctx}
 	n := d.count()
 	m.fields = make(map[string][]Version, n)
@@ -176,6 +271,26 @@ func decodeMap(d *decoder, ctx VersionVector) *Map {
 			return nil
 		}
 		m.fields[f] = vs
+		if !ranges {
+			continue
+		}
+		fc := d.dotSet()
+		if d.err != nil {
+			return nil
+		}
+		if len(fc) > 0 {
+			if !fc.minus(ctx).equal(fc) {
+				d.fail("field context overlaps the map's")
+				return nil
+			}
+			if m.fctx == nil {
+				m.fctx = map[string]dotSet{}
+			}
+			m.fctx[f] = fc
+		}
+	}
+	if ranges && len(m.fctx) == 0 && ctx.isVV() {
+		d.fail("needless format version %d", formatRanges)
 	}
 	return m
 }

@@ -80,7 +80,7 @@ func (r *Register) clone() Value {
 
 func (r *Register) merge(v Value) (Value, []Conflict, error) {
 	o := v.(*Register)
-	vs, fresh := mergeVersions(r.versions, r.ctx, o.versions, o.ctx)
+	vs, fresh := mergeVersions(r.versions, r.ctx.Contains, o.versions, o.ctx.Contains)
 	out := &Register{ctx: r.ctx.Merge(o.ctx), versions: vs}
 	if len(vs) == 0 {
 		return out, nil, nil
@@ -139,7 +139,7 @@ const (
 func (r *Register) Encode() []byte {
 	refs := map[string]bool{}
 	versionRegions(refs, r.versions)
-	e := newEncoder(tagRegister, r.ctx, refs)
+	e := newEncoder(tagRegister, dotSetOf(r.ctx), refs, false)
 	e.versions(r.versions)
 	if n := len(r.versions); n > 1 {
 		switch {

@@ -34,6 +34,15 @@ type op struct {
 	all    bool     // it touched every set member
 	ver    Version  // register, map: the version it wrote
 	delta  int64
+	// carried are the keys (map fields, set members, "" for a register)
+	// its delta says something about: those it changed, or every key if
+	// the delta is the whole state. obs holds, for each of them, the
+	// operations on the key that its region's state had seen when it ran
+	// (what it overwrote or removed, or what the whole state says). With
+	// full states that is its whole past; with deltas, which carry what
+	// their writer had seen of the keys they carry only, it can be less.
+	carried []string
+	obs     map[string]idSet
 }
 
 func (o *op) touches(k string) bool { return o.all || slices.Contains(o.keys, k) }
@@ -41,6 +50,7 @@ func (o *op) touches(k string) bool { return o.all || slices.Contains(o.keys, k)
 type message struct {
 	enc   []byte
 	known idSet
+	op    int // the operation it was shipped after
 }
 
 type world struct {
@@ -51,25 +61,103 @@ type world struct {
 	known   []idSet
 	lastSeq []uint64
 	pos     []uint64
-	msgs    []message
+	msgs    []message // the full state after each operation
 	ops     []*op
+	// deltas: regions ship each operation's delta (Delta) rather than
+	// their full state; dmsgs are those, obs what each region's state has
+	// seen of each key (see op.obs), keys every key.
+	deltas bool
+	dmsgs  []message
+	obs    []map[string]idSet
+	keys   []string
+	// onDelta checks a merge of a delta against the model: what the
+	// stored state had seen of each key, the operation the delta comes
+	// from, the result and the conflicts reported. Without it, onMerge
+	// checks merges of deltas too (counters, whose deltas are states).
+	onDelta func(old map[string]idSet, x *op, out Value, cs []Conflict)
 	// onMerge checks a merge against the model: the stored state (nil
 	// for none) and what it reflects, the received state and what it
 	// reflects, the result and the conflicts reported.
 	onMerge func(old Value, oldKnown idSet, in Value, inKnown idSet, out Value, cs []Conflict)
 }
 
-func newWorld(t *rapid.T, fresh func() Value) *world {
+func newWorld(t *rapid.T, fresh func() Value, keys ...string) *world {
 	n := rapid.IntRange(2, 4).Draw(t, "regions")
-	w := &world{t: t, regions: []string{"ap", "eu", "sa", "us"}[:n], fresh: fresh}
+	w := &world{t: t, regions: []string{"ap", "eu", "sa", "us"}[:n], fresh: fresh, keys: keys}
 	w.states = make([]Value, n)
 	w.known = make([]idSet, n)
+	w.obs = make([]map[string]idSet, n)
 	for i := range w.known {
 		w.known[i] = idSet{}
+		w.obs[i] = map[string]idSet{}
 	}
 	w.lastSeq = make([]uint64, n)
 	w.pos = make([]uint64, n)
 	return w
+}
+
+// observe records in obs what a state that merged the delta of x (or
+// ran x) has seen of the keys the delta carries.
+func (w *world) observe(obs map[string]idSet, x *op) {
+	for _, k := range x.carried {
+		if obs[k] == nil {
+			obs[k] = idSet{}
+		}
+		maps.Copy(obs[k], x.obs[k])
+		if x.touches(k) {
+			obs[k][x.id] = true
+		}
+	}
+}
+
+// maximalObs returns the operations on key among known that no other
+// one among them had seen (op.obs), in last-writer-wins order of the
+// versions they wrote.
+func (w *world) maximalObs(known idSet, key string) []*op {
+	var out []*op
+	for id := range known {
+		o := w.ops[id]
+		if !o.touches(key) {
+			continue
+		}
+		covered := false
+		for id2 := range known {
+			if id2 != id && w.ops[id2].obs[key][id] {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b *op) int { return compareVersions(a.ver, b.ver) })
+	return out
+}
+
+// deltaModel checks a merge of the delta of x for one key: the versions
+// (registers and map fields) the result holds are the operations on the
+// key no other had seen, and a conflict is reported exactly when the
+// merge brings together versions neither side had seen. It returns
+// those versions and whether there is a conflict.
+func (w *world) deltaModel(old map[string]idSet, x *op, key string) ([]Version, bool) {
+	in := idSet{}
+	if slices.Contains(x.carried, key) {
+		maps.Copy(in, x.obs[key])
+		if x.touches(key) {
+			in[x.id] = true
+		}
+	}
+	all := union(old[key], in)
+	return versionsOf(w.maximalObs(all, key)), meet(w.maximalObs(old[key], key), w.maximalObs(in, key), old[key], in)
+}
+
+// shipped returns the messages regions send each other.
+func (w *world) shipped() []message {
+	if w.deltas {
+		return w.dmsgs
+	}
+	return w.msgs
 }
 
 // local performs an operation in a random region: do applies it to the
@@ -93,6 +181,7 @@ func (w *world) local(do func(v Value, s Stamp, o *op)) {
 	if v == nil {
 		v = w.fresh()
 	}
+	prev := Snapshot(v)
 	do(v, s, o)
 	if !v.Context().Contains(o.dot) {
 		t.Fatalf("context %v lacks the operation's dot %v", v.Context(), o.dot)
@@ -101,14 +190,45 @@ func (w *world) local(do func(v Value, s Stamp, o *op)) {
 	w.states[r] = v
 	w.ops = append(w.ops, o)
 	w.known[r][o.id] = true
-	w.msgs = append(w.msgs, message{v.Encode(), maps.Clone(w.known[r])})
+	w.msgs = append(w.msgs, message{v.Encode(), maps.Clone(w.known[r]), o.id})
+	// The delta: the operation's effect on prev, and no more than v.
+	d := Delta(prev, v)
+	checkRoundTrip(t, d)
+	if got := mustMerge(t, prev, d).Encode(); !bytes.Equal(got, v.Encode()) {
+		t.Fatalf("the state before the operation merged with its delta:\n%x\nwant the state after it\n%x", got, v.Encode())
+	}
+	if got := mustMerge(t, v, d).Encode(); !bytes.Equal(got, v.Encode()) {
+		t.Fatalf("the delta holds more than the state it comes from:\n%x\n%x", got, v.Encode())
+	}
+	w.dmsgs = append(w.dmsgs, message{d.Encode(), maps.Clone(w.known[r]), o.id})
+	o.carried = w.keys
+	if !bytes.Equal(d.Encode(), v.Encode()) {
+		switch d := d.(type) {
+		case *Set:
+			o.carried = slices.Collect(maps.Keys(d.members))
+			for m := range d.mctx {
+				if !slices.Contains(o.carried, m) {
+					o.carried = append(o.carried, m)
+				}
+			}
+		case *Map:
+			o.carried = slices.Collect(maps.Keys(d.fields))
+		default:
+			t.Fatalf("a %s's delta is not the whole state", d.Type())
+		}
+	}
+	o.obs = map[string]idSet{}
+	for _, k := range o.carried {
+		o.obs[k] = maps.Clone(w.obs[r][k])
+	}
+	w.observe(w.obs[r], o)
 }
 
 // deliver merges message m into region r, checking that the merge is
 // commutative.
 func (w *world) deliver(m, r int) {
 	t := w.t
-	msg := w.msgs[m]
+	msg := w.shipped()[m]
 	in, err := Decode(msg.enc)
 	if err != nil {
 		t.Fatalf("decoding a shipped state: %v", err)
@@ -131,7 +251,16 @@ func (w *world) deliver(m, r int) {
 	checkRoundTrip(t, out)
 	union := maps.Clone(w.known[r])
 	maps.Copy(union, msg.known)
-	if w.onMerge != nil {
+	switch {
+	case w.deltas && w.onDelta != nil:
+		x := w.ops[msg.op]
+		before := map[string]idSet{}
+		for k, ids := range w.obs[r] {
+			before[k] = maps.Clone(ids)
+		}
+		w.observe(w.obs[r], x)
+		w.onDelta(before, x, out, cs)
+	case w.onMerge != nil:
 		w.onMerge(old, w.known[r], in, msg.known, out, cs)
 	}
 	w.states[r] = out
@@ -143,6 +272,7 @@ func (w *world) deliver(m, r int) {
 // checks that all regions converged and the merge laws.
 func (w *world) run(local func()) {
 	t := w.t
+	w.deltas = rapid.Bool().Draw(t, "deltas")
 	for range rapid.IntRange(1, 30).Draw(t, "steps") {
 		if len(w.msgs) == 0 || rapid.Bool().Draw(t, "local") {
 			local()
@@ -167,14 +297,22 @@ func (w *world) run(local func()) {
 			t.Fatalf("regions %s and %s did not converge:\n%x\n%x", w.regions[0], w.regions[r], want, got)
 		}
 	}
-	// Folding the messages from nothing, in their order, gives the same.
-	var v Value
-	for _, m := range w.msgs {
-		in, _ := Decode(m.enc)
-		v, _, _ = Merge(v, in)
+	// Folding the messages from nothing, in their order, gives the same,
+	// and so do the full states when the regions shipped deltas, and the
+	// deltas in any order.
+	folds := [][]message{w.msgs}
+	if w.deltas {
+		folds = append(folds, w.dmsgs, rapid.Permutation(w.dmsgs).Draw(t, "delta order"))
 	}
-	if got := v.Encode(); !bytes.Equal(got, want) {
-		t.Fatalf("folding all messages gives another state:\n%x\n%x", want, got)
+	for _, msgs := range folds {
+		var v Value
+		for _, m := range msgs {
+			in, _ := Decode(m.enc)
+			v, _, _ = Merge(v, in)
+		}
+		if got := v.Encode(); !bytes.Equal(got, want) {
+			t.Fatalf("folding all messages gives another state:\n%x\n%x", want, got)
+		}
 	}
 	w.checkLaws()
 }
@@ -184,7 +322,7 @@ func (w *world) run(local func()) {
 func (w *world) checkLaws() {
 	t := w.t
 	pool := slices.Clone(w.states)
-	for _, m := range w.msgs {
+	for _, m := range w.shipped() {
 		v, _ := Decode(m.enc)
 		pool = append(pool, v)
 	}
@@ -260,7 +398,8 @@ func meet(maxA, maxB []*op, knownA, knownB idSet) bool {
 }
 
 func union(a, b idSet) idSet {
-	u := maps.Clone(a)
+	u := idSet{}
+	maps.Copy(u, a)
 	maps.Copy(u, b)
 	return u
 }
@@ -277,8 +416,17 @@ func checkWrite(t *rapid.T, got Version, s Stamp, o *op) {
 
 func TestRegisterModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		w := newWorld(t, func() Value { return new(Register) })
+		w := newWorld(t, func() Value { return new(Register) }, "")
 		every := func(*op) bool { return true }
+		w.onDelta = func(old map[string]idSet, x *op, out Value, cs []Conflict) {
+			want, conflict := w.deltaModel(old, x, "")
+			if got := out.(*Register).Versions(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("versions after merging a delta:\n got %+v\nwant %+v", got, want)
+			}
+			if conflict != (len(cs) > 0) || len(cs) > 1 || conflict && !reflect.DeepEqual(cs[0].Versions, want) {
+				t.Fatalf("conflicts %+v, want a conflict: %v with versions %+v", cs, conflict, want)
+			}
+		}
 		w.onMerge = func(old Value, oldKnown idSet, in Value, inKnown idSet, out Value, cs []Conflict) {
 			r := out.(*Register)
 			known := union(oldKnown, inKnown)
@@ -307,7 +455,7 @@ func TestRegisterModel(t *testing.T) {
 		w.run(func() {
 			w.local(func(v Value, s Stamp, o *op) {
 				r := v.(*Register)
-				o.kind = "write"
+				o.kind, o.all = "write", true
 				if rapid.IntRange(0, 3).Draw(t, "clear") == 0 {
 					r.Clear(s)
 				} else {
@@ -339,8 +487,13 @@ func init() {
 
 func TestRegisterResolverModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		w := newWorld(t, func() Value { return new(Register) })
+		w := newWorld(t, func() Value { return new(Register) }, "")
 		every := func(*op) bool { return true }
+		w.onDelta = func(old map[string]idSet, x *op, out Value, cs []Conflict) {
+			if want, _ := w.deltaModel(old, x, ""); !reflect.DeepEqual(out.(*Register).Versions(), want) {
+				t.Fatalf("versions after merging a delta:\n got %+v\nwant %+v", out.(*Register).Versions(), want)
+			}
+		}
 		w.onMerge = func(old Value, oldKnown idSet, in Value, inKnown idSet, out Value, cs []Conflict) {
 			r := out.(*Register)
 			vs := versionsOf(w.maximal(union(oldKnown, inKnown), every))
@@ -377,7 +530,7 @@ func TestRegisterResolverModel(t *testing.T) {
 		w.run(func() {
 			w.local(func(v Value, s Stamp, o *op) {
 				r := v.(*Register)
-				o.kind = "write"
+				o.kind, o.all = "write", true
 				switch rapid.IntRange(0, 4).Draw(t, "kind") {
 				case 0:
 					r.Clear(s)
@@ -397,7 +550,26 @@ var testFields = []string{"f", "g", "h"}
 
 func TestMapModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		w := newWorld(t, func() Value { return new(Map) })
+		w := newWorld(t, func() Value { return new(Map) }, testFields...)
+		w.onDelta = func(old map[string]idSet, x *op, out Value, cs []Conflict) {
+			m := out.(*Map)
+			var conflicts []string
+			for _, f := range testFields {
+				want, conflict := w.deltaModel(old, x, f)
+				if got := m.Versions(f); !reflect.DeepEqual(got, want) {
+					t.Fatalf("versions of %s after merging a delta:\n got %+v\nwant %+v", f, got, want)
+				}
+				if conflict {
+					conflicts = append(conflicts, f)
+					if i := slices.IndexFunc(cs, func(c Conflict) bool { return c.Field == f }); i < 0 || !reflect.DeepEqual(cs[i].Versions, want) {
+						t.Fatalf("conflicts %+v, want one on %s with versions %+v", cs, f, want)
+					}
+				}
+			}
+			if len(cs) != len(conflicts) {
+				t.Fatalf("conflicts %+v, want them on %v", cs, conflicts)
+			}
+		}
 		w.onMerge = func(old Value, oldKnown idSet, in Value, inKnown idSet, out Value, cs []Conflict) {
 			m := out.(*Map)
 			known := union(oldKnown, inKnown)
@@ -436,12 +608,8 @@ func TestMapModel(t *testing.T) {
 				o.kind = "write"
 				switch rapid.IntRange(0, 5).Draw(t, "kind") {
 				case 0:
-					// Clear deletes the fields the region has seen.
-					for _, f := range testFields {
-						if slices.ContainsFunc(w.ops, func(p *op) bool { return o.past[p.id] && p.touches(f) }) {
-							o.keys = append(o.keys, f)
-						}
-					}
+					// Clear deletes the fields the region holds.
+					o.keys = slices.Sorted(maps.Keys(m.fields))
 					m.Clear(s)
 				case 1:
 					o.keys = rapid.SliceOfNDistinct(rapid.SampledFrom(testFields), 1, 2, rapid.ID[string]).Draw(t, "fields")
@@ -464,7 +632,28 @@ var testMembers = []string{"x", "y", "z"}
 
 func TestSetModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		w := newWorld(t, func() Value { return new(Set) })
+		w := newWorld(t, func() Value { return new(Set) }, testMembers...)
+		w.onDelta = func(old map[string]idSet, x *op, out Value, cs []Conflict) {
+			if len(cs) > 0 {
+				t.Fatalf("set merge reported conflicts %+v", cs)
+			}
+			var want []string
+			for _, m := range testMembers {
+				in := union(old[m], idSet{})
+				if slices.Contains(x.carried, m) {
+					in = union(in, x.obs[m])
+					if x.touches(m) {
+						in[x.id] = true
+					}
+				}
+				if slices.ContainsFunc(w.maximalObs(in, m), func(o *op) bool { return o.kind == "add" }) {
+					want = append(want, m)
+				}
+			}
+			if got := out.(*Set).Members(); !slices.Equal(got, want) {
+				t.Fatalf("members after merging a delta %v, want %v", got, want)
+			}
+		}
 		w.onMerge = func(old Value, oldKnown idSet, in Value, inKnown idSet, out Value, cs []Conflict) {
 			if len(cs) > 0 {
 				t.Fatalf("set merge reported conflicts %+v", cs)

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -82,13 +83,14 @@ func compareVersions(a, b Version) int {
 	return strings.Compare(a.Resolver, b.Resolver)
 }
 
-// mergeVersions merges the versions of a register or map field: as, seen
-// with context ac, and bs, seen with context bc. A version survives if both
-// sides hold it or the other side has not seen it; a version that one side
-// has seen but no longer holds was overwritten. conflict reports whether
-// the result holds a version that b had not seen and one that a had not
-// seen, i.e. whether concurrent writes meet for the first time.
-func mergeVersions(as []Version, ac VersionVector, bs []Version, bc VersionVector) (out []Version, conflict bool) {
+// mergeVersions merges the versions of a register or map field: as, from
+// a side that has seen the dots aSeen reports, and bs, from one that has
+// seen those bSeen reports. A version survives if both sides hold it or
+// the other side has not seen it; a version that one side has seen but no
+// longer holds was overwritten. conflict reports whether the result holds
+// a version that b had not seen and one that a had not seen, i.e. whether
+// concurrent writes meet for the first time.
+func mergeVersions(as []Version, aSeen func(Dot) bool, bs []Version, bSeen func(Dot) bool) (out []Version, conflict bool) {
 	inB := make(map[Dot]int, len(bs))
 	for i, v := range bs {
 		inB[v.Dot()] = i
@@ -99,13 +101,13 @@ func mergeVersions(as []Version, ac VersionVector, bs []Version, bc VersionVecto
 		if i, ok := inB[x.Dot()]; ok {
 			kept[i] = true
 			out = append(out, maxVersion(x, bs[i]))
-		} else if !bc.Contains(x.Dot()) {
+		} else if !bSeen(x.Dot()) {
 			out = append(out, x)
 			newA = true
 		}
 	}
 	for i, y := range bs {
-		if !kept[i] && !ac.Contains(y.Dot()) {
+		if !kept[i] && !aSeen(y.Dot()) {
 			out = append(out, y)
 			newB = true
 		}
@@ -143,8 +145,10 @@ type Value interface {
 	// Live reports whether the key exists, i.e. whether the value is more
 	// than a tombstone.
 	Live() bool
-	// Context returns a copy of the value's causal context: the dots of
-	// every operation it reflects.
+	// Context returns the value's causal context as a version vector: for
+	// every region, the highest sequence number of the operations it
+	// reflects. A set or map that merged deltas out of order (see Delta)
+	// holds a context with gaps; Context is then its smallest upper bound.
 	Context() VersionVector
 	// Clear deletes the whole value as seen at s: it writes a tombstone in
 	// a register and every field of a map, removes every member of a set
@@ -180,6 +184,66 @@ func Merge(a, b Value) (Value, []Conflict, error) {
 		return nil, nil, fmt.Errorf("%w: cannot merge %s with %s", ErrTypeMismatch, a.Type(), b.Type())
 	}
 	return a.merge(b)
+}
+
+// Delta returns the delta-state of the local operations that turned prev
+// into next: the part of next they produced, merged with Merge like any
+// state. Merge(prev, d) is next and Merge(next, d) is next (d is no more
+// than next), so merging d anywhere has the operations' effect, and
+// deltas, like states, may be merged in any order and more than once.
+//
+// A map's delta holds the fields written, each with its versions and
+// everything the writer had seen of it (a write overwrites all the
+// versions of the field it has seen, also ones that are gone already, so
+// that a receiver that still holds one does not take the write for a
+// concurrent one, and a removal removes what the writer saw), and as the
+// map's context only the operations' own dots. A set's delta holds the
+// members added or removed in the same way. Their size depends on what
+// was written, not on the value's size; after a delete (next not Live)
+// the delta is the state, a tombstone. A register or counter is small
+// whatever its history: its delta is the whole state. Without prev (nil)
+// or across types the delta is next itself.
+//
+// prev must be a state that next was obtained from by local operations
+// alone (no merge in between); neither is modified.
+func Delta(prev, next Value) Value {
+	prev, next = orNil(prev), orNil(next)
+	switch {
+	case next == nil:
+		return nil
+	case prev == nil || prev.Type() != next.Type():
+		return next.clone()
+	}
+	if !next.Live() {
+		// A delete touches everything: the state (a tombstone) says it
+		// in fewer bytes.
+		return next.clone()
+	}
+	switch n := next.(type) {
+	case *Set:
+		return n.delta(prev.(*Set))
+	case *Map:
+		return n.delta(prev.(*Map))
+	}
+	return next.clone()
+}
+
+// Snapshot returns a copy of v as it is now, for Delta's prev: local
+// operations on v later leave it unchanged. It shares with v what
+// operations replace rather than modify (a member's tags, a field's
+// versions), so it costs a copy of the value's index, not of its
+// contents. It must not be modified.
+func Snapshot(v Value) Value {
+	switch t := orNil(v).(type) {
+	case nil:
+		return nil
+	case *Set:
+		return &Set{ctx: t.ctx.clone(), members: maps.Clone(t.members), mctx: maps.Clone(t.mctx)}
+	case *Map:
+		return &Map{ctx: t.ctx.clone(), fields: maps.Clone(t.fields), fctx: maps.Clone(t.fctx)}
+	default:
+		return t.clone()
+	}
 }
 
 // orNil turns a nil pointer into a nil Value.
@@ -225,19 +289,23 @@ func Collectable(v Value, stable VersionVector) bool {
 // Decode parses an encoded value of any type.
 func Decode(b []byte) (Value, error) {
 	d := decoder{b: b}
-	tag, ctx := d.header()
+	version, tag, ctx := d.header()
+	ranges := version == formatRanges
 	var v Value
 	switch tag {
 	case tagRegister:
-		v = decodeRegister(&d, ctx)
+		v = decodeRegister(&d, ctx.upper())
 	case tagCounter:
-		v = decodeCounter(&d, ctx)
+		v = decodeCounter(&d, ctx.upper())
 	case tagSet:
-		v = decodeSet(&d, ctx)
+		v = decodeSet(&d, ctx, ranges)
 	case tagMap:
-		v = decodeMap(&d, ctx)
+		v = decodeMap(&d, ctx, ranges)
 	default:
 		d.fail("unknown type tag %d", tag)
+	}
+	if d.err == nil && ranges && (tag == tagRegister || tag == tagCounter) {
+		d.fail("needless format version %d", version)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err

@@ -85,23 +85,45 @@ import (
 //
 // # Streams and merges
 //
-// A region ships states, not ops: for each local op read from its log,
-// ActiveChange returns the OpActiveMerge command carrying the keys' current
-// states. Shipping a newer state than the op's is correct, since merging
-// is idempotent and monotone; merges received from other regions are not
-// shipped again (no ping-pong), and a region's next write of a key ships
-// everything it has merged. The receiver stores Merge(stored, received)
-// and writes every conflict the merge reports to its conflict ledger, in
-// the same batch (see ledger.go). A merge that fails (a malformed state,
-// an unknown resolver) fails the whole stream batch, so that the stream
+// A region ships deltas, not states: when a local op applies, the group
+// records in the same batch (ledger span, deltaKey(index)) the
+// OpActiveMerge command carrying, for each key the op changed, the
+// op's delta-state (crdt.Delta: the part of the state the op produced,
+// with the whole seen vector; the whole state when the op created the
+// key or changed its kind or generation, or when that is smaller, say
+// after a delete). ActiveChange returns that record for the op's log
+// entry, so the bytes a write ships depend on what it wrote, not on the
+// size of the key's value; an SADD to a set of any size ships the member
+// and a few dots. A delta carries as context what its writer had seen of
+// the fields or members it wrote, so a receiver detects conflicts and
+// applies removes exactly as it would with the whole state: an overwrite
+// is never recorded as a conflict where it arrives first, a remove
+// removes the tags its writer saw, also those that arrive later.
+//
+// When the record is gone (OpActiveGC removes those every other region
+// has reported applying, gc.go) ActiveChange falls back to the keys'
+// current whole states: correct (merging is idempotent and monotone),
+// only larger. Resyncs (a new region, a source that no longer holds what
+// a destination needs) ship whole states too, in chunks. Merges received
+// from other regions are not shipped again (no ping-pong): each region's
+// writes reach every other region through its own streams, in the order
+// of its log. The receiver stores Merge(stored, received) and writes
+// every conflict the merge reports to its conflict ledger, in the same
+// batch (see ledger.go). A merge that fails (a malformed state, an
+// unknown resolver) fails the whole stream batch, so that the stream
 // stops visibly instead of dropping a write; merges staged before it in
 // the batch are harmless, being idempotent.
 //
 // Conflicts are reported where concurrent versions first meet: every
 // region that brings them together records them once (redelivery reports
 // nothing), a region that receives them already together from a third
-// region does not. The union of the regions' ledgers, deduplicated by
-// LedgerEntry.ID, lists every conflict.
+// region does not. Versions are concurrent when neither writer had seen
+// the other's version of the field (a delta tells what its writer had
+// seen of the fields it wrote; package crdt explains the one case where
+// that is less than what its region had received). The union of the
+// regions' ledgers, deduplicated by LedgerEntry.ID, lists every
+// conflict. A type conflict's losing state, as recorded, is the state or
+// delta that lost.
 
 // TypeActive is the record type of every key of an active keyspace; its
 // payload is the key's CRDT state (see above). Type.String reports it as
@@ -329,6 +351,9 @@ type activeTxn struct {
 	stored  map[string][]byte // payloads as loaded (absent: nothing stored)
 	order   []string          // keys put, in the order first put
 	written map[string]bool
+	// before, for a local op (see deltas), holds the states as loaded
+	// (crdt.Snapshot of the values, which the op then changes).
+	before map[string]*activeState
 }
 
 func newActiveTxn(b *storage.Batch, group uint64) *activeTxn {
@@ -358,6 +383,9 @@ func (t *activeTxn) load(key []byte) (*activeState, error) {
 			return nil, corrupt(err, "active state", key)
 		}
 		t.stored[string(key)] = rec.Payload
+		if t.before != nil {
+			t.before[string(key)] = &activeState{gen: s.gen, seen: s.seen, val: crdt.Snapshot(s.val)}
+		}
 	}
 	t.states[string(key)] = s
 	return s, nil
@@ -374,23 +402,63 @@ func (t *activeTxn) put(key []byte, s *activeState) {
 }
 
 // commit encodes the states put, checking the size of local writes
-// (limit > 0), and stages those that changed.
-func (t *activeTxn) commit(limit int) error {
+// (limit > 0), stages those that changed and returns their keys.
+func (t *activeTxn) commit(limit int) ([]string, error) {
 	payloads := make([][]byte, len(t.order))
 	for i, k := range t.order {
 		p := t.states[k].encode()
 		if limit > 0 && len(p) > limit {
-			return fmt.Errorf("%w: the value of %q would take %d bytes (limit %d)", ErrTooLarge, k, len(p), limit)
+			return nil, fmt.Errorf("%w: the value of %q would take %d bytes (limit %d)", ErrTooLarge, k, len(p), limit)
 		}
 		payloads[i] = p
 	}
+	var changed []string
 	for i, k := range t.order {
 		if old, ok := t.stored[k]; ok && bytes.Equal(old, payloads[i]) {
 			continue
 		}
 		t.b.SetData(t.group, []byte(k), Record{Type: TypeActive, Payload: payloads[i]}.Encode())
+		changed = append(changed, k)
 	}
-	return nil
+	return changed, nil
+}
+
+// deltas stages, for the local op applied at index, the record of what
+// the region ships for it (see "Streams and merges"): the OpActiveMerge
+// of the changed keys' delta-states, or an empty record when it changed
+// nothing. The txn must have kept the states as loaded (before).
+func (t *activeTxn) deltas(index uint64, nowMS int64, changed []string) {
+	var rec []byte
+	if len(changed) > 0 {
+		out := Command{Op: OpActiveMerge, NowMS: nowMS}
+		for _, k := range changed {
+			out.Args = append(out.Args, []byte(k), deltaState(t.before[k], t.states[k]).encode())
+		}
+		rec = out.Encode()
+	}
+	t.b.SetLedger(t.group, deltaKey(index), rec)
+}
+
+// deltaState returns the delta-state of a local op that turned old (nil:
+// nothing stored) into s: the whole state when the key is new or changed
+// kind or generation, else the value's delta (crdt.Delta) with the whole
+// seen vector, which tells receivers what the writer had seen (type
+// conflicts, collection).
+func deltaState(old, s *activeState) *activeState {
+	if old == nil || compareSlots(old, s) != 0 {
+		return s
+	}
+	return &activeState{gen: s.gen, seen: s.seen, val: crdt.Delta(old.val, s.val)}
+}
+
+// Delta records (ledger span, suffix 'D' + index, 8 bytes big-endian):
+// what the region ships for each of its local ops, written in the op's
+// apply batch (see ActiveChange), removed by OpActiveGC once every other
+// region has reported applying the op (see gc.go).
+const deltaPrefix = 'D'
+
+func deltaKey(index uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{deltaPrefix}, index)
 }
 
 // applyActive applies an active op at index. source and sourceIndex name
@@ -419,6 +487,7 @@ func (sm *StateMachine) applyActive(b *storage.Batch, index uint64, c Command, s
 		return Result{Err: fmt.Errorf("%w: %s with flags %#x", ErrBadCommand, c.Op, c.Flags)}
 	}
 	a := activeOp{txn: newActiveTxn(b, sm.Group), stamp: crdt.Stamp{Region: st.Region, Time: st.Time, Seq: index}}
+	a.txn.before = map[string]*activeState{}
 	args := c.Args[:n-1]
 	var res Result
 	switch c.Op {
@@ -436,9 +505,11 @@ func (sm *StateMachine) applyActive(b *storage.Batch, index uint64, c Command, s
 	if res.Err != nil {
 		return res
 	}
-	if err := a.txn.commit(MaxCollectionBytes); err != nil {
+	changed, err := a.txn.commit(MaxCollectionBytes)
+	if err != nil {
 		return Result{Err: err}
 	}
+	a.txn.deltas(index, c.NowMS, changed)
 	return res
 }
 
@@ -679,6 +750,20 @@ func (a activeOp) mapOp(op Op, key []byte, args [][]byte) Result {
 // merge applies OpActiveMerge (see there).
 func (sm *StateMachine) merge(b *storage.Batch, index uint64, c Command, source, sourceIndex uint64) Result {
 	txn := newActiveTxn(b, sm.Group)
+	res := sm.mergeInto(txn, index, c, source, sourceIndex)
+	if res.Err == nil {
+		if _, err := txn.commit(0); err != nil {
+			return Result{Err: err}
+		}
+	}
+	return res
+}
+
+// mergeInto merges an OpActiveMerge's states into txn, which the caller
+// commits (a stream batch's merges share one, so that a key they all
+// touch is decoded and encoded once per batch), and records the
+// conflicts found.
+func (sm *StateMachine) mergeInto(txn *activeTxn, index uint64, c Command, source, sourceIndex uint64) Result {
 	var found []ledgerConflict
 	for i := 0; i < len(c.Args); i += 2 {
 		key := c.Args[i]
@@ -702,30 +787,29 @@ func (sm *StateMachine) merge(b *storage.Batch, index uint64, c Command, source,
 		}
 		txn.put(key, out)
 	}
-	if err := txn.commit(0); err != nil {
-		return Result{Err: err}
-	}
-	if err := recordConflicts(b, sm.Group, index, source, sourceIndex, c.NowMS, found); err != nil {
+	if err := recordConflicts(txn.b, sm.Group, index, source, sourceIndex, c.NowMS, found); err != nil {
 		return Result{Err: err}
 	}
 	return Result{N: int64(len(found))}
 }
 
 // ActiveChange returns what a region ships to the others for the command
-// cmd of its group's log: for a local active op, the OpActiveMerge command
-// carrying the current state of the keys it wrote, read from db (newer
-// than the op's own state if later writes or merges changed them, which is
-// correct: merging is idempotent and monotone). It returns nil, to ship
-// nothing, for merges received from other regions (never shipped again),
-// stream and role commands, commands that do not decode (they failed here
-// too) and ops whose keys hold nothing. A plain (non-active) data op fails
-// with ErrNotActive: it has no place in an active group's log.
+// cmd applied at index of its group's log: for a local active op, the
+// OpActiveMerge command carrying the delta-states of the keys it changed,
+// as recorded when it was applied (nil if it changed nothing). If the
+// record is gone (collected, or the op predates delta records), it
+// carries the keys' current whole states instead, read from db, which
+// is correct too (newer than the op's, but merging is idempotent and
+// monotone) and only larger. It returns nil, to ship nothing, for merges
+// received from other regions (never shipped again), stream and role
+// commands, commands that do not decode (they failed here too) and ops
+// whose keys hold nothing. A plain (non-active) data op fails with
+// ErrNotActive: it has no place in an active group's log.
 //
 // db must reflect cmd: call it only for entries at or below the index the
-// group has applied on this node, as a stream source reads them, or the
-// op's effect might not be shipped until the key's next write. The merge
-// keeps the op's NowMS, which streams use to measure lag.
-func ActiveChange(db *storage.DB, group uint64, cmd []byte) ([]byte, error) {
+// group has applied on this node, as a stream source reads them. The
+// merge keeps the op's NowMS, which streams use to measure lag.
+func ActiveChange(db *storage.DB, group, index uint64, cmd []byte) ([]byte, error) {
 	c, err := DecodeCommand(cmd)
 	if err != nil {
 		return nil, nil
@@ -741,6 +825,22 @@ func ActiveChange(db *storage.DB, group uint64, cmd []byte) ([]byte, error) {
 	if checkArgs(c) != nil {
 		return nil, nil
 	}
+	rec, ok, err := db.GetLedger(group, deltaKey(index))
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if len(rec) == 0 {
+			return nil, nil
+		}
+		return rec, nil
+	}
+	return activeStates(db, group, c)
+}
+
+// activeStates returns the OpActiveMerge carrying the current whole
+// states of the keys the local op c wrote (nil if none holds anything).
+func activeStates(db *storage.DB, group uint64, c Command) ([]byte, error) {
 	keys := c.Args[:1]
 	if c.Op == OpActiveDel {
 		keys = c.Args[:len(c.Args)-1]

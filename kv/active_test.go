@@ -122,8 +122,8 @@ func bs(s ...string) [][]byte {
 func (r *simRegion) shipAll() [][]byte {
 	r.t.Helper()
 	var out [][]byte
-	for _, cmd := range r.log {
-		m, err := ActiveChange(r.db, r.sm.Group, cmd)
+	for i, cmd := range r.log {
+		m, err := ActiveChange(r.db, r.sm.Group, uint64(i+1), cmd)
 		if err != nil {
 			r.t.Fatalf("%s: ActiveChange: %v", r.name, err)
 		}
@@ -645,7 +645,7 @@ func TestActiveChange(t *testing.T) {
 	a.mustDo(OpActiveSAdd, 0, "k2", "m")
 	del := ActiveCommand(OpActiveDel, ActiveStamp{Region: "a", Time: a.clock.Now()}, a.nowMS(), bs("k1", "k2", "k1", "missing")...)
 	a.applyRaw(del.Encode())
-	m, err := ActiveChange(a.db, a.sm.Group, del.Encode())
+	m, err := ActiveChange(a.db, a.sm.Group, a.index, del.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -656,14 +656,14 @@ func TestActiveChange(t *testing.T) {
 	}
 	for _, skip := range []Command{c, {Op: OpStreamApply, Args: bs("x")}, RoleCommand(Role{Epoch: 1}, 0, 0, 0),
 		ActiveCommand(OpActiveSet, ActiveStamp{Region: "a", Time: a.clock.Now()}, a.nowMS(), bs("missing", "v", "")...)} {
-		if m, err := ActiveChange(a.db, a.sm.Group, skip.Encode()); m != nil || err != nil {
+		if m, err := ActiveChange(a.db, a.sm.Group, 0, skip.Encode()); m != nil || err != nil {
 			t.Fatalf("ActiveChange(%s) = %x, %v; want nothing", skip.Op, m, err)
 		}
 	}
-	if m, err := ActiveChange(a.db, a.sm.Group, []byte{0xff}); m != nil || err != nil {
+	if m, err := ActiveChange(a.db, a.sm.Group, 0, []byte{0xff}); m != nil || err != nil {
 		t.Fatalf("undecodable command: %x %v", m, err)
 	}
-	if _, err := ActiveChange(a.db, a.sm.Group, Command{Op: OpSet, Args: bs("k", "v")}.Encode()); !errors.Is(err, ErrNotActive) {
+	if _, err := ActiveChange(a.db, a.sm.Group, 0, Command{Op: OpSet, Args: bs("k", "v")}.Encode()); !errors.Is(err, ErrNotActive) {
 		t.Fatalf("plain op: %v", err)
 	}
 	if OpActiveMerge.String() != "activemerge" || OpActiveSet.String() != "activeset" {
@@ -685,7 +685,7 @@ func TestActiveThroughStreams(t *testing.T) {
 	b.mustDo(OpActiveIncr, 3, "n")
 	var changes []stream.Change
 	for i, cmd := range a.log {
-		m, err := ActiveChange(a.db, a.sm.Group, cmd)
+		m, err := ActiveChange(a.db, a.sm.Group, uint64(i+1), cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -777,10 +777,12 @@ func TestActiveConvergenceModel(t *testing.T) {
 		keys := []string{"reg", "res", "ctr", "ctr2", "set", "map", "map2", "mixed"}
 		steps := rapid.IntRange(1, 80).Draw(rt, "steps")
 		wn := 0
+		var wholes [][]byte // the whole states of the keys each local op wrote, right after it
 		for range steps {
 			now += rapid.Int64Range(0, 5).Draw(rt, "tick")
 			ri := rapid.IntRange(0, len(rs)-1).Draw(rt, "region")
 			r := rs[ri]
+			logged := len(r.log)
 			switch rapid.IntRange(0, 9).Draw(rt, "action") {
 			case 0, 1, 2, 3, 4: // a local op
 				key := rapid.SampledFrom(keys).Draw(rt, "key")
@@ -866,7 +868,7 @@ func TestActiveConvergenceModel(t *testing.T) {
 					break
 				}
 				i := rapid.IntRange(0, len(r.log)-1).Draw(rt, "entry")
-				mg, err := ActiveChange(r.db, r.sm.Group, r.log[i])
+				mg, err := ActiveChange(r.db, r.sm.Group, uint64(i+1), r.log[i])
 				if err != nil {
 					rt.Fatalf("ActiveChange: %v", err)
 				}
@@ -885,6 +887,17 @@ func TestActiveConvergenceModel(t *testing.T) {
 					inbox[ri] = slices.Delete(inbox[ri], i, i+1)
 				}
 				deliverShipped(rt, r, msg)
+			}
+			if len(r.log) > logged {
+				if c, err := DecodeCommand(r.log[len(r.log)-1]); err == nil && c.Op.Active() && c.Op != OpActiveMerge && checkArgs(c) == nil {
+					w, err := activeStates(r.db, r.sm.Group, c)
+					if err != nil {
+						rt.Fatalf("whole states: %v", err)
+					}
+					if w != nil {
+						wholes = append(wholes, w)
+					}
+				}
 			}
 		}
 		// Flush: every region ships every key it wrote, and everything
@@ -909,7 +922,74 @@ func TestActiveConvergenceModel(t *testing.T) {
 			}
 		}
 		checkConverged(rt, rs, keys, m)
+		// The regions shipped deltas; whole states, merged in any order,
+		// end in the same state.
+		ref := newSim(rt, &now, "ref")[0]
+		for _, w := range rapid.Permutation(wholes).Draw(rt, "whole order") {
+			ref.deliver(w)
+		}
+		for _, key := range keys {
+			if got, want := ref.raw(key), rs[0].raw(key); !bytes.Equal(got, want) {
+				rt.Fatalf("%s: merging the whole states gives %x, the deltas %x", key, got, want)
+			}
+		}
 	})
+}
+
+// TestActiveDeltaSize: what a region ships for one SADD does not grow
+// with the set, for sets of 10, 1,000 and 100,000 members (the whole
+// state, shipped before deltas, grows with it).
+func TestActiveDeltaSize(t *testing.T) {
+	var sizes []int
+	for _, n := range []int{10, 1000, 100_000} {
+		now := int64(simEpochMS)
+		a := newSim(t, &now, "a")[0]
+		// Log positions of the same magnitude whatever n: the delta holds
+		// the key's previous position, whose varint grows with the log.
+		a.index = 1 << 30
+		for i := 0; i < n; i += 20_000 {
+			ms := []string{"s"}
+			for j := i; j < min(i+20_000, n); j++ {
+				ms = append(ms, fmt.Sprintf("member-%07d", j))
+			}
+			a.mustDo(OpActiveSAdd, 0, ms...)
+		}
+		a.index = 1 << 31
+		a.mustDo(OpActiveSAdd, 0, "s", "one more member")
+		shipped, err := ActiveChange(a.db, a.sm.Group, a.index, a.log[len(a.log)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := activeStates(a.db, a.sm.Group, Command{Op: OpActiveSAdd, Args: bs("s", "x", "stamp")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("SADD to a set of %d members ships %d bytes (the whole state: %d)", n, len(shipped), len(whole))
+		sizes = append(sizes, len(shipped))
+		if n > 1000 {
+			continue
+		}
+		// And it is what the receiver needs.
+		b := newSim(t, &now, "b")[0]
+		for i, cmd := range a.log {
+			m, err := ActiveChange(a.db, a.sm.Group, uint64(i)+a.index-uint64(len(a.log))+1, cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == len(a.log)-1 {
+				m = shipped
+			}
+			if m != nil {
+				b.deliver(m)
+			}
+		}
+		if !bytes.Equal(b.raw("s"), a.raw("s")) {
+			t.Fatalf("%d members: the receiver of the deltas holds another set", n)
+		}
+	}
+	if sizes[1] != sizes[0] || sizes[2] != sizes[0] {
+		t.Fatalf("bytes shipped per SADD grow with the set: %v", sizes)
+	}
 }
 
 func checkActiveErr(t *rapid.T, key string, res Result) {
@@ -1031,4 +1111,57 @@ func FuzzActiveMerge(f *testing.F) {
 			t.Fatalf("merging a state with itself changed it")
 		}
 	})
+}
+
+// TestActiveBatchOfMerges: a stream batch of many merges of one key (its
+// state decoded and encoded once for the batch) ends where the merges
+// one by one end, conflicts included.
+func TestActiveBatchOfMerges(t *testing.T) {
+	now := int64(simEpochMS)
+	rs := newSim(t, &now, "a", "b1", "b2", "c")
+	a, b1, b2, c := rs[0], rs[1], rs[2], rs[3]
+	c.mustDo(OpActiveHSet, 0, "h", "f", "from c") // concurrent with a's writes: conflicts
+	for _, m := range c.shipAll() {
+		b1.deliver(m)
+		b2.deliver(m)
+	}
+	for i := range 20 {
+		now++
+		a.mustDo(OpActiveSAdd, 0, "s", fmt.Sprint("m", i))
+		if i%5 == 0 {
+			a.mustDo(OpActiveSRem, 0, "s", fmt.Sprint("m", i-1))
+			a.mustDo(OpActiveHSet, 0, "h", "f", fmt.Sprint("from a ", i))
+		}
+	}
+	var changes []stream.Change
+	for i, cmd := range a.log {
+		m, err := ActiveChange(a.db, a.sm.Group, uint64(i+1), cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, stream.Change{Index: uint64(i + 1), Data: m})
+		if m != nil {
+			b2.deliver(m) // one by one
+		}
+	}
+	if res := b1.applyRaw(batchCmd(t, stream.Batch{Stream: a.sm.Group, Cluster: "c", Changes: changes}).Encode()); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for _, k := range []string{"s", "h"} {
+		if !bytes.Equal(b1.raw(k), b2.raw(k)) {
+			t.Fatalf("%s: the batch gives %x, the merges one by one %x", k, b1.raw(k), b2.raw(k))
+		}
+	}
+	if !bytes.Equal(b1.raw("s"), a.raw("s")) {
+		t.Fatal("the set differs from its only writer's")
+	}
+	e1, e2 := b1.ledger(), b2.ledger()
+	if len(e1) != len(e2) || len(e1) == 0 {
+		t.Fatalf("conflicts: %d in a batch, %d one by one", len(e1), len(e2))
+	}
+	for i := range e1 {
+		if e1[i].ID != e2[i].ID || e1[i].Source != a.sm.Group || e1[i].SourceIndex == 0 {
+			t.Fatalf("conflict %d: %+v vs %+v", i, e1[i], e2[i])
+		}
+	}
 }

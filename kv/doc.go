@@ -24,8 +24,8 @@
 // Active keyspaces, in which every region accepts writes, have their own
 // ops (OpActiveSet ... OpActiveMerge), stamped by the proposer with the
 // origin region and HLC time; each key is one record of TypeActive holding
-// a CRDT state (package crdt), regions ship states to each other
-// (ActiveChange) and merge them, and conflicts go to a per-group ledger
+// a CRDT state (package crdt), regions ship each write's delta-state to
+// each other (ActiveChange) and merge them, and conflicts go to a per-group ledger
 // written in the same batch (ReadLedger). See active.go and ledger.go.
 //
 // Apply must be deterministic: it may only depend on the command, the

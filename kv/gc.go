@@ -3,6 +3,7 @@ package kv
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/meridian-db/meridian/crdt"
@@ -34,6 +35,10 @@ import (
 //
 // Both are deterministic: the reports are in the group's log and storage,
 // and the collection scans the group's keys in the apply.
+//
+// OpActiveGC also removes the group's delta records (active.go) of the
+// ops that every other region has reported applying (its report's entry
+// for this region is its stream cursor of this group's stream).
 
 // knowSuffix is the ledger-span record of a region's latest report.
 func knowSuffix(region string) []byte { return append([]byte{'K'}, region...) }
@@ -88,6 +93,7 @@ func (sm *StateMachine) collect(b *storage.Batch, c Command) Result {
 		}
 		reports = append(reports, vv)
 	}
+	sm.dropDeltas(b, c.Args, reports)
 	stable := crdt.StableVector(reports...)
 	var doomed [][]byte
 	var bad error
@@ -123,6 +129,54 @@ func (sm *StateMachine) collect(b *storage.Batch, c Command) Result {
 		b.DeleteData(sm.Group, k)
 	}
 	return Result{N: int64(len(doomed))}
+}
+
+// dropDeltas removes the delta records (active.go) of the ops every other
+// region has reported applying: no stream will ship them again, since a
+// stream resumes from its destination's cursor. reports are the latest
+// reports of regions, in order. The group's own region must be known
+// (StateMachine.Region).
+func (sm *StateMachine) dropDeltas(b *storage.Batch, regions [][]byte, reports []crdt.VersionVector) {
+	if sm.Region == "" {
+		return
+	}
+	upTo := uint64(math.MaxUint64)
+	for i, r := range regions {
+		if string(r) != sm.Region {
+			upTo = min(upTo, reports[i][sm.Region])
+		}
+	}
+	if upTo == 0 {
+		return
+	}
+	end := []byte{deltaPrefix + 1}
+	if upTo < math.MaxUint64 {
+		end = deltaKey(upTo + 1)
+	}
+	b.DeleteRange(storage.LedgerKey(sm.Group, []byte{deltaPrefix}), storage.LedgerKey(sm.Group, end))
+}
+
+// ReportedApplied returns how far every region of regions other than own
+// has reported applying the stream of own's group (the smallest such
+// report), read from the group's committed reports; false if one of them
+// has not reported yet, math.MaxUint64 if there is no other region.
+func ReportedApplied(db *storage.DB, group uint64, own string, regions []string) (uint64, bool, error) {
+	floor := uint64(math.MaxUint64)
+	for _, r := range regions {
+		if r == own {
+			continue
+		}
+		v, ok, err := db.GetLedger(group, knowSuffix(r))
+		if err != nil || !ok {
+			return 0, false, err
+		}
+		vv, err := crdt.DecodeVersionVector(v)
+		if err != nil {
+			return 0, false, fmt.Errorf("%w: knowledge report of %q: %w", ErrBadRecord, r, err)
+		}
+		floor = min(floor, vv[own])
+	}
+	return floor, true, nil
 }
 
 // StreamCursorCommand builds an OpStreamCursor.

@@ -24,6 +24,9 @@ import (
 //	'e' seq (8 bytes BE)                        the entry, JSON (LedgerEntry)
 //	'k' uvarint(len(key)) key seq (8 bytes BE)  empty: the entries of a key
 //
+// The span also holds, under other suffixes, the regions' knowledge
+// reports ('K', gc.go) and what each local op ships ('D', active.go).
+//
 // seq numbers the group's entries from 1 in the order they were recorded.
 // The number of entries recorded and the log index of the last one are
 // kept in the group's cursor span, in the reserved slot ledgerSource, which

@@ -451,6 +451,7 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 	if err := CheckStream(role, batch.Epoch); err != nil {
 		return Result{Err: err}
 	}
+	merges := newActiveTxn(b, sm.Group) // the batch's merges, committed once (active.go)
 	ack, err := stream.Apply(b, sm.Group, sm.Cluster, batch, role.Epoch, func(b *storage.Batch, ch stream.Change) error {
 		if len(ch.Data) == 0 {
 			return nil
@@ -466,7 +467,7 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 			if err := checkArgs(c); err != nil {
 				return err
 			}
-			return sm.applyActive(b, index, c, batch.Stream, ch.Index).Err
+			return sm.mergeInto(merges, index, c, batch.Stream, ch.Index).Err
 		case OpActiveKnow: // another region's report, in order after its writes
 			if err := checkArgs(c); err != nil {
 				return err
@@ -487,6 +488,9 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 		}
 		return nil // a command error: failed at the source too
 	})
+	if err == nil {
+		_, err = merges.commit(0)
+	}
 	return Result{N: int64(ack.Applied), Err: err}
 }
 

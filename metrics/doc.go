@@ -50,10 +50,12 @@
 //	meridian_peer_reachable                      gauge     1 if a recent ping to the peer succeeded
 //	meridian_transport_bytes_sent_total          counter   bytes sent to the peer: raft frames, snapshots, calls
 //
-// Async streams this node sends {keyspace, shard, from_region, to_region}:
+// Streams this node sends (async and active) {keyspace, shard, from_region, to_region}:
 //
 //	meridian_stream_lag_entries                  gauge     entries not yet acknowledged by the destination
 //	meridian_stream_lag_seconds                  gauge     age of the oldest unacknowledged change (0 when caught up)
+//	meridian_stream_stalled                      gauge     1 while the stream makes no progress (node.StreamStallAfter + RTT)
+//	meridian_stream_stalled_seconds              gauge     how long a stalled stream has made no progress (0 if not stalled)
 //
 // Membership, as this node sees it (liveness: joined and answering pings):
 //

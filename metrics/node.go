@@ -31,6 +31,7 @@ type nodeCollector struct {
 	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
 	peerRTT, peerReachable, bytesSent               *prometheus.Desc
 	streamLagEntries, streamLagSeconds              *prometheus.Desc
+	streamStalled, streamStalledSeconds             *prometheus.Desc
 	conflicts                                       *prometheus.Desc
 	notJoined, unreachable                          *prometheus.Desc
 	underReplicated, replicasDown, regionsDown      *prometheus.Desc
@@ -97,6 +98,10 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			"Entries an async stream this node sends has not had acknowledged yet.", streamLabels, nil),
 		streamLagSeconds: prometheus.NewDesc("meridian_stream_lag_seconds",
 			"Age of the oldest change an async stream this node sends has not had acknowledged (0 when caught up).", streamLabels, nil),
+		streamStalled: prometheus.NewDesc("meridian_stream_stalled",
+			"1 while a stream this node sends has made no progress for longer than its stall threshold (the reason is in the cluster status), else 0.", streamLabels, nil),
+		streamStalledSeconds: prometheus.NewDesc("meridian_stream_stalled_seconds",
+			"How long a stalled stream this node sends has made no progress (0 when it is not stalled).", streamLabels, nil),
 		conflicts: prometheus.NewDesc("meridian_conflicts_recorded_total",
 			"Conflicts of an active keyspace recorded by this node's region (its replicas of the region's groups).", []string{"keyspace", "region"}, nil),
 	}
@@ -123,7 +128,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
-		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds, c.conflicts,
+		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds,
+		c.streamStalled, c.streamStalledSeconds, c.conflicts,
 		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown} {
 		ch <- d
 	}
@@ -223,6 +229,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		lv := []string{s.Keyspace, strconv.Itoa(s.Shard), s.FromRegion, s.ToRegion}
 		ch <- prometheus.MustNewConstMetric(c.streamLagEntries, prometheus.GaugeValue, float64(s.LagEntries), lv...)
 		ch <- prometheus.MustNewConstMetric(c.streamLagSeconds, prometheus.GaugeValue, float64(s.LagMS)/1000, lv...)
+		stalled := 0.0
+		if s.Stalled {
+			stalled = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.streamStalled, prometheus.GaugeValue, stalled, lv...)
+		ch <- prometheus.MustNewConstMetric(c.streamStalledSeconds, prometheus.GaugeValue, float64(s.StalledForMS)/1000, lv...)
 	}
 	m := n.Membership()
 	ch <- prometheus.MustNewConstMetric(c.notJoined, prometheus.GaugeValue, float64(len(m.NotJoined)))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/meridian-db/meridian/crdt"
@@ -16,7 +18,8 @@ import (
 // Active keyspaces: every region's group takes writes (package kv,
 // active.go, turns them into CRDT operations stamped with the region and
 // the node's hybrid clock), and every region streams what it wrote to
-// every other region as merges of the keys' whole states.
+// every other region as merges of the delta-states its writes produced
+// (kv.ActiveChange), whole states only when seeding a region.
 //
 // A write is turned into its active form by the node that proposes it, in
 // the region of the group that takes it, so the stamp's region is always
@@ -219,11 +222,40 @@ func (n *Node) checkStreamClock(b stream.Batch) error {
 		if ch.TimeMS > limit {
 			err := fmt.Errorf("%w: stream %d change %d is stamped %d ms ahead of node %d's clock (max offset %v)",
 				kv.ErrClockSkew, b.Stream, ch.Index, ch.TimeMS-time.Now().UnixMilli(), n.cfg.ID, n.cfg.MaxClockOffset)
-			n.log.Warn("refused a stream batch from a clock running ahead", "err", err)
+			level := slog.LevelDebug
+			if n.refusals.due(b.Stream, time.Now()) {
+				level = slog.LevelWarn // the source reports the stall too
+			}
+			n.log.Log(context.Background(), level, "refused a stream batch from a clock running ahead", "err", err)
 			return err
 		}
 	}
 	return nil
+}
+
+// refusalLogEvery is how often a destination logs, at warn level, that it
+// keeps refusing a stream's batches (the retries in between at debug).
+const refusalLogEvery = 30 * time.Second
+
+// refusals remembers when each stream's refusal was last logged.
+type refusals struct {
+	mu   sync.Mutex
+	last map[uint64]time.Time
+}
+
+// due reports whether a refusal of stream's batch should be logged loudly
+// now, and if so records it.
+func (r *refusals) due(stream uint64, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if at, ok := r.last[stream]; ok && now.Sub(at) < refusalLogEvery {
+		return false
+	}
+	if r.last == nil {
+		r.last = map[uint64]time.Time{}
+	}
+	r.last[stream] = now
+	return true
 }
 
 // How often an active group's leader reports what its region has seen,
@@ -338,7 +370,7 @@ func (n *Node) resyncActive(ctx context.Context, src uint64, sink *regionSink, r
 	merge := kv.Command{Op: kv.OpActiveMerge, NowMS: time.Now().UnixMilli()}
 	size := 0
 	send := func(cmd kv.Command) error {
-		res, err := sink.propose(ctx, cmd.Encode())
+		res, err := sink.proposeChunk(ctx, cmd.Encode())
 		if err == nil {
 			err = res.Err
 		}

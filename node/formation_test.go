@@ -1,13 +1,11 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -112,24 +110,6 @@ func TestFormationWithLateMember(t *testing.T) {
 	if st := east.Status(ctx); len(st.NotJoined) != 0 || len(st.UnderReplicated) != 0 {
 		t.Fatalf("status after node 3 started: not joined %v, under-replicated %+v", st.NotJoined, st.UnderReplicated)
 	}
-}
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestUnderReplicatedAndReadiness: a keyspace whose region loses its

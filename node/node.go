@@ -310,6 +310,8 @@ type Node struct {
 	roles      roleState     // role changes seen (failover.go)
 	closed     closedTimes   // leaders' closed timestamps (reads.go)
 	heartbeats heartbeats    // stream heartbeats answered without raft (streams.go)
+	refusals   refusals      // when each stream's refusal was last logged (active.go)
+	streamGate streamGate    // stream batches proposed here in order (streams.go)
 	groups     groupIndex    // what each data group is (groupindex.go)
 	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
 

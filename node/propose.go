@@ -169,6 +169,7 @@ func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
 				resp.KV = &rpcResponse{N: int64(at)}
 				return json.Marshal(resp)
 			}
+			defer n.orderStreamBatch(ctx, req.Group, b)() // after the batch it follows (streams.go)
 		}
 	}
 	switch {

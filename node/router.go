@@ -314,7 +314,8 @@ func (r rpcResponse) record() kv.Record {
 }
 
 // nearestReplica returns the best replica of a shard to ask: one in this
-// region if any, otherwise the one with the shortest round trip.
+// region if any, otherwise the one with the shortest round trip; replicas
+// that do not answer pings (transport.Healthy) come after the others.
 func (n *Node) nearestReplica(sh metadata.Shard) uint64 {
 	st := n.meta.State()
 	best := uint64(0)
@@ -326,6 +327,9 @@ func (n *Node) nearestReplica(sh metadata.Shard) uint64 {
 		}
 		if st.Nodes[id].Region == n.cfg.Region {
 			rtt = 0
+		}
+		if id != n.cfg.ID && !n.tr.Healthy(id) {
+			rtt += 2 * time.Hour // known RTTs stay after a node went away
 		}
 		if best == 0 || rtt < bestRTT {
 			best, bestRTT = id, rtt
@@ -341,6 +345,12 @@ func (n *Node) callReplica(ctx context.Context, sh metadata.Shard, method string
 	if best == 0 {
 		return ErrNoReplica
 	}
+	return n.callNode(ctx, best, method, body, out)
+}
+
+// callNode calls a method on node best and decodes its JSON answer;
+// errors returned by the remote handler keep their code.
+func (n *Node) callNode(ctx context.Context, best uint64, method string, body []byte, out any) error {
 	data, err := n.tr.Call(ctx, best, method, body)
 	if err != nil {
 		var re *transport.RemoteError

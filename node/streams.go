@@ -3,8 +3,10 @@ package node
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +30,12 @@ import (
 // data). The source keeps its log from the slowest destination's
 // acknowledged position on (RetainFrom): a lagging region's backlog stays
 // on disk at the source. Senders stop when this node loses leadership.
+// Active keyspaces stream all to all (see active.go).
+//
+// Recovery is package stream's (gap repair, retries paced by the RTT and
+// ended by Wake when the transport sees a peer reachable again, stall
+// reports); the sink asks the nearest healthy replica of the destination
+// group and another after one fails, every call bounded in time.
 //
 // Every batch carries the keyspace's epoch and the cluster id; a
 // destination that has nothing from the stream, or needs changes the
@@ -43,6 +51,27 @@ const streamPollInterval = 20 * time.Millisecond
 // streamHeartbeat is how often an idle stream tells its destination the
 // source's closed timestamp.
 const streamHeartbeat = 200 * time.Millisecond
+
+// Stream recovery. A send that gets no answer within streamSendTimeout +
+// the RTT to the destination replica (more for a destination whose
+// answers are slow, see stream.Config.SendTimeout) fails; retries pause one RTT,
+// doubled after each failure in a row, at most streamMaxBackoff + RTT,
+// and end at once when a peer becomes reachable again (the transport's
+// Reachable), which also gives up sends that waited much longer than a
+// round trip. A stream without progress for StreamStallAfter + RTT is
+// stalled: logged at warn level then every streamStallLogEvery, shown in
+// StreamStatus and the meridian_stream_stalled metric.
+const (
+	streamSendTimeout   = 2 * time.Second
+	streamMaxBackoff    = 2 * time.Second
+	streamStallLogEvery = 30 * time.Second
+	// StreamStallAfter is how long a stream may make no progress before
+	// it is reported stalled (plus the RTT to its destination).
+	StreamStallAfter = 5 * streamHeartbeat
+	// streamRestartAfter is how long a sender that stopped (say on a stale
+	// epoch, while this node's metadata is behind) waits to start again.
+	streamRestartAfter = time.Second
+)
 
 type streamKey struct{ src, dst uint64 }
 
@@ -82,6 +111,23 @@ type StreamStatus struct {
 	Resyncing   bool   `json:"resyncing,omitempty"`
 	ResyncKeys  int64  `json:"resync_keys,omitempty"`
 	ResyncBytes int64  `json:"resync_bytes,omitempty"`
+	// GapRepairs counts batches the destination refused for a gap, after
+	// which the stream went on at once from the destination's position.
+	GapRepairs uint64 `json:"gap_repairs,omitempty"`
+	// Bytes is the encoded size of what the stream sent, BatchBytes the
+	// same without heartbeats.
+	Bytes      uint64 `json:"bytes,omitempty"`
+	BatchBytes uint64 `json:"batch_bytes,omitempty"`
+	// Stalled: the stream has made no progress for longer than
+	// StreamStallAfter plus the RTT to the destination, for StalledForMS;
+	// StallReason says why (peer unreachable, refused batch and the
+	// refusal's code, gap, clock check, epoch...). It clears when the
+	// stream makes progress again.
+	Stalled      bool   `json:"stalled,omitempty"`
+	StallReason  string `json:"stall_reason,omitempty"`
+	StalledForMS int64  `json:"stalled_for_ms,omitempty"`
+	// LastError is the last failure since the stream last made progress.
+	LastError string `json:"last_error,omitempty"`
 	// Err is why the stream stopped, if it did.
 	Err string `json:"error,omitempty"`
 }
@@ -89,6 +135,18 @@ type StreamStatus struct {
 type streamSet struct {
 	mu      sync.Mutex
 	running map[streamKey]*runningStream
+	// stalls keeps the stall bookkeeping of a stream whose sender was
+	// replaced, for the next one (stream.Config.Resume).
+	stalls map[streamKey]stream.StallState
+}
+
+// wakeAll tells every sender that a peer became reachable again.
+func (s *streamSet) wakeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.running {
+		r.sender.Wake()
+	}
 }
 
 // status returns the stream's current state.
@@ -96,7 +154,13 @@ func (r *runningStream) status() StreamStatus {
 	info := r.base
 	st := r.sender.Stats()
 	info.Acked, info.Applied, info.LagEntries, info.LagMS = st.Acked, st.Applied, st.LagEntries, st.LagMS
-	info.Resyncs, info.Retries = st.Resyncs, st.Retries
+	info.Resyncs, info.Retries, info.GapRepairs, info.Bytes, info.BatchBytes = st.Resyncs, st.Retries, st.GapRepairs, st.Bytes, st.BatchBytes
+	if st.Stalled {
+		info.Stalled, info.StallReason, info.StalledForMS = true, st.StallReason, st.StalledFor.Milliseconds()
+	}
+	if st.LastError != nil {
+		info.LastError = st.LastError.Error()
+	}
 	r.mu.Lock()
 	info.Resyncing, info.ResyncKeys, info.ResyncBytes = r.resyncing, r.resyncKeys, r.resyncBytes
 	r.mu.Unlock()
@@ -130,6 +194,8 @@ func (n *Node) streamLoop() {
 		case <-n.stop:
 			return
 		case <-t.C:
+		case <-n.tr.Reachable():
+			set.wakeAll()
 		}
 	}
 }
@@ -193,13 +259,29 @@ func (n *Node) reconcileStreams(set *streamSet) {
 	}
 	set.mu.Lock()
 	defer set.mu.Unlock()
+	if set.stalls == nil {
+		set.stalls = map[streamKey]stream.StallState{}
+	}
 	for k, r := range set.running {
 		// A sender that stopped (say on a stale epoch, while this node's
-		// metadata is behind) is started again a second later.
-		if w, ok := want[k]; !ok || w.Epoch != r.base.Epoch || r.stoppedFor() > time.Second {
+		// metadata is behind) is started again a little later; the next
+		// one takes over its stall bookkeeping.
+		if w, ok := want[k]; !ok || w.Epoch != r.base.Epoch || r.stoppedFor() > streamRestartAfter {
 			r.cancel()
 			<-r.done
 			delete(set.running, k)
+			if ok {
+				stall := r.sender.StallState()
+				if err := r.sender.Stats().Err; err != nil {
+					stall.Err = err
+				}
+				set.stalls[k] = stall
+			}
+		}
+	}
+	for k := range set.stalls {
+		if _, ok := want[k]; !ok {
+			delete(set.stalls, k)
 		}
 	}
 	minAcked := map[uint64]uint64{}
@@ -207,11 +289,12 @@ func (n *Node) reconcileStreams(set *streamSet) {
 		r := set.running[k]
 		if r == nil {
 			var err error
-			if r, err = n.startStream(k, dests[k], info); err != nil {
+			if r, err = n.startStream(k, dests[k], info, set.stalls[k]); err != nil {
 				n.log.Error("cannot start stream", "from", k.src, "to", k.dst, "err", err)
 				continue
 			}
 			set.running[k] = r
+			delete(set.stalls, k)
 		}
 		st := r.sender.Stats()
 		if cur, ok := minAcked[k.src]; !ok || st.Acked < cur {
@@ -233,25 +316,60 @@ func (n *Node) reconcileStreams(set *streamSet) {
 			}
 		}
 	}
+	n.retainActiveLogs(minAcked)
 }
 
-func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamStatus) (*runningStream, error) {
+// retainActiveLogs keeps, on the replicas of this region's active groups
+// that do not run their streams, the log entries some other region has
+// not reported applying yet (the reports every region proposes, gc.go in
+// package kv), so that a replica that becomes the leader can ship from
+// its log rather than resync every other region.
+func (n *Node) retainActiveLogs(sources map[uint64]uint64) {
+	for _, ks := range n.meta.State().Keyspaces {
+		if !isActive(ks) {
+			continue
+		}
+		for _, sh := range ks.Shards {
+			rg, ok := sh.RegionalIn(n.cfg.Region)
+			if _, running := sources[rg.Group]; !ok || running || !slices.Contains(rg.Replicas, n.cfg.ID) {
+				continue
+			}
+			floor, ok, err := kv.ReportedApplied(n.db, rg.Group, rg.Region, ks.Regions)
+			if err != nil {
+				continue
+			}
+			switch {
+			case !ok || floor == 0:
+				floor = 1 // a region has not reported (applied): keep everything
+			case floor == math.MaxUint64:
+				floor = 0 // no other region: no stream
+			}
+			_ = n.host.RetainFrom(rg.Group, floor)
+		}
+	}
+}
+
+func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamStatus, resume stream.StallState) (*runningStream, error) {
 	sink := &regionSink{n: n, dst: dst}
 	epoch := base.Epoch
 	r := &runningStream{base: base, done: make(chan struct{})}
 	log, unsubscribe := newGroupLog(n, k.src)
+	logger := n.log.With("keyspace", base.Keyspace, "shard", base.Shard, "from_region", base.FromRegion, "to_region", base.ToRegion)
 	cfg := stream.Config{
 		Stream: k.src, Epoch: epoch, Cluster: n.cluster,
 		BatchInterval: n.cfg.StreamBatchInterval, MaxBatchBytes: n.cfg.StreamMaxBatchBytes, MaxInFlight: n.cfg.StreamMaxInFlight,
-		HeartbeatInterval: n.cfg.StreamHeartbeatInterval, RetryBackoff: n.cfg.StreamRetryBackoff, Logger: n.log,
+		HeartbeatInterval: n.cfg.StreamHeartbeatInterval, RetryBackoff: n.cfg.StreamRetryBackoff, MaxRetryBackoff: streamMaxBackoff,
+		SendTimeout: streamSendTimeout, StallAfter: StreamStallAfter, StallLogEvery: streamStallLogEvery,
+		RTT: sink.rtt, Reason: streamReason, Resume: resume, Logger: logger,
 		Resync: func(ctx context.Context) (uint64, error) { return n.resync(ctx, k.src, epoch, sink, r) },
 	}
 	if base.Strategy == string(metadata.Active) {
 		// An active destination holds its own writes too: it is never
 		// replaced, only merged into. It gets the source's log turned into
-		// merges of the keys' current states, after a resync by merges
-		// when it has nothing from the source yet (a new region) or needs
-		// what the source's log no longer holds.
+		// merges of the writes' delta-states, after a resync by merges
+		// of whole states when it has nothing from the source yet (a new
+		// region), needs what the source's log no longer holds, or a
+		// change is too large for a batch.
 		cfg.Resync = func(ctx context.Context) (uint64, error) { return n.resyncActive(ctx, k.src, sink, r) }
 		log.active = true
 	}
@@ -271,7 +389,8 @@ func (n *Node) startStream(k streamKey, dst metadata.RegionalGroup, base StreamS
 			r.mu.Unlock()
 		}()
 		if err := s.Run(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("stream stopped", "from", k.src, "to", k.dst, "err", err)
+			// Loud if it lasts: the next sender reports the stall.
+			logger.Info("stream stopped", "from", k.src, "to", k.dst, "err", err)
 		}
 	}()
 	return r, nil
@@ -303,8 +422,8 @@ type groupLog struct {
 	n      *Node
 	group  uint64
 	notify <-chan struct{}
-	// active: ship each of this region's own writes as a merge of the
-	// key's current state (kv.ActiveChange); everything else is skipped.
+	// active: ship each of this region's own writes as a merge of its
+	// delta-states (kv.ActiveChange); everything else is skipped.
 	active bool
 }
 
@@ -362,7 +481,7 @@ func (l *groupLog) Read(from, to uint64, maxBytes int) ([]stream.Change, error) 
 			}
 		}
 		if l.active {
-			merge, err := kv.ActiveChange(l.n.db, l.group, e.Command)
+			merge, err := kv.ActiveChange(l.n.db, l.group, e.Index, e.Command)
 			if err != nil {
 				return nil, fmt.Errorf("active change at %d: %w", e.Index, err)
 			}
@@ -375,10 +494,90 @@ func (l *groupLog) Read(from, to uint64, maxBytes int) ([]stream.Change, error) 
 // Notify is told by the host whenever the group applies entries.
 func (l *groupLog) Notify() <-chan struct{} { return l.notify }
 
-// regionSink proposes stream batches to the destination region's group.
+// streamReason describes a stream's failure for its stall report.
+func streamReason(err error) string {
+	if errors.Is(err, stream.ErrChangeTooLarge) {
+		return "change too large: " + err.Error()
+	}
+	code := ErrorCode(err)
+	label := code
+	switch code {
+	case "unreachable":
+		label = "peer unreachable"
+	case "timeout", "outcome_unknown":
+		label = "no answer"
+	case "no_leader", "not_leader", "dropped", "stopped":
+		label = "destination group unavailable (" + code + ")"
+	case "stream_gap":
+		label = "gap"
+	case "clock_skew":
+		label = "refused batch (clock_skew: clock check)"
+	case "epoch_ahead":
+		label = "epoch ahead"
+	case "stream_stale_epoch", "stale_epoch":
+		label = "stale epoch"
+	case "bad_batch", "wrong_cluster", "is_primary", "too_large", "bad_command":
+		label = "refused batch (" + code + ")"
+	}
+	return label + ": " + err.Error()
+}
+
+// regionSink proposes stream batches to the destination region's group,
+// through one of its replicas: the nearest that answers pings, others
+// after one fails.
 type regionSink struct {
 	n   *Node
 	dst metadata.RegionalGroup
+
+	mu     sync.Mutex
+	failed map[uint64]time.Time // replicas whose last call failed, and when
+}
+
+// pick returns the replica to ask: healthy before unhealthy, by RTT, and
+// those that failed last after the others, the longest ago first.
+func (s *regionSink) pick() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best, bestKey := uint64(0), time.Duration(0)
+	for _, id := range s.dst.Replicas {
+		key, ok := s.n.tr.RTT(id)
+		if !ok {
+			key = time.Hour
+		}
+		if !s.n.tr.Healthy(id) {
+			key += 2 * time.Hour
+		}
+		if at, ok := s.failed[id]; ok {
+			// After every replica that has not failed; of those that
+			// have, the one that failed longest ago first.
+			key += 24*time.Hour - min(time.Since(at), time.Hour)
+		}
+		if best == 0 || key < bestKey {
+			best, bestKey = id, key
+		}
+	}
+	return best
+}
+
+// rtt is the round trip to the replica the sink would ask now (0 if
+// unknown).
+func (s *regionSink) rtt() time.Duration {
+	d, _ := s.n.tr.RTT(s.pick())
+	return d
+}
+
+// answered records how a replica's call went.
+func (s *regionSink) answered(id uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		delete(s.failed, id)
+		return
+	}
+	if s.failed == nil {
+		s.failed = map[uint64]time.Time{}
+	}
+	s.failed[id] = time.Now()
 }
 
 func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, error) {
@@ -386,6 +585,7 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 		if at, ok := s.n.quietHeartbeat(s.dst.Group, b); ok {
 			return stream.Ack{Applied: at, Epoch: b.Epoch}, nil
 		}
+		defer s.n.orderStreamBatch(ctx, s.dst.Group, b)()
 	}
 	enc, err := b.Encode()
 	if err != nil {
@@ -398,9 +598,40 @@ func (s *regionSink) Send(ctx context.Context, b stream.Batch) (stream.Ack, erro
 	return stream.Ack{Applied: uint64(res.N), Epoch: b.Epoch}, res.Err
 }
 
-// propose runs a command through the destination group.
+// streamChunkTimeout bounds the proposal of one resync chunk or merge
+// (a stream batch is bounded by its Sender, which adapts the bound to
+// how fast the destination answers).
+const streamChunkTimeout = 10 * time.Second
+
+// proposeChunk runs a resync's command through the destination group,
+// within streamChunkTimeout + RTT.
+func (s *regionSink) proposeChunk(ctx context.Context, cmd []byte) (kv.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, streamChunkTimeout+s.rtt())
+	defer cancel()
+	return s.propose(ctx, cmd)
+}
+
+// propose runs a command through the destination group; ctx bounds it. A
+// failure of the replica asked (unreachable, no answer, no leader on its
+// side) makes the next call ask another.
 func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error) {
-	p, err := s.n.proposeIn(ctx, s.dst, cmd)
+	var p proposal
+	var err error
+	if slices.Contains(s.dst.Replicas, s.n.cfg.ID) {
+		p, err = s.n.propose(ctx, s.dst.Group, cmd)
+	} else {
+		id := s.pick()
+		if id == 0 {
+			return kv.Result{}, ErrNoReplica
+		}
+		body, _ := json.Marshal(proposeRequest{Group: s.dst.Group, Cmd: cmd, Route: true})
+		var resp proposeResponse
+		err = s.n.callNode(ctx, id, methodPropose, body, &resp)
+		if err == nil {
+			p, err = resp.proposal(s.dst.Group)
+		}
+		s.answered(id, err)
+	}
 	if err != nil {
 		return kv.Result{}, err
 	}
@@ -436,12 +667,14 @@ func (r *runningStream) endResync(view *storage.Reader) {
 	r.mu.Unlock()
 }
 
-// shipped counts what a resync has sent.
+// shipped counts what a resync has sent: progress for the stall
+// detection.
 func (r *runningStream) shipped(keys, bytes int) {
 	r.mu.Lock()
 	r.resyncKeys += int64(keys)
 	r.resyncBytes += int64(bytes)
 	r.mu.Unlock()
+	r.sender.NoteProgress()
 }
 
 // resyncChunkBytes is how much data one resync chunk carries.
@@ -464,7 +697,7 @@ func (n *Node) resync(ctx context.Context, src, epoch uint64, sink *regionSink, 
 		if err != nil {
 			return err
 		}
-		res, err := sink.propose(ctx, kv.Command{Op: kv.OpStreamChunk, Args: [][]byte{enc}}.Encode())
+		res, err := sink.proposeChunk(ctx, kv.Command{Op: kv.OpStreamChunk, Args: [][]byte{enc}}.Encode())
 		if err == nil {
 			err = res.Err
 		}
@@ -518,6 +751,16 @@ type heartbeats struct {
 	m  map[heartbeatKey]heartbeatClosed
 }
 
+// orderStreamBatch waits until a stream batch for group may be proposed
+// on this replica (see streamGate) and returns what to call after.
+func (n *Node) orderStreamBatch(ctx context.Context, group uint64, b stream.Batch) func() {
+	cur, _, err := n.db.Cursor(group, b.Stream)
+	if err != nil {
+		return func() {}
+	}
+	return n.streamGate.enter(ctx, group, b, cur.Index)
+}
+
 // quietHeartbeat answers a heartbeat for group without raft if it can,
 // returning the group's cursor.
 func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
@@ -549,6 +792,103 @@ func (n *Node) quietHeartbeat(group uint64, b stream.Batch) (uint64, bool) {
 	}
 	hb.mu.Unlock()
 	return ack.Applied, true
+}
+
+// Ordering at the destination. A sender keeps several batches in flight;
+// a replica of the destination group serves each in its own goroutine,
+// so two that arrive together can reach raft in the wrong order, and the
+// later one is refused with a gap (the sender repairs it, but resends
+// what followed). A replica therefore proposes a stream's batch only
+// after the batch it follows, if that is being proposed here or arrives
+// within streamOrderWait: it orders what the network and the scheduler
+// mixed up, and delays nothing that is in order (a batch following the
+// group's cursor goes at once).
+
+// streamOrderWait is how long a batch waits for the batch it follows to
+// arrive before it is proposed anyway.
+const streamOrderWait = 20 * time.Millisecond
+
+type streamGate struct {
+	wait     time.Duration // 0: streamOrderWait
+	mu       sync.Mutex
+	pending  map[heartbeatKey]map[uint64]chan struct{} // batches being proposed, by the index they end at; closed when done
+	finished map[heartbeatKey]uint64                   // the furthest index a batch whose proposal is over ended at
+	arrived  map[heartbeatKey]chan struct{}            // closed and replaced when a batch starts or ends being proposed
+}
+
+// changedLocked wakes the batches of stream k waiting for another.
+func (g *streamGate) changedLocked(k heartbeatKey) {
+	if ch := g.arrived[k]; ch != nil {
+		close(ch)
+	}
+	g.arrived[k] = make(chan struct{})
+}
+
+// enter waits until the batch b of a stream into group may be proposed
+// here (see above), and returns the function to call once its proposal
+// is over. cursor is the group's cursor of the stream on this replica.
+func (g *streamGate) enter(ctx context.Context, group uint64, b stream.Batch, cursor uint64) func() {
+	k := heartbeatKey{group, b.Stream}
+	last := b.Last()
+	mine := make(chan struct{})
+	g.mu.Lock()
+	if g.pending == nil {
+		g.pending, g.finished, g.arrived = map[heartbeatKey]map[uint64]chan struct{}{}, map[heartbeatKey]uint64{}, map[heartbeatKey]chan struct{}{}
+	}
+	if g.pending[k] == nil {
+		g.pending[k] = map[uint64]chan struct{}{}
+	}
+	if _, dup := g.pending[k][last]; !dup {
+		g.pending[k][last] = mine
+	}
+	g.changedLocked(k)
+	g.mu.Unlock()
+	done := func() {
+		g.mu.Lock()
+		if g.pending[k][last] == mine {
+			delete(g.pending[k], last)
+			if len(g.pending[k]) == 0 {
+				delete(g.pending, k)
+			}
+		}
+		g.finished[k] = max(g.finished[k], last)
+		g.changedLocked(k)
+		g.mu.Unlock()
+		close(mine)
+	}
+	if b.Prev <= cursor || b.Prev == last {
+		return done
+	}
+	wait := g.wait
+	if wait == 0 {
+		wait = streamOrderWait
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		g.mu.Lock()
+		before, ok := g.pending[k][b.Prev]
+		over := g.finished[k] >= b.Prev
+		arrived := g.arrived[k]
+		g.mu.Unlock()
+		if over {
+			return done
+		}
+		if ok {
+			select {
+			case <-before: // proposed (applied, or failed): go
+			case <-ctx.Done():
+			}
+			return done
+		}
+		select {
+		case <-arrived: // another batch of the stream: maybe the one before
+		case <-timer.C:
+			return done
+		case <-ctx.Done():
+			return done
+		}
+	}
 }
 
 // streamBatchOf decodes the batch of an OpStreamApply command; any other

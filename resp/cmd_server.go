@@ -561,12 +561,17 @@ func cmdWith(c *client, args [][]byte) error {
 	return nil
 }
 
-// streamLines describes the async streams this node sends, with their lag.
+// streamLines describes the streams this node sends, with their lag and,
+// while one makes no progress, how long it has been stalled.
 func streamLines(n *node.Node) []string {
 	var out []string
 	for _, s := range n.Streams() {
-		out = append(out, fmt.Sprintf("stream_%s_%d_%s:from=%s,acked=%d,lag_entries=%d,lag_ms=%d",
-			s.Keyspace, s.Shard, s.ToRegion, s.FromRegion, s.Acked, s.LagEntries, s.LagMS))
+		line := fmt.Sprintf("stream_%s_%d_%s:from=%s,acked=%d,lag_entries=%d,lag_ms=%d",
+			s.Keyspace, s.Shard, s.ToRegion, s.FromRegion, s.Acked, s.LagEntries, s.LagMS)
+		if s.Stalled {
+			line += fmt.Sprintf(",stalled_ms=%d", s.StalledForMS)
+		}
+		out = append(out, line)
 	}
 	return out
 }

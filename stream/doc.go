@@ -4,7 +4,8 @@
 //
 // It owns the batch wire format (Batch, Encode, DecodeBatch), the source
 // side (Sender, which reads a Log and sends through a Sink with bounded
-// batches in flight, heartbeats and lag statistics) and the destination side
+// batches in flight, heartbeats, lag statistics, gap repair, paced
+// retries and stall detection; see DESIGN.md) and the destination side
 // (Apply, which stages a batch and the stream's cursor into one storage
 // batch so that redelivery changes nothing).
 //

@@ -124,6 +124,7 @@ func (p *peer) ping() {
 
 func (p *peer) addRTT(d time.Duration) {
 	p.mu.Lock()
+	back := !p.t.healthySince(p.lastPingOK) // it was not Healthy before this answer
 	if len(p.rtts) < rttWindow {
 		p.rtts = append(p.rtts, d)
 	} else {
@@ -137,7 +138,21 @@ func (p *peer) addRTT(d time.Duration) {
 	t.rttMu.Lock()
 	close(t.rttChanged)
 	t.rttChanged = make(chan struct{})
+	if back {
+		close(t.reachable)
+		t.reachable = make(chan struct{})
+	}
 	t.rttMu.Unlock()
+}
+
+// Reachable returns a channel that is closed when a peer that was not
+// Healthy (never answered, or not for a while) answers a ping again, say
+// once a partition heals or a node restarts. Call it again for the next
+// such event.
+func (t *Transport) Reachable() <-chan struct{} {
+	t.rttMu.Lock()
+	defer t.rttMu.Unlock()
+	return t.reachable
 }
 
 // Healthy reports whether a ping to the peer came back within the last
@@ -150,6 +165,12 @@ func (t *Transport) Healthy(to uint64) bool {
 	p.mu.Lock()
 	last := p.lastPingOK
 	p.mu.Unlock()
+	return t.healthySince(last)
+}
+
+// healthySince says whether a peer whose last ping came back at last is
+// Healthy.
+func (t *Transport) healthySince(last time.Time) bool {
 	return !last.IsZero() && time.Since(last) < 3*t.cfg.PingInterval+t.cfg.DialTimeout/4
 }
 

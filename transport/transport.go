@@ -226,6 +226,7 @@ type Transport struct {
 
 	rttMu      sync.Mutex
 	rttChanged chan struct{} // closed and replaced whenever an RTT sample lands
+	reachable  chan struct{} // closed and replaced whenever a peer becomes Healthy again
 
 	// sent counts the bytes sent per peer id (see BytesSent); entries are
 	// added, never removed.
@@ -269,6 +270,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		lis:        lis,
 		peers:      map[uint64]*peer{},
 		rttChanged: make(chan struct{}),
+		reachable:  make(chan struct{}),
 		sent:       map[uint64]*atomic.Uint64{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())

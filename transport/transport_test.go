@@ -793,3 +793,50 @@ func TestDuplicationAndLoss(t *testing.T) {
 		t.Fatalf("no message lost among %d with 50%% loss", len(got))
 	}
 }
+
+// TestReachableAfterHeal: Reachable fires when a peer answers pings
+// again after a partition, not on every ping.
+func TestReachableAfterHeal(t *testing.T) {
+	nw := newNet(t, netsim.Config{IntraRegionRTT: 2 * time.Millisecond})
+	nodes := cluster(t, nw, []string{"r", "r"}, func(c *Config) {
+		c.PingInterval = 10 * time.Millisecond
+		c.DialTimeout = 40 * time.Millisecond
+	})
+	a, b := nodes[0], nodes[1]
+	first := a.tr.Reachable()
+	select {
+	case <-first: // b answered for the first time
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notice when the peer first answered")
+	}
+	steady := a.tr.Reachable()
+	// While the peer stays healthy, pings go on and nothing fires.
+	rtt := func() chan struct{} {
+		a.tr.rttMu.Lock()
+		defer a.tr.rttMu.Unlock()
+		return a.tr.rttChanged
+	}
+	for range 5 {
+		<-rtt()
+	}
+	select {
+	case <-steady:
+		t.Fatal("Reachable fired while the peer stayed healthy")
+	default:
+	}
+	nw.Split([]uint64{a.id}, []uint64{b.id})
+	for deadline := time.Now().Add(10 * time.Second); a.tr.Healthy(b.id); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer stayed healthy across the split")
+		}
+	}
+	nw.Heal()
+	select {
+	case <-steady:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notice after the partition healed")
+	}
+	if !a.tr.Healthy(b.id) {
+		t.Fatal("Reachable fired before the peer was healthy")
+	}
+}

@@ -309,9 +309,22 @@ func printStatus(out io.Writer, st node.ClusterStatus) {
 	}
 	if len(st.Streams) > 0 {
 		fmt.Fprintf(w, "\nstreams sent by node %d\n", st.Node)
-		fmt.Fprintln(w, "  KEYSPACE\tSHARD\tFROM\tTO\tACKED\tLAG ENTRIES\tLAG MS")
+		fmt.Fprintln(w, "  KEYSPACE\tSHARD\tFROM\tTO\tACKED\tLAG ENTRIES\tLAG MS\tSTALLED")
+		var stalls []string
 		for _, s := range st.Streams {
-			fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%d\t%d\t%d\n", s.Keyspace, s.Shard, s.FromRegion, s.ToRegion, s.Acked, s.LagEntries, s.LagMS)
+			stalled := "-"
+			if s.Stalled {
+				stalled = (time.Duration(s.StalledForMS) * time.Millisecond).String()
+				stalls = append(stalls, fmt.Sprintf("  %s shard %d %s -> %s stalled for %s: %s", s.Keyspace, s.Shard, s.FromRegion, s.ToRegion, stalled, s.StallReason))
+			}
+			fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Keyspace, s.Shard, s.FromRegion, s.ToRegion, s.Acked, s.LagEntries, s.LagMS, stalled)
+		}
+		if len(stalls) > 0 {
+			_ = w.Flush()
+			fmt.Fprintln(out, "\nstalled streams")
+			for _, l := range stalls {
+				fmt.Fprintln(out, l)
+			}
 		}
 	}
 	_ = w.Flush()

@@ -7,6 +7,7 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -63,6 +64,9 @@ type Options struct {
 	// Tune, if set, adjusts a node's configuration before it starts (at
 	// every start, restarts included).
 	Tune func(id uint64, cfg *node.Config)
+	// Logs, if set, receives every node's logs at info level and above
+	// (text, one record a line), besides the test log if Verbose.
+	Logs io.Writer
 }
 
 // Member is one node of the cluster, running or not.
@@ -178,8 +182,15 @@ func New(t testing.TB, opts Options) *Cluster {
 
 func (c *Cluster) start(m *Member, ln net.Listener) error {
 	logger := c.opts.Logger
-	if logger == nil && c.opts.Verbose {
-		logger = slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var sinks []io.Writer
+	if c.opts.Verbose {
+		sinks = append(sinks, testWriter{c.t})
+	}
+	if c.opts.Logs != nil {
+		sinks = append(sinks, c.opts.Logs)
+	}
+	if logger == nil && len(sinks) > 0 {
+		logger = slog.New(slog.NewTextHandler(io.MultiWriter(sinks...), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	cfg := node.Config{
 		ID: m.ID, Region: m.Region, DataDir: m.Dir, FS: m.FS, Listener: ln, ListenAddr: m.Addr,
