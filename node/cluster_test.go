@@ -15,8 +15,8 @@ import (
 	"github.com/meridian-db/meridian/internal/testcluster"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
-	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
