@@ -369,6 +369,9 @@ func Start(cfg Config) (*Node, error) {
 		MinElectionTimeout: cfg.minElectionTimeout(),
 		MaxInflightMsgs:    cfg.MaxInflightMsgs, MaxSizePerMsgBytes: cfg.MaxSizePerMsgBytes,
 		MaxUncommittedBytes: cfg.MaxUncommittedBytes,
+		// Every entry this node's leaders append carries its commit stamp
+		// (backups cut the logs by it: backup.go).
+		Stamps: n.clock,
 		// The host calls it once, when storage fails or a committed command
 		// cannot be applied here: the node stops (stopOnFatal) rather than
 		// serve from a replica that may have diverged.
