@@ -134,6 +134,7 @@ var opNames = [...]string{
 	OpActiveSet: "activeset", OpActiveDel: "activedel", OpActiveIncr: "activeincr", OpActiveSAdd: "activesadd",
 	OpActiveSRem: "activesrem", OpActiveHSet: "activehset", OpActiveHDel: "activehdel", OpActiveMerge: "activemerge",
 	OpActiveKnow: "activeknow", OpActiveGC: "activegc", OpStreamCursor: "streamcursor",
+	OpRestoreChunk: "restorechunk", // restore.go
 }
 
 func (o Op) String() string {
