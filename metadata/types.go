@@ -213,6 +213,9 @@ type Keyspace struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Forks are the failovers' cuts of history (see Fork).
 	Forks []Fork `json:"forks,omitempty"`
+	// Restore is set while the keyspace is being restored, under a hidden
+	// name (backup.go).
+	Restore *RestoreInfo `json:"restore,omitempty"`
 }
 
 // State is the whole cluster metadata.
@@ -231,7 +234,9 @@ type State struct {
 	// Timings are the cluster's lease-critical timings, recorded with
 	// the initial members (nil in a cluster formed before they were).
 	Timings *Timings `json:"timings,omitempty"`
-	Index   uint64   `json:"index"`
+	// Backup is the cluster's backup schedule (nil: none; backup.go).
+	Backup *BackupSchedule `json:"backup,omitempty"`
+	Index  uint64          `json:"index"`
 }
 
 func newState() *State {
