@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/meridian-db/meridian/hlc"
 )
 
 // Restores and backup schedules (package backup, docs/DESIGN.md 8).
@@ -32,11 +34,15 @@ type RestoreInfo struct {
 	// Replace allows it to replace a keyspace of that name.
 	Target  string `json:"target"`
 	Replace bool   `json:"replace,omitempty"`
-	// Source is the backup target's URL (no credentials), Backup the
-	// manifest's id and At the time restored (RFC 3339), for status.
-	Source string `json:"source,omitempty"`
-	Backup string `json:"backup,omitempty"`
-	At     string `json:"at,omitempty"`
+	// Keyspace is the keyspace's name in the backup; Source the backup
+	// target's URL (no credentials), Backup the manifest's id and At the
+	// time restored (RFC 3339): what resuming the restore needs.
+	Keyspace string `json:"keyspace,omitempty"`
+	Source   string `json:"source,omitempty"`
+	Backup   string `json:"backup,omitempty"`
+	At       string `json:"at,omitempty"`
+	// Cut is the exact time restored to.
+	Cut hlc.Timestamp `json:"cut"`
 }
 
 // FinishRestore gives a restored keyspace its name (finish_restore).

@@ -615,7 +615,7 @@ func retryableRole(err error) bool {
 // primary lease, see primarylease.go), and the RPO budget must allow it.
 func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftgroup.Result, error) {
 	if info, ok := n.group(group); ok && info.strategy == metadata.Async {
-		if op, ok := kv.PeekOp(cmd); ok && op != kv.OpRole && op != kv.OpStreamApply && op != kv.OpStreamChunk {
+		if op, ok := kv.PeekOp(cmd); ok && op != kv.OpRole && op != kv.OpStreamApply && op != kv.OpStreamChunk && op != kv.OpRestoreChunk {
 			if err := n.primaryGate(ctx, info, group); err != nil {
 				return raftgroup.Result{}, err
 			}

@@ -113,6 +113,16 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// Logger receives the node's logs. Nil discards.
 	Logger *slog.Logger
+	// BackupKey, if set, is the key (32 bytes, AES-256-GCM) that encrypts
+	// the backups this node writes and decrypts those it reads, when a
+	// request gives none (backup.go). Never logged.
+	BackupKey []byte
+	// BackupArchiveInterval is how often the archiver ships each group's
+	// new log entries to the backup schedule's target; an idle group is
+	// sealed (a mark) every BackupSealInterval, so that the restorable
+	// window keeps up with time. Defaults 1s and 2s (archive.go).
+	BackupArchiveInterval time.Duration
+	BackupSealInterval    time.Duration
 }
 
 // Defaults of Config (and of the configuration file, see package config).
@@ -137,6 +147,8 @@ const (
 	DefaultStreamHeartbeatInterval = streamHeartbeat
 	DefaultStreamRetryBackoff      = 50 * time.Millisecond
 	DefaultCacheBytes              = 64 << 20
+	DefaultBackupArchiveInterval   = time.Second
+	DefaultBackupSealInterval      = 2 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by every error of Config.Validate; the
@@ -160,6 +172,8 @@ func (c *Config) setDefaults() {
 	def(&c.StreamBatchInterval, DefaultStreamBatchInterval)
 	def(&c.StreamHeartbeatInterval, DefaultStreamHeartbeatInterval)
 	def(&c.StreamRetryBackoff, DefaultStreamRetryBackoff)
+	def(&c.BackupArchiveInterval, DefaultBackupArchiveInterval)
+	def(&c.BackupSealInterval, DefaultBackupSealInterval)
 	if c.MaxKeyBytes == 0 {
 		c.MaxKeyBytes = DefaultMaxKeyBytes
 	}
@@ -221,6 +235,7 @@ func (c *Config) Validate() error {
 		{"PlacementWait", c.PlacementWait}, {"HealthCheckInterval", c.HealthCheckInterval},
 		{"StreamBatchInterval", c.StreamBatchInterval}, {"StreamHeartbeatInterval", c.StreamHeartbeatInterval},
 		{"StreamRetryBackoff", c.StreamRetryBackoff},
+		{"BackupArchiveInterval", c.BackupArchiveInterval}, {"BackupSealInterval", c.BackupSealInterval},
 	} {
 		if d.v < 0 {
 			return bad("%s must not be negative (got %v)", d.name, d.v)
@@ -257,6 +272,8 @@ func (c *Config) Validate() error {
 		return bad("StreamHeartbeatInterval (%v) is shorter than StreamBatchInterval (%v)", d.StreamHeartbeatInterval, d.StreamBatchInterval)
 	case d.MaxSizePerMsgBytes > d.MaxUncommittedBytes:
 		return bad("MaxSizePerMsgBytes (%d) is above MaxUncommittedBytes (%d)", d.MaxSizePerMsgBytes, d.MaxUncommittedBytes)
+	case len(c.BackupKey) != 0 && len(c.BackupKey) != 32:
+		return bad("BackupKey has %d bytes, want 32 (AES-256)", len(c.BackupKey))
 	}
 	if err := checkClusterName(d.Cluster); err != nil {
 		return err
@@ -316,6 +333,8 @@ type Node struct {
 	groups     groupIndex    // what each data group is (groupindex.go)
 	leaders    leaders       // leaders of groups hosted elsewhere, as answers said (rpc.go)
 	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
+	archive    archives      // continuous log archiving, scheduled backups (archive.go)
+	restores   restoreJobs   // restores this node runs (restore.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -426,7 +445,7 @@ func Start(cfg Config) (*Node, error) {
 	// Step 6: background work: record the initial members and register
 	// this node, create the groups the metadata places here, keep leaders
 	// in their home regions, watch the keyspaces' replication goals.
-	n.wg.Add(9)
+	n.wg.Add(10)
 	go n.registerLoop()
 	go n.healthLoop()
 	go n.reconcileLoop()
@@ -436,6 +455,7 @@ func Start(cfg Config) (*Node, error) {
 	go n.closedLoop()
 	go n.activeGCLoop()
 	go n.primaryLeaseLoop()
+	go n.archiveLoop()
 	go n.stopOnFatal()
 	return n, nil
 }

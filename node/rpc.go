@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meridian-db/meridian/backup"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
@@ -87,6 +88,15 @@ var errorCodes = []struct {
 	{nodepb.Code_NOT_ASYNC, metadata.ErrNotAsync},
 	{nodepb.Code_META_STALE_EPOCH, metadata.ErrStaleEpoch},
 	{nodepb.Code_BAD_META_COMMAND, metadata.ErrBadCommand},
+	// Backups and restores (backup.go, restore.go).
+	{nodepb.Code_RESTORING, metadata.ErrRestoring},
+	{nodepb.Code_COMPACTED, raftgroup.ErrCompacted},
+	{nodepb.Code_BACKUP_TARGET, backup.ErrTarget},
+	{nodepb.Code_BACKUP_CORRUPT, backup.ErrCorrupt},
+	{nodepb.Code_BACKUP_KEY, backup.ErrKey},
+	{nodepb.Code_BACKUP_WINDOW, backup.ErrWindow},
+	{nodepb.Code_RESTORE_GAP, kv.ErrRestoreGap},
+	{nodepb.Code_INVALID_SPEC, ErrBackupRefused},
 }
 
 // codeOf returns the wire code of an error (INTERNAL if unknown).
