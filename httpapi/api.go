@@ -31,6 +31,11 @@ type Config struct {
 	Metrics *metrics.Registry
 	// Logger receives internal errors. Nil discards.
 	Logger *slog.Logger
+	// Admin, if set, decides whether a request may use the admin-only
+	// routes (backups and restores, backup.go): a non-nil error refuses
+	// it with 403 forbidden. Nil allows every request (nodes have no
+	// users yet); the security work plugs its permission check in here.
+	Admin func(r *http.Request) error
 }
 
 // Validate checks the configuration.
@@ -102,6 +107,15 @@ func New(n *node.Node, cfg Config) http.Handler {
 		{"POST /v1/keyspaces/{ks}/failover", "keyspace.failover", a.failover},
 		{"GET /v1/keyspaces/{ks}/lost-writes", "keyspace.lost_writes", a.lostWrites},
 		{"GET /v1/keyspaces/{ks}/conflicts", "keyspace.conflicts", a.conflicts},
+		{"POST /v1/backups", "backup.start", a.admin(a.startBackup)},
+		{"GET /v1/backups/jobs/{id}", "backup.job", a.admin(a.backupJob)},
+		{"POST /v1/restores", "restore.start", a.admin(a.startRestore)},
+		{"GET /v1/restores/{id}", "restore.status", a.admin(a.restoreStatus)},
+		{"DELETE /v1/restores/{id}", "restore.cancel", a.admin(a.cancelRestore)},
+		{"GET /v1/backup/schedule", "backup.schedule", a.admin(a.getSchedule)},
+		{"PUT /v1/backup/schedule", "backup.set_schedule", a.admin(a.putSchedule)},
+		{"DELETE /v1/backup/schedule", "backup.delete_schedule", a.admin(a.deleteSchedule)},
+		{"GET /v1/backup/archives", "backup.archives", a.admin(a.archives)},
 		{"GET /metrics", "metrics", a.serveMetrics},
 		{"GET /debug/netsim", "debug.netsim", a.netsimState},
 		{"POST /debug/netsim", "debug.netsim_fault", a.netsimFault},

@@ -738,3 +738,78 @@ func (s rpcServer) BackupLog(ctx context.Context, req *nodepb.BackupLogRequest) 
 func (s rpcServer) Mark(ctx context.Context, req *nodepb.MarkRequest) (*nodepb.MarkResponse, error) {
 	return s.n.serveMark(ctx, req), nil
 }
+
+// BackupJob is a backup this node runs or ran (StartBackup).
+type BackupJob struct {
+	ID        string           `json:"id"`
+	Target    string           `json:"target"`
+	Keyspaces []string         `json:"keyspaces,omitempty"`
+	Progress  BackupProgress   `json:"progress"`
+	Manifest  *backup.Manifest `json:"manifest,omitempty"`
+	Err       string           `json:"error,omitempty"`
+	Done      bool             `json:"done"`
+}
+
+type backupJobs struct {
+	mu sync.Mutex
+	m  map[string]*BackupJob
+}
+
+// StartBackup starts a backup in the background and returns its job;
+// BackupJobStatus follows it.
+func (n *Node) StartBackup(req BackupRequest) (BackupJob, error) {
+	if req.Target == "" {
+		return BackupJob{}, fmt.Errorf("%w: no target", ErrBackupRefused)
+	}
+	if _, err := backup.Open(req.Target, req.Options); err != nil {
+		return BackupJob{}, err
+	}
+	j := &BackupJob{ID: backup.NewWriterTag(), Target: backup.Redact(req.Target), Keyspaces: req.Keyspaces}
+	n.jobs.mu.Lock()
+	if n.jobs.m == nil {
+		n.jobs.m = map[string]*BackupJob{}
+	}
+	n.jobs.m[j.ID] = j
+	out := *j
+	n.jobs.mu.Unlock()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		m, err := n.CreateBackup(ctx, req, func(p BackupProgress) {
+			n.jobs.mu.Lock()
+			j.Progress = p
+			n.jobs.mu.Unlock()
+		})
+		n.jobs.mu.Lock()
+		defer n.jobs.mu.Unlock()
+		j.Done, j.Manifest = true, m
+		if err != nil {
+			j.Err = err.Error()
+			n.log.Warn("backup failed", "target", j.Target, "err", err)
+		}
+	}()
+	return out, nil
+}
+
+// ErrNoBackupJob: no backup job of that id ran on this node.
+var ErrNoBackupJob = errors.New("node: no such backup job")
+
+// BackupJobStatus returns a backup job's state.
+func (n *Node) BackupJobStatus(id string) (BackupJob, error) {
+	n.jobs.mu.Lock()
+	defer n.jobs.mu.Unlock()
+	j := n.jobs.m[id]
+	if j == nil {
+		return BackupJob{}, fmt.Errorf("%w: %s", ErrNoBackupJob, id)
+	}
+	return *j, nil
+}

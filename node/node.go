@@ -335,6 +335,7 @@ type Node struct {
 	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
 	archive    archives      // continuous log archiving, scheduled backups (archive.go)
 	restores   restoreJobs   // restores this node runs (restore.go)
+	jobs       backupJobs    // backups this node runs (backup.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready

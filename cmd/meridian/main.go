@@ -28,7 +28,8 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd(), switchoverCmd(), failoverCmd(), lostWritesCmd(), conflictsCmd(), benchCmd(), configCmd())
+	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd(), switchoverCmd(), failoverCmd(), lostWritesCmd(), conflictsCmd(), benchCmd(), configCmd(),
+		backupCmd(), restoreCmd())
 	return root
 }
 

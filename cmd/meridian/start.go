@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meridian-db/meridian/backup"
 	"github.com/meridian-db/meridian/config"
 	"github.com/meridian-db/meridian/httpapi"
 	"github.com/meridian-db/meridian/metadata"
@@ -47,6 +48,7 @@ type startFlags struct {
 	latency   string        // latency
 	logLevel  string        // node.log_level
 	placement time.Duration // timings.placement_wait
+	backupKey string        // not in the file: a path to a secret
 }
 
 func startCmd() *cobra.Command {
@@ -82,7 +84,18 @@ whose own differ is refused at join and at start.`,
 			if err != nil {
 				return err
 			}
-			return runStart(cmd.Context(), file, cmd.OutOrStdout())
+			// The backup key: from its file, else the environment (never
+			// from the configuration file, which is not a secret's place).
+			var key []byte
+			if f.backupKey != "" {
+				key, err = backup.KeyFromFile(f.backupKey)
+			} else {
+				key, err = backup.KeyFromEnv("MERIDIAN_BACKUP_KEY")
+			}
+			if err != nil {
+				return err
+			}
+			return runStart(cmd.Context(), file, key, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
@@ -101,6 +114,7 @@ whose own differ is refused at join and at start.`,
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
 	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
 	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
+	fl.StringVar(&f.backupKey, "backup-key-file", "", "key that encrypts the backups this node writes (32 bytes: 64 hex digits or base64; default $MERIDIAN_BACKUP_KEY); S3 credentials come from $MERIDIAN_S3_ENDPOINT, $MERIDIAN_S3_ACCESS_KEY, $MERIDIAN_S3_SECRET_KEY")
 	return cmd
 }
 
@@ -175,7 +189,7 @@ func parsePeers(s string) ([]transport.Peer, error) {
 	return out, nil
 }
 
-func runStart(ctx context.Context, f config.File, out io.Writer) error {
+func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Writer) error {
 	// Step 1: check the configuration before touching anything.
 	if err := f.Validate(); err != nil {
 		return err
@@ -186,6 +200,7 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	nc := f.NodeConfig() // ListenAddr is the advertised address
+	nc.BackupKey = backupKey
 	latency := f.Latency
 	if latency == "" {
 		latency = "none"
