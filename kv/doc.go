@@ -28,6 +28,9 @@
 // each other (ActiveChange) and merge them, and conflicts go to a per-group ledger
 // written in the same batch (ReadLedger). See active.go and ledger.go.
 //
+// Restores load a backed-up state into a hidden keyspace's groups in
+// numbered chunks (OpRestoreChunk, restore.go), each applied once.
+//
 // Apply must be deterministic: it may only depend on the command, the
 // group's stored data and the log index, never on the local clock, the
 // node, or anything in memory. A command that fails (wrong type, not an
