@@ -14,7 +14,7 @@ import (
 	"github.com/meridian-db/meridian/raftgroup"
 )
 
-// Continuous log archiving and scheduled backups (docs/DESIGN.md 8).
+// Continuous log archiving and scheduled backups (docs/DESIGN.md 7).
 //
 // With a backup schedule in the metadata (metadata.BackupSchedule, set by
 // `meridian backup schedule`), the leader of every group of the keyspaces
@@ -106,6 +106,18 @@ func (n *Node) archiveLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.BackupArchiveInterval)
 	defer t.Stop()
+	// Stopping the node cancels what the archiver waits for (a mark in a
+	// group that lost its quorum, a slow target) rather than waiting out
+	// its timeouts.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for {
 		select {
 		case <-n.stop:
@@ -118,22 +130,22 @@ func (n *Node) archiveLoop() {
 			n.stopArchiving()
 			continue
 		}
-		store, err := n.archiveStore(sched.Target)
+		store, err := n.archiveStore(ctx, sched.Target)
 		if err != nil {
 			n.log.Warn("backup schedule: cannot open the target", "target", backup.Redact(sched.Target), "err", err)
 			continue
 		}
 		if sched.Archive {
-			n.archiveRound(store, sched)
+			n.archiveRound(ctx, store, sched)
 		} else {
 			n.stopArchiving()
 		}
-		n.scheduleRound(store, sched)
+		n.scheduleRound(ctx, store, sched)
 	}
 }
 
 // archiveStore opens the schedule's target (once per target).
-func (n *Node) archiveStore(target string) (*backup.Store, error) {
+func (n *Node) archiveStore(ctx context.Context, target string) (*backup.Store, error) {
 	a := &n.archive
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -145,7 +157,7 @@ func (n *Node) archiveStore(target string) (*backup.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := backup.EnsureBucket(ctx, store.T); err != nil {
 		return nil, err
@@ -173,7 +185,7 @@ func (n *Node) stopArchiving() {
 }
 
 // archiveRound ships the new entries of every group this node leads.
-func (n *Node) archiveRound(store *backup.Store, sched *metadata.BackupSchedule) {
+func (n *Node) archiveRound(ctx context.Context, store *backup.Store, sched *metadata.BackupSchedule) {
 	st := n.meta.State()
 	led := map[uint64]ArchiveStatus{}
 	for _, ks := range st.Keyspaces {
@@ -220,8 +232,8 @@ func (n *Node) archiveRound(store *backup.Store, sched *metadata.BackupSchedule)
 			return
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := n.archiveOne(ctx, store, g, writer)
+		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := n.archiveOne(gctx, store, g, writer)
 		cancel()
 		a.mu.Lock()
 		g.Err = ""
@@ -320,7 +332,7 @@ func (n *Node) archiveGap(g *archiveGroup, archived, first uint64) {
 
 // scheduleRound takes the schedule's backups, on the metadata group's
 // leader only, one at a time, and applies the retention after each.
-func (n *Node) scheduleRound(store *backup.Store, sched *metadata.BackupSchedule) {
+func (n *Node) scheduleRound(ctx context.Context, store *backup.Store, sched *metadata.BackupSchedule) {
 	if sched.FullEveryMS <= 0 && sched.IncrementalEveryMS <= 0 {
 		return
 	}
@@ -336,8 +348,8 @@ func (n *Node) scheduleRound(store *backup.Store, sched *metadata.BackupSchedule
 	known := a.known
 	a.mu.Unlock()
 	if !known {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		ms, _, err := store.Manifests(ctx)
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		ms, _, err := store.Manifests(lctx)
 		cancel()
 		if err != nil {
 			n.log.Warn("backup schedule: cannot list the target's backups", "err", err)

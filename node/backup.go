@@ -17,7 +17,7 @@ import (
 	"github.com/meridian-db/meridian/raftgroup"
 )
 
-// Backups (docs/DESIGN.md 8; package backup for the format).
+// Backups (docs/DESIGN.md 7; package backup for the format).
 //
 // A backup is a cut of one or more keyspaces at one hybrid time T. Every
 // entry of every group's log carries its commit stamp (raftgroup), and
@@ -620,7 +620,12 @@ func (n *Node) serveBackupLog(ctx context.Context, req *nodepb.BackupLogRequest)
 		return fail(fmt.Errorf("%w: cut: %w", ErrBackupRefused, err))
 	}
 	group, from, to, after := req.GetGroup(), req.GetFrom(), req.GetTo(), max(req.GetWriteAfter(), req.GetFrom())
-	if err := n.host.WaitApplied(ctx, group, to); err != nil {
+	// A replica far behind (cut off) is not waited for long: the
+	// coordinator asks another.
+	wctx, cancel := n.withTimeout(ctx)
+	err = n.host.WaitApplied(wctx, group, to)
+	cancel()
+	if err != nil {
 		return fail(err)
 	}
 	// Read from `from` to find the cut; if the log no longer holds it

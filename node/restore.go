@@ -18,7 +18,7 @@ import (
 	"github.com/meridian-db/meridian/storage"
 )
 
-// Restores into a running cluster (docs/DESIGN.md 8).
+// Restores into a running cluster (docs/DESIGN.md 7).
 //
 // A restore rebuilds a keyspace as it was at a time T, from a backup and
 // the archive after it, into a new keyspace that stays hidden until it is
