@@ -297,7 +297,7 @@ func (n *Node) activeGCLoop() {
 					n.log.Debug("cannot report knowledge", "group", rg.Group, "err", err)
 				} else if round%GCEvery == 0 {
 					p, err := n.propose(ctx, rg.Group, kv.GCCommand(ks.Regions, now).Encode())
-					if res, _ := p.value.(kv.Result); err == nil && res.N > 0 {
+					if res, _ := p.Value.(kv.Result); err == nil && res.N > 0 {
 						n.log.Debug("tombstones collected", "keyspace", ks.Name, "group", rg.Group, "count", res.N)
 					}
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/strategy"
 )
 
 // Switchover, failover and the roles of region-local groups.
@@ -158,7 +159,7 @@ func (n *Node) catchUpRole(ctx context.Context, ks *metadata.Keyspace, sh metada
 // result and log index.
 func (n *Node) proposeRole(ctx context.Context, rg metadata.RegionalGroup, r kv.Role, watch, initSrc, initIdx uint64) (proposal, error) {
 	p, err := n.proposeIn(ctx, rg, kv.RoleCommand(r, watch, initSrc, initIdx).Encode())
-	if res, _ := p.value.(kv.Result); err == nil && res.Err != nil {
+	if res, _ := p.Value.(kv.Result); err == nil && res.Err != nil {
 		err = res.Err
 	}
 	return p, err
@@ -180,7 +181,7 @@ func (n *Node) reportLostWrites(ctx context.Context, ks *metadata.Keyspace, f me
 		cmd := metadata.Command{Op: "lost_writes", Lost: &metadata.LostWrites{Keyspace: ks.Name, Epoch: f.Epoch, Group: f.Group, Writes: lost, Final: final}}
 		p, err := n.propose(ctx, metadata.SystemGroup, cmd.Encode())
 		if err == nil {
-			if res, _ := p.value.(metadata.ApplyResult); res.Err != nil {
+			if res, _ := p.Value.(metadata.ApplyResult); res.Err != nil {
 				err = res.Err
 			}
 		}
@@ -315,7 +316,7 @@ func (n *Node) Switchover(ctx context.Context, keyspace, to string) (SwitchoverR
 		if err != nil {
 			return fmt.Errorf("fencing shard %d: %w", i, err)
 		}
-		fence[i] = p.index
+		fence[i] = p.Index
 		return nil
 	})
 	if err != nil {
@@ -400,7 +401,7 @@ func (n *Node) Switchover(ctx context.Context, keyspace, to string) (SwitchoverR
 			rg := replicas[j]
 			var src, at uint64
 			if drained[rg.Region] || rg.Region == res.From {
-				src, at = sh.Group, p.index
+				src, at = sh.Group, p.Index
 			}
 			if _, err := n.proposeRole(ctx, rg, kv.Role{Epoch: ks.Epoch}, 0, src, at); err != nil {
 				n.log.Warn("cannot install a replica's role (the role loop will retry)", "group", rg.Group, "err", err)
@@ -484,7 +485,7 @@ func (n *Node) switchMeta(ctx context.Context, ks *metadata.Keyspace, to string,
 	if err != nil {
 		return err
 	}
-	if res, _ := p.value.(metadata.ApplyResult); res.Err != nil {
+	if res, _ := p.Value.(metadata.ApplyResult); res.Err != nil {
 		return res.Err
 	}
 	return n.waitMeta(ctx, func(st *metadata.State) bool {
@@ -552,7 +553,7 @@ func (n *Node) Failover(ctx context.Context, keyspace, to string, force bool) (F
 		if err != nil {
 			return res, fmt.Errorf("promoting shard %d in %s: %w", i, to, err)
 		}
-		fork, _ := p.value.(kv.Result)
+		fork, _ := p.Value.(kv.Result)
 		res.Forks = append(res.Forks, metadata.Fork{Epoch: ks.Epoch + 1, Shard: i, Group: sh.Group, Region: ks.HomeRegion, Index: uint64(fork.N)})
 	}
 	if err := n.switchMeta(ctx, ks, to, res.Forks); err != nil {
@@ -614,7 +615,7 @@ func retryableRole(err error) bool {
 // the group must act as the keyspace's primary (its role and this node's
 // primary lease, see primarylease.go), and the RPO budget must allow it.
 func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftgroup.Result, error) {
-	if info, ok := n.group(group); ok && info.strategy == metadata.Async {
+	if info, ok := n.group(group); ok && info.Strategy == metadata.Async {
 		if op, ok := kv.PeekOp(cmd); ok && op != kv.OpRole && op != kv.OpStreamApply && op != kv.OpStreamChunk {
 			if err := n.primaryGate(ctx, info, group); err != nil {
 				return raftgroup.Result{}, err
@@ -627,15 +628,15 @@ func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftg
 // primaryGate admits a client write to a group of an async keyspace. A
 // group that is not its keyspace's unfenced primary is left to its state
 // machine, which refuses the write with the reason.
-func (n *Node) primaryGate(ctx context.Context, info groupInfo, group uint64) error {
-	if _, err := n.asyncPrimary(info.keyspace, group, time.Now()); err != nil {
+func (n *Node) primaryGate(ctx context.Context, info strategy.GroupInfo, group uint64) error {
+	if _, err := n.asyncPrimary(info.Keyspace, group, time.Now()); err != nil {
 		if errors.Is(err, ErrPrimaryLease) {
 			return err
 		}
 		return nil
 	}
-	if info.primary && info.rpoBudgetMS > 0 {
-		ks, err := n.meta.Keyspace(info.keyspace)
+	if info.Primary && info.RPOBudgetMS > 0 {
+		ks, err := n.meta.Keyspace(info.Keyspace)
 		if err != nil {
 			return err
 		}
@@ -736,10 +737,10 @@ func (n *Node) AlterKeyspaceWait(ctx context.Context, keyspace, add, remove stri
 	if err != nil {
 		return nil, err
 	}
-	if res, _ := p.value.(metadata.ApplyResult); res.Err != nil {
+	if res, _ := p.Value.(metadata.ApplyResult); res.Err != nil {
 		return nil, res.Err
 	}
-	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.index }); err != nil {
+	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index }); err != nil {
 		return nil, err
 	}
 	return n.meta.Keyspace(keyspace)

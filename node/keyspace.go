@@ -70,7 +70,7 @@ func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpe
 	if err != nil {
 		return nil, err
 	}
-	res, _ := p.value.(metadata.ApplyResult)
+	res, _ := p.Value.(metadata.ApplyResult)
 	if res.Err != nil {
 		return nil, res.Err
 	}
@@ -79,7 +79,7 @@ func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpe
 	}
 	// Proposed by another node (the metadata group's leader): read it from
 	// this node's metadata once applied up to the change.
-	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.index }); err != nil {
+	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index }); err != nil {
 		return nil, err
 	}
 	return n.meta.Keyspace(spec.Name)

@@ -21,6 +21,7 @@ import (
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
+	"github.com/meridian-db/meridian/strategy"
 	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -307,15 +308,15 @@ type Node struct {
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
-	streams    *streamSet    // senders of async streams (streams.go)
-	roles      roleState     // role changes seen (failover.go)
-	closed     closedTimes   // leaders' closed timestamps (reads.go)
-	heartbeats heartbeats    // stream heartbeats answered without raft (streams.go)
-	refusals   refusals      // when each stream's refusal was last logged (active.go)
-	streamGate streamGate    // stream batches proposed here in order (streams.go)
-	groups     groupIndex    // what each data group is (groupindex.go)
-	leaders    leaders       // leaders of groups hosted elsewhere, as answers said (rpc.go)
-	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
+	streams    *streamSet          // senders of async streams (streams.go)
+	roles      roleState           // role changes seen (failover.go)
+	closed     closedTimes         // leaders' closed timestamps (reads.go)
+	heartbeats heartbeats          // stream heartbeats answered without raft (streams.go)
+	refusals   refusals            // when each stream's refusal was last logged (active.go)
+	streamGate streamGate          // stream batches proposed here in order (streams.go)
+	groups     strategy.GroupIndex // what each data group is
+	leaders    leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	leases     primaryLeases       // primary leases of async keyspaces (primarylease.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -680,7 +681,7 @@ func (n *Node) recordInitialMembers(st *metadata.State) error {
 	defer cancel()
 	p, err := n.propose(ctx, metadata.SystemGroup, metadata.Command{Op: "init_cluster", Init: init}.Encode())
 	if err == nil {
-		res, _ := p.value.(metadata.ApplyResult)
+		res, _ := p.Value.(metadata.ApplyResult)
 		err = res.Err
 	}
 	if errors.Is(err, metadata.ErrMembersDiffer) {

@@ -100,7 +100,7 @@ func (n *Node) primaryLeaseLoop() {
 // hostsAsync reports whether this node hosts a group of an async keyspace.
 func (n *Node) hostsAsync() bool {
 	for _, g := range n.host.Groups() {
-		if info, ok := n.group(g); ok && info.strategy == metadata.Async {
+		if info, ok := n.group(g); ok && info.Strategy == metadata.Async {
 			return true
 		}
 	}
@@ -189,8 +189,8 @@ func (n *Node) closedFor(group uint64) (uint64, int64, uint64) {
 	if !ok {
 		return 0, 0, 0
 	}
-	if info, ok := n.group(group); ok && info.strategy == metadata.Async {
-		until, err := n.asyncPrimary(info.keyspace, group, time.UnixMilli(c.TimeMS))
+	if info, ok := n.group(group); ok && info.Strategy == metadata.Async {
+		until, err := n.asyncPrimary(info.Keyspace, group, time.UnixMilli(c.TimeMS))
 		if err != nil {
 			return 0, 0, 0
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/strategy"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -22,12 +23,7 @@ import (
 var ErrOutcomeUnknown = errors.New("node: outcome unknown (the leader did not answer)")
 
 // proposal is the outcome of propose.
-type proposal struct {
-	index  uint64
-	value  any // kv.Result or metadata.ApplyResult
-	node   uint64
-	region string
-}
+type proposal = strategy.Proposal
 
 // propose runs cmd through a group's leader, wherever it is, and returns
 // the applied result. While leadership is moving it waits (bounded by ctx)
@@ -53,7 +49,7 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 			var r raftgroup.Result
 			r, perr = n.hostPropose(ctx, group, cmd)
 			if perr == nil {
-				return proposal{index: r.Index, value: r.Value, node: n.cfg.ID, region: n.cfg.Region}, nil
+				return proposal{Index: r.Index, Value: r.Value, Node: n.cfg.ID, Region: n.cfg.Region}, nil
 			}
 		default:
 			var p proposal
@@ -101,12 +97,12 @@ func proposalFromPB(group uint64, resp *nodepb.ProposeResponse) (proposal, error
 	if err := fromPB(resp.GetError()); err != nil {
 		return proposal{}, err
 	}
-	p := proposal{index: resp.GetIndex(), node: resp.GetNode(), region: resp.GetRegion()}
+	p := proposal{Index: resp.GetIndex(), Node: resp.GetNode(), Region: resp.GetRegion()}
 	switch {
 	case group == metadata.SystemGroup:
-		p.value = metadata.ApplyResult{Err: fromPB(resp.GetResult().GetErr())}
+		p.Value = metadata.ApplyResult{Err: fromPB(resp.GetResult().GetErr())}
 	case resp.GetResult() != nil:
-		p.value = resultFromPB(resp.GetResult())
+		p.Value = resultFromPB(resp.GetResult())
 	}
 	return p, nil
 }
@@ -155,7 +151,7 @@ func (n *Node) servePropose(ctx context.Context, req *nodepb.ProposeRequest) *no
 	case req.GetRoute():
 		var p proposal
 		p, err = n.propose(ctx, group, cmd)
-		r, resp.Node, resp.Region = raftgroup.Result{Index: p.index, Value: p.value}, p.node, p.region
+		r, resp.Node, resp.Region = raftgroup.Result{Index: p.Index, Value: p.Value}, p.Node, p.Region
 	default:
 		r, err = n.hostPropose(ctx, group, cmd)
 		if errors.Is(err, raftgroup.ErrNotLeader) {

@@ -15,6 +15,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/strategy"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -25,7 +26,7 @@ var (
 	ErrKeyTooLarge        = errors.New("node: key too large")
 	ErrValueTooLarge      = errors.New("node: value too large")
 	ErrUnknownConsistency = errors.New("node: unknown consistency level")
-	ErrNoReplica          = errors.New("node: no reachable replica for the shard")
+	ErrNoReplica          = strategy.ErrNoReplica
 	// ErrStaleRoute: a forwarded request reached a node that no longer
 	// (or not yet) holds the shard: the sender's metadata and the
 	// receiver's differ. Nothing was done; the sender retries.
@@ -223,9 +224,9 @@ func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv
 	if err != nil {
 		return kv.Result{}, Answer{}, err
 	}
-	res, _ := p.value.(kv.Result)
-	a := n.strongAnswer(group, p.index)
-	a.Forwarded = p.node != n.cfg.ID
+	res, _ := p.Value.(kv.Result)
+	a := n.strongAnswer(group, p.Index)
+	a.Forwarded = p.Node != n.cfg.ID
 	return res, a, res.Err
 }
 

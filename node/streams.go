@@ -632,11 +632,11 @@ func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error)
 	if err != nil {
 		return kv.Result{}, err
 	}
-	res, ok := p.value.(kv.Result)
+	res, ok := p.Value.(kv.Result)
 	if !ok {
 		// Never an acknowledgement of nothing: the sender would take it
 		// for the destination's position.
-		return kv.Result{}, fmt.Errorf("node: group %d answered a stream command with %T, not its result", s.dst.Group, p.value)
+		return kv.Result{}, fmt.Errorf("node: group %d answered a stream command with %T, not its result", s.dst.Group, p.Value)
 	}
 	return res, nil
 }
