@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/meridian-db/meridian/crdt"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
-	"github.com/meridian-db/meridian/stream"
 )
 
 // Active keyspaces: every region's group takes writes (package kv,
@@ -131,7 +127,7 @@ func (n *Node) activeClosed(sh metadata.Shard, local uint64) int64 {
 	}
 	closed := own
 	for _, g := range activeSources(sh, local) {
-		c, err := n.streamPosition(local, g)
+		c, err := n.inbox.Position(local, g)
 		if err != nil || c.ClosedMS == 0 {
 			return 0
 		}
@@ -208,54 +204,6 @@ func (n *Node) Conflicts(keyspace string, q ConflictQuery) (ConflictPage, error)
 		return ConflictPage{}, fmt.Errorf("%w: node %d holds no replica of keyspace %q; ask a node in one of its regions %v", ErrNoReplica, n.cfg.ID, ks.Name, ks.Regions)
 	}
 	return page, nil
-}
-
-// checkStreamClock refuses a stream batch carrying a change stamped
-// further in the future than the node's maximum clock offset allows: a
-// region whose clock runs ahead would otherwise win every last-writer-wins
-// conflict. The batch is refused (nothing applied; the source retries,
-// keeping its backlog on disk) and the refusal logged, until the clocks
-// agree again.
-func (n *Node) checkStreamClock(b stream.Batch) error {
-	limit := time.Now().Add(n.cfg.MaxClockOffset).UnixMilli()
-	for _, ch := range b.Changes {
-		if ch.TimeMS > limit {
-			err := fmt.Errorf("%w: stream %d change %d is stamped %d ms ahead of node %d's clock (max offset %v)",
-				kv.ErrClockSkew, b.Stream, ch.Index, ch.TimeMS-time.Now().UnixMilli(), n.cfg.ID, n.cfg.MaxClockOffset)
-			level := slog.LevelDebug
-			if n.refusals.due(b.Stream, time.Now()) {
-				level = slog.LevelWarn // the source reports the stall too
-			}
-			n.log.Log(context.Background(), level, "refused a stream batch from a clock running ahead", "err", err)
-			return err
-		}
-	}
-	return nil
-}
-
-// refusalLogEvery is how often a destination logs, at warn level, that it
-// keeps refusing a stream's batches (the retries in between at debug).
-const refusalLogEvery = 30 * time.Second
-
-// refusals remembers when each stream's refusal was last logged.
-type refusals struct {
-	mu   sync.Mutex
-	last map[uint64]time.Time
-}
-
-// due reports whether a refusal of stream's batch should be logged loudly
-// now, and if so records it.
-func (r *refusals) due(stream uint64, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if at, ok := r.last[stream]; ok && now.Sub(at) < refusalLogEvery {
-		return false
-	}
-	if r.last == nil {
-		r.last = map[uint64]time.Time{}
-	}
-	r.last[stream] = now
-	return true
 }
 
 // How often an active group's leader reports what its region has seen,
@@ -355,63 +303,4 @@ func (n *Node) Tombstones(keyspace string) (int, error) {
 		}
 	}
 	return count, nil
-}
-
-// resyncActive brings an active destination up to date with a source
-// group's data without replacing its own: the source's key states, read
-// from one consistent storage view, are shipped as merges (idempotent),
-// then the destination's cursor is raised to the view's applied index.
-func (n *Node) resyncActive(ctx context.Context, src uint64, sink *regionSink, r *runningStream) (uint64, error) {
-	view, at, err := r.beginResync(n, src)
-	if err != nil {
-		return 0, err
-	}
-	defer r.endResync(view)
-	merge := kv.Command{Op: kv.OpActiveMerge, NowMS: time.Now().UnixMilli()}
-	size := 0
-	send := func(cmd kv.Command) error {
-		res, err := sink.proposeChunk(ctx, cmd.Encode())
-		if err == nil {
-			err = res.Err
-		}
-		return err
-	}
-	flush := func() error {
-		if len(merge.Args) == 0 {
-			return nil
-		}
-		if err := send(merge); err != nil {
-			return fmt.Errorf("resync by merges: %w", err)
-		}
-		r.shipped(len(merge.Args)/2, size)
-		merge.Args, size = merge.Args[:0], 0
-		return nil
-	}
-	var sendErr error
-	err = view.Scan(src, nil, func(k, v []byte) bool {
-		rec, derr := kv.DecodeRecord(v)
-		if derr != nil || rec.Type != kv.TypeActive {
-			return true
-		}
-		merge.Args = append(merge.Args, slices.Clone(k), slices.Clone(rec.Payload))
-		size += len(k) + len(rec.Payload)
-		if size >= resyncChunkBytes {
-			sendErr = flush()
-		}
-		return sendErr == nil
-	})
-	if err == nil {
-		err = sendErr
-	}
-	if err == nil {
-		err = flush()
-	}
-	if err == nil {
-		err = send(kv.StreamCursorCommand(src, at))
-	}
-	if err != nil {
-		return 0, err
-	}
-	n.log.Info("resync by merges done", "from", src, "to", sink.dst.Group, "region", sink.dst.Region, "at", at)
-	return at, nil
 }

@@ -93,3 +93,5 @@ func (e nodeEnv) WaitMeta(ctx context.Context, ok func(*metadata.State) bool) er
 func (n *Node) group(id uint64) (strategy.GroupInfo, bool) {
 	return n.groups.Lookup(n.meta.State(), id)
 }
+
+func (e nodeEnv) ErrorCode(err error) string { return ErrorCode(err) }

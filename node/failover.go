@@ -649,12 +649,7 @@ func (n *Node) primaryGate(ctx context.Context, info strategy.GroupInfo, group u
 // its streams lags beyond the keyspace's RPO budget. It runs where the
 // group's streams run: its leader.
 func (n *Node) rpoCheck(ctx context.Context, ks *metadata.Keyspace, group uint64) error {
-	worst, region := int64(0), ""
-	for _, s := range n.Streams() {
-		if s.Keyspace == ks.Name && s.LagMS > worst && ks.Shards[s.Shard].Group == group {
-			worst, region = s.LagMS, s.ToRegion
-		}
-	}
+	worst, region := n.asyncStreams.Lag(group)
 	switch {
 	case worst > ks.RPOBudgetMS:
 		return fmt.Errorf("%w: region %s lags %d ms behind the primary (keyspace %q allows %d ms)", ErrRPOBudget, region, worst, ks.Name, ks.RPOBudgetMS)

@@ -22,6 +22,7 @@ import (
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/strategy"
+	"github.com/meridian-db/meridian/strategy/streaming"
 	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -135,7 +136,7 @@ const (
 	DefaultStreamBatchInterval     = 2 * time.Millisecond
 	DefaultStreamMaxBatchBytes     = 1 << 20
 	DefaultStreamMaxInFlight       = 4
-	DefaultStreamHeartbeatInterval = streamHeartbeat
+	DefaultStreamHeartbeatInterval = streaming.DefaultHeartbeat
 	DefaultStreamRetryBackoff      = 50 * time.Millisecond
 	DefaultCacheBytes              = 64 << 20
 )
@@ -308,15 +309,14 @@ type Node struct {
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
-	streams    *streamSet          // senders of async streams (streams.go)
-	roles      roleState           // role changes seen (failover.go)
-	closed     closedTimes         // leaders' closed timestamps (reads.go)
-	heartbeats heartbeats          // stream heartbeats answered without raft (streams.go)
-	refusals   refusals            // when each stream's refusal was last logged (active.go)
-	streamGate streamGate          // stream batches proposed here in order (streams.go)
-	groups     strategy.GroupIndex // what each data group is
-	leaders    leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
-	leases     primaryLeases       // primary leases of async keyspaces (primarylease.go)
+	asyncStreams  *streaming.Set      // senders of async streams
+	activeStreams *streaming.Set      // senders of active streams
+	inbox         *streaming.Inbox    // every stream into this node's replicas
+	roles         roleState           // role changes seen (failover.go)
+	closed        closedTimes         // leaders' closed timestamps (reads.go)
+	groups        strategy.GroupIndex // what each data group is
+	leaders       leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	leases        primaryLeases       // primary leases of async keyspaces (primarylease.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -340,9 +340,12 @@ func Start(cfg Config) (*Node, error) {
 		failed:      make(chan struct{}),
 		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
-		streams:     &streamSet{running: map[streamKey]*runningStream{}},
 	}
 	n.leases.kick = make(chan struct{}, 1)
+	env := nodeEnv{n}
+	n.inbox = streaming.NewInbox(env)
+	n.asyncStreams = streaming.NewSet(env, n.inbox, streaming.Hooks{})
+	n.activeStreams = streaming.NewSet(env, n.inbox, streaming.Hooks{Change: activeChange, Resync: n.resyncActive})
 	// Step 1: storage and the metadata it holds.
 	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/strategy"
+	"github.com/meridian-db/meridian/strategy/streaming"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -137,13 +138,13 @@ func (n *Node) servePropose(ctx context.Context, req *nodepb.ProposeRequest) *no
 	group, cmd := req.GetGroup(), req.GetCommand()
 	var r raftgroup.Result
 	var err error
-	if b, ok := streamBatchOf(cmd); ok {
-		if err = n.checkStreamClock(b); err == nil {
-			if at, ok := n.quietHeartbeat(group, b); ok {
+	if b, ok := streaming.BatchOf(cmd); ok {
+		if err = n.inbox.CheckClock(b); err == nil {
+			if at, ok := n.inbox.Quiet(group, b); ok {
 				resp.Result = &nodepb.Result{N: int64(at)}
 				return resp
 			}
-			defer n.orderStreamBatch(ctx, group, b)() // after the batch it follows (streams.go)
+			defer n.inbox.Order(ctx, group, b)() // after the batch it follows
 		}
 	}
 	switch {

@@ -112,7 +112,7 @@ func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh meta
 	}
 	if rg.Group != sh.Group {
 		// A replica region of an async keyspace: the stream's cursor.
-		c, err := n.streamPosition(rg.Group, sh.Group)
+		c, err := n.inbox.Position(rg.Group, sh.Group)
 		return position{index: c.Index, closedMS: c.ClosedMS}, err
 	}
 	st, ok := n.host.Status(rg.Group)

@@ -57,6 +57,9 @@ type Env interface {
 	ClosedAt(group, applied uint64) int64
 	// WaitMeta waits until this node's metadata satisfies ok.
 	WaitMeta(ctx context.Context, ok func(*metadata.State) bool) error
+	// ErrorCode returns the stable code of an error, as the node-to-node
+	// service and the front ends name it ("internal" if unknown).
+	ErrorCode(err error) string
 }
 
 // Settings are the node's configuration values strategies use (see
