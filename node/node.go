@@ -22,6 +22,7 @@ import (
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/strategy"
+	"github.com/meridian-db/meridian/strategy/asyncks"
 	"github.com/meridian-db/meridian/strategy/streaming"
 	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
@@ -309,14 +310,12 @@ type Node struct {
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
-	asyncStreams  *streaming.Set      // senders of async streams
+	async         *asyncks.Strategy   // async keyspaces
 	activeStreams *streaming.Set      // senders of active streams
 	inbox         *streaming.Inbox    // every stream into this node's replicas
-	roles         roleState           // role changes seen (failover.go)
 	closed        closedTimes         // leaders' closed timestamps (reads.go)
 	groups        strategy.GroupIndex // what each data group is
 	leaders       leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
-	leases        primaryLeases       // primary leases of async keyspaces (primarylease.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -341,10 +340,9 @@ func Start(cfg Config) (*Node, error) {
 		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
 	}
-	n.leases.kick = make(chan struct{}, 1)
 	env := nodeEnv{n}
 	n.inbox = streaming.NewInbox(env)
-	n.asyncStreams = streaming.NewSet(env, n.inbox, streaming.Hooks{})
+	n.async = asyncks.New(env, n.inbox)
 	n.activeStreams = streaming.NewSet(env, n.inbox, streaming.Hooks{Change: activeChange, Resync: n.resyncActive})
 	// Step 1: storage and the metadata it holds.
 	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
@@ -427,16 +425,15 @@ func Start(cfg Config) (*Node, error) {
 	// Step 6: background work: record the initial members and register
 	// this node, create the groups the metadata places here, keep leaders
 	// in their home regions, watch the keyspaces' replication goals.
-	n.wg.Add(9)
+	n.wg.Add(8)
 	go n.registerLoop()
 	go n.healthLoop()
 	go n.reconcileLoop()
 	go n.leaderLoop()
 	go n.streamLoop()
-	go n.roleLoop()
+	go n.runStrategies()
 	go n.closedLoop()
 	go n.activeGCLoop()
-	go n.primaryLeaseLoop()
 	go n.stopOnFatal()
 	return n, nil
 }
@@ -744,8 +741,12 @@ func (n *Node) reconcile() {
 				}
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				var sm raftgroup.StateMachine = &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region}
+				if ks.Strategy == metadata.Async {
+					sm = n.async.Machine(rg)
+				}
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region}, Bootstrap: boot,
+					ID: rg.Group, SM: sm, Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

@@ -75,6 +75,18 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 	}
 }
 
+// hostPropose proposes a command to a group this node leads, once the
+// strategy of the group's keyspace has let it through (Strategy.Gate: an
+// async primary's lease and RPO budget).
+func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftgroup.Result, error) {
+	if info, ok := n.group(group); ok && info.Strategy == metadata.Async {
+		if err := n.async.Gate(ctx, info, cmd); err != nil {
+			return raftgroup.Result{}, err
+		}
+	}
+	return n.host.Propose(ctx, group, cmd)
+}
+
 func (n *Node) proposeRemote(ctx context.Context, lead, group uint64, cmd []byte) (proposal, error) {
 	resp, err := n.client(lead).Propose(ctx, &nodepb.ProposeRequest{Group: group, Command: cmd})
 	if err != nil {

@@ -131,7 +131,7 @@ func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh meta
 			ok = err == nil
 		}
 		if ok && ks.Strategy == metadata.Async {
-			until, err := n.asyncPrimary(ks.Name, rg.Group, start)
+			until, err := n.async.Serves(ks.Name, rg.Group, start)
 			ok = err == nil
 			now = min(now, until.UnixMilli()-1)
 		}
@@ -287,7 +287,7 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 	if ks.Strategy == metadata.Async {
 		// After the read point: a fence committed before the read began
 		// is applied here by now.
-		if _, err := n.asyncPrimary(ks.Name, sh.Group, time.Now()); err != nil {
+		if _, err := n.async.Serves(ks.Name, sh.Group, time.Now()); err != nil {
 			return Answer{}, err
 		}
 	}
@@ -409,6 +409,27 @@ func (c *closedTimes) at(group, applied uint64) int64 {
 		}
 	}
 	return best
+}
+
+// closedFor returns a group's closed timestamp (Unix ms) if this node may
+// give one: it leads the group under a raft lease, and, for an async
+// keyspace's group, acts as its primary (only the primary's log holds the
+// keyspace's writes). 0 otherwise.
+func (n *Node) closedFor(group uint64) (uint64, int64, uint64) {
+	c, ok := n.host.Closed(group)
+	if !ok {
+		return 0, 0, 0
+	}
+	if info, ok := n.group(group); ok && info.Strategy == metadata.Async {
+		until, err := n.async.Serves(info.Keyspace, group, time.UnixMilli(c.TimeMS))
+		if err != nil {
+			return 0, 0, 0
+		}
+		if !until.IsZero() {
+			c.TimeMS = min(c.TimeMS, until.UnixMilli()-1)
+		}
+	}
+	return c.Index, c.TimeMS, c.Term
 }
 
 // closedLoop sends, from every group this node leads under a lease (and,

@@ -186,7 +186,9 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 		if err != nil {
 			return kv.Result{}, Answer{}, err
 		}
-		stampRole(ks, &cmd)
+		if ks.Strategy == metadata.Async {
+			cmd, _ = n.async.Prepare(ks, cmd)
+		}
 		if isActive(ks) {
 			sh = n.activeShard(sh)
 		}
@@ -403,12 +405,20 @@ func (n *Node) writeHere(ctx context.Context, keyspace string, cmd kv.Command) (
 	if lead, err := leads(sh.Group); err != nil {
 		return kv.Result{}, Answer{}, lead, err
 	}
-	if cmd.Epoch != epochOf(ks) {
-		// The sender's view of the primary differs from this node's; the
-		// group decides, with this node's (the newer, or the sender will
-		// retry) epoch.
-		stampRole(ks, &cmd)
+	if ks.Strategy == metadata.Async {
+		// The sender's view of the primary may differ from this node's;
+		// the group decides, with this node's (the newer, or the sender
+		// will retry) epoch.
+		cmd, _ = n.async.Prepare(ks, cmd)
 	}
 	res, a, err := n.writeGroup(ctx, sh.Group, cmd)
 	return res, a, n.cfg.ID, err
+}
+
+// retryableRole reports whether a write failed because the keyspace's
+// primary is changing: nothing was applied and it may be sent again once
+// the metadata has moved on.
+func retryableRole(err error) bool {
+	return errors.Is(err, kv.ErrStaleEpoch) || errors.Is(err, kv.ErrNotPrimary) || errors.Is(err, kv.ErrFenced) ||
+		errors.Is(err, ErrStaleRoute) || errors.Is(err, ErrPrimaryLease)
 }

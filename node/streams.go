@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/kv"
-	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/strategy/streaming"
 )
@@ -25,20 +24,14 @@ const StreamStallAfter = streaming.StallAfter
 
 // Streams reports the streams this node is sending.
 func (n *Node) Streams() []StreamStatus {
-	out := append(n.asyncStreams.Statuses(), n.activeStreams.Statuses()...)
+	out := append(n.async.Streams(), n.activeStreams.Statuses()...)
 	streaming.Sort(out)
 	return out
 }
 
 func (n *Node) streamLoop() {
 	defer n.wg.Done()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		n.activeStreams.Run(n.stop, n.activeWants, n.retainActiveLogs)
-	}()
-	n.asyncStreams.Run(n.stop, n.asyncWants, nil)
-	<-done
+	n.activeStreams.Run(n.stop, n.activeWants, n.retainActiveLogs)
 }
 
 // activeWants: all to all, every region's group ships its own writes.
@@ -61,35 +54,6 @@ func (n *Node) activeWants() map[streaming.Key]streaming.Want {
 						Status: StreamStatus{Keyspace: ks.Name, Shard: sh.Index, FromRegion: src.Region, ToRegion: rg.Region, Strategy: string(ks.Strategy)},
 						Dst:    rg,
 					}
-				}
-			}
-		}
-	}
-	return want
-}
-
-// asyncWants: the primary's leader ships to every other region.
-func (n *Node) asyncWants() map[streaming.Key]streaming.Want {
-	want := map[streaming.Key]streaming.Want{}
-	for _, ks := range n.meta.State().Keyspaces {
-		if ks.Strategy != metadata.Async {
-			continue
-		}
-		for _, sh := range ks.Shards {
-			if gs, ok := n.host.Status(sh.Group); !ok || gs.Lead != n.cfg.ID || gs.RaftState.String() != "StateLeader" {
-				continue
-			}
-			// Only a group that knows it is this epoch's primary ships.
-			if role, err := kv.LoadRole(n.db, sh.Group); err != nil || !role.Primary || role.Epoch != ks.Epoch {
-				continue
-			}
-			for _, rg := range sh.Regional {
-				if rg.Group == sh.Group {
-					continue
-				}
-				want[streaming.Key{Src: sh.Group, Dst: rg.Group}] = streaming.Want{
-					Status: StreamStatus{Keyspace: ks.Name, Shard: sh.Index, FromRegion: ks.HomeRegion, ToRegion: rg.Region, Epoch: ks.Epoch},
-					Dst:    rg,
 				}
 			}
 		}
