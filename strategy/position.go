@@ -3,7 +3,10 @@ package strategy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/meridian-db/meridian/metadata"
 )
 
 // LeaderPosition is the position of this node's replica of group, whose
@@ -43,4 +46,14 @@ func LeaderPosition(ctx context.Context, env Env, group uint64, confirm bool, se
 		}
 	}
 	return Position{Group: group, Index: st.Applied, ClosedMS: env.ClosedAt(group, st.Applied)}, nil
+}
+
+// LocalGroup returns the group of shard sh in region (the shard's own
+// group if it has none there), and whether node id holds a replica of it.
+func LocalGroup(sh metadata.Shard, region string, id uint64) (metadata.RegionalGroup, bool) {
+	rg := metadata.RegionalGroup{Group: sh.Group, Replicas: sh.Replicas}
+	if r, ok := sh.RegionalIn(region); ok {
+		rg = r
+	}
+	return rg, slices.Contains(rg.Replicas, id)
 }
