@@ -15,15 +15,16 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/meridian-db/meridian/hlc"
-	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/strategy"
+	"github.com/meridian-db/meridian/strategy/activeks"
 	"github.com/meridian-db/meridian/strategy/asyncks"
 	"github.com/meridian-db/meridian/strategy/streaming"
+	"github.com/meridian-db/meridian/strategy/syncks"
 	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -310,15 +311,14 @@ type Node struct {
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
-	async         *asyncks.Strategy   // async keyspaces
-	activeStreams *streaming.Set      // senders of active streams
-	inbox         *streaming.Inbox    // every stream into this node's replicas
-	closed        closedTimes         // leaders' closed timestamps (reads.go)
-	groups        strategy.GroupIndex // what each data group is
-	leaders       leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	sync    *syncks.Strategy    // sync keyspaces
+	async   *asyncks.Strategy   // async keyspaces
+	active  *activeks.Strategy  // active keyspaces
+	inbox   *streaming.Inbox    // every stream into this node's replicas
+	closed  closedTimes         // leaders' closed timestamps (reads.go)
+	groups  strategy.GroupIndex // what each data group is
+	leaders leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
 
-	mu          sync.Mutex
-	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
 	reconcileCh chan struct{}
 }
 
@@ -337,13 +337,13 @@ func Start(cfg Config) (*Node, error) {
 		stop:        make(chan struct{}),
 		fatal:       make(chan error, 1),
 		failed:      make(chan struct{}),
-		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
 	}
 	env := nodeEnv{n}
 	n.inbox = streaming.NewInbox(env)
+	n.sync = syncks.New(env)
 	n.async = asyncks.New(env, n.inbox)
-	n.activeStreams = streaming.NewSet(env, n.inbox, streaming.Hooks{Change: activeChange, Resync: n.resyncActive})
+	n.active = activeks.New(env, n.inbox)
 	// Step 1: storage and the metadata it holds.
 	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
 	if err != nil {
@@ -425,15 +425,12 @@ func Start(cfg Config) (*Node, error) {
 	// Step 6: background work: record the initial members and register
 	// this node, create the groups the metadata places here, keep leaders
 	// in their home regions, watch the keyspaces' replication goals.
-	n.wg.Add(8)
+	n.wg.Add(5)
 	go n.registerLoop()
 	go n.healthLoop()
 	go n.reconcileLoop()
-	go n.leaderLoop()
-	go n.streamLoop()
 	go n.runStrategies()
 	go n.closedLoop()
-	go n.activeGCLoop()
 	go n.stopOnFatal()
 	return n, nil
 }
@@ -741,12 +738,8 @@ func (n *Node) reconcile() {
 				}
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				var sm raftgroup.StateMachine = &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region}
-				if ks.Strategy == metadata.Async {
-					sm = n.async.Machine(rg)
-				}
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: sm, Bootstrap: boot,
+					ID: rg.Group, SM: n.strategyOf(ks).Machine(rg), Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

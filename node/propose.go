@@ -77,10 +77,12 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 
 // hostPropose proposes a command to a group this node leads, once the
 // strategy of the group's keyspace has let it through (Strategy.Gate: an
-// async primary's lease and RPO budget).
+// async primary's lease and RPO budget). The group is a lookup in the
+// index of data groups (strategy.GroupIndex), rebuilt when the metadata
+// changes.
 func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftgroup.Result, error) {
-	if info, ok := n.group(group); ok && info.Strategy == metadata.Async {
-		if err := n.async.Gate(ctx, info, cmd); err != nil {
+	if info, ok := n.group(group); ok {
+		if err := n.strategyFor(info.Strategy).Gate(ctx, info, cmd); err != nil {
 			return raftgroup.Result{}, err
 		}
 	}

@@ -2,15 +2,66 @@ package node
 
 import (
 	"context"
+	"sync"
 
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/strategy"
+	"github.com/meridian-db/meridian/strategy/activeks"
 	"github.com/meridian-db/meridian/strategy/asyncks"
+	"github.com/meridian-db/meridian/strategy/streaming"
 )
 
-// The replication strategies (package strategy and below): what node's
-// public API delegates to them.
+// The replication strategies (package strategy and below). The router,
+// the proposer and the read framework reach a keyspace's strategy through
+// the strategy.Strategy interface (strategyOf); node's public API
+// delegates each strategy's own verbs (switchover, conflicts...) to it.
 
-// Errors of async keyspaces (package asyncks).
+// strategyOf returns the strategy of a keyspace.
+func (n *Node) strategyOf(ks *metadata.Keyspace) strategy.Strategy { return n.strategyFor(ks.Strategy) }
+
+// strategyFor returns the strategy named s (sync for any other name:
+// the metadata refuses unknown strategies).
+func (n *Node) strategyFor(s metadata.Strategy) strategy.Strategy {
+	switch s {
+	case metadata.Async:
+		return n.async
+	case metadata.Active:
+		return n.active
+	}
+	return n.sync
+}
+
+// runStrategies runs the strategies' background work until the node
+// stops.
+func (n *Node) runStrategies() {
+	defer n.wg.Done()
+	var wg sync.WaitGroup
+	for _, s := range []strategy.Strategy{n.sync, n.async, n.active} {
+		wg.Go(func() { s.Run(n.stop) })
+	}
+	wg.Wait()
+}
+
+// --- streams ---
+
+// StreamStatus describes one stream this node sends.
+type StreamStatus = streaming.Status
+
+// StreamStallAfter is how long a stream may make no progress before it
+// is reported stalled (plus the RTT to its destination).
+const StreamStallAfter = streaming.StallAfter
+
+// Streams reports the streams this node is sending (async and active
+// keyspaces).
+func (n *Node) Streams() []StreamStatus {
+	out := append(n.async.Streams(), n.active.Streams()...)
+	streaming.Sort(out)
+	return out
+}
+
+// --- async keyspaces (package asyncks) ---
+
+// Errors of async keyspaces.
 var (
 	ErrPrimaryHealthy = asyncks.ErrPrimaryHealthy
 	ErrNotDrained     = asyncks.ErrNotDrained
@@ -46,8 +97,40 @@ func (n *Node) LostWrites(keyspace string) ([]metadata.LostWrite, error) {
 	return n.async.LostWrites(keyspace)
 }
 
-// runStrategies runs the strategies' background work until the node stops.
-func (n *Node) runStrategies() {
-	defer n.wg.Done()
-	n.async.Run(n.stop)
+// --- active keyspaces (package activeks) ---
+
+// Errors of active keyspaces.
+var (
+	ErrNotOnActive    = activeks.ErrNotOnActive
+	ErrStrongOnActive = activeks.ErrStrongOnActive
+)
+
+// How often an active group's leader reports what its region has seen,
+// and how often it collects tombstones (kv/gc.go).
+const (
+	KnowInterval = activeks.KnowInterval
+	GCEvery      = activeks.GCEvery
+)
+
+// Conflict is one conflict of an active keyspace, as recorded by the
+// group of one region.
+type Conflict = activeks.Conflict
+
+// ConflictQuery selects conflicts (see activeks.ConflictQuery).
+type ConflictQuery = activeks.ConflictQuery
+
+// ConflictPage is an answer to Conflicts.
+type ConflictPage = activeks.ConflictPage
+
+// Conflicts reads the conflict ledger of an active keyspace as this
+// node's region recorded it (every region records the conflicts it
+// detects; entries with the same ID in several regions are one conflict).
+func (n *Node) Conflicts(keyspace string, q ConflictQuery) (ConflictPage, error) {
+	return n.active.Conflicts(keyspace, q)
+}
+
+// Tombstones counts the deleted keys of an active keyspace that this
+// node's region still keeps (until every region has seen the delete).
+func (n *Node) Tombstones(keyspace string) (int, error) {
+	return n.active.Tombstones(keyspace)
 }
