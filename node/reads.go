@@ -197,9 +197,9 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 // writes are taken: through the shard's group if this node holds a
 // replica, otherwise by another node that does. A group of an async
 // keyspace serves it only while it acts as the keyspace's primary (its
-// role at or after the read point, and the primary lease: see
-// asyncPrimary), so a demoted, fenced or cut-off primary never answers a
-// strong read with what it had.
+// role at or after the read point, and the primary lease: its
+// strategy's Serves, see package asyncks), so a demoted, fenced or
+// cut-off primary never answers a strong read with what it had.
 func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard,
 	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
