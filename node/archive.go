@@ -435,8 +435,8 @@ func (n *Node) SetBackupSchedule(ctx context.Context, s *metadata.BackupSchedule
 	if err != nil {
 		return err
 	}
-	if res, _ := p.value.(metadata.ApplyResult); res.Err != nil {
+	if res, _ := p.Value.(metadata.ApplyResult); res.Err != nil {
 		return res.Err
 	}
-	return n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.index })
+	return n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index })
 }

@@ -278,10 +278,10 @@ func (n *Node) metaCommand(ctx context.Context, c metadata.Command) error {
 	if err != nil {
 		return err
 	}
-	if res, _ := p.value.(metadata.ApplyResult); res.Err != nil {
+	if res, _ := p.Value.(metadata.ApplyResult); res.Err != nil {
 		return res.Err
 	}
-	return n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.index })
+	return n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index })
 }
 
 // restoreGroup is one group's rebuilt state in the scratch database.
@@ -616,7 +616,7 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 				}
 				return fmt.Errorf("restore: chunk %d to group %d: %w", seq, dst.Group, err)
 			}
-			res, _ := p.value.(kv.Result)
+			res, _ := p.Value.(kv.Result)
 			if res.Err != nil {
 				return fmt.Errorf("restore: chunk %d to group %d: %w", seq, dst.Group, res.Err)
 			}
