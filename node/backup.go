@@ -127,6 +127,15 @@ type backupGroup struct {
 	replicas []uint64
 }
 
+// String names the group in errors: its keyspace, shard and region (a
+// region-local group's).
+func (g backupGroup) String() string {
+	if g.region == "" {
+		return fmt.Sprintf("group %d (keyspace %s, shard %d)", g.group, g.keyspace, g.shard)
+	}
+	return fmt.Sprintf("group %d (keyspace %s, shard %d, region %s)", g.group, g.keyspace, g.shard, g.region)
+}
+
 // backupLayout lists the groups of the keyspaces named (all if none).
 func (n *Node) backupLayout(names []string) ([]*metadata.Keyspace, []backupGroup, error) {
 	st := n.meta.State()
@@ -331,7 +340,7 @@ func (n *Node) backupOnce(ctx context.Context, store *backup.Store, target *node
 	err = forEach(ctx, len(groups), 8, func(ctx context.Context, i int) error {
 		idx, _, err := n.mark(ctx, groups[i].group, groups[i].replicas, cut)
 		if err != nil {
-			return fmt.Errorf("backup: sealing group %d (keyspace %s, shard %d): %w", groups[i].group, groups[i].keyspace, groups[i].shard, err)
+			return fmt.Errorf("backup: sealing %s: %w", groups[i], err)
 		}
 		results[i].SealIndex = idx
 		return nil
@@ -376,7 +385,7 @@ func (n *Node) backupOnce(ctx context.Context, store *backup.Store, target *node
 				retryMu.Unlock()
 			}
 			if err != nil {
-				return fmt.Errorf("backup: log of group %d (keyspace %s, shard %d) after %d: %w", g.group, g.keyspace, g.shard, reach, err)
+				return fmt.Errorf("backup: log of %s after %d: %w", g, reach, err)
 			}
 			for _, o := range resp.GetSegments() {
 				r.Segments = append(r.Segments, objectFromPB(o))
@@ -502,7 +511,7 @@ func (n *Node) baseFromReplicas(ctx context.Context, target *nodepb.BackupTarget
 		}
 		errs = append(errs, fmt.Errorf("node %d: %w", id, err))
 	}
-	return nil, fmt.Errorf("backup: no replica of group %d (keyspace %s, shard %d, region %s) wrote its base: %w", g.group, g.keyspace, g.shard, g.region, errors.Join(errs...))
+	return nil, fmt.Errorf("backup: no replica of %s wrote its base: %w", g, errors.Join(errs...))
 }
 
 // logFromReplicas has a replica of g write its log in (from, to].
@@ -685,9 +694,12 @@ func (n *Node) readLog(group, from, to uint64) ([]backup.Entry, error) {
 }
 
 // mark appends a mark stamped after `after` to a group, through its
-// leader wherever it is.
+// leader wherever it is. It gives up after a request timeout whatever
+// ctx allows: a group none of whose replicas answers (its only region
+// down) fails the backup then, rather than holding it until the
+// caller's deadline.
 func (n *Node) mark(ctx context.Context, group uint64, replicas []uint64, after hlc.Timestamp) (uint64, hlc.Timestamp, error) {
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	req := &nodepb.MarkRequest{Group: group, After: after.AppendEncode(nil)}
 	var resp *nodepb.MarkResponse

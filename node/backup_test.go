@@ -390,8 +390,9 @@ func fill(t *testing.T, ctx context.Context, n *node.Node, keyspace string, keys
 // of a backup. A sync keyspace's backup completes from the replicas in
 // the other regions, verifies and restores; an active keyspace's backup,
 // whose groups in that region have no other replica, fails cleanly,
-// naming them, and records nothing. Either way no corrupt backup is ever
-// recorded as good.
+// naming them, and records nothing; so does an incremental backup of it
+// taken with the region down (it fails sealing the cut). Either way no
+// corrupt backup is ever recorded as good.
 func TestBackupWithARegionKilled(t *testing.T) {
 	c := backupCluster(t, testcluster.Options{})
 	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "s", Shards: 2})
@@ -470,6 +471,49 @@ func TestBackupWithARegionKilled(t *testing.T) {
 			t.Logf("the active keyspace's backup failed cleanly: %v", err)
 		}
 	}
+
+	// An incremental backup of the active keyspace with ap-southeast down:
+	// its groups there keep their parent's bases, so the first step that
+	// needs them is sealing the cut, which fails (after a request timeout,
+	// not at the caller's deadline), naming the region, and records
+	// nothing.
+	c.Restart(asia)
+	if err := c.Node(asia).WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	parent, err := east.CreateBackup(ctx, node.BackupRequest{Target: target, Keyspaces: []string{"a"}, Full: true}, nil)
+	if err != nil {
+		t.Fatalf("the active keyspace's backup with every region up: %v", err)
+	}
+	c.Kill(asia)
+	store, err := backup.OpenStore(target, backup.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _, err := store.Manifests(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = east.CreateBackup(ctx, node.BackupRequest{Target: target, Keyspaces: []string{"a"}}, nil)
+	switch {
+	case err == nil:
+		t.Fatal("an incremental backup of the active keyspace succeeded with ap-southeast down")
+	case ctx.Err() != nil:
+		t.Fatalf("the incremental backup ran until the caller's deadline: %v", err)
+	case !strings.Contains(err.Error(), "ap-southeast"):
+		t.Fatalf("the failure does not name the region: %v", err)
+	}
+	after, _, lerr := store.Manifests(ctx)
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("a failed incremental backup recorded a manifest (%d, then %d)", len(before), len(after))
+	}
+	if rep, verr := backup.Verify(ctx, store); verr != nil || !rep.OK() {
+		t.Fatalf("verify after the failed incremental backup: %v %+v", verr, rep.Problems)
+	}
+	t.Logf("incremental backup on %s with ap-southeast down failed cleanly: %v", parent.ID, err)
 }
 
 // TestRestoreInterruptedThenResumedOrCancelled: a restore stopped half-way
