@@ -66,6 +66,9 @@ func fileKeyPaths(t reflect.Type, prefix string, format Format) []string {
 	var out []string
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if keyOf(f, format) == "-" {
+			continue // not read from files
+		}
 		key := prefix + keyOf(f, format)
 		out = append(out, key)
 		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {

@@ -133,6 +133,9 @@ func Render(f File, format Format) ([]byte, error) {
 	t := v.Type()
 	for i := range t.NumField() {
 		key := keyOf(t.Field(i), format)
+		if key == "-" {
+			continue // not in files (ClockOffset: a flag only)
+		}
 		doc, ok := docs[key]
 		if !ok {
 			return nil, fmt.Errorf("config: key %s has no explanation", key)

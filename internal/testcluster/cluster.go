@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,6 +78,45 @@ type Member struct {
 	Dir    string
 	FS     vfs.FS     // nil: the operating system's
 	Node   *node.Node // nil while killed
+	// held keeps the address of a member not started yet (Options.Held)
+	// until Restart starts it: another test's listener cannot take it.
+	held *heldListener
+}
+
+// heldListener keeps a port taken while its node is not running: it
+// accepts connections and closes them at once, as a stopped process's
+// port refuses them, until release hands the listener to the node.
+type heldListener struct {
+	ln   *net.TCPListener
+	stop atomic.Bool
+	done chan struct{}
+}
+
+func hold(ln net.Listener) *heldListener {
+	h := &heldListener{ln: ln.(*net.TCPListener), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		for {
+			conn, err := h.ln.Accept()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() && !h.stop.Load() {
+					continue
+				}
+				return
+			}
+			_ = conn.Close()
+		}
+	}()
+	return h
+}
+
+// release stops accepting and returns the listener, still open.
+func (h *heldListener) release() net.Listener {
+	h.stop.Store(true)
+	_ = h.ln.SetDeadline(time.Now())
+	<-h.done
+	_ = h.ln.SetDeadline(time.Time{})
+	return h.ln
 }
 
 // Cluster is a running test cluster.
@@ -144,7 +184,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	started := 0
 	for i, m := range c.Members {
 		if slices.Contains(opts.Held, m.ID) {
-			_ = listeners[i].Close() // Restart listens again
+			m.held = hold(listeners[i]) // Restart takes it
 			continue
 		}
 		started++
@@ -309,6 +349,13 @@ func (c *Cluster) TryRestart(id uint64) error {
 	}
 	var ln net.Listener
 	var err error
+	c.mu.Lock()
+	held := m.held
+	m.held = nil
+	c.mu.Unlock()
+	if held != nil {
+		return c.start(m, held.release())
+	}
 	// The port was just released; the kernel may hold it for a moment.
 	for range 100 {
 		if ln, err = net.Listen("tcp", m.Addr); err == nil {
@@ -329,6 +376,12 @@ func (c *Cluster) Heal() { c.Net.Heal() }
 func (c *Cluster) Close() {
 	for _, m := range c.Members {
 		c.Kill(m.ID)
+		c.mu.Lock()
+		if m.held != nil {
+			_ = m.held.release().Close()
+			m.held = nil
+		}
+		c.mu.Unlock()
 	}
 	c.Net.Close()
 }
