@@ -176,6 +176,8 @@ func refusal(err error) error {
 		return fmt.Errorf("%w: %s", ErrWrongCluster, st.Message())
 	case st.Code() == codes.FailedPrecondition && strings.HasPrefix(st.Message(), versionMarker):
 		return fmt.Errorf("%w: %s", ErrVersion, st.Message())
+	case st.Code() == codes.Unauthenticated && strings.HasPrefix(st.Message(), identityMarker):
+		return fmt.Errorf("%w: %s", ErrIdentity, st.Message())
 	}
 	return nil
 }
