@@ -78,6 +78,10 @@ type CertOptions struct {
 	Lifetime time.Duration
 	// Overwrite replaces existing files.
 	Overwrite bool
+	// OutDir is where the certificate and key go (default Dir); the CA
+	// bundle is copied there too, so that OutDir is all a node or client
+	// needs (several nodes on one machine each get a directory).
+	OutDir string
 	// Hosts are the node's addresses and names (CreateNode): IP
 	// addresses and DNS names, put in the certificate's SANs so that
 	// clients verifying the host name (redis-cli --tls, browsers) accept
@@ -267,7 +271,14 @@ func issue(o CertOptions, tmpl *x509.Certificate, id Identity, certFile, keyFile
 	if ClusterNameOf(id.Cluster) != caID.ClusterName() {
 		return nil, fmt.Errorf("%w: the CA is cluster %q's, not %q's", ErrIdentity, caID.Cluster, id.Cluster)
 	}
-	certPath, keyPath := filepath.Join(o.Dir, certFile), filepath.Join(o.Dir, keyFile)
+	out := o.OutDir
+	if out == "" {
+		out = o.Dir
+	}
+	if err := EnsureDir(out); err != nil {
+		return nil, err
+	}
+	certPath, keyPath := filepath.Join(out, certFile), filepath.Join(out, keyFile)
 	if !o.Overwrite {
 		for _, p := range []string{certPath, keyPath} {
 			if _, err := os.Stat(p); err == nil {
@@ -309,6 +320,15 @@ func issue(o CertOptions, tmpl *x509.Certificate, id Identity, certFile, keyFile
 	}
 	if err := writeAtomic(certPath, pemCert(der), 0o644, true); err != nil {
 		return nil, err
+	}
+	if filepath.Clean(out) != filepath.Clean(o.Dir) {
+		bundle, err := os.ReadFile(filepath.Join(o.Dir, CACertFile))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrFiles, err)
+		}
+		if err := writeAtomic(filepath.Join(out, CACertFile), bundle, 0o644, true); err != nil {
+			return nil, err
+		}
 	}
 	return cert, nil
 }
