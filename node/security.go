@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/meridian-db/meridian/auth"
+	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -39,3 +40,6 @@ func (n *Node) Guard() *auth.Guard { return n.guard }
 
 // Secure reports whether node-to-node traffic is mutual TLS.
 func (n *Node) Secure() bool { return n.cfg.Certs != nil }
+
+// Certs returns the node's certificates (nil without).
+func (n *Node) Certs() *pki.Store { return n.cfg.Certs }
