@@ -109,6 +109,8 @@ func TestAuthorize(t *testing.T) {
 	}
 	for i, c := range []check{
 		{Principal{}, PublicAccess, "", nil},
+		{user(RootUser), Permission{}, "", ErrDenied},
+		{user("admin"), Permission{}, "", ErrDenied},
 		{Principal{}, Authenticated, "", ErrUnauthenticated},
 		{Principal{}, ReadKeyspace, "x", ErrUnauthenticated},
 		{Principal{Kind: Open}, AdminCluster, "", nil},
@@ -309,4 +311,40 @@ func FuzzApplyRules(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPreparedRules: prepared rules carry hashes, not passwords, and
+// applying them gives what ApplyRules gives.
+func TestPreparedRules(t *testing.T) {
+	base := mustRules(t, NewUser("alice"), "on", ">old", "~a", "+@read")
+	rules := []string{">new", "<old", "~b", "(~c +@write)", ">new"}
+	prepared, err := PrepareRules(base, rules, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range prepared {
+		if strings.Contains(r, "new") || strings.Contains(r, "old") {
+			t.Fatalf("prepared rule %q holds a password", r)
+		}
+	}
+	got, err := ApplyPrepared(base, prepared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Passwords) != 1 || !VerifyPassword(got.Passwords[0], "new") || !got.Allows(Read, "b", false) || !got.Allows(Write, "c", false) {
+		t.Fatalf("applied: %s", got.Describe())
+	}
+	if _, err := ApplyPrepared(base, []string{">raw"}); !errors.Is(err, ErrBadRule) {
+		t.Fatalf("an unprepared password rule: %v", err)
+	}
+	if _, err := PrepareRules(base, []string{"#+" + base.Passwords[0]}, ops); !errors.Is(err, ErrBadRule) {
+		t.Fatalf("a user giving a prepared rule: %v", err)
+	}
+	// A nopass user given a password it already has... keeps one and
+	// drops nopass.
+	np := mustRules(t, base, "nopass")
+	p2, _ := PrepareRules(np, []string{">x"}, ops)
+	if got, _ := ApplyPrepared(np, p2); got.NoPass || len(got.Passwords) != 1 {
+		t.Fatalf("nopass then a password: %s", got.Describe())
+	}
 }

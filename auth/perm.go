@@ -33,9 +33,12 @@ const RootUser = "root"
 // Class is what a permission is about.
 type Class uint8
 
-// Classes.
+// Classes. The zero Class is no class at all: a Permission left zero is
+// refused to everyone (but an open principal), so that a command or route
+// whose permission was forgotten is not public.
 const (
-	Public Class = iota
+	Unset Class = iota
+	Public
 	Connected
 	Read
 	Write
@@ -43,7 +46,7 @@ const (
 	Join
 )
 
-var classNames = [...]string{"public", "connected", "read", "write", "admin", "join"}
+var classNames = [...]string{"unset", "public", "connected", "read", "write", "admin", "join"}
 
 func (c Class) String() string {
 	if int(c) < len(classNames) {
@@ -136,6 +139,9 @@ type Users func(name string) (*User, bool)
 func Authorize(p Principal, perm Permission, keyspace string, users Users) error {
 	if perm.Class == Public || p.Kind == Open {
 		return nil
+	}
+	if perm.Class == Unset || perm.Class > Join {
+		return fmt.Errorf("%w: no permission is recorded for this request", ErrDenied)
 	}
 	switch p.Kind {
 	case Anonymous:

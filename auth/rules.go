@@ -41,6 +41,88 @@ func ApplyRules(u *User, rules []string, ops PasswordOps) (*User, error) {
 	return out, nil
 }
 
+// Prepared password rules: "#+<hash>" adds a hash, "#-<hash>" removes
+// one. Users cannot give them (ApplyRules refuses '#').
+const (
+	preparedAdd    = "#+"
+	preparedRemove = "#-"
+)
+
+// PrepareRules checks rules against u (as ApplyRules) and returns them
+// with every password rule replaced by the hash it adds or removes, so
+// that applying them (ApplyPrepared) is deterministic and cheap: the
+// metadata's replicas apply the result, and no password travels through
+// the raft log.
+func PrepareRules(u *User, rules []string, ops PasswordOps) ([]string, error) {
+	work := u.Clone()
+	out := make([]string, 0, len(rules))
+	for _, r := range rules {
+		switch {
+		case strings.HasPrefix(r, ">"):
+			before := slices.Clone(work.Passwords)
+			if err := applyRule(work, r, ops); err != nil {
+				return nil, err
+			}
+			for _, h := range work.Passwords {
+				if !slices.Contains(before, h) {
+					out = append(out, preparedAdd+h)
+				}
+			}
+			if len(work.Passwords) == len(before) {
+				out = append(out, "-nopass-") // already a password: only nopass goes
+			}
+		case strings.HasPrefix(r, "<"):
+			before := slices.Clone(work.Passwords)
+			if err := applyRule(work, r, ops); err != nil {
+				return nil, err
+			}
+			for _, h := range before {
+				if !slices.Contains(work.Passwords, h) {
+					out = append(out, preparedRemove+h)
+				}
+			}
+		default:
+			if err := applyRule(work, r, ops); err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// ApplyPrepared applies rules made by PrepareRules to a copy of u.
+func ApplyPrepared(u *User, rules []string) (*User, error) {
+	out := u.Clone()
+	for _, r := range rules {
+		switch {
+		case strings.HasPrefix(r, preparedAdd):
+			h := r[len(preparedAdd):]
+			out.NoPass = false
+			if slices.Contains(out.Passwords, h) {
+				continue
+			}
+			if len(out.Passwords) >= MaxPasswords {
+				return nil, fmt.Errorf("%w: the user has %d passwords already", ErrBadRule, MaxPasswords)
+			}
+			out.Passwords = append(out.Passwords, h)
+		case strings.HasPrefix(r, preparedRemove):
+			if i := slices.Index(out.Passwords, r[len(preparedRemove):]); i >= 0 {
+				out.Passwords = slices.Delete(out.Passwords, i, i+1)
+			}
+		case r == "-nopass-":
+			out.NoPass = false
+		case strings.HasPrefix(r, ">") || strings.HasPrefix(r, "<"):
+			return nil, fmt.Errorf("%w: a password rule that was not prepared", ErrBadRule)
+		default:
+			if err := applyRule(out, r, PasswordOps{}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
 func badRule(rule, why string) error {
 	if strings.HasPrefix(rule, ">") || strings.HasPrefix(rule, "<") {
 		rule = rule[:1] + "***"
