@@ -41,7 +41,9 @@ func TestUserCommands(t *testing.T) {
 		return v.(ApplyResult).Err
 	}
 	ops := auth.PasswordOps{
-		Hash:   func(pw string) (string, error) { return auth.HashPassword(pw, auth.HashParams{MemoryKiB: 64, Time: 1, Threads: 1}) },
+		Hash: func(pw string) (string, error) {
+			return auth.HashPassword(pw, auth.HashParams{MemoryKiB: 64, Time: 1, Threads: 1})
+		},
 		Verify: auth.VerifyPassword,
 	}
 	rules, err := auth.PrepareRules(auth.NewUser("alice"), []string{"on", ">pw", "~orders", "+@read"}, ops)
