@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -190,25 +191,62 @@ type bodyReplay struct {
 	io.Closer
 }
 
-// passwordRule matches the password rules of a JSON body (">secret",
-// "<secret") and password fields.
-var passwordRule = regexp.MustCompile(`"[<>](?:[^"\\]|\\.)*"|("password"\s*:\s*)"(?:[^"\\]|\\.)*"`)
+// passwordRule matches, in a body that is not JSON, what may be a
+// password rule (">secret", "<secret", also escaped as \u003e, \u003c)
+// or a password field.
+var passwordRule = regexp.MustCompile(`"(?:[<>]|\\u003[ceCE])(?:[^"\\]|\\.)*"|("password"\s*:\s*)"(?:[^"\\]|\\.)*"`)
 
-// redactBody shows an admin body in the audit log: passwords hidden, at
-// most 512 bytes, on one line.
+// redactBody shows an admin body in the audit log: passwords hidden (in
+// JSON, every string starting with '>' or '<', as ACL rules give
+// passwords, and every "password" field), at most 512 bytes, on one line.
 func redactBody(b []byte) string {
-	s := passwordRule.ReplaceAllStringFunc(string(b), func(m string) string {
-		if strings.HasPrefix(m, `"password"`) {
-			k, _, _ := strings.Cut(m, ":")
-			return k + `:"***"`
+	var s string
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err == nil && !dec.More() {
+		var out bytes.Buffer
+		enc := json.NewEncoder(&out)
+		enc.SetEscapeHTML(false)
+		if enc.Encode(redactJSON(v, "")) == nil {
+			s = strings.TrimSpace(out.String())
 		}
-		return `"` + m[1:2] + `***"`
-	})
+	}
+	if s == "" {
+		s = passwordRule.ReplaceAllStringFunc(string(b), func(m string) string {
+			if strings.HasPrefix(m, `"password"`) {
+				k, _, _ := strings.Cut(m, ":")
+				return k + `:"***"`
+			}
+			return `"***"`
+		})
+	}
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 512 {
 		s = s[:512] + "..."
 	}
 	return s
+}
+
+func redactJSON(v any, key string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = redactJSON(e, k)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = redactJSON(e, key)
+		}
+	case string:
+		if strings.EqualFold(key, "password") {
+			return "***"
+		}
+		if strings.HasPrefix(x, ">") || strings.HasPrefix(x, "<") {
+			return x[:1] + "***"
+		}
+	}
+	return v
 }
 
 // audit records an admin request in the node's audit log.

@@ -114,7 +114,7 @@ var sampleRequests = map[string][]sample{
 	"DELETE /v1/auth/tokens/{id}":        {{"DELETE", "/v1/auth/tokens/0011223344556677?user=reader", ""}},
 	"GET /v1/users":                      {{"GET", "/v1/users", ""}},
 	"GET /v1/users/{user}":               {{"GET", "/v1/users/reader", ""}},
-	"PUT /v1/users/{user}":               {{"PUT", "/v1/users/scratch", `{"rules":["off",">scratch-pw"]}`}},
+	"PUT /v1/users/{user}":               {{"PUT", "/v1/users/scratch", `{"rules":["off","\u003escratch-pw"]}`}},
 	"DELETE /v1/users/{user}":            {{"DELETE", "/v1/users/scratch", ""}},
 	"GET /v1/audit":                      {{"GET", "/v1/audit?since=1h", ""}},
 }
@@ -366,9 +366,11 @@ func TestTokensAndJoin(t *testing.T) {
 
 func TestRedactBody(t *testing.T) {
 	for in, want := range map[string]string{
-		`{"rules":["on",">s3cret","<old\"pw","~*"]}`: `{"rules":["on",">***","<***","~*"]}`,
-		`{"password": "x y"}`:                        `{"password":"***"}`,
-		`{"to":"eu-west"}`:                           `{"to":"eu-west"}`,
+		`{"rules":["on",">s3cret","<old\"pw","~*"]}`:  `{"rules":["on",">***","<***","~*"]}`,
+		`{"password": "x y"}`:                         `{"password":"***"}`,
+		`{"to":"eu-west"}`:                            `{"to":"eu-west"}`,
+		`{"rules":["on","\u003es3cret","\u003cold"]}`: `{"rules":["on",">***","<***"]}`,
+		`not json "\u003es3cret" ">x"`:                `not json "***" "***"`,
 	} {
 		if got := redactBody([]byte(in)); got != want {
 			t.Errorf("redact %s: %s, want %s", in, got, want)

@@ -64,6 +64,9 @@ func (n *Node) SetUser(ctx context.Context, name string, rules []string) (*auth.
 	if err := checkUserName(name); err != nil {
 		return nil, err
 	}
+	if err := n.freshUsers(ctx); err != nil {
+		return nil, err
+	}
 	cur, ok := n.lookupUser(name)
 	if !ok {
 		cur = auth.NewUser(name)
@@ -84,6 +87,9 @@ func (n *Node) DeleteUser(ctx context.Context, name string) (bool, error) {
 	if err := checkUserName(name); err != nil {
 		return false, err
 	}
+	if err := n.freshUsers(ctx); err != nil {
+		return false, err
+	}
 	if _, ok := n.lookupUser(name); !ok {
 		return false, nil
 	}
@@ -102,6 +108,9 @@ func (n *Node) IssueToken(ctx context.Context, user string, ttl time.Duration) (
 	if ttl < time.Second || ttl > MaxTokenTTL {
 		return "", auth.Token{}, fmt.Errorf("%w: a token lives between 1s and %v", auth.ErrBadRule, MaxTokenTTL)
 	}
+	if err := n.freshUsers(ctx); err != nil {
+		return "", auth.Token{}, err
+	}
 	if _, ok := n.lookupUser(user); !ok {
 		return "", auth.Token{}, fmt.Errorf("%w: %q", auth.ErrUnknownUser, user)
 	}
@@ -118,11 +127,26 @@ func (n *Node) IssueToken(ctx context.Context, user string, ttl time.Duration) (
 
 // RevokeToken removes a user's token; it reports whether there was one.
 func (n *Node) RevokeToken(ctx context.Context, user, id string) (bool, error) {
+	if err := n.freshUsers(ctx); err != nil {
+		return false, err
+	}
 	u, ok := n.lookupUser(user)
 	if !ok || !slices.ContainsFunc(u.Tokens, func(t auth.Token) bool { return t.ID == id }) {
 		return false, nil
 	}
 	return true, n.proposeUser(ctx, metadata.UserCommand{Name: user, RevokeToken: id})
+}
+
+// freshUsers brings this node's metadata up to the latest committed
+// change (a read index confirmed by the metadata group's leader), so
+// that a change of a user starts from what every node agrees on.
+func (n *Node) freshUsers(ctx context.Context) error {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	if _, err := n.host.ReadIndex(ctx, metadata.SystemGroup); err != nil {
+		return fmt.Errorf("node: reading the users: %w", err)
+	}
+	return nil
 }
 
 // proposeUser commits a user change and waits until this node's
