@@ -215,6 +215,11 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 		n.args = append([]string{"start", "--id", fmt.Sprint(n.id), "--region", n.region, "--data-dir", n.dir,
 			"--listen", n.raft, "--resp", n.resp, "--http", n.http, "--peers", strings.Join(peers, ","),
 			"--latency", w.latency, "--log-level", "warn"}, cfg.args...)
+		if w.ns != nil {
+			// Namespaced addresses are not loopback ones: plaintext there
+			// must be asked for (security is tested in security_test.go).
+			n.args = append(n.args, "--insecure")
+		}
 		f, err := os.Create(filepath.Join(w.root, fmt.Sprintf("n%d.log", n.id)))
 		if err != nil {
 			t.Fatal(err)
