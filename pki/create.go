@@ -513,3 +513,16 @@ func readKey(path string) (crypto.Signer, error) {
 	}
 	return s, nil
 }
+
+// CAIdentity returns the identity of the CA of dir whose key is keyPath
+// (default dir/ca.key): the cluster it names.
+func CAIdentity(dir, keyPath string) (Identity, error) {
+	if keyPath == "" {
+		keyPath = filepath.Join(dir, CAKeyFile)
+	}
+	ca, _, err := loadCA(dir, keyPath)
+	if err != nil {
+		return Identity{}, err
+	}
+	return IdentityOf(ca)
+}

@@ -423,3 +423,36 @@ func TestCARotation(t *testing.T) {
 }
 
 func parseURL(s string) (*url.URL, error) { return url.Parse(s) }
+
+// TestCAIdentity: the identity of the CA whose key is given, the new one
+// after a rotation (the bundle holds both), refused for a key no CA in
+// the bundle has or a directory without a CA.
+func TestCAIdentity(t *testing.T) {
+	dir := newCA(t, "prod")
+	id, err := CAIdentity(dir, "")
+	if err != nil || id.Kind != KindCA || id.Cluster != "prod" || id.ClusterName() != "prod" {
+		t.Fatalf("CAIdentity: %+v %v", id, err)
+	}
+	oldKey := filepath.Join(t.TempDir(), "old-ca.key")
+	copyFile(t, filepath.Join(dir, CAKeyFile), oldKey)
+	if _, err := CreateCA(CAOptions{Dir: dir, Rotate: true}); err != nil {
+		t.Fatal(err)
+	}
+	newID, err := CAIdentity(dir, "")
+	if err != nil || newID.Cluster != "prod" {
+		t.Fatalf("after rotation: %+v %v", newID, err)
+	}
+	if id, err := CAIdentity(dir, oldKey); err != nil || id.Cluster != "prod" {
+		t.Fatalf("the old key, still in the bundle: %+v %v", id, err)
+	}
+	other := newCA(t, "other")
+	if _, err := CAIdentity(dir, filepath.Join(other, CAKeyFile)); !errors.Is(err, ErrFiles) {
+		t.Fatalf("another CA's key: %v", err)
+	}
+	if id, err := CAIdentity(other, ""); err != nil || id.Cluster != "other" {
+		t.Fatalf("the other CA: %+v %v", id, err)
+	}
+	if _, err := CAIdentity(t.TempDir(), ""); err == nil {
+		t.Fatal("a directory without a CA")
+	}
+}
