@@ -19,6 +19,7 @@ import (
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
@@ -331,6 +332,7 @@ type Node struct {
 	refusals   refusals      // when each stream's refusal was last logged (active.go)
 	streamGate streamGate    // stream batches proposed here in order (streams.go)
 	groups     groupIndex    // what each data group is (groupindex.go)
+	leaders    leaders       // leaders of groups hosted elsewhere, as answers said (rpc.go)
 	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
 
 	mu          sync.Mutex
@@ -403,6 +405,7 @@ func Start(cfg Config) (*Node, error) {
 	n.tr, err = transport.New(transport.Config{
 		NodeID: cfg.ID, Cluster: n.cluster, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
 		Net: cfg.Net, Logger: cfg.Logger, Security: sec,
+		Services: []transport.Service{{Desc: &nodepb.Node_ServiceDesc, Impl: rpcServer{n: n}}},
 	}, handler{n})
 	if err != nil {
 		_ = db.Close()
@@ -610,10 +613,6 @@ func (h handler) HandleRaft(from uint64, batch []transport.Envelope) {
 		h.n.host.Deliver(batch[i].Group, msgs)
 		i = j
 	}
-}
-
-func (h handler) HandleCall(ctx context.Context, from uint64, method string, req []byte) ([]byte, error) {
-	return h.n.handleCall(ctx, from, method, req)
 }
 
 func (h handler) ReportUnreachable(group, to uint64) { h.n.host.ReportUnreachable(group, to) }
