@@ -461,9 +461,10 @@ func (a *api) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// auditLog answers GET /v1/audit[?since=D|RFC3339][&limit=N]: this
-// node's audit records, oldest first (`meridian audit` merges every
-// node's).
+// auditLog answers GET /v1/audit[?since=D|RFC3339][&limit=N][&scope=node]:
+// the cluster's audit records (every node's, merged by time; the nodes
+// that did not answer named in "missing"), or with scope=node this
+// node's only; oldest first, the newest N at most.
 func (a *api) auditLog(w http.ResponseWriter, r *http.Request) error {
 	var sinceMS int64
 	if s := r.URL.Query().Get("since"); s != "" {
@@ -483,14 +484,26 @@ func (a *api) auditLog(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	recs, err := a.n.AuditLog(sinceMS, limit)
-	if err != nil {
-		return err
+	var out node.ClusterAudit
+	switch scope := r.URL.Query().Get("scope"); scope {
+	case "", "cluster":
+		var err error
+		if out, err = a.n.ClusterAuditLog(r.Context(), sinceMS, limit); err != nil {
+			return err
+		}
+	case "node":
+		recs, err := a.n.AuditLog(sinceMS, limit)
+		if err != nil {
+			return err
+		}
+		out.Records = recs
+	default:
+		return errorf(CodeBadQuery, "scope: cluster or node, not %q", scope)
 	}
-	if recs == nil {
-		recs = []node.AuditRecord{}
+	if out.Records == nil {
+		out.Records = []node.AuditRecord{}
 	}
-	writeJSON(w, http.StatusOK, recs)
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

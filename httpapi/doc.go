@@ -60,7 +60,8 @@
 //	GET    /v1/users/{user}       User
 //	PUT    /v1/users/{user}       body UserRequest: ACL rules in Redis's syntax; 200 User
 //	DELETE /v1/users/{user}       remove a user
-//	GET    /v1/audit              this node's audit records (?since=1h or an RFC 3339 time, ?limit=N), oldest first
+//	GET    /v1/audit              ClusterAudit: every node's audit records merged, oldest first, and the nodes
+//	                              that did not answer (?since=1h or RFC 3339, ?limit=N, ?scope=node: this node's)
 //
 // # Authentication and authorization
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/meridian-db/meridian/internal/testcluster"
 	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node"
 	"github.com/meridian-db/meridian/pki"
 )
 
@@ -301,6 +302,34 @@ func TestPermissionsOverEveryRoute(t *testing.T) {
 	}
 	if !denied || !tried {
 		t.Fatalf("the audit logs lack the reader's refused switchover (%v) or the admin's (%v)", denied, tried)
+	}
+
+	// GET /v1/audit through one node: every node's records, merged; with
+	// scope=node, that node's only.
+	admin := callers[2].c
+	own, err := e.c.Node(1).AuditLog(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scope := range []string{"", "&scope=node"} {
+		status, body := admin.do(t, e.urls[0], sample{"GET", "/v1/audit?since=1h&limit=100000" + scope, ""})
+		var ca node.ClusterAudit
+		if status != http.StatusOK || json.Unmarshal(body, &ca) != nil || len(ca.Missing) != 0 {
+			t.Fatalf("GET /v1/audit%s: %d %.300s", scope, status, body)
+		}
+		nodes := map[uint64]int{}
+		for _, r := range ca.Records {
+			nodes[r.Node]++
+		}
+		switch {
+		case scope == "" && len(nodes) != len(e.c.IDs()):
+			t.Fatalf("GET /v1/audit through node 1 holds records of nodes %v, want all %d", nodes, len(e.c.IDs()))
+		case scope != "" && (len(nodes) != 1 || nodes[1] < len(own)):
+			t.Fatalf("GET /v1/audit?scope=node of node 1 holds records of nodes %v, want node 1's %d", nodes, len(own))
+		}
+	}
+	if status, body := admin.do(t, e.urls[0], sample{"GET", "/v1/audit?scope=region", ""}); status != http.StatusBadRequest || !strings.Contains(string(body), CodeBadQuery) {
+		t.Fatalf("a bad scope: %d %s", status, body)
 	}
 }
 

@@ -1,10 +1,18 @@
 package node
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/node/nodepb"
 )
 
 // The audit log: every admin action taken through this node (who, what,
@@ -18,8 +26,10 @@ import (
 // quorum across regions, so neither a burst of refused attempts nor a
 // metadata group without quorum (when a failover is most needed) stops
 // it. The price is that the cluster's whole log is the union of its
-// nodes' logs: `meridian audit` reads every node's and merges them by
-// time, and a node whose disk is lost loses its records (SECURITY.md).
+// nodes' logs: ClusterAuditLog asks every node for its records (the
+// node service's Audit method) and merges them by time, naming the nodes
+// that did not answer; and a node whose disk is lost loses its records
+// (SECURITY.md).
 
 // DefaultAuditRetention is how many records a node keeps.
 const DefaultAuditRetention = 100_000
@@ -112,4 +122,122 @@ func (n *Node) AuditLog(sinceMS int64, limit int) ([]AuditRecord, error) {
 		out = out[len(out)-limit:]
 	}
 	return out, nil
+}
+
+// maxAuditAnswerBytes bounds one node's answer to another's Audit request
+// (well under the transport's message limit): the newest records that fit
+// are sent, and the answer says how many older ones were left out.
+const maxAuditAnswerBytes = 16 << 20
+
+// ClusterAudit is the cluster's audit log as one node gathered it.
+type ClusterAudit struct {
+	// Records are every node's records, oldest first (by time, then
+	// node, then sequence).
+	Records []AuditRecord `json:"records"`
+	// Missing are the nodes whose records are not in Records, and why
+	// (unreachable, timed out).
+	Missing []AuditMissing `json:"missing,omitempty"`
+	// Truncated are the nodes that sent only their newest records (the
+	// limit asked, or the size of one answer), and how many older ones
+	// they left out for size.
+	Truncated []AuditTruncated `json:"truncated,omitempty"`
+}
+
+// AuditMissing is a node whose audit records could not be read.
+type AuditMissing struct {
+	Node  uint64 `json:"node"`
+	Error string `json:"error"`
+}
+
+// AuditTruncated is a node whose answer left out older records for size.
+type AuditTruncated struct {
+	Node    uint64 `json:"node"`
+	Dropped int    `json:"dropped"`
+}
+
+// ClusterAuditLog gathers every node's audit records at or after sinceMS
+// (each node's newest limit at most; limit 0: all) and merges them, the
+// newest limit of the merge kept. A node that does not answer within the
+// request timeout is named in Missing; the error is this node's own
+// log's.
+func (n *Node) ClusterAuditLog(ctx context.Context, sinceMS int64, limit int) (ClusterAudit, error) {
+	own, err := n.AuditLog(sinceMS, limit)
+	if err != nil {
+		return ClusterAudit{}, err
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	out := ClusterAudit{Records: own}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, ni := range n.clusterNodes(n.meta.State()) {
+		if ni.ID == n.cfg.ID {
+			continue
+		}
+		wg.Add(1)
+		go func(id uint64) {
+			defer wg.Done()
+			resp, err := n.client(id).Audit(ctx, &nodepb.AuditRequest{SinceMs: sinceMS, Limit: int32(limit)})
+			if err == nil {
+				err = fromPB(resp.GetError())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out.Missing = append(out.Missing, AuditMissing{Node: id, Error: err.Error()})
+				return
+			}
+			for _, r := range resp.GetRecords() {
+				out.Records = append(out.Records, auditRecordFromPB(r))
+			}
+			if d := resp.GetDropped(); d > 0 {
+				out.Truncated = append(out.Truncated, AuditTruncated{Node: id, Dropped: int(d)})
+			}
+		}(ni.ID)
+	}
+	wg.Wait()
+	slices.SortFunc(out.Records, func(a, b AuditRecord) int {
+		return cmp.Or(cmp.Compare(a.TimeMS, b.TimeMS), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Seq, b.Seq))
+	})
+	if limit > 0 && len(out.Records) > limit {
+		out.Records = out.Records[len(out.Records)-limit:]
+	}
+	slices.SortFunc(out.Missing, func(a, b AuditMissing) int { return cmp.Compare(a.Node, b.Node) })
+	slices.SortFunc(out.Truncated, func(a, b AuditTruncated) int { return cmp.Compare(a.Node, b.Node) })
+	return out, nil
+}
+
+// serveAudit answers another node's Audit request: this node's newest
+// records that fit in maxAuditAnswerBytes.
+func (n *Node) serveAudit(req *nodepb.AuditRequest) *nodepb.AuditResponse {
+	if req.GetLimit() < 0 {
+		return &nodepb.AuditResponse{Error: toPB(fmt.Errorf("%w: audit limit %d", kv.ErrBadCommand, req.GetLimit()))}
+	}
+	recs, err := n.AuditLog(req.GetSinceMs(), int(req.GetLimit()))
+	if err != nil {
+		return &nodepb.AuditResponse{Error: toPB(err)}
+	}
+	resp := &nodepb.AuditResponse{}
+	size := 0
+	for i := len(recs) - 1; i >= 0; i-- {
+		pb := auditRecordToPB(recs[i])
+		if size += proto.Size(pb) + 8; size > maxAuditAnswerBytes {
+			resp.Dropped = uint64(i + 1)
+			break
+		}
+		resp.Records = append(resp.Records, pb)
+	}
+	slices.Reverse(resp.Records)
+	return resp
+}
+
+func auditRecordToPB(r AuditRecord) *nodepb.AuditRecord {
+	return &nodepb.AuditRecord{Seq: r.Seq, TimeMs: r.TimeMS, Node: r.Node, Region: r.Region, Who: r.Who, Via: r.Via,
+		From: r.From, Frontend: r.Frontend, Action: r.Action, Keyspace: r.Keyspace, Detail: r.Detail, Result: r.Result}
+}
+
+func auditRecordFromPB(r *nodepb.AuditRecord) AuditRecord {
+	return AuditRecord{Seq: r.GetSeq(), TimeMS: r.GetTimeMs(), Node: r.GetNode(), Region: r.GetRegion(), Who: r.GetWho(),
+		Via: r.GetVia(), From: r.GetFrom(), Frontend: r.GetFrontend(), Action: r.GetAction(), Keyspace: r.GetKeyspace(),
+		Detail: r.GetDetail(), Result: r.GetResult()}
 }

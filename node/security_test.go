@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -128,3 +130,122 @@ func TestNodeCertificateMustNameTheNode(t *testing.T) {
 		t.Fatalf("start with node 2's certificate: %v, want pki.ErrIdentity", err)
 	}
 }
+
+// TestUsersAndAuditAcrossNodes: the node service carries what users and
+// the audit log need between nodes. A user change the metadata refuses
+// comes back from the system group's leader with its own code
+// (UNKNOWN_USER); any node gathers every node's audit records, merged by
+// time and cut to the newest asked for, and names a node that did not
+// answer; and a process holding a genuine certificate of another node
+// cannot read the audit records by claiming a member's id.
+func TestUsersAndAuditAcrossNodes(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Secure: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var lead uint64
+	if err := c.WaitFor(ctx, func() bool { lead = c.Leader(metadata.SystemGroup); return lead != 0 }); err != nil {
+		t.Fatal(err)
+	}
+	follower := c.Others(lead)[0]
+
+	// A token for a user that does not exist, proposed straight to the
+	// leader (as a follower's IssueToken would after a concurrent
+	// DeleteUser): refused by the metadata, with its code.
+	tok := auth.Token{ID: "t1", Hash: "h", CreatedMS: 1, ExpiresMS: 2}
+	cmd := metadata.Command{Op: "user", User: &metadata.UserCommand{Name: "ghost", AddToken: &tok, NowMS: 1}}.Encode()
+	resp, err := nodepb.NewNodeClient(c.Node(follower).Transport().Conn(lead)).Propose(ctx,
+		&nodepb.ProposeRequest{Group: metadata.SystemGroup, Command: cmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetError() != nil || resp.GetResult().GetErr().GetCode() != nodepb.Code_UNKNOWN_USER {
+		t.Fatalf("a token for an unknown user: error %v, result %v; want the result's code UNKNOWN_USER", resp.GetError(), resp.GetResult())
+	}
+	if node.ErrorCode(auth.ErrBadRule) != "bad_rule" || node.ErrorCode(auth.ErrRootUser) != "root_user" {
+		t.Fatalf("user errors' codes: %q %q", node.ErrorCode(auth.ErrBadRule), node.ErrorCode(auth.ErrRootUser))
+	}
+
+	// The audit log: three records on each node, in turn.
+	ids := c.IDs()
+	for i := range 3 {
+		for _, id := range ids {
+			if err := c.Node(id).Audit(node.AuditRecord{Who: "root", Action: "keyspace.create", Detail: fmt.Sprintf("%d/%d", id, i), Result: "ok"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var merged []node.AuditRecord
+	for _, id := range ids {
+		all, err := c.Node(id).ClusterAuditLog(ctx, 0, 0)
+		if err != nil || len(all.Missing) != 0 || len(all.Truncated) != 0 {
+			t.Fatalf("node %d: %v, missing %v, truncated %v", id, err, all.Missing, all.Truncated)
+		}
+		if len(all.Records) != 3*len(ids) {
+			t.Fatalf("node %d gathered %d records, want %d", id, len(all.Records), 3*len(ids))
+		}
+		perNode := map[uint64]int{}
+		for i, r := range all.Records {
+			if i > 0 && r.TimeMS < all.Records[i-1].TimeMS {
+				t.Fatalf("node %d: records out of time order at %d: %+v", id, i, all.Records)
+			}
+			if want := fmt.Sprintf("%d/%d", r.Node, perNode[r.Node]); r.Detail != want {
+				t.Fatalf("node %d: record %d of node %d is %q, want %q", id, i, r.Node, r.Detail, want)
+			}
+			perNode[r.Node]++
+		}
+		if merged == nil {
+			merged = all.Records
+		} else if !slices.Equal(merged, all.Records) {
+			t.Fatalf("node %d merged\n%+v\nnode %d merged\n%+v", ids[0], merged, id, all.Records)
+		}
+	}
+	newest, err := c.Node(ids[1]).ClusterAuditLog(ctx, 0, 4)
+	if err != nil || !slices.Equal(newest.Records, merged[len(merged)-4:]) {
+		t.Fatalf("the newest 4: %+v %v, want %+v", newest.Records, err, merged[len(merged)-4:])
+	}
+	if last := newest.Records[3]; last.Detail != fmt.Sprintf("%d/2", ids[len(ids)-1]) {
+		t.Fatalf("the newest record is %+v", last)
+	}
+
+	// A process with node 9's genuine certificate claiming to be node 2.
+	dir := filepath.Join(t.TempDir(), "certs9")
+	if _, err := pki.CreateNode(pki.CertOptions{Dir: c.CA, OutDir: dir, Hosts: []string{"127.0.0.1"}}, 9); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.OpenNode(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := certs.ForNode(c.Node(1).Cluster(), 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor, err := transport.New(transport.Config{NodeID: 2, Cluster: c.Node(1).Cluster(), Region: "x", ListenAddr: "127.0.0.1:0", Security: sec}, nopHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer impostor.Close()
+	impostor.SetPeer(transport.Peer{ID: 1, Region: c.RegionOf(1), Addr: c.Member(1).Addr})
+	_, err = nodepb.NewNodeClient(impostor.Conn(1)).Audit(ctx, &nodepb.AuditRequest{})
+	if !errors.Is(err, transport.ErrIdentity) {
+		t.Fatalf("the audit records asked for by node 9 claiming to be node 2: %v, want transport.ErrIdentity", err)
+	}
+
+	// A node down: named, the others' records still there.
+	down := ids[len(ids)-1]
+	c.Kill(down)
+	part, err := c.Node(ids[0]).ClusterAuditLog(ctx, 0, 0)
+	if err != nil || len(part.Missing) != 1 || part.Missing[0].Node != down || part.Missing[0].Error == "" {
+		t.Fatalf("with node %d down: %v, missing %+v", down, err, part.Missing)
+	}
+	if len(part.Records) != 3*(len(ids)-1) {
+		t.Fatalf("with node %d down: %d records, want %d", down, len(part.Records), 3*(len(ids)-1))
+	}
+}
+
+// nopHandler receives nothing worth keeping.
+type nopHandler struct{}
+
+func (nopHandler) HandleRaft(uint64, []transport.Envelope) {}
+func (nopHandler) ReportUnreachable(uint64, uint64)        {}
+func (nopHandler) ReportSnapshot(uint64, uint64, bool)     {}

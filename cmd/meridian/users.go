@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -158,8 +156,9 @@ func auditCmd() *cobra.Command {
 		Long: `Show the audit log: every admin action (keyspace changes, switchovers and
 failovers, user management, lost writes, conflicts, pprof, netsim), allowed
 or refused, with who made it, from where, and the result. Each node keeps
-the actions it served; this asks every node (their HTTP addresses from the
-cluster's status) and merges the records by time.`,
+the actions it served; the node at --addr asks every other node for its
+records (over the node-to-node connections) and merges them by time,
+naming any node that did not answer.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			recs, errs := gatherAudit(cmd.Context(), addr, since, nodeOnly)
@@ -183,56 +182,28 @@ cluster's status) and merges the records by time.`,
 	return cmd
 }
 
-// gatherAudit reads the audit log of the node at addr and, unless
-// nodeOnly, of every other node, merged by time; a node that does not
-// answer is reported in errs.
+// gatherAudit reads the audit log through the node at addr: the
+// cluster's, which the node gathers from every node, or with nodeOnly the
+// node's own. A node whose records are missing or cut is reported in
+// errs.
 func gatherAudit(ctx context.Context, addr string, since time.Duration, nodeOnly bool) ([]node.AuditRecord, []error) {
 	c := newAdminClient(addr)
 	path := "/v1/audit?since=" + url.QueryEscape(since.String())
-	var recs []node.AuditRecord
-	if err := c.do(ctx, http.MethodGet, path, nil, &recs); err != nil {
+	if nodeOnly {
+		path += "&scope=node"
+	}
+	var ca node.ClusterAudit
+	if err := c.do(ctx, http.MethodGet, path, nil, &ca); err != nil {
 		return nil, []error{err}
 	}
-	if nodeOnly {
-		return recs, nil
-	}
-	var st node.ClusterStatus
-	if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, &st); err != nil {
-		return recs, []error{fmt.Errorf("the other nodes: %w", err)}
-	}
 	var errs []error
-	for _, ns := range st.Nodes {
-		if ns.ID == st.Node {
-			continue
-		}
-		if ns.HTTPAddr == "" {
-			errs = append(errs, fmt.Errorf("node %d advertises no HTTP address", ns.ID))
-			continue
-		}
-		other := *c
-		other.base = strings.Replace(c.base, hostOf(c.base), ns.HTTPAddr, 1)
-		var more []node.AuditRecord
-		if err := other.do(ctx, http.MethodGet, path, nil, &more); err != nil {
-			errs = append(errs, fmt.Errorf("node %d: %w", ns.ID, err))
-			continue
-		}
-		recs = append(recs, more...)
+	for _, m := range ca.Missing {
+		errs = append(errs, fmt.Errorf("node %d's records are missing: %s", m.Node, m.Error))
 	}
-	slices.SortStableFunc(recs, func(a, b node.AuditRecord) int {
-		if a.TimeMS != b.TimeMS {
-			return int(a.TimeMS - b.TimeMS)
-		}
-		return int(a.Node) - int(b.Node)
-	})
-	return recs, errs
-}
-
-func hostOf(base string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		return base
+	for _, tr := range ca.Truncated {
+		errs = append(errs, fmt.Errorf("node %d left out its %d oldest records (give a shorter --since)", tr.Node, tr.Dropped))
 	}
-	return u.Host
+	return ca.Records, errs
 }
 
 func printAudit(w io.Writer, recs []node.AuditRecord) {
