@@ -158,10 +158,10 @@ func (n *Node) proposeUser(ctx context.Context, c metadata.UserCommand) error {
 	if err != nil {
 		return err
 	}
-	if res, _ := p.value.(metadata.ApplyResult); res.Err != nil {
+	if res, _ := p.Value.(metadata.ApplyResult); res.Err != nil {
 		return res.Err
 	}
-	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.index }); err != nil {
+	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index }); err != nil {
 		return fmt.Errorf("%w: the change is committed but not yet applied here: %w", raftgroup.ErrTimeout, err)
 	}
 	return nil
