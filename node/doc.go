@@ -50,7 +50,8 @@
 // Users live in the metadata (users.go): SetUser hashes passwords on the
 // node that takes the change and proposes only hashes. Every admin action
 // a front end runs is recorded in this node's audit log (audit.go: why
-// per node, and not in the metadata group).
+// per node, and not in the metadata group); ClusterAuditLog gathers every
+// node's through the node service's Audit method.
 //
 // Config holds every setting of a node, today's defaults filled in for
 // what is left zero; Validate refuses negative and contradictory values
