@@ -3,7 +3,7 @@
 // file:///path, or an S3 bucket prefix through minio-go, s3://bucket/prefix),
 // the objects stored there, manifests, the replay of a group's log up to
 // a time, verification and retention. docs/backup-format.md documents the
-// format and its versions; docs/DESIGN.md section 7 how nodes use it
+// format and its versions; docs/DESIGN.md section 8 how nodes use it
 // (package node: backup.go, archive.go, restore.go).
 //
 // What a backup holds, per raft group of the keyspaces it covers:

@@ -70,13 +70,15 @@ func StatusOf(code string) int {
 	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadFault, CodeBadTTL, CodeBadQuery, CodeBadPath,
 		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
 		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active", "members_differ",
-		"timings_differ", "backup_target", "backup_key", "backup_window", "restore_gap":
+		"timings_differ", CodeBadRule, CodeRootUser, "backup_target", "backup_key", "backup_window", "restore_gap":
 		return http.StatusBadRequest
+	case CodeUnauthenticated:
+		return http.StatusUnauthorized
 	case CodeForbidden:
 		return http.StatusForbidden
 	case "backup_corrupt":
 		return http.StatusUnprocessableEntity
-	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace":
+	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace", CodeUnknownUser:
 		return http.StatusNotFound
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed

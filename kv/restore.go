@@ -8,7 +8,7 @@ import (
 	"github.com/meridian-db/meridian/storage"
 )
 
-// Restores (package backup; docs/DESIGN.md 7).
+// Restores (package backup; docs/DESIGN.md 8).
 //
 // A restore loads a keyspace's state, rebuilt from a backup, into the
 // fresh groups of a hidden keyspace, through their logs: OpRestoreChunk

@@ -8,7 +8,7 @@ import (
 	"github.com/meridian-db/meridian/hlc"
 )
 
-// Restores and backup schedules (package backup, docs/DESIGN.md 7).
+// Restores and backup schedules (package backup, docs/DESIGN.md 8).
 //
 // A restore builds a keyspace under a hidden name: a keyspace whose
 // Restore is set, created by create_keyspace like any other (its groups

@@ -14,8 +14,8 @@ var stateKey = []byte("state")
 // Command is a metadata change.
 type Command struct {
 	// Op is "init_cluster", "add_node", "create_keyspace",
-	// "switch_primary", "lost_writes", "alter_regions", "finish_restore",
-	// "cancel_restore" or "backup_schedule".
+	// "switch_primary", "lost_writes", "alter_regions", "user",
+	// "finish_restore", "cancel_restore" or "backup_schedule".
 	Op   string    `json:"op"`
 	Node *NodeInfo `json:"node,omitempty"`
 	// IfAbsent makes add_node change nothing when the node is already
@@ -27,6 +27,7 @@ type Command struct {
 	Lost     *LostWrites    `json:"lost,omitempty"`
 	Alter    *AlterRegions  `json:"alter,omitempty"`
 	Init     *InitCluster   `json:"init,omitempty"`
+	User     *UserCommand   `json:"user,omitempty"`
 	// Restores and backup schedules (backup.go).
 	Finish   *FinishRestore  `json:"finish,omitempty"`
 	Cancel   *CancelRestore  `json:"cancel,omitempty"`
@@ -228,6 +229,10 @@ func (s *Store) apply(b *storage.Batch, index uint64, cmd []byte) ApplyResult {
 			err = fmt.Errorf("%w: %s without its arguments", ErrBadCommand, c.Op)
 		}
 		if err != nil {
+			return ApplyResult{Err: err}
+		}
+	case "user":
+		if err := applyUser(st, index, c.User); err != nil {
 			return ApplyResult{Err: err}
 		}
 	case "init_cluster":

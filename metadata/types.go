@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"fmt"
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/crdt"
 	"regexp"
@@ -234,6 +235,8 @@ type State struct {
 	// Timings are the cluster's lease-critical timings, recorded with
 	// the initial members (nil in a cluster formed before they were).
 	Timings *Timings `json:"timings,omitempty"`
+	// Users are the cluster's users (users.go).
+	Users map[string]*auth.User `json:"users,omitempty"`
 	// Backup is the cluster's backup schedule (nil: none; backup.go).
 	Backup *BackupSchedule `json:"backup,omitempty"`
 	Index  uint64          `json:"index"`

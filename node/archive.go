@@ -14,7 +14,7 @@ import (
 	"github.com/meridian-db/meridian/raftgroup"
 )
 
-// Continuous log archiving and scheduled backups (docs/DESIGN.md 7).
+// Continuous log archiving and scheduled backups (docs/DESIGN.md 8).
 //
 // With a backup schedule in the metadata (metadata.BackupSchedule, set by
 // `meridian backup schedule`), the leader of every group of the keyspaces

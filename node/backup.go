@@ -17,7 +17,7 @@ import (
 	"github.com/meridian-db/meridian/raftgroup"
 )
 
-// Backups (docs/DESIGN.md 7; package backup for the format).
+// Backups (docs/DESIGN.md 8; package backup for the format).
 //
 // A backup is a cut of one or more keyspaces at one hybrid time T. Every
 // entry of every group's log carries its commit stamp (raftgroup), and

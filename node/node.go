@@ -9,15 +9,18 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/hlc"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node/nodepb"
+	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/strategy"
@@ -95,6 +98,13 @@ type Config struct {
 	// MaxClockOffset bounds how far ahead of this node's clock a remote
 	// timestamp may be. Default 500ms.
 	MaxClockOffset time.Duration
+	// ClockOffset moves this node's wall clock by that much (positive:
+	// ahead): for emulating clock skew between processes on one machine
+	// (meridian start --clock-offset), never for production. Everything
+	// that reads the time of day goes through it: hybrid timestamps,
+	// closed timestamps and leases, expiry, bounded-staleness checks and
+	// the streams' clock check. Zero means the system's clock.
+	ClockOffset time.Duration
 	// Cluster names the cluster (1 to 64 letters, digits, '.', '_', '-').
 	// Default "meridian". The cluster's id, which every node-to-node
 	// request, stream and session token carries and checks, is derived
@@ -127,6 +137,19 @@ type Config struct {
 	// window keeps up with time. Defaults 1s and 2s (archive.go).
 	BackupArchiveInterval time.Duration
 	BackupSealInterval    time.Duration
+	// Certs, if set, secures node-to-node traffic with mutual TLS; its
+	// node certificate must name this node and cluster (security.go,
+	// package pki). Nil: plaintext, for loopback and trusted networks.
+	Certs *pki.Store
+	// RequireAuth makes every client of the front ends authenticate
+	// (Guard; package auth). False: every client is allowed everything.
+	RequireAuth bool
+	// PasswordHash are the argon2id costs of the password hashes this
+	// node makes. Zero: auth.DefaultHashParams.
+	PasswordHash auth.HashParams
+	// AuditRetention is how many audit records the node keeps (audit.go).
+	// Default DefaultAuditRetention.
+	AuditRetention int
 }
 
 // Defaults of Config (and of the configuration file, see package config).
@@ -320,6 +343,9 @@ type Node struct {
 
 	cluster string // the cluster's id (cluster.go)
 
+	guard *auth.Guard // clients' authentication and authorization (security.go)
+	audit auditLog    // this node's audit log (audit.go)
+
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closeMu sync.Once
@@ -328,16 +354,19 @@ type Node struct {
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
-	sync     *syncks.Strategy    // sync keyspaces
-	async    *asyncks.Strategy   // async keyspaces
-	active   *activeks.Strategy  // active keyspaces
-	inbox    *streaming.Inbox    // every stream into this node's replicas
-	closed   closedTimes         // leaders' closed timestamps (reads.go)
-	groups   strategy.GroupIndex // what each data group is
-	leaders  leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
-	archive  archives            // continuous log archiving, scheduled backups (archive.go)
-	restores restoreJobs         // restores this node runs (restore.go)
-	jobs     backupJobs          // backups this node runs (backup.go)
+	sync   *syncks.Strategy   // sync keyspaces
+	async  *asyncks.Strategy  // async keyspaces
+	active *activeks.Strategy // active keyspaces
+	inbox  *streaming.Inbox   // every stream into this node's replicas
+	closed closedTimes        // leaders' closed timestamps (reads.go)
+	// closedSkewLogged is when closed timestamps from a clock running
+	// ahead were last said to be dropped (Unix ns; rpc.go).
+	closedSkewLogged atomic.Int64
+	groups           strategy.GroupIndex // what each data group is
+	leaders          leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	archive          archives            // continuous log archiving, scheduled backups (archive.go)
+	restores         restoreJobs         // restores this node runs (restore.go)
+	jobs             backupJobs          // backups this node runs (backup.go)
 
 	reconcileCh chan struct{}
 }
@@ -353,7 +382,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:         cfg,
 		log:         cfg.Logger.With("node", cfg.ID, "region", cfg.Region),
-		clock:       hlc.New(uint32(cfg.ID), cfg.MaxClockOffset),
+		clock:       hlc.NewWithWall(uint32(cfg.ID), cfg.MaxClockOffset, wallMS(cfg.ClockOffset)),
 		stop:        make(chan struct{}),
 		fatal:       make(chan error, 1),
 		failed:      make(chan struct{}),
@@ -398,15 +427,21 @@ func Start(cfg Config) (*Node, error) {
 		// cannot be applied here: the node stops (stopOnFatal) rather than
 		// serve from a replica that may have diverged.
 		OnFatal: n.fail,
+		Clock:   hostClock(cfg.ClockOffset),
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	// Step 3: the transport, with every peer we know of.
+	sec, err := n.initSecurity()
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	n.tr, err = transport.New(transport.Config{
 		NodeID: cfg.ID, Cluster: n.cluster, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
-		Net: cfg.Net, Logger: cfg.Logger,
+		Net: cfg.Net, Logger: cfg.Logger, Security: sec,
 		Services: []transport.Service{{Desc: &nodepb.Node_ServiceDesc, Impl: rpcServer{n: n}}},
 	}, handler{n})
 	if err != nil {
@@ -774,3 +809,31 @@ func (n *Node) reconcile() {
 		}
 	}
 }
+
+// wallMS is the wall clock of a node whose clock is off by offset (nil:
+// the system's, for the hybrid clock).
+func wallMS(offset time.Duration) func() int64 {
+	if offset == 0 {
+		return nil
+	}
+	return func() int64 { return time.Now().Add(offset).UnixMilli() }
+}
+
+// hostClock is the raft host's clock for a node whose clock is off by
+// offset (nil: the system's).
+func hostClock(offset time.Duration) raftgroup.Clock {
+	if offset == 0 {
+		return nil
+	}
+	return raftgroup.OffsetClock{Offset: offset}
+}
+
+// Now is the time of day on this node's clock: the system's, moved by
+// Config.ClockOffset. Wall-clock figures (expiry, closed timestamps,
+// staleness) are read from it; durations are measured with time.Now and
+// time.Since as usual, which Now does not disturb.
+func (n *Node) Now() time.Time { return time.Now().Add(n.cfg.ClockOffset) }
+
+// NowMS is Now in milliseconds since the Unix epoch: the time front ends
+// stamp commands with (expiry, TTLs).
+func (n *Node) NowMS() int64 { return n.Now().UnixMilli() }

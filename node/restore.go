@@ -18,7 +18,7 @@ import (
 	"github.com/meridian-db/meridian/storage"
 )
 
-// Restores into a running cluster (docs/DESIGN.md 7).
+// Restores into a running cluster (docs/DESIGN.md 8).
 //
 // A restore rebuilds a keyspace as it was at a time T, from a backup and
 // the archive after it, into a new keyspace that stays hidden until it is
@@ -153,6 +153,9 @@ type restoreJobs struct {
 func (n *Node) StartRestore(req RestoreRequest) (RestoreStatus, error) {
 	if req.Keyspace == "" && req.Resume == "" {
 		return RestoreStatus{}, fmt.Errorf("%w: no keyspace to restore", ErrBackupRefused)
+	}
+	if _, err := backup.Open(req.From, req.Options); err != nil {
+		return RestoreStatus{}, err
 	}
 	id := req.Resume
 	if id == "" {

@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/backup"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
@@ -88,6 +89,9 @@ var errorCodes = []struct {
 	{nodepb.Code_NOT_ASYNC, metadata.ErrNotAsync},
 	{nodepb.Code_META_STALE_EPOCH, metadata.ErrStaleEpoch},
 	{nodepb.Code_BAD_META_COMMAND, metadata.ErrBadCommand},
+	{nodepb.Code_UNKNOWN_USER, auth.ErrUnknownUser},
+	{nodepb.Code_BAD_RULE, auth.ErrBadRule},
+	{nodepb.Code_ROOT_USER, auth.ErrRootUser},
 	// Backups and restores (backup.go, restore.go).
 	{nodepb.Code_RESTORING, metadata.ErrRestoring},
 	{nodepb.Code_COMPACTED, raftgroup.ErrCompacted},
@@ -338,8 +342,22 @@ func (s rpcServer) Streams(context.Context, *nodepb.StreamsRequest) (*nodepb.Str
 	return out, nil
 }
 
-func (s rpcServer) Closed(_ context.Context, req *nodepb.ClosedRequest) (*nodepb.ClosedResponse, error) {
+// Closed takes a leader's closed timestamps. One further ahead of this
+// node's clock than the maximum offset is dropped, and said loudly (at
+// most every 30 s): the leader's clock runs ahead, and reads here would
+// otherwise serve as fresh what it has not sent yet.
+func (s rpcServer) Closed(ctx context.Context, req *nodepb.ClosedRequest) (*nodepb.ClosedResponse, error) {
+	limit := s.n.NowMS() + s.n.cfg.MaxClockOffset.Milliseconds()
 	for _, c := range req.GetSamples() {
+		if c.GetTimeMs() > limit {
+			if last := s.n.closedSkewLogged.Load(); time.Since(time.Unix(0, last)) > 30*time.Second &&
+				s.n.closedSkewLogged.CompareAndSwap(last, time.Now().UnixNano()) {
+				from, _ := transport.FromContext(ctx)
+				s.n.log.Warn("dropped closed timestamps from a clock running ahead", "from", from,
+					"group", c.GetGroup(), "ahead_ms", c.GetTimeMs()-s.n.NowMS(), "max_offset", s.n.cfg.MaxClockOffset)
+			}
+			continue
+		}
 		s.n.closed.add(closedSample{Group: c.GetGroup(), Index: c.GetIndex(), TimeMS: c.GetTimeMs(), Term: c.GetTerm()})
 	}
 	return &nodepb.ClosedResponse{}, nil
@@ -357,6 +375,10 @@ func (s rpcServer) Ready(ctx context.Context, _ *nodepb.ReadyRequest) (*nodepb.R
 	r := s.n.Ready(ctx)
 	return &nodepb.ReadyResponse{Node: r.Node, Region: r.Region, Ready: r.Ready, Reasons: r.Reasons,
 		MetadataApplied: r.MetadataApplied, Replicas: int32(r.Replicas), Hosted: int32(r.Hosted)}, nil
+}
+
+func (s rpcServer) Audit(_ context.Context, req *nodepb.AuditRequest) (*nodepb.AuditResponse, error) {
+	return s.n.serveAudit(req), nil
 }
 
 func streamStatusToPB(s StreamStatus) *nodepb.StreamStatus {

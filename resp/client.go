@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metrics"
@@ -34,6 +35,13 @@ type client struct {
 	session map[string]*consistency.Token
 	quit    bool // QUIT: close after the reply
 
+	// Authentication (auth.go): who the connection is, whether it counts
+	// among the server's unauthenticated ones, and the last
+	// authorization decision.
+	principal auth.Principal
+	counted   bool
+	memo      authzMemo
+
 	// The owner goroutine writes these under mu and reads them freely;
 	// other connections read them under mu (CLIENT LIST).
 	mu       sync.Mutex
@@ -48,7 +56,7 @@ type client struct {
 func newClient(s *Server, conn net.Conn) *client {
 	return &client{
 		s: s, conn: conn,
-		r:        newReader(conn, s.cfg.limits()),
+		r:        newReader(conn, s.cfg.limits()), // start() tightens them until the client authenticates
 		w:        newWriter(conn, s.cfg.WriteTimeout, s.cfg.OutputBufferBytes),
 		id:       s.nextID.Add(1),
 		addr:     conn.RemoteAddr().String(),
@@ -65,7 +73,7 @@ func (c *client) ctx() context.Context { return c.s.ctx }
 func (c *client) node() *node.Node { return c.s.node }
 
 // nowMS is the proposer's clock stamped into write commands.
-func (c *client) nowMS() int64 { return time.Now().UnixMilli() }
+func (c *client) nowMS() int64 { return c.s.node.NowMS() }
 
 func (c *client) fail(err error) { c.w.errorLine(errorReply(err)) }
 
@@ -134,10 +142,17 @@ func (c *client) exec(args [][]byte) {
 	c.lastCmd, c.lastAt = name, start
 	c.mu.Unlock()
 	var err error
-	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
+	perm, authzErr := c.authorize(name, args)
+	switch {
+	case authzErr != nil:
+		err = authzErr
+	case (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity):
 		err = errArity(name)
-	} else {
+	default:
 		err = cmd.fn(c, args)
+	}
+	if perm.Class == auth.Admin {
+		c.auditCommand(name, args, err)
 	}
 	if err != nil {
 		c.fail(err)

@@ -3,8 +3,9 @@
 // Meridian unchanged. The package never touches storage or raft: it calls
 // the node's router.
 //
-// Commands: PING, ECHO, HELLO, AUTH (the default user only), CLIENT,
-// COMMAND, CONFIG GET, SELECT 0, QUIT, INFO; strings (GET, SET with
+// Commands: PING, ECHO, HELLO, AUTH, ACL (WHOAMI, USERS, LIST, GETUSER,
+// SETUSER, DELUSER, CAT, GENPASS), CLIENT, COMMAND, CONFIG GET, SELECT 0,
+// QUIT, INFO; strings (GET, SET with
 // NX|XX|GET|EX|PX|EXAT|PXAT|KEEPTTL, GETDEL, MGET, MSET, INCR, INCRBY,
 // DECR, DECRBY); keys (DEL, UNLINK, EXISTS, TYPE, TTL, PTTL, EXPIRETIME,
 // PEXPIRETIME, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, SCAN, KEYS,
@@ -37,6 +38,18 @@
 // a client that does not read its replies loses its connection instead of
 // growing the server's memory. A panic in a command closes that
 // connection, not the node.
+//
+// Security (auth.go, SECURITY.md): with Config.Certs the server speaks
+// TLS, as redis-cli --tls and client libraries expect; a client
+// certificate of the cluster's CA logs its user in. On a node that
+// requires authentication, a connection authenticates (certificate, AUTH
+// or HELLO ... AUTH, Redis's ACL users) before anything else; until then
+// its commands are capped far below the limits above (beyond them it is
+// closed at once, reading no further), it has a deadline, and the
+// connections in that state are bounded. Every command is authorized by
+// auth.Authorize with the permission acl_table.go gives it (a command
+// without an entry is refused), on the connection's keyspace; admin
+// commands go to the node's audit log, passwords hidden.
 //
 // Internal errors are mapped to Redis-style error replies in one place
 // (errorReply).

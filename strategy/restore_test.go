@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -25,14 +26,15 @@ type clusterEnv struct{ strategy.Env }
 
 func (clusterEnv) Cluster() string { return "c" }
 
-// dbEnv is a clusterEnv with the node's database too (what the async
-// primary's gate reads roles from).
+// dbEnv is a clusterEnv with the node's database (what the async
+// primary's gate reads roles from) and clock.
 type dbEnv struct {
 	clusterEnv
 	db *storage.DB
 }
 
 func (e dbEnv) DB() *storage.DB { return e.db }
+func (dbEnv) Now() time.Time    { return time.Now() }
 
 // machine is a strategy's state machine over an in-memory database.
 type machine struct {

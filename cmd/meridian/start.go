@@ -26,6 +26,7 @@ import (
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/resp"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -46,9 +47,12 @@ type startFlags struct {
 	join      string        // join
 	cluster   string        // cluster
 	latency   string        // latency
+	clockOff  time.Duration // (flag only)
 	logLevel  string        // node.log_level
 	placement time.Duration // timings.placement_wait
 	backupKey string        // not in the file: a path to a secret
+	certsDir  string        // security.certs_dir
+	insecure  bool          // security.insecure
 }
 
 func startCmd() *cobra.Command {
@@ -77,7 +81,14 @@ Every cluster has a name (--cluster, default "meridian") and an id derived
 from the name and the initial members; nodes refuse requests, streams and
 session tokens of another cluster, and a data directory of another cluster.
 The tick and minimum heartbeat are recorded when the cluster forms: a node
-whose own differ is refused at join and at start.`,
+whose own differ is refused at join and at start.
+
+A node is secured by its certificates (--certs-dir, made by "meridian cert"):
+mutual TLS between nodes, TLS for RESP and HTTP, every client authenticated
+(users: "meridian user", the root user's client certificate to begin with).
+Without certificates it speaks plaintext, asks no credentials, and listens
+only on loopback addresses unless --insecure is given. Certificates are
+reloaded on SIGHUP and when their files change. See SECURITY.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file, err := f.apply(cmd.Flags().Changed)
@@ -112,9 +123,12 @@ whose own differ is refused at join and at start.`,
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member of a running cluster to join")
 	fl.StringVar(&f.cluster, "cluster", node.DefaultCluster, "cluster name, the same on every node; with --join, taken from the cluster joined")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
+	fl.DurationVar(&f.clockOff, "clock-offset", 0, "emulation only, with --latency: run this node's clock this far ahead (or behind, if negative) of the machine's, to test clock skew between regions")
 	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
 	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
 	fl.StringVar(&f.backupKey, "backup-key-file", "", "key that encrypts the backups this node writes (32 bytes: 64 hex digits or base64; default $MERIDIAN_BACKUP_KEY); S3 credentials come from $MERIDIAN_S3_ENDPOINT, $MERIDIAN_S3_ACCESS_KEY, $MERIDIAN_S3_SECRET_KEY")
+	fl.StringVar(&f.certsDir, "certs-dir", "", "the node's certificates (ca.crt, node.crt, node.key): mutual TLS between nodes, TLS and authentication for clients")
+	fl.BoolVar(&f.insecure, "insecure", false, "without certificates, listen on addresses other than loopback anyway: plaintext, no authentication (trusted networks only)")
 	return cmd
 }
 
@@ -147,8 +161,11 @@ func (f startFlags) apply(changed func(string) bool) (config.File, error) {
 	set("join", func() { file.Join, file.Peers = f.join, nil })
 	set("cluster", func() { file.Cluster = f.cluster })
 	set("latency", func() { file.Latency = f.latency })
+	set("clock-offset", func() { file.ClockOffset = f.clockOff })
 	set("log-level", func() { file.Node.LogLevel = f.logLevel })
 	set("placement-wait", func() { file.Timings.PlacementWait = f.placement })
+	set("certs-dir", func() { file.Security.CertsDir = f.certsDir })
+	set("insecure", func() { file.Security.Insecure = f.insecure })
 	if changed("peers") {
 		peers, err := parsePeers(f.peers)
 		if err != nil {
@@ -190,6 +207,8 @@ func parsePeers(s string) ([]transport.Peer, error) {
 }
 
 func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx) // ends what runs beside the node (certificate reloads)
+	defer cancel()
 	// Step 1: check the configuration before touching anything.
 	if err := f.Validate(); err != nil {
 		return err
@@ -205,7 +224,20 @@ func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Write
 	if latency == "" {
 		latency = "none"
 	}
+	if f.ClockOffset != 0 {
+		if latency == "none" {
+			return fmt.Errorf("--clock-offset %v: only for emulated networks (give --latency world, zero or a matrix file)", f.ClockOffset)
+		}
+		nc.ClockOffset = f.ClockOffset
+		logger.Warn("this node's clock is moved on purpose (emulation of clock skew)", "clock_offset", f.ClockOffset)
+	}
 	matrix, err := netsim.MatrixFor(latency)
+	if err != nil {
+		return err
+	}
+	// Step 1b: security (security.go): certificates, or plaintext where
+	// that is allowed.
+	certs, err := openSecurity(ctx, f, logger)
 	if err != nil {
 		return err
 	}
@@ -231,7 +263,7 @@ func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Write
 		timings := nc.Timings()
 		req := httpapi.JoinRequest{NodeInfo: metadata.NodeInfo{ID: nc.ID, Region: nc.Region, Zone: nc.Zone, Addr: nc.ListenAddr,
 			RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String()}, Timings: &timings}
-		ans, err := requestJoin(ctx, f.Join, req)
+		ans, err := requestJoin(ctx, f.Join, req, certs)
 		if err != nil {
 			return err
 		}
@@ -258,6 +290,7 @@ func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Write
 	// Step 5: the node.
 	nc.Listener, nc.Logger = raftLn, logger
 	nc.RESPAddr, nc.HTTPAddr = respLn.Addr().String(), httpLn.Addr().String()
+	nc.Certs, nc.RequireAuth = certs, certs != nil
 	n, err := node.Start(nc)
 	if err != nil {
 		return err
@@ -266,12 +299,16 @@ func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Write
 	// Step 6: the front ends, sharing one metrics registry.
 	reg := metrics.ForNode(n)
 	rc := f.RESPConfig()
-	rc.Metrics = reg
+	rc.Metrics, rc.Certs = reg, certs
 	rs := resp.Serve(respLn, n, rc)
 	defer rs.Close()
 	hc := f.HTTPConfig()
-	hc.Metrics = reg
-	hs := httpapi.Serve(httpLn, httpapi.New(n, hc))
+	hc.Metrics, hc.Certs = reg, certs
+	so := httpapi.ServeOptions{MaxConns: f.HTTP.MaxConns}
+	if certs != nil {
+		so.TLS = certs.ClientsConfig(n.Cluster(), []string{"http/1.1"})
+	}
+	hs := httpapi.ServeWith(httpLn, httpapi.New(n, hc), so)
 	defer hs.Close()
 	fmt.Fprintf(out, "meridian node %d (%s) running: resp %s, http %s, peers %s\n", nc.ID, nc.Region, respLn.Addr(), httpLn.Addr(), raftLn.Addr())
 	// Step 7: run until told to stop, or until storage fails.
@@ -288,17 +325,26 @@ func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Write
 
 // requestJoin asks a member to admit this node and returns its answer:
 // the cluster's peers, name and id.
-func requestJoin(ctx context.Context, member string, join httpapi.JoinRequest) (httpapi.JoinResponse, error) {
+func requestJoin(ctx context.Context, member string, join httpapi.JoinRequest, certs *pki.Store) (httpapi.JoinResponse, error) {
 	body, _ := json.Marshal(join)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var out httpapi.JoinResponse
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(member)+"/v1/cluster/nodes", bytes.NewReader(body))
+	base, client := baseURL(member), http.DefaultClient
+	if certs != nil {
+		// The node's certificate is its credential: it may ask to admit
+		// itself, nothing more.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = certs.NodeClientConfig()
+		client = &http.Client{Transport: tr}
+		base = strings.Replace(base, "http://", "https://", 1)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/cluster/nodes", bytes.NewReader(body))
 	if err != nil {
 		return out, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return out, fmt.Errorf("join through %s: %w", member, err)
 	}

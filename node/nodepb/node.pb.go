@@ -1,7 +1,7 @@
 // The requests one Meridian node makes of another: forwarded reads and
 // writes, proposals to a group's leader, membership changes, scans of a
-// shard, stream positions and statuses, closed timestamps, round trips and
-// readiness. Served by every node on its transport's connections (package
+// shard, stream positions and statuses, closed timestamps, round trips,
+// readiness and audit records. Served by every node on its transport's connections (package
 // transport: identity, cluster and wire version checked on every call).
 //
 // Errors that belong to the request (an unknown keyspace, a write refused
@@ -88,6 +88,11 @@ const (
 	Code_UNKNOWN_GROUP       Code = 48
 	Code_CHANGE_TOO_LARGE    Code = 49
 	Code_TIMINGS_DIFFER      Code = 50
+	// Users (package auth), from a change of a user that the metadata
+	// refused.
+	Code_UNKNOWN_USER Code = 51
+	Code_BAD_RULE     Code = 52
+	Code_ROOT_USER    Code = 53
 	// Backups (node/backup.go).
 	Code_COMPACTED      Code = 60
 	Code_BACKUP_TARGET  Code = 61
@@ -152,6 +157,9 @@ var (
 		48: "UNKNOWN_GROUP",
 		49: "CHANGE_TOO_LARGE",
 		50: "TIMINGS_DIFFER",
+		51: "UNKNOWN_USER",
+		52: "BAD_RULE",
+		53: "ROOT_USER",
 		60: "COMPACTED",
 		61: "BACKUP_TARGET",
 		62: "BACKUP_CORRUPT",
@@ -212,6 +220,9 @@ var (
 		"UNKNOWN_GROUP":       48,
 		"CHANGE_TOO_LARGE":    49,
 		"TIMINGS_DIFFER":      50,
+		"UNKNOWN_USER":        51,
+		"BAD_RULE":            52,
+		"ROOT_USER":           53,
 		"COMPACTED":           60,
 		"BACKUP_TARGET":       61,
 		"BACKUP_CORRUPT":      62,
@@ -2582,6 +2593,255 @@ func (x *MarkResponse) GetNode() uint64 {
 	return 0
 }
 
+type AuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// since_ms: records at or after this time (Unix ms); limit: at most
+	// this many, the newest (0: the node's default).
+	SinceMs       int64 `protobuf:"varint,1,opt,name=since_ms,json=sinceMs,proto3" json:"since_ms,omitempty"`
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRequest) Reset() {
+	*x = AuditRequest{}
+	mi := &file_node_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRequest) ProtoMessage() {}
+
+func (x *AuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
+func (*AuditRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AuditRequest) GetSinceMs() int64 {
+	if x != nil {
+		return x.SinceMs
+	}
+	return 0
+}
+
+func (x *AuditRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// AuditRecord is one admin action (node.AuditRecord).
+type AuditRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	TimeMs        int64                  `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	Node          uint64                 `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
+	Region        string                 `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	Who           string                 `protobuf:"bytes,5,opt,name=who,proto3" json:"who,omitempty"`
+	Via           string                 `protobuf:"bytes,6,opt,name=via,proto3" json:"via,omitempty"`
+	From          string                 `protobuf:"bytes,7,opt,name=from,proto3" json:"from,omitempty"`
+	Frontend      string                 `protobuf:"bytes,8,opt,name=frontend,proto3" json:"frontend,omitempty"`
+	Action        string                 `protobuf:"bytes,9,opt,name=action,proto3" json:"action,omitempty"`
+	Keyspace      string                 `protobuf:"bytes,10,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Detail        string                 `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
+	Result        string                 `protobuf:"bytes,12,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_node_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AuditRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetFrontend() string {
+	if x != nil {
+		return x.Frontend
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+type AuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// records are the newest that fit in one answer, oldest first; dropped
+	// counts the older ones left out for size.
+	Records       []*AuditRecord `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Dropped       uint64         `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditResponse) Reset() {
+	*x = AuditResponse{}
+	mi := &file_node_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditResponse) ProtoMessage() {}
+
+func (x *AuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
+func (*AuditResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AuditResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *AuditResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *AuditResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_node_proto protoreflect.FileDescriptor
 
 const file_node_proto_rawDesc = "" +
@@ -2776,7 +3036,28 @@ const file_node_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05stamp\x18\x03 \x01(\fR\x05stamp\x12\x12\n" +
-	"\x04node\x18\x04 \x01(\x04R\x04node*\x81\b\n" +
+	"\x04node\x18\x04 \x01(\x04R\x04node\"?\n" +
+	"\fAuditRequest\x12\x19\n" +
+	"\bsince_ms\x18\x01 \x01(\x03R\asinceMs\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\x9c\x02\n" +
+	"\vAuditRecord\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
+	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\x04R\x04node\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x10\n" +
+	"\x03who\x18\x05 \x01(\tR\x03who\x12\x10\n" +
+	"\x03via\x18\x06 \x01(\tR\x03via\x12\x12\n" +
+	"\x04from\x18\a \x01(\tR\x04from\x12\x1a\n" +
+	"\bfrontend\x18\b \x01(\tR\bfrontend\x12\x16\n" +
+	"\x06action\x18\t \x01(\tR\x06action\x12\x1a\n" +
+	"\bkeyspace\x18\n" +
+	" \x01(\tR\bkeyspace\x12\x16\n" +
+	"\x06detail\x18\v \x01(\tR\x06detail\x12\x16\n" +
+	"\x06result\x18\f \x01(\tR\x06result\"\x91\x01\n" +
+	"\rAuditResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x127\n" +
+	"\arecords\x18\x02 \x03(\v2\x1d.meridian.node.v1.AuditRecordR\arecords\x12\x18\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped*\xb0\b\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\f\n" +
 	"\bINTERNAL\x10\x01\x12\x14\n" +
@@ -2838,7 +3119,10 @@ const file_node_proto_rawDesc = "" +
 	"\x0eMEMBERS_DIFFER\x10/\x12\x11\n" +
 	"\rUNKNOWN_GROUP\x100\x12\x14\n" +
 	"\x10CHANGE_TOO_LARGE\x101\x12\x12\n" +
-	"\x0eTIMINGS_DIFFER\x102\x12\r\n" +
+	"\x0eTIMINGS_DIFFER\x102\x12\x10\n" +
+	"\fUNKNOWN_USER\x103\x12\f\n" +
+	"\bBAD_RULE\x104\x12\r\n" +
+	"\tROOT_USER\x105\x12\r\n" +
 	"\tCOMPACTED\x10<\x12\x11\n" +
 	"\rBACKUP_TARGET\x10=\x12\x12\n" +
 	"\x0eBACKUP_CORRUPT\x10>\x12\x0e\n" +
@@ -2846,7 +3130,7 @@ const file_node_proto_rawDesc = "" +
 	"BACKUP_KEY\x10?\x12\x11\n" +
 	"\rBACKUP_WINDOW\x10@\x12\r\n" +
 	"\tRESTORING\x10A\x12\x0f\n" +
-	"\vRESTORE_GAP\x10B2\xf5\a\n" +
+	"\vRESTORE_GAP\x10B2\xbf\b\n" +
 	"\x04Node\x12H\n" +
 	"\x05Write\x12\x1e.meridian.node.v1.WriteRequest\x1a\x1f.meridian.node.v1.WriteResponse\x12E\n" +
 	"\x04Read\x12\x1d.meridian.node.v1.ReadRequest\x1a\x1e.meridian.node.v1.ReadResponse\x12N\n" +
@@ -2862,7 +3146,8 @@ const file_node_proto_rawDesc = "" +
 	"\n" +
 	"BackupBase\x12#.meridian.node.v1.BackupBaseRequest\x1a$.meridian.node.v1.BackupBaseResponse\x12T\n" +
 	"\tBackupLog\x12\".meridian.node.v1.BackupLogRequest\x1a#.meridian.node.v1.BackupLogResponse\x12E\n" +
-	"\x04Mark\x12\x1d.meridian.node.v1.MarkRequest\x1a\x1e.meridian.node.v1.MarkResponseB-Z+github.com/meridian-db/meridian/node/nodepbb\x06proto3"
+	"\x04Mark\x12\x1d.meridian.node.v1.MarkRequest\x1a\x1e.meridian.node.v1.MarkResponse\x12H\n" +
+	"\x05Audit\x12\x1e.meridian.node.v1.AuditRequest\x1a\x1f.meridian.node.v1.AuditResponseB-Z+github.com/meridian-db/meridian/node/nodepbb\x06proto3"
 
 var (
 	file_node_proto_rawDescOnce sync.Once
@@ -2877,7 +3162,7 @@ func file_node_proto_rawDescGZIP() []byte {
 }
 
 var file_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_node_proto_goTypes = []any{
 	(Code)(0),                  // 0: meridian.node.v1.Code
 	(*Error)(nil),              // 1: meridian.node.v1.Error
@@ -2913,7 +3198,10 @@ var file_node_proto_goTypes = []any{
 	(*BackupLogResponse)(nil),  // 31: meridian.node.v1.BackupLogResponse
 	(*MarkRequest)(nil),        // 32: meridian.node.v1.MarkRequest
 	(*MarkResponse)(nil),       // 33: meridian.node.v1.MarkResponse
-	nil,                        // 34: meridian.node.v1.RTTResponse.RttUsEntry
+	(*AuditRequest)(nil),       // 34: meridian.node.v1.AuditRequest
+	(*AuditRecord)(nil),        // 35: meridian.node.v1.AuditRecord
+	(*AuditResponse)(nil),      // 36: meridian.node.v1.AuditResponse
+	nil,                        // 37: meridian.node.v1.RTTResponse.RttUsEntry
 }
 var file_node_proto_depIdxs = []int32{
 	0,  // 0: meridian.node.v1.Error.code:type_name -> meridian.node.v1.Code
@@ -2930,7 +3218,7 @@ var file_node_proto_depIdxs = []int32{
 	1,  // 11: meridian.node.v1.CursorResponse.error:type_name -> meridian.node.v1.Error
 	17, // 12: meridian.node.v1.StreamsResponse.streams:type_name -> meridian.node.v1.StreamStatus
 	19, // 13: meridian.node.v1.ClosedRequest.samples:type_name -> meridian.node.v1.ClosedSample
-	34, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
+	37, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
 	26, // 15: meridian.node.v1.BackupBaseRequest.target:type_name -> meridian.node.v1.BackupTarget
 	1,  // 16: meridian.node.v1.BackupBaseResponse.error:type_name -> meridian.node.v1.Error
 	27, // 17: meridian.node.v1.BackupBaseResponse.parts:type_name -> meridian.node.v1.BackupObject
@@ -2938,37 +3226,41 @@ var file_node_proto_depIdxs = []int32{
 	1,  // 19: meridian.node.v1.BackupLogResponse.error:type_name -> meridian.node.v1.Error
 	27, // 20: meridian.node.v1.BackupLogResponse.segments:type_name -> meridian.node.v1.BackupObject
 	1,  // 21: meridian.node.v1.MarkResponse.error:type_name -> meridian.node.v1.Error
-	4,  // 22: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
-	6,  // 23: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
-	8,  // 24: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
-	10, // 25: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
-	12, // 26: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
-	14, // 27: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
-	16, // 28: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
-	20, // 29: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
-	22, // 30: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
-	24, // 31: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
-	28, // 32: meridian.node.v1.Node.BackupBase:input_type -> meridian.node.v1.BackupBaseRequest
-	30, // 33: meridian.node.v1.Node.BackupLog:input_type -> meridian.node.v1.BackupLogRequest
-	32, // 34: meridian.node.v1.Node.Mark:input_type -> meridian.node.v1.MarkRequest
-	5,  // 35: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
-	7,  // 36: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
-	9,  // 37: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
-	11, // 38: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
-	13, // 39: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
-	15, // 40: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
-	18, // 41: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
-	21, // 42: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
-	23, // 43: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
-	25, // 44: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
-	29, // 45: meridian.node.v1.Node.BackupBase:output_type -> meridian.node.v1.BackupBaseResponse
-	31, // 46: meridian.node.v1.Node.BackupLog:output_type -> meridian.node.v1.BackupLogResponse
-	33, // 47: meridian.node.v1.Node.Mark:output_type -> meridian.node.v1.MarkResponse
-	35, // [35:48] is the sub-list for method output_type
-	22, // [22:35] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	1,  // 22: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
+	35, // 23: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
+	4,  // 24: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
+	6,  // 25: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
+	8,  // 26: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
+	10, // 27: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
+	12, // 28: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
+	14, // 29: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
+	16, // 30: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
+	20, // 31: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
+	22, // 32: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
+	24, // 33: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
+	28, // 34: meridian.node.v1.Node.BackupBase:input_type -> meridian.node.v1.BackupBaseRequest
+	30, // 35: meridian.node.v1.Node.BackupLog:input_type -> meridian.node.v1.BackupLogRequest
+	32, // 36: meridian.node.v1.Node.Mark:input_type -> meridian.node.v1.MarkRequest
+	34, // 37: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
+	5,  // 38: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
+	7,  // 39: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
+	9,  // 40: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
+	11, // 41: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
+	13, // 42: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
+	15, // 43: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
+	18, // 44: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
+	21, // 45: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
+	23, // 46: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
+	25, // 47: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
+	29, // 48: meridian.node.v1.Node.BackupBase:output_type -> meridian.node.v1.BackupBaseResponse
+	31, // 49: meridian.node.v1.Node.BackupLog:output_type -> meridian.node.v1.BackupLogResponse
+	33, // 50: meridian.node.v1.Node.Mark:output_type -> meridian.node.v1.MarkResponse
+	36, // 51: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
+	38, // [38:52] is the sub-list for method output_type
+	24, // [24:38] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_node_proto_init() }
@@ -2982,7 +3274,7 @@ func file_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_node_proto_rawDesc), len(file_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

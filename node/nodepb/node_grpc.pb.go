@@ -1,7 +1,7 @@
 // The requests one Meridian node makes of another: forwarded reads and
 // writes, proposals to a group's leader, membership changes, scans of a
-// shard, stream positions and statuses, closed timestamps, round trips and
-// readiness. Served by every node on its transport's connections (package
+// shard, stream positions and statuses, closed timestamps, round trips,
+// readiness and audit records. Served by every node on its transport's connections (package
 // transport: identity, cluster and wire version checked on every call).
 //
 // Errors that belong to the request (an unknown keyspace, a write refused
@@ -43,6 +43,7 @@ const (
 	Node_BackupBase_FullMethodName = "/meridian.node.v1.Node/BackupBase"
 	Node_BackupLog_FullMethodName  = "/meridian.node.v1.Node/BackupLog"
 	Node_Mark_FullMethodName       = "/meridian.node.v1.Node/Mark"
+	Node_Audit_FullMethodName      = "/meridian.node.v1.Node/Audit"
 )
 
 // NodeClient is the client API for Node service.
@@ -86,6 +87,9 @@ type NodeClient interface {
 	// Mark appends a stamped entry with no command to a group this node
 	// leads (raftgroup.Host.Mark).
 	Mark(ctx context.Context, in *MarkRequest, opts ...grpc.CallOption) (*MarkResponse, error)
+	// Audit returns this node's audit records (node.AuditRecord): the
+	// cluster's audit log is the union of its nodes' logs.
+	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
 }
 
 type nodeClient struct {
@@ -226,6 +230,16 @@ func (c *nodeClient) Mark(ctx context.Context, in *MarkRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *nodeClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditResponse)
+	err := c.cc.Invoke(ctx, Node_Audit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
@@ -267,6 +281,9 @@ type NodeServer interface {
 	// Mark appends a stamped entry with no command to a group this node
 	// leads (raftgroup.Host.Mark).
 	Mark(context.Context, *MarkRequest) (*MarkResponse, error)
+	// Audit returns this node's audit records (node.AuditRecord): the
+	// cluster's audit log is the union of its nodes' logs.
+	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -315,6 +332,9 @@ func (UnimplementedNodeServer) BackupLog(context.Context, *BackupLogRequest) (*B
 }
 func (UnimplementedNodeServer) Mark(context.Context, *MarkRequest) (*MarkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Mark not implemented")
+}
+func (UnimplementedNodeServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -571,6 +591,24 @@ func _Node_Mark_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Audit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Audit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Audit(ctx, req.(*AuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -629,6 +667,10 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Mark",
 			Handler:    _Node_Mark_Handler,
+		},
+		{
+			MethodName: "Audit",
+			Handler:    _Node_Audit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
