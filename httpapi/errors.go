@@ -70,7 +70,8 @@ func StatusOf(code string) int {
 	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadFault, CodeBadTTL, CodeBadQuery, CodeBadPath,
 		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
 		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active", "members_differ",
-		"timings_differ", CodeBadRule, CodeRootUser, "backup_target", "backup_key", "backup_window", "restore_gap":
+		"timings_differ", CodeBadRule, CodeRootUser, "backup_target", "backup_key", "backup_window", "restore_gap",
+		"backup_refused":
 		return http.StatusBadRequest
 	case CodeUnauthenticated:
 		return http.StatusUnauthorized

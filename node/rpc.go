@@ -100,7 +100,7 @@ var errorCodes = []struct {
 	{nodepb.Code_BACKUP_KEY, backup.ErrKey},
 	{nodepb.Code_BACKUP_WINDOW, backup.ErrWindow},
 	{nodepb.Code_RESTORE_GAP, kv.ErrRestoreGap},
-	{nodepb.Code_INVALID_SPEC, ErrBackupRefused},
+	{nodepb.Code_BACKUP_REFUSED, ErrBackupRefused},
 }
 
 // codeOf returns the wire code of an error (INTERNAL if unknown).

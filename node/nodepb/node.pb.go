@@ -101,6 +101,7 @@ const (
 	Code_BACKUP_WINDOW  Code = 64
 	Code_RESTORING      Code = 65
 	Code_RESTORE_GAP    Code = 66
+	Code_BACKUP_REFUSED Code = 67
 )
 
 // Enum value maps for Code.
@@ -167,6 +168,7 @@ var (
 		64: "BACKUP_WINDOW",
 		65: "RESTORING",
 		66: "RESTORE_GAP",
+		67: "BACKUP_REFUSED",
 	}
 	Code_value = map[string]int32{
 		"OK":                  0,
@@ -230,6 +232,7 @@ var (
 		"BACKUP_WINDOW":       64,
 		"RESTORING":           65,
 		"RESTORE_GAP":         66,
+		"BACKUP_REFUSED":      67,
 	}
 )
 
@@ -3057,7 +3060,7 @@ const file_node_proto_rawDesc = "" +
 	"\rAuditResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x127\n" +
 	"\arecords\x18\x02 \x03(\v2\x1d.meridian.node.v1.AuditRecordR\arecords\x12\x18\n" +
-	"\adropped\x18\x03 \x01(\x04R\adropped*\xb0\b\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped*\xc4\b\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\f\n" +
 	"\bINTERNAL\x10\x01\x12\x14\n" +
@@ -3130,7 +3133,8 @@ const file_node_proto_rawDesc = "" +
 	"BACKUP_KEY\x10?\x12\x11\n" +
 	"\rBACKUP_WINDOW\x10@\x12\r\n" +
 	"\tRESTORING\x10A\x12\x0f\n" +
-	"\vRESTORE_GAP\x10B2\xbf\b\n" +
+	"\vRESTORE_GAP\x10B\x12\x12\n" +
+	"\x0eBACKUP_REFUSED\x10C2\xbf\b\n" +
 	"\x04Node\x12H\n" +
 	"\x05Write\x12\x1e.meridian.node.v1.WriteRequest\x1a\x1f.meridian.node.v1.WriteResponse\x12E\n" +
 	"\x04Read\x12\x1d.meridian.node.v1.ReadRequest\x1a\x1e.meridian.node.v1.ReadResponse\x12N\n" +
