@@ -51,6 +51,10 @@ func init() {
 			Summary: "Returns PONG, or the given message.", run: cmdPing},
 		&Spec{Name: "echo", Arity: 2, Flags: []string{"fast"}, Group: "connection", Active: ActiveRead,
 			Summary: "Returns the given string.", run: cmdEcho},
+		// UNWATCH queued in a transaction: the watched keys were checked
+		// when EXEC began.
+		&Spec{Name: "unwatch", Arity: 1, Flags: []string{"fast"}, Group: "transactions", Active: ActiveRead,
+			Summary: "Forgets the watched keys.", run: func(*execCtx, [][]byte) Reply { return OK() }},
 	)
 }
 
@@ -301,3 +305,19 @@ func cmdPing(x *execCtx, args [][]byte) Reply {
 }
 
 func cmdEcho(x *execCtx, args [][]byte) Reply { return Bulk(args[1]) }
+
+// FlushShardCommand is the write that deletes every key of the shard it
+// is routed to (FLUSHDB sends it to each shard).
+func FlushShardCommand() [][]byte { return [][]byte{[]byte(flushShardName)} }
+
+const flushShardName = "meridian.flushshard"
+
+func init() {
+	register(&Spec{Name: flushShardName, Arity: 1, Write: true, Internal: true, Group: "server",
+		Active: "deleting in an active keyspace takes a tombstone per key", run: cmdFlushShard})
+}
+
+func cmdFlushShard(x *execCtx, args [][]byte) Reply {
+	x.b.ClearData(x.group)
+	return OK()
+}

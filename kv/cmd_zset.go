@@ -682,8 +682,8 @@ func cmdZRemRange(kind int) func(*execCtx, [][]byte) Reply {
 
 // ZSCAN's cursor: "0" starts, and a cursor the engine returns is "\x00"
 // followed by the last member returned (the front end exchanges it for
-// a number, as Redis cursors are). Members come in member order; a set
-// of at most 128 members comes back whole, as Redis answers small sets.
+// a number, as Redis cursors are). Members come in member order, COUNT
+// at a time; a set of at most 128 members comes back whole.
 func cmdZScan(x *execCtx, args [][]byte) Reply {
 	sa, r := parseCollectionScan(args[2:])
 	if r.IsError() {
@@ -702,7 +702,16 @@ func cmdZScan(x *execCtx, args [][]byte) Reply {
 	}
 	limit := int64(sa.count)
 	if after == nil && z.card() <= 128 {
-		limit = z.card()
+		// A small set comes back whole, in score order, as Redis answers
+		// the sets it keeps as listpacks.
+		var items []Reply
+		z.scan(zFirst, false, func(m []byte, f float64) bool {
+			if sa.match == nil || GlobMatch(sa.match, m) {
+				items = append(items, Bulk(bytes.Clone(m)), BulkString(FormatDouble(f)))
+			}
+			return true
+		})
+		return Array(BulkString("0"), Array(items...))
 	}
 	var items []Reply
 	var last []byte

@@ -167,20 +167,46 @@ func (x *execCtx) popEnd(l *list, left bool, count int64) [][]byte {
 	if count <= 0 {
 		return nil
 	}
+	from := int64(0)
+	if !left {
+		from = l.n - count
+	}
 	var out [][]byte
+	if count <= smallPop {
+		// Point reads and deletes: a range deletion per pop would leave a
+		// range tombstone per pop for every later read to step over.
+		for i := from; i < from+count; i++ {
+			out = append(out, x.item(l, i))
+			x.b.DeleteElem(x.group, l.pos(i))
+		}
+	} else {
+		out = x.items(l, from, from+count)
+		x.b.DeleteElems(x.group, l.pos(from), l.pos(from+count))
+	}
 	if left {
-		out = x.items(l, 0, count)
-		x.b.DeleteElems(x.group, l.pos(0), l.pos(count))
 		l.first += count
 	} else {
-		out = x.items(l, l.n-count, l.n)
-		x.b.DeleteElems(x.group, l.pos(l.n-count), l.pos(l.n))
 		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 			out[i], out[j] = out[j], out[i] // the last item first
 		}
 	}
 	l.n -= count
 	return out
+}
+
+// smallPop is the most items a pop deletes one by one.
+const smallPop = 64
+
+// deleteItems deletes the items at indexes [from, to): one by one when
+// they are few (see popEnd), as a range otherwise.
+func (x *execCtx) deleteItems(l *list, from, to int64) {
+	if to-from > smallPop {
+		x.b.DeleteElems(x.group, l.pos(from), l.pos(to))
+		return
+	}
+	for i := from; i < to; i++ {
+		x.b.DeleteElem(x.group, l.pos(i))
+	}
 }
 
 // store writes the list's head back, or removes the key if it is empty;
@@ -354,13 +380,16 @@ func cmdLLen(x *execCtx, args [][]byte) Reply {
 }
 
 func cmdLIndex(x *execCtx, args [][]byte) Reply {
-	i, ok := intArg(args[2])
-	if !ok {
-		return errNotInteger
-	}
 	l, r, ok := x.listAt(args[1])
 	if !ok {
 		return r
+	}
+	if l.n == 0 {
+		return Nil()
+	}
+	i, ok := intArg(args[2])
+	if !ok {
+		return errNotInteger
 	}
 	if i < 0 {
 		i += l.n
@@ -372,16 +401,16 @@ func cmdLIndex(x *execCtx, args [][]byte) Reply {
 }
 
 func cmdLSet(x *execCtx, args [][]byte) Reply {
-	i, ok := intArg(args[2])
-	if !ok {
-		return errNotInteger
-	}
 	l, r, ok := x.listAt(args[1])
 	if !ok {
 		return r
 	}
 	if l.n == 0 {
 		return errNoSuchKey
+	}
+	i, ok := intArg(args[2])
+	if !ok {
+		return errNotInteger
 	}
 	if i < 0 {
 		i += l.n
@@ -461,14 +490,14 @@ func (x *execCtx) rewrite(l *list, all [][]byte, drop []bool, extra []byte, at i
 	delta := int64(len(kept) - len(all)) // +1 for an insertion, -k for removals
 	if int64(len(all))-int64(lo) <= int64(hi)+1 {
 		// Move the tail: items from lo on are rewritten at lo, lo+1, ...
-		x.b.DeleteElems(x.group, l.pos(int64(lo)), l.pos(l.n))
+		x.deleteItems(l, int64(lo), l.n)
 		for i := lo; i < len(kept); i++ {
 			x.b.SetElem(x.group, l.pos(int64(i)), kept[i])
 		}
 	} else {
 		// Move the head: items up to hi are rewritten ending at the same
 		// place, the start moving by -delta.
-		x.b.DeleteElems(x.group, l.pos(0), l.pos(int64(hi)+1))
+		x.deleteItems(l, 0, int64(hi)+1)
 		end := hi + int(delta) // the index in kept of the last rewritten item
 		l.first -= delta
 		for i := 0; i <= end; i++ {
@@ -495,8 +524,8 @@ func cmdLTrim(x *execCtx, args [][]byte) Reply {
 	if !ok {
 		a, b = l.n, l.n-1 // nothing kept
 	}
-	x.b.DeleteElems(x.group, l.pos(0), l.pos(a))
-	x.b.DeleteElems(x.group, l.pos(b+1), l.pos(l.n))
+	x.deleteItems(l, 0, a)
+	x.deleteItems(l, b+1, l.n)
 	l.first += a
 	l.n = b - a + 1
 	x.store(l)
@@ -545,34 +574,29 @@ func cmdLPos(x *execCtx, args [][]byte) Reply {
 			return errSyntax
 		}
 		v, ok := intArg(args[i+1])
-		opt := strings.ToUpper(string(args[i]))
-		switch opt {
-		case "RANK", "COUNT", "MAXLEN":
-			if !ok {
-				return errNotInteger
-			}
-		default:
-			return errSyntax
-		}
-		switch opt {
+		switch strings.ToUpper(string(args[i])) {
 		case "RANK":
-			if v == math.MinInt64 {
+			switch {
+			case !ok:
+				return errNotInteger
+			case v == math.MinInt64:
 				return Errorf("ERR value is out of range, value must between %d and %d", -math.MaxInt64, int64(math.MaxInt64))
-			}
-			if v == 0 {
+			case v == 0:
 				return Errorf("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list")
 			}
 			rank = v
 		case "COUNT":
-			if v < 0 {
+			if !ok || v < 0 {
 				return Errorf("ERR COUNT can't be negative")
 			}
 			count = v
 		case "MAXLEN":
-			if v < 0 {
+			if !ok || v < 0 {
 				return Errorf("ERR MAXLEN can't be negative")
 			}
 			maxlen = v
+		default:
+			return errSyntax
 		}
 	}
 	l, r, ok := x.listAt(args[1])

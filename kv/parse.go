@@ -106,10 +106,6 @@ func ParseExpire(name string, args [][]byte, nowMS, unitMS int64, absolute bool)
 	if len(args) < 2 {
 		return Command{}, ArityError(name)
 	}
-	v, ok := intArg(args[1])
-	if !ok {
-		return Command{}, ErrNotInteger
-	}
 	cmd := Command{Op: OpExpire, NowMS: nowMS, Args: [][]byte{args[0]}}
 	for _, a := range args[2:] {
 		switch opt := strings.ToUpper(string(a)); opt {
@@ -130,6 +126,10 @@ func ParseExpire(name string, args [][]byte, nowMS, unitMS int64, absolute bool)
 	}
 	if cmd.Flags&FlagGT != 0 && cmd.Flags&FlagLT != 0 {
 		return Command{}, RedisError("ERR GT and LT options at the same time are not compatible")
+	}
+	v, ok := intArg(args[1]) // after the options, as Redis
+	if !ok {
+		return Command{}, ErrNotInteger
 	}
 	at, ok := ToAbsoluteMS(v, unitMS, nowMS, absolute)
 	if !ok {
