@@ -78,6 +78,11 @@ func (n *Node) activeCommand(ks *metadata.Keyspace, c kv.Command) (kv.Command, e
 		out = kv.ActiveCommand(kv.OpActiveHSet, stamp, now, c.Args...)
 	case kv.OpHDel:
 		out = kv.ActiveCommand(kv.OpActiveHDel, stamp, now, c.Args...)
+	case kv.OpRedis, kv.OpTxn: // the command engine (kv/active_redis.go)
+		var err error
+		if out, err = kv.ActiveRedisCommand(c, stamp, ks.Resolver, now); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrNotOnActive, err)
+		}
 	default:
 		return c, fmt.Errorf("%w: %s", ErrNotOnActive, c.Op)
 	}
@@ -99,6 +104,8 @@ func activeRecord(rec kv.Record, found bool) (kv.Record, bool, error) {
 		return kv.Record{Type: kv.TypeSet, Payload: kv.EncodeSet(v.Members)}, true, nil
 	case kv.TypeHash:
 		return kv.Record{Type: kv.TypeHash, Payload: kv.EncodeHash(v.Fields)}, true, nil
+	case kv.TypeZSet:
+		return kv.Record{Type: kv.TypeZSet}, true, nil // read through the command engine
 	}
 	return kv.Record{Type: kv.TypeString, Payload: v.Value}, true, nil
 }

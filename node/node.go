@@ -314,6 +314,8 @@ type Node struct {
 	streamGate streamGate    // stream batches proposed here in order (streams.go)
 	groups     groupIndex    // what each data group is (groupindex.go)
 	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
+	blocked    blockers      // clients waiting in blocking pops (blocking.go)
+	pubsub     pubsub        // pub/sub deliveries between nodes (pubsub.go)
 
 	mu          sync.Mutex
 	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
@@ -742,7 +744,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region}, Bootstrap: boot,
+					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region, OnListPush: n.blocked.wake}, Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()
