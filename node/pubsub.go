@@ -40,7 +40,7 @@ import (
 const (
 	methodPublish    = "pubsub.publish"
 	pubMaxBatchBytes = 256 << 10
-	pubMaxInFlight   = 8
+	pubMaxInFlight   = 128
 	pubMaxQueue      = 64 << 20
 	pubGapWait       = time.Second
 	pubCallTimeout   = 10 * time.Second
