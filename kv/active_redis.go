@@ -9,7 +9,7 @@ import (
 	"github.com/meridian-db/meridian/crdt"
 )
 
-// The command engine in active keyspaces (docs/DESIGN.md 2.3).
+// The command engine in active keyspaces (docs/DESIGN.md 2.5).
 //
 // Reads run the engine's handlers on the region's merged states: each
 // active record is presented as the plain value it reads as (a register

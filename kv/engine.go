@@ -12,9 +12,9 @@ import (
 	"github.com/meridian-db/meridian/storage"
 )
 
-// The command engine runs Redis commands, given as their arguments (the
-// name first, as a client sends them), against one group's data, and
-// answers with a Reply. Writes run inside the state machine as OpRedis
+// The command engine (docs/DESIGN.md 5.5) runs Redis commands, given as
+// their arguments (the name first, as a client sends them), against one
+// group's data, and answers with a Reply. Writes run inside the state machine as OpRedis
 // (one command) or OpTxn (a transaction, txn.go), so that every replica
 // computes the same reply; reads run on a consistent view of a replica's
 // committed data (Query). Each command is one handler, used for both, and

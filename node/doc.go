@@ -2,12 +2,20 @@
 // system group and every data group the metadata places here, the
 // transport, and the request router that the front ends call.
 //
-// The router maps a key to its keyspace's shard by hashing (FNV-1a), runs
-// writes through the shard's raft group and serves reads at the requested
+// The router maps a key to its keyspace's shard by hashing (FNV-1a of the
+// key, or of its hash tag: "{user42}:cart" hashes "user42"), runs writes
+// through the shard's raft group and serves reads at the requested
 // consistency: strong reads confirm the read point with the leader
 // (ReadIndex) and then read locally; eventual reads read the local replica
 // at once. A node that holds no replica of the shard forwards the request
 // to the nearest node that does.
+//
+// Redis's commands (docs/DESIGN.md 5.5) reach the node as kv engine
+// commands: writes through Write like any other, reads through Query
+// (query.go, forwarded in a binary call), blocking pops through
+// BlockingWrite (blocking.go), FLUSHDB shard by shard. Pub/sub runs
+// beside raft: Publish delivers to this node's subscribers and sends the
+// message to every other node, in order and at most once (pubsub.go).
 //
 // Background loops keep the node in step with the metadata (recording the
 // initial members, registering the node, creating the replicas placed on

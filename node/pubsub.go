@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// Pub/Sub across regions. PUBLISH on any node reaches the subscribers of
-// every node, in every region, at most once, in the order each publisher
-// published (as Redis delivers a connection's messages in order):
+// Pub/Sub across regions (docs/DESIGN.md 5.5). PUBLISH on any node
+// reaches the subscribers of every node, in every region, at most once,
+// in the order each publisher published (as Redis delivers a
+// connection's messages in order):
 //
 //   - Publish hands the message to this node's subscribers (the front
 //     ends' sinks, AddPubSubSink) at once, and queues it for every other
