@@ -53,6 +53,10 @@ func init() {
 			Summary: "Removes and returns the members with the lowest scores: [count].", run: cmdZPop(false)},
 		&Spec{Name: "zpopmax", Arity: -2, Write: true, Flags: []string{"fast"}, First: 1, Last: 1, Step: 1, Group: "sorted-set", Active: zsetOnly,
 			Summary: "Removes and returns the members with the highest scores: [count].", run: cmdZPop(true)},
+		&Spec{Name: "bzpopmin", Arity: -3, Write: true, Flags: []string{"fast", "blocking"}, First: 1, Last: -2, Step: 1, Group: "sorted-set", Active: zsetOnly,
+			Summary: "Pops the member with the lowest score of the first non-empty sorted set, waiting up to a timeout (keys of one shard; async: in the primary region).", run: cmdBZPop(false)},
+		&Spec{Name: "bzpopmax", Arity: -3, Write: true, Flags: []string{"fast", "blocking"}, First: 1, Last: -2, Step: 1, Group: "sorted-set", Active: zsetOnly,
+			Summary: "Pops the member with the highest score of the first non-empty sorted set, waiting up to a timeout (keys of one shard; async: in the primary region).", run: cmdBZPop(true)},
 		&Spec{Name: "zremrangebyscore", Arity: 4, Write: true, First: 1, Last: 1, Step: 1, Group: "sorted-set", Active: zsetOnly,
 			Summary: "Removes the members with scores in a range.", run: cmdZRemRange(zrangeScore)},
 		&Spec{Name: "zremrangebyrank", Arity: 4, Write: true, First: 1, Last: 1, Step: 1, Group: "sorted-set", Active: zsetOnly,
@@ -647,6 +651,36 @@ func cmdZPop(max bool) func(*execCtx, [][]byte) Reply {
 			return Reply{Kind: ReplyPairs, Elems: out}
 		}
 		return Array(out...)
+	}
+}
+
+// cmdBZPop pops from the first of the keys holding a sorted set, or
+// answers a nil array, which the front end then waits on (see cmdBPop).
+func cmdBZPop(max bool) func(*execCtx, [][]byte) Reply {
+	return func(x *execCtx, args [][]byte) Reply {
+		if _, err := ParseTimeout(args[len(args)-1]); err != nil {
+			return ErrReply(err)
+		}
+		for _, key := range args[1 : len(args)-1] {
+			e := x.lookup(key)
+			if _, r, ok := e.is(TypeZSet); !ok {
+				return r
+			}
+			z := x.zstore(key, e)
+			if z.n == 0 {
+				continue
+			}
+			var m []byte
+			var f float64
+			z.scan(zFirst, max, func(member []byte, score float64) bool {
+				m, f = bytes.Clone(member), score
+				return false
+			})
+			z.rem(m, f)
+			z.store()
+			return Array(Bulk(key), Bulk(m), Double(f))
+		}
+		return NilArray()
 	}
 }
 

@@ -173,8 +173,8 @@ type execCtx struct {
 	// with zero values, and the caller returns it instead of the reply.
 	err error
 	rng *rand.Rand
-	// wake, if set, is told of keys that became non-empty lists
-	// (blocking pops wait for them).
+	// wake, if set, is told of keys written as non-empty lists or sorted
+	// sets (blocking pops wait for them).
 	wake func(key []byte)
 	// active is set in active keyspaces: records hold CRDT states, read
 	// as the plain values they stand for (active_redis.go).
@@ -271,7 +271,7 @@ func (x *execCtx) put(key []byte, old entry, rec Record) {
 	}
 	rec.Version = x.index
 	x.b.SetData(x.group, key, rec.Encode())
-	if rec.Type == TypeList && x.wake != nil {
+	if hasElems(rec.Type) && x.wake != nil {
 		x.wake(key)
 	}
 }
@@ -386,13 +386,13 @@ func (sm *StateMachine) applyRedis(b *storage.Batch, index uint64, c Command) Re
 	return Result{Value: r.Encode(), Found: true}
 }
 
-// wakeFn returns the function telling the node that a key became a
-// non-empty list (nil if nobody listens).
+// wakeFn returns the function telling the node that a key was written as
+// a non-empty list or sorted set (nil if nobody listens).
 func (sm *StateMachine) wakeFn() func([]byte) {
-	if sm.OnListPush == nil {
+	if sm.OnPush == nil {
 		return nil
 	}
-	return func(key []byte) { sm.OnListPush(sm.Group, key) }
+	return func(key []byte) { sm.OnPush(sm.Group, key) }
 }
 
 // RedisCommand builds the command that runs a Redis write: args are the

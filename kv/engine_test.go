@@ -34,7 +34,7 @@ func newEngine(t testing.TB) *engine {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	e := &engine{t: t, db: db, now: 1_700_000_000_000}
-	e.sm = &StateMachine{Group: 5, OnListPush: func(g uint64, k []byte) { e.woken = append(e.woken, string(k)) }}
+	e.sm = &StateMachine{Group: 5, OnPush: func(g uint64, k []byte) { e.woken = append(e.woken, string(k)) }}
 	return e
 }
 
@@ -259,6 +259,21 @@ func TestEngineSortedSets(t *testing.T) {
 	)
 	if n := e.elements(); n != 4 {
 		t.Fatalf("%d elements for a sorted set of 2 (two each)", n)
+	}
+	// Blocking pops when there is something to pop; ZADD tells the node.
+	e.woken = nil
+	e.expect(
+		"BZPOPMIN none lex 0", `["lex" "c" 0]`, "BZPOPMAX lex 0.5", `["lex" "d" 0]`,
+		"EXISTS lex", "0", "BZPOPMIN lex none 0.1", "(nil-array)",
+		"BZPOPMIN lex str 0", "!WRONGTYPE Operation against a key holding the wrong kind of value",
+		"BZPOPMIN lex -1", "!ERR timeout is negative", "BZPOPMAX lex x", "!ERR timeout is not a float or out of range",
+		"ZADD w 2 b 1 a 3 c", "3", "BZPOPMAX w 0", `["w" "c" 3]`, "ZRANGE w 0 -1", `["a" "b"]`,
+	)
+	if n := e.elements(); n != 4 {
+		t.Fatalf("%d elements for a sorted set of 2 after its pops (two each)", n)
+	}
+	if !slices.Contains(e.woken, "w") {
+		t.Fatalf("ZADD told the node of %v", e.woken)
 	}
 }
 

@@ -38,11 +38,11 @@ type StateMachine struct {
 	// would corrupt the CRDTs. It is configuration, the same on every
 	// replica, so the check is deterministic.
 	Region string
-	// OnListPush, if set, is told of each key of the group that a command
-	// left a non-empty list (blocking pops wait for them). It is called
-	// while the command applies, before it is durable, and must not block;
-	// it has no effect on what is applied.
-	OnListPush func(group uint64, key []byte)
+	// OnPush, if set, is told of each key of the group that a command
+	// left a non-empty list or sorted set (blocking pops wait for them).
+	// It is called while the command applies, before it is durable, and
+	// must not block; it has no effect on what is applied.
+	OnPush func(group uint64, key []byte)
 }
 
 // Apply implements raftgroup.StateMachine. It is deterministic: a record

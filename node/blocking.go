@@ -12,19 +12,20 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 )
 
-// Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH). The pop is an
-// ordinary write: proposed, it pops at once if a list has an item, and
-// answers a nil array otherwise. The node then waits until its replica of
-// the group that takes the shard's writes applies a push to one of the
-// keys (the state machine tells it, kv.StateMachine.OnListPush), and
+// Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX).
+// The pop is an ordinary write: proposed, it pops at once if a list or
+// sorted set has an item, and answers a nil array otherwise. The node
+// then waits until its replica of the group that takes the shard's writes
+// applies a push (or a ZADD) to one of the keys (the state machine tells it, kv.StateMachine.OnPush), and
 // proposes the pop again; several clients waiting on one key all try, and
 // the first whose pop is applied gets the item (no FIFO order among
 // them, unlike Redis). Without a replica of that group here, the node
-// looks at the lists every 100 ms instead. A timeout of 0 waits until the
+// looks at the keys every 100 ms instead. A timeout of 0 waits until the
 // client goes away.
 //
 // Async keyspaces serve blocking pops in the primary region only (where
-// pushes are applied first); active keyspaces have no lists.
+// pushes are applied first); active keyspaces have no lists and refuse
+// pops of sorted sets (ZPOPMIN removes by rank).
 
 // ErrBlockingNotHere is returned for a blocking pop sent to a node that
 // cannot serve it: outside an async keyspace's primary region.
@@ -107,7 +108,7 @@ func (b *blockers) waiting() int {
 }
 
 // BlockingWrite runs a blocking engine write whose keys are keys (all in
-// one shard; the lists it pops from first) until its reply is not a nil
+// one shard; the lists or sorted sets it pops from first) until its reply is not a nil
 // array, or until timeout (0: none) or ctx ends: then it returns the nil
 // array. The reply is the result's Value, as Write returns it.
 func (n *Node) BlockingWrite(ctx context.Context, keyspace string, keys [][]byte, args [][]byte, timeout time.Duration) (kv.Result, Answer, error) {
@@ -117,7 +118,11 @@ func (n *Node) BlockingWrite(ctx context.Context, keyspace string, keys [][]byte
 	}
 	switch {
 	case isActive(ks):
-		return kv.Result{}, Answer{}, fmt.Errorf("%w: %s", ErrNotOnActive, kv.ActiveLists)
+		why := kv.ActiveLists
+		if spec, ok := kv.Lookup(args[0]); ok && spec.Active != kv.ActiveRead && spec.Active != kv.ActiveWrite {
+			why = spec.Active // the sorted sets' reason for BZPOPMIN, BZPOPMAX
+		}
+		return kv.Result{}, Answer{}, fmt.Errorf("%w: %s", ErrNotOnActive, why)
 	case ks.Strategy == metadata.Async && n.cfg.Region != ks.HomeRegion:
 		return kv.Result{}, Answer{}, fmt.Errorf("%w (%s for %q; this node is in %s): connect there, or use the non-blocking pop", ErrBlockingNotHere, ks.HomeRegion, ks.Name, n.cfg.Region)
 	}
@@ -157,19 +162,16 @@ func (n *Node) BlockingWrite(ctx context.Context, keyspace string, keys [][]byte
 	}
 }
 
-// listsReady reports whether one of the keys holds a non-empty list (a
-// local read when this node has a replica, the nearest replica's
-// otherwise; errors read as "maybe": the pop is proposed).
+// listsReady reports whether one of the keys exists (an empty list or
+// sorted set does not): a local read when this node has a replica, the
+// nearest replica's otherwise; errors read as "maybe": the pop is
+// proposed.
 func (n *Node) listsReady(ctx context.Context, keyspace string, keys [][]byte) bool {
-	for _, k := range keys {
-		out, _, err := n.Query(ctx, keyspace, k, [][]byte{[]byte("llen"), k}, Eventual)
-		if err != nil {
-			return true
-		}
-		r, err := kv.DecodeReply(out)
-		if err != nil || r.Kind != kv.ReplyInt || r.Int > 0 {
-			return true
-		}
+	args := append([][]byte{[]byte("exists")}, keys...)
+	out, _, err := n.Query(ctx, keyspace, keys[0], args, Eventual)
+	if err != nil {
+		return true
 	}
-	return false
+	r, err := kv.DecodeReply(out)
+	return err != nil || r.Kind != kv.ReplyInt || r.Int > 0
 }

@@ -744,7 +744,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region, OnListPush: n.blocked.wake}, Bootstrap: boot,
+					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region, OnPush: n.blocked.wake}, Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

@@ -142,43 +142,58 @@ func TestEngineAcrossNodes(t *testing.T) {
 		t.Fatalf("keys of two shards: %v", err)
 	}
 
-	// A blocking pop in us-east wakes when eu-west pushes.
+	// A blocking pop in us-east wakes when eu-west pushes (BLPOP), or
+	// when ap-southeast adds to a sorted set (BZPOPMIN).
 	type popped struct {
 		reply string
 		took  time.Duration
 		err   error
 	}
-	done := make(chan popped, 1)
-	start := time.Now()
-	ks := east.Metadata().Keyspaces["s"]
-	shard, _ := east.Shard("s", []byte("{q}:empty"))
-	group := ks.Shards[shard].Group
-	applied := func() uint64 { st, _ := east.Host().Status(group); return st.Applied }
-	before := applied()
-	go func() {
-		r, _, err := east.BlockingWrite(ctx, "s", argv("{q}:empty"), argv("BLPOP", "{q}:empty", "0"), 0)
-		text := ""
-		if err == nil {
-			text = replyText(t, r.Value)
+	blockThenPush := func(key string, pop []string, push ...string) popped {
+		t.Helper()
+		done := make(chan popped, 1)
+		start := time.Now()
+		ks := east.Metadata().Keyspaces["s"]
+		shard, _ := east.Shard("s", []byte(key))
+		group := ks.Shards[shard].Group
+		applied := func() uint64 { st, _ := east.Host().Status(group); return st.Applied }
+		before := applied()
+		go func() {
+			r, _, err := east.BlockingWrite(ctx, "s", argv(key), argv(pop...), 0)
+			text := ""
+			if err == nil {
+				text = replyText(t, r.Value)
+			}
+			done <- popped{text, time.Since(start), err}
+		}()
+		// Waiting: registered, and its first attempt (a raft entry) applied.
+		if err := c.WaitFor(ctx, func() bool { return east.BlockedClients() == 1 && applied() > before }); err != nil {
+			t.Fatalf("%v never waited", pop)
 		}
-		done <- popped{text, time.Since(start), err}
-	}()
-	// Waiting: registered, and its first attempt (a raft entry) applied.
-	if err := c.WaitFor(ctx, func() bool { return east.BlockedClients() == 1 && applied() > before }); err != nil {
-		t.Fatal("the pop never waited")
+		select {
+		case p := <-done:
+			t.Fatalf("%v returned before anything was pushed: %+v", pop, p)
+		default:
+		}
+		pusher := west
+		if push[0] == "ZADD" {
+			pusher = asia
+		}
+		redisWrite(ctx, t, pusher, "s", push...)
+		p := <-done
+		if east.BlockedClients() != 0 {
+			t.Fatalf("%v left a waiter behind", pop)
+		}
+		return p
 	}
-	select {
-	case p := <-done:
-		t.Fatalf("the pop returned before anything was pushed: %+v", p)
-	default:
-	}
-	redisWrite(ctx, t, west, "s", "RPUSH", "{q}:empty", "item")
-	p := <-done
-	if p.err != nil || p.reply != "[{q}:empty item]" {
+	if p := blockThenPush("{q}:empty", []string{"BLPOP", "{q}:empty", "0"}, "RPUSH", "{q}:empty", "item"); p.err != nil || p.reply != "[{q}:empty item]" {
 		t.Fatalf("blocking pop: %+v", p)
 	}
-	if east.BlockedClients() != 0 {
-		t.Fatal("a waiter left behind")
+	if p := blockThenPush("{q}:board", []string{"BZPOPMIN", "{q}:board", "0"}, "ZADD", "{q}:board", "3", "c", "1", "a"); p.err != nil || p.reply != "[{q}:board a 1]" {
+		t.Fatalf("blocking pop of a sorted set: %+v", p)
+	}
+	if got := redisRead(ctx, t, east, "s", node.Strong, "ZRANGE", "{q}:board", "0", "-1"); got != "[c]" {
+		t.Fatalf("after BZPOPMIN: %s", got)
 	}
 	// A timeout answers nil; async keyspaces pop in their primary region.
 	r, _, err := east.BlockingWrite(ctx, "s", argv("{q}:none"), argv("BRPOP", "{q}:none", "0.05"), 50*time.Millisecond)
@@ -358,6 +373,9 @@ func TestActiveSortedSetConvergence(t *testing.T) {
 	// Commands without a merge are refused, saying why.
 	if _, _, err := nodes[0].Write(ctx, "a", kv.RedisCommand([]byte("l"), time.Now().UnixMilli(), argv("LPUSH", "l", "x"))); !errors.Is(err, node.ErrNotOnActive) || !strings.Contains(err.Error(), "sequence CRDT") {
 		t.Fatalf("LPUSH in an active keyspace: %v", err)
+	}
+	if _, _, err := nodes[0].BlockingWrite(ctx, "a", argv("board"), argv("BZPOPMIN", "board", "1"), time.Second); !errors.Is(err, node.ErrNotOnActive) || !strings.Contains(err.Error(), "ZREM") {
+		t.Fatalf("BZPOPMIN in an active keyspace: %v", err)
 	}
 	t.Logf("FIGURES: active sorted set: 3 regions x %d rounds of concurrent ZINCRBY/ZADD/ZREM converged to %s", rounds, views[0])
 }

@@ -144,9 +144,9 @@ func (c *client) numberCursor(r kv.Reply) kv.Reply {
 // blocking runs a blocking pop: it waits (see node.BlockingWrite) while
 // the connection stays open.
 func (c *client) blocking(spec *kv.Spec, keys [][]byte, args [][]byte) error {
-	lists := keys // BLPOP, BRPOP: every key (the timeout is not one)
-	if spec.Name != "blpop" && spec.Name != "brpop" {
-		lists = keys[:1] // BLMOVE, BRPOPLPUSH wait on the source
+	lists := keys // BLPOP, BRPOP, BZPOPMIN, BZPOPMAX: every key (the timeout is not one)
+	if spec.Name == "blmove" || spec.Name == "brpoplpush" {
+		lists = keys[:1] // they wait on the source
 	}
 	timeout, err := kv.ParseTimeout(args[len(args)-1])
 	if err != nil {

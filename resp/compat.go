@@ -59,6 +59,8 @@ var compat = map[string]compatNote{
 	"brpop":      {"keys of one shard; clients waiting on one key are not served in arrival order"},
 	"blmove":     {"keys of one shard; clients waiting on one key are not served in arrival order"},
 	"brpoplpush": {"keys of one shard; clients waiting on one key are not served in arrival order"},
+	"bzpopmin":   {"keys of one shard; clients waiting on one key are not served in arrival order"},
+	"bzpopmax":   {"keys of one shard; clients waiting on one key are not served in arrival order"},
 	// Sorted sets.
 	"zrank":    {"O(rank): the rank is counted (Redis's skip list: O(log n))"},
 	"zrevrank": {"O(rank): the rank is counted"},
@@ -139,8 +141,6 @@ var unsupportedCommands = map[string]string{
 	"blmpop":       "not implemented yet (BLPOP/BRPOP are)",
 	"lmpop":        "not implemented yet (LPOP/RPOP with a count are)",
 	"bzmpop":       "not implemented yet",
-	"bzpopmin":     "not implemented yet (ZPOPMIN is)",
-	"bzpopmax":     "not implemented yet (ZPOPMAX is)",
 	"zmpop":        "not implemented yet",
 	"zdiff":        "not implemented yet",
 	"zdiffstore":   "not implemented yet",

@@ -29,7 +29,8 @@ import (
 //
 //   - members of sets and fields of hashes come back in byte order
 //     (Redis: the order of its hash table or listpack), so replies that
-//     list them are compared sorted;
+//     list them are compared sorted (in EXEC's reply too, each as the
+//     command it answers);
 //   - random commands (SRANDMEMBER, SPOP with a count below the size,
 //     HRANDFIELD, ZRANDMEMBER, RANDOMKEY) and OBJECT are not generated.
 //
@@ -87,9 +88,10 @@ func TestDifferential(t *testing.T) {
 			}
 			redis.do("FLUSHDB")
 			meridian.do("FLUSHDB", "CONFIRM", "d")
+			var txn transaction
 			for _, l := range lines {
 				cmd := strings.Fields(l)
-				if want, got := normalize(cmd, redis.do(cmd...)), normalize(cmd, meridian.do(cmd...)); got != want {
+				if want, got := txn.normalize(cmd, redis.doReply(cmd...), meridian.doReply(cmd...)); got != want {
 					t.Fatalf("counterexample %q, RESP%d: %s\nredis    %s\nmeridian %s", lines, proto, l, want, got)
 				}
 			}
@@ -114,6 +116,7 @@ func TestDifferential(t *testing.T) {
 		reset()
 		sequences.Add(1)
 		var history []string
+		var txn transaction
 		inMulti := false
 		for range rapid.IntRange(1, 60).Draw(rt, "length") {
 			cmd := genCommand(rt)
@@ -131,8 +134,7 @@ func TestDifferential(t *testing.T) {
 				inMulti = false
 			}
 			commands.Add(1)
-			want := normalize(cmd, redis.do(cmd...))
-			got := normalize(cmd, meridian.do(cmd...))
+			want, got := txn.normalize(cmd, redis.doReply(cmd...), meridian.doReply(cmd...))
 			history = append(history, strings.Join(cmd, " ")+" -> "+want)
 			if got != want {
 				rt.Fatalf("RESP%d %q:\nredis    %s\nmeridian %s\nafter:\n%s", proto, cmd, want, got, strings.Join(history, "\n"))
@@ -213,7 +215,16 @@ func dialRESP(t testing.TB, addr string, proto int) *rawClient {
 	return c
 }
 
-func (c *rawClient) do(args ...string) string {
+func (c *rawClient) do(args ...string) string { return c.doReply(args...).text }
+
+// rawReply is a reply as read renders it (text) and, for an aggregate,
+// its elements.
+type rawReply struct {
+	text  string
+	elems []rawReply
+}
+
+func (c *rawClient) doReply(args ...string) rawReply {
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
@@ -223,7 +234,7 @@ func (c *rawClient) do(args ...string) string {
 	if _, err := c.conn.Write([]byte(b.String())); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
-	out, err := c.read()
+	out, err := c.readReply()
 	if err != nil {
 		c.t.Fatalf("%q: read: %v", args, err)
 	}
@@ -234,50 +245,58 @@ func (c *rawClient) do(args ...string) string {
 // ",1.5", "-ERR ..."), bulk strings quoted ("$\"x\"", "$nil"), aggregates
 // as their type and elements ("*[...]", "%{...}", "~[...]", ">[...]").
 func (c *rawClient) read() (string, error) {
+	r, err := c.readReply()
+	return r.text, err
+}
+
+// readReply reads one reply, keeping an aggregate's elements apart.
+func (c *rawClient) readReply() (rawReply, error) {
 	line, err := c.r.ReadString('\n')
 	if err != nil {
-		return "", err
+		return rawReply{}, err
 	}
 	line = strings.TrimSuffix(line, "\r\n")
 	if line == "" {
-		return "", fmt.Errorf("empty reply line")
+		return rawReply{}, fmt.Errorf("empty reply line")
 	}
 	switch line[0] {
 	case '+', '-', ':', '_', ',', '#', '(':
-		return line, nil
+		return rawReply{text: line}, nil
 	case '$', '=':
 		n, err := strconv.Atoi(line[1:])
 		if err != nil {
-			return "", err
+			return rawReply{}, err
 		}
 		if n < 0 {
-			return "$nil", nil
+			return rawReply{text: "$nil"}, nil
 		}
 		buf := make([]byte, n+2)
 		if _, err := ioReadFull(c.r, buf); err != nil {
-			return "", err
+			return rawReply{}, err
 		}
-		return "$" + strconv.Quote(string(buf[:n])), nil
+		return rawReply{text: "$" + strconv.Quote(string(buf[:n]))}, nil
 	case '*', '%', '~', '>':
 		n, err := strconv.Atoi(line[1:])
 		if err != nil {
-			return "", err
+			return rawReply{}, err
 		}
 		if n < 0 {
-			return "*nil", nil
+			return rawReply{text: "*nil"}, nil
 		}
 		if line[0] == '%' {
 			n *= 2
 		}
+		elems := make([]rawReply, n)
 		parts := make([]string, n)
-		for i := range parts {
-			if parts[i], err = c.read(); err != nil {
-				return "", err
+		for i := range elems {
+			if elems[i], err = c.readReply(); err != nil {
+				return rawReply{}, err
 			}
+			parts[i] = elems[i].text
 		}
-		return string(line[0]) + "[" + strings.Join(parts, " ") + "]", nil
+		return rawReply{text: string(line[0]) + "[" + strings.Join(parts, " ") + "]", elems: elems}, nil
 	}
-	return "", fmt.Errorf("unknown reply %q", line)
+	return rawReply{}, fmt.Errorf("unknown reply %q", line)
 }
 
 func ioReadFull(r *bufio.Reader, buf []byte) (int, error) {
@@ -290,6 +309,42 @@ func ioReadFull(r *bufio.Reader, buf []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// transaction follows the commands one connection queued since MULTI
+// (as Redis answered them), so that EXEC's replies are normalized each
+// as the command it answers.
+type transaction struct {
+	queued [][]string
+}
+
+// normalize normalizes the replies of Redis and of Meridian to cmd.
+func (x *transaction) normalize(cmd []string, redis, meridian rawReply) (want, got string) {
+	switch name := strings.ToUpper(cmd[0]); {
+	case name == "EXEC":
+		want, got = x.exec(redis), x.exec(meridian)
+		x.queued = nil
+		return want, got
+	case name == "DISCARD":
+		x.queued = nil
+	case name == "MULTI" && redis.text == "+OK":
+		x.queued = [][]string{}
+	case redis.text == "+QUEUED":
+		x.queued = append(x.queued, cmd)
+	}
+	return normalize(cmd, redis.text), normalize(cmd, meridian.text)
+}
+
+// exec normalizes EXEC's reply: each element as its queued command's.
+func (x *transaction) exec(r rawReply) string {
+	if !strings.HasPrefix(r.text, "*[") || len(r.elems) != len(x.queued) {
+		return r.text
+	}
+	parts := make([]string, len(r.elems))
+	for i, e := range r.elems {
+		parts[i] = normalize(x.queued[i], e.text)
+	}
+	return "*[" + strings.Join(parts, " ") + "]"
 }
 
 // normalize sorts what the two servers may order differently: the
@@ -537,6 +592,7 @@ func genCommand(t *rapid.T) []string {
 				return one("ZREMRANGEBYSCORE", k(), pick(t, "min", genBounds), pick(t, "max", genBounds))
 			},
 			func() []string { return one("ZREMRANGEBYRANK", k(), ix(), ix()) },
+			func() []string { return one(pick(t, "bzpop", []string{"BZPOPMIN", "BZPOPMAX"}), k(), k(), "0.01") },
 			func() []string { return one("ZSCAN", k(), "0") },
 			func() []string { return one("ZADD", "lex", "0", m(), "0", m()) },
 			func() []string {
