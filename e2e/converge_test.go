@@ -263,6 +263,16 @@ func TestActiveConvergesAfterFaults(t *testing.T) {
 	faults, n := nm.summary()
 	t.Logf("FIGURES: active convergence after heal over %d rounds (%s): p50 %v, max %v (target 2 s + largest round trip %v = %v); %d acknowledged increments summed, %d acknowledged adds, all present on every node",
 		n, faults, p50.Round(time.Millisecond), worst.Round(time.Millisecond), w.maxRTT(), 2*time.Second+w.maxRTT(), incr, adds)
+	l.mu.Unlock()
+	data := dataBytes(clients[0], l)
+	l.mu.Lock()
+	var rss []string
+	for _, node := range w.nodes {
+		if b, err := processRSS(node); err == nil {
+			rss = append(rss, fmt.Sprintf("%d MB", b>>20))
+		}
+	}
+	t.Logf("FIGURES: after the active workload, node RSS %v for %d KB of data", rss, data>>10)
 }
 
 // TestAsyncConvergesAfterFaults: writers in every region of an async

@@ -16,6 +16,7 @@ import (
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -108,9 +109,6 @@ type refusalCounter struct {
 }
 
 func (r *refusalCounter) HandleRaft(uint64, []transport.Envelope) {}
-func (r *refusalCounter) HandleCall(context.Context, uint64, string, []byte) ([]byte, error) {
-	return nil, errors.New("no calls here")
-}
 func (r *refusalCounter) ReportUnreachable(uint64, uint64) {
 	select {
 	case r.undelivered <- struct{}{}:
@@ -141,7 +139,7 @@ func TestTwoClustersStayApart(t *testing.T) {
 
 	// Calls: a node of A given the address of a node of B.
 	a1.Transport().SetPeer(transport.Peer{ID: 99, Region: "us-east", Addr: b.Member(1).Addr})
-	if _, err := a1.Transport().Call(ctx, 99, "propose", []byte("{}")); !errors.Is(err, transport.ErrWrongCluster) {
+	if _, err := nodepb.NewNodeClient(a1.Transport().Conn(99)).Propose(ctx, &nodepb.ProposeRequest{Group: 1}); !errors.Is(err, transport.ErrWrongCluster) {
 		t.Fatalf("call from cluster A to B: %v, want ErrWrongCluster", err)
 	}
 

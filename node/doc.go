@@ -12,10 +12,11 @@
 //
 // Redis's commands (docs/DESIGN.md 5.5) reach the node as kv engine
 // commands: writes through Write like any other, reads through Query
-// (query.go, forwarded in a binary call), blocking pops through
-// BlockingWrite (blocking.go), FLUSHDB shard by shard. Pub/sub runs
-// beside raft: Publish delivers to this node's subscribers and sends the
-// message to every other node, in order and at most once (pubsub.go).
+// (query.go, forwarded as the node service's Query), blocking pops
+// through BlockingWrite (blocking.go), FLUSHDB shard by shard. Pub/sub
+// runs beside raft: Publish delivers to this node's subscribers and sends
+// the message to every other node in the node service's Publish, in
+// order and at most once (pubsub.go).
 //
 // Background loops keep the node in step with the metadata (recording the
 // initial members, registering the node, creating the replicas placed on

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 )
 
@@ -253,25 +254,6 @@ func (n *Node) LostWrites(keyspace string) ([]metadata.LostWrite, error) {
 
 // --- cursors, read from a group's replica ---
 
-const methodCursor = "cursor"
-
-type cursorRequest struct {
-	Group  uint64 `json:"g"`
-	Source uint64 `json:"s"`
-}
-
-func (n *Node) handleCursor(body []byte) ([]byte, error) {
-	var req cursorRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, remoteError(fmt.Errorf("node: bad cursor request: %w", err))
-	}
-	c, _, err := n.db.Cursor(req.Group, req.Source)
-	if err != nil {
-		return nil, remoteError(err)
-	}
-	return json.Marshal(c.Index)
-}
-
 // groupCursor returns how far a group has applied a source's stream, as
 // one of its replicas (the nearest) has it.
 func (n *Node) groupCursor(ctx context.Context, rg metadata.RegionalGroup, source uint64) (uint64, error) {
@@ -279,10 +261,15 @@ func (n *Node) groupCursor(ctx context.Context, rg metadata.RegionalGroup, sourc
 		c, _, err := n.db.Cursor(rg.Group, source)
 		return c.Index, err
 	}
-	body, _ := json.Marshal(cursorRequest{Group: rg.Group, Source: source})
-	var idx uint64
-	err := n.callReplica(ctx, metadata.Shard{Group: rg.Group, Replicas: rg.Replicas}, methodCursor, body, &idx)
-	return idx, err
+	id := n.nearestReplica(metadata.Shard{Group: rg.Group, Replicas: rg.Replicas})
+	if id == 0 {
+		return 0, ErrNoReplica
+	}
+	resp, err := n.client(id).Cursor(ctx, &nodepb.CursorRequest{Group: rg.Group, Source: source})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetIndex(), fromPB(resp.GetError())
 }
 
 // --- switchover ---

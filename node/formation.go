@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 )
 
@@ -177,9 +177,6 @@ func (n *Node) awaitPlacement(ctx context.Context, wait time.Duration, what stri
 // group's leader.
 const readyTimeout = 2 * time.Second
 
-// methodReady asks a node for its Readiness.
-const methodReady = "ready"
-
 // Readiness says whether a node is ready to serve: it has joined, it has
 // caught up with the metadata, and every replica the metadata places on it
 // exists. Reasons says what is missing otherwise.
@@ -315,9 +312,10 @@ func (n *Node) ClusterReadiness(ctx context.Context) ClusterReadiness {
 			if ni.ID == n.cfg.ID {
 				r = n.Ready(cctx)
 			} else {
-				raw, err := n.tr.Call(cctx, ni.ID, methodReady, nil)
+				resp, err := n.client(ni.ID).Ready(cctx, &nodepb.ReadyRequest{})
 				if err == nil {
-					err = json.Unmarshal(raw, &r)
+					r = Readiness{Node: resp.GetNode(), Region: resp.GetRegion(), Ready: resp.GetReady(), Reasons: resp.GetReasons(),
+						MetadataApplied: resp.GetMetadataApplied(), Replicas: int(resp.GetReplicas()), Hosted: int(resp.GetHosted())}
 				}
 				if err != nil {
 					if !ni.Joined {

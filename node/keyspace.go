@@ -2,15 +2,26 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 )
 
-const methodRTT = "rtt"
+// remoteRTTs returns the round trips node id measures to its peers.
+func (n *Node) remoteRTTs(ctx context.Context, id uint64) (map[uint64]time.Duration, error) {
+	resp, err := n.client(id).RTT(ctx, &nodepb.RTTRequest{})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uint64]time.Duration, len(resp.GetRttUs()))
+	for peer, us := range resp.GetRttUs() {
+		out[peer] = time.Duration(us) * time.Microsecond
+	}
+	return out, nil
+}
 
 // CreateKeyspace creates a keyspace: it places every shard's replicas,
 // records the keyspace in the metadata, and returns once the metadata
@@ -63,7 +74,15 @@ func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpe
 	if res.Err != nil {
 		return nil, res.Err
 	}
-	return res.Keyspace, nil
+	if res.Keyspace != nil {
+		return res.Keyspace, nil
+	}
+	// Proposed by another node (the metadata group's leader): read it from
+	// this node's metadata once applied up to the change.
+	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.index }); err != nil {
+		return nil, err
+	}
+	return n.meta.Keyspace(spec.Name)
 }
 
 // WaitKeyspaceReady waits until every shard of the keyspace has a leader
@@ -106,12 +125,7 @@ func (n *Node) regionRTT(ctx context.Context, home string) metadata.RTTFunc {
 			if ni.Region != home {
 				continue
 			}
-			out, err := n.tr.Call(ctx, ni.ID, methodRTT, nil)
-			if err != nil {
-				continue
-			}
-			var remote map[uint64]time.Duration
-			if json.Unmarshal(out, &remote) == nil {
+			if remote, err := n.remoteRTTs(ctx, ni.ID); err == nil {
 				rtts = remote
 				break
 			}

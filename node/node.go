@@ -18,6 +18,7 @@ import (
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/stream"
@@ -313,6 +314,7 @@ type Node struct {
 	refusals   refusals      // when each stream's refusal was last logged (active.go)
 	streamGate streamGate    // stream batches proposed here in order (streams.go)
 	groups     groupIndex    // what each data group is (groupindex.go)
+	leaders    leaders       // leaders of groups hosted elsewhere, as answers said (rpc.go)
 	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
 	blocked    blockers      // clients waiting in blocking pops (blocking.go)
 	pubsub     pubsub        // pub/sub deliveries between nodes (pubsub.go)
@@ -382,6 +384,7 @@ func Start(cfg Config) (*Node, error) {
 	n.tr, err = transport.New(transport.Config{
 		NodeID: cfg.ID, Cluster: n.cluster, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
 		Net: cfg.Net, Logger: cfg.Logger,
+		Services: []transport.Service{{Desc: &nodepb.Node_ServiceDesc, Impl: rpcServer{n: n}}},
 	}, handler{n})
 	if err != nil {
 		_ = db.Close()
@@ -589,10 +592,6 @@ func (h handler) HandleRaft(from uint64, batch []transport.Envelope) {
 		h.n.host.Deliver(batch[i].Group, msgs)
 		i = j
 	}
-}
-
-func (h handler) HandleCall(ctx context.Context, from uint64, method string, req []byte) ([]byte, error) {
-	return h.n.handleCall(ctx, from, method, req)
 }
 
 func (h handler) ReportUnreachable(group, to uint64) { h.n.host.ReportUnreachable(group, to) }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -20,27 +20,6 @@ import (
 // ErrOutcomeUnknown is returned when a write was sent towards its leader
 // but no answer came back: it may or may not have taken effect.
 var ErrOutcomeUnknown = errors.New("node: outcome unknown (the leader did not answer)")
-
-const methodPropose = "propose"
-
-type proposeRequest struct {
-	Group uint64 `json:"g"`
-	Cmd   []byte `json:"c"`
-	// Route asks the receiver to find the group's leader itself (the
-	// sender holds no replica and does not know it).
-	Route bool `json:"r,omitempty"`
-}
-
-// proposeResponse carries an applied proposal's result between nodes.
-type proposeResponse struct {
-	Index   uint64             `json:"i"`
-	Node    uint64             `json:"n"`
-	Region  string             `json:"r"`
-	KV      *rpcResponse       `json:"kv,omitempty"`
-	Meta    *metadata.Keyspace `json:"ks,omitempty"`
-	ErrCode string             `json:"ec,omitempty"`
-	ErrMsg  string             `json:"em,omitempty"`
-}
 
 // proposal is the outcome of propose.
 type proposal struct {
@@ -100,8 +79,7 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 }
 
 func (n *Node) proposeRemote(ctx context.Context, lead, group uint64, cmd []byte) (proposal, error) {
-	body, _ := json.Marshal(proposeRequest{Group: group, Cmd: cmd})
-	out, err := n.tr.Call(ctx, lead, methodPropose, body)
+	resp, err := n.client(lead).Propose(ctx, &nodepb.ProposeRequest{Group: group, Command: cmd})
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -113,100 +91,90 @@ func (n *Node) proposeRemote(ctx context.Context, lead, group uint64, cmd []byte
 		}
 		return proposal{}, fmt.Errorf("%w: leader %d: %w", ErrOutcomeUnknown, lead, err)
 	}
-	var resp proposeResponse
-	if err := json.Unmarshal(out, &resp); err != nil {
-		return proposal{}, fmt.Errorf("%w: bad answer from leader %d: %w", ErrOutcomeUnknown, lead, err)
-	}
-	return resp.proposal(group)
+	return proposalFromPB(group, resp)
 }
 
-// proposal rebuilds the outcome of a proposal another node made.
-func (resp proposeResponse) proposal(group uint64) (proposal, error) {
-	if resp.ErrCode != "" {
-		return proposal{}, DecodeError(resp.ErrCode, resp.ErrMsg)
+// proposalFromPB rebuilds the outcome of a proposal another node made. A
+// metadata change's result carries only its error: the caller reads what
+// it changed from its own metadata, once applied up to the index.
+func proposalFromPB(group uint64, resp *nodepb.ProposeResponse) (proposal, error) {
+	if err := fromPB(resp.GetError()); err != nil {
+		return proposal{}, err
 	}
-	p := proposal{index: resp.Index, node: resp.Node, region: resp.Region}
-	if group == metadata.SystemGroup {
-		p.value = metadata.ApplyResult{Keyspace: resp.Meta}
-	} else if resp.KV != nil {
-		r := kv.Result{Value: resp.KV.Value, Found: resp.KV.Found, N: resp.KV.N}
-		if resp.KV.ErrCode != "" {
-			r.Err = DecodeError(resp.KV.ErrCode, resp.KV.ErrMsg)
-		}
-		p.value = r
+	p := proposal{index: resp.GetIndex(), node: resp.GetNode(), region: resp.GetRegion()}
+	switch {
+	case group == metadata.SystemGroup:
+		p.value = metadata.ApplyResult{Err: fromPB(resp.GetResult().GetErr())}
+	case resp.GetResult() != nil:
+		p.value = resultFromPB(resp.GetResult())
 	}
 	return p, nil
 }
 
 // proposeIn runs cmd through a region-local group from anywhere: through
-// its leader if this node holds a replica, otherwise through the nearest
-// replica, which finds the leader itself.
+// its leader if this node holds a replica, otherwise straight to the
+// group's leader as last known (a replica asked redirects to it).
 func (n *Node) proposeIn(ctx context.Context, rg metadata.RegionalGroup, cmd []byte) (proposal, error) {
 	if slices.Contains(rg.Replicas, n.cfg.ID) {
 		return n.propose(ctx, rg.Group, cmd)
 	}
-	body, _ := json.Marshal(proposeRequest{Group: rg.Group, Cmd: cmd, Route: true})
-	var resp proposeResponse
-	if err := n.callReplica(ctx, metadata.Shard{Group: rg.Group, Replicas: rg.Replicas}, methodPropose, body, &resp); err != nil {
+	req := &nodepb.ProposeRequest{Group: rg.Group, Command: cmd}
+	var resp *nodepb.ProposeResponse
+	err := n.toLeader(ctx, rg.Group, rg.Replicas, func(id uint64) (uint64, *nodepb.Error, error) {
+		var err error
+		if resp, err = n.client(id).Propose(ctx, req); err != nil {
+			return 0, nil, err
+		}
+		return resp.GetNode(), resp.GetError(), nil
+	})
+	if err != nil {
 		return proposal{}, err
 	}
-	return resp.proposal(rg.Group)
+	return proposalFromPB(rg.Group, resp)
 }
 
-// handlePropose serves a proposal forwarded by another node: only here,
-// never forwarded again.
-func (n *Node) handlePropose(ctx context.Context, body []byte) ([]byte, error) {
-	var req proposeRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("node: bad proposal: %w", err)
-	}
-	resp := proposeResponse{Node: n.cfg.ID, Region: n.cfg.Region}
+// servePropose serves a proposal sent by another node: proposed here if
+// this node leads the group (NOT_LEADER naming the leader otherwise), or,
+// with Route, through the leader this node knows. Never forwarded further.
+func (n *Node) servePropose(ctx context.Context, req *nodepb.ProposeRequest) *nodepb.ProposeResponse {
+	resp := &nodepb.ProposeResponse{Node: n.cfg.ID, Region: n.cfg.Region}
+	group, cmd := req.GetGroup(), req.GetCommand()
 	var r raftgroup.Result
 	var err error
-	if b, ok := streamBatchOf(req.Cmd); ok {
+	if b, ok := streamBatchOf(cmd); ok {
 		if err = n.checkStreamClock(b); err == nil {
-			if at, ok := n.quietHeartbeat(req.Group, b); ok {
-				resp.KV = &rpcResponse{N: int64(at)}
-				return json.Marshal(resp)
+			if at, ok := n.quietHeartbeat(group, b); ok {
+				resp.Result = &nodepb.Result{N: int64(at)}
+				return resp
 			}
-			defer n.orderStreamBatch(ctx, req.Group, b)() // after the batch it follows (streams.go)
+			defer n.orderStreamBatch(ctx, group, b)() // after the batch it follows (streams.go)
 		}
 	}
 	switch {
 	case err != nil:
-	case req.Route:
+	case req.GetRoute():
 		var p proposal
-		p, err = n.propose(ctx, req.Group, req.Cmd)
+		p, err = n.propose(ctx, group, cmd)
 		r, resp.Node, resp.Region = raftgroup.Result{Index: p.index, Value: p.value}, p.node, p.region
 	default:
-		r, err = n.hostPropose(ctx, req.Group, req.Cmd)
+		r, err = n.hostPropose(ctx, group, cmd)
+		if errors.Is(err, raftgroup.ErrNotLeader) {
+			resp.Error = notLeader(group, n.host.Leader(group))
+			return resp
+		}
 	}
 	if err != nil {
-		resp.ErrCode, resp.ErrMsg = ErrorCode(err), err.Error()
-		return json.Marshal(resp)
+		resp.Error = toPB(err)
+		return resp
 	}
 	resp.Index = r.Index
 	switch v := r.Value.(type) {
 	case kv.Result:
-		kr := &rpcResponse{Value: v.Value, Found: v.Found, N: v.N}
-		if v.Err != nil {
-			kr.ErrCode, kr.ErrMsg = ErrorCode(v.Err), v.Err.Error()
-		}
-		resp.KV = kr
+		resp.Result = resultToPB(v)
 	case metadata.ApplyResult:
-		if v.Err != nil {
-			resp.ErrCode, resp.ErrMsg = ErrorCode(v.Err), v.Err.Error()
-		}
-		resp.Meta = v.Keyspace
+		resp.Result = &nodepb.Result{Err: toPB(v.Err)}
 	}
-	return json.Marshal(resp)
-}
-
-const methodConfChange = "confchange"
-
-type confChangeRequest struct {
-	Group uint64 `json:"g"`
-	CC    []byte `json:"cc"` // a marshalled raftpb.ConfChangeV2
+	return resp
 }
 
 // proposeConfChange runs a membership change through the group's leader.
@@ -215,7 +183,6 @@ func (n *Node) proposeConfChange(ctx context.Context, group uint64, cc *pb.ConfC
 	if err != nil {
 		return err
 	}
-	req, _ := json.Marshal(confChangeRequest{Group: group, CC: body})
 	for {
 		changed, lead, err := n.host.LeaderChanged(ctx, group)
 		if err != nil {
@@ -228,10 +195,9 @@ func (n *Node) proposeConfChange(ctx context.Context, group uint64, cc *pb.ConfC
 		case n.cfg.ID:
 			perr = n.host.ProposeConfChange(ctx, group, cc)
 		default:
-			_, perr = n.tr.Call(ctx, lead, methodConfChange, req)
-			var re *transport.RemoteError
-			if errors.As(perr, &re) {
-				perr = DecodeError(re.Message, re.Message)
+			var resp *nodepb.ConfChangeResponse
+			if resp, perr = n.client(lead).ConfChange(ctx, &nodepb.ConfChangeRequest{Group: group, Change: body}); perr == nil {
+				perr = fromPB(resp.GetError())
 			}
 		}
 		if perr == nil {
@@ -247,23 +213,6 @@ func (n *Node) proposeConfChange(ctx context.Context, group uint64, cc *pb.ConfC
 			return fmt.Errorf("%w: %w", raftgroup.ErrNoLeader, ctx.Err())
 		}
 	}
-}
-
-func (n *Node) handleConfChange(ctx context.Context, body []byte) ([]byte, error) {
-	var req confChangeRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("node: bad conf change: %w", err)
-	}
-	cc := &pb.ConfChangeV2{}
-	if err := proto.Unmarshal(req.CC, cc); err != nil {
-		return nil, fmt.Errorf("node: bad conf change: %w", err)
-	}
-	if err := n.host.ProposeConfChange(ctx, req.Group, cc); err != nil {
-		// The code travels as the message so the caller can tell "not the
-		// leader" (retry) from a real failure.
-		return nil, errors.New(ErrorCode(err))
-	}
-	return nil, nil
 }
 
 // AddNode admits a new node to the cluster: it is recorded in the metadata

@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/meridian-db/meridian/node/nodepb"
+	"github.com/meridian-db/meridian/transport"
 )
 
 // Pub/Sub across regions (docs/DESIGN.md 5.5). PUBLISH on any node
@@ -34,12 +37,9 @@ import (
 // Publish returns the number of this node's subscribers that got the
 // message, as Redis Cluster's PUBLISH counts its own node's.
 //
-// The messages travel in the transport's generic calls (method
-// "pubsub.publish", a binary payload), kept to this file so that they can
-// move to a typed service of their own.
+// The batches travel in the node service's Publish (node/nodepb).
 
 const (
-	methodPublish    = "pubsub.publish"
 	pubMaxBatchBytes = 256 << 10
 	pubMaxInFlight   = 128
 	pubMaxQueue      = 64 << 20
@@ -219,11 +219,17 @@ func (pp *pubPeer) run() {
 			seq := pp.next
 			pp.next++
 			pp.inFlight[seq] = true
-			body := encodePubBatch(pp.n.pubsubIncarnation(), seq, pp.doneBelowLocked(), batch)
+			req := &nodepb.PublishRequest{Incarnation: pp.n.pubsubIncarnation(), Seq: seq, DoneBelow: pp.doneBelowLocked(),
+				Messages: make([]*nodepb.PubMessage, len(batch))}
+			for i, m := range batch {
+				req.Messages[i] = &nodepb.PubMessage{Channel: m.channel, Message: m.message}
+			}
 			pp.mu.Unlock()
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), pubCallTimeout)
-				_, _ = pp.n.tr.Call(ctx, pp.to, methodPublish, body) // at most once: a failure loses the batch
+				// At most once: a batch that fails (the call, or its
+				// answer's error) is lost, not sent again.
+				_, _ = pp.n.client(pp.to).Publish(ctx, req)
 				cancel()
 				pp.mu.Lock()
 				delete(pp.inFlight, seq)
@@ -254,42 +260,21 @@ func (n *Node) pubsubIncarnation() uint64 {
 	return n.pubsub.incarnation
 }
 
-// Batch encoding: incarnation (8 bytes), seq, done-below, count (uvarints),
-// then each message's channel and payload, length-prefixed.
-func encodePubBatch(inc, seq, doneBelow uint64, ms []pubMessage) []byte {
-	b := binary.BigEndian.AppendUint64(nil, inc)
-	b = binary.AppendUvarint(b, seq)
-	b = binary.AppendUvarint(b, doneBelow)
-	b = binary.AppendUvarint(b, uint64(len(ms)))
-	for _, m := range ms {
-		b = appendBytes(b, m.channel)
-		b = appendBytes(b, m.message)
-	}
-	return b
-}
-
 type pubBatch struct {
 	inc, seq, doneBelow uint64
 	msgs                []pubMessage
 }
 
+// errBadPubBatch is answered for a batch that claims more done than sent.
 var errBadPubBatch = errors.New("node: malformed pub/sub batch")
 
-func decodePubBatch(b []byte) (pubBatch, error) {
-	if len(b) < 8 {
-		return pubBatch{}, errBadPubBatch
+func pubBatchFromPB(req *nodepb.PublishRequest) (pubBatch, error) {
+	if req.GetDoneBelow() > req.GetSeq() {
+		return pubBatch{}, fmt.Errorf("%w: batch %d with every batch below %d done", errBadPubBatch, req.GetSeq(), req.GetDoneBelow())
 	}
-	r := &byteReader{b: b[8:]}
-	pb := pubBatch{inc: binary.BigEndian.Uint64(b), seq: r.uvarint(), doneBelow: r.uvarint()}
-	count := r.uvarint()
-	if count > uint64(len(r.b)) {
-		return pubBatch{}, errBadPubBatch
-	}
-	for range count {
-		pb.msgs = append(pb.msgs, pubMessage{channel: r.bytes(), message: r.bytes()})
-	}
-	if r.err != nil || len(r.b) != 0 || pb.doneBelow > pb.seq {
-		return pubBatch{}, errBadPubBatch
+	pb := pubBatch{inc: req.GetIncarnation(), seq: req.GetSeq(), doneBelow: req.GetDoneBelow(), msgs: make([]pubMessage, len(req.GetMessages()))}
+	for i, m := range req.GetMessages() {
+		pb.msgs[i] = pubMessage{channel: m.GetChannel(), message: m.GetMessage()}
 	}
 	return pb, nil
 }
@@ -302,12 +287,23 @@ type pubInbound struct {
 	timer *time.Timer
 }
 
-// handlePublish receives a batch from another node.
-func (n *Node) handlePublish(from uint64, body []byte) ([]byte, error) {
-	pb, err := decodePubBatch(body)
-	if err != nil {
-		return nil, err
+// Publish receives a batch from another node (nodepb.Node).
+func (s rpcServer) Publish(ctx context.Context, req *nodepb.PublishRequest) (*nodepb.PublishResponse, error) {
+	from, ok := transport.FromContext(ctx)
+	if !ok {
+		return &nodepb.PublishResponse{Error: toPB(fmt.Errorf("%w: a batch from an unknown node", errBadPubBatch))}, nil
 	}
+	pb, err := pubBatchFromPB(req)
+	if err != nil {
+		return &nodepb.PublishResponse{Error: toPB(err)}, nil
+	}
+	s.n.receivePubBatch(from, pb)
+	return &nodepb.PublishResponse{}, nil
+}
+
+// receivePubBatch delivers a batch from node from, or holds it until the
+// batches before it arrive or are given up.
+func (n *Node) receivePubBatch(from uint64, pb pubBatch) {
 	p := &n.pubsub
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -333,7 +329,6 @@ func (n *Node) handlePublish(from uint64, body []byte) ([]byte, error) {
 			in.timer = time.AfterFunc(pubGapWait, func() { n.skipGap(from, pb.inc) })
 		}
 	}
-	return nil, nil
 }
 
 // take removes the batches that can be delivered now, in order.

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,7 +9,7 @@ import (
 
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
-	"github.com/meridian-db/meridian/transport"
+	"github.com/meridian-db/meridian/node/nodepb"
 )
 
 // Commands of the engine (package kv): reads run on a replica's view at a
@@ -101,121 +100,39 @@ func (n *Node) Query(ctx context.Context, keyspace string, key []byte, args [][]
 	return out, a, err
 }
 
-const methodQuery = "kvquery"
-
-// A query crossing nodes is binary: the request holds the keyspace, the
-// key, the consistency (its text and token) and the arguments, each
-// length-prefixed (uvarint), arguments after their count; the answer
-// holds the Answer's fields (region, node, consistency, index, group,
-// staleness + 1, forwarded) and the encoded reply.
-
-func appendBytes(b, p []byte) []byte { return append(binary.AppendUvarint(b, uint64(len(p))), p...) }
-
-type byteReader struct {
-	b   []byte
-	err error
-}
-
-func (r *byteReader) bytes() []byte {
-	n, w := binary.Uvarint(r.b)
-	if r.err != nil || w <= 0 || n > uint64(len(r.b)-w) {
-		r.fail()
-		return nil
-	}
-	out := r.b[w : w+int(n)]
-	r.b = r.b[w+int(n):]
-	return out
-}
-
-func (r *byteReader) uvarint() uint64 {
-	v, w := binary.Uvarint(r.b)
-	if r.err != nil || w <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[w:]
-	return v
-}
-
-func (r *byteReader) fail() {
-	if r.err == nil {
-		r.err = errors.New("node: malformed query message")
-	}
-}
-
-func (n *Node) queryRemote(ctx context.Context, sh metadata.Shard, keyspace string, key []byte, args [][]byte, c Consistency) ([]byte, Answer, error) {
-	best := n.nearestReplica(sh)
-	if best == 0 {
+// queryRemote asks the nearest replica of target to run a query (by its
+// own rules at level c).
+func (n *Node) queryRemote(ctx context.Context, target metadata.Shard, keyspace string, key []byte, args [][]byte, c Consistency) ([]byte, Answer, error) {
+	id := n.nearestReplica(target)
+	if id == 0 {
 		return nil, Answer{}, ErrNoReplica
 	}
-	level := ""
-	if c.Req.Level != 0 {
-		level = c.Req.String()
-	}
-	req := appendBytes(nil, []byte(keyspace))
-	req = appendBytes(req, key)
-	req = appendBytes(req, []byte(level))
-	req = appendBytes(req, []byte(c.Token))
-	req = binary.AppendUvarint(req, uint64(len(args)))
-	for _, a := range args {
-		req = appendBytes(req, a)
-	}
-	resp, err := n.tr.Call(ctx, best, methodQuery, req)
+	resp, err := n.client(id).Query(ctx, &nodepb.QueryRequest{Keyspace: keyspace, Key: key, Level: levelText(c), Token: c.Token, Args: args})
 	if err != nil {
-		var re *transport.RemoteError
-		if errors.As(err, &re) {
-			if code, msg, ok := strings.Cut(re.Message, "|"); ok {
-				return nil, Answer{}, DecodeError(code, msg)
-			}
-			return nil, Answer{}, fmt.Errorf("node %d: %s", best, re.Message)
-		}
 		return nil, Answer{}, err
 	}
-	r := &byteReader{b: resp}
-	a := Answer{Region: string(r.bytes()), Node: r.uvarint(), Consistency: string(r.bytes()), Index: r.uvarint(), Group: r.uvarint()}
-	a.StalenessMS = int64(r.uvarint()) - 1
-	a.Forwarded = true
-	out := r.bytes()
-	if r.err != nil || len(r.b) != 0 {
-		return nil, Answer{}, fmt.Errorf("node: bad query answer from node %d", best)
+	if err := fromPB(resp.GetError()); err != nil {
+		return nil, Answer{}, err
 	}
-	return out, a, nil
+	a := answerFromPB(resp.GetAnswer())
+	a.Forwarded = true
+	return resp.GetReply(), a, nil
 }
 
-// handleQuery serves a query for another node.
-func (n *Node) handleQuery(ctx context.Context, body []byte) ([]byte, error) {
-	r := &byteReader{b: body}
-	keyspace, key, level, token := string(r.bytes()), r.bytes(), string(r.bytes()), string(r.bytes())
-	nargs := r.uvarint()
-	if nargs > uint64(len(r.b)) {
-		r.fail()
+// Query serves a query for another node (nodepb.Node).
+func (s rpcServer) Query(ctx context.Context, req *nodepb.QueryRequest) (*nodepb.QueryResponse, error) {
+	if len(req.GetArgs()) == 0 {
+		return &nodepb.QueryResponse{Error: toPB(fmt.Errorf("%w: a query without a command", kv.ErrBadCommand))}, nil
 	}
-	args := make([][]byte, 0, nargs)
-	for range nargs {
-		args = append(args, r.bytes())
-	}
-	if r.err != nil || len(r.b) != 0 || len(args) == 0 {
-		return nil, fmt.Errorf("node: bad query request")
-	}
-	c := Consistency{Token: token}
-	if level != "" {
-		var err error
-		if c, err = ParseConsistency(level); err != nil {
-			return nil, remoteError(err)
-		}
-		c.Token = token
-	}
-	out, a, err := n.Query(ctx, keyspace, key, args, c)
+	c, err := levelFromText(req.GetLevel(), req.GetToken())
 	if err != nil {
-		return nil, remoteError(err)
+		return &nodepb.QueryResponse{Error: toPB(err)}, nil
 	}
-	resp := appendBytes(nil, []byte(a.Region))
-	resp = binary.AppendUvarint(resp, a.Node)
-	resp = appendBytes(resp, []byte(a.Consistency))
-	resp = binary.AppendUvarint(resp, a.Index)
-	resp = binary.AppendUvarint(resp, a.Group)
-	resp = binary.AppendUvarint(resp, uint64(a.StalenessMS+1))
-	return appendBytes(resp, out), nil
+	out, a, err := s.n.Query(ctx, req.GetKeyspace(), req.GetKey(), req.GetArgs(), c)
+	if err != nil {
+		return &nodepb.QueryResponse{Error: toPB(err)}, nil
+	}
+	return &nodepb.QueryResponse{Reply: out, Answer: answerToPB(a)}, nil
 }
 
 // FlushDB deletes every key of a keyspace, shard by shard (each shard at

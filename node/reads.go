@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 )
 
 // Reads at every consistency level (docs/DESIGN.md section 3).
@@ -353,7 +353,6 @@ func (n *Node) Session(keyspace, token string, a Answer) (string, error) {
 // --- closed timestamps of raft groups, from leaders to followers ---
 
 const (
-	methodClosed   = "closed"
 	closedInterval = 50 * time.Millisecond
 	closedKeep     = 16
 )
@@ -362,10 +361,9 @@ const (
 // below Index in the group's log. Only a leader under a valid lease makes
 // one (raftgroup.Host.Closed), in the Term of that lease.
 type closedSample struct {
-	Group  uint64 `json:"g"`
-	Index  uint64 `json:"i"`
-	TimeMS int64  `json:"t"`
-	Term   uint64 `json:"term"`
+	Group, Index uint64
+	TimeMS       int64
+	Term         uint64
 }
 
 // closedTimes holds the samples this node received, per group.
@@ -416,17 +414,23 @@ func (c *closedTimes) at(group, applied uint64) int64 {
 // closedLoop sends, from every group this node leads under a lease (and,
 // for an async keyspace, acts as the primary of: see closedFor), its
 // closed timestamp to the group's other replicas, one message per node.
+// One sender per peer carries them (closedPeer): a peer that answers
+// slowly is sent the latest samples when it has answered, never a queue
+// of old ones, and no goroutine is started per round.
 func (n *Node) closedLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(closedInterval)
 	defer t.Stop()
+	peers := map[uint64]*closedPeer{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-t.C:
 		}
-		out := map[uint64][]closedSample{}
+		out := map[uint64][]*nodepb.ClosedSample{}
 		for _, g := range n.host.Groups() {
 			if g == metadata.SystemGroup {
 				continue
@@ -438,30 +442,52 @@ func (n *Node) closedLoop() {
 			}
 			s := closedSample{Group: g, Index: index, TimeMS: closedMS, Term: term}
 			n.closed.add(s) // the leader's own eventual reads report it too
+			ps := &nodepb.ClosedSample{Group: g, Index: index, TimeMs: closedMS, Term: term}
 			for _, id := range append(slices.Clone(st.Voters), st.Learners...) {
 				if id != n.cfg.ID {
-					out[id] = append(out[id], s)
+					out[id] = append(out[id], ps)
 				}
 			}
 		}
 		for id, samples := range out {
-			body, _ := json.Marshal(samples)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				defer cancel()
-				_, _ = n.tr.Call(ctx, id, methodClosed, body)
-			}()
+			p := peers[id]
+			if p == nil {
+				p = &closedPeer{next: make(chan []*nodepb.ClosedSample, 1)}
+				peers[id] = p
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					p.run(n, id)
+				}()
+			}
+			p.offer(samples)
 		}
 	}
 }
 
-func (n *Node) handleClosed(body []byte) ([]byte, error) {
-	var samples []closedSample
-	if err := json.Unmarshal(body, &samples); err != nil {
-		return nil, fmt.Errorf("node: bad closed timestamps: %w", err)
+// closedPeer sends closed timestamps to one peer, the latest first.
+type closedPeer struct {
+	next chan []*nodepb.ClosedSample // capacity 1: the samples not sent yet
+}
+
+// offer replaces what is waiting to be sent with samples.
+func (p *closedPeer) offer(samples []*nodepb.ClosedSample) {
+	select {
+	case <-p.next:
+	default:
 	}
-	for _, s := range samples {
-		n.closed.add(s)
+	p.next <- samples
+}
+
+func (p *closedPeer) run(n *Node, id uint64) {
+	for {
+		select {
+		case <-n.stop:
+			return
+		case samples := <-p.next:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = n.client(id).Closed(ctx, &nodepb.ClosedRequest{Samples: samples})
+			cancel()
+		}
 	}
-	return nil, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/node/nodepb"
 )
 
 func argv(words ...string) [][]byte {
@@ -378,4 +379,63 @@ func TestActiveSortedSetConvergence(t *testing.T) {
 		t.Fatalf("BZPOPMIN in an active keyspace: %v", err)
 	}
 	t.Logf("FIGURES: active sorted set: 3 regions x %d rounds of concurrent ZINCRBY/ZADD/ZREM converged to %s", rounds, views[0])
+}
+
+// TestQueryAndPublishRPC: the node service's Query runs an engine read on
+// the node asked, and answers what goes wrong with the request's own
+// typed code; Publish delivers a batch to the node's subscribers and
+// refuses one that calls itself done.
+func TestQueryAndPublishRPC(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{})
+	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "q", Shards: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	east, west := c.Node(c.InRegion("us-east")[0]), c.Node(c.InRegion("eu-west")[0])
+	redisWrite(ctx, t, east, "q", "RPUSH", "l", "a", "b")
+	client := nodepb.NewNodeClient(east.Transport().Conn(west.ID()))
+
+	query := func(req *nodepb.QueryRequest) *nodepb.QueryResponse {
+		t.Helper()
+		resp, err := client.Query(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := query(&nodepb.QueryRequest{Keyspace: "q", Key: []byte("l"), Level: "strong", Args: argv("LRANGE", "l", "0", "-1")})
+	if resp.GetError() != nil || replyText(t, resp.GetReply()) != "[a b]" || resp.GetAnswer().GetNode() != west.ID() {
+		t.Fatalf("a query served by node %d: %v", west.ID(), resp)
+	}
+	for _, tc := range []struct {
+		req  *nodepb.QueryRequest
+		code nodepb.Code
+	}{
+		{&nodepb.QueryRequest{Keyspace: "q", Key: []byte("l")}, nodepb.Code_BAD_COMMAND},
+		{&nodepb.QueryRequest{Keyspace: "nope", Key: []byte("l"), Args: argv("LLEN", "l")}, nodepb.Code_UNKNOWN_KEYSPACE},
+		{&nodepb.QueryRequest{Keyspace: "q", Key: []byte("l"), Level: "sometimes", Args: argv("LLEN", "l")}, nodepb.Code_UNKNOWN_CONSISTENCY},
+		{&nodepb.QueryRequest{Keyspace: "q", Args: argv("LLEN", "")}, nodepb.Code_EMPTY_KEY},
+	} {
+		if got := query(tc.req).GetError().GetCode(); got != tc.code {
+			t.Fatalf("%v: code %v, want %v", tc.req, got, tc.code)
+		}
+	}
+
+	got := make(chan string, 4)
+	defer west.AddPubSubSink(func(ch, msg []byte) int { got <- string(ch) + "=" + string(msg); return 1 })()
+	pub, err := client.Publish(ctx, &nodepb.PublishRequest{Incarnation: 7, Seq: 0, Messages: []*nodepb.PubMessage{{Channel: []byte("ch"), Message: []byte("hi")}}})
+	if err != nil || pub.GetError() != nil {
+		t.Fatalf("a batch: %v %v", pub, err)
+	}
+	if m := <-got; m != "ch=hi" {
+		t.Fatalf("delivered %q", m)
+	}
+	pub, err = client.Publish(ctx, &nodepb.PublishRequest{Incarnation: 7, Seq: 1, DoneBelow: 5, Messages: []*nodepb.PubMessage{{Channel: []byte("ch"), Message: []byte("no")}}})
+	if err != nil || pub.GetError() == nil || !strings.Contains(pub.GetError().GetMessage(), "malformed") {
+		t.Fatalf("a batch done below itself: %v %v", pub, err)
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("a refused batch delivered %q", m)
+	default:
+	}
 }

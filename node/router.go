@@ -14,8 +14,8 @@ import (
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
-	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -207,9 +207,7 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 		var res kv.Result
 		var a Answer
 		if !slices.Contains(sh.Replicas, n.cfg.ID) {
-			var resp rpcResponse
-			resp, err = n.forward(ctx, sh, rpcRequest{Keyspace: keyspace, Write: true, Cmd: cmd.Encode()})
-			res, a = resp.result(), resp.Answer
+			res, a, err = n.writeRemote(ctx, keyspace, sh, cmd)
 		} else {
 			wcmd := cmd
 			if isActive(ks) {
@@ -290,43 +288,15 @@ func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Con
 		rec, found, err = activeRecord(rec, found)
 		return err
 	}, func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error) {
-		resp, err := n.forward(ctx, target, rpcRequest{Keyspace: keyspace, Key: key, Consistency: c})
-		rec, found = resp.record(), resp.Found
-		return resp.Answer, err
+		var a Answer
+		var err error
+		rec, found, a, err = n.readRemote(ctx, target, keyspace, key, c)
+		return a, err
 	})
 	return rec, found, a, err
 }
 
 // --- forwarding to a node that holds a replica ---
-
-const methodKV = "kv"
-
-type rpcRequest struct {
-	Keyspace    string      `json:"ks"`
-	Write       bool        `json:"w,omitempty"`
-	Cmd         []byte      `json:"cmd,omitempty"`
-	Key         []byte      `json:"key,omitempty"`
-	Consistency Consistency `json:"c,omitempty"`
-}
-
-type rpcResponse struct {
-	Value   []byte `json:"v,omitempty"`
-	Found   bool   `json:"f,omitempty"`
-	N       int64  `json:"n,omitempty"`
-	Type    kv.Type
-	Expire  int64  `json:"e,omitempty"`
-	Answer  Answer `json:"a"`
-	ErrCode string `json:"ec,omitempty"`
-	ErrMsg  string `json:"em,omitempty"`
-}
-
-func (r rpcResponse) result() kv.Result {
-	return kv.Result{Value: r.Value, Found: r.Found, N: r.N}
-}
-
-func (r rpcResponse) record() kv.Record {
-	return kv.Record{Type: r.Type, ExpireAtMS: r.Expire, Payload: r.Value}
-}
 
 // nearestReplica returns the best replica of a shard to ask: one in this
 // region if any, otherwise the one with the shortest round trip; replicas
@@ -353,118 +323,83 @@ func (n *Node) nearestReplica(sh metadata.Shard) uint64 {
 	return best
 }
 
-// callReplica calls a method on the nearest replica of a shard and decodes
-// its JSON answer; errors returned by the remote handler keep their code.
-func (n *Node) callReplica(ctx context.Context, sh metadata.Shard, method string, body []byte, out any) error {
-	best := n.nearestReplica(sh)
-	if best == 0 {
-		return ErrNoReplica
-	}
-	return n.callNode(ctx, best, method, body, out)
-}
-
-// callNode calls a method on node best and decodes its JSON answer;
-// errors returned by the remote handler keep their code.
-func (n *Node) callNode(ctx context.Context, best uint64, method string, body []byte, out any) error {
-	data, err := n.tr.Call(ctx, best, method, body)
-	if err != nil {
-		var re *transport.RemoteError
-		if errors.As(err, &re) {
-			if code, msg, ok := strings.Cut(re.Message, "|"); ok {
-				return DecodeError(code, msg)
-			}
-			return fmt.Errorf("node %d: %s", best, re.Message)
-		}
-		return err
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("node: bad answer from node %d: %w", best, err)
-	}
-	return nil
-}
-
-// forward sends a request to the nearest replica of a shard.
-func (n *Node) forward(ctx context.Context, sh metadata.Shard, req rpcRequest) (rpcResponse, error) {
-	body, _ := json.Marshal(req)
-	var resp rpcResponse
-	if err := n.callReplica(ctx, sh, methodKV, body, &resp); err != nil {
-		return rpcResponse{}, err
-	}
-	resp.Answer.Forwarded = true
-	if resp.ErrCode != "" {
-		return resp, DecodeError(resp.ErrCode, resp.ErrMsg)
-	}
-	return resp, nil
-}
-
-func (n *Node) handleCall(ctx context.Context, from uint64, method string, body []byte) ([]byte, error) {
-	switch method {
-	case methodKV:
-		var req rpcRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, fmt.Errorf("node: bad request: %w", err)
-		}
-		var resp rpcResponse
+// writeRemote sends a write to the leader of the group that takes it
+// (target: the shard's group, or this region's for an active keyspace),
+// where it is prepared and proposed: one hop once the leader is known.
+func (n *Node) writeRemote(ctx context.Context, keyspace string, target metadata.Shard, cmd kv.Command) (kv.Result, Answer, error) {
+	req := &nodepb.WriteRequest{Keyspace: keyspace, Group: target.Group, Command: cmd.Encode()}
+	var resp *nodepb.WriteResponse
+	err := n.toLeader(ctx, target.Group, target.Replicas, func(id uint64) (uint64, *nodepb.Error, error) {
 		var err error
-		if req.Write {
-			var cmd kv.Command
-			if cmd, err = kv.DecodeCommand(req.Cmd); err == nil {
-				var r kv.Result
-				r, resp.Answer, err = n.writeLocal(ctx, req.Keyspace, cmd)
-				resp.Value, resp.Found, resp.N = r.Value, r.Found, r.N
+		if resp, err = n.client(id).Write(ctx, req); err != nil {
+			if errors.Is(err, transport.ErrNotSent) {
+				return 0, nil, fmt.Errorf("%w: %w", raftgroup.ErrDropped, err)
 			}
-		} else {
-			var rec kv.Record
-			rec, resp.Found, resp.Answer, err = n.GetRecord(ctx, req.Keyspace, req.Key, req.Consistency)
-			resp.Value, resp.Type, resp.Expire = rec.Payload, rec.Type, rec.ExpireAtMS
+			return 0, nil, fmt.Errorf("%w: node %d: %w", ErrOutcomeUnknown, id, err)
 		}
-		if err != nil {
-			resp.ErrCode, resp.ErrMsg = ErrorCode(err), err.Error()
-		}
-		return json.Marshal(resp)
-	case methodRTT:
-		return json.Marshal(n.tr.RTTs())
-	case methodPropose:
-		return n.handlePropose(ctx, body)
-	case methodConfChange:
-		return n.handleConfChange(ctx, body)
-	case methodScan:
-		return n.handleScan(ctx, body)
-	case methodCursor:
-		return n.handleCursor(body)
-	case methodStreams:
-		return json.Marshal(n.Streams())
-	case methodReady:
-		return json.Marshal(n.Ready(ctx))
-	case methodClosed:
-		return n.handleClosed(body)
-	case methodQuery: // query.go
-		return n.handleQuery(ctx, body)
-	case methodPublish: // pubsub.go
-		return n.handlePublish(from, body)
+		return resp.GetAnswer().GetNode(), resp.GetError(), nil
+	})
+	if resp == nil {
+		return kv.Result{}, Answer{}, err
 	}
-	return nil, fmt.Errorf("node: unknown method %q", method)
+	a := answerFromPB(resp.GetAnswer())
+	a.Forwarded = true
+	res := resultFromPB(resp.GetResult())
+	if err == nil {
+		err = res.Err
+	}
+	return res, a, err
 }
 
-// writeLocal serves a forwarded write; it never forwards again (no loops).
-func (n *Node) writeLocal(ctx context.Context, keyspace string, cmd kv.Command) (kv.Result, Answer, error) {
+// readRemote asks the nearest replica of target to serve a read (by its
+// own rules at level c).
+func (n *Node) readRemote(ctx context.Context, target metadata.Shard, keyspace string, key []byte, c Consistency) (kv.Record, bool, Answer, error) {
+	id := n.nearestReplica(target)
+	if id == 0 {
+		return kv.Record{}, false, Answer{}, ErrNoReplica
+	}
+	resp, err := n.client(id).Read(ctx, &nodepb.ReadRequest{Keyspace: keyspace, Key: key, Level: levelText(c), Token: c.Token})
+	if err != nil {
+		return kv.Record{}, false, Answer{}, err
+	}
+	a := answerFromPB(resp.GetAnswer())
+	a.Forwarded = true
+	rec := kv.Record{Type: kv.Type(resp.GetType()), ExpireAtMS: resp.GetExpireAtMs(), Payload: resp.GetPayload()}
+	return rec, resp.GetFound(), a, fromPB(resp.GetError())
+}
+
+// writeHere serves a write forwarded by another node: only as the leader
+// of the group that takes it, never forwarded again (no loops). Any other
+// replica answers raftgroup.ErrNotLeader with the leader it knows (lead),
+// for the sender to go there.
+func (n *Node) writeHere(ctx context.Context, keyspace string, cmd kv.Command) (kv.Result, Answer, uint64, error) {
 	if len(cmd.Args) == 0 {
-		return kv.Result{}, Answer{}, ErrEmptyKey
+		return kv.Result{}, Answer{}, 0, ErrEmptyKey
 	}
 	ks, sh, err := n.route(keyspace, cmd.Args[0])
 	if err != nil {
-		return kv.Result{}, Answer{}, err
+		return kv.Result{}, Answer{}, 0, err
+	}
+	leads := func(group uint64) (uint64, error) {
+		if lead := n.host.Leader(group); lead != n.cfg.ID {
+			return lead, fmt.Errorf("%w: group %d is led by %d", raftgroup.ErrNotLeader, group, lead)
+		}
+		return n.cfg.ID, nil
 	}
 	if isActive(ks) {
 		// Written by this region's group, stamped here.
 		sh = n.activeShard(sh)
 		if !slices.Contains(sh.Replicas, n.cfg.ID) {
-			return kv.Result{}, Answer{}, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
+			return kv.Result{}, Answer{}, 0, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
+		}
+		if lead, err := leads(sh.Group); err != nil {
+			return kv.Result{}, Answer{}, lead, err
 		}
 		if cmd, err = n.activeCommand(ks, cmd); err != nil {
-			return kv.Result{}, Answer{}, err
+			return kv.Result{}, Answer{}, n.cfg.ID, err
 		}
-		return n.writeGroup(ctx, sh.Group, cmd)
+		res, a, err := n.writeGroup(ctx, sh.Group, cmd)
+		return res, a, n.cfg.ID, err
 	}
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
 		// The sender's metadata is probably newer than this node's (a
@@ -476,8 +411,11 @@ func (n *Node) writeLocal(ctx context.Context, keyspace string, cmd kv.Command) 
 		})
 		cancel()
 		if err != nil {
-			return kv.Result{}, Answer{}, fmt.Errorf("%w: %w: node %d holds no replica of group %d", ErrStaleRoute, ErrNoReplica, n.cfg.ID, sh.Group)
+			return kv.Result{}, Answer{}, 0, fmt.Errorf("%w: %w: node %d holds no replica of group %d", ErrStaleRoute, ErrNoReplica, n.cfg.ID, sh.Group)
 		}
+	}
+	if lead, err := leads(sh.Group); err != nil {
+		return kv.Result{}, Answer{}, lead, err
 	}
 	if cmd.Epoch != epochOf(ks) {
 		// The sender's view of the primary differs from this node's; the
@@ -485,93 +423,6 @@ func (n *Node) writeLocal(ctx context.Context, keyspace string, cmd kv.Command) 
 		// retry) epoch.
 		stampRole(ks, &cmd)
 	}
-	return n.writeGroup(ctx, sh.Group, cmd)
-}
-
-// errorCodes maps sentinel errors to stable codes, used on the wire between
-// nodes and by the front ends.
-var errorCodes = []struct {
-	code string
-	err  error
-}{
-	{"unknown_keyspace", metadata.ErrUnknownKeyspace},
-	{"keyspace_exists", metadata.ErrKeyspaceExists},
-	{"invalid_spec", metadata.ErrInvalidSpec},
-	{"region_unavailable", ErrRegionUnavailable},
-	{"placement", metadata.ErrPlacement},
-	{"members_differ", metadata.ErrMembersDiffer},
-	{"timings_differ", metadata.ErrTimingsDiffer},
-	{"empty_key", ErrEmptyKey},
-	{"key_too_large", ErrKeyTooLarge},
-	{"value_too_large", ErrValueTooLarge},
-	{"unknown_consistency", ErrUnknownConsistency},
-	{"bad_token", ErrBadToken},
-	{"not_on_active", ErrNotOnActive},
-	{"clock_skew", kv.ErrClockSkew},
-	{"unknown_resolver", kv.ErrUnknownResolver},
-	{"strong_on_active", ErrStrongOnActive},
-	{"stale_route", ErrStaleRoute},
-	{"no_replica", ErrNoReplica},
-	{"no_leader", raftgroup.ErrNoLeader},
-	{"not_leader", raftgroup.ErrNotLeader},
-	{"dropped", raftgroup.ErrDropped},
-	{"outcome_unknown", ErrOutcomeUnknown},
-	{"timeout", raftgroup.ErrTimeout},
-	{"stopped", raftgroup.ErrStopped},
-	{"wrong_type", kv.ErrWrongType},
-	{"not_integer", kv.ErrNotInteger},
-	{"overflow", kv.ErrOverflow},
-	{"too_large", kv.ErrTooLarge},
-	{"bad_cursor", ErrBadCursor},
-	{"bad_command", kv.ErrBadCommand},
-	{"unreachable", transport.ErrUnreachable},
-	{"stale_epoch", kv.ErrStaleEpoch},
-	{"not_primary", kv.ErrNotPrimary},
-	{"fenced", kv.ErrFenced},
-	{"is_primary", kv.ErrIsPrimary},
-	{"epoch_ahead", kv.ErrEpochAhead},
-	{"stream_stale_epoch", stream.ErrStaleEpoch},
-	{"wrong_cluster", stream.ErrWrongCluster},
-	{"stream_gap", stream.ErrGap},
-	{"bad_batch", stream.ErrBadBatch},
-	{"primary_healthy", ErrPrimaryHealthy},
-	{"not_drained", ErrNotDrained},
-	{"rpo_budget", ErrRPOBudget},
-	{"primary_lease", ErrPrimaryLease},
-	{"not_async", metadata.ErrNotAsync},
-	{"meta_stale_epoch", metadata.ErrStaleEpoch},
-	{"bad_meta_command", metadata.ErrBadCommand},
-}
-
-// ErrorCode returns the stable code of an error ("internal" if unknown).
-func ErrorCode(err error) string {
-	for _, e := range errorCodes {
-		if errors.Is(err, e.err) {
-			return e.code
-		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return "timeout"
-	}
-	return "internal"
-}
-
-// remoteError encodes an error returned by a node-to-node handler as
-// "code|message", so that callReplica can rebuild it with its identity.
-func remoteError(err error) error {
-	return errors.New(ErrorCode(err) + "|" + err.Error())
-}
-
-// DecodeError rebuilds an error from its code and message, so that
-// errors.Is works on errors that crossed the network.
-func DecodeError(code, msg string) error {
-	for _, e := range errorCodes {
-		if e.code == code {
-			if msg == e.err.Error() {
-				return e.err
-			}
-			return fmt.Errorf("%w (remote: %s)", e.err, msg)
-		}
-	}
-	return errors.New(msg)
+	res, a, err := n.writeGroup(ctx, sh.Group, cmd)
+	return res, a, n.cfg.ID, err
 }

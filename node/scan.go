@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 )
 
 // ErrBadCursor is returned by Scan for a cursor it did not make, or one
@@ -146,33 +146,26 @@ type shardPage struct {
 	Forwarded bool `json:"-"`
 }
 
-const methodScan = "scan"
-
-type scanRequest struct {
-	Keyspace    string      `json:"ks"`
-	Shard       int         `json:"s"`
-	After       []byte      `json:"a,omitempty"`
-	Match       string      `json:"m,omitempty"`
-	Count       int         `json:"n"`
-	MaxBytes    int         `json:"b"`
-	NowMS       int64       `json:"t"`
-	Consistency Consistency `json:"c"`
-}
-
 // scanShard examines up to count keys of one shard after `after`, keeping
 // the live ones that match (at most maxBytes of them; 0 keeps none, for
 // counting). A shard with no replica here is read by the nearest node
 // that holds one.
 func (n *Node) scanShard(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, after []byte, match string, count, maxBytes int, now int64, c Consistency) (shardPage, error) {
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
-		req := scanRequest{Keyspace: ks.Name, Shard: sh.Index, After: after, Match: match, Count: count, MaxBytes: maxBytes, NowMS: now, Consistency: c}
-		body, _ := json.Marshal(req)
-		var page shardPage
-		if err := n.callReplica(ctx, sh, methodScan, body, &page); err != nil {
+		id := n.nearestReplica(sh)
+		if id == 0 {
+			return shardPage{}, ErrNoReplica
+		}
+		resp, err := n.client(id).Scan(ctx, &nodepb.ScanRequest{Keyspace: ks.Name, Shard: int32(sh.Index), After: after, Match: match,
+			Count: int32(count), MaxBytes: int64(maxBytes), NowMs: now, Level: levelText(c), Token: c.Token})
+		if err == nil {
+			err = fromPB(resp.GetError())
+		}
+		if err != nil {
 			return shardPage{}, err
 		}
-		page.Forwarded = true
-		return page, nil
+		return shardPage{Keys: resp.GetKeys(), Live: resp.GetLive(), Examined: int(resp.GetExamined()), Last: resp.GetLast(),
+			Full: resp.GetFull(), Index: resp.GetIndex(), Forwarded: true}, nil
 	}
 	idx, err := n.readPoint(ctx, ks, sh, c)
 	if err != nil {
@@ -219,24 +212,21 @@ func (n *Node) scanShard(ctx context.Context, ks *metadata.Keyspace, sh metadata
 	return page, err
 }
 
-// handleScan serves a shard scan for another node (never forwarded again).
-func (n *Node) handleScan(ctx context.Context, body []byte) ([]byte, error) {
-	var req scanRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("node: bad scan request: %w", err)
-	}
-	ks, err := n.meta.Keyspace(req.Keyspace)
+// serveScan serves a shard scan for another node (never forwarded again).
+func (n *Node) serveScan(ctx context.Context, req *nodepb.ScanRequest) (shardPage, error) {
+	ks, err := n.meta.Keyspace(req.GetKeyspace())
 	if err != nil {
-		return nil, remoteError(err)
+		return shardPage{}, err
 	}
-	if req.Shard < 0 || req.Shard >= len(ks.Shards) || !slices.Contains(ks.Shards[req.Shard].Replicas, n.cfg.ID) {
-		return nil, remoteError(fmt.Errorf("%w: node %d holds no replica of shard %d of %q", ErrNoReplica, n.cfg.ID, req.Shard, req.Keyspace))
+	shard := int(req.GetShard())
+	if shard < 0 || shard >= len(ks.Shards) || !slices.Contains(ks.Shards[shard].Replicas, n.cfg.ID) {
+		return shardPage{}, fmt.Errorf("%w: node %d holds no replica of shard %d of %q", ErrNoReplica, n.cfg.ID, shard, req.GetKeyspace())
 	}
-	page, err := n.scanShard(ctx, ks, ks.Shards[req.Shard], req.After, req.Match, req.Count, req.MaxBytes, req.NowMS, req.Consistency)
+	c, err := levelFromText(req.GetLevel(), req.GetToken())
 	if err != nil {
-		return nil, remoteError(err)
+		return shardPage{}, err
 	}
-	return json.Marshal(page)
+	return n.scanShard(ctx, ks, ks.Shards[shard], req.GetAfter(), req.GetMatch(), int(req.GetCount()), int(req.GetMaxBytes()), req.GetNowMs(), c)
 }
 
 // scanLevel is the level a scan is served at: scans read one replica of

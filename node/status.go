@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 )
 
 // NodeStatus is one node as the cluster status shows it.
@@ -87,18 +87,16 @@ func (n *Node) Status(ctx context.Context) ClusterStatus {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out, err := n.tr.Call(cctx, id, methodRTT, nil)
-				var m map[uint64]time.Duration
-				if err == nil && json.Unmarshal(out, &m) == nil {
+				if m, err := n.remoteRTTs(cctx, id); err == nil {
 					mu.Lock()
 					cs.RTTms[id] = toMS(m)
 					mu.Unlock()
 				}
-				out, err = n.tr.Call(cctx, id, methodStreams, nil)
-				var ss []StreamStatus
-				if err == nil && json.Unmarshal(out, &ss) == nil {
+				if resp, err := n.client(id).Streams(cctx, &nodepb.StreamsRequest{}); err == nil {
 					mu.Lock()
-					cs.Streams = append(cs.Streams, ss...)
+					for _, s := range resp.GetStreams() {
+						cs.Streams = append(cs.Streams, streamStatusFromPB(s))
+					}
 					mu.Unlock()
 				}
 			}()

@@ -3,7 +3,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/stream"
@@ -409,8 +409,6 @@ func (n *Node) Streams() []StreamStatus {
 	return out
 }
 
-const methodStreams = "streams"
-
 func sortStreams(ss []StreamStatus) {
 	slices.SortFunc(ss, func(a, b StreamStatus) int {
 		return cmp.Or(strings.Compare(a.Keyspace, b.Keyspace), cmp.Compare(a.Shard, b.Shard), strings.Compare(a.ToRegion, b.ToRegion))
@@ -624,11 +622,10 @@ func (s *regionSink) propose(ctx context.Context, cmd []byte) (kv.Result, error)
 		if id == 0 {
 			return kv.Result{}, ErrNoReplica
 		}
-		body, _ := json.Marshal(proposeRequest{Group: s.dst.Group, Cmd: cmd, Route: true})
-		var resp proposeResponse
-		err = s.n.callNode(ctx, id, methodPropose, body, &resp)
+		var resp *nodepb.ProposeResponse
+		resp, err = s.n.client(id).Propose(ctx, &nodepb.ProposeRequest{Group: s.dst.Group, Command: cmd, Route: true})
 		if err == nil {
-			p, err = resp.proposal(s.dst.Group)
+			p, err = proposalFromPB(s.dst.Group, resp)
 		}
 		s.answered(id, err)
 	}

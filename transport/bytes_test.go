@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // TestBytesSent checks that every kind of traffic is counted, per peer, as
@@ -23,18 +24,18 @@ func TestBytesSent(t *testing.T) {
 		t.Fatalf("BytesSent before any traffic = %v", got)
 	}
 
-	// A Call: the request on the caller's side, the response on the
-	// server's.
+	// A call of a typed service: the request's encoded size on the
+	// caller's side, the response's on the server's.
 	b.rec.onCall = func(_ context.Context, _ uint64, _ string, req []byte) ([]byte, error) {
 		return append(req, req...), nil
 	}
 	req := []byte("0123456789")
-	if _, err := a.tr.Call(context.Background(), b.id, "double", req); err != nil {
+	if _, err := testCall(a.tr, context.Background(), b.id, "double", req); err != nil {
 		t.Fatal(err)
 	}
 	var aToB, bToA uint64
-	aToB += uint64(len(encodeCallRequest("double", req)))
-	bToA += uint64(len(encodeCallResponse(append(req, req...), nil)))
+	aToB += uint64(proto.Size(&wrapperspb.BytesValue{Value: append([]byte("double\x00"), req...)}))
+	bToA += uint64(proto.Size(&wrapperspb.BytesValue{Value: append(req, req...)}))
 	want(a, b.id, aToB)
 	want(b, a.id, bToA)
 
@@ -65,7 +66,7 @@ func TestBytesSent(t *testing.T) {
 	// counter of a removed peer stays.
 	c := startNode(t, Config{NodeID: 3, Region: "r3", PingInterval: -1})
 	c.tr.SetPeer(b.peer("r2"))
-	if _, err := c.tr.Call(context.Background(), b.id, "double", req); err != nil {
+	if _, err := testCall(c.tr, context.Background(), b.id, "double", req); err != nil {
 		t.Fatal(err)
 	}
 	if got := b.tr.BytesSent(); len(got) != 1 {

@@ -2,89 +2,13 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"time"
 
-	"google.golang.org/protobuf/types/known/wrapperspb"
-
 	"github.com/meridian-db/meridian/transport/transportpb"
 )
-
-// Call sends req to peer to, where Handler.HandleCall serves it, and returns
-// the response. The request and the response each cross the network once, so
-// on an emulated network a Call costs one round trip. Errors:
-//
-//   - ErrUnreachable (wrapped) if the peer is unknown, cannot be reached, or
-//     either hop is dropped by the network; also wrapping ErrNotSent when
-//     the request certainly never reached the peer (request hop dropped,
-//     no connection);
-//   - *RemoteError if the peer's handler returned an error;
-//   - ctx's error (wrapped) if ctx ends first;
-//   - ErrClosed once the Transport is closed.
-func (t *Transport) Call(ctx context.Context, to uint64, method string, req []byte) ([]byte, error) {
-	p, err := t.peer(to)
-	if err != nil {
-		return nil, err
-	}
-	return p.call(ctx, method, req)
-}
-
-func (p *peer) call(ctx context.Context, method string, req []byte) ([]byte, error) {
-	t := p.t
-	if len(method) > maxMethodLen {
-		return nil, fmt.Errorf("transport: call method name longer than %d bytes", maxMethodLen)
-	}
-	fail := func(err error) error {
-		switch {
-		case t.ctx.Err() != nil:
-			return ErrClosed
-		case ctx.Err() != nil:
-			return fmt.Errorf("transport: call %s to peer %d: %w", method, p.id, ctx.Err())
-		case errors.Is(err, ErrUnreachable) || errors.Is(err, ErrClosed):
-			return err
-		default:
-			return fmt.Errorf("%w: call %s to peer %d: %w", ErrUnreachable, method, p.id, err)
-		}
-	}
-	notSent := func(err error) error {
-		err = fail(err)
-		if errors.Is(err, ErrUnreachable) {
-			return fmt.Errorf("%w: %w", ErrNotSent, err)
-		}
-		return err
-	}
-	// The request hop.
-	if err := t.net.Wait(ctx, t.cfg.NodeID, p.id); err != nil {
-		return nil, notSent(err)
-	}
-	conn, err := p.ready(ctx)
-	if err != nil {
-		return nil, notSent(err)
-	}
-	out := new(wrapperspb.BytesValue)
-	in := &wrapperspb.BytesValue{Value: encodeCallRequest(method, req)}
-	// Counted once handed to gRPC on a ready connection, whatever the
-	// outcome.
-	p.sent.Add(uint64(len(in.Value)))
-	if err := conn.Invoke(p.outgoing(ctx), methodCall, in, out); err != nil {
-		if werr := wrongCluster(err); werr != err {
-			// Refused before its handler ran.
-			return nil, fmt.Errorf("%w: %w: call %s to peer %d: %w", ErrNotSent, ErrUnreachable, method, p.id, werr)
-		}
-		return nil, fail(err)
-	}
-	resp, remoteMsg, isRemote, err := decodeCallResponse(out.GetValue())
-	if err != nil {
-		return nil, fmt.Errorf("transport: call %s to peer %d: %w", method, p.id, err)
-	}
-	if isRemote {
-		return nil, &RemoteError{Method: method, Message: remoteMsg}
-	}
-	return resp, nil
-}
 
 // runPinger probes the peer's round-trip time every PingInterval, starting
 // at once.

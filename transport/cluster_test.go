@@ -66,12 +66,12 @@ func TestOtherClusterRefused(t *testing.T) {
 	ctx := context.Background()
 
 	// The same cluster: served.
-	if resp, err := c.tr.Call(ctx, b.id, "x", nil); err != nil || string(resp) != "ok" {
+	if resp, err := testCall(c.tr, ctx, b.id, "x", nil); err != nil || string(resp) != "ok" {
 		t.Fatalf("call within the cluster: %q %v", resp, err)
 	}
 	// Another cluster: refused, every time.
 	for range 5 {
-		_, err := a.tr.Call(ctx, b.id, "x", nil)
+		_, err := testCall(a.tr, ctx, b.id, "x", nil)
 		if !errors.Is(err, ErrWrongCluster) || !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrUnreachable) {
 			t.Fatalf("call from another cluster: %v, want ErrWrongCluster (and ErrNotSent, ErrUnreachable)", err)
 		}

@@ -5,21 +5,21 @@
 // failure, and one bounded queue drained by a single sender goroutine that
 // packs everything queued into a batch frame and writes it on a long-lived
 // client stream. Raft snapshots (MsgSnap) bypass the queue and are streamed in
-// chunks on a stream of their own. Call offers unary requests between nodes
-// (request forwarding and the like; being replaced by the node's typed
-// services, see Conn), and a background pinger keeps a smoothed
+// chunks on a stream of their own. The node's own typed services (request
+// forwarding and the like, see Conn) run on the same connections, and a
+// background pinger keeps a smoothed
 // round-trip time per peer.
 //
 // All traffic goes through a *netsim.Network: batch frames and snapshot
-// chunks via Network.SendNotify, and both hops of a Call via Network.Wait. In
+// chunks via Network.SendNotify, and both hops of a typed call via Network.Wait. In
 // production that network is netsim.Identity() and costs nothing; in tests and
 // demos it adds the delays, losses and partitions of a multi-region
 // deployment.
 //
 // BytesSent counts, per peer, the bytes this node sends: the sizes of the
 // encoded frames it hands to gRPC (batch frames, snapshot headers and
-// chunks, Call requests, pings included, and the responses to the Calls it
-// serves). gRPC's and HTTP/2's own framing is not counted, nor is what the
+// chunks), the encoded requests of the typed services it calls and the
+// responses to those it serves. gRPC's and HTTP/2's own framing is not counted, nor is what the
 // emulated network drops before gRPC sees it; what it duplicates is counted
 // twice, as it crosses the wire twice.
 //
@@ -33,13 +33,13 @@
 // wire version (WireVersion): a peer of another version is refused before
 // anything of its request runs, with an error naming both (ErrVersion).
 //
-// Cluster identity. A node serves only its own cluster: a Call, raft
+// Cluster identity. A node serves only its own cluster: a typed call, raft
 // stream or snapshot stream whose cluster identity differs from the
 // receiver's (or is missing) is refused before anything of it reaches the
 // Handler, with gRPC status PermissionDenied naming both clusters, and the
 // receiver logs a warning, at most once a minute per sending node and
-// cluster. The sender sees ErrWrongCluster: wrapped by Call's error (with
-// ErrUnreachable and ErrNotSent, since nothing ran), in the reason logged
+// cluster. The sender sees ErrWrongCluster: wrapped by a typed call's error
+// (with ErrUnreachable and ErrNotSent, since nothing ran), in the reason logged
 // for a dropped raft stream, and in a failed snapshot's error. Two
 // clusters thus never exchange a message, even when one is given the
 // other's addresses.

@@ -17,15 +17,6 @@ var ErrBadFrame = errors.New("transport: malformed frame")
 // know, so the format can evolve behind a new number.
 const frameVersion byte = 1
 
-// Call response status bytes.
-const (
-	callOK          byte = 0
-	callRemoteError byte = 1
-)
-
-// maxMethodLen bounds the method name of a Call.
-const maxMethodLen = 1 << 10
-
 // envelopeOverhead bounds the framing bytes added to each message in a batch
 // frame: its group and its length as uvarints.
 const envelopeOverhead = 2 * binary.MaxVarintLen64
@@ -109,56 +100,6 @@ func decodeBatch(frame []byte) ([]Envelope, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadFrame, len(rest))
 	}
 	return envs, nil
-}
-
-// A call request is version, uvarint method length, method, payload.
-
-func encodeCallRequest(method string, payload []byte) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(method)+len(payload))
-	b = append(b, frameVersion)
-	b = binary.AppendUvarint(b, uint64(len(method)))
-	b = append(b, method...)
-	return append(b, payload...)
-}
-
-func decodeCallRequest(b []byte) (method string, payload []byte, err error) {
-	if len(b) == 0 || b[0] != frameVersion {
-		return "", nil, fmt.Errorf("%w: bad call request version", ErrBadFrame)
-	}
-	b = b[1:]
-	l, n := binary.Uvarint(b)
-	if n <= 0 || l > maxMethodLen || l > uint64(len(b)-n) {
-		return "", nil, fmt.Errorf("%w: bad call method length", ErrBadFrame)
-	}
-	b = b[n:]
-	return string(b[:l]), b[l:], nil
-}
-
-// A call response is version, status, then the payload (callOK) or the
-// handler's error message (callRemoteError).
-
-func encodeCallResponse(payload []byte, handlerErr error) []byte {
-	if handlerErr != nil {
-		msg := handlerErr.Error()
-		b := make([]byte, 0, 2+len(msg))
-		return append(append(b, frameVersion, callRemoteError), msg...)
-	}
-	b := make([]byte, 0, 2+len(payload))
-	return append(append(b, frameVersion, callOK), payload...)
-}
-
-func decodeCallResponse(b []byte) (payload []byte, remoteMsg string, isRemote bool, err error) {
-	if len(b) < 2 || b[0] != frameVersion {
-		return nil, "", false, fmt.Errorf("%w: bad call response", ErrBadFrame)
-	}
-	switch b[1] {
-	case callOK:
-		return b[2:], "", false, nil
-	case callRemoteError:
-		return nil, string(b[2:]), true, nil
-	default:
-		return nil, "", false, fmt.Errorf("%w: unknown call status %d", ErrBadFrame, b[1])
-	}
 }
 
 // The first message of a snapshot stream is a header: version, uvarint group,

@@ -91,28 +91,7 @@ func TestDecodeBatchErrors(t *testing.T) {
 	}
 }
 
-func TestCallFraming(t *testing.T) {
-	req := encodeCallRequest("kv.Put", []byte("payload"))
-	method, payload, err := decodeCallRequest(req)
-	if err != nil || method != "kv.Put" || string(payload) != "payload" {
-		t.Fatalf("decodeCallRequest = %q, %q, %v", method, payload, err)
-	}
-	for _, bad := range [][]byte{nil, {2}, {frameVersion}, {frameVersion, 5, 'a'}} {
-		if _, _, err := decodeCallRequest(bad); !errors.Is(err, ErrBadFrame) {
-			t.Errorf("decodeCallRequest(%v) = %v", bad, err)
-		}
-	}
-	resp, msg, remote, err := decodeCallResponse(encodeCallResponse([]byte("ok"), nil))
-	if err != nil || remote || string(resp) != "ok" || msg != "" {
-		t.Fatalf("ok response decoded as %q, %q, %v, %v", resp, msg, remote, err)
-	}
-	_, msg, remote, err = decodeCallResponse(encodeCallResponse(nil, errors.New("boom")))
-	if err != nil || !remote || msg != "boom" {
-		t.Fatalf("error response decoded as %q, %v, %v", msg, remote, err)
-	}
-	if _, _, _, err := decodeCallResponse([]byte{frameVersion, 7}); !errors.Is(err, ErrBadFrame) {
-		t.Fatalf("unknown status accepted: %v", err)
-	}
+func TestSnapshotHeaderFraming(t *testing.T) {
 	g, size, err := decodeSnapshotHeader(encodeSnapshotHeader(9, 12345))
 	if err != nil || g != 9 || size != 12345 {
 		t.Fatalf("snapshot header decoded as %d, %d, %v", g, size, err)

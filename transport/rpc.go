@@ -56,7 +56,7 @@ func FromContext(ctx context.Context) (uint64, bool) {
 // handler run (unless the transport closed), the response hop emulated,
 // the response counted.
 func (s *service) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if strings.HasPrefix(info.FullMethod, "/"+callServiceName+"/") || strings.HasPrefix(info.FullMethod, "/meridian.transport.v1.Transport/") {
+	if strings.HasPrefix(info.FullMethod, "/meridian.transport.v1.Transport/") {
 		return handler(ctx, req) // the transport's own, which check for themselves
 	}
 	t := s.t
@@ -163,9 +163,11 @@ func (p *peer) invoke(ctx context.Context, method string, args, reply any, opts 
 	return fail(err)
 }
 
-// refusal turns a peer's refusal of the request before it ran (another
-// cluster, another wire version) into ErrWrongCluster or ErrVersion; nil
-// for any other error.
+// refusal turns a peer's refusal of the request before it ran into an
+// error (ErrWrongCluster for another cluster, ErrVersion for another wire
+// version); nil for any other error. The node services' handlers answer
+// their own failures inside their responses, so a gRPC status of these
+// kinds can only come from the transport's checks.
 func refusal(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
@@ -176,6 +178,10 @@ func refusal(err error) error {
 		return fmt.Errorf("%w: %s", ErrWrongCluster, st.Message())
 	case st.Code() == codes.FailedPrecondition && strings.HasPrefix(st.Message(), versionMarker):
 		return fmt.Errorf("%w: %s", ErrVersion, st.Message())
+	case st.Code() == codes.FailedPrecondition, st.Code() == codes.InvalidArgument:
+		// Misaddressed (another node answers at the address) or missing
+		// identity: refused before anything ran.
+		return errors.New(st.Message())
 	}
 	return nil
 }

@@ -16,18 +16,12 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meridian-db/meridian/transport/transportpb"
 )
 
-// The raft service is generated from transportpb/transport.proto. Call,
-// the older service of opaque requests, is declared here by hand until
-// every node request has moved to its typed service.
+// The raft service is generated from transportpb/transport.proto.
 const (
-	callServiceName = "meridian.transport.v1.Calls"
-	methodCall      = "/" + callServiceName + "/Call"
-
 	// mdFrom and mdTo carry the sender's and the addressee's node ids,
 	// mdCluster the sender's cluster identity, mdVersion the wire version.
 	mdFrom    = "meridian-from"
@@ -44,38 +38,13 @@ const (
 	snapshotPreallocBytes = 8 << 20
 )
 
-// callServer is what the Call service's implementation provides; it exists
-// for grpc.ServiceDesc.HandlerType.
-type callServer interface {
-	call(ctx context.Context, req *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error)
-}
-
-var callServiceDesc = grpc.ServiceDesc{
-	ServiceName: callServiceName,
-	HandlerType: (*callServer)(nil),
-	Methods: []grpc.MethodDesc{{
-		MethodName: "Call",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-			in := new(wrapperspb.BytesValue)
-			if err := dec(in); err != nil {
-				return nil, err
-			}
-			return srv.(callServer).call(ctx, in)
-		},
-	}},
-	Metadata: "meridian/transport",
-}
-
 // service is the receiving side of a Transport.
 type service struct {
 	transportpb.UnimplementedTransportServer
 	t *Transport
 }
 
-var (
-	_ transportpb.TransportServer = (*service)(nil)
-	_ callServer                  = (*service)(nil)
-)
+var _ transportpb.TransportServer = (*service)(nil)
 
 // remoteID returns the sender's node id from the metadata and checks that
 // the request comes from this node's cluster and is meant for this node.
@@ -150,35 +119,6 @@ func wrongCluster(err error) error {
 		return fmt.Errorf("%w: %s", ErrWrongCluster, st.Message())
 	}
 	return err
-}
-
-func (s *service) call(ctx context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
-	t := s.t
-	from, err := s.remoteID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	method, payload, err := decodeCallRequest(in.GetValue())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	var resp []byte
-	var herr error
-	if !t.callback(func() { resp, herr = t.h.HandleCall(ctx, from, method, payload) }) {
-		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
-	}
-	// The response hop.
-	if err := t.net.Wait(ctx, t.cfg.NodeID, from); err != nil {
-		if ctx.Err() != nil {
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-		return nil, status.Errorf(codes.Unavailable, "transport: response to node %d: %v", from, err)
-	}
-	out := encodeCallResponse(resp, herr)
-	if c := t.responseCounter(from); c != nil {
-		c.Add(uint64(len(out)))
-	}
-	return &wrapperspb.BytesValue{Value: out}, nil
 }
 
 // Raft receives batch frames.

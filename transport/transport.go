@@ -41,17 +41,6 @@ var (
 	ErrWrongCluster = errors.New("transport: peer belongs to another cluster")
 )
 
-// RemoteError is an error returned by the peer's Handler.HandleCall, carried
-// back over the wire as its message.
-type RemoteError struct {
-	Method  string // the method that was called
-	Message string // the Error() text of the remote handler's error
-}
-
-func (e *RemoteError) Error() string {
-	return fmt.Sprintf("transport: remote call %s failed: %s", e.Method, e.Message)
-}
-
 // Envelope is a raft message for one raft group.
 type Envelope struct {
 	Group uint64
@@ -67,9 +56,6 @@ type Handler interface {
 	// the order they were sent. Batches from one peer arrive in order, except
 	// around a reconnection; snapshots arrive on their own, as a batch of one.
 	HandleRaft(from uint64, batch []Envelope)
-	// HandleCall serves a Call from peer from. A returned error reaches the
-	// caller as a *RemoteError.
-	HandleCall(ctx context.Context, from uint64, method string, req []byte) ([]byte, error)
 	// ReportUnreachable says that a message for group could not be sent to
 	// peer to (unknown peer, queue full, connection broken, link cut).
 	ReportUnreachable(group, to uint64)
@@ -304,7 +290,6 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		grpc.WaitForHandlers(true),
 	)
 	transportpb.RegisterTransportServer(t.srv, svc)
-	t.srv.RegisterService(&callServiceDesc, svc)
 	for _, sv := range cfg.Services {
 		t.srv.RegisterService(sv.Desc, sv.Impl)
 	}

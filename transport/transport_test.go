@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meridian-db/meridian/netsim"
 )
@@ -57,14 +60,61 @@ func (r *recorder) HandleRaft(from uint64, batch []Envelope) {
 	r.event(func() { r.raft[from] = append(r.raft[from], batch...) })
 }
 
-func (r *recorder) HandleCall(ctx context.Context, from uint64, method string, req []byte) ([]byte, error) {
+// call serves the tests' typed service (testCalls): onCall answers.
+func (r *recorder) call(ctx context.Context, method string, req []byte) ([]byte, error) {
 	r.mu.Lock()
 	f := r.onCall
 	r.mu.Unlock()
+	from, ok := FromContext(ctx)
+	if !ok {
+		return nil, errors.New("no sender in the context")
+	}
 	if f == nil {
 		return nil, fmt.Errorf("no such method %q", method)
 	}
 	return f(ctx, from, method, req)
+}
+
+// testCalls is a typed service for the tests, declared by hand: one
+// method whose request is the method name, a zero byte, then the payload.
+type testCaller interface {
+	call(ctx context.Context, method string, req []byte) ([]byte, error)
+}
+
+var testCalls = grpc.ServiceDesc{
+	ServiceName: "meridian.transport.test.Calls",
+	HandlerType: (*testCaller)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Call",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			in := new(wrapperspb.BytesValue)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			run := func(ctx context.Context, req any) (any, error) {
+				method, payload, _ := bytes.Cut(req.(*wrapperspb.BytesValue).GetValue(), []byte{0})
+				out, err := srv.(testCaller).call(ctx, string(method), payload)
+				if err != nil {
+					return nil, err
+				}
+				return &wrapperspb.BytesValue{Value: out}, nil
+			}
+			if interceptor == nil {
+				return run(ctx, in)
+			}
+			return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/meridian.transport.test.Calls/Call"}, run)
+		},
+	}},
+}
+
+// testCall calls method of the tests' typed service on peer to.
+func testCall(tr *Transport, ctx context.Context, to uint64, method string, req []byte) ([]byte, error) {
+	out := new(wrapperspb.BytesValue)
+	in := &wrapperspb.BytesValue{Value: append(append([]byte(method), 0), req...)}
+	if err := tr.Conn(to).Invoke(ctx, "/meridian.transport.test.Calls/Call", in, out); err != nil {
+		return nil, err
+	}
+	return out.GetValue(), nil
 }
 
 func (r *recorder) ReportUnreachable(group, to uint64) {
@@ -137,6 +187,7 @@ func startNode(t *testing.T, cfg Config) node {
 	if cfg.Cluster == "" {
 		cfg.Cluster = "test"
 	}
+	cfg.Services = append(cfg.Services, Service{Desc: &testCalls, Impl: rec})
 	tr, err := New(cfg, rec)
 	if err != nil {
 		t.Fatalf("New(node %d): %v", cfg.NodeID, err)
@@ -288,31 +339,30 @@ func TestCall(t *testing.T) {
 		return nil, fmt.Errorf("unknown method %s", method)
 	}
 	ctx := context.Background()
-	resp, err := a.tr.Call(ctx, b.id, "echo", []byte("hello"))
+	resp, err := testCall(a.tr, ctx, b.id, "echo", []byte("hello"))
 	if err != nil || string(resp) != "1:hello" {
 		t.Fatalf("Call echo = %q, %v", resp, err)
 	}
 	big := make([]byte, 6<<20) // above gRPC's default 4 MiB message limit
-	if resp, err := a.tr.Call(ctx, b.id, "echo", big); err != nil || len(resp) != len(big)+2 {
+	if resp, err := testCall(a.tr, ctx, b.id, "echo", big); err != nil || len(resp) != len(big)+2 {
 		t.Fatalf("large Call = %d bytes, %v", len(resp), err)
 	}
 
-	_, err = a.tr.Call(ctx, b.id, "fail", nil)
-	var re *RemoteError
-	if !errors.As(err, &re) || re.Method != "fail" || re.Message != "bad request" {
-		t.Fatalf("Call fail = %v, want RemoteError", err)
+	_, err = testCall(a.tr, ctx, b.id, "fail", nil)
+	if st, ok := status.FromError(err); !ok || st.Message() != "bad request" || errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Call fail = %v, want the handler's error", err)
 	}
-	if _, err := a.tr.Call(ctx, 99, "echo", nil); !errors.Is(err, ErrUnreachable) {
+	if _, err := testCall(a.tr, ctx, 99, "echo", nil); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Call to unknown peer = %v", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := a.tr.Call(cctx, b.id, "echo", nil); !errors.Is(err, context.Canceled) {
+	if _, err := testCall(a.tr, cctx, b.id, "echo", nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Call with cancelled context = %v", err)
 	}
 	// A peer registered under the wrong id refuses the call.
 	a.tr.SetPeer(Peer{ID: 7, Addr: b.tr.Addr()})
-	if _, err := a.tr.Call(ctx, 7, "echo", nil); !errors.Is(err, ErrUnreachable) {
+	if _, err := testCall(a.tr, ctx, 7, "echo", nil); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Call to a misaddressed peer = %v", err)
 	}
 	if got := a.tr.Peers(); len(got) != 2 || got[0].ID != 2 || got[1].ID != 7 {
@@ -324,7 +374,7 @@ func TestCall(t *testing.T) {
 	}
 
 	a.tr.Close()
-	if _, err := a.tr.Call(ctx, b.id, "echo", nil); !errors.Is(err, ErrClosed) {
+	if _, err := testCall(a.tr, ctx, b.id, "echo", nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Call after Close = %v", err)
 	}
 	a.tr.Send([]Envelope{{Group: 1, Msg: appMsg(1, 2, 1, 0, 0)}}) // no panic, no report
@@ -374,7 +424,7 @@ func testWorldRTT(t *testing.T, tweak func(*Config), nw *netsim.Network) {
 
 	b.rec.onCall = func(context.Context, uint64, string, []byte) ([]byte, error) { return nil, nil }
 	start := time.Now()
-	if _, err := a.tr.Call(ctx, b.id, "noop", nil); err != nil {
+	if _, err := testCall(a.tr, ctx, b.id, "noop", nil); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < want || d > want+slack {
@@ -407,11 +457,11 @@ func TestPartition(t *testing.T) {
 	a.rec.waitFor(t, "unreachable reports", func() bool {
 		return slices.Contains(a.rec.unreachable, groupTo{4, b.id}) && slices.Contains(a.rec.unreachable, groupTo{5, c.id})
 	})
-	if _, err := a.tr.Call(ctx, b.id, "x", nil); !errors.Is(err, ErrUnreachable) {
+	if _, err := testCall(a.tr, ctx, b.id, "x", nil); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Call across the split = %v, want ErrUnreachable", err)
 	}
 	// b and c still talk.
-	if _, err := b.tr.Call(ctx, c.id, "x", nil); err != nil {
+	if _, err := testCall(b.tr, ctx, c.id, "x", nil); err != nil {
 		t.Fatalf("Call inside the majority = %v", err)
 	}
 	b.tr.Send([]Envelope{{Group: 4, Msg: appMsg(b.id, c.id, 1, 1, 10)}})
@@ -420,12 +470,12 @@ func TestPartition(t *testing.T) {
 	// Only the response hop is cut: the call still fails.
 	nw.Heal()
 	nw.BlockLink(b.id, a.id)
-	if _, err := a.tr.Call(ctx, b.id, "x", nil); !errors.Is(err, ErrUnreachable) {
+	if _, err := testCall(a.tr, ctx, b.id, "x", nil); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Call with the response hop cut = %v, want ErrUnreachable", err)
 	}
 
 	nw.Heal()
-	if resp, err := a.tr.Call(ctx, b.id, "x", nil); err != nil || string(resp) != "ok" {
+	if resp, err := testCall(a.tr, ctx, b.id, "x", nil); err != nil || string(resp) != "ok" {
 		t.Fatalf("Call after Heal = %q, %v", resp, err)
 	}
 	a.tr.Send([]Envelope{{Group: 4, Msg: appMsg(a.id, b.id, 2, 1, 10)}})
@@ -541,7 +591,7 @@ func TestPeerDownThenBack(t *testing.T) {
 	// Never started: messages are reported, calls fail.
 	a.tr.Send([]Envelope{{Group: 3, Msg: appMsg(1, 2, 1, 0, 0)}})
 	a.rec.waitFor(t, "unreachable report", func() bool { return slices.Contains(a.rec.unreachable, groupTo{3, 2}) })
-	if _, err := a.tr.Call(context.Background(), 2, "x", nil); !errors.Is(err, ErrUnreachable) {
+	if _, err := testCall(a.tr, context.Background(), 2, "x", nil); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Call to a down peer = %v", err)
 	}
 	if _, ok := a.tr.RTT(2); ok {
@@ -652,7 +702,8 @@ func TestNoGoroutineLeak(t *testing.T) {
 		for id := uint64(1); id <= 3; id++ {
 			rec := newRecorder()
 			rec.onCall = func(context.Context, uint64, string, []byte) ([]byte, error) { return nil, nil }
-			tr, err := New(Config{NodeID: id, Cluster: "test", Region: "r", ListenAddr: "127.0.0.1:0", Net: nw, PingInterval: 10 * time.Millisecond}, rec)
+			tr, err := New(Config{NodeID: id, Cluster: "test", Region: "r", ListenAddr: "127.0.0.1:0", Net: nw, PingInterval: 10 * time.Millisecond,
+				Services: []Service{{Desc: &testCalls, Impl: rec}}}, rec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -678,7 +729,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 					continue
 				}
 				a.tr.Send([]Envelope{{Group: 1, Msg: appMsg(a.id, b.id, 1, 1, 10)}, {Group: 2, Msg: snapMsg(a.id, b.id, []byte("s"))}})
-				if _, err := a.tr.Call(ctx, b.id, "x", nil); err != nil {
+				if _, err := testCall(a.tr, ctx, b.id, "x", nil); err != nil {
 					t.Fatal(err)
 				}
 			}
