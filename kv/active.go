@@ -967,3 +967,25 @@ func ActiveValueOf(rec Record) (ActiveValue, bool, error) {
 	}
 	return out, true, nil
 }
+
+// PlainRecord presents a record as the front ends know records: an active
+// key's state (TypeActive) as the string, set or hash it reads as, a
+// tombstone as absent; any other record as it is.
+func PlainRecord(rec Record, found bool) (Record, bool, error) {
+	if !found || rec.Type != TypeActive {
+		return rec, found, nil
+	}
+	v, live, err := ActiveValueOf(rec)
+	if err != nil || !live {
+		return Record{}, false, err
+	}
+	switch v.Type {
+	case TypeSet:
+		return Record{Type: TypeSet, Payload: EncodeSet(v.Members)}, true, nil
+	case TypeHash:
+		return Record{Type: TypeHash, Payload: EncodeHash(v.Fields)}, true, nil
+	case TypeZSet:
+		return Record{Type: TypeZSet}, true, nil // read through the command engine
+	}
+	return Record{Type: TypeString, Payload: v.Value}, true, nil
+}

@@ -1165,3 +1165,41 @@ func TestActiveBatchOfMerges(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainRecord: active states read as the string, set or hash they
+// are, a tombstone as absent, other records as they are.
+func TestPlainRecord(t *testing.T) {
+	now := int64(1000)
+	r := newSim(t, &now, "r")[0]
+	r.mustDo(OpActiveSet, 0, "s", "v", "")
+	r.mustDo(OpActiveSAdd, 0, "set", "b", "a")
+	r.mustDo(OpActiveHSet, 0, "h", "f", "x")
+	r.mustDo(OpActiveSet, 0, "gone", "v", "")
+	r.mustDo(OpActiveDel, 0, "gone")
+	read := func(key string) (Record, bool) {
+		rec, ok, err := Get(r.db, r.sm.Group, []byte(key), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, ok, err = PlainRecord(rec, ok); err != nil {
+			t.Fatal(err)
+		}
+		return rec, ok
+	}
+	if rec, ok := read("s"); !ok || rec.Type != TypeString || string(rec.Payload) != "v" {
+		t.Fatalf("register: %+v %v", rec, ok)
+	}
+	if rec, ok := read("set"); !ok || rec.Type != TypeSet || !bytes.Equal(rec.Payload, EncodeSet(bs("a", "b"))) {
+		t.Fatalf("set: %+v %v", rec, ok)
+	}
+	if rec, ok := read("h"); !ok || rec.Type != TypeHash || !bytes.Equal(rec.Payload, EncodeHash([]Field{{Name: []byte("f"), Value: []byte("x")}})) {
+		t.Fatalf("hash: %+v %v", rec, ok)
+	}
+	if rec, ok := read("gone"); ok {
+		t.Fatalf("tombstone read as %+v", rec)
+	}
+	plain := Record{Type: TypeString, Payload: []byte("p")}
+	if rec, ok, err := PlainRecord(plain, true); err != nil || !ok || !bytes.Equal(rec.Payload, plain.Payload) || rec.Type != TypeString {
+		t.Fatalf("plain record: %+v %v %v", rec, ok, err)
+	}
+}

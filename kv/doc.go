@@ -57,6 +57,11 @@
 // each other (ActiveChange) and merge them, and conflicts go to a per-group ledger
 // written in the same batch (ReadLedger). See active.go and ledger.go.
 //
+// Every replication strategy runs its groups on this model, but a group
+// applies only the ops its strategy defines (StateMachine.Admits, an
+// Admission keyed by op, see admission.go): another op is refused as a
+// command error (ErrRefused), and so is a stream batch carrying one.
+//
 // Apply must be deterministic: it may only depend on the command, the
 // group's stored data and the log index, never on the local clock, the
 // node, or anything in memory. A command that fails (wrong type, not an

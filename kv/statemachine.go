@@ -43,6 +43,10 @@ type StateMachine struct {
 	// It is called while the command applies, before it is durable, and
 	// must not block; it has no effect on what is applied.
 	OnPush func(group uint64, key []byte)
+	// Admits is the set of ops the group applies (nil: every op): its
+	// strategy's (see Admission). A command of another op fails with
+	// ErrRefused; a stream batch carrying one fails whole.
+	Admits *Admission
 }
 
 // Apply implements raftgroup.StateMachine. It is deterministic: a record
@@ -86,6 +90,9 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	}
 	if err := checkArgs(c); err != nil {
 		return Result{Err: err}
+	}
+	if !sm.Admits.Admits(c.Op) {
+		return Result{Err: sm.Admits.refuse(sm.Group, c.Op)}
 	}
 	switch c.Op {
 	case OpStreamApply:
@@ -429,6 +436,9 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 	if err := CheckStream(role, batch.Epoch); err != nil {
 		return Result{Err: err}
 	}
+	if err := sm.admitBatch(batch); err != nil {
+		return Result{Err: err}
+	}
 	merges := newActiveTxn(b, sm.Group) // the batch's merges, committed once (active.go)
 	ack, err := stream.Apply(b, sm.Group, sm.Cluster, batch, role.Epoch, func(b *storage.Batch, ch stream.Change) error {
 		if len(ch.Data) == 0 {
@@ -470,6 +480,32 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 		_, err = merges.commit(0)
 	}
 	return Result{N: int64(ack.Applied), Err: err}
+}
+
+// admitBatch refuses, before anything of it is staged, a stream batch
+// carrying a change whose op the group does not apply (see Admission):
+// no source of the group's strategy ships one. Changes about the source
+// group alone are skipped by streamApply, and an op this binary does not
+// know is left to it (fatal).
+func (sm *StateMachine) admitBatch(batch stream.Batch) error {
+	if sm.Admits == nil {
+		return nil
+	}
+	for _, ch := range batch.Changes {
+		op, ok := PeekOp(ch.Data)
+		if !ok || sm.Admits.Admits(op) {
+			continue
+		}
+		switch op {
+		case OpStreamApply, OpStreamChunk, OpRole, OpStreamCursor, OpActiveGC:
+			continue // about the source group alone
+		}
+		if errors.Is(checkArgs(Command{Op: op}), ErrUnsupported) {
+			continue
+		}
+		return fmt.Errorf("stream: change %d of stream %d: %w", ch.Index, batch.Stream, sm.Admits.refuse(sm.Group, op))
+	}
+	return nil
 }
 
 // streamChunk applies one chunk of a resync (see OpStreamChunk).

@@ -49,6 +49,7 @@ type blockKey struct {
 type blockers struct {
 	mu    sync.Mutex
 	waits map[blockKey]map[chan struct{}]struct{}
+	woken uint64 // waiters told of a push, for tests
 }
 
 // register adds a waiter on keys of group; the channel is signalled
@@ -86,6 +87,7 @@ func (b *blockers) wake(group uint64, key []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for ch := range b.waits[blockKey{group, string(key)}] {
+		b.woken++
 		select {
 		case ch <- struct{}{}:
 		default:
@@ -117,7 +119,7 @@ func (n *Node) BlockingWrite(ctx context.Context, keyspace string, keys [][]byte
 		return kv.Result{}, Answer{}, err
 	}
 	switch {
-	case isActive(ks):
+	case ks.Strategy == metadata.Active:
 		why := kv.ActiveLists
 		if spec, ok := kv.Lookup(args[0]); ok && spec.Active != kv.ActiveRead && spec.Active != kv.ActiveWrite {
 			why = spec.Active // the sorted sets' reason for BZPOPMIN, BZPOPMAX

@@ -2,13 +2,25 @@
 // system group and every data group the metadata places here, the
 // transport, and the request router that the front ends call.
 //
-// The router maps a key to its keyspace's shard by hashing (FNV-1a of the
-// key, or of its hash tag: "{user42}:cart" hashes "user42"), runs writes
-// through the shard's raft group and serves reads at the requested
-// consistency: strong reads confirm the read point with the leader
-// (ReadIndex) and then read locally; eventual reads read the local replica
-// at once. A node that holds no replica of the shard forwards the request
-// to the nearest node that does.
+// The router (router.go) maps a key to its keyspace's shard by hashing
+// (FNV-1a of the key, or of its hash tag: "{user42}:cart" hashes
+// "user42") and runs writes through the group that takes them; the
+// proposer (propose.go) finds a group's leader; the read framework
+// (reads.go) serves reads at the requested consistency: strong reads
+// confirm the read point with the leader (ReadIndex, or its lease) and
+// then read locally; the other levels read the local replica once its
+// position allows. A node that holds no replica of the shard forwards the
+// request to the group's leader or the nearest node that has one (rpc.go,
+// the typed node-to-node service).
+//
+// What differs between the replication strategies lives in their
+// packages (strategies.go; package strategy and below): which group takes
+// a write and what it applies, the gate at the leader, a replica's
+// position, each group's state machine, and the strategies' background
+// work (leader placement, roles and primary leases, streams, tombstone
+// collection). The node gives them what they need through strategy.Env
+// (env.go), and its public API (Switchover, Failover, LostWrites,
+// Conflicts, Tombstones, Streams) delegates to them.
 //
 // Redis's commands (docs/DESIGN.md 5.5) reach the node as kv engine
 // commands: writes through Write like any other, reads through Query
@@ -20,9 +32,9 @@
 //
 // Background loops keep the node in step with the metadata (recording the
 // initial members, registering the node, creating the replicas placed on
-// it), keep every sync group's leader in its home region (moving it back
-// after a failure, with hysteresis), and warn while a keyspace is below its
-// replication goal (a replica placed for it is not live).
+// it), send closed timestamps from leaders to followers, and warn while a
+// keyspace is below its replication goal (a replica placed for it is not
+// live).
 //
 // Formation (formation.go): the cluster's regions are those of all its
 // members, joined or not yet. A keyspace change places replicas on live

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/internal/testcluster"
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node"
 )
@@ -25,7 +26,13 @@ func TestFormationWithLateMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	east := c.Node(1)
-	st := east.Status(ctx)
+	// Node 2 joins on its own; wait for that (under load it can take a
+	// moment) so that node 3 is the only one missing.
+	var st node.ClusterStatus
+	testutil.Eventually(t, 20*time.Second, "node 2 to join", func() bool {
+		st = east.Status(ctx)
+		return slices.Equal(st.NotJoined, []uint64{3})
+	})
 	if !slices.Equal(st.Regions, allRegions) || !slices.Equal(st.InitialMembers, []uint64{1, 2, 3}) || !slices.Equal(st.NotJoined, []uint64{3}) {
 		t.Fatalf("status before node 3 starts: regions %v, initial %v, not joined %v", st.Regions, st.InitialMembers, st.NotJoined)
 	}

@@ -70,7 +70,7 @@ func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpe
 	if err != nil {
 		return nil, err
 	}
-	res, _ := p.value.(metadata.ApplyResult)
+	res, _ := p.Value.(metadata.ApplyResult)
 	if res.Err != nil {
 		return nil, res.Err
 	}
@@ -79,7 +79,7 @@ func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpe
 	}
 	// Proposed by another node (the metadata group's leader): read it from
 	// this node's metadata once applied up to the change.
-	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.index }); err != nil {
+	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index }); err != nil {
 		return nil, err
 	}
 	return n.meta.Keyspace(spec.Name)
@@ -148,5 +148,83 @@ func (n *Node) regionRTT(ctx context.Context, home string) metadata.RTTFunc {
 			return best[a]
 		}
 		return 0
+	}
+}
+
+// AlterKeyspace adds a region to an async keyspace (its new groups are
+// seeded by a resync from the primary, then follow the stream) or removes
+// a replica region (its groups are deleted). Exactly one of add and remove
+// is set. An added region's replicas go on its live nodes; it waits up to
+// Config.PlacementWait for one (see AlterKeyspaceWait).
+func (n *Node) AlterKeyspace(ctx context.Context, keyspace, add, remove string) (*metadata.Keyspace, error) {
+	return n.AlterKeyspaceWait(ctx, keyspace, add, remove, n.cfg.PlacementWait)
+}
+
+// AlterKeyspaceWait is AlterKeyspace waiting up to wait for a live node in
+// the region added; then it fails with ErrRegionUnavailable naming the
+// region's nodes. A region no member of the cluster is in is refused at
+// once.
+func (n *Node) AlterKeyspaceWait(ctx context.Context, keyspace, add, remove string, wait time.Duration) (*metadata.Keyspace, error) {
+	ks, err := n.meta.Keyspace(keyspace)
+	if err != nil {
+		return nil, err
+	}
+	if (add == "") == (remove == "") {
+		return nil, fmt.Errorf("%w: give exactly one region to add or to remove", metadata.ErrInvalidSpec)
+	}
+	alter := &metadata.AlterRegions{Keyspace: ks.Name, Add: add, Remove: remove}
+	if add != "" {
+		st := n.meta.State()
+		if regions := n.clusterRegions(st); !slices.Contains(regions, add) {
+			return nil, fmt.Errorf("%w: unknown region %q: no member of the cluster is in it (the cluster's regions: %v)", metadata.ErrInvalidSpec, add, regions)
+		}
+		// What the change itself would refuse, refused before any wait.
+		if ks.Strategy != metadata.Async && ks.Strategy != metadata.Active {
+			return nil, fmt.Errorf("%w: %q is %s; only async and active keyspaces change regions online", metadata.ErrNotAsync, ks.Name, ks.Strategy)
+		}
+		if slices.Contains(ks.Regions, add) {
+			return nil, fmt.Errorf("%w: keyspace %q already has region %q", metadata.ErrInvalidSpec, ks.Name, add)
+		}
+		if err := n.awaitPlacement(ctx, wait, fmt.Sprintf("region %s of keyspace %q", add, ks.Name), []string{add}, func(live []metadata.NodeInfo) error {
+			alter.AddVoters = alter.AddVoters[:0]
+			for i := range ks.Shards {
+				voters, err := metadata.PlaceRegional(add, live, i)
+				if err != nil {
+					return err
+				}
+				alter.AddVoters = append(alter.AddVoters, voters)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	p, err := n.propose(ctx, metadata.SystemGroup, metadata.Command{Op: "alter_regions", Alter: alter}.Encode())
+	if err != nil {
+		return nil, err
+	}
+	if res, _ := p.Value.(metadata.ApplyResult); res.Err != nil {
+		return nil, res.Err
+	}
+	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index }); err != nil {
+		return nil, err
+	}
+	return n.meta.Keyspace(keyspace)
+}
+
+// waitMeta waits until this node's metadata satisfies ok.
+func (n *Node) waitMeta(ctx context.Context, ok func(*metadata.State) bool) error {
+	for {
+		changed := n.meta.Changed()
+		if ok(n.meta.State()) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }

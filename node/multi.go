@@ -107,7 +107,7 @@ func (n *Node) MGet(ctx context.Context, keyspace string, keys [][]byte, c Consi
 				if recs[i], found[i], err = kv.Get(n.db, group, keys[i], now); err != nil {
 					return err
 				}
-				if recs[i], found[i], err = activeRecord(recs[i], found[i]); err != nil {
+				if recs[i], found[i], err = kv.PlainRecord(recs[i], found[i]); err != nil {
 					return err
 				}
 			}
@@ -141,9 +141,9 @@ func (n *Node) MSet(ctx context.Context, keyspace string, pairs [][]byte) (Answe
 		return Answer{}, err
 	}
 	now := time.Now().UnixMilli()
-	if ks, err := n.meta.Keyspace(keyspace); err == nil && isActive(ks) {
-		// One register write per key: active keyspaces have no
-		// multi-key write.
+	if ks, err := n.meta.Keyspace(keyspace); err == nil && !n.strategyOf(ks).Ops().Admits(kv.OpMSet) {
+		// One write per key where the groups take no multi-key write
+		// (active keyspaces: each becomes a register write).
 		var a Answer
 		for i := 0; i < len(pairs); i += 2 {
 			if _, a, err = n.Write(ctx, keyspace, kv.Command{Op: kv.OpSet, NowMS: now, Args: [][]byte{pairs[i], pairs[i+1]}}); err != nil {

@@ -15,12 +15,16 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/meridian-db/meridian/hlc"
-	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
+	"github.com/meridian-db/meridian/strategy"
+	"github.com/meridian-db/meridian/strategy/activeks"
+	"github.com/meridian-db/meridian/strategy/asyncks"
+	"github.com/meridian-db/meridian/strategy/streaming"
+	"github.com/meridian-db/meridian/strategy/syncks"
 	"github.com/meridian-db/meridian/stream"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -134,7 +138,7 @@ const (
 	DefaultStreamBatchInterval     = 2 * time.Millisecond
 	DefaultStreamMaxBatchBytes     = 1 << 20
 	DefaultStreamMaxInFlight       = 4
-	DefaultStreamHeartbeatInterval = streamHeartbeat
+	DefaultStreamHeartbeatInterval = streaming.DefaultHeartbeat
 	DefaultStreamRetryBackoff      = 50 * time.Millisecond
 	DefaultCacheBytes              = 64 << 20
 )
@@ -307,20 +311,16 @@ type Node struct {
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
-	streams    *streamSet    // senders of async streams (streams.go)
-	roles      roleState     // role changes seen (failover.go)
-	closed     closedTimes   // leaders' closed timestamps (reads.go)
-	heartbeats heartbeats    // stream heartbeats answered without raft (streams.go)
-	refusals   refusals      // when each stream's refusal was last logged (active.go)
-	streamGate streamGate    // stream batches proposed here in order (streams.go)
-	groups     groupIndex    // what each data group is (groupindex.go)
-	leaders    leaders       // leaders of groups hosted elsewhere, as answers said (rpc.go)
-	leases     primaryLeases // primary leases of async keyspaces (primarylease.go)
-	blocked    blockers      // clients waiting in blocking pops (blocking.go)
-	pubsub     pubsub        // pub/sub deliveries between nodes (pubsub.go)
+	sync    *syncks.Strategy    // sync keyspaces
+	async   *asyncks.Strategy   // async keyspaces
+	active  *activeks.Strategy  // active keyspaces
+	inbox   *streaming.Inbox    // every stream into this node's replicas
+	closed  closedTimes         // leaders' closed timestamps (reads.go)
+	groups  strategy.GroupIndex // what each data group is
+	leaders leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	blocked blockers            // clients waiting in blocking pops (blocking.go)
+	pubsub  pubsub              // pub/sub deliveries between nodes (pubsub.go)
 
-	mu          sync.Mutex
-	eligibleAt  map[uint64]time.Time // group -> since when a better leader is ready
 	reconcileCh chan struct{}
 }
 
@@ -339,11 +339,13 @@ func Start(cfg Config) (*Node, error) {
 		stop:        make(chan struct{}),
 		fatal:       make(chan error, 1),
 		failed:      make(chan struct{}),
-		eligibleAt:  map[uint64]time.Time{},
 		reconcileCh: make(chan struct{}, 1),
-		streams:     &streamSet{running: map[streamKey]*runningStream{}},
 	}
-	n.leases.kick = make(chan struct{}, 1)
+	env := nodeEnv{n}
+	n.inbox = streaming.NewInbox(env)
+	n.sync = syncks.New(env)
+	n.async = asyncks.New(env, n.inbox)
+	n.active = activeks.New(env, n.inbox)
 	// Step 1: storage and the metadata it holds.
 	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
 	if err != nil {
@@ -425,16 +427,12 @@ func Start(cfg Config) (*Node, error) {
 	// Step 6: background work: record the initial members and register
 	// this node, create the groups the metadata places here, keep leaders
 	// in their home regions, watch the keyspaces' replication goals.
-	n.wg.Add(9)
+	n.wg.Add(5)
 	go n.registerLoop()
 	go n.healthLoop()
 	go n.reconcileLoop()
-	go n.leaderLoop()
-	go n.streamLoop()
-	go n.roleLoop()
+	go n.runStrategies()
 	go n.closedLoop()
-	go n.activeGCLoop()
-	go n.primaryLeaseLoop()
 	go n.stopOnFatal()
 	return n, nil
 }
@@ -682,7 +680,7 @@ func (n *Node) recordInitialMembers(st *metadata.State) error {
 	defer cancel()
 	p, err := n.propose(ctx, metadata.SystemGroup, metadata.Command{Op: "init_cluster", Init: init}.Encode())
 	if err == nil {
-		res, _ := p.value.(metadata.ApplyResult)
+		res, _ := p.Value.(metadata.ApplyResult)
 		err = res.Err
 	}
 	if errors.Is(err, metadata.ErrMembersDiffer) {
@@ -743,7 +741,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: &kv.StateMachine{Group: rg.Group, Cluster: n.cluster, Region: rg.Region, OnPush: n.blocked.wake}, Bootstrap: boot,
+					ID: rg.Group, SM: n.machine(ks, rg), Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

@@ -14,6 +14,8 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/strategy"
+	"github.com/meridian-db/meridian/strategy/streaming"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -22,12 +24,7 @@ import (
 var ErrOutcomeUnknown = errors.New("node: outcome unknown (the leader did not answer)")
 
 // proposal is the outcome of propose.
-type proposal struct {
-	index  uint64
-	value  any // kv.Result or metadata.ApplyResult
-	node   uint64
-	region string
-}
+type proposal = strategy.Proposal
 
 // propose runs cmd through a group's leader, wherever it is, and returns
 // the applied result. While leadership is moving it waits (bounded by ctx)
@@ -53,7 +50,7 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 			var r raftgroup.Result
 			r, perr = n.hostPropose(ctx, group, cmd)
 			if perr == nil {
-				return proposal{index: r.Index, value: r.Value, node: n.cfg.ID, region: n.cfg.Region}, nil
+				return proposal{Index: r.Index, Value: r.Value, Node: n.cfg.ID, Region: n.cfg.Region}, nil
 			}
 		default:
 			var p proposal
@@ -76,6 +73,20 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 			return proposal{}, raftgroup.ErrStopped
 		}
 	}
+}
+
+// hostPropose proposes a command to a group this node leads, once the
+// strategy of the group's keyspace has let it through (Strategy.Gate: an
+// async primary's lease and RPO budget). The group is a lookup in the
+// index of data groups (strategy.GroupIndex), rebuilt when the metadata
+// changes.
+func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftgroup.Result, error) {
+	if info, ok := n.group(group); ok {
+		if err := n.strategyFor(info.Strategy).Gate(ctx, info, cmd); err != nil {
+			return raftgroup.Result{}, err
+		}
+	}
+	return n.host.Propose(ctx, group, cmd)
 }
 
 func (n *Node) proposeRemote(ctx context.Context, lead, group uint64, cmd []byte) (proposal, error) {
@@ -101,12 +112,12 @@ func proposalFromPB(group uint64, resp *nodepb.ProposeResponse) (proposal, error
 	if err := fromPB(resp.GetError()); err != nil {
 		return proposal{}, err
 	}
-	p := proposal{index: resp.GetIndex(), node: resp.GetNode(), region: resp.GetRegion()}
+	p := proposal{Index: resp.GetIndex(), Node: resp.GetNode(), Region: resp.GetRegion()}
 	switch {
 	case group == metadata.SystemGroup:
-		p.value = metadata.ApplyResult{Err: fromPB(resp.GetResult().GetErr())}
+		p.Value = metadata.ApplyResult{Err: fromPB(resp.GetResult().GetErr())}
 	case resp.GetResult() != nil:
-		p.value = resultFromPB(resp.GetResult())
+		p.Value = resultFromPB(resp.GetResult())
 	}
 	return p, nil
 }
@@ -141,13 +152,13 @@ func (n *Node) servePropose(ctx context.Context, req *nodepb.ProposeRequest) *no
 	group, cmd := req.GetGroup(), req.GetCommand()
 	var r raftgroup.Result
 	var err error
-	if b, ok := streamBatchOf(cmd); ok {
-		if err = n.checkStreamClock(b); err == nil {
-			if at, ok := n.quietHeartbeat(group, b); ok {
+	if b, ok := streaming.BatchOf(cmd); ok {
+		if err = n.inbox.CheckClock(b); err == nil {
+			if at, ok := n.inbox.Quiet(group, b); ok {
 				resp.Result = &nodepb.Result{N: int64(at)}
 				return resp
 			}
-			defer n.orderStreamBatch(ctx, group, b)() // after the batch it follows (streams.go)
+			defer n.inbox.Order(ctx, group, b)() // after the batch it follows
 		}
 	}
 	switch {
@@ -155,7 +166,7 @@ func (n *Node) servePropose(ctx context.Context, req *nodepb.ProposeRequest) *no
 	case req.GetRoute():
 		var p proposal
 		p, err = n.propose(ctx, group, cmd)
-		r, resp.Node, resp.Region = raftgroup.Result{Index: p.index, Value: p.value}, p.node, p.region
+		r, resp.Node, resp.Region = raftgroup.Result{Index: p.Index, Value: p.Value}, p.Node, p.Region
 	default:
 		r, err = n.hostPropose(ctx, group, cmd)
 		if errors.Is(err, raftgroup.ErrNotLeader) {

@@ -11,6 +11,7 @@ import (
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node/nodepb"
+	"github.com/meridian-db/meridian/strategy"
 )
 
 // Reads at every consistency level (docs/DESIGN.md section 3).
@@ -38,11 +39,9 @@ import (
 // served it; 0 for strong; -1 unknown) and the position it reflects, which
 // Session folds into the caller's token.
 
-// Errors of consistency levels.
-var (
-	ErrBadToken       = errors.New("node: bad session token")
-	ErrStrongOnActive = errors.New("node: strong reads are not available on active keyspaces")
-)
+// ErrBadToken: a session token that is malformed, or of another cluster
+// or keyspace.
+var ErrBadToken = errors.New("node: bad session token")
 
 // How long a read waits for the local replica before reading strong.
 const (
@@ -50,16 +49,15 @@ const (
 	sessionWait = 250 * time.Millisecond
 )
 
-// resolve fills in the keyspace's default level and checks the request.
+// resolve fills in the keyspace's default level and checks the request:
+// the level must be one the keyspace's strategy serves (Strategy.Level).
 func (n *Node) resolve(ks *metadata.Keyspace, c Consistency) (Consistency, error) {
-	if c.Req.Level == 0 {
-		c.Req = defaultLevel(ks)
+	var err error
+	if c.Req, err = n.strategyOf(ks).Level(ks, c.Req); err != nil {
+		return c, err
 	}
 	if err := c.Req.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrUnknownConsistency, err)
-	}
-	if c.Req.Level == consistency.Strong && ks.Strategy == metadata.Active {
-		return c, fmt.Errorf("%w: keyspace %q accepts writes in every region, so no single order exists to be linearizable in; use session for read-your-writes, or bounded(D)", ErrStrongOnActive, ks.Name)
 	}
 	if c.Token != "" {
 		if _, err := consistency.DecodeToken(c.Token, n.cluster, ks.Name); err != nil {
@@ -69,77 +67,16 @@ func (n *Node) resolve(ks *metadata.Keyspace, c Consistency) (Consistency, error
 	return c, nil
 }
 
-// defaultLevel is a keyspace's default consistency.
-func defaultLevel(ks *metadata.Keyspace) consistency.Requirement {
-	if ks.Consistency != "" {
-		if r, err := consistency.Parse(ks.Consistency); err == nil {
-			return r
-		}
-	}
-	if ks.Strategy == metadata.Active {
-		return consistency.Requirement{Level: consistency.Session}
-	}
-	return consistency.Requirement{Level: consistency.Strong}
-}
-
 // localGroup returns this region's group of the shard, if this node holds
 // a replica of it.
 func (n *Node) localGroup(sh metadata.Shard) (metadata.RegionalGroup, bool) {
-	rg := metadata.RegionalGroup{Group: sh.Group, Replicas: sh.Replicas}
-	if r, ok := sh.RegionalIn(n.cfg.Region); ok {
-		rg = r
-	}
-	return rg, slices.Contains(rg.Replicas, n.cfg.ID)
+	return strategy.LocalGroup(sh, n.cfg.Region, n.cfg.ID)
 }
 
-// position is what a local replica has of a shard: how far it has applied
-// the log of the shard's writing group, and up to when that is complete.
-type position struct {
-	index    uint64
-	closedMS int64 // 0: unknown
-}
-
-// localPosition reads the local replica's position. A leader's closed
-// timestamp is now only after ReadIndex confirmed it still leads, and, for
-// an async keyspace, while the group acts as the primary (see
-// asyncPrimary; the primary lease caps it).
-func (n *Node) localPosition(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, rg metadata.RegionalGroup, confirm bool) (position, error) {
-	if isActive(ks) {
-		// The local group's own log; complete up to the oldest closed
-		// timestamp of the other regions' streams.
-		st, _ := n.host.Status(rg.Group)
-		return position{index: st.Applied, closedMS: n.activeClosed(sh, rg.Group)}, nil
-	}
-	if rg.Group != sh.Group {
-		// A replica region of an async keyspace: the stream's cursor.
-		c, err := n.streamPosition(rg.Group, sh.Group)
-		return position{index: c.Index, closedMS: c.ClosedMS}, err
-	}
-	st, ok := n.host.Status(rg.Group)
-	if !ok {
-		return position{}, fmt.Errorf("%w: the replica of group %d on node %d is not created yet", ErrNoReplica, rg.Group, n.cfg.ID)
-	}
-	if st.Lead == n.cfg.ID && confirm {
-		start := time.Now()
-		now := start.UnixMilli() - 1
-		idx, ok := n.host.LeaseReadIndex(rg.Group)
-		if !ok {
-			tctx, cancel := n.withTimeout(ctx)
-			var err error
-			idx, err = n.host.ReadIndex(tctx, rg.Group)
-			cancel()
-			ok = err == nil
-		}
-		if ok && ks.Strategy == metadata.Async {
-			until, err := n.asyncPrimary(ks.Name, rg.Group, start)
-			ok = err == nil
-			now = min(now, until.UnixMilli()-1)
-		}
-		if ok {
-			return position{index: idx, closedMS: now}, nil
-		}
-	}
-	return position{index: st.Applied, closedMS: n.closed.at(rg.Group, st.Applied)}, nil
+// offersStrong reports whether ks's strategy serves strong reads.
+func (n *Node) offersStrong(ks *metadata.Keyspace) bool {
+	_, err := n.strategyOf(ks).Level(ks, Strong.Req)
+	return err == nil
 }
 
 // read serves a read at consistency c: local reads the local replica's
@@ -152,7 +89,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	strong := func() (Answer, error) {
 		for {
 			a, err := n.strongOnce(ctx, ks, sh, local, remote)
-			if ks.Strategy != metadata.Async || !retryableRole(err) {
+			if !retryableRole(err) {
 				return a, err
 			}
 			// The keyspace's primary is moving, or its lease is not
@@ -195,12 +132,13 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			return Answer{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 		}
 	}
+	s := n.strategyOf(ks)
 	// ready reports whether the local replica may serve the read now.
-	ready := func(p position) bool {
+	ready := func(p strategy.Position) bool {
 		switch c.Req.Level {
 		case consistency.Bounded:
-			ok, _ := consistency.CanServeLocally(c.Req, p.closedMS, time.Now().UnixMilli())
-			return p.closedMS > 0 && ok
+			ok, _ := consistency.CanServeLocally(c.Req, p.ClosedMS, time.Now().UnixMilli())
+			return p.ClosedMS > 0 && ok
 		case consistency.Session:
 			// A token from a later epoch names a primary this node's
 			// metadata does not know yet: wait for it (or read strong).
@@ -222,7 +160,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 		defer cancel()
 	}
 	for {
-		p, err := n.localPosition(ctx, ks, sh, rg, c.Req.Level != consistency.Eventual && c.Req.Level != consistency.Prefix)
+		p, err := s.Position(ctx, ks, sh, rg, c.Req.Level != consistency.Eventual && c.Req.Level != consistency.Prefix)
 		if err != nil {
 			return Answer{}, err
 		}
@@ -232,26 +170,21 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			}
 			// The position after the read bounds what it saw from above,
 			// which is what a session must never go back from.
-			after, _ := n.localPosition(ctx, ks, sh, rg, false)
-			a := n.answer(c, max(after.index, p.index))
-			a.Group = sh.Group
-			if isActive(ks) {
-				// Positions of an active keyspace are per region: the
-				// local group's own log.
-				a.Group = rg.Group
-			}
+			after, _ := s.Position(ctx, ks, sh, rg, false)
+			a := n.answer(c, max(after.Index, p.Index))
+			a.Group = p.Group // the log the position is in (per region for active keyspaces)
 			a.StalenessMS = -1
-			if p.closedMS > 0 {
-				a.StalenessMS = max(time.Now().UnixMilli()-p.closedMS, 0)
+			if p.ClosedMS > 0 {
+				a.StalenessMS = max(time.Now().UnixMilli()-p.ClosedMS, 0)
 			}
 			return a, nil
 		}
-		if time.Now().After(deadline) && !isActive(ks) {
+		if time.Now().After(deadline) && n.offersStrong(ks) {
 			return strong()
 		}
-		// An active keyspace has no single place that is always fresh:
-		// the read waits (bounded by the request's deadline) for the local
-		// region to catch up.
+		// A keyspace without strong reads (active: no single place is
+		// always fresh) waits, bounded by the request's deadline, for
+		// the local region to catch up.
 		select {
 		case <-ctx.Done():
 			return Answer{}, ctx.Err()
@@ -264,9 +197,9 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 // writes are taken: through the shard's group if this node holds a
 // replica, otherwise by another node that does. A group of an async
 // keyspace serves it only while it acts as the keyspace's primary (its
-// role at or after the read point, and the primary lease: see
-// asyncPrimary), so a demoted, fenced or cut-off primary never answers a
-// strong read with what it had.
+// role at or after the read point, and the primary lease: its
+// strategy's Serves, see package asyncks), so a demoted, fenced or
+// cut-off primary never answers a strong read with what it had.
 func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard,
 	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
@@ -284,12 +217,10 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 			return Answer{}, err
 		}
 	}
-	if ks.Strategy == metadata.Async {
-		// After the read point: a fence committed before the read began
-		// is applied here by now.
-		if _, err := n.asyncPrimary(ks.Name, sh.Group, time.Now()); err != nil {
-			return Answer{}, err
-		}
+	// After the read point: a fence committed before the read began is
+	// applied here by now (async keyspaces, see Strategy.Serves).
+	if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, time.Now()); err != nil {
+		return Answer{}, err
 	}
 	if err := local(sh.Group); err != nil {
 		return Answer{}, err
@@ -300,7 +231,7 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 // sessionSatisfied reports whether the local replica has every write and
 // read the token records for this shard. Marks of the shard's former
 // primaries (async keyspaces) count too.
-func (n *Node) sessionSatisfied(tok consistency.Token, sh metadata.Shard, rg metadata.RegionalGroup, p position) bool {
+func (n *Node) sessionSatisfied(tok consistency.Token, sh metadata.Shard, rg metadata.RegionalGroup, p strategy.Position) bool {
 	groups := []uint64{sh.Group}
 	for _, r := range sh.Regional {
 		if r.Group != sh.Group {
@@ -315,7 +246,7 @@ func (n *Node) sessionSatisfied(tok consistency.Token, sh metadata.Shard, rg met
 		var have uint64
 		if g == rg.Group {
 			st, _ := n.host.Status(g)
-			have = max(st.Applied, p.index)
+			have = max(st.Applied, p.Index)
 		} else {
 			c, _, _ := n.db.Cursor(rg.Group, g)
 			have = c.Index
@@ -409,6 +340,28 @@ func (c *closedTimes) at(group, applied uint64) int64 {
 		}
 	}
 	return best
+}
+
+// closedFor returns a group's closed timestamp (Unix ms) if this node may
+// give one: it leads the group under a raft lease, and its strategy lets
+// it act for its shard (Strategy.Serves: an async keyspace's group only
+// as its primary, whose log alone holds the keyspace's writes, and within
+// the primary lease). 0 otherwise.
+func (n *Node) closedFor(group uint64) (uint64, int64, uint64) {
+	c, ok := n.host.Closed(group)
+	if !ok {
+		return 0, 0, 0
+	}
+	if info, ok := n.group(group); ok {
+		until, err := n.strategyFor(info.Strategy).Serves(info.Keyspace, group, time.UnixMilli(c.TimeMS))
+		if err != nil {
+			return 0, 0, 0
+		}
+		if !until.IsZero() {
+			c.TimeMS = min(c.TimeMS, until.UnixMilli()-1)
+		}
+	}
+	return c.Index, c.TimeMS, c.Term
 }
 
 // closedLoop sends, from every group this node leads under a lease (and,

@@ -158,7 +158,7 @@ func TestEngineAcrossNodes(t *testing.T) {
 		shard, _ := east.Shard("s", []byte(key))
 		group := ks.Shards[shard].Group
 		applied := func() uint64 { st, _ := east.Host().Status(group); return st.Applied }
-		before := applied()
+		before, wakes := applied(), east.BlockWakes()
 		go func() {
 			r, _, err := east.BlockingWrite(ctx, "s", argv(key), argv(pop...), 0)
 			text := ""
@@ -184,6 +184,11 @@ func TestEngineAcrossNodes(t *testing.T) {
 		p := <-done
 		if east.BlockedClients() != 0 {
 			t.Fatalf("%v left a waiter behind", pop)
+		}
+		// The pop read the push on this node's replica, whose state
+		// machine told the waiter of it.
+		if east.BlockWakes() == wakes {
+			t.Fatalf("%v: the replica's apply of %v woke nobody", pop, push)
 		}
 		return p
 	}

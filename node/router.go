@@ -16,6 +16,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node/nodepb"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/strategy"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -26,7 +27,7 @@ var (
 	ErrKeyTooLarge        = errors.New("node: key too large")
 	ErrValueTooLarge      = errors.New("node: value too large")
 	ErrUnknownConsistency = errors.New("node: unknown consistency level")
-	ErrNoReplica          = errors.New("node: no reachable replica for the shard")
+	ErrNoReplica          = strategy.ErrNoReplica
 	// ErrStaleRoute: a forwarded request reached a node that no longer
 	// (or not yet) holds the shard: the sender's metadata and the
 	// receiver's differ. Nothing was done; the sender retries.
@@ -200,22 +201,23 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 		if err != nil {
 			return kv.Result{}, Answer{}, err
 		}
-		stampRole(ks, &cmd)
-		if isActive(ks) {
-			sh = n.activeShard(sh)
-		}
+		// The keyspace's strategy says which group takes the write (the
+		// shard's, or this region's for an active keyspace) and, on a node
+		// holding a replica of it, what the group applies (Prepare: an
+		// epoch, a CRDT op stamped here). Elsewhere the write goes to that
+		// group's leader, which prepares it.
+		s := n.strategyOf(ks)
+		target := s.WriteGroup(sh)
 		var res kv.Result
 		var a Answer
-		if !slices.Contains(sh.Replicas, n.cfg.ID) {
-			res, a, err = n.writeRemote(ctx, keyspace, sh, cmd)
+		if !slices.Contains(target.Replicas, n.cfg.ID) {
+			res, a, err = n.writeRemote(ctx, keyspace, target, cmd)
 		} else {
-			wcmd := cmd
-			if isActive(ks) {
-				if wcmd, err = n.activeCommand(ks, cmd); err != nil {
-					return kv.Result{}, Answer{}, err
-				}
+			wcmd, perr := s.Prepare(ks, cmd)
+			if perr != nil {
+				return kv.Result{}, Answer{}, perr
 			}
-			res, a, err = n.writeGroup(ctx, sh.Group, wcmd)
+			res, a, err = n.writeGroup(ctx, target.Group, wcmd)
 		}
 		if !retryableRole(err) {
 			return res, a, err
@@ -238,9 +240,9 @@ func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv
 	if err != nil {
 		return kv.Result{}, Answer{}, err
 	}
-	res, _ := p.value.(kv.Result)
-	a := n.strongAnswer(group, p.index)
-	a.Forwarded = p.node != n.cfg.ID
+	res, _ := p.Value.(kv.Result)
+	a := n.strongAnswer(group, p.Index)
+	a.Forwarded = p.Node != n.cfg.ID
 	return res, a, res.Err
 }
 
@@ -285,7 +287,7 @@ func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Con
 		if rec, found, err = kv.Get(n.db, group, key, time.Now().UnixMilli()); err != nil {
 			return err
 		}
-		rec, found, err = activeRecord(rec, found)
+		rec, found, err = kv.PlainRecord(rec, found)
 		return err
 	}, func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error) {
 		var a Answer
@@ -380,49 +382,44 @@ func (n *Node) writeHere(ctx context.Context, keyspace string, cmd kv.Command) (
 	if err != nil {
 		return kv.Result{}, Answer{}, 0, err
 	}
-	leads := func(group uint64) (uint64, error) {
-		if lead := n.host.Leader(group); lead != n.cfg.ID {
-			return lead, fmt.Errorf("%w: group %d is led by %d", raftgroup.ErrNotLeader, group, lead)
-		}
-		return n.cfg.ID, nil
-	}
-	if isActive(ks) {
-		// Written by this region's group, stamped here.
-		sh = n.activeShard(sh)
-		if !slices.Contains(sh.Replicas, n.cfg.ID) {
-			return kv.Result{}, Answer{}, 0, fmt.Errorf("%w: node %d holds no replica of group %d", ErrNoReplica, n.cfg.ID, sh.Group)
-		}
-		if lead, err := leads(sh.Group); err != nil {
-			return kv.Result{}, Answer{}, lead, err
-		}
-		if cmd, err = n.activeCommand(ks, cmd); err != nil {
-			return kv.Result{}, Answer{}, n.cfg.ID, err
-		}
-		res, a, err := n.writeGroup(ctx, sh.Group, cmd)
-		return res, a, n.cfg.ID, err
-	}
-	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+	s := n.strategyOf(ks)
+	target := s.WriteGroup(sh)
+	if !slices.Contains(target.Replicas, n.cfg.ID) {
 		// The sender's metadata is probably newer than this node's (a
-		// primary just moved): give this node's a moment to catch up.
+		// primary just moved, a region was just added): give this node's
+		// a moment to catch up.
 		wait, cancel := context.WithTimeout(ctx, time.Second)
 		err := n.waitMeta(wait, func(*metadata.State) bool {
 			ks, sh, _ = n.route(keyspace, cmd.Args[0])
-			return ks != nil && slices.Contains(sh.Replicas, n.cfg.ID)
+			if ks == nil {
+				return false
+			}
+			s = n.strategyOf(ks)
+			target = s.WriteGroup(sh)
+			return slices.Contains(target.Replicas, n.cfg.ID)
 		})
 		cancel()
 		if err != nil {
-			return kv.Result{}, Answer{}, 0, fmt.Errorf("%w: %w: node %d holds no replica of group %d", ErrStaleRoute, ErrNoReplica, n.cfg.ID, sh.Group)
+			return kv.Result{}, Answer{}, 0, fmt.Errorf("%w: %w: node %d holds no replica of group %d", ErrStaleRoute, ErrNoReplica, n.cfg.ID, target.Group)
 		}
 	}
-	if lead, err := leads(sh.Group); err != nil {
-		return kv.Result{}, Answer{}, lead, err
+	if lead := n.host.Leader(target.Group); lead != n.cfg.ID {
+		return kv.Result{}, Answer{}, lead, fmt.Errorf("%w: group %d is led by %d", raftgroup.ErrNotLeader, target.Group, lead)
 	}
-	if cmd.Epoch != epochOf(ks) {
-		// The sender's view of the primary differs from this node's; the
-		// group decides, with this node's (the newer, or the sender will
-		// retry) epoch.
-		stampRole(ks, &cmd)
+	// Prepared here, with this node's view of the keyspace: the sender's
+	// may differ (an older epoch); the group decides, with this node's
+	// (the newer, or the sender will retry).
+	if cmd, err = s.Prepare(ks, cmd); err != nil {
+		return kv.Result{}, Answer{}, n.cfg.ID, err
 	}
-	res, a, err := n.writeGroup(ctx, sh.Group, cmd)
+	res, a, err := n.writeGroup(ctx, target.Group, cmd)
 	return res, a, n.cfg.ID, err
+}
+
+// retryableRole reports whether a write failed because the keyspace's
+// primary is changing: nothing was applied and it may be sent again once
+// the metadata has moved on.
+func retryableRole(err error) bool {
+	return errors.Is(err, kv.ErrStaleEpoch) || errors.Is(err, kv.ErrNotPrimary) || errors.Is(err, kv.ErrFenced) ||
+		errors.Is(err, ErrStaleRoute) || errors.Is(err, ErrPrimaryLease)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node/nodepb"
+	"github.com/meridian-db/meridian/strategy/streaming"
 )
 
 // NodeStatus is one node as the cluster status shows it.
@@ -105,7 +106,7 @@ func (n *Node) Status(ctx context.Context) ClusterStatus {
 	}
 	wg.Wait()
 	cs.Streams = append(cs.Streams, n.Streams()...)
-	sortStreams(cs.Streams)
+	streaming.Sort(cs.Streams)
 	names := make([]string, 0, len(st.Keyspaces))
 	for name := range st.Keyspaces {
 		names = append(names, name)

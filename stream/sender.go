@@ -314,6 +314,18 @@ func (s *Sender) StallState() StallState {
 	return s.stall
 }
 
+// LagMS returns Stats().LagMS alone: the age of the oldest change not
+// acknowledged yet, in ms.
+func (s *Sender) LagMS() int64 {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.oldestMS != 0 {
+		return max(now.UnixMilli()-s.oldestMS, 0)
+	}
+	return s.stats.LagMS
+}
+
 // Stats returns the sender's current statistics.
 func (s *Sender) Stats() Stats {
 	now := s.cfg.Now()

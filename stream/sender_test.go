@@ -314,6 +314,13 @@ func TestSenderLagWhileDestinationStalls(t *testing.T) {
 	if st := s.Stats(); st.Batches != 3 || st.Bytes > 3*64 {
 		t.Fatalf("stats with a stalled destination %+v", st)
 	}
+	// LagMS alone says what Stats says (the lag grows with the clock, so
+	// it is read between two Stats).
+	before := s.Stats().LagMS
+	lag := s.LagMS()
+	if after := s.Stats().LagMS; lag < before || lag > after || lag < 60_000 {
+		t.Fatalf("LagMS %d, Stats said %d then %d", lag, before, after)
+	}
 }
 
 func TestSenderReportsCompaction(t *testing.T) {

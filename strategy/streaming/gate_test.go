@@ -1,4 +1,4 @@
-package node
+package streaming
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // predecessor never comes goes after the wait.
 func TestStreamGateOrders(t *testing.T) {
 	ctx := context.Background()
-	g := &streamGate{wait: time.Minute}
+	g := &gate{wait: time.Minute}
 	first := stream.Batch{Stream: 3, Prev: 0, Changes: []stream.Change{{Index: 5}}}
 	second := stream.Batch{Stream: 3, Prev: 5, Changes: []stream.Change{{Index: 9}}}
 	order := make(chan string, 2)
@@ -27,7 +27,7 @@ func TestStreamGateOrders(t *testing.T) {
 	// Once the second is waiting, the first arrives.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		g.mu.Lock()
-		_, waiting := g.pending[heartbeatKey{1, 3}][9]
+		_, waiting := g.pending[streamKey{1, 3}][9]
 		g.mu.Unlock()
 		if waiting {
 			break

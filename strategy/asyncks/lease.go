@@ -1,8 +1,7 @@
-package node
+package asyncks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -52,11 +51,6 @@ const (
 	failoverWait = primaryLease + primaryLease/10
 )
 
-// ErrPrimaryLease: the group's node does not hold its primary lease (the
-// metadata quorum has not confirmed it lately, or a failover's new primary
-// is waiting out the old primary's lease). Nothing was done; retry.
-var ErrPrimaryLease = errors.New("node: the primary region's lease is not held")
-
 type epochKey struct {
 	keyspace string
 	epoch    uint64
@@ -68,39 +62,37 @@ type primaryLeases struct {
 	epochs map[string]uint64 // keyspace -> epoch at the last confirmation
 	forked map[string]bool   // keyspace -> its epoch began with a failover
 	first  map[epochKey]time.Time
-	kick   chan struct{}
 }
 
-// primaryLeaseLoop confirms the metadata every primaryRenew while this node
+// leaseLoop confirms the metadata every primaryRenew while this node
 // hosts a group of an async keyspace, and at once when the metadata
 // changes.
-func (n *Node) primaryLeaseLoop() {
-	defer n.wg.Done()
+func (s *Strategy) leaseLoop(stop <-chan struct{}) {
 	t := time.NewTicker(primaryRenew)
 	defer t.Stop()
+	meta := s.env.Meta()
 	for {
-		changed := n.meta.Changed()
-		if n.hostsAsync() {
+		changed := meta.Changed()
+		if s.hostsAsync() {
 			ctx, cancel := context.WithTimeout(context.Background(), primaryLease)
-			if err := n.confirmPrimaries(ctx); err != nil {
-				n.log.Debug("cannot confirm the primary roles with the metadata quorum", "err", err)
+			if err := s.confirmPrimaries(ctx); err != nil {
+				s.env.Logger().Debug("cannot confirm the primary roles with the metadata quorum", "err", err)
 			}
 			cancel()
 		}
 		select {
-		case <-n.stop:
+		case <-stop:
 			return
 		case <-t.C:
 		case <-changed:
-		case <-n.leases.kick:
 		}
 	}
 }
 
 // hostsAsync reports whether this node hosts a group of an async keyspace.
-func (n *Node) hostsAsync() bool {
-	for _, g := range n.host.Groups() {
-		if info, ok := n.group(g); ok && info.strategy == metadata.Async {
+func (s *Strategy) hostsAsync() bool {
+	for _, g := range s.env.Host().Groups() {
+		if info, ok := s.env.Group(g); ok && info.Strategy == metadata.Async {
 			return true
 		}
 	}
@@ -109,14 +101,14 @@ func (n *Node) hostsAsync() bool {
 
 // confirmPrimaries reads the metadata linearizably and records the epochs
 // it shows, valid until the read's start plus primaryLease.
-func (n *Node) confirmPrimaries(ctx context.Context) error {
+func (s *Strategy) confirmPrimaries(ctx context.Context) error {
 	start := time.Now()
-	if _, err := n.host.ReadIndex(ctx, metadata.SystemGroup); err != nil {
+	if _, err := s.env.Host().ReadIndex(ctx, metadata.SystemGroup); err != nil {
 		return err
 	}
 	seen := time.Now()
-	st := n.meta.State() // applied at least up to the read index
-	l := &n.leases
+	st := s.env.Meta().State() // applied at least up to the read index
+	l := &s.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.until = start.Add(primaryLease)
@@ -144,8 +136,8 @@ func (n *Node) confirmPrimaries(ctx context.Context) error {
 
 // primaryUntil returns until when this node may act as keyspace's primary
 // at epoch (at or after now), or ErrPrimaryLease.
-func (n *Node) primaryUntil(keyspace string, epoch uint64, now time.Time) (time.Time, error) {
-	l := &n.leases
+func (s *Strategy) primaryUntil(keyspace string, epoch uint64, now time.Time) (time.Time, error) {
+	l := &s.leases
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -162,12 +154,12 @@ func (n *Node) primaryUntil(keyspace string, epoch uint64, now time.Time) (time.
 	return l.until, nil
 }
 
-// asyncPrimary checks that group, a region-local group of an async
-// keyspace, may act as the keyspace's primary now: it is the unfenced
-// primary of its epoch, as its own applied state says, and this node holds
-// the primary lease for that epoch. It returns until when.
-func (n *Node) asyncPrimary(keyspace string, group uint64, now time.Time) (time.Time, error) {
-	role, err := kv.LoadRole(n.db, group)
+// primary checks that group, a region-local group of an async keyspace,
+// may act as the keyspace's primary now: it is the unfenced primary of its
+// epoch, as its own applied state says, and this node holds the primary
+// lease for that epoch. It returns until when.
+func (s *Strategy) primary(keyspace string, group uint64, now time.Time) (time.Time, error) {
+	role, err := kv.LoadRole(s.env.DB(), group)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -177,24 +169,5 @@ func (n *Node) asyncPrimary(keyspace string, group uint64, now time.Time) (time.
 	case role.Fenced:
 		return time.Time{}, fmt.Errorf("%w: group %d is %v", kv.ErrFenced, group, role)
 	}
-	return n.primaryUntil(keyspace, role.Epoch, now)
-}
-
-// closedFor returns a group's closed timestamp (Unix ms) if this node may
-// give one: it leads the group under a raft lease, and, for an async
-// keyspace's group, acts as its primary (only the primary's log holds the
-// keyspace's writes). 0 otherwise.
-func (n *Node) closedFor(group uint64) (uint64, int64, uint64) {
-	c, ok := n.host.Closed(group)
-	if !ok {
-		return 0, 0, 0
-	}
-	if info, ok := n.group(group); ok && info.strategy == metadata.Async {
-		until, err := n.asyncPrimary(info.keyspace, group, time.UnixMilli(c.TimeMS))
-		if err != nil {
-			return 0, 0, 0
-		}
-		c.TimeMS = min(c.TimeMS, until.UnixMilli()-1)
-	}
-	return c.Index, c.TimeMS, c.Term
+	return s.primaryUntil(keyspace, role.Epoch, now)
 }
