@@ -44,17 +44,21 @@ type File struct {
 	// Join is the HTTP address of a member to ask for admission.
 	Join string `yaml:"join" toml:"join"`
 	// Latency emulates inter-region latency between local processes.
-	Latency   string    `yaml:"latency" toml:"latency"`
-	Node      Node      `yaml:"node" toml:"node"`
-	Addresses Addresses `yaml:"addresses" toml:"addresses"`
-	Peers     []Peer    `yaml:"peers" toml:"peers"`
-	Timings   Timings   `yaml:"timings" toml:"timings"`
-	Limits    Limits    `yaml:"limits" toml:"limits"`
-	Storage   Storage   `yaml:"storage" toml:"storage"`
-	Raft      Raft      `yaml:"raft" toml:"raft"`
-	Streams   Streams   `yaml:"streams" toml:"streams"`
-	RESP      RESP      `yaml:"resp" toml:"resp"`
-	HTTP      HTTP      `yaml:"http" toml:"http"`
+	Latency string `yaml:"latency" toml:"latency"`
+	// ClockOffset moves the node's clock (node.Config.ClockOffset): an
+	// emulation of clock skew, set only by meridian start --clock-offset
+	// and only with an emulated network (Latency), never from a file.
+	ClockOffset time.Duration `yaml:"-" toml:"-"`
+	Node        Node          `yaml:"node" toml:"node"`
+	Addresses   Addresses     `yaml:"addresses" toml:"addresses"`
+	Peers       []Peer        `yaml:"peers" toml:"peers"`
+	Timings     Timings       `yaml:"timings" toml:"timings"`
+	Limits      Limits        `yaml:"limits" toml:"limits"`
+	Storage     Storage       `yaml:"storage" toml:"storage"`
+	Raft        Raft          `yaml:"raft" toml:"raft"`
+	Streams     Streams       `yaml:"streams" toml:"streams"`
+	RESP        RESP          `yaml:"resp" toml:"resp"`
+	HTTP        HTTP          `yaml:"http" toml:"http"`
 }
 
 // Node places the node.

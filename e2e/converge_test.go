@@ -224,41 +224,9 @@ func TestActiveConvergesAfterFaults(t *testing.T) {
 		func() time.Duration {
 			return waitConverged(t, w, clients, func(c *redis.Client) (string, error) { return activeState(c, l) })
 		})
-	// Every acknowledged increment and add is there, on every node.
-	ctx, cancel := ctxT(30 * time.Second)
-	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var incr, adds int64
-	for i, c := range clients {
-		for k, want := range l.incr {
-			got, err := c.Get(ctx, k).Int64()
-			if err != nil || got < want || got > want+l.unknown[k] {
-				t.Errorf("node %d: %s = %d (%v), acknowledged %d, unknown outcome %d", i+1, k, got, err, want, l.unknown[k])
-			}
-			if i == 0 {
-				incr += want
-			}
-		}
-		for k, members := range l.added {
-			got, err := c.SMembers(ctx, k).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			have := map[string]bool{}
-			for _, m := range got {
-				have[m] = true
-			}
-			for m := range members {
-				if !have[m] {
-					t.Errorf("node %d: acknowledged member %s of %s is missing", i+1, m, k)
-				}
-			}
-			if i == 0 {
-				adds += int64(len(members))
-			}
-		}
-	}
+	incr, adds := checkActiveLedger(t, clients, l)
 	p50, worst := durationStats(times)
 	faults, n := nm.summary()
 	t.Logf("FIGURES: active convergence after heal over %d rounds (%s): p50 %v, max %v (target 2 s + largest round trip %v = %v); %d acknowledged increments summed, %d acknowledged adds, all present on every node",
@@ -330,4 +298,43 @@ func TestAsyncConvergesAfterFaults(t *testing.T) {
 	faults, n := nm.summary()
 	t.Logf("FIGURES: async convergence after heal over %d rounds (%s): p50 %v, max %v (target 2 s + largest round trip %v = %v); %d acknowledged writes, all on every node",
 		n, faults, p50.Round(time.Millisecond), worst.Round(time.Millisecond), w.maxRTT(), 2*time.Second+w.maxRTT(), total)
+}
+
+// checkActiveLedger requires every acknowledged increment and add on
+// every node (and no more increments than were sent), and returns the
+// acknowledged increments summed and the acknowledged adds. l.mu is held.
+func checkActiveLedger(t *testing.T, clients []*redis.Client, l *activeLedger) (incr, adds int64) {
+	t.Helper()
+	ctx, cancel := ctxT(30 * time.Second)
+	defer cancel()
+	for i, c := range clients {
+		for k, want := range l.incr {
+			got, err := c.Get(ctx, k).Int64()
+			if err != nil || got < want || got > want+l.unknown[k] {
+				t.Errorf("node %d: %s = %d (%v), acknowledged %d, unknown outcome %d", i+1, k, got, err, want, l.unknown[k])
+			}
+			if i == 0 {
+				incr += want
+			}
+		}
+		for k, members := range l.added {
+			got, err := c.SMembers(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			have := map[string]bool{}
+			for _, m := range got {
+				have[m] = true
+			}
+			for m := range members {
+				if !have[m] {
+					t.Errorf("node %d: acknowledged member %s of %s is missing", i+1, m, k)
+				}
+			}
+			if i == 0 {
+				adds += int64(len(members))
+			}
+		}
+	}
+	return incr, adds
 }

@@ -44,6 +44,8 @@ type worldConfig struct {
 	scale float64
 	// extra arguments for every `meridian start`.
 	args []string
+	// nodeArgs, if set, gives a node's own extra arguments.
+	nodeArgs func(n *wnode) []string
 }
 
 type world struct {
@@ -215,6 +217,9 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 		n.args = append([]string{"start", "--id", fmt.Sprint(n.id), "--region", n.region, "--data-dir", n.dir,
 			"--listen", n.raft, "--resp", n.resp, "--http", n.http, "--peers", strings.Join(peers, ","),
 			"--latency", w.latency, "--log-level", "warn"}, cfg.args...)
+		if cfg.nodeArgs != nil {
+			n.args = append(n.args, cfg.nodeArgs(n)...)
+		}
 		f, err := os.Create(filepath.Join(w.root, fmt.Sprintf("n%d.log", n.id)))
 		if err != nil {
 			t.Fatal(err)

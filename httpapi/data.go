@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/meridian-db/meridian/consistency"
@@ -140,7 +139,7 @@ func (a *api) getKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	if rec.ExpireAtMS != 0 {
 		resp.ExpiresAtMS = rec.ExpireAtMS
-		resp.TTLMS = max(1, rec.ExpireAtMS-time.Now().UnixMilli())
+		resp.TTLMS = max(1, rec.ExpireAtMS-a.n.NowMS())
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
@@ -160,7 +159,7 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Times are absolute and decided here, so every replica applies the
 	// same command.
-	now := time.Now().UnixMilli()
+	now := a.n.NowMS()
 	cmd := kv.Command{Op: kv.OpSet, NowMS: now, Args: [][]byte{key, p.value}}
 	if p.ttlMS > 0 {
 		cmd.Int = now + p.ttlMS

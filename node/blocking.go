@@ -139,7 +139,7 @@ func (n *Node) BlockingWrite(ctx context.Context, keyspace string, keys [][]byte
 	defer unregister()
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 || n.listsReady(ctx, keyspace, keys) {
-			res, a, err := n.Write(ctx, keyspace, kv.RedisCommand(keys[0], time.Now().UnixMilli(), args))
+			res, a, err := n.Write(ctx, keyspace, kv.RedisCommand(keys[0], n.NowMS(), args))
 			if err != nil || res.Err != nil {
 				return res, a, err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/meridian-db/meridian/hlc"
 	"github.com/meridian-db/meridian/metadata"
@@ -27,6 +28,7 @@ func (e nodeEnv) Host() *raftgroup.Host           { return e.n.host }
 func (e nodeEnv) DB() *storage.DB                 { return e.n.db }
 func (e nodeEnv) Meta() *metadata.Store           { return e.n.meta }
 func (e nodeEnv) Clock() *hlc.Clock               { return e.n.clock }
+func (e nodeEnv) Now() time.Time                  { return e.n.Now() }
 func (e nodeEnv) Transport() *transport.Transport { return e.n.tr }
 
 func (e nodeEnv) Settings() strategy.Settings {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
@@ -101,7 +100,7 @@ func (n *Node) MGet(ctx context.Context, keyspace string, keys [][]byte, c Consi
 	recs, found := make([]kv.Record, len(keys)), make([]bool, len(keys))
 	a, err := eachShard(batches, func(_ int, b *shardBatch) (Answer, error) {
 		return n.read(ctx, ks, b.shard, c, func(group uint64) error {
-			now := time.Now().UnixMilli()
+			now := n.NowMS()
 			for _, i := range b.pos {
 				var err error
 				if recs[i], found[i], err = kv.Get(n.db, group, keys[i], now); err != nil {
@@ -140,7 +139,7 @@ func (n *Node) MSet(ctx context.Context, keyspace string, pairs [][]byte) (Answe
 	if err != nil {
 		return Answer{}, err
 	}
-	now := time.Now().UnixMilli()
+	now := n.NowMS()
 	if ks, err := n.meta.Keyspace(keyspace); err == nil && !n.strategyOf(ks).Ops().Admits(kv.OpMSet) {
 		// One write per key where the groups take no multi-key write
 		// (active keyspaces: each becomes a register write).
@@ -169,7 +168,7 @@ func (n *Node) DeleteKeys(ctx context.Context, keyspace string, keys [][]byte) (
 	if err != nil {
 		return 0, Answer{}, err
 	}
-	now := time.Now().UnixMilli()
+	now := n.NowMS()
 	counts := make([]int64, len(batches))
 	a, err := eachShard(batches, func(i int, b *shardBatch) (Answer, error) {
 		cmd := kv.Command{Op: kv.OpDelete, NowMS: now, Args: make([][]byte, 0, len(b.pos))}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -95,6 +96,13 @@ type Config struct {
 	// MaxClockOffset bounds how far ahead of this node's clock a remote
 	// timestamp may be. Default 500ms.
 	MaxClockOffset time.Duration
+	// ClockOffset moves this node's wall clock by that much (positive:
+	// ahead): for emulating clock skew between processes on one machine
+	// (meridian start --clock-offset), never for production. Everything
+	// that reads the time of day goes through it: hybrid timestamps,
+	// closed timestamps and leases, expiry, bounded-staleness checks and
+	// the streams' clock check. Zero means the system's clock.
+	ClockOffset time.Duration
 	// Cluster names the cluster (1 to 64 letters, digits, '.', '_', '-').
 	// Default "meridian". The cluster's id, which every node-to-node
 	// request, stream and session token carries and checks, is derived
@@ -311,15 +319,18 @@ type Node struct {
 	fatal   chan error
 	failed  chan struct{} // closed when the host stops on a fatal error
 
-	sync    *syncks.Strategy    // sync keyspaces
-	async   *asyncks.Strategy   // async keyspaces
-	active  *activeks.Strategy  // active keyspaces
-	inbox   *streaming.Inbox    // every stream into this node's replicas
-	closed  closedTimes         // leaders' closed timestamps (reads.go)
-	groups  strategy.GroupIndex // what each data group is
-	leaders leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
-	blocked blockers            // clients waiting in blocking pops (blocking.go)
-	pubsub  pubsub              // pub/sub deliveries between nodes (pubsub.go)
+	sync   *syncks.Strategy   // sync keyspaces
+	async  *asyncks.Strategy  // async keyspaces
+	active *activeks.Strategy // active keyspaces
+	inbox  *streaming.Inbox   // every stream into this node's replicas
+	closed closedTimes        // leaders' closed timestamps (reads.go)
+	// closedSkewLogged is when closed timestamps from a clock running
+	// ahead were last said to be dropped (Unix ns; rpc.go).
+	closedSkewLogged atomic.Int64
+	groups           strategy.GroupIndex // what each data group is
+	leaders          leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	blocked          blockers            // clients waiting in blocking pops (blocking.go)
+	pubsub           pubsub              // pub/sub deliveries between nodes (pubsub.go)
 
 	reconcileCh chan struct{}
 }
@@ -335,7 +346,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:         cfg,
 		log:         cfg.Logger.With("node", cfg.ID, "region", cfg.Region),
-		clock:       hlc.New(uint32(cfg.ID), cfg.MaxClockOffset),
+		clock:       hlc.NewWithWall(uint32(cfg.ID), cfg.MaxClockOffset, wallMS(cfg.ClockOffset)),
 		stop:        make(chan struct{}),
 		fatal:       make(chan error, 1),
 		failed:      make(chan struct{}),
@@ -377,6 +388,7 @@ func Start(cfg Config) (*Node, error) {
 		// cannot be applied here: the node stops (stopOnFatal) rather than
 		// serve from a replica that may have diverged.
 		OnFatal: n.fail,
+		Clock:   hostClock(cfg.ClockOffset),
 	})
 	if err != nil {
 		_ = db.Close()
@@ -752,3 +764,31 @@ func (n *Node) reconcile() {
 		}
 	}
 }
+
+// wallMS is the wall clock of a node whose clock is off by offset (nil:
+// the system's, for the hybrid clock).
+func wallMS(offset time.Duration) func() int64 {
+	if offset == 0 {
+		return nil
+	}
+	return func() int64 { return time.Now().Add(offset).UnixMilli() }
+}
+
+// hostClock is the raft host's clock for a node whose clock is off by
+// offset (nil: the system's).
+func hostClock(offset time.Duration) raftgroup.Clock {
+	if offset == 0 {
+		return nil
+	}
+	return raftgroup.OffsetClock{Offset: offset}
+}
+
+// Now is the time of day on this node's clock: the system's, moved by
+// Config.ClockOffset. Wall-clock figures (expiry, closed timestamps,
+// staleness) are read from it; durations are measured with time.Now and
+// time.Since as usual, which Now does not disturb.
+func (n *Node) Now() time.Time { return time.Now().Add(n.cfg.ClockOffset) }
+
+// NowMS is Now in milliseconds since the Unix epoch: the time front ends
+// stamp commands with (expiry, TTLs).
+func (n *Node) NowMS() int64 { return n.Now().UnixMilli() }

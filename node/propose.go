@@ -160,6 +160,8 @@ func (n *Node) servePropose(ctx context.Context, req *nodepb.ProposeRequest) *no
 			}
 			defer n.inbox.Order(ctx, group, b)() // after the batch it follows
 		}
+	} else {
+		err = n.inbox.CheckResyncClock(group, cmd)
 	}
 	switch {
 	case err != nil:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
@@ -89,7 +88,7 @@ func (n *Node) Query(ctx context.Context, keyspace string, key []byte, args [][]
 	}
 	var out []byte
 	a, err := n.read(ctx, ks, sh, c, func(group uint64) error {
-		r, err := kv.Query(n.db, group, time.Now().UnixMilli(), args, ks.Strategy == metadata.Active)
+		r, err := kv.Query(n.db, group, n.NowMS(), args, ks.Strategy == metadata.Active)
 		out = r.Encode()
 		return err
 	}, func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error) {
@@ -146,7 +145,7 @@ func (n *Node) FlushDB(ctx context.Context, keyspace string) (Answer, error) {
 	if ks.Strategy == metadata.Active {
 		return Answer{}, fmt.Errorf("%w: FLUSHDB: deleting in an active keyspace takes a tombstone per key, so that older writes arriving later stay deleted; delete the keys (SCAN and DEL)", ErrNotOnActive)
 	}
-	now := time.Now().UnixMilli()
+	now := n.NowMS()
 	var a Answer
 	for i := range ks.Shards {
 		key := keyOfShard(i, len(ks.Shards))

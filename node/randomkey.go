@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"math/rand/v2"
-	"time"
 )
 
 // RandomKey returns a live key of the keyspace chosen at random, nil if
@@ -22,7 +21,7 @@ func (n *Node) RandomKey(ctx context.Context, keyspace string, c Consistency) ([
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	now := time.Now().UnixMilli()
+	now := n.NowMS()
 	for _, i := range rand.Perm(len(ks.Shards)) {
 		sh := ks.Shards[i]
 		start := make([]byte, 1+rand.IntN(8))

@@ -137,7 +137,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	ready := func(p strategy.Position) bool {
 		switch c.Req.Level {
 		case consistency.Bounded:
-			ok, _ := consistency.CanServeLocally(c.Req, p.ClosedMS, time.Now().UnixMilli())
+			ok, _ := consistency.CanServeLocally(c.Req, p.ClosedMS, n.NowMS())
 			return p.ClosedMS > 0 && ok
 		case consistency.Session:
 			// A token from a later epoch names a primary this node's
@@ -175,7 +175,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			a.Group = p.Group // the log the position is in (per region for active keyspaces)
 			a.StalenessMS = -1
 			if p.ClosedMS > 0 {
-				a.StalenessMS = max(time.Now().UnixMilli()-p.ClosedMS, 0)
+				a.StalenessMS = max(n.NowMS()-p.ClosedMS, 0)
 			}
 			return a, nil
 		}
@@ -219,7 +219,7 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 	}
 	// After the read point: a fence committed before the read began is
 	// applied here by now (async keyspaces, see Strategy.Serves).
-	if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, time.Now()); err != nil {
+	if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, n.Now()); err != nil {
 		return Answer{}, err
 	}
 	if err := local(sh.Group); err != nil {

@@ -248,13 +248,13 @@ func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv
 
 // Put sets key to value.
 func (n *Node) Put(ctx context.Context, keyspace string, key, value []byte) (Answer, error) {
-	_, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpSet, NowMS: time.Now().UnixMilli(), Args: [][]byte{key, value}})
+	_, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpSet, NowMS: n.NowMS(), Args: [][]byte{key, value}})
 	return a, err
 }
 
 // Delete removes a key; it reports whether the key existed.
 func (n *Node) Delete(ctx context.Context, keyspace string, key []byte) (bool, Answer, error) {
-	r, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpDelete, NowMS: time.Now().UnixMilli(), Args: [][]byte{key}})
+	r, a, err := n.Write(ctx, keyspace, kv.Command{Op: kv.OpDelete, NowMS: n.NowMS(), Args: [][]byte{key}})
 	return r.N > 0, a, err
 }
 
@@ -284,7 +284,7 @@ func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Con
 	var found bool
 	a, err := n.read(ctx, ks, sh, c, func(group uint64) error {
 		var err error
-		if rec, found, err = kv.Get(n.db, group, key, time.Now().UnixMilli()); err != nil {
+		if rec, found, err = kv.Get(n.db, group, key, n.NowMS()); err != nil {
 			return err
 		}
 		rec, found, err = kv.PlainRecord(rec, found)

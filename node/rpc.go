@@ -330,8 +330,22 @@ func (s rpcServer) Streams(context.Context, *nodepb.StreamsRequest) (*nodepb.Str
 	return out, nil
 }
 
-func (s rpcServer) Closed(_ context.Context, req *nodepb.ClosedRequest) (*nodepb.ClosedResponse, error) {
+// Closed takes a leader's closed timestamps. One further ahead of this
+// node's clock than the maximum offset is dropped, and said loudly (at
+// most every 30 s): the leader's clock runs ahead, and reads here would
+// otherwise serve as fresh what it has not sent yet.
+func (s rpcServer) Closed(ctx context.Context, req *nodepb.ClosedRequest) (*nodepb.ClosedResponse, error) {
+	limit := s.n.NowMS() + s.n.cfg.MaxClockOffset.Milliseconds()
 	for _, c := range req.GetSamples() {
+		if c.GetTimeMs() > limit {
+			if last := s.n.closedSkewLogged.Load(); time.Since(time.Unix(0, last)) > 30*time.Second &&
+				s.n.closedSkewLogged.CompareAndSwap(last, time.Now().UnixNano()) {
+				from, _ := transport.FromContext(ctx)
+				s.n.log.Warn("dropped closed timestamps from a clock running ahead", "from", from,
+					"group", c.GetGroup(), "ahead_ms", c.GetTimeMs()-s.n.NowMS(), "max_offset", s.n.cfg.MaxClockOffset)
+			}
+			continue
+		}
 		s.n.closed.add(closedSample{Group: c.GetGroup(), Index: c.GetIndex(), TimeMS: c.GetTimeMs(), Term: c.GetTerm()})
 	}
 	return &nodepb.ClosedResponse{}, nil

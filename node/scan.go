@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
@@ -64,7 +63,7 @@ func (n *Node) Scan(ctx context.Context, keyspace, cursor, match string, count i
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	now := time.Now().UnixMilli()
+	now := n.NowMS()
 	var keys [][]byte
 	examined, read, size := 0, 0, 0
 	a := n.answer(c, 0)
@@ -108,7 +107,7 @@ func (n *Node) DBSize(ctx context.Context, keyspace string, c Consistency) (int6
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	now := time.Now().UnixMilli()
+	now := n.NowMS()
 	a := n.answer(c, 0)
 	var total int64
 	for i, sh := range ks.Shards {

@@ -31,6 +31,20 @@ func (systemClock) NewTicker(d time.Duration) (<-chan time.Time, func()) {
 	return t.C, t.Stop
 }
 
+// OffsetClock is the system's time moved by Offset: a process whose clock
+// is wrong by that much, for emulating clock skew between nodes (the
+// node's --clock-offset). Durations measured on it are the system's; only
+// the wall time it reads is moved. Its tickers are the system's.
+type OffsetClock struct{ Offset time.Duration }
+
+// Now implements Clock.
+func (c OffsetClock) Now() time.Time { return time.Now().Add(c.Offset) }
+
+// NewTicker implements Clock.
+func (OffsetClock) NewTicker(d time.Duration) (<-chan time.Time, func()) {
+	return systemClock{}.NewTicker(d)
+}
+
 // ManualClock is a Clock that moves only when told (Advance). Every
 // ticker created from it fires once per interval of the time it is
 // advanced by, in time order, each tick handed to its host's loop before

@@ -77,7 +77,7 @@ func (c *client) ctx() context.Context { return c.s.ctx }
 func (c *client) node() *node.Node { return c.s.node }
 
 // nowMS is the proposer's clock stamped into write commands.
-func (c *client) nowMS() int64 { return time.Now().UnixMilli() }
+func (c *client) nowMS() int64 { return c.s.node.NowMS() }
 
 func (c *client) fail(err error) { c.w.errorLine(errorReply(err)) }
 

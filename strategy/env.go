@@ -28,6 +28,9 @@ type Env interface {
 	DB() *storage.DB
 	Meta() *metadata.Store
 	Clock() *hlc.Clock
+	// Now is the time of day on the node's clock (moved by its emulated
+	// offset, if any): what wall-clock figures and leases are read from.
+	Now() time.Time
 	Transport() *transport.Transport
 	// Settings are the node's configuration values strategies use.
 	Settings() Settings

@@ -24,7 +24,7 @@ func LeaderPosition(ctx context.Context, env Env, group uint64, confirm bool, se
 		return Position{}, fmt.Errorf("%w: the replica of group %d on node %d is not created yet", ErrNoReplica, group, env.ID())
 	}
 	if st.Lead == env.ID() && confirm {
-		start := time.Now()
+		start := env.Now()
 		now := start.UnixMilli() - 1
 		idx, ok := host.LeaseReadIndex(group)
 		if !ok {

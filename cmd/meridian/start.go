@@ -45,6 +45,7 @@ type startFlags struct {
 	join      string        // join
 	cluster   string        // cluster
 	latency   string        // latency
+	clockOff  time.Duration // (flag only)
 	logLevel  string        // node.log_level
 	placement time.Duration // timings.placement_wait
 }
@@ -99,6 +100,7 @@ whose own differ is refused at join and at start.`,
 	fl.StringVar(&f.join, "join", "", "HTTP address of a member of a running cluster to join")
 	fl.StringVar(&f.cluster, "cluster", node.DefaultCluster, "cluster name, the same on every node; with --join, taken from the cluster joined")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
+	fl.DurationVar(&f.clockOff, "clock-offset", 0, "emulation only, with --latency: run this node's clock this far ahead (or behind, if negative) of the machine's, to test clock skew between regions")
 	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
 	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
 	return cmd
@@ -133,6 +135,7 @@ func (f startFlags) apply(changed func(string) bool) (config.File, error) {
 	set("join", func() { file.Join, file.Peers = f.join, nil })
 	set("cluster", func() { file.Cluster = f.cluster })
 	set("latency", func() { file.Latency = f.latency })
+	set("clock-offset", func() { file.ClockOffset = f.clockOff })
 	set("log-level", func() { file.Node.LogLevel = f.logLevel })
 	set("placement-wait", func() { file.Timings.PlacementWait = f.placement })
 	if changed("peers") {
@@ -189,6 +192,13 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 	latency := f.Latency
 	if latency == "" {
 		latency = "none"
+	}
+	if f.ClockOffset != 0 {
+		if latency == "none" {
+			return fmt.Errorf("--clock-offset %v: only for emulated networks (give --latency world, zero or a matrix file)", f.ClockOffset)
+		}
+		nc.ClockOffset = f.ClockOffset
+		logger.Warn("this node's clock is moved on purpose (emulation of clock skew)", "clock_offset", f.ClockOffset)
 	}
 	matrix, err := netsim.MatrixFor(latency)
 	if err != nil {

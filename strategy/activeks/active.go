@@ -86,7 +86,7 @@ func (s *Strategy) Prepare(ks *metadata.Keyspace, c kv.Command) (kv.Command, err
 	stamp := kv.ActiveStamp{Region: s.env.Region(), Time: s.env.Clock().Now()}
 	now := c.NowMS
 	if now == 0 {
-		now = time.Now().UnixMilli()
+		now = s.env.Now().UnixMilli()
 	}
 	var out kv.Command
 	switch c.Op {
@@ -269,7 +269,7 @@ func (s *Strategy) resync(ctx context.Context, r *streaming.Running, sink *strea
 		return 0, err
 	}
 	defer r.EndResync(view)
-	merge := kv.Command{Op: kv.OpActiveMerge, NowMS: time.Now().UnixMilli()}
+	merge := kv.Command{Op: kv.OpActiveMerge, NowMS: s.env.Now().UnixMilli()}
 	size := 0
 	send := func(cmd kv.Command) error {
 		res, err := sink.ProposeChunk(ctx, cmd.Encode())

@@ -24,11 +24,13 @@ type regionEnv struct {
 	strategy.Env
 	region string
 	clock  *hlc.Clock
+	offset time.Duration // how far this region's clock runs ahead
 }
 
 func (e regionEnv) Cluster() string   { return "c" }
 func (e regionEnv) Region() string    { return e.region }
 func (e regionEnv) Clock() *hlc.Clock { return e.clock }
+func (e regionEnv) Now() time.Time    { return time.Now().Add(e.offset) }
 
 func newStrategy(region string) *Strategy {
 	return New(regionEnv{region: region, clock: hlc.New(1, time.Second)}, nil)
@@ -181,5 +183,48 @@ func TestActivePrepareAndLevels(t *testing.T) {
 	push := kv.RedisCommand([]byte("l"), 5, [][]byte{[]byte("RPUSH"), []byte("l"), []byte("a")})
 	if _, err := s.Prepare(ks, push); !errors.Is(err, ErrNotOnActive) || !strings.Contains(err.Error(), "sequence CRDT") {
 		t.Fatalf("RPUSH prepared: %v", err)
+	}
+}
+
+// TestActiveWriteAfterSkewedOneWins: east's clock runs 300 ms ahead.
+// West applies east's write, then writes the key itself: its write came
+// later, so it must win in both regions, whatever the wall clocks say
+// (west's write has seen east's, in its causal context; last writer wins
+// decides only between writes that have not seen each other).
+func TestActiveWriteAfterSkewedOneWins(t *testing.T) {
+	ahead := 300 * time.Millisecond
+	east := New(regionEnv{region: "east", offset: ahead,
+		clock: hlc.NewWithWall(1, 2*ahead, func() int64 { return time.Now().Add(ahead).UnixMilli() })}, nil)
+	west := newStrategy("west")
+	a, b := newGroup(t, east, "east", 11), newGroup(t, west, "west", 12)
+	ks := &metadata.Keyspace{KeyspaceSpec: metadata.KeyspaceSpec{Name: "k", Strategy: metadata.Active}}
+	write := func(s *Strategy, g *group, value string) kv.Command {
+		t.Helper()
+		c, err := s.Prepare(ks, kv.Command{Op: kv.OpSet, NowMS: s.env.Now().UnixMilli(), Args: [][]byte{[]byte("k"), []byte(value)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := g.apply(c); r.Err != nil {
+			t.Fatalf("%s: %v", value, r.Err)
+		}
+		return c
+	}
+	ship := func(from, to *group, index uint64, c kv.Command) {
+		t.Helper()
+		m, err := change(from.db, from.id, index, c.Encode())
+		if err != nil || m == nil {
+			t.Fatalf("ship %d: %v %v", index, m, err)
+		}
+		b := stream.Batch{Stream: from.id, Cluster: "c", Prev: index - 1, Changes: []stream.Change{{Index: index, TimeMS: c.NowMS, Data: m}}}
+		if r := to.apply(batchCmd(t, b)); r.Err != nil {
+			t.Fatalf("apply %d at %d: %v", index, to.id, r.Err)
+		}
+	}
+	ship(a, b, 1, write(east, a, "east"))
+	ship(b, a, 1, write(west, b, "west"))
+	for _, g := range []*group{a, b} {
+		if v, ok, err := kv.GetActive(g.db, g.id, []byte("k")); err != nil || !ok || string(v.Value) != "west" {
+			t.Fatalf("group %d: k = %q (%v %v), want the later write, west's", g.id, v.Value, ok, err)
+		}
 	}
 }

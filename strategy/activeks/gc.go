@@ -43,7 +43,7 @@ func (s *Strategy) gcLoop(stop <-chan struct{}) {
 					continue
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				now := time.Now().UnixMilli()
+				now := s.env.Now().UnixMilli()
 				if _, err := s.env.Propose(ctx, rg.Group, kv.KnowCommand(rg.Region, seen, now).Encode()); err != nil {
 					s.env.Logger().Debug("cannot report knowledge", "group", rg.Group, "err", err)
 				} else if round%GCEvery == 0 {

@@ -81,7 +81,7 @@ func (s *Strategy) Gate(ctx context.Context, g strategy.GroupInfo, cmd []byte) e
 	if op, ok := kv.PeekOp(cmd); !ok || op == kv.OpRole || op == kv.OpStreamApply || op == kv.OpStreamChunk {
 		return nil
 	}
-	if _, err := s.primary(g.Keyspace, g.Group, time.Now()); err != nil {
+	if _, err := s.primary(g.Keyspace, g.Group, s.env.Now()); err != nil {
 		if errors.Is(err, ErrPrimaryLease) {
 			return err
 		}

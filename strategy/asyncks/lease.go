@@ -102,11 +102,11 @@ func (s *Strategy) hostsAsync() bool {
 // confirmPrimaries reads the metadata linearizably and records the epochs
 // it shows, valid until the read's start plus primaryLease.
 func (s *Strategy) confirmPrimaries(ctx context.Context) error {
-	start := time.Now()
+	start := s.env.Now()
 	if _, err := s.env.Host().ReadIndex(ctx, metadata.SystemGroup); err != nil {
 		return err
 	}
-	seen := time.Now()
+	seen := s.env.Now()
 	st := s.env.Meta().State() // applied at least up to the read index
 	l := &s.leases
 	l.mu.Lock()

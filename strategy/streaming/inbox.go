@@ -52,20 +52,49 @@ func BatchOf(cmd []byte) (stream.Batch, bool) {
 // backlog on disk) and the refusal logged, at warn level once per
 // refusalLogEvery per stream, until the clocks agree again.
 func (i *Inbox) CheckClock(b stream.Batch) error {
-	limit := time.Now().Add(i.maxOffset).UnixMilli()
-	for _, ch := range b.Changes {
-		if ch.TimeMS > limit {
-			err := fmt.Errorf("%w: stream %d change %d is stamped %d ms ahead of node %d's clock (max offset %v)",
-				kv.ErrClockSkew, b.Stream, ch.Index, ch.TimeMS-time.Now().UnixMilli(), i.env.ID(), i.maxOffset)
-			level := slog.LevelDebug
-			if i.refusals.due(b.Stream, time.Now()) {
-				level = slog.LevelWarn // the source reports the stall too
-			}
-			i.env.Logger().Log(context.Background(), level, "refused a stream batch from a clock running ahead", "err", err)
+	// Every change's time, and the closed timestamp: a source closing
+	// times in this node's future would let reads here serve as fresh
+	// what it has not sent yet.
+	for n := 0; n <= len(b.Changes); n++ {
+		at, what := b.ClosedMS, "closed timestamp is"
+		if n < len(b.Changes) {
+			at, what = b.Changes[n].TimeMS, fmt.Sprintf("change %d is stamped", b.Changes[n].Index)
+		}
+		if err := i.ahead(b.Stream, fmt.Sprintf("stream %d %s", b.Stream, what), at); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// CheckResyncClock applies the same check to what a resync of an active
+// keyspace proposes here (merges of the source's states, OpActiveMerge,
+// stamped with the source's clock); other commands pass.
+func (i *Inbox) CheckResyncClock(group uint64, cmd []byte) error {
+	if op, ok := kv.PeekOp(cmd); !ok || op != kv.OpActiveMerge {
+		return nil
+	}
+	c, err := kv.DecodeCommand(cmd)
+	if err != nil {
+		return nil // the state machine says what is wrong with it
+	}
+	return i.ahead(1<<63|group, fmt.Sprintf("a resync's merge into group %d is stamped", group), c.NowMS)
+}
+
+// ahead refuses a time further in the future than the maximum offset,
+// and logs the refusal (loudly at most every refusalLogEvery per key).
+func (i *Inbox) ahead(key uint64, what string, at int64) error {
+	now := i.env.Now().UnixMilli()
+	if at <= now+i.maxOffset.Milliseconds() {
+		return nil
+	}
+	err := fmt.Errorf("%w: %s %d ms ahead of node %d's clock (max offset %v)", kv.ErrClockSkew, what, at-now, i.env.ID(), i.maxOffset)
+	level := slog.LevelDebug
+	if i.refusals.due(key, time.Now()) {
+		level = slog.LevelWarn // the source reports the stall too
+	}
+	i.env.Logger().Log(context.Background(), level, "refused a stream batch from a clock running ahead", "err", err)
+	return err
 }
 
 // refusalLogEvery is how often a destination logs, at warn level, that it
