@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strconv"
@@ -77,6 +78,9 @@ type RESPOptions struct {
 	OpTimeout time.Duration
 	// Username and Password for AUTH, if the server wants them.
 	Username, Password string
+	// TLS, if set, speaks TLS to the server (a Meridian node with
+	// certificates, Redis with tls-port).
+	TLS *tls.Config
 	// ConnectCommands are sent on every new connection before it is used,
 	// e.g. {"MERIDIAN.CONSISTENCY", "eventual"} to benchmark Meridian's
 	// local reads.
@@ -139,6 +143,7 @@ func (t *RESPTarget) newRedis(dialRetries int) *redis.Client {
 		MaxRetries:            -1, // a retry would hide a failure inside a latency
 		DisableIdentity:       true,
 		DialerRetries:         dialRetries,
+		TLSConfig:             t.opts.TLS,
 	}
 	if len(t.opts.ConnectCommands) > 0 {
 		cmds := t.opts.ConnectCommands
@@ -155,7 +160,12 @@ func (t *RESPTarget) newRedis(dialRetries int) *redis.Client {
 }
 
 // Name implements Target.
-func (t *RESPTarget) Name() string { return "resp://" + t.addr }
+func (t *RESPTarget) Name() string {
+	if t.opts.TLS != nil {
+		return "resp+tls://" + t.addr
+	}
+	return "resp://" + t.addr
+}
 
 // NewClient implements Target. The connection is opened by the first
 // operation.

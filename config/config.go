@@ -29,6 +29,7 @@ import (
 	"github.com/meridian-db/meridian/hlc"
 	"github.com/meridian-db/meridian/httpapi"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/resp"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -59,6 +60,21 @@ type File struct {
 	Streams     Streams       `yaml:"streams" toml:"streams"`
 	RESP        RESP          `yaml:"resp" toml:"resp"`
 	HTTP        HTTP          `yaml:"http" toml:"http"`
+	Security    Security      `yaml:"security" toml:"security"`
+}
+
+// Security is how the node is secured (SECURITY.md).
+type Security struct {
+	// CertsDir holds the node's certificates (ca.crt, node.crt,
+	// node.key): mutual TLS between nodes, TLS for clients, and
+	// authentication required. "": none.
+	CertsDir string `yaml:"certs_dir" toml:"certs_dir"`
+	// Insecure allows listening on addresses other than loopback without
+	// certificates: plaintext, no authentication.
+	Insecure bool `yaml:"insecure" toml:"insecure"`
+	// ReloadInterval is how often the certificate files are checked for
+	// changes (SIGHUP reloads at once).
+	ReloadInterval time.Duration `yaml:"reload_interval" toml:"reload_interval"`
 }
 
 // Node places the node.
@@ -128,24 +144,27 @@ type Streams struct {
 
 // RESP configures the Redis protocol front end (resp.Config).
 type RESP struct {
-	DefaultKeyspace   string        `yaml:"default_keyspace" toml:"default_keyspace"`
-	MaxClients        int           `yaml:"max_clients" toml:"max_clients"`
-	MaxArgs           int           `yaml:"max_args" toml:"max_args"`
-	MaxBulkBytes      int           `yaml:"max_bulk_bytes" toml:"max_bulk_bytes"`
-	MaxCommandBytes   int           `yaml:"max_command_bytes" toml:"max_command_bytes"`
-	MaxInlineBytes    int           `yaml:"max_inline_bytes" toml:"max_inline_bytes"`
-	OutputBufferBytes int           `yaml:"output_buffer_bytes" toml:"output_buffer_bytes"`
-	MaxReplyBytes     int           `yaml:"max_reply_bytes" toml:"max_reply_bytes"`
-	WriteTimeout      time.Duration `yaml:"write_timeout" toml:"write_timeout"`
-	IdleTimeout       time.Duration `yaml:"idle_timeout" toml:"idle_timeout"`
-	ScanCursors       int           `yaml:"scan_cursors" toml:"scan_cursors"`
-	ScanCursorTTL     time.Duration `yaml:"scan_cursor_ttl" toml:"scan_cursor_ttl"`
+	DefaultKeyspace    string        `yaml:"default_keyspace" toml:"default_keyspace"`
+	MaxClients         int           `yaml:"max_clients" toml:"max_clients"`
+	MaxArgs            int           `yaml:"max_args" toml:"max_args"`
+	MaxBulkBytes       int           `yaml:"max_bulk_bytes" toml:"max_bulk_bytes"`
+	MaxCommandBytes    int           `yaml:"max_command_bytes" toml:"max_command_bytes"`
+	MaxInlineBytes     int           `yaml:"max_inline_bytes" toml:"max_inline_bytes"`
+	OutputBufferBytes  int           `yaml:"output_buffer_bytes" toml:"output_buffer_bytes"`
+	MaxReplyBytes      int           `yaml:"max_reply_bytes" toml:"max_reply_bytes"`
+	WriteTimeout       time.Duration `yaml:"write_timeout" toml:"write_timeout"`
+	IdleTimeout        time.Duration `yaml:"idle_timeout" toml:"idle_timeout"`
+	ScanCursors        int           `yaml:"scan_cursors" toml:"scan_cursors"`
+	ScanCursorTTL      time.Duration `yaml:"scan_cursor_ttl" toml:"scan_cursor_ttl"`
+	AuthTimeout        time.Duration `yaml:"auth_timeout" toml:"auth_timeout"`
+	MaxUnauthenticated int           `yaml:"max_unauthenticated" toml:"max_unauthenticated"`
 }
 
 // HTTP configures the HTTP API (httpapi.Config).
 type HTTP struct {
 	MaxBodyBytes      int64 `yaml:"max_body_bytes" toml:"max_body_bytes"`
 	MaxAdminBodyBytes int64 `yaml:"max_admin_body_bytes" toml:"max_admin_body_bytes"`
+	MaxConns          int   `yaml:"max_conns" toml:"max_conns"`
 }
 
 // Default returns the configuration a node has when nothing is set: the
@@ -178,9 +197,10 @@ func Default() File {
 			DefaultKeyspace: "default", MaxClients: 10000, MaxArgs: 1 << 20,
 			MaxCommandBytes: 64 << 20, MaxInlineBytes: 64 << 10, OutputBufferBytes: 64 << 10,
 			MaxReplyBytes: 64 << 20, WriteTimeout: 30 * time.Second, ScanCursors: 10000,
-			ScanCursorTTL: 10 * time.Minute,
+			ScanCursorTTL: 10 * time.Minute, AuthTimeout: 10 * time.Second, MaxUnauthenticated: 1000,
 		},
-		HTTP: HTTP{MaxAdminBodyBytes: 64 << 10},
+		HTTP:     HTTP{MaxAdminBodyBytes: 64 << 10, MaxConns: 10000},
+		Security: Security{ReloadInterval: pki.DefaultPollInterval},
 	}
 }
 
@@ -317,6 +337,10 @@ func (f *File) Validate() error {
 		{"resp.scan_cursors", int64(f.RESP.ScanCursors)},
 		{"resp.scan_cursor_ttl", int64(f.RESP.ScanCursorTTL)},
 		{"http.max_admin_body_bytes", f.HTTP.MaxAdminBodyBytes},
+		{"resp.auth_timeout", int64(f.RESP.AuthTimeout)},
+		{"resp.max_unauthenticated", int64(f.RESP.MaxUnauthenticated)},
+		{"http.max_conns", int64(f.HTTP.MaxConns)},
+		{"security.reload_interval", int64(f.Security.ReloadInterval)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -330,6 +354,12 @@ func (f *File) Validate() error {
 		if z.v < 0 {
 			return bad("%s must not be negative (got %s)", z.key, show(z.key, z.v))
 		}
+	}
+	if f.Security.Insecure && f.Security.CertsDir != "" {
+		return bad("security.insecure (--insecure) and security.certs_dir (--certs-dir): choose one")
+	}
+	if f.RESP.MaxUnauthenticated > f.RESP.MaxClients {
+		return bad("resp.max_unauthenticated (%d) is above resp.max_clients (%d)", f.RESP.MaxUnauthenticated, f.RESP.MaxClients)
 	}
 	if f.Timings.PlacementWait > httpapi.MaxPlacementWait {
 		return bad("timings.placement_wait (%v) is above %v", f.Timings.PlacementWait, httpapi.MaxPlacementWait)
@@ -461,6 +491,7 @@ func (f *File) RESPConfig() resp.Config {
 		MaxBulkBytes: r.MaxBulkBytes, MaxCommandBytes: r.MaxCommandBytes, MaxInlineBytes: r.MaxInlineBytes,
 		OutputBufferBytes: r.OutputBufferBytes, MaxReplyBytes: r.MaxReplyBytes, WriteTimeout: r.WriteTimeout,
 		IdleTimeout: r.IdleTimeout, ScanCursors: r.ScanCursors, ScanCursorTTL: r.ScanCursorTTL,
+		AuthTimeout: r.AuthTimeout, MaxUnauthenticated: r.MaxUnauthenticated,
 	}
 }
 
@@ -490,6 +521,7 @@ var fileKeys = map[string]string{
 	"OutputBufferBytes": "resp.output_buffer_bytes", "MaxReplyBytes": "resp.max_reply_bytes",
 	"WriteTimeout": "resp.write_timeout", "IdleTimeout": "resp.idle_timeout", "ScanCursors": "resp.scan_cursors",
 	"ScanCursorTTL": "resp.scan_cursor_ttl", "MaxBodyBytes": "http.max_body_bytes",
+	"AuthTimeout": "resp.auth_timeout", "MaxUnauthenticated": "resp.max_unauthenticated",
 	"MaxAdminBodyBytes": "http.max_admin_body_bytes",
 }
 

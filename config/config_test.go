@@ -66,6 +66,9 @@ func fileKeyPaths(t reflect.Type, prefix string, format Format) []string {
 	var out []string
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if keyOf(f, format) == "-" {
+			continue // not read from files
+		}
 		key := prefix + keyOf(f, format)
 		out = append(out, key)
 		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
@@ -179,6 +182,11 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		{"resp: {max_bulk_bytes: 100000000}", "resp.max_bulk_bytes (100000000) is above resp.max_command_bytes"},
 		{"timings: {placement_wait: 1m}", "timings.placement_wait (1m0s) is above 45s"},
 		{"cluster: \"no spaces\"", "cluster name"},
+		{"security: {insecure: true, certs_dir: /c}", "security.insecure (--insecure) and security.certs_dir (--certs-dir): choose one"},
+		{"security: {reload_interval: 0s}", "security.reload_interval must be positive"},
+		{"resp: {max_clients: 10, max_unauthenticated: 20}", "resp.max_unauthenticated (20) is above resp.max_clients (10)"},
+		{"resp: {auth_timeout: -1s}", "resp.auth_timeout must be positive"},
+		{"http: {max_conns: 0}", "http.max_conns must be positive"},
 	} {
 		f, err := Parse([]byte(base+tc.text), YAML)
 		if err == nil {

@@ -88,11 +88,24 @@ var docs = map[string]string{
 	"resp.idle_timeout":        "Close a connection idle this long (\"0s\": never).",
 	"resp.scan_cursors":        "SCAN cursors remembered.",
 	"resp.scan_cursor_ttl":     "How long a SCAN cursor stays valid.",
+	"resp.auth_timeout": "How long a connection may take to authenticate (TLS handshake included) on a\n" +
+		"secure node; it is closed then.",
+	"resp.max_unauthenticated": "Connections not authenticated yet (within max_clients); one more is refused.",
 
 	"http": "The HTTP API.",
 	"http.max_body_bytes": "Body of a data request, in bytes (0: room for the largest value in base64 plus\n" +
 		"64 KiB).",
 	"http.max_admin_body_bytes": "Body of an admin request, in bytes.",
+	"http.max_conns":            "Open connections; more wait to be accepted.",
+
+	"security": "How the node is secured (SECURITY.md). Without certs_dir the node speaks plaintext and\n" +
+		"asks no credentials, and refuses to listen on addresses other than loopback unless\n" +
+		"insecure is set.",
+	"security.certs_dir": "The node's certificates (ca.crt, node.crt, node.key; meridian cert create-node):\n" +
+		"mutual TLS between nodes, TLS for RESP and HTTP, and every client authenticated.",
+	"security.insecure": "Listen on any address without certificates: plaintext and no authentication,\n" +
+		"for trusted networks only (the node warns).",
+	"security.reload_interval": "How often the certificate files are checked for changes (SIGHUP reloads at once).",
 }
 
 // exampleFile is the example: the defaults, with the settings that have
@@ -133,6 +146,9 @@ func Render(f File, format Format) ([]byte, error) {
 	t := v.Type()
 	for i := range t.NumField() {
 		key := keyOf(t.Field(i), format)
+		if key == "-" {
+			continue // not in files (ClockOffset: a flag only)
+		}
 		doc, ok := docs[key]
 		if !ok {
 			return nil, fmt.Errorf("config: key %s has no explanation", key)
@@ -251,6 +267,8 @@ func scalar(v reflect.Value) (string, error) {
 		return strconv.FormatInt(v.Int(), 10), nil
 	case reflect.Uint64:
 		return strconv.FormatUint(v.Uint(), 10), nil
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool()), nil
 	}
 	return "", fmt.Errorf("no format for a %s", v.Kind())
 }

@@ -1,6 +1,12 @@
 // Package demo runs a whole multi-region Meridian cluster in one process:
 // one node per region (or more), on an emulated world network, each node
 // serving RESP on its own port. It is what `meridian demo` runs.
+//
+// The demo is secure, as a real cluster is (security.go): a CA and
+// certificates made in its data directory, mutual TLS between its nodes,
+// TLS for RESP and HTTP, and an admin user with a random password, which
+// it prints with the commands to connect. Options.Insecure runs it in
+// plaintext without authentication instead.
 package demo
 
 import (
@@ -39,6 +45,9 @@ type Options struct {
 	BasePort int
 	// Logger for the nodes. Nil discards.
 	Logger *slog.Logger
+	// Insecure runs the demo without certificates or users: plaintext,
+	// no authentication (on loopback addresses only).
+	Insecure bool
 }
 
 // Run starts the cluster, prints how to connect, and serves until ctx ends.
@@ -124,6 +133,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			id++
 		}
 	}
+	var sec *security
+	if !opts.Insecure {
+		if sec, err = newSecurity(dir, peers, opts.Logger); err != nil {
+			return err
+		}
+	}
 	nodes := make([]*node.Node, len(members))
 	errs := make(chan error, len(members))
 	for i, m := range members {
@@ -132,6 +147,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 				ID: m.peer.ID, Region: m.peer.Region, DataDir: filepath.Join(dir, fmt.Sprintf("node%d", m.peer.ID)),
 				Listener: m.ln, ListenAddr: m.peer.Addr, Peers: peers, Net: netw, Logger: opts.Logger,
 				RESPAddr: m.respLn.Addr().String(), HTTPAddr: m.hLn.Addr().String(),
+				Certs: sec.certsOf(m.peer.ID), RequireAuth: sec != nil,
 			})
 			nodes[i] = n
 			errs <- err
@@ -194,19 +210,39 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			}
 		}
 	}
+	if sec != nil {
+		if err := sec.adminUser(setup, nodes[0]); err != nil {
+			return err
+		}
+	}
 	var closers []func() error
 	defer func() {
 		for _, c := range closers {
 			_ = c()
 		}
 	}()
+	if sec != nil {
+		sec.printHeader(out)
+	}
 	for i, n := range nodes {
 		reg := metrics.ForNode(n)
-		rs := resp.Serve(members[i].respLn, n, resp.Config{DefaultKeyspace: "default", Metrics: reg})
-		hs := httpapi.Serve(members[i].hLn, httpapi.New(n, httpapi.Config{Metrics: reg}))
+		certs := sec.certsOf(n.ID())
+		rs := resp.Serve(members[i].respLn, n, resp.Config{DefaultKeyspace: "default", Metrics: reg, Certs: certs})
+		so := httpapi.ServeOptions{}
+		if certs != nil {
+			so.TLS = certs.ClientsConfig(n.Cluster(), []string{"http/1.1"})
+		}
+		hs := httpapi.ServeWith(members[i].hLn, httpapi.New(n, httpapi.Config{Metrics: reg, Certs: certs}), so)
 		closers = append(closers, rs.Close, hs.Close)
 		_, rport, _ := net.SplitHostPort(rs.Addr())
-		fmt.Fprintf(out, "  %-14s node %d  redis-cli -p %-5s  http://%s\n", n.Region(), n.ID(), rport, members[i].hLn.Addr())
+		if sec == nil {
+			fmt.Fprintf(out, "  %-14s node %d  redis-cli -p %-5s  http://%s\n", n.Region(), n.ID(), rport, members[i].hLn.Addr())
+		} else {
+			fmt.Fprintf(out, "  %-14s node %d  %s -p %-5s  https://%s\n", n.Region(), n.ID(), sec.redisCLI(), rport, members[i].hLn.Addr())
+		}
+	}
+	if sec != nil {
+		sec.printFooter(out)
 	}
 	fmt.Fprintf(out, "Keyspaces 'default' (sync, home %s), 'async' (primary %s) and 'active' (every region writes) are ready. Try: SET greeting hello in one region, GET greeting in another, then MERIDIAN.LAST.\nPress Ctrl-C to stop.\n", opts.Regions[0], opts.Regions[0])
 	<-ctx.Done()

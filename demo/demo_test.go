@@ -3,6 +3,8 @@ package demo
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,7 +21,9 @@ import (
 // TestDemoServesEveryRegion runs the demo on free ports without emulated
 // latency, writes through the first region's port, reads through the
 // last, and checks that Ctrl-C (context cancellation) stops it cleanly and
-// removes its temporary data.
+// removes its temporary data. The demo is secure: it prints redis-cli
+// lines with TLS and the admin user's password, which the test uses; a
+// client without them is refused over RESP and HTTP.
 func TestDemoServesEveryRegion(t *testing.T) {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -28,8 +32,9 @@ func TestDemoServesEveryRegion(t *testing.T) {
 		done <- Run(ctx, Options{Latency: "none", BasePort: 0}, pw)
 		pw.Close()
 	}()
-	portRE := regexp.MustCompile(`redis-cli -p (\d+)`)
-	httpRE := regexp.MustCompile(`(http://\S+)`)
+	portRE := regexp.MustCompile(`redis-cli --tls --cacert (\S+) --user (\S+) --pass (\S+) -p (\d+)`)
+	httpRE := regexp.MustCompile(`(https://\S+)`)
+	var cacert, user, pass string
 	var httpURL string
 	dataRE := regexp.MustCompile(`data in (\S+)`)
 	var ports []string
@@ -38,7 +43,8 @@ func TestDemoServesEveryRegion(t *testing.T) {
 	for sc.Scan() {
 		line := sc.Text()
 		if m := portRE.FindStringSubmatch(line); m != nil {
-			ports = append(ports, m[1])
+			cacert, user, pass = m[1], m[2], m[3]
+			ports = append(ports, m[4])
 		}
 		if m := httpRE.FindStringSubmatch(line); m != nil && httpURL == "" {
 			httpURL = m[1]
@@ -55,8 +61,18 @@ func TestDemoServesEveryRegion(t *testing.T) {
 		cancel()
 		t.Fatalf("demo printed %d RESP ports, want 3 (err %v)", len(ports), <-done)
 	}
-	c1 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + ports[0], Protocol: 2})
-	c3 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + ports[2], Protocol: 2})
+	pem, err := os.ReadFile(cacert)
+	if err != nil {
+		cancel()
+		t.Fatalf("the CA the demo printed: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tlsCfg := &tls.Config{RootCAs: pool}
+	c1 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + ports[0], Protocol: 2, TLSConfig: tlsCfg, Username: user, Password: pass})
+	c3 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + ports[2], Protocol: 2, TLSConfig: tlsCfg, Username: user, Password: pass})
+	anon := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + ports[0], Protocol: 2, TLSConfig: tlsCfg})
+	defer anon.Close()
 	defer c1.Close()
 	defer c3.Close()
 	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -66,6 +82,9 @@ func TestDemoServesEveryRegion(t *testing.T) {
 	}
 	if v, err := c3.Get(rctx, "greeting").Result(); err != nil || v != "hello" {
 		t.Fatalf("GET in the third region: %q %v", v, err)
+	}
+	if err := anon.Get(rctx, "greeting").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+		t.Fatalf("GET without credentials: %v, want NOAUTH", err)
 	}
 	// The async keyspace: written in the primary region, read locally (and
 	// eventually) in the third.
@@ -97,8 +116,16 @@ func TestDemoServesEveryRegion(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The cluster status lists every node with its client addresses.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	if resp, err := hc.Get(httpURL + "/v1/cluster"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("cluster status without credentials: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if err := func() error {
-		resp, err := http.Get(httpURL + "/v1/cluster")
+		req, _ := http.NewRequest(http.MethodGet, httpURL+"/v1/cluster", nil)
+		req.SetBasicAuth(user, pass)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return err
 		}

@@ -220,6 +220,11 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 		if cfg.nodeArgs != nil {
 			n.args = append(n.args, cfg.nodeArgs(n)...)
 		}
+		if w.ns != nil {
+			// Namespaced addresses are not loopback ones: plaintext there
+			// must be asked for (security is tested in security_test.go).
+			n.args = append(n.args, "--insecure")
+		}
 		f, err := os.Create(filepath.Join(w.root, fmt.Sprintf("n%d.log", n.id)))
 		if err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -178,6 +179,9 @@ func (a *api) addNode(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	info := req.NodeInfo
+	if p := principalOf(r); p.Kind == auth.NodePrincipal && p.Node != info.ID {
+		return errorf(CodeForbidden, "node %d's certificate cannot ask to admit node %d", p.Node, info.ID)
+	}
 	if err := a.n.Admit(r.Context(), info, req.Timings); err != nil {
 		return err
 	}

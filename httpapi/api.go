@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/pki"
 )
 
 // Config configures the HTTP API of one node.
@@ -31,6 +34,9 @@ type Config struct {
 	Metrics *metrics.Registry
 	// Logger receives internal errors. Nil discards.
 	Logger *slog.Logger
+	// Certs, if set, are the node's certificates: a client certificate
+	// a TLS request presents (ServeWith serves TLS) logs its user in.
+	Certs *pki.Store
 }
 
 // Validate checks the configuration.
@@ -81,11 +87,28 @@ func New(n *node.Node, cfg Config) http.Handler {
 	limits := n.Limits()
 	cfg.setDefaults(n, limits)
 	a := &api{n: n, cfg: cfg, limits: limits, log: cfg.Logger, metrics: cfg.Metrics, mux: http.NewServeMux()}
-	const key = "/v1/keyspaces/{ks}/keys/{key...}"
-	for _, rt := range []struct {
-		pattern, name string
-		h             handlerFunc
-	}{
+	for _, rt := range a.routes() {
+		perm, ok := routePermissions[rt.pattern]
+		if !ok || perm.Class == auth.Unset {
+			panic(fmt.Sprintf("httpapi: route %q has no entry in routePermissions", rt.pattern))
+		}
+		a.mux.Handle(rt.pattern, a.route(rt.name, perm, rt.h))
+	}
+	return a
+}
+
+// routeDef is one route: its pattern, its name (metrics, the audit log)
+// and its handler. Its permission is routePermissions[pattern].
+type routeDef struct {
+	pattern, name string
+	h             handlerFunc
+}
+
+// routes lists every route the API serves; New registers them, and
+// nothing else.
+func (a *api) routes() []routeDef {
+	const key = keyRoute
+	return []routeDef{
 		{"GET " + key, "kv.get", a.getKey},
 		{"PUT " + key, "kv.put", a.putKey},
 		{"DELETE " + key, "kv.delete", a.deleteKey},
@@ -106,27 +129,28 @@ func New(n *node.Node, cfg Config) http.Handler {
 		{"GET /debug/netsim", "debug.netsim", a.netsimState},
 		{"POST /debug/netsim", "debug.netsim_fault", a.netsimFault},
 		{"GET /{$}", "dashboard", serveDashboard},
-	} {
-		a.mux.Handle(rt.pattern, a.route(rt.name, rt.h))
+		// Go's profiler, for `go tool pprof https://HOST:PORT/debug/pprof/profile`.
+		{"GET /debug/pprof/", "debug.pprof", plain(pprof.Index)},
+		{"GET /debug/pprof/profile", "debug.pprof_profile", plain(pprof.Profile)},
+		{"GET /debug/pprof/trace", "debug.pprof_trace", plain(pprof.Trace)},
+		{"GET /debug/pprof/symbol", "debug.pprof_symbol", plain(pprof.Symbol)},
+		// Users, tokens and the audit log (auth.go).
+		{"GET /v1/auth/whoami", "auth.whoami", a.whoami},
+		{"POST /v1/auth/tokens", "auth.token_issue", a.issueToken},
+		{"DELETE /v1/auth/tokens/{id}", "auth.token_revoke", a.revokeToken},
+		{"GET /v1/users", "user.list", a.listUsers},
+		{"GET /v1/users/{user}", "user.get", a.getUser},
+		{"PUT /v1/users/{user}", "user.set", a.setUser},
+		{"DELETE /v1/users/{user}", "user.delete", a.deleteUser},
+		{"GET /v1/audit", "audit", a.auditLog},
 	}
-	// Go's profiler, for `go tool pprof http://HOST:PORT/debug/pprof/profile`.
-	a.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	a.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	a.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	a.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	return a
 }
 
-// route wraps a handler: error answers, and the request metrics.
-func (a *api) route(name string, h handlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		code := metrics.CodeOK
-		if err := h(w, r); err != nil {
-			code = a.writeError(w, name, err)
-		}
-		a.metrics.ObserveRequestCode(metrics.FrontendHTTP, name, code, time.Since(start))
-	})
+func plain(f http.HandlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		f(w, r)
+		return nil
+	}
 }
 
 // ServeHTTP routes a request. Requests the mux cannot route get JSON
@@ -142,6 +166,10 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h, pattern := a.mux.Handler(r)
 	if pattern != "" {
+		if _, ok := routePermissions[pattern]; !ok { // never: New registers the table's routes only
+			a.unrouted(w, errorf(CodeForbidden, "no permission is recorded for %s", pattern))
+			return
+		}
 		a.mux.ServeHTTP(w, r)
 		return
 	}
@@ -215,7 +243,7 @@ const (
 	ReadTimeout       = time.Minute
 	WriteTimeout      = time.Minute
 	IdleTimeout       = 2 * time.Minute
-	MaxHeaderBytes    = 1 << 20
+	MaxHeaderBytes    = 64 << 10 // read before a request is authenticated
 )
 
 // NewServer returns an http.Server for h with the package's timeouts and

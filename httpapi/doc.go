@@ -48,9 +48,37 @@
 //	POST /v1/cluster/nodes    body JoinRequest (metadata.NodeInfo and the node's timings); admits the node (node.Admit: refused if its timings are not the cluster's); 200 JoinResponse with the cluster's peers, name, id and timings
 //	GET  /metrics             the node's metrics registry, Prometheus text format (see package metrics)
 //	GET  /                    the dashboard: regions, nodes, RTT matrix, keyspaces and leaders, refreshed from /v1/cluster
+//	GET  /debug/pprof/...     Go's profiler
+//	GET|POST /debug/netsim    the emulated network (see debug.go)
 //
-// The admin routes have no authentication: serve them on a trusted
-// network only.
+// # Users, tokens, audit (auth.go)
+//
+//	GET    /v1/auth/whoami        WhoAmI: the caller
+//	POST   /v1/auth/tokens        body TokenRequest (optional); 201 TokenResponse: a bearer token, shown once
+//	DELETE /v1/auth/tokens/{id}   revoke one of the caller's tokens (?user=U: a cluster admin, another's)
+//	GET    /v1/users              [User, ...] (no password, no token secret)
+//	GET    /v1/users/{user}       User
+//	PUT    /v1/users/{user}       body UserRequest: ACL rules in Redis's syntax; 200 User
+//	DELETE /v1/users/{user}       remove a user
+//	GET    /v1/audit              ClusterAudit: every node's audit records merged, oldest first, and the nodes
+//	                              that did not answer (?since=1h or RFC 3339, ?limit=N, ?scope=node: this node's)
+//
+// # Authentication and authorization
+//
+// On a node that requires authentication, every request is authenticated
+// (a client certificate of the cluster's CA over HTTPS, Authorization:
+// Basic with a user's password, or Authorization: Bearer with a token)
+// and authorized by auth.Authorize with the permission routePermissions
+// gives its route, on the keyspace its path names, before its body is
+// read: 401 unauthenticated (with a Basic challenge), 403 forbidden.
+// /healthz, /readyz and the dashboard's page are public; data routes need
+// read or write on their keyspace; cluster status, keyspace lists and
+// /metrics any authenticated caller; keyspace alter, switchover,
+// failover, lost writes and conflicts admin on the keyspace; keyspace
+// creation, users, the audit log, pprof and netsim cluster admin; a join
+// the joining node's own certificate (or cluster admin). Admin routes are
+// recorded in the node's audit log, allowed or refused, their bodies with
+// passwords hidden. ServeWith serves HTTPS and bounds the connections.
 //
 // # Errors
 //

@@ -70,9 +70,13 @@ func StatusOf(code string) int {
 	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadFault, CodeBadTTL, CodeBadQuery, CodeBadPath,
 		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
 		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active", "members_differ",
-		"timings_differ":
+		"timings_differ", CodeBadRule, CodeRootUser:
 		return http.StatusBadRequest
-	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace":
+	case CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
+	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace", CodeUnknownUser:
 		return http.StatusNotFound
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed

@@ -19,6 +19,11 @@
 // was started with (the proposer places replicas on live nodes only and
 // waits for them; see node.CreateKeyspaceWait).
 //
+// The cluster's users (users.go) are kept here too, so they are the same
+// in every region: their password hashes (never passwords: the proposer
+// prepares the rules, see auth.PrepareRules), grants and bearer tokens'
+// hashes.
+//
 // With three or more regions the system group survives the loss of one
 // region; with fewer it cannot, and the node warns when the cluster starts.
 package metadata

@@ -14,7 +14,7 @@ var stateKey = []byte("state")
 // Command is a metadata change.
 type Command struct {
 	// Op is "init_cluster", "add_node", "create_keyspace",
-	// "switch_primary", "lost_writes" or "alter_regions".
+	// "switch_primary", "lost_writes", "alter_regions" or "user".
 	Op   string    `json:"op"`
 	Node *NodeInfo `json:"node,omitempty"`
 	// IfAbsent makes add_node change nothing when the node is already
@@ -26,6 +26,7 @@ type Command struct {
 	Lost     *LostWrites    `json:"lost,omitempty"`
 	Alter    *AlterRegions  `json:"alter,omitempty"`
 	Init     *InitCluster   `json:"init,omitempty"`
+	User     *UserCommand   `json:"user,omitempty"`
 }
 
 // Encode returns the command's log encoding.
@@ -213,6 +214,10 @@ func (s *Store) apply(b *storage.Batch, index uint64, cmd []byte) ApplyResult {
 			err = fmt.Errorf("%w: %s without its arguments", ErrBadCommand, c.Op)
 		}
 		if err != nil {
+			return ApplyResult{Err: err}
+		}
+	case "user":
+		if err := applyUser(st, index, c.User); err != nil {
 			return ApplyResult{Err: err}
 		}
 	case "init_cluster":

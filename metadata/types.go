@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"fmt"
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/crdt"
 	"regexp"
@@ -231,7 +232,9 @@ type State struct {
 	// Timings are the cluster's lease-critical timings, recorded with
 	// the initial members (nil in a cluster formed before they were).
 	Timings *Timings `json:"timings,omitempty"`
-	Index   uint64   `json:"index"`
+	// Users are the cluster's users (users.go).
+	Users map[string]*auth.User `json:"users,omitempty"`
+	Index uint64                `json:"index"`
 }
 
 func newState() *State {

@@ -52,6 +52,16 @@
 // heartbeat) when it forms, and a node whose own differ is refused at
 // join and at start (timings.go).
 //
+// Security (security.go, SECURITY.md): with certificates (Config.Certs)
+// the transport is mutual TLS and a peer is the node its certificate
+// names; with Config.RequireAuth the front ends authenticate every client
+// and authorize every request through the node's Guard (package auth).
+// Users live in the metadata (users.go): SetUser hashes passwords on the
+// node that takes the change and proposes only hashes. Every admin action
+// a front end runs is recorded in this node's audit log (audit.go: why
+// per node, and not in the metadata group); ClusterAuditLog gathers every
+// node's through the node service's Audit method.
+//
 // Config holds every setting of a node, today's defaults filled in for
 // what is left zero; Validate refuses negative and contradictory values
 // naming the field. Package config maps a configuration file onto it.

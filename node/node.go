@@ -15,10 +15,12 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/hlc"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node/nodepb"
+	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/storage"
 	"github.com/meridian-db/meridian/strategy"
@@ -125,6 +127,19 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// Logger receives the node's logs. Nil discards.
 	Logger *slog.Logger
+	// Certs, if set, secures node-to-node traffic with mutual TLS; its
+	// node certificate must name this node and cluster (security.go,
+	// package pki). Nil: plaintext, for loopback and trusted networks.
+	Certs *pki.Store
+	// RequireAuth makes every client of the front ends authenticate
+	// (Guard; package auth). False: every client is allowed everything.
+	RequireAuth bool
+	// PasswordHash are the argon2id costs of the password hashes this
+	// node makes. Zero: auth.DefaultHashParams.
+	PasswordHash auth.HashParams
+	// AuditRetention is how many audit records the node keeps (audit.go).
+	// Default DefaultAuditRetention.
+	AuditRetention int
 }
 
 // Defaults of Config (and of the configuration file, see package config).
@@ -311,6 +326,9 @@ type Node struct {
 
 	cluster string // the cluster's id (cluster.go)
 
+	guard *auth.Guard // clients' authentication and authorization (security.go)
+	audit auditLog    // this node's audit log (audit.go)
+
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closeMu sync.Once
@@ -395,9 +413,14 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	// Step 3: the transport, with every peer we know of.
+	sec, err := n.initSecurity()
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	n.tr, err = transport.New(transport.Config{
 		NodeID: cfg.ID, Cluster: n.cluster, Region: cfg.Region, ListenAddr: cfg.ListenAddr, Listener: cfg.Listener,
-		Net: cfg.Net, Logger: cfg.Logger,
+		Net: cfg.Net, Logger: cfg.Logger, Security: sec,
 		Services: []transport.Service{{Desc: &nodepb.Node_ServiceDesc, Impl: rpcServer{n: n}}},
 	}, handler{n})
 	if err != nil {

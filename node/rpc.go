@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
@@ -87,6 +88,9 @@ var errorCodes = []struct {
 	{nodepb.Code_NOT_ASYNC, metadata.ErrNotAsync},
 	{nodepb.Code_META_STALE_EPOCH, metadata.ErrStaleEpoch},
 	{nodepb.Code_BAD_META_COMMAND, metadata.ErrBadCommand},
+	{nodepb.Code_UNKNOWN_USER, auth.ErrUnknownUser},
+	{nodepb.Code_BAD_RULE, auth.ErrBadRule},
+	{nodepb.Code_ROOT_USER, auth.ErrRootUser},
 	{nodepb.Code_CROSS_SHARD, ErrCrossShard},
 	{nodepb.Code_BLOCKING_NOT_HERE, ErrBlockingNotHere},
 }
@@ -363,6 +367,10 @@ func (s rpcServer) Ready(ctx context.Context, _ *nodepb.ReadyRequest) (*nodepb.R
 	r := s.n.Ready(ctx)
 	return &nodepb.ReadyResponse{Node: r.Node, Region: r.Region, Ready: r.Ready, Reasons: r.Reasons,
 		MetadataApplied: r.MetadataApplied, Replicas: int32(r.Replicas), Hosted: int32(r.Hosted)}, nil
+}
+
+func (s rpcServer) Audit(_ context.Context, req *nodepb.AuditRequest) (*nodepb.AuditResponse, error) {
+	return s.n.serveAudit(req), nil
 }
 
 func streamStatusToPB(s StreamStatus) *nodepb.StreamStatus {

@@ -82,7 +82,9 @@ func (n *Node) Status(ctx context.Context) ClusterStatus {
 		ns := NodeStatus{NodeInfo: ni, Initial: slices.Contains(m.InitialMembers, id)}
 		if id == n.cfg.ID {
 			ns.Reachable = true
+			mu.Lock() // the other nodes' answers land in the same map
 			cs.RTTms[id] = toMS(n.tr.RTTs())
+			mu.Unlock()
 		} else {
 			ns.Reachable = n.tr.Healthy(id)
 			wg.Add(1)

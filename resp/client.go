@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metrics"
@@ -45,6 +46,13 @@ type client struct {
 	wmu         sync.Mutex
 	closed      chan struct{}
 
+	// Authentication (auth.go): who the connection is, whether it counts
+	// among the server's unauthenticated ones, and the last
+	// authorization decision.
+	principal auth.Principal
+	counted   bool
+	memo      authzMemo
+
 	// The owner goroutine writes these under mu and reads them freely;
 	// other connections read them under mu (CLIENT LIST).
 	mu       sync.Mutex
@@ -59,7 +67,7 @@ type client struct {
 func newClient(s *Server, conn net.Conn) *client {
 	return &client{
 		s: s, conn: conn,
-		r:        newReader(conn, s.cfg.limits()),
+		r:        newReader(conn, s.cfg.limits()), // start() tightens them until the client authenticates
 		w:        newWriter(conn, s.cfg.WriteTimeout, s.cfg.OutputBufferBytes),
 		id:       s.nextID.Add(1),
 		addr:     conn.RemoteAddr().String(),
@@ -149,7 +157,14 @@ func (c *client) exec(args [][]byte) {
 	c.lastCmd, c.lastAt = name, start
 	c.mu.Unlock()
 	var err error
+	perm, authzErr := c.authorize(name, args)
 	switch {
+	case authzErr != nil:
+		// Refused before it is queued: EXEC aborts, as in Redis.
+		err = authzErr
+		if c.multi != nil {
+			c.multi.failed = true
+		}
 	case (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity):
 		err = errArity(name)
 		if c.multi != nil {
@@ -170,6 +185,9 @@ func (c *client) exec(args [][]byte) {
 		}
 	default:
 		err = cmd.fn(c, args)
+	}
+	if perm.Class == auth.Admin {
+		c.auditCommand(name, args, err)
 	}
 	if err != nil {
 		c.fail(err)

@@ -58,30 +58,6 @@ func cmdSelect(c *client, args [][]byte) error {
 	return nil
 }
 
-// checkAuth accepts the default user with any password: Meridian has no
-// users or passwords (yet), which is how Redis treats its default user
-// when no password is configured.
-func checkAuth(user []byte) error {
-	if string(user) != "default" {
-		return replyError("WRONGPASS invalid username-password pair or user is disabled.")
-	}
-	return nil
-}
-
-func cmdAuth(c *client, args [][]byte) error {
-	switch len(args) {
-	case 2:
-		return replyError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-	case 3:
-		if err := checkAuth(args[1]); err != nil {
-			return err
-		}
-		c.w.simple("OK")
-		return nil
-	}
-	return errSyntax
-}
-
 // validName reports whether a client name or library attribute has only
 // printable, non-blank ASCII (as Redis requires).
 func validName(b []byte) bool {
@@ -96,40 +72,25 @@ func validName(b []byte) bool {
 // cmdHello: HELLO [protover [AUTH user pass] [SETNAME name]]. Both RESP2
 // and RESP3 are spoken; the reply is in the protocol just chosen.
 func cmdHello(c *client, args [][]byte) error {
+	h, err := parseHello(args[1:])
+	if err != nil {
+		return err
+	}
+	if h.auth {
+		if err := c.login(h.user, h.pass); err != nil {
+			return err
+		}
+	} else if !c.authenticated() {
+		return errHelloNoAuth
+	}
 	proto := c.w.proto
-	var name []byte
-	setName := false
-	if len(args) > 1 {
-		v, err := parseInt(args[1])
-		if err != nil {
-			return replyError("ERR Protocol version is not an integer or out of range")
-		}
-		if v != 2 && v != 3 {
-			return replyError("NOPROTO sorry, this protocol version is not supported")
-		}
-		proto = int(v)
-		for i := 2; i < len(args); i++ {
-			switch opt := strings.ToUpper(string(args[i])); {
-			case opt == "AUTH" && i+2 < len(args):
-				if err := checkAuth(args[i+1]); err != nil {
-					return err
-				}
-				i += 2
-			case opt == "SETNAME" && i+1 < len(args):
-				if !validName(args[i+1]) {
-					return replyError("ERR Client names cannot contain spaces, newlines or special characters.")
-				}
-				name, setName = args[i+1], true
-				i++
-			default:
-				return replyError(fmt.Sprintf("ERR Syntax error in HELLO option '%s'", printable(args[i], 64)))
-			}
-		}
+	if h.proto != 0 {
+		proto = h.proto
 	}
 	c.w.proto = proto
-	if setName {
+	if h.setName {
 		c.mu.Lock()
-		c.name = string(name)
+		c.name = string(h.name)
 		c.mu.Unlock()
 	}
 	c.w.mapHeader(11)
@@ -239,9 +200,9 @@ func (c *client) infoLine() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d idle=%d flags=N db=0 cmd=%s user=default lib-name=%s lib-ver=%s keyspace=%s",
+	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d idle=%d flags=N db=0 cmd=%s user=%s lib-name=%s lib-ver=%s keyspace=%s",
 		c.id, c.addr, c.laddr, c.name, int(now.Sub(c.created).Seconds()), int(now.Sub(c.lastAt).Seconds()),
-		c.lastCmd, c.libName, c.libVer, c.keyspace)
+		c.lastCmd, c.userName(), c.libName, c.libVer, c.keyspace)
 }
 
 func sortedCommands() []*command {

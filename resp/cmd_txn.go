@@ -113,6 +113,15 @@ func cmdExec(c *client, args [][]byte) error {
 	if m.failed {
 		return replyError("EXECABORT Transaction discarded because of previous errors.")
 	}
+	// The queued commands were authorized when queued; the user's
+	// permissions may have changed since (Redis checks again too). A
+	// command no longer allowed refuses the whole transaction: nothing
+	// runs.
+	for _, cmd := range m.cmds {
+		if _, err := c.authorize(commandName(cmd[0]), cmd); err != nil {
+			return err
+		}
+	}
 	if len(m.keys) == 0 {
 		// Nothing on keys (PING, ECHO): nothing to apply atomically.
 		c.w.array(len(m.cmds))

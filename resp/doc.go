@@ -6,7 +6,9 @@
 // Commands: docs/commands.md lists them against Redis 7.0's, with how
 // each differs and what it means in each replication strategy (the file
 // is generated from the command table; TestCommandsDoc checks it). The
-// table (commands.go) holds connection and server commands, strings,
+// table (commands.go) holds connection and server commands (ACL among
+// them: WHOAMI, USERS, LIST, GETUSER, SETUSER, DELUSER, CAT, GENPASS;
+// cmd_auth.go), strings,
 // keys, sets and hashes served here, and every command of the node's
 // command engine (package kv: lists, sorted sets, the other string, hash,
 // set and key commands), whose replies come back as kv.Reply and are
@@ -51,6 +53,18 @@
 // a client that does not read its replies loses its connection instead of
 // growing the server's memory. A panic in a command closes that
 // connection, not the node.
+//
+// Security (auth.go, SECURITY.md): with Config.Certs the server speaks
+// TLS, as redis-cli --tls and client libraries expect; a client
+// certificate of the cluster's CA logs its user in. On a node that
+// requires authentication, a connection authenticates (certificate, AUTH
+// or HELLO ... AUTH, Redis's ACL users) before anything else; until then
+// its commands are capped far below the limits above (beyond them it is
+// closed at once, reading no further), it has a deadline, and the
+// connections in that state are bounded. Every command is authorized by
+// auth.Authorize with the permission acl_table.go gives it (a command
+// without an entry is refused), on the connection's keyspace; admin
+// commands go to the node's audit log, passwords hidden.
 //
 // Internal errors are mapped to Redis-style error replies in one place
 // (errorReply).

@@ -79,6 +79,11 @@ func errorCode(err error) string {
 	case strings.Contains(msg, kv.ErrTooLarge.Error()), errors.As(err, &rej):
 		return "too_large"
 	case errors.As(err, &re):
+		for _, code := range []string{"NOAUTH", "NOPERM", "WRONGPASS"} {
+			if strings.HasPrefix(string(re), code) {
+				return strings.ToLower(code)
+			}
+		}
 		return "bad_request"
 	case errors.Is(err, node.ErrCrossShard):
 		return "cross_shard"

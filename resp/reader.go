@@ -30,6 +30,10 @@ type limits struct {
 	maxCommand   int // bytes of all arguments of one command
 	maxInline    int // bytes of an inline command line
 	maxHeaderLen int // bytes of a "*N" or "$N" line
+	// strict: a command beyond the limits ends the connection (a
+	// protocol error, read no further) instead of being skipped; for
+	// connections that have not authenticated (auth.go).
+	strict bool
 }
 
 // protocolError ends the connection after one error reply.
@@ -117,6 +121,9 @@ func (r *reader) readMultibulk() ([][]byte, error) {
 	}
 	var reject *rejectedError
 	if count > int64(r.lim.maxArgs) {
+		if r.lim.strict {
+			return nil, &protocolError{"unauthenticated multibulk length"}
+		}
 		reject = &rejectedError{fmt.Sprintf("too many arguments: %d (limit %d)", count, r.lim.maxArgs)}
 	}
 	var args [][]byte
@@ -135,6 +142,9 @@ func (r *reader) readMultibulk() ([][]byte, error) {
 		size, ok := parseLength(line[1:])
 		if !ok || size < 0 || size > math.MaxInt64-2 {
 			return nil, &protocolError{"invalid bulk length"}
+		}
+		if r.lim.strict && (size > int64(r.lim.maxBulk) || int64(total)+size > int64(r.lim.maxCommand)) {
+			return nil, &protocolError{"unauthenticated bulk length"}
 		}
 		if reject == nil {
 			switch {
@@ -233,6 +243,9 @@ func (r *reader) readInline() ([][]byte, error) {
 		return nil, err
 	}
 	if len(args) > r.lim.maxArgs {
+		if r.lim.strict {
+			return nil, &protocolError{"unauthenticated multibulk length"}
+		}
 		return nil, &rejectedError{fmt.Sprintf("too many arguments: %d (limit %d)", len(args), r.lim.maxArgs)}
 	}
 	return args, nil

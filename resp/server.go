@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/pki"
 )
 
 // Config configures a RESP server. Fields that are zero or negative take
@@ -58,6 +60,18 @@ type Config struct {
 	// ScanCursorTTL after it was issued. Defaults 10000 and 10 minutes.
 	ScanCursors   int
 	ScanCursorTTL time.Duration
+	// Certs, if set, serves RESP over TLS with the node's certificate
+	// (as redis-cli --tls and client libraries expect); a client
+	// certificate is optional, and one of the cluster's CA authenticates
+	// its user (see auth.go).
+	Certs *pki.Store
+	// AuthTimeout closes a connection that has not authenticated this
+	// long after it was accepted (its TLS handshake included), when the
+	// node requires authentication. Default 10s.
+	AuthTimeout time.Duration
+	// MaxUnauthenticated bounds the connections not authenticated yet
+	// (within MaxClients). Default 1000, at most MaxClients.
+	MaxUnauthenticated int
 }
 
 // Validate checks the configuration: zero values stand for the defaults,
@@ -72,6 +86,7 @@ func (c *Config) Validate() error {
 		{"OutputBufferBytes", int64(c.OutputBufferBytes)}, {"WriteTimeout", int64(c.WriteTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"MaxReplyBytes", int64(c.MaxReplyBytes)},
 		{"ScanCursors", int64(c.ScanCursors)}, {"ScanCursorTTL", int64(c.ScanCursorTTL)},
+		{"AuthTimeout", int64(c.AuthTimeout)}, {"MaxUnauthenticated", int64(c.MaxUnauthenticated)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("resp: %s must not be negative (got %d)", f.name, f.v)
@@ -106,6 +121,11 @@ func (c *Config) setDefaults() {
 	if c.ScanCursorTTL <= 0 {
 		c.ScanCursorTTL = 10 * time.Minute
 	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = 10 * time.Second
+	}
+	def(&c.MaxUnauthenticated, 1000)
+	c.MaxUnauthenticated = min(c.MaxUnauthenticated, c.MaxClients)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -127,9 +147,12 @@ type Server struct {
 	started time.Time
 	cursors *cursorTable
 	nextID  atomic.Int64
+	// tlsConfig is set when the server speaks TLS (Config.Certs).
+	tlsConfig *tls.Config
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
+	unauth  int // connections not authenticated yet
 	closed  bool
 	wg      sync.WaitGroup
 
@@ -160,6 +183,9 @@ func Serve(ln net.Listener, n *node.Node, cfg Config) *Server {
 		ctx: ctx, cancel: cancel, started: time.Now(),
 		cursors: newCursorTable(cfg.ScanCursors, cfg.ScanCursorTTL),
 		clients: map[*client]struct{}{},
+	}
+	if cfg.Certs != nil {
+		s.tlsConfig = cfg.Certs.ClientsConfig(n.Cluster(), nil)
 	}
 	s.unsink = n.AddPubSubSink(s.deliver)
 	s.wg.Add(1)
@@ -228,9 +254,17 @@ func (s *Server) acceptLoop() {
 			_, _ = io.WriteString(conn, "-ERR max number of clients reached\r\n")
 			_ = conn.Close()
 			continue
+		case s.node.Guard().Required() && s.unauth >= s.cfg.MaxUnauthenticated:
+			s.mu.Unlock()
+			s.refuseUnauthenticated(conn)
+			continue
 		}
-		c := newClient(s, conn)
+		c := newClient(s, s.secure(conn))
 		s.clients[c] = struct{}{}
+		if s.node.Guard().Required() {
+			s.unauth++
+			c.counted = true
+		}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go c.serve()
@@ -259,11 +293,17 @@ func (c *client) serve() {
 		close(c.closed)
 		s.mu.Lock()
 		delete(s.clients, c)
+		if c.counted {
+			s.unauth--
+		}
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
+	if !c.start() {
+		return
+	}
 	for {
-		if s.cfg.IdleTimeout > 0 && c.subscriptions() == 0 {
+		if s.cfg.IdleTimeout > 0 && c.authenticated() && c.subscriptions() == 0 {
 			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		}
 		args, err := c.r.readCommand()

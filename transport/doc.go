@@ -44,6 +44,20 @@
 // clusters thus never exchange a message, even when one is given the
 // other's addresses.
 //
+// Security. With Config.Security (package pki's NodeTLS), every
+// connection is mutual TLS 1.3: a peer without a certificate, with one of
+// another CA, or naming another cluster is refused at the handshake, and
+// a dialler refuses a server whose certificate is not the node it meant
+// to reach. The sender of a request is then the node its certificate
+// names: a request whose metadata claims another id is refused with
+// gRPC status Unauthenticated and a rate-limited warning; the caller sees
+// ErrIdentity (with ErrUnreachable and ErrNotSent). Certificates change
+// without a restart: the transport drops its connections when they do
+// (Security.Changed), and requests on connections made before are
+// checked against the new CA bundle, a raft stream's at its next frame.
+// Without Security the transport is plaintext and trusts the metadata's
+// id, for loopback and trusted networks only.
+//
 // Ownership and limits:
 //
 //   - transport owns its listener, gRPC server, client connections and every

@@ -28,6 +28,9 @@ const (
 	// keepaliveTime and keepaliveTimeout detect dead connections.
 	keepaliveTime    = 10 * time.Second
 	keepaliveTimeout = 5 * time.Second
+	// handshakeTimeout bounds a new connection's handshake (TLS
+	// included) on the server side.
+	handshakeTimeout = 10 * time.Second
 	// maxFramesInFlight bounds the batch frames of one peer that are inside
 	// the netsim.Network (delayed or being written). When it is reached the
 	// sender stops draining the queue, so the queue bound applies.
@@ -150,7 +153,7 @@ func (p *peer) clientConn() (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("%w: peer %d at %s: redial in %v after %d failures",
 			ErrUnreachable, p.id, p.info.Addr, p.retryAt.Sub(now).Round(time.Millisecond), p.failures)
 	}
-	conn, err := grpc.NewClient("passthrough:///"+p.info.Addr, p.t.dialOpts...)
+	conn, err := grpc.NewClient("passthrough:///"+p.info.Addr, p.t.dialOptions(p.id)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: peer %d at %s: %w", ErrUnreachable, p.id, p.info.Addr, err)
 	}

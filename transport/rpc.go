@@ -90,7 +90,8 @@ func (s *service) interceptor(ctx context.Context, req any, info *grpc.UnaryServ
 //   - ErrUnreachable (wrapped) if the peer is unknown, cannot be reached, or
 //     either hop is dropped by the network; also wrapping ErrNotSent when
 //     the request certainly never ran at the peer (request hop dropped, no
-//     connection, refused for another cluster or wire version);
+//     connection, refused for another cluster or wire version, or because
+//     this node's certificate does not back its id: ErrIdentity);
 //   - ctx's error (wrapped) if ctx ends first;
 //   - ErrClosed once the Transport is closed;
 //   - the handler's own gRPC status otherwise.
@@ -165,7 +166,7 @@ func (p *peer) invoke(ctx context.Context, method string, args, reply any, opts 
 
 // refusal turns a peer's refusal of the request before it ran into an
 // error (ErrWrongCluster for another cluster, ErrVersion for another wire
-// version); nil for any other error. The node services' handlers answer
+// version, ErrIdentity for a sender its certificate does not back); nil for any other error. The node services' handlers answer
 // their own failures inside their responses, so a gRPC status of these
 // kinds can only come from the transport's checks.
 func refusal(err error) error {
@@ -178,6 +179,8 @@ func refusal(err error) error {
 		return fmt.Errorf("%w: %s", ErrWrongCluster, st.Message())
 	case st.Code() == codes.FailedPrecondition && strings.HasPrefix(st.Message(), versionMarker):
 		return fmt.Errorf("%w: %s", ErrVersion, st.Message())
+	case st.Code() == codes.Unauthenticated && strings.HasPrefix(st.Message(), identityMarker):
+		return fmt.Errorf("%w: %s", ErrIdentity, st.Message())
 	case st.Code() == codes.FailedPrecondition, st.Code() == codes.InvalidArgument:
 		// Misaddressed (another node answers at the address) or missing
 		// identity: refused before anything ran.

@@ -57,6 +57,9 @@ func (s *service) remoteID(ctx context.Context) (uint64, error) {
 	if len(from) != 1 || len(to) != 1 {
 		return 0, status.Error(codes.InvalidArgument, "transport: missing node id metadata")
 	}
+	if err := s.certifiedID(ctx, from[0]); err != nil {
+		return 0, err
+	}
 	if v := md.Get(mdVersion); len(v) != 1 || v[0] != WireVersion {
 		got := "none"
 		if len(v) > 0 {
@@ -128,6 +131,7 @@ func (s *service) Raft(stream grpc.ClientStreamingServer[transportpb.Frame, tran
 	if err != nil {
 		return err
 	}
+	certified := s.stillCertified(stream.Context(), strconv.FormatUint(from, 10))
 	for {
 		in, err := stream.Recv()
 		if err != nil {
@@ -143,6 +147,9 @@ func (s *service) Raft(stream grpc.ClientStreamingServer[transportpb.Frame, tran
 		}
 		if len(batch) == 0 {
 			continue
+		}
+		if err := certified(); err != nil {
+			return err
 		}
 		if !t.callback(func() { t.h.HandleRaft(from, batch) }) {
 			return status.Error(codes.Unavailable, ErrClosed.Error())

@@ -21,10 +21,14 @@ import (
 	"github.com/meridian-db/meridian/node"
 )
 
-// adminClient talks to a node's HTTP API.
+// adminClient talks to a node's HTTP API, with the command's
+// credentials (creds.go).
 type adminClient struct {
-	base string
-	http *http.Client
+	base     string
+	http     *http.Client
+	header   string // Authorization
+	prepared bool
+	prepErr  error
 }
 
 func newAdminClient(addr string) *adminClient {
@@ -34,6 +38,9 @@ func newAdminClient(addr string) *adminClient {
 // do sends a request and decodes a JSON answer into out; error answers
 // become Go errors carrying the server's code and message.
 func (c *adminClient) do(ctx context.Context, method, path string, in, out any) error {
+	if err := c.prepare(ctx); err != nil {
+		return err
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -49,6 +56,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s: %w", c.base, err)
@@ -96,7 +104,8 @@ func newPlacementClient(addr string, wait time.Duration) *adminClient {
 }
 
 func addrFlag(cmd *cobra.Command, addr *string) {
-	cmd.Flags().StringVar(addr, "addr", "127.0.0.1:8080", "HTTP address of any node")
+	cmd.Flags().StringVar(addr, "addr", "127.0.0.1:8080", "HTTP address of any node (https:// with --certs-dir)")
+	credentialFlags(cmd)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -194,10 +203,14 @@ func waitClusterReady(ctx context.Context, c *adminClient, out io.Writer, timeou
 // (someone is not ready).
 func (c *adminClient) readiness(ctx context.Context) (node.ClusterReadiness, error) {
 	var cr node.ClusterReadiness
+	if err := c.prepare(ctx); err != nil {
+		return cr, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/cluster/readiness", nil)
 	if err != nil {
 		return cr, err
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return cr, err

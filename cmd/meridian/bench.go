@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +41,8 @@ type benchFlags struct {
 	// Meridian only.
 	keyspace    string
 	consistency string
+	// RESP targets: TLS and credentials.
+	tlsCA, user, password string
 	// In-process clusters only.
 	region       string
 	regions      string
@@ -158,6 +162,9 @@ Examples:
 	fl.Uint64Var(&f.seed, "seed", f.seed, "seed of the operation and key sequences")
 	fl.BoolVar(&f.noLoad, "no-load", false, "skip the load phase (the records are already there)")
 	fl.StringVar(&f.keyspace, "keyspace", "", "Meridian keyspace (sent as MERIDIAN.KEYSPACE; in-process default: "+demoSyncKeyspace+", the sync keyspace, or "+demoAsyncKeyspace+" for --workload lag, "+demoActiveKeyspace+" for converge)")
+	fl.StringVar(&f.tlsCA, "tls-ca", "", "resp:// targets: speak TLS, verifying the server with this CA bundle (a Meridian node with certificates: its ca.crt)")
+	fl.StringVar(&f.user, "user", "", "resp:// targets: the user to authenticate as (env MERIDIAN_USER)")
+	fl.StringVar(&f.password, "password", "", "resp:// targets: its password (env MERIDIAN_PASSWORD; MERIDIAN_PASSWORD_FILE names a file)")
 	fl.StringVar(&f.consistency, "consistency", "", "Meridian read consistency, sent as MERIDIAN.CONSISTENCY (default: the server's, strong); for etcd, serializable or eventual make reads serializable")
 	fl.StringVar(&f.region, "region", "", "in-process targets: the region of the node benchmarked (default: the first region)")
 	fl.StringVar(&f.regions, "regions", "", "in-process targets: comma-separated regions of the cluster (default: the demo's, us-east,eu-west,ap-southeast)")
@@ -280,7 +287,12 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 		if f.consistency != "" {
 			connect = append(connect, []any{"MERIDIAN.CONSISTENCY", f.consistency})
 		}
-		t, err := bench.NewRESPTarget(ctx, spec.Addrs[0], bench.RESPOptions{ConnectCommands: connect})
+		opts, err := f.respSecurity()
+		if err != nil {
+			return err
+		}
+		opts.ConnectCommands = connect
+		t, err := bench.NewRESPTarget(ctx, spec.Addrs[0], opts)
 		if err != nil {
 			return err
 		}
@@ -532,6 +544,9 @@ func startInprocCluster(ctx context.Context, opts demo.Options) (*inprocCluster,
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	opts.DataDir = dir
+	// The in-process cluster is benchmarked in plaintext; what TLS and
+	// authentication cost is measured against resp:// targets (--tls-ca).
+	opts.Insecure = true
 	dctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -754,3 +769,35 @@ func finishCheckedReport(rep *bench.Report, err error, asJSON bool, stdout io.Wr
 }
 
 func msDur(ms float64) time.Duration { return time.Duration(ms * 1e6) }
+
+// respSecurity returns the TLS and credentials of a resp:// target from
+// --tls-ca, --user and --password (or the environment).
+func (f *benchFlags) respSecurity() (bench.RESPOptions, error) {
+	var o bench.RESPOptions
+	o.Username, o.Password = f.user, f.password
+	if o.Username == "" {
+		o.Username = os.Getenv("MERIDIAN_USER")
+	}
+	if o.Password == "" {
+		o.Password = os.Getenv("MERIDIAN_PASSWORD")
+	}
+	if file := os.Getenv("MERIDIAN_PASSWORD_FILE"); o.Password == "" && file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return o, fmt.Errorf("bench: MERIDIAN_PASSWORD_FILE: %w", err)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if f.tlsCA != "" {
+		pem, err := os.ReadFile(f.tlsCA)
+		if err != nil {
+			return o, fmt.Errorf("bench: --tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return o, fmt.Errorf("bench: --tls-ca %s holds no certificate", f.tlsCA)
+		}
+		o.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return o, nil
+}

@@ -99,3 +99,30 @@ timings: {tick_interval: 20ms, min_heartbeat_interval: 200ms, placement_wait: 20
 		t.Fatalf("a zero tick: %v", err)
 	}
 }
+
+// TestClockOffsetOnlyWhenEmulated: --clock-offset is refused without an
+// emulated network (before anything is opened), and never read from a
+// configuration file.
+func TestClockOffsetOnlyWhenEmulated(t *testing.T) {
+	dir := t.TempDir()
+	root := rootCmd()
+	root.SetOut(&bytes.Buffer{})
+	root.SetErr(&bytes.Buffer{})
+	root.SetArgs([]string{"start", "--id", "1", "--region", "us-east", "--data-dir", filepath.Join(dir, "d"),
+		"--listen", "127.0.0.1:7401", "--resp", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--peers", "1=us-east@127.0.0.1:7401", "--clock-offset", "100ms"})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "--clock-offset 100ms: only for emulated networks") {
+		t.Fatalf("clock offset without --latency: %v", err)
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "d")); !os.IsNotExist(statErr) {
+		t.Fatalf("the data directory was made before the refusal: %v", statErr)
+	}
+	path := filepath.Join(dir, "n.yaml")
+	if err := os.WriteFile(path, []byte("clock_offset: 10m\nnode: {id: 1, region: us-east}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path); err == nil {
+		t.Fatal("a file with clock_offset was accepted")
+	}
+}

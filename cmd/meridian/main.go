@@ -28,7 +28,8 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd(), switchoverCmd(), failoverCmd(), lostWritesCmd(), conflictsCmd(), benchCmd(), configCmd())
+	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd(), switchoverCmd(), failoverCmd(), lostWritesCmd(), conflictsCmd(), benchCmd(), configCmd(),
+		certCmd(), userCmd(), tokenCmd(), auditCmd())
 	return root
 }
 
@@ -40,6 +41,7 @@ func demoCmd() *cobra.Command {
 		dataDir  string
 		basePort int
 		verbose  bool
+		insecure bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -50,7 +52,7 @@ func demoCmd() *cobra.Command {
 			defer stop()
 			opts := demo.Options{
 				Regions: splitList(regions), NodesPerRegion: perNode, Latency: latency,
-				DataDir: dataDir, BasePort: basePort,
+				DataDir: dataDir, BasePort: basePort, Insecure: insecure,
 			}
 			if verbose {
 				opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -64,6 +66,7 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep data here (default: a temporary directory removed at exit)")
 	cmd.Flags().IntVar(&basePort, "base-port", 7379, "first RESP port (one per node, counting up); 0 picks free ports")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log node events to stderr")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "no certificates, no users: plaintext and no authentication (the demo is secure by default)")
 	return cmd
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/resp"
 	"github.com/meridian-db/meridian/transport"
 )
@@ -48,6 +49,8 @@ type startFlags struct {
 	clockOff  time.Duration // (flag only)
 	logLevel  string        // node.log_level
 	placement time.Duration // timings.placement_wait
+	certsDir  string        // security.certs_dir
+	insecure  bool          // security.insecure
 }
 
 func startCmd() *cobra.Command {
@@ -76,7 +79,14 @@ Every cluster has a name (--cluster, default "meridian") and an id derived
 from the name and the initial members; nodes refuse requests, streams and
 session tokens of another cluster, and a data directory of another cluster.
 The tick and minimum heartbeat are recorded when the cluster forms: a node
-whose own differ is refused at join and at start.`,
+whose own differ is refused at join and at start.
+
+A node is secured by its certificates (--certs-dir, made by "meridian cert"):
+mutual TLS between nodes, TLS for RESP and HTTP, every client authenticated
+(users: "meridian user", the root user's client certificate to begin with).
+Without certificates it speaks plaintext, asks no credentials, and listens
+only on loopback addresses unless --insecure is given. Certificates are
+reloaded on SIGHUP and when their files change. See SECURITY.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file, err := f.apply(cmd.Flags().Changed)
@@ -103,6 +113,8 @@ whose own differ is refused at join and at start.`,
 	fl.DurationVar(&f.clockOff, "clock-offset", 0, "emulation only, with --latency: run this node's clock this far ahead (or behind, if negative) of the machine's, to test clock skew between regions")
 	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
 	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
+	fl.StringVar(&f.certsDir, "certs-dir", "", "the node's certificates (ca.crt, node.crt, node.key): mutual TLS between nodes, TLS and authentication for clients")
+	fl.BoolVar(&f.insecure, "insecure", false, "without certificates, listen on addresses other than loopback anyway: plaintext, no authentication (trusted networks only)")
 	return cmd
 }
 
@@ -138,6 +150,8 @@ func (f startFlags) apply(changed func(string) bool) (config.File, error) {
 	set("clock-offset", func() { file.ClockOffset = f.clockOff })
 	set("log-level", func() { file.Node.LogLevel = f.logLevel })
 	set("placement-wait", func() { file.Timings.PlacementWait = f.placement })
+	set("certs-dir", func() { file.Security.CertsDir = f.certsDir })
+	set("insecure", func() { file.Security.Insecure = f.insecure })
 	if changed("peers") {
 		peers, err := parsePeers(f.peers)
 		if err != nil {
@@ -179,6 +193,8 @@ func parsePeers(s string) ([]transport.Peer, error) {
 }
 
 func runStart(ctx context.Context, f config.File, out io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx) // ends what runs beside the node (certificate reloads)
+	defer cancel()
 	// Step 1: check the configuration before touching anything.
 	if err := f.Validate(); err != nil {
 		return err
@@ -204,6 +220,12 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Step 1b: security (security.go): certificates, or plaintext where
+	// that is allowed.
+	certs, err := openSecurity(ctx, f, logger)
+	if err != nil {
+		return err
+	}
 	// Step 2: open the client listeners first, so the node can advertise them.
 	raftLn, err := net.Listen("tcp", f.Addresses.Listen)
 	if err != nil {
@@ -226,7 +248,7 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 		timings := nc.Timings()
 		req := httpapi.JoinRequest{NodeInfo: metadata.NodeInfo{ID: nc.ID, Region: nc.Region, Zone: nc.Zone, Addr: nc.ListenAddr,
 			RESPAddr: respLn.Addr().String(), HTTPAddr: httpLn.Addr().String()}, Timings: &timings}
-		ans, err := requestJoin(ctx, f.Join, req)
+		ans, err := requestJoin(ctx, f.Join, req, certs)
 		if err != nil {
 			return err
 		}
@@ -253,6 +275,7 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 	// Step 5: the node.
 	nc.Listener, nc.Logger = raftLn, logger
 	nc.RESPAddr, nc.HTTPAddr = respLn.Addr().String(), httpLn.Addr().String()
+	nc.Certs, nc.RequireAuth = certs, certs != nil
 	n, err := node.Start(nc)
 	if err != nil {
 		return err
@@ -261,12 +284,16 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 	// Step 6: the front ends, sharing one metrics registry.
 	reg := metrics.ForNode(n)
 	rc := f.RESPConfig()
-	rc.Metrics = reg
+	rc.Metrics, rc.Certs = reg, certs
 	rs := resp.Serve(respLn, n, rc)
 	defer rs.Close()
 	hc := f.HTTPConfig()
-	hc.Metrics = reg
-	hs := httpapi.Serve(httpLn, httpapi.New(n, hc))
+	hc.Metrics, hc.Certs = reg, certs
+	so := httpapi.ServeOptions{MaxConns: f.HTTP.MaxConns}
+	if certs != nil {
+		so.TLS = certs.ClientsConfig(n.Cluster(), []string{"http/1.1"})
+	}
+	hs := httpapi.ServeWith(httpLn, httpapi.New(n, hc), so)
 	defer hs.Close()
 	fmt.Fprintf(out, "meridian node %d (%s) running: resp %s, http %s, peers %s\n", nc.ID, nc.Region, respLn.Addr(), httpLn.Addr(), raftLn.Addr())
 	// Step 7: run until told to stop, or until storage fails.
@@ -283,17 +310,26 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 
 // requestJoin asks a member to admit this node and returns its answer:
 // the cluster's peers, name and id.
-func requestJoin(ctx context.Context, member string, join httpapi.JoinRequest) (httpapi.JoinResponse, error) {
+func requestJoin(ctx context.Context, member string, join httpapi.JoinRequest, certs *pki.Store) (httpapi.JoinResponse, error) {
 	body, _ := json.Marshal(join)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var out httpapi.JoinResponse
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(member)+"/v1/cluster/nodes", bytes.NewReader(body))
+	base, client := baseURL(member), http.DefaultClient
+	if certs != nil {
+		// The node's certificate is its credential: it may ask to admit
+		// itself, nothing more.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = certs.NodeClientConfig()
+		client = &http.Client{Transport: tr}
+		base = strings.Replace(base, "http://", "https://", 1)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/cluster/nodes", bytes.NewReader(body))
 	if err != nil {
 		return out, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return out, fmt.Errorf("join through %s: %w", member, err)
 	}

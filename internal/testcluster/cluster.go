@@ -10,18 +10,22 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/netsim"
 	"github.com/meridian-db/meridian/node"
+	"github.com/meridian-db/meridian/pki"
 	"github.com/meridian-db/meridian/transport"
 )
 
@@ -67,6 +71,11 @@ type Options struct {
 	// Logs, if set, receives every node's logs at info level and above
 	// (text, one record a line), besides the test log if Verbose.
 	Logs io.Writer
+	// Secure gives every node a certificate of a CA made for the cluster
+	// (mutual TLS between nodes) and makes clients authenticate
+	// (node.Config.RequireAuth). Cluster.CA holds the CA, its bundle and
+	// a client certificate of the root user.
+	Secure bool
 }
 
 // Member is one node of the cluster, running or not.
@@ -77,6 +86,45 @@ type Member struct {
 	Dir    string
 	FS     vfs.FS     // nil: the operating system's
 	Node   *node.Node // nil while killed
+	// held keeps the address of a member not started yet (Options.Held)
+	// until Restart starts it: another test's listener cannot take it.
+	held *heldListener
+}
+
+// heldListener keeps a port taken while its node is not running: it
+// accepts connections and closes them at once, as a stopped process's
+// port refuses them, until release hands the listener to the node.
+type heldListener struct {
+	ln   *net.TCPListener
+	stop atomic.Bool
+	done chan struct{}
+}
+
+func hold(ln net.Listener) *heldListener {
+	h := &heldListener{ln: ln.(*net.TCPListener), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		for {
+			conn, err := h.ln.Accept()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() && !h.stop.Load() {
+					continue
+				}
+				return
+			}
+			_ = conn.Close()
+		}
+	}()
+	return h
+}
+
+// release stops accepting and returns the listener, still open.
+func (h *heldListener) release() net.Listener {
+	h.stop.Store(true)
+	_ = h.ln.SetDeadline(time.Now())
+	<-h.done
+	_ = h.ln.SetDeadline(time.Time{})
+	return h.ln
 }
 
 // Cluster is a running test cluster.
@@ -87,7 +135,14 @@ type Cluster struct {
 	Net     *netsim.Network
 	Members []*Member
 	peers   []transport.Peer
+	// CA is the certificates directory of a Secure cluster: ca.crt,
+	// ca.key and the root user's client.root.crt and .key.
+	CA string
 }
+
+// TestPasswordHash are argon2id costs cheap enough for tests (every
+// node of a test cluster hashes with them).
+var TestPasswordHash = auth.HashParams{MemoryKiB: 64, Time: 1, Threads: 1}
 
 // New starts a cluster and waits until every node is ready (joined and
 // caught up with the metadata; see node.Ready), or, with held members,
@@ -119,6 +174,15 @@ func New(t testing.TB, opts Options) *Cluster {
 	root := t.TempDir()
 	c := &Cluster{t: t, opts: opts, Net: netw}
 	t.Cleanup(c.Close)
+	if opts.Secure {
+		c.CA = filepath.Join(root, "ca")
+		if _, err := pki.CreateCA(pki.CAOptions{Dir: c.CA}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pki.CreateClient(pki.CertOptions{Dir: c.CA}, auth.RootUser); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var listeners []net.Listener
 	id := uint64(1)
 	for _, r := range opts.Regions {
@@ -144,7 +208,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	started := 0
 	for i, m := range c.Members {
 		if slices.Contains(opts.Held, m.ID) {
-			_ = listeners[i].Close() // Restart listens again
+			m.held = hold(listeners[i]) // Restart takes it
 			continue
 		}
 		started++
@@ -199,6 +263,20 @@ func (c *Cluster) start(m *Member, ln net.Listener) error {
 		LeaderHysteresis: c.opts.LeaderHysteresis, LeaderCheckInterval: c.opts.LeaderHysteresis / 4,
 		RequestTimeout: c.opts.RequestTimeout, Logger: logger,
 		PlacementWait: c.opts.PlacementWait, HealthCheckInterval: c.opts.HealthCheckInterval,
+		PasswordHash: TestPasswordHash,
+	}
+	if c.opts.Secure {
+		dir := filepath.Join(filepath.Dir(m.Dir), fmt.Sprintf("certs%d", m.ID))
+		if _, err := os.Stat(filepath.Join(dir, pki.NodeCertFile)); err != nil {
+			if _, err := pki.CreateNode(pki.CertOptions{Dir: c.CA, OutDir: dir, Hosts: []string{"127.0.0.1", "localhost"}}, m.ID); err != nil {
+				return err
+			}
+		}
+		certs, err := pki.OpenNode(dir, logger)
+		if err != nil {
+			return err
+		}
+		cfg.Certs, cfg.RequireAuth = certs, true
 	}
 	if c.opts.Tune != nil {
 		c.opts.Tune(m.ID, &cfg)
@@ -309,6 +387,13 @@ func (c *Cluster) TryRestart(id uint64) error {
 	}
 	var ln net.Listener
 	var err error
+	c.mu.Lock()
+	held := m.held
+	m.held = nil
+	c.mu.Unlock()
+	if held != nil {
+		return c.start(m, held.release())
+	}
 	// The port was just released; the kernel may hold it for a moment.
 	for range 100 {
 		if ln, err = net.Listen("tcp", m.Addr); err == nil {
@@ -329,6 +414,12 @@ func (c *Cluster) Heal() { c.Net.Heal() }
 func (c *Cluster) Close() {
 	for _, m := range c.Members {
 		c.Kill(m.ID)
+		c.mu.Lock()
+		if m.held != nil {
+			_ = m.held.release().Close()
+			m.held = nil
+		}
+		c.mu.Unlock()
 	}
 	c.Net.Close()
 }

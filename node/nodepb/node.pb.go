@@ -1,7 +1,7 @@
 // The requests one Meridian node makes of another: forwarded reads and
 // writes, proposals to a group's leader, membership changes, scans of a
-// shard, stream positions and statuses, closed timestamps, round trips and
-// readiness. Served by every node on its transport's connections (package
+// shard, stream positions and statuses, closed timestamps, round trips,
+// readiness and audit records. Served by every node on its transport's connections (package
 // transport: identity, cluster and wire version checked on every call).
 //
 // Errors that belong to the request (an unknown keyspace, a write refused
@@ -88,8 +88,16 @@ const (
 	Code_UNKNOWN_GROUP       Code = 48
 	Code_CHANGE_TOO_LARGE    Code = 49
 	Code_TIMINGS_DIFFER      Code = 50
-	Code_CROSS_SHARD         Code = 51
-	Code_BLOCKING_NOT_HERE   Code = 52
+	// Users (package auth), from a change of a user that the metadata
+	// refused.
+	Code_UNKNOWN_USER Code = 51
+	Code_BAD_RULE     Code = 52
+	Code_ROOT_USER    Code = 53
+	// Redis commands: keys of several shards in one command or
+	// transaction, a blocking pop outside an async keyspace's primary
+	// region.
+	Code_CROSS_SHARD       Code = 54
+	Code_BLOCKING_NOT_HERE Code = 55
 )
 
 // Enum value maps for Code.
@@ -146,8 +154,11 @@ var (
 		48: "UNKNOWN_GROUP",
 		49: "CHANGE_TOO_LARGE",
 		50: "TIMINGS_DIFFER",
-		51: "CROSS_SHARD",
-		52: "BLOCKING_NOT_HERE",
+		51: "UNKNOWN_USER",
+		52: "BAD_RULE",
+		53: "ROOT_USER",
+		54: "CROSS_SHARD",
+		55: "BLOCKING_NOT_HERE",
 	}
 	Code_value = map[string]int32{
 		"OK":                  0,
@@ -201,8 +212,11 @@ var (
 		"UNKNOWN_GROUP":       48,
 		"CHANGE_TOO_LARGE":    49,
 		"TIMINGS_DIFFER":      50,
-		"CROSS_SHARD":         51,
-		"BLOCKING_NOT_HERE":   52,
+		"UNKNOWN_USER":        51,
+		"BAD_RULE":            52,
+		"ROOT_USER":           53,
+		"CROSS_SHARD":         54,
+		"BLOCKING_NOT_HERE":   55,
 	}
 )
 
@@ -2247,6 +2261,255 @@ func (x *PublishResponse) GetError() *Error {
 	return nil
 }
 
+type AuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// since_ms: records at or after this time (Unix ms); limit: at most
+	// this many, the newest (0: the node's default).
+	SinceMs       int64 `protobuf:"varint,1,opt,name=since_ms,json=sinceMs,proto3" json:"since_ms,omitempty"`
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRequest) Reset() {
+	*x = AuditRequest{}
+	mi := &file_node_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRequest) ProtoMessage() {}
+
+func (x *AuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
+func (*AuditRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *AuditRequest) GetSinceMs() int64 {
+	if x != nil {
+		return x.SinceMs
+	}
+	return 0
+}
+
+func (x *AuditRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// AuditRecord is one admin action (node.AuditRecord).
+type AuditRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	TimeMs        int64                  `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	Node          uint64                 `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
+	Region        string                 `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	Who           string                 `protobuf:"bytes,5,opt,name=who,proto3" json:"who,omitempty"`
+	Via           string                 `protobuf:"bytes,6,opt,name=via,proto3" json:"via,omitempty"`
+	From          string                 `protobuf:"bytes,7,opt,name=from,proto3" json:"from,omitempty"`
+	Frontend      string                 `protobuf:"bytes,8,opt,name=frontend,proto3" json:"frontend,omitempty"`
+	Action        string                 `protobuf:"bytes,9,opt,name=action,proto3" json:"action,omitempty"`
+	Keyspace      string                 `protobuf:"bytes,10,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	Detail        string                 `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
+	Result        string                 `protobuf:"bytes,12,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_node_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuditRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetFrontend() string {
+	if x != nil {
+		return x.Frontend
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+type AuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// records are the newest that fit in one answer, oldest first; dropped
+	// counts the older ones left out for size.
+	Records       []*AuditRecord `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Dropped       uint64         `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditResponse) Reset() {
+	*x = AuditResponse{}
+	mi := &file_node_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditResponse) ProtoMessage() {}
+
+func (x *AuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
+func (*AuditResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AuditResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *AuditResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *AuditResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_node_proto protoreflect.FileDescriptor
 
 const file_node_proto_rawDesc = "" +
@@ -2410,7 +2673,28 @@ const file_node_proto_rawDesc = "" +
 	"done_below\x18\x03 \x01(\x04R\tdoneBelow\x128\n" +
 	"\bmessages\x18\x04 \x03(\v2\x1c.meridian.node.v1.PubMessageR\bmessages\"@\n" +
 	"\x0fPublishResponse\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error*\xb0\a\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\"?\n" +
+	"\fAuditRequest\x12\x19\n" +
+	"\bsince_ms\x18\x01 \x01(\x03R\asinceMs\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\x9c\x02\n" +
+	"\vAuditRecord\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
+	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\x04R\x04node\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x10\n" +
+	"\x03who\x18\x05 \x01(\tR\x03who\x12\x10\n" +
+	"\x03via\x18\x06 \x01(\tR\x03via\x12\x12\n" +
+	"\x04from\x18\a \x01(\tR\x04from\x12\x1a\n" +
+	"\bfrontend\x18\b \x01(\tR\bfrontend\x12\x16\n" +
+	"\x06action\x18\t \x01(\tR\x06action\x12\x1a\n" +
+	"\bkeyspace\x18\n" +
+	" \x01(\tR\bkeyspace\x12\x16\n" +
+	"\x06detail\x18\v \x01(\tR\x06detail\x12\x16\n" +
+	"\x06result\x18\f \x01(\tR\x06result\"\x91\x01\n" +
+	"\rAuditResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x127\n" +
+	"\arecords\x18\x02 \x03(\v2\x1d.meridian.node.v1.AuditRecordR\arecords\x12\x18\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped*\xdf\a\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\f\n" +
 	"\bINTERNAL\x10\x01\x12\x14\n" +
@@ -2472,9 +2756,12 @@ const file_node_proto_rawDesc = "" +
 	"\x0eMEMBERS_DIFFER\x10/\x12\x11\n" +
 	"\rUNKNOWN_GROUP\x100\x12\x14\n" +
 	"\x10CHANGE_TOO_LARGE\x101\x12\x12\n" +
-	"\x0eTIMINGS_DIFFER\x102\x12\x0f\n" +
-	"\vCROSS_SHARD\x103\x12\x15\n" +
-	"\x11BLOCKING_NOT_HERE\x1042\x99\a\n" +
+	"\x0eTIMINGS_DIFFER\x102\x12\x10\n" +
+	"\fUNKNOWN_USER\x103\x12\f\n" +
+	"\bBAD_RULE\x104\x12\r\n" +
+	"\tROOT_USER\x105\x12\x0f\n" +
+	"\vCROSS_SHARD\x106\x12\x15\n" +
+	"\x11BLOCKING_NOT_HERE\x1072\xe3\a\n" +
 	"\x04Node\x12H\n" +
 	"\x05Write\x12\x1e.meridian.node.v1.WriteRequest\x1a\x1f.meridian.node.v1.WriteResponse\x12E\n" +
 	"\x04Read\x12\x1d.meridian.node.v1.ReadRequest\x1a\x1e.meridian.node.v1.ReadResponse\x12N\n" +
@@ -2488,7 +2775,8 @@ const file_node_proto_rawDesc = "" +
 	"\x03RTT\x12\x1c.meridian.node.v1.RTTRequest\x1a\x1d.meridian.node.v1.RTTResponse\x12H\n" +
 	"\x05Ready\x12\x1e.meridian.node.v1.ReadyRequest\x1a\x1f.meridian.node.v1.ReadyResponse\x12H\n" +
 	"\x05Query\x12\x1e.meridian.node.v1.QueryRequest\x1a\x1f.meridian.node.v1.QueryResponse\x12N\n" +
-	"\aPublish\x12 .meridian.node.v1.PublishRequest\x1a!.meridian.node.v1.PublishResponseB-Z+github.com/meridian-db/meridian/node/nodepbb\x06proto3"
+	"\aPublish\x12 .meridian.node.v1.PublishRequest\x1a!.meridian.node.v1.PublishResponse\x12H\n" +
+	"\x05Audit\x12\x1e.meridian.node.v1.AuditRequest\x1a\x1f.meridian.node.v1.AuditResponseB-Z+github.com/meridian-db/meridian/node/nodepbb\x06proto3"
 
 var (
 	file_node_proto_rawDescOnce sync.Once
@@ -2503,7 +2791,7 @@ func file_node_proto_rawDescGZIP() []byte {
 }
 
 var file_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_node_proto_goTypes = []any{
 	(Code)(0),                  // 0: meridian.node.v1.Code
 	(*Error)(nil),              // 1: meridian.node.v1.Error
@@ -2536,7 +2824,10 @@ var file_node_proto_goTypes = []any{
 	(*PubMessage)(nil),         // 28: meridian.node.v1.PubMessage
 	(*PublishRequest)(nil),     // 29: meridian.node.v1.PublishRequest
 	(*PublishResponse)(nil),    // 30: meridian.node.v1.PublishResponse
-	nil,                        // 31: meridian.node.v1.RTTResponse.RttUsEntry
+	(*AuditRequest)(nil),       // 31: meridian.node.v1.AuditRequest
+	(*AuditRecord)(nil),        // 32: meridian.node.v1.AuditRecord
+	(*AuditResponse)(nil),      // 33: meridian.node.v1.AuditResponse
+	nil,                        // 34: meridian.node.v1.RTTResponse.RttUsEntry
 }
 var file_node_proto_depIdxs = []int32{
 	0,  // 0: meridian.node.v1.Error.code:type_name -> meridian.node.v1.Code
@@ -2553,40 +2844,44 @@ var file_node_proto_depIdxs = []int32{
 	1,  // 11: meridian.node.v1.CursorResponse.error:type_name -> meridian.node.v1.Error
 	17, // 12: meridian.node.v1.StreamsResponse.streams:type_name -> meridian.node.v1.StreamStatus
 	19, // 13: meridian.node.v1.ClosedRequest.samples:type_name -> meridian.node.v1.ClosedSample
-	31, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
+	34, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
 	1,  // 15: meridian.node.v1.QueryResponse.error:type_name -> meridian.node.v1.Error
 	2,  // 16: meridian.node.v1.QueryResponse.answer:type_name -> meridian.node.v1.Answer
 	28, // 17: meridian.node.v1.PublishRequest.messages:type_name -> meridian.node.v1.PubMessage
 	1,  // 18: meridian.node.v1.PublishResponse.error:type_name -> meridian.node.v1.Error
-	4,  // 19: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
-	6,  // 20: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
-	8,  // 21: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
-	10, // 22: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
-	12, // 23: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
-	14, // 24: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
-	16, // 25: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
-	20, // 26: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
-	22, // 27: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
-	24, // 28: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
-	26, // 29: meridian.node.v1.Node.Query:input_type -> meridian.node.v1.QueryRequest
-	29, // 30: meridian.node.v1.Node.Publish:input_type -> meridian.node.v1.PublishRequest
-	5,  // 31: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
-	7,  // 32: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
-	9,  // 33: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
-	11, // 34: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
-	13, // 35: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
-	15, // 36: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
-	18, // 37: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
-	21, // 38: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
-	23, // 39: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
-	25, // 40: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
-	27, // 41: meridian.node.v1.Node.Query:output_type -> meridian.node.v1.QueryResponse
-	30, // 42: meridian.node.v1.Node.Publish:output_type -> meridian.node.v1.PublishResponse
-	31, // [31:43] is the sub-list for method output_type
-	19, // [19:31] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	1,  // 19: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
+	32, // 20: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
+	4,  // 21: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
+	6,  // 22: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
+	8,  // 23: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
+	10, // 24: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
+	12, // 25: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
+	14, // 26: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
+	16, // 27: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
+	20, // 28: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
+	22, // 29: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
+	24, // 30: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
+	26, // 31: meridian.node.v1.Node.Query:input_type -> meridian.node.v1.QueryRequest
+	29, // 32: meridian.node.v1.Node.Publish:input_type -> meridian.node.v1.PublishRequest
+	31, // 33: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
+	5,  // 34: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
+	7,  // 35: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
+	9,  // 36: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
+	11, // 37: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
+	13, // 38: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
+	15, // 39: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
+	18, // 40: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
+	21, // 41: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
+	23, // 42: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
+	25, // 43: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
+	27, // 44: meridian.node.v1.Node.Query:output_type -> meridian.node.v1.QueryResponse
+	30, // 45: meridian.node.v1.Node.Publish:output_type -> meridian.node.v1.PublishResponse
+	33, // 46: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
+	34, // [34:47] is the sub-list for method output_type
+	21, // [21:34] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_node_proto_init() }
@@ -2600,7 +2895,7 @@ func file_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_node_proto_rawDesc), len(file_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,7 +1,7 @@
 // The requests one Meridian node makes of another: forwarded reads and
 // writes, proposals to a group's leader, membership changes, scans of a
-// shard, stream positions and statuses, closed timestamps, round trips and
-// readiness. Served by every node on its transport's connections (package
+// shard, stream positions and statuses, closed timestamps, round trips,
+// readiness and audit records. Served by every node on its transport's connections (package
 // transport: identity, cluster and wire version checked on every call).
 //
 // Errors that belong to the request (an unknown keyspace, a write refused
@@ -42,6 +42,7 @@ const (
 	Node_Ready_FullMethodName      = "/meridian.node.v1.Node/Ready"
 	Node_Query_FullMethodName      = "/meridian.node.v1.Node/Query"
 	Node_Publish_FullMethodName    = "/meridian.node.v1.Node/Publish"
+	Node_Audit_FullMethodName      = "/meridian.node.v1.Node/Audit"
 )
 
 // NodeClient is the client API for Node service.
@@ -83,6 +84,9 @@ type NodeClient interface {
 	// sender, for its subscribers: delivered at most once, in the order of
 	// the sender's batches.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+	// Audit returns this node's audit records (node.AuditRecord): the
+	// cluster's audit log is the union of its nodes' logs.
+	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
 }
 
 type nodeClient struct {
@@ -213,6 +217,16 @@ func (c *nodeClient) Publish(ctx context.Context, in *PublishRequest, opts ...gr
 	return out, nil
 }
 
+func (c *nodeClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditResponse)
+	err := c.cc.Invoke(ctx, Node_Audit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
@@ -252,6 +266,9 @@ type NodeServer interface {
 	// sender, for its subscribers: delivered at most once, in the order of
 	// the sender's batches.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	// Audit returns this node's audit records (node.AuditRecord): the
+	// cluster's audit log is the union of its nodes' logs.
+	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -297,6 +314,9 @@ func (UnimplementedNodeServer) Query(context.Context, *QueryRequest) (*QueryResp
 }
 func (UnimplementedNodeServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedNodeServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -535,6 +555,24 @@ func _Node_Publish_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Audit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Audit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Audit(ctx, req.(*AuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -589,6 +627,10 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Publish",
 			Handler:    _Node_Publish_Handler,
+		},
+		{
+			MethodName: "Audit",
+			Handler:    _Node_Audit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
