@@ -347,6 +347,8 @@ type Node struct {
 	closedSkewLogged atomic.Int64
 	groups           strategy.GroupIndex // what each data group is
 	leaders          leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	blocked          blockers            // clients waiting in blocking pops (blocking.go)
+	pubsub           pubsub              // pub/sub deliveries between nodes (pubsub.go)
 
 	reconcileCh chan struct{}
 }
@@ -774,7 +776,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: n.strategyOf(ks).Machine(rg), Bootstrap: boot,
+					ID: rg.Group, SM: n.machine(ks, rg), Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

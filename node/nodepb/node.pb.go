@@ -93,6 +93,11 @@ const (
 	Code_UNKNOWN_USER Code = 51
 	Code_BAD_RULE     Code = 52
 	Code_ROOT_USER    Code = 53
+	// Redis commands: keys of several shards in one command or
+	// transaction, a blocking pop outside an async keyspace's primary
+	// region.
+	Code_CROSS_SHARD       Code = 54
+	Code_BLOCKING_NOT_HERE Code = 55
 )
 
 // Enum value maps for Code.
@@ -152,6 +157,8 @@ var (
 		51: "UNKNOWN_USER",
 		52: "BAD_RULE",
 		53: "ROOT_USER",
+		54: "CROSS_SHARD",
+		55: "BLOCKING_NOT_HERE",
 	}
 	Code_value = map[string]int32{
 		"OK":                  0,
@@ -208,6 +215,8 @@ var (
 		"UNKNOWN_USER":        51,
 		"BAD_RULE":            52,
 		"ROOT_USER":           53,
+		"CROSS_SHARD":         54,
+		"BLOCKING_NOT_HERE":   55,
 	}
 )
 
@@ -1943,6 +1952,315 @@ func (x *ReadyResponse) GetHosted() int32 {
 	return 0
 }
 
+type QueryRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	// key routes the query: every key of the command lives in its shard.
+	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// level is a consistency level as text ("" for the keyspace's default),
+	// token a session token.
+	Level string `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"`
+	Token string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// args are the command's name and arguments, as the client sent them.
+	Args          [][]byte `protobuf:"bytes,5,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryRequest) Reset() {
+	*x = QueryRequest{}
+	mi := &file_node_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryRequest) ProtoMessage() {}
+
+func (x *QueryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
+func (*QueryRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *QueryRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *QueryRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *QueryRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *QueryRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *QueryRequest) GetArgs() [][]byte {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+type QueryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// reply is the command's kv.Reply in its binary encoding.
+	Reply         []byte  `protobuf:"bytes,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	Answer        *Answer `protobuf:"bytes,3,opt,name=answer,proto3" json:"answer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryResponse) Reset() {
+	*x = QueryResponse{}
+	mi := &file_node_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryResponse) ProtoMessage() {}
+
+func (x *QueryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
+func (*QueryResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *QueryResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *QueryResponse) GetReply() []byte {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+func (x *QueryResponse) GetAnswer() *Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+type PubMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       []byte                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PubMessage) Reset() {
+	*x = PubMessage{}
+	mi := &file_node_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PubMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PubMessage) ProtoMessage() {}
+
+func (x *PubMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PubMessage.ProtoReflect.Descriptor instead.
+func (*PubMessage) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PubMessage) GetChannel() []byte {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *PubMessage) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type PublishRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// incarnation tells the sender's processes apart (random, chosen at
+	// start); seq numbers the batch in the sender's order for this node
+	// (0, 1, 2, ... per incarnation); every batch below done_below is done,
+	// delivered or lost, so the receiver waits for none of them.
+	Incarnation   uint64        `protobuf:"fixed64,1,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Seq           uint64        `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	DoneBelow     uint64        `protobuf:"varint,3,opt,name=done_below,json=doneBelow,proto3" json:"done_below,omitempty"`
+	Messages      []*PubMessage `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_node_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PublishRequest) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetDoneBelow() uint64 {
+	if x != nil {
+		return x.DoneBelow
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetMessages() []*PubMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type PublishResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_node_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PublishResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type AuditRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// since_ms: records at or after this time (Unix ms); limit: at most
@@ -1955,7 +2273,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_node_proto_msgTypes[25]
+	mi := &file_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2285,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[25]
+	mi := &file_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2298,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{25}
+	return file_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AuditRequest) GetSinceMs() int64 {
@@ -2018,7 +2336,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_node_proto_msgTypes[26]
+	mi := &file_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2348,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[26]
+	mi := &file_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2361,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{26}
+	return file_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditRecord) GetSeq() uint64 {
@@ -2143,7 +2461,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_node_proto_msgTypes[27]
+	mi := &file_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2473,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[27]
+	mi := &file_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2486,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{27}
+	return file_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditResponse) GetError() *Error {
@@ -2333,7 +2651,29 @@ const file_node_proto_rawDesc = "" +
 	"\areasons\x18\x04 \x03(\tR\areasons\x12)\n" +
 	"\x10metadata_applied\x18\x05 \x01(\x04R\x0fmetadataApplied\x12\x1a\n" +
 	"\breplicas\x18\x06 \x01(\x05R\breplicas\x12\x16\n" +
-	"\x06hosted\x18\a \x01(\x05R\x06hosted\"?\n" +
+	"\x06hosted\x18\a \x01(\x05R\x06hosted\"|\n" +
+	"\fQueryRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\x12\x12\n" +
+	"\x04args\x18\x05 \x03(\fR\x04args\"\x86\x01\n" +
+	"\rQueryResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x12\x14\n" +
+	"\x05reply\x18\x02 \x01(\fR\x05reply\x120\n" +
+	"\x06answer\x18\x03 \x01(\v2\x18.meridian.node.v1.AnswerR\x06answer\"@\n" +
+	"\n" +
+	"PubMessage\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\fR\achannel\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"\x9d\x01\n" +
+	"\x0ePublishRequest\x12 \n" +
+	"\vincarnation\x18\x01 \x01(\x06R\vincarnation\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"done_below\x18\x03 \x01(\x04R\tdoneBelow\x128\n" +
+	"\bmessages\x18\x04 \x03(\v2\x1c.meridian.node.v1.PubMessageR\bmessages\"@\n" +
+	"\x0fPublishResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\"?\n" +
 	"\fAuditRequest\x12\x19\n" +
 	"\bsince_ms\x18\x01 \x01(\x03R\asinceMs\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\x9c\x02\n" +
@@ -2354,7 +2694,7 @@ const file_node_proto_rawDesc = "" +
 	"\rAuditResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x127\n" +
 	"\arecords\x18\x02 \x03(\v2\x1d.meridian.node.v1.AuditRecordR\arecords\x12\x18\n" +
-	"\adropped\x18\x03 \x01(\x04R\adropped*\xb7\a\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped*\xdf\a\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\f\n" +
 	"\bINTERNAL\x10\x01\x12\x14\n" +
@@ -2419,7 +2759,9 @@ const file_node_proto_rawDesc = "" +
 	"\x0eTIMINGS_DIFFER\x102\x12\x10\n" +
 	"\fUNKNOWN_USER\x103\x12\f\n" +
 	"\bBAD_RULE\x104\x12\r\n" +
-	"\tROOT_USER\x1052\xc9\x06\n" +
+	"\tROOT_USER\x105\x12\x0f\n" +
+	"\vCROSS_SHARD\x106\x12\x15\n" +
+	"\x11BLOCKING_NOT_HERE\x1072\xe3\a\n" +
 	"\x04Node\x12H\n" +
 	"\x05Write\x12\x1e.meridian.node.v1.WriteRequest\x1a\x1f.meridian.node.v1.WriteResponse\x12E\n" +
 	"\x04Read\x12\x1d.meridian.node.v1.ReadRequest\x1a\x1e.meridian.node.v1.ReadResponse\x12N\n" +
@@ -2432,6 +2774,8 @@ const file_node_proto_rawDesc = "" +
 	"\x06Closed\x12\x1f.meridian.node.v1.ClosedRequest\x1a .meridian.node.v1.ClosedResponse\x12B\n" +
 	"\x03RTT\x12\x1c.meridian.node.v1.RTTRequest\x1a\x1d.meridian.node.v1.RTTResponse\x12H\n" +
 	"\x05Ready\x12\x1e.meridian.node.v1.ReadyRequest\x1a\x1f.meridian.node.v1.ReadyResponse\x12H\n" +
+	"\x05Query\x12\x1e.meridian.node.v1.QueryRequest\x1a\x1f.meridian.node.v1.QueryResponse\x12N\n" +
+	"\aPublish\x12 .meridian.node.v1.PublishRequest\x1a!.meridian.node.v1.PublishResponse\x12H\n" +
 	"\x05Audit\x12\x1e.meridian.node.v1.AuditRequest\x1a\x1f.meridian.node.v1.AuditResponseB-Z+github.com/meridian-db/meridian/node/nodepbb\x06proto3"
 
 var (
@@ -2447,7 +2791,7 @@ func file_node_proto_rawDescGZIP() []byte {
 }
 
 var file_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_node_proto_goTypes = []any{
 	(Code)(0),                  // 0: meridian.node.v1.Code
 	(*Error)(nil),              // 1: meridian.node.v1.Error
@@ -2475,10 +2819,15 @@ var file_node_proto_goTypes = []any{
 	(*RTTResponse)(nil),        // 23: meridian.node.v1.RTTResponse
 	(*ReadyRequest)(nil),       // 24: meridian.node.v1.ReadyRequest
 	(*ReadyResponse)(nil),      // 25: meridian.node.v1.ReadyResponse
-	(*AuditRequest)(nil),       // 26: meridian.node.v1.AuditRequest
-	(*AuditRecord)(nil),        // 27: meridian.node.v1.AuditRecord
-	(*AuditResponse)(nil),      // 28: meridian.node.v1.AuditResponse
-	nil,                        // 29: meridian.node.v1.RTTResponse.RttUsEntry
+	(*QueryRequest)(nil),       // 26: meridian.node.v1.QueryRequest
+	(*QueryResponse)(nil),      // 27: meridian.node.v1.QueryResponse
+	(*PubMessage)(nil),         // 28: meridian.node.v1.PubMessage
+	(*PublishRequest)(nil),     // 29: meridian.node.v1.PublishRequest
+	(*PublishResponse)(nil),    // 30: meridian.node.v1.PublishResponse
+	(*AuditRequest)(nil),       // 31: meridian.node.v1.AuditRequest
+	(*AuditRecord)(nil),        // 32: meridian.node.v1.AuditRecord
+	(*AuditResponse)(nil),      // 33: meridian.node.v1.AuditResponse
+	nil,                        // 34: meridian.node.v1.RTTResponse.RttUsEntry
 }
 var file_node_proto_depIdxs = []int32{
 	0,  // 0: meridian.node.v1.Error.code:type_name -> meridian.node.v1.Code
@@ -2495,36 +2844,44 @@ var file_node_proto_depIdxs = []int32{
 	1,  // 11: meridian.node.v1.CursorResponse.error:type_name -> meridian.node.v1.Error
 	17, // 12: meridian.node.v1.StreamsResponse.streams:type_name -> meridian.node.v1.StreamStatus
 	19, // 13: meridian.node.v1.ClosedRequest.samples:type_name -> meridian.node.v1.ClosedSample
-	29, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
-	1,  // 15: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
-	27, // 16: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
-	4,  // 17: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
-	6,  // 18: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
-	8,  // 19: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
-	10, // 20: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
-	12, // 21: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
-	14, // 22: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
-	16, // 23: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
-	20, // 24: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
-	22, // 25: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
-	24, // 26: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
-	26, // 27: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
-	5,  // 28: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
-	7,  // 29: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
-	9,  // 30: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
-	11, // 31: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
-	13, // 32: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
-	15, // 33: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
-	18, // 34: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
-	21, // 35: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
-	23, // 36: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
-	25, // 37: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
-	28, // 38: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
-	28, // [28:39] is the sub-list for method output_type
-	17, // [17:28] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	34, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
+	1,  // 15: meridian.node.v1.QueryResponse.error:type_name -> meridian.node.v1.Error
+	2,  // 16: meridian.node.v1.QueryResponse.answer:type_name -> meridian.node.v1.Answer
+	28, // 17: meridian.node.v1.PublishRequest.messages:type_name -> meridian.node.v1.PubMessage
+	1,  // 18: meridian.node.v1.PublishResponse.error:type_name -> meridian.node.v1.Error
+	1,  // 19: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
+	32, // 20: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
+	4,  // 21: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
+	6,  // 22: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
+	8,  // 23: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
+	10, // 24: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
+	12, // 25: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
+	14, // 26: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
+	16, // 27: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
+	20, // 28: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
+	22, // 29: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
+	24, // 30: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
+	26, // 31: meridian.node.v1.Node.Query:input_type -> meridian.node.v1.QueryRequest
+	29, // 32: meridian.node.v1.Node.Publish:input_type -> meridian.node.v1.PublishRequest
+	31, // 33: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
+	5,  // 34: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
+	7,  // 35: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
+	9,  // 36: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
+	11, // 37: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
+	13, // 38: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
+	15, // 39: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
+	18, // 40: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
+	21, // 41: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
+	23, // 42: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
+	25, // 43: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
+	27, // 44: meridian.node.v1.Node.Query:output_type -> meridian.node.v1.QueryResponse
+	30, // 45: meridian.node.v1.Node.Publish:output_type -> meridian.node.v1.PublishResponse
+	33, // 46: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
+	34, // [34:47] is the sub-list for method output_type
+	21, // [21:34] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_node_proto_init() }
@@ -2538,7 +2895,7 @@ func file_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_node_proto_rawDesc), len(file_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,8 @@ const (
 	Node_Closed_FullMethodName     = "/meridian.node.v1.Node/Closed"
 	Node_RTT_FullMethodName        = "/meridian.node.v1.Node/RTT"
 	Node_Ready_FullMethodName      = "/meridian.node.v1.Node/Ready"
+	Node_Query_FullMethodName      = "/meridian.node.v1.Node/Query"
+	Node_Publish_FullMethodName    = "/meridian.node.v1.Node/Publish"
 	Node_Audit_FullMethodName      = "/meridian.node.v1.Node/Audit"
 )
 
@@ -74,6 +76,14 @@ type NodeClient interface {
 	RTT(ctx context.Context, in *RTTRequest, opts ...grpc.CallOption) (*RTTResponse, error)
 	// Ready says whether this node is ready to serve.
 	Ready(ctx context.Context, in *ReadyRequest, opts ...grpc.CallOption) (*ReadyResponse, error)
+	// Query runs a read-only command of the Redis engine (package kv) on a
+	// replica of its shard, at the requested consistency, by the rules of
+	// the node that serves it.
+	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (*QueryResponse, error)
+	// Publish hands this node a batch of pub/sub messages published on the
+	// sender, for its subscribers: delivered at most once, in the order of
+	// the sender's batches.
+	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Audit returns this node's audit records (node.AuditRecord): the
 	// cluster's audit log is the union of its nodes' logs.
 	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
@@ -187,6 +197,26 @@ func (c *nodeClient) Ready(ctx context.Context, in *ReadyRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *nodeClient) Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (*QueryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryResponse)
+	err := c.cc.Invoke(ctx, Node_Query_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishResponse)
+	err := c.cc.Invoke(ctx, Node_Publish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuditResponse)
@@ -228,6 +258,14 @@ type NodeServer interface {
 	RTT(context.Context, *RTTRequest) (*RTTResponse, error)
 	// Ready says whether this node is ready to serve.
 	Ready(context.Context, *ReadyRequest) (*ReadyResponse, error)
+	// Query runs a read-only command of the Redis engine (package kv) on a
+	// replica of its shard, at the requested consistency, by the rules of
+	// the node that serves it.
+	Query(context.Context, *QueryRequest) (*QueryResponse, error)
+	// Publish hands this node a batch of pub/sub messages published on the
+	// sender, for its subscribers: delivered at most once, in the order of
+	// the sender's batches.
+	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Audit returns this node's audit records (node.AuditRecord): the
 	// cluster's audit log is the union of its nodes' logs.
 	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
@@ -270,6 +308,12 @@ func (UnimplementedNodeServer) RTT(context.Context, *RTTRequest) (*RTTResponse, 
 }
 func (UnimplementedNodeServer) Ready(context.Context, *ReadyRequest) (*ReadyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ready not implemented")
+}
+func (UnimplementedNodeServer) Query(context.Context, *QueryRequest) (*QueryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Query not implemented")
+}
+func (UnimplementedNodeServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
 }
 func (UnimplementedNodeServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
@@ -475,6 +519,42 @@ func _Node_Ready_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_Query_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Query(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Query_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Query(ctx, req.(*QueryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_Publish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Publish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Publish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Publish(ctx, req.(*PublishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Node_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AuditRequest)
 	if err := dec(in); err != nil {
@@ -539,6 +619,14 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ready",
 			Handler:    _Node_Ready_Handler,
+		},
+		{
+			MethodName: "Query",
+			Handler:    _Node_Query_Handler,
+		},
+		{
+			MethodName: "Publish",
+			Handler:    _Node_Publish_Handler,
 		},
 		{
 			MethodName: "Audit",
