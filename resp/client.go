@@ -82,7 +82,7 @@ func newClient(s *Server, conn net.Conn) *client {
 
 func (c *client) ctx() context.Context { return c.s.ctx }
 
-func (c *client) node() *node.Node { return c.s.node }
+func (c *client) node() Backend { return c.s.node }
 
 // nowMS is the proposer's clock stamped into write commands.
 func (c *client) nowMS() int64 { return c.s.node.NowMS() }

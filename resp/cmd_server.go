@@ -638,7 +638,7 @@ func cmdWith(c *client, args [][]byte) error {
 
 // streamLines describes the streams this node sends, with their lag and,
 // while one makes no progress, how long it has been stalled.
-func streamLines(n *node.Node) []string {
+func streamLines(n Backend) []string {
 	var out []string
 	for _, s := range n.Streams() {
 		line := fmt.Sprintf("stream_%s_%d_%s:from=%s,acked=%d,lag_entries=%d,lag_ms=%d",

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/metrics"
-	"github.com/meridian-db/meridian/node"
 	"github.com/meridian-db/meridian/pki"
 )
 
@@ -140,7 +139,7 @@ func (c *Config) limits() limits {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	node    *node.Node
+	node    Backend
 	ln      net.Listener
 	ctx     context.Context // cancelled by Close; requests run under it
 	cancel  context.CancelFunc
@@ -161,7 +160,7 @@ type Server struct {
 }
 
 // Listen starts serving RESP on addr (e.g. "127.0.0.1:6379").
-func Listen(addr string, n *node.Node, cfg Config) (*Server, error) {
+func Listen(addr string, n Backend, cfg Config) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("resp: listen: %w", err)
@@ -172,7 +171,7 @@ func Listen(addr string, n *node.Node, cfg Config) (*Server, error) {
 // Serve starts serving RESP on an open listener (so that the node can
 // advertise the address before the server starts). The server owns ln
 // from then on and closes it on Close.
-func Serve(ln net.Listener, n *node.Node, cfg Config) *Server {
+func Serve(ln net.Listener, n Backend, cfg Config) *Server {
 	if lim := n.Limits(); cfg.MaxBulkBytes <= 0 {
 		cfg.MaxBulkBytes = max(16<<20, lim.MaxValueBytes, lim.MaxKeyBytes)
 	}
