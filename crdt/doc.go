@@ -12,6 +12,9 @@
 //   - Counter: a PN-counter; increments are never lost.
 //   - Set: an observed-remove set; an add wins over a concurrent remove.
 //   - Map: fields of byte strings, each last writer wins.
+//   - ZSet: a sorted set; membership add-wins as Set, each member's score
+//     a last-writer-wins base plus per-region increment counters (ZADD
+//     sets, ZINCRBY adds and is never lost).
 //
 // Value is their union. The zero value of each type is ready to use.
 // Values of different types do not merge (ErrTypeMismatch): if regions
@@ -94,6 +97,14 @@
 // by taking the larger of each. A set tags the members of each Add with the
 // operation's dot; a remove drops the tags it has seen, so an add it has
 // not seen survives. These types have no conflicts.
+//
+// A sorted set (ZSet) is a set whose members also hold a score: a base
+// written by Add (and reset by Remove) under last writer wins, a Remove's
+// base never winning over a concurrent Add's, plus each region's total of
+// increments that no write of the base has seen. Concurrent Adds of a
+// member are conflicts, reported like a map field's; increments never
+// conflict. Scores are sums of floats taken in region order, the same
+// bits in every region.
 //
 // # Deletes
 //

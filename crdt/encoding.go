@@ -25,6 +25,7 @@ const (
 	tagCounter  = 2
 	tagSet      = 3
 	tagMap      = 4
+	tagZSet     = 5
 )
 
 // Version flags.

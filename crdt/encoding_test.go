@@ -13,12 +13,13 @@ import (
 // randomValue builds a value of a random type by random operations from
 // a few regions, with extreme stamps, and merges of such values.
 func randomValue(t *rapid.T) Value {
-	typ := rapid.IntRange(0, 3).Draw(t, "type")
+	typ := rapid.IntRange(0, 4).Draw(t, "type")
 	fresh := [](func() Value){
 		func() Value { return new(Register) },
 		func() Value { return new(Counter) },
 		func() Value { return new(Set) },
 		func() Value { return new(Map) },
+		func() Value { return new(ZSet) },
 	}[typ]
 	str := rapid.OneOf(rapid.SampledFrom([]string{"", "a", "b"}), rapid.String())
 	stamp := rapid.Custom(func(t *rapid.T) Stamp {
@@ -69,6 +70,18 @@ func randomValue(t *rapid.T) Value {
 					v.Delete(s, rapid.SliceOfN(str, 0, 3).Draw(t, "fields")...)
 				default:
 					v.Set(s, str.Draw(t, "field"), []byte(str.Draw(t, "value")))
+				}
+			case *ZSet:
+				score := rapid.OneOf(rapid.Float64(), rapid.SampledFrom([]float64{0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), 1.5})).Draw(t, "score")
+				switch rapid.IntRange(0, 4).Draw(t, "kind") {
+				case 0:
+					v.Clear(s)
+				case 1:
+					v.Remove(s, rapid.SliceOfN(str, 0, 3).Draw(t, "members")...)
+				case 2:
+					_, _ = v.Incr(s, str.Draw(t, "member"), score)
+				default:
+					v.Add(s, str.Draw(t, "member"), score)
 				}
 			}
 			// Some operations travel as deltas, some of which are lost:
@@ -124,7 +137,14 @@ func FuzzDecode(f *testing.F) {
 	s.Add(Stamp{Region: "us"}, "c", "d", "e")
 	mPrev := m.clone()
 	m.Set(Stamp{Region: "eu", Seq: 9}, "f", []byte("2"))
-	for _, v := range []Value{&r, conflict, &c, &s, &m, new(Register), new(Map), Delta(sPrev, &s), Delta(mPrev, &m)} {
+	var z ZSet
+	z.Add(Stamp{Region: "us"}, "a", 1.5)
+	_, _ = z.Incr(Stamp{Region: "eu"}, "a", 2)
+	_, _ = z.Incr(Stamp{Region: "eu"}, "b", -1)
+	zPrev := z.clone()
+	z.Remove(Stamp{Region: "us"}, "a")
+	z.Add(Stamp{Region: "eu", Seq: 9}, "c", math.Inf(-1))
+	for _, v := range []Value{&r, conflict, &c, &s, &m, &z, new(Register), new(Map), new(ZSet), Delta(sPrev, &s), Delta(mPrev, &m), Delta(zPrev, &z)} {
 		f.Add(v.Encode())
 	}
 	f.Add(VersionVector{"eu": 1, "us": 300}.Encode())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"testing"
@@ -34,6 +35,7 @@ type op struct {
 	all    bool     // it touched every set member
 	ver    Version  // register, map: the version it wrote
 	delta  int64
+	score  float64 // sorted set: the score an add wrote, the delta an incr added
 	// carried are the keys (map fields, set members, "" for a register)
 	// its delta says something about: those it changed, or every key if
 	// the delta is the whole state. obs holds, for each of them, the
@@ -213,6 +215,13 @@ func (w *world) local(do func(v Value, s Stamp, o *op)) {
 			}
 		case *Map:
 			o.carried = slices.Collect(maps.Keys(d.fields))
+		case *ZSet:
+			o.carried = slices.Collect(maps.Keys(d.members))
+			for m := range d.mctx {
+				if !slices.Contains(o.carried, m) {
+					o.carried = append(o.carried, m)
+				}
+			}
 		default:
 			t.Fatalf("a %s's delta is not the whole state", d.Type())
 		}
@@ -778,6 +787,15 @@ func checkRoundTrip(t interface{ Fatalf(string, ...any) }, v Value) {
 		same = len(v.fields) == len(d.fields)
 		for f, vs := range v.fields {
 			same = same && reflect.DeepEqual(vs, d.fields[f])
+		}
+	case *ZSet:
+		d := d.(*ZSet)
+		m1, s1 := v.Members()
+		m2, s2 := d.Members()
+		same = slices.Equal(m1, m2) && slices.EqualFunc(s1, s2, func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }) &&
+			len(v.members) == len(d.members)
+		for m, zm := range v.members {
+			same = same && reflect.DeepEqual(zm, d.members[m])
 		}
 	}
 	if !same {

@@ -138,9 +138,10 @@ type Conflict struct {
 	Rule string
 }
 
-// A Value is the state of one key: *Register, *Counter, *Set or *Map.
+// A Value is the state of one key: *Register, *Counter, *Set, *Map or
+// *ZSet.
 type Value interface {
-	// Type returns "register", "counter", "set" or "map".
+	// Type returns "register", "counter", "set", "map" or "zset".
 	Type() string
 	// Live reports whether the key exists, i.e. whether the value is more
 	// than a tombstone.
@@ -224,6 +225,8 @@ func Delta(prev, next Value) Value {
 		return n.delta(prev.(*Set))
 	case *Map:
 		return n.delta(prev.(*Map))
+	case *ZSet:
+		return n.delta(prev.(*ZSet))
 	}
 	return next.clone()
 }
@@ -241,6 +244,8 @@ func Snapshot(v Value) Value {
 		return &Set{ctx: t.ctx.clone(), members: maps.Clone(t.members), mctx: maps.Clone(t.mctx)}
 	case *Map:
 		return &Map{ctx: t.ctx.clone(), fields: maps.Clone(t.fields), fctx: maps.Clone(t.fctx)}
+	case *ZSet:
+		return &ZSet{ctx: t.ctx.clone(), members: maps.Clone(t.members), mctx: maps.Clone(t.mctx)}
 	default:
 		return t.clone()
 	}
@@ -262,6 +267,10 @@ func orNil(v Value) Value {
 			return nil
 		}
 	case *Map:
+		if p == nil {
+			return nil
+		}
+	case *ZSet:
 		if p == nil {
 			return nil
 		}
@@ -301,6 +310,8 @@ func Decode(b []byte) (Value, error) {
 		v = decodeSet(&d, ctx, ranges)
 	case tagMap:
 		v = decodeMap(&d, ctx, ranges)
+	case tagZSet:
+		v = decodeZSet(&d, ctx, ranges)
 	default:
 		d.fail("unknown type tag %d", tag)
 	}

@@ -31,17 +31,27 @@ func loadKeys(t *testing.T, w *wnode, ks, prefix string, n, size int) map[string
 	want := map[string]string{}
 	pad := strings.Repeat("x", size)
 	for i := 0; i < n; i += 200 {
-		ctx, cancel := ctxT(30 * time.Second)
-		pipe := c.Pipeline()
-		for j := i; j < min(i+200, n); j++ {
-			k, v := fmt.Sprintf("%s-%d", prefix, j), fmt.Sprintf("%d-%s", j, pad)
-			pipe.Set(ctx, k, v, 0)
-			want[k] = v
+		// A batch that times out (a leader just restarted, an election)
+		// is sent again: the same values, so a retry is harmless.
+		var err error
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			ctx, cancel := ctxT(30 * time.Second)
+			pipe := c.Pipeline()
+			for j := i; j < min(i+200, n); j++ {
+				k, v := fmt.Sprintf("%s-%d", prefix, j), fmt.Sprintf("%d-%s", j, pad)
+				pipe.Set(ctx, k, v, 0)
+				want[k] = v
+			}
+			_, err = pipe.Exec(ctx)
+			cancel()
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			t.Logf("loading %s from %d: %v; again", prefix, i, err)
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		if err != nil {
 			t.Fatalf("loading %s: %v", prefix, err)
 		}
-		cancel()
 	}
 	return want
 }

@@ -64,7 +64,7 @@ import (
 // crdt.VersionVector.Encode), then crdt.Value.Encode of the value. The
 // value's kind maps onto Redis's TYPE: register and counter are "string"
 // (GET of a counter gives its decimal value), set is "set", map is
-// "hash". A register (SET) and a counter (INCR) are different kinds: INCR
+// "hash", zset is "zset". A register (SET) and a counter (INCR) are different kinds: INCR
 // on a register, or SET on a live counter, fails with ErrWrongType. An
 // active record has no expiry.
 //
@@ -78,7 +78,7 @@ import (
 // next generation. Values of different generations, or of different kinds
 // in one generation (regions that created the key concurrently as
 // different kinds), do not merge: the state with the higher (generation,
-// kind) wins whole, kinds ranked register < counter < set < map, which is
+// kind) wins whole, kinds ranked register < counter < set < map < zset, which is
 // deterministic, associative and commutative. When the losing state held
 // live data the winner had not seen, it is a type conflict, recorded in
 // the ledger like other conflicts (rule "type").
@@ -186,7 +186,7 @@ func ActiveCommand(op Op, s ActiveStamp, nowMS int64, args ...[]byte) Command {
 }
 
 // active reports whether o is an op of active keyspaces.
-func (o Op) active() bool { return o >= OpActiveSet && o <= OpActiveMerge }
+func (o Op) active() bool { return o >= OpActiveSet && o <= OpActiveMerge || o == OpActiveRedis }
 
 // Active reports whether o is an op of active keyspaces.
 func (o Op) Active() bool { return o.active() }
@@ -206,6 +206,8 @@ func activeArgsOK(op Op, n int) bool {
 		return n >= 4 && n%2 == 0
 	case OpActiveMerge:
 		return n >= 2 && n%2 == 0
+	case OpActiveRedis:
+		return n >= 5 // key, resolver, count, name, stamp
 	}
 	return false
 }
@@ -216,6 +218,7 @@ const (
 	kindCounter  = "counter"
 	kindSet      = "set"
 	kindMap      = "map"
+	kindZSet     = "zset"
 )
 
 // kindRank orders kinds for type conflicts.
@@ -229,6 +232,8 @@ func kindRank(kind string) int {
 		return 3
 	case kindMap:
 		return 4
+	case kindZSet:
+		return 5
 	}
 	return 0
 }
@@ -241,6 +246,8 @@ func newValue(kind string) crdt.Value {
 		return &crdt.Counter{}
 	case kindSet:
 		return &crdt.Set{}
+	case kindZSet:
+		return &crdt.ZSet{}
 	default:
 		return &crdt.Map{}
 	}
@@ -480,7 +487,7 @@ func (sm *StateMachine) applyActive(b *storage.Batch, index uint64, c Command, s
 	case st.Time.WallMS > c.NowMS && st.Time.WallMS-c.NowMS > MaxStampSkewMS:
 		return Result{Err: fmt.Errorf("%w: stamp %s is %dms ahead of %d (max %dms)", ErrClockSkew, st.Time, st.Time.WallMS-c.NowMS, c.NowMS, MaxStampSkewMS)}
 	}
-	if c.Op != OpActiveIncr && c.Int != 0 {
+	if c.Op != OpActiveIncr && c.Op != OpActiveRedis && c.Int != 0 || c.Op == OpActiveRedis && c.Int&^1 != 0 {
 		return Result{Err: fmt.Errorf("%w: %s takes no integer (no expiry in active keyspaces)", ErrBadCommand, c.Op)}
 	}
 	if c.Op != OpActiveSet && c.Flags != 0 || c.Flags&^(FlagNX|FlagXX|FlagGet) != 0 {
@@ -501,6 +508,8 @@ func (sm *StateMachine) applyActive(b *storage.Batch, index uint64, c Command, s
 		res = a.setOp(c.Op, args[0], args[1:])
 	case OpActiveHSet, OpActiveHDel:
 		res = a.mapOp(c.Op, args[0], args[1:])
+	case OpActiveRedis: // active_redis.go
+		res = a.redis(sm, c, args)
 	}
 	if res.Err != nil {
 		return res
@@ -843,8 +852,11 @@ func ActiveChange(db *storage.DB, group, index uint64, cmd []byte) ([]byte, erro
 // states of the keys the local op c wrote (nil if none holds anything).
 func activeStates(db *storage.DB, group uint64, c Command) ([]byte, error) {
 	keys := c.Args[:1]
-	if c.Op == OpActiveDel {
+	switch c.Op {
+	case OpActiveDel:
 		keys = c.Args[:len(c.Args)-1]
+	case OpActiveRedis:
+		keys = activeRedisKeys(c)
 	}
 	out := Command{Op: OpActiveMerge, NowMS: c.NowMS}
 	done := map[string]bool{}
@@ -877,17 +889,19 @@ func activeStates(db *storage.DB, group uint64, c Command) ([]byte, error) {
 
 // ActiveValue is what a key of an active keyspace reads as.
 type ActiveValue struct {
-	// Kind is the CRDT: "register", "counter", "set" or "map".
+	// Kind is the CRDT: "register", "counter", "set", "map" or "zset".
 	Kind string
-	// Type is the Redis type: TypeString (register and counter), TypeSet
-	// or TypeHash.
+	// Type is the Redis type: TypeString (register and counter), TypeSet,
+	// TypeHash or TypeZSet.
 	Type Type
 	// Value is a register's value, or a counter's in decimal.
 	Value []byte
 	// Counter is a counter's value.
 	Counter int64
-	// Members are a set's members, in byte order.
+	// Members are a set's or a sorted set's members, in byte order.
 	Members [][]byte
+	// Scores are a sorted set's scores, Members' order.
+	Scores []float64
 	// Fields are a map's live fields, in byte order.
 	Fields []Field
 }
@@ -944,6 +958,13 @@ func ActiveValueOf(rec Record) (ActiveValue, bool, error) {
 			val, _ := v.Get(f)
 			out.Fields = append(out.Fields, Field{Name: []byte(f), Value: bytes.Clone(val)})
 		}
+	case *crdt.ZSet:
+		out.Type = TypeZSet
+		ms, scores := v.Members()
+		for i, m := range ms {
+			out.Members = append(out.Members, []byte(m))
+			out.Scores = append(out.Scores, scores[i])
+		}
 	}
 	return out, true, nil
 }
@@ -964,6 +985,8 @@ func PlainRecord(rec Record, found bool) (Record, bool, error) {
 		return Record{Type: TypeSet, Payload: EncodeSet(v.Members)}, true, nil
 	case TypeHash:
 		return Record{Type: TypeHash, Payload: EncodeHash(v.Fields)}, true, nil
+	case TypeZSet:
+		return Record{Type: TypeZSet}, true, nil // read through the command engine
 	}
 	return Record{Type: TypeString, Payload: v.Value}, true, nil
 }

@@ -69,12 +69,12 @@ func AdmitData(name string, extra ...Op) *Admission {
 	return a
 }
 
-// ActiveOps are the ops of active keyspaces: the local ops, merges,
-// knowledge reports, tombstone collection and the cursor raised after a
-// resync by merges.
+// ActiveOps are the ops of active keyspaces: the local ops (the command
+// engine's, OpActiveRedis, among them), merges, knowledge reports,
+// tombstone collection and the cursor raised after a resync by merges.
 func ActiveOps() []Op {
 	return []Op{OpActiveSet, OpActiveDel, OpActiveIncr, OpActiveSAdd, OpActiveSRem, OpActiveHSet, OpActiveHDel,
-		OpActiveMerge, OpActiveKnow, OpActiveGC, OpStreamCursor}
+		OpActiveRedis, OpActiveMerge, OpActiveKnow, OpActiveGC, OpStreamCursor}
 }
 
 // Admits reports whether the machine applies op.

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/meridian-db/meridian/stream"
@@ -11,7 +12,7 @@ import (
 // restores'; Admit and AdmitData build the tables the strategies use; nil
 // admits everything.
 func TestAdmissionTable(t *testing.T) {
-	for _, op := range []Op{OpSet, OpDelete, OpGetDel, OpIncrBy, OpMSet, OpSAdd, OpSRem, OpHSet, OpHDel, OpExpire, OpPersist, 99} {
+	for _, op := range []Op{OpSet, OpDelete, OpGetDel, OpIncrBy, OpMSet, OpSAdd, OpSRem, OpHSet, OpHDel, OpExpire, OpPersist, OpRedis, OpTxn, 99} {
 		if !op.Data() {
 			t.Errorf("%s is not a data op", op)
 		}
@@ -20,6 +21,9 @@ func TestAdmissionTable(t *testing.T) {
 		if op.Data() {
 			t.Errorf("%s is a data op", op)
 		}
+	}
+	if !slices.Contains(ActiveOps(), OpActiveRedis) {
+		t.Error("the command engine's active op is not among the active ops")
 	}
 	var all *Admission
 	if !all.Admits(OpActiveSet) || !all.Admits(OpRole) || !all.Admits(OpSet) {

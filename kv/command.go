@@ -118,6 +118,26 @@ const (
 	// resync by merges (active keyspaces), whose data came as OpActiveMerge
 	// commands. N is the cursor after it.
 	OpStreamCursor Op = 25
+
+	// OpRedis runs one command of the engine (engine.go): Args[0] is the
+	// key it is routed by, Args[1:] the command as a client sent it, the
+	// name first. NowMS is required. The result's Value is the encoded
+	// Reply (Found is set); the command's own failure is an error reply,
+	// Err is left for failures of the role or the replica.
+	OpRedis Op = 26
+	// OpTxn runs a transaction (txn.go): Args[0] is the routing key,
+	// Args[1] the watched keys and their versions, then each command as
+	// its argument count (decimal) followed by its arguments. The
+	// commands apply at once, as one entry; the result's Value is the
+	// encoded Reply (an array of the commands' replies, or a nil array
+	// when a watched key changed and nothing ran).
+	OpTxn Op = 27
+	// OpActiveRedis runs commands of the engine in an active keyspace
+	// (active_redis.go): Args[0] is the routing key, then the commands as
+	// for OpTxn (one for a single command), then the stamp. The result's
+	// Value is the encoded reply: the command's, or an array for a
+	// transaction (Int 1).
+	OpActiveRedis Op = 28
 )
 
 // Flags of OpRole.
@@ -134,6 +154,7 @@ var opNames = [...]string{
 	OpActiveSet: "activeset", OpActiveDel: "activedel", OpActiveIncr: "activeincr", OpActiveSAdd: "activesadd",
 	OpActiveSRem: "activesrem", OpActiveHSet: "activehset", OpActiveHDel: "activehdel", OpActiveMerge: "activemerge",
 	OpActiveKnow: "activeknow", OpActiveGC: "activegc", OpStreamCursor: "streamcursor",
+	OpRedis: "redis", OpTxn: "txn", OpActiveRedis: "activeredis",
 	OpRestoreChunk: "restorechunk", // restore.go
 }
 

@@ -5,13 +5,42 @@
 // A command is (op, flags, one integer, the proposer's clock, arguments);
 // its encoding is versioned (version 1 had no clock; both versions decode)
 // and decoded defensively, because it is read back from disk and may
-// arrive from other nodes. A stored record is (type, expiry, payload): the
-// type (string, set, hash) lets a command on a key of the wrong type fail
-// with ErrWrongType, the expiry (absolute, milliseconds since the epoch, 0
-// for none) is decided by the proposer so that every replica applies the
-// same thing. A set or a hash is one record whose payload lists its
-// members (fields) in byte order; its size is bounded by
-// MaxCollectionBytes and an emptied set or hash is deleted.
+// arrive from other nodes. A stored record is (type, expiry, version,
+// payload): the type (string, set, hash, list, zset) lets a command on a
+// key of the wrong type fail with ErrWrongType, the expiry (absolute,
+// milliseconds since the epoch, 0 for none) is decided by the proposer so
+// that every replica applies the same thing, and the version is the log
+// index of the command that last wrote the record (WATCH compares it;
+// records written before versions existed have none). A set or a hash is
+// one record whose payload lists its members (fields) in byte order; its
+// size is bounded by MaxCollectionBytes and an emptied set or hash is
+// deleted.
+//
+// Lists and sorted sets keep one storage key per element, in the group's
+// element span (package storage), so that reading a range or writing one
+// element never loads the whole collection; the record at the key is the
+// collection's head (its id, and its bounds or size). Layout:
+//
+//	list head:      format(1) uvarint(id) varint(first position) uvarint(length)
+//	list item:      id(8) position(8, sign bit flipped)              -> the item
+//	zset head:      format(1) uvarint(id) uvarint(cardinality)
+//	zset member:    id(8) 'm' member                                  -> score (8 bytes)
+//	zset by score:  id(8) 's' order(8: the score's bits, made to sort) member -> score
+//	next id:        8 zero bytes                                       -> uvarint
+//
+// A collection's id is unique in its group (allocated from the next-id
+// element), so its elements are one range: DEL, an overwrite or an
+// expired collection's replacement drop them with one range deletion,
+// RENAME moves only the head, COPY copies them under a new id. TYPE, DEL,
+// EXPIRE, SCAN and DBSIZE see the head only: a list or sorted set is one
+// key. See list.go and zset.go.
+//
+// The command engine (engine.go) runs Redis commands as clients send
+// them: writes as OpRedis (one command) or OpTxn (a MULTI/EXEC
+// transaction, with WATCH's versions; txn.go), reads on a consistent view
+// of a replica (Query), both answering a Reply that the front end writes
+// in RESP2 or RESP3. Active keyspaces run it too (active_redis.go): reads
+// on the merged CRDT states, writes with a CRDT form as OpActiveRedis.
 //
 // Time: every write carries the proposer's clock (Command.NowMS). A write
 // treats a record whose expiry is at or before that time as absent (and

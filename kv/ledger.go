@@ -145,7 +145,7 @@ func (lc ledgerConflict) entry(nowMS int64) LedgerEntry {
 		put([]byte(lc.t.winner.val.Type()))
 	} else {
 		e.Kind = LedgerRegister
-		if lc.kind == kindMap {
+		if lc.kind == kindMap || lc.kind == kindZSet {
 			e.Kind, e.Field = LedgerField, []byte(lc.c.Field)
 		}
 		e.Rule = lc.c.Rule

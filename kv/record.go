@@ -19,6 +19,12 @@ const (
 	// TypeHash maps fields to values; the payload is a hash encoding (see
 	// EncodeHash).
 	TypeHash Type = 3
+	// TypeList is a list; the payload is its head (list.go), the
+	// elements are in the group's element span.
+	TypeList Type = 4
+	// TypeZSet is a sorted set; the payload is its head (zset.go), the
+	// members are in the group's element span.
+	TypeZSet Type = 5
 )
 
 // String returns the type's name as Redis's TYPE command reports it.
@@ -30,6 +36,10 @@ func (t Type) String() string {
 		return "set"
 	case TypeHash:
 		return "hash"
+	case TypeList:
+		return "list"
+	case TypeZSet:
+		return "zset"
 	default:
 		return "none"
 	}
@@ -46,6 +56,10 @@ type Record struct {
 	Type       Type
 	ExpireAtMS int64 // 0: never
 	Payload    []byte
+	// Version is the log index of the command that last wrote the record
+	// (0 for records written before versions were kept, and for active
+	// keyspaces' records). WATCH compares it (txn.go).
+	Version uint64
 }
 
 // Expired reports whether the record has expired at nowMS.
@@ -60,18 +74,35 @@ func (r Record) TTL(nowMS int64) (int64, bool) {
 	return max(r.ExpireAtMS-nowMS, 0), true
 }
 
-// Encode returns the stored form: type, expiry (8 bytes), payload.
+// recordVersioned, set in a stored record's type byte, says that a
+// version (uvarint) follows the expiry.
+const recordVersioned = 0x80
+
+// Encode returns the stored form: type, expiry (8 bytes), the version
+// (uvarint, only if not 0, flagged in the type byte), payload.
 func (r Record) Encode() []byte {
-	b := make([]byte, 9, 9+len(r.Payload))
+	b := make([]byte, 9, 9+binary.MaxVarintLen64+len(r.Payload))
 	b[0] = byte(r.Type)
 	binary.BigEndian.PutUint64(b[1:], uint64(r.ExpireAtMS))
+	if r.Version != 0 {
+		b[0] |= recordVersioned
+		b = binary.AppendUvarint(b, r.Version)
+	}
 	return append(b, r.Payload...)
 }
 
 // DecodeRecord parses a stored record; the payload aliases b.
 func DecodeRecord(b []byte) (Record, error) {
-	if len(b) < 9 || b[0] == 0 {
+	if len(b) < 9 || b[0]&^recordVersioned == 0 {
 		return Record{}, fmt.Errorf("%w: %d bytes", ErrBadRecord, len(b))
 	}
-	return Record{Type: Type(b[0]), ExpireAtMS: int64(binary.BigEndian.Uint64(b[1:])), Payload: b[9:]}, nil
+	r := Record{Type: Type(b[0] &^ recordVersioned), ExpireAtMS: int64(binary.BigEndian.Uint64(b[1:])), Payload: b[9:]}
+	if b[0]&recordVersioned != 0 {
+		v, w := uvarint(r.Payload)
+		if w <= 0 || v == 0 {
+			return Record{}, fmt.Errorf("%w: record version", ErrBadRecord)
+		}
+		r.Version, r.Payload = v, r.Payload[w:]
+	}
+	return r, nil
 }

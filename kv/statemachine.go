@@ -38,6 +38,11 @@ type StateMachine struct {
 	// would corrupt the CRDTs. It is configuration, the same on every
 	// replica, so the check is deterministic.
 	Region string
+	// OnPush, if set, is told of each key of the group that a command
+	// left a non-empty list or sorted set (blocking pops wait for them).
+	// It is called while the command applies, before it is durable, and
+	// must not block; it has no effect on what is applied.
+	OnPush func(group uint64, key []byte)
 	// Admits is the set of ops the group applies (nil: every op): its
 	// strategy's (see Admission). A command of another op fails with
 	// ErrRefused; a stream batch carrying one fails whole.
@@ -117,13 +122,28 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	if c.Op.active() { // active keyspaces: active.go
 		return sm.applyActive(b, index, c, 0, 0)
 	}
-	return sm.apply(b, c)
+	return sm.apply(b, index, c)
 }
 
-// apply applies a write, its role already checked (or, for a write
-// arriving by stream, not applicable).
-func (sm *StateMachine) apply(b *storage.Batch, c Command) Result {
-	a := applier{b: b, group: sm.Group, now: c.NowMS}
+// apply applies a write at index, its role already checked (or, for a
+// write arriving by stream, not applicable).
+func (sm *StateMachine) apply(b *storage.Batch, index uint64, c Command) Result {
+	switch c.Op {
+	case OpRedis: // engine.go
+		return sm.applyRedis(b, index, c)
+	case OpTxn: // txn.go
+		return sm.applyTxn(b, index, c)
+	}
+	a := &execCtx{src: batchSource{b}, b: b, group: sm.Group, now: c.NowMS, index: index}
+	res := a.applyOp(c)
+	if a.err != nil {
+		return Result{Err: a.err}
+	}
+	return res
+}
+
+// applyOp applies one of the first data ops (OpSet ... OpPersist).
+func (a *execCtx) applyOp(c Command) Result {
 	switch c.Op {
 	case OpSet:
 		return a.set(c)
@@ -135,7 +155,7 @@ func (sm *StateMachine) apply(b *storage.Batch, c Command) Result {
 		return a.incrBy(c.Args[0], c.Int)
 	case OpMSet:
 		for i := 0; i < len(c.Args); i += 2 {
-			a.put(c.Args[i], Record{Type: TypeString, Payload: c.Args[i+1]})
+			a.put(c.Args[i], a.lookup(c.Args[i]), Record{Type: TypeString, Payload: c.Args[i+1]})
 		}
 		return Result{N: int64(len(c.Args) / 2)}
 	case OpSAdd, OpSRem:
@@ -169,7 +189,7 @@ func checkArgs(c Command) error {
 		ok = n >= 2
 	case OpHSet:
 		ok = n >= 3 && n%2 == 1
-	case OpActiveSet, OpActiveDel, OpActiveIncr, OpActiveSAdd, OpActiveSRem, OpActiveHSet, OpActiveHDel, OpActiveMerge:
+	case OpActiveSet, OpActiveDel, OpActiveIncr, OpActiveSAdd, OpActiveSRem, OpActiveHSet, OpActiveHDel, OpActiveMerge, OpActiveRedis:
 		ok = activeArgsOK(c.Op, n) // active.go
 	case OpActiveKnow:
 		ok = n == 2
@@ -179,6 +199,10 @@ func checkArgs(c Command) error {
 		ok = n == 2 && len(c.Args[0]) == 8 && len(c.Args[1]) == 8
 	case OpRestoreChunk:
 		ok = n == 3 && len(c.Args[1]) == 8
+	case OpRedis:
+		ok = n >= 2
+	case OpTxn:
+		ok = n >= 2
 	default:
 		return fmt.Errorf("%w: %w: op %d", ErrBadCommand, ErrUnsupported, c.Op)
 	}
@@ -188,139 +212,94 @@ func checkArgs(c Command) error {
 	return nil
 }
 
-// applier applies one command to a batch.
-type applier struct {
-	b     *storage.Batch
-	group uint64
-	now   int64 // the command's NowMS
-}
-
-// load returns the key's record as the command sees it. stored reports
-// whether anything is stored at all (an expired record is stored but not
-// live).
-func (a applier) load(key []byte) (rec Record, live, stored bool, err error) {
-	v, ok, err := a.b.GetData(a.group, key)
-	if err != nil || !ok {
-		return Record{}, false, false, err
-	}
-	if rec, err = DecodeRecord(v); err != nil {
-		return Record{}, false, true, corrupt(err, "record", key)
-	}
-	if a.now != 0 && rec.Expired(a.now) {
-		return Record{}, false, true, nil
-	}
-	return rec, true, true, nil
-}
-
-func (a applier) put(key []byte, rec Record) { a.b.SetData(a.group, key, rec.Encode()) }
-
-func (a applier) remove(key []byte) { a.b.DeleteData(a.group, key) }
-
 // past reports whether an absolute expiry has already passed at the
 // command's time. Without a time (version-1 commands) nothing has.
-func (a applier) past(expireAtMS int64) bool {
+func (a *execCtx) past(expireAtMS int64) bool {
 	return expireAtMS != 0 && a.now != 0 && expireAtMS <= a.now
 }
 
-func (a applier) set(c Command) Result {
+func (a *execCtx) set(c Command) Result {
 	key, val := c.Args[0], c.Args[1]
-	old, live, _, err := a.load(key)
-	if err != nil {
-		return Result{Err: err}
-	}
+	old := a.lookup(key)
 	var res Result
-	if c.Flags&FlagGet != 0 && live {
-		if old.Type != TypeString {
+	if c.Flags&FlagGet != 0 && old.live {
+		if old.rec.Type != TypeString {
 			return Result{Err: ErrWrongType}
 		}
-		res.Value, res.Found = old.Payload, true
+		res.Value, res.Found = old.rec.Payload, true
 	}
-	if (c.Flags&FlagNX != 0 && live) || (c.Flags&FlagXX != 0 && !live) {
+	if (c.Flags&FlagNX != 0 && old.live) || (c.Flags&FlagXX != 0 && !old.live) {
 		return res
 	}
 	expire := c.Int
-	if c.Flags&FlagKeepTTL != 0 && live {
-		expire = old.ExpireAtMS
+	if c.Flags&FlagKeepTTL != 0 && old.live {
+		expire = old.rec.ExpireAtMS
 	}
 	res.N = 1
 	if a.past(expire) {
-		a.remove(key)
+		a.remove(key, old)
 		return res
 	}
-	a.put(key, Record{Type: TypeString, ExpireAtMS: expire, Payload: val})
+	a.put(key, old, Record{Type: TypeString, ExpireAtMS: expire, Payload: val})
 	return res
 }
 
-func (a applier) delete(keys [][]byte) Result {
+func (a *execCtx) delete(keys [][]byte) Result {
 	var n int64
 	for _, k := range keys {
-		_, live, stored, err := a.load(k)
-		if err != nil {
-			return Result{Err: err}
-		}
-		if live {
+		e := a.lookup(k)
+		if e.live {
 			n++
 		}
-		if stored {
-			a.remove(k)
-		}
+		a.remove(k, e)
 	}
 	return Result{N: n}
 }
 
-func (a applier) getDel(key []byte) Result {
-	rec, live, stored, err := a.load(key)
-	if err != nil {
-		return Result{Err: err}
-	}
-	if !live {
-		if stored {
-			a.remove(key)
-		}
+func (a *execCtx) getDel(key []byte) Result {
+	e := a.lookup(key)
+	if !e.live {
+		a.remove(key, e)
 		return Result{}
 	}
-	if rec.Type != TypeString {
+	if e.rec.Type != TypeString {
 		return Result{Err: ErrWrongType}
 	}
-	a.remove(key)
-	return Result{Value: rec.Payload, Found: true, N: 1}
+	a.remove(key, e)
+	return Result{Value: e.rec.Payload, Found: true, N: 1}
 }
 
-func (a applier) incrBy(key []byte, delta int64) Result {
-	rec, live, _, err := a.load(key)
-	if err != nil {
-		return Result{Err: err}
-	}
-	var cur int64
-	if live {
-		if rec.Type != TypeString {
+func (a *execCtx) incrBy(key []byte, delta int64) Result {
+	e := a.lookup(key)
+	var cur, expire int64
+	if e.live {
+		if e.rec.Type != TypeString {
 			return Result{Err: ErrWrongType}
 		}
 		var ok bool
-		if cur, ok = ParseInt(rec.Payload); !ok {
+		if cur, ok = ParseInt(e.rec.Payload); !ok {
 			return Result{Err: ErrNotInteger}
 		}
+		expire = e.rec.ExpireAtMS
 	}
 	sum, overflow := addInt(cur, delta)
 	if overflow {
 		return Result{Err: ErrOverflow}
 	}
-	a.put(key, Record{Type: TypeString, ExpireAtMS: rec.ExpireAtMS, Payload: strconv.AppendInt(nil, sum, 10)})
+	a.put(key, e, Record{Type: TypeString, ExpireAtMS: expire, Payload: strconv.AppendInt(nil, sum, 10)})
 	return Result{N: sum}
 }
 
-func (a applier) setOp(c Command) Result {
+func (a *execCtx) setOp(c Command) Result {
 	key := c.Args[0]
-	rec, live, _, err := a.load(key)
-	if err != nil {
-		return Result{Err: err}
-	}
+	e := a.lookup(key)
 	var members [][]byte
-	if live {
-		if rec.Type != TypeSet {
+	if e.live {
+		if e.rec.Type != TypeSet {
 			return Result{Err: ErrWrongType}
 		}
-		if members, err = DecodeSet(rec.Payload); err != nil {
+		var err error
+		if members, err = DecodeSet(e.rec.Payload); err != nil {
 			return Result{Err: corrupt(err, "set", key)}
 		}
 	}
@@ -333,37 +312,39 @@ func (a applier) setOp(c Command) Result {
 	if changed == 0 {
 		return Result{}
 	}
-	return a.storeCollection(key, rec, TypeSet, len(members) == 0, func() []byte { return EncodeSet(members) }, changed)
+	return a.storeCollection(key, e, TypeSet, len(members) == 0, func() []byte { return EncodeSet(members) }, changed)
 }
 
 // storeCollection writes back a set or hash after an operation changed n
 // of its elements: an empty one is deleted, one over MaxCollectionBytes is
-// refused (nothing is written), the expiry is kept.
-func (a applier) storeCollection(key []byte, rec Record, typ Type, empty bool, encode func() []byte, n int) Result {
+// refused (nothing is written), the expiry of a live one is kept.
+func (a *execCtx) storeCollection(key []byte, old entry, typ Type, empty bool, encode func() []byte, n int) Result {
 	if empty {
-		a.remove(key)
+		a.remove(key, old)
 		return Result{N: int64(n)}
 	}
 	p := encode()
 	if len(p) > MaxCollectionBytes {
 		return Result{Err: fmt.Errorf("%w: the %s would take %d bytes (limit %d)", ErrTooLarge, typ, len(p), MaxCollectionBytes)}
 	}
-	a.put(key, Record{Type: typ, ExpireAtMS: rec.ExpireAtMS, Payload: p})
+	var expire int64
+	if old.live {
+		expire = old.rec.ExpireAtMS
+	}
+	a.put(key, old, Record{Type: typ, ExpireAtMS: expire, Payload: p})
 	return Result{N: int64(n)}
 }
 
-func (a applier) hashOp(c Command) Result {
+func (a *execCtx) hashOp(c Command) Result {
 	key := c.Args[0]
-	rec, live, _, err := a.load(key)
-	if err != nil {
-		return Result{Err: err}
-	}
+	e := a.lookup(key)
 	var fields []Field
-	if live {
-		if rec.Type != TypeHash {
+	if e.live {
+		if e.rec.Type != TypeHash {
 			return Result{Err: ErrWrongType}
 		}
-		if fields, err = DecodeHash(rec.Payload); err != nil {
+		var err error
+		if fields, err = DecodeHash(e.rec.Payload); err != nil {
 			return Result{Err: corrupt(err, "hash", key)}
 		}
 	}
@@ -376,21 +357,17 @@ func (a applier) hashOp(c Command) Result {
 			return Result{}
 		}
 	}
-	return a.storeCollection(key, rec, TypeHash, len(fields) == 0, func() []byte { return EncodeHash(fields) }, n)
+	return a.storeCollection(key, e, TypeHash, len(fields) == 0, func() []byte { return EncodeHash(fields) }, n)
 }
 
-func (a applier) expire(c Command) Result {
+func (a *execCtx) expire(c Command) Result {
 	key := c.Args[0]
-	rec, live, stored, err := a.load(key)
-	if err != nil {
-		return Result{Err: err}
-	}
-	if !live {
-		if stored {
-			a.remove(key)
-		}
+	e := a.lookup(key)
+	if !e.live {
+		a.remove(key, e)
 		return Result{}
 	}
+	rec := e.rec
 	has, old, at := rec.ExpireAtMS != 0, rec.ExpireAtMS, c.Int
 	switch {
 	case c.Flags&FlagNX != 0 && has,
@@ -400,21 +377,22 @@ func (a applier) expire(c Command) Result {
 		return Result{}
 	}
 	if at <= 0 || a.past(at) {
-		a.remove(key)
+		a.remove(key, e)
 		return Result{N: 1}
 	}
 	rec.ExpireAtMS = at
-	a.put(key, rec)
+	a.put(key, e, rec)
 	return Result{N: 1}
 }
 
-func (a applier) persist(key []byte) Result {
-	rec, live, _, err := a.load(key)
-	if err != nil || !live || rec.ExpireAtMS == 0 {
-		return Result{Err: err}
+func (a *execCtx) persist(key []byte) Result {
+	e := a.lookup(key)
+	if !e.live || e.rec.ExpireAtMS == 0 {
+		return Result{}
 	}
+	rec := e.rec
 	rec.ExpireAtMS = 0
-	a.put(key, rec)
+	a.put(key, e, rec)
 	return Result{N: 1}
 }
 
@@ -505,7 +483,7 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 			}
 			return nil // failed at the source too
 		}
-		if res := sm.apply(b, c); res.Err != nil && IsFatal(res.Err) {
+		if res := sm.apply(b, index, c); res.Err != nil && IsFatal(res.Err) {
 			return res.Err
 		}
 		return nil // a command error: failed at the source too

@@ -3,7 +3,8 @@
 // transport, and the request router that the front ends call.
 //
 // The router (router.go) maps a key to its keyspace's shard by hashing
-// (FNV-1a) and runs writes through the group that takes them; the
+// (FNV-1a of the key, or of its hash tag: "{user42}:cart" hashes
+// "user42") and runs writes through the group that takes them; the
 // proposer (propose.go) finds a group's leader; the read framework
 // (reads.go) serves reads at the requested consistency: strong reads
 // confirm the read point with the leader (ReadIndex, or its lease) and
@@ -20,6 +21,14 @@
 // collection). The node gives them what they need through strategy.Env
 // (env.go), and its public API (Switchover, Failover, LostWrites,
 // Conflicts, Tombstones, Streams) delegates to them.
+//
+// Redis's commands (docs/DESIGN.md 5.5) reach the node as kv engine
+// commands: writes through Write like any other, reads through Query
+// (query.go, forwarded as the node service's Query), blocking pops
+// through BlockingWrite (blocking.go), FLUSHDB shard by shard. Pub/sub
+// runs beside raft: Publish delivers to this node's subscribers and sends
+// the message to every other node in the node service's Publish, in
+// order and at most once (pubsub.go).
 //
 // Background loops keep the node in step with the metadata (recording the
 // initial members, registering the node, creating the replicas placed on

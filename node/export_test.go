@@ -40,3 +40,11 @@ func SetAfterRestoreChunk(fn func(ctx context.Context, id string, seq uint64)) f
 	old := afterChunk.Swap(p)
 	return func() { afterChunk.Store(old) }
 }
+
+// BlockWakes returns how many times a blocking pop waiting on this node
+// was told of a push by its replica's state machine.
+func (n *Node) BlockWakes() uint64 {
+	n.blocked.mu.Lock()
+	defer n.blocked.mu.Unlock()
+	return n.blocked.woken
+}

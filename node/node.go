@@ -367,6 +367,8 @@ type Node struct {
 	archive          archives            // continuous log archiving, scheduled backups (archive.go)
 	restores         restoreJobs         // restores this node runs (restore.go)
 	jobs             backupJobs          // backups this node runs (backup.go)
+	blocked          blockers            // clients waiting in blocking pops (blocking.go)
+	pubsub           pubsub              // pub/sub deliveries between nodes (pubsub.go)
 
 	reconcileCh chan struct{}
 }
@@ -798,7 +800,7 @@ func (n *Node) reconcile() {
 				hb, el := n.timing(rg.Replicas)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := n.host.AddGroup(ctx, raftgroup.GroupConfig{
-					ID: rg.Group, SM: n.strategyOf(ks).Machine(rg), Bootstrap: boot,
+					ID: rg.Group, SM: n.machine(ks, rg), Bootstrap: boot,
 					HeartbeatTicks: hb, ElectionTicks: el, Campaign: rg.Replicas[0] == n.cfg.ID,
 				})
 				cancel()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,11 +130,25 @@ type Answer struct {
 	StalenessMS int64 `json:"staleness_ms"`
 }
 
-// ShardOf returns the shard index of a key in a keyspace of n shards.
+// ShardOf returns the shard index of a key in a keyspace of n shards:
+// FNV-1a of the key, or of its hash tag if it has one, as Redis Cluster
+// hashes: the bytes between the first '{' and the first '}' after it, if
+// there are any ("{user42}:cart" and "{user42}:orders" share a shard).
 func ShardOf(key []byte, n int) int {
 	h := fnv.New64a()
-	_, _ = h.Write(key)
+	_, _ = h.Write(HashTag(key))
 	return int(h.Sum64() % uint64(n))
+}
+
+// HashTag returns the part of key that decides its shard: its hash tag
+// if it has a non-empty one, else the whole key.
+func HashTag(key []byte) []byte {
+	if i := bytes.IndexByte(key, '{'); i >= 0 {
+		if j := bytes.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
 }
 
 func (n *Node) route(keyspace string, key []byte) (*metadata.Keyspace, metadata.Shard, error) {

@@ -92,6 +92,8 @@ var errorCodes = []struct {
 	{nodepb.Code_UNKNOWN_USER, auth.ErrUnknownUser},
 	{nodepb.Code_BAD_RULE, auth.ErrBadRule},
 	{nodepb.Code_ROOT_USER, auth.ErrRootUser},
+	{nodepb.Code_CROSS_SHARD, ErrCrossShard},
+	{nodepb.Code_BLOCKING_NOT_HERE, ErrBlockingNotHere},
 	// Backups and restores (backup.go, restore.go).
 	{nodepb.Code_RESTORING, metadata.ErrRestoring},
 	{nodepb.Code_COMPACTED, raftgroup.ErrCompacted},

@@ -4,7 +4,9 @@ import (
 	"context"
 	"sync"
 
+	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/raftgroup"
 	"github.com/meridian-db/meridian/strategy"
 	"github.com/meridian-db/meridian/strategy/activeks"
 	"github.com/meridian-db/meridian/strategy/asyncks"
@@ -29,6 +31,18 @@ func (n *Node) strategyFor(s metadata.Strategy) strategy.Strategy {
 		return n.active
 	}
 	return n.sync
+}
+
+// machine returns the state machine of a replica this node creates: its
+// strategy's, which also tells the node of the keys a command left a
+// non-empty list or sorted set, for the blocking pops waiting here
+// (blocking.go).
+func (n *Node) machine(ks *metadata.Keyspace, rg metadata.RegionalGroup) raftgroup.StateMachine {
+	sm := n.strategyOf(ks).Machine(rg)
+	if m, ok := sm.(*kv.StateMachine); ok {
+		m.OnPush = n.blocked.wake
+	}
+	return sm
 }
 
 // runStrategies runs the strategies' background work until the node

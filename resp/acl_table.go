@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/meridian-db/meridian/auth"
+	"github.com/meridian-db/meridian/kv"
 )
 
 // commandPermissions says which permission every command needs (see
@@ -41,6 +42,34 @@ var commandPermissions = map[string]auth.Permission{
 	"meridian.keyspace": auth.Authenticated, "meridian.consistency": auth.Authenticated,
 	"meridian.session": auth.Authenticated, "meridian.last": auth.Authenticated,
 	"meridian.with": auth.Authenticated,
+	// Keys and the keyspace, beyond the command engine's (below).
+	"touch": auth.ReadKeyspace, "randomkey": auth.ReadKeyspace,
+	"flushdb": auth.AdminKeyspace, // every key of the keyspace, in every region
+	// Transactions: each queued command is authorized when queued and
+	// again at EXEC (cmd_txn.go).
+	"multi": auth.Authenticated, "exec": auth.Authenticated, "discard": auth.Authenticated,
+	"watch": auth.Authenticated, "unwatch": auth.Authenticated,
+	// Pub/sub is the cluster's, not a keyspace's: channels have no
+	// permissions of their own (yet).
+	"subscribe": auth.Authenticated, "psubscribe": auth.Authenticated, "unsubscribe": auth.Authenticated,
+	"punsubscribe": auth.Authenticated, "publish": auth.Authenticated, "pubsub": auth.Authenticated,
+}
+
+// The command engine's commands (package kv: lists, sorted sets, the
+// other string, hash, set and key commands) need the keyspace's write
+// permission if their spec says they write, its read permission
+// otherwise, unless listed above.
+func init() {
+	for _, s := range kv.Specs() {
+		if _, ok := commandPermissions[s.Name]; ok {
+			continue
+		}
+		if s.Write {
+			commandPermissions[s.Name] = auth.WriteKeyspace
+		} else {
+			commandPermissions[s.Name] = auth.ReadKeyspace
+		}
+	}
 }
 
 // subcommandPermissions override a command's permission for one of its

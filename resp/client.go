@@ -35,6 +35,17 @@ type client struct {
 	session map[string]*consistency.Token
 	quit    bool // QUIT: close after the reply
 
+	multi   *multiState // MULTI ... EXEC in the making (cmd_txn.go)
+	watches []kv.Watch  // WATCHed keys' states
+
+	// Pub/Sub (cmd_pubsub.go): subscriptions, and the queue of messages a
+	// goroutine writes between the replies; wmu is held while a reply or
+	// messages are written.
+	subs, psubs map[string]bool
+	pushq       chan pushMsg
+	wmu         sync.Mutex
+	closed      chan struct{}
+
 	// Authentication (auth.go): who the connection is, whether it counts
 	// among the server's unauthenticated ones, and the last
 	// authorization decision.
@@ -65,12 +76,13 @@ func newClient(s *Server, conn net.Conn) *client {
 		lastAt:   time.Now(),
 		keyspace: s.cfg.DefaultKeyspace,
 		session:  map[string]*consistency.Token{},
+		closed:   make(chan struct{}),
 	}
 }
 
 func (c *client) ctx() context.Context { return c.s.ctx }
 
-func (c *client) node() *node.Node { return c.s.node }
+func (c *client) node() Backend { return c.s.node }
 
 // nowMS is the proposer's clock stamped into write commands.
 func (c *client) nowMS() int64 { return c.s.node.NowMS() }
@@ -134,6 +146,9 @@ func (c *client) exec(args [][]byte) {
 	cmd := commandTable[name]
 	if cmd == nil {
 		err := unknownCommand(args)
+		if c.multi != nil {
+			c.multi.failed = true
+		}
 		c.fail(err)
 		c.observe("unknown", start, err)
 		return
@@ -145,9 +160,29 @@ func (c *client) exec(args [][]byte) {
 	perm, authzErr := c.authorize(name, args)
 	switch {
 	case authzErr != nil:
+		// Refused before it is queued: EXEC aborts, as in Redis.
 		err = authzErr
+		if c.multi != nil {
+			c.multi.failed = true
+		}
 	case (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity):
 		err = errArity(name)
+		if c.multi != nil {
+			c.multi.failed = true
+		}
+	case c.multi != nil && !txnControl(name):
+		c.queue(cmd, args) // cmd_txn.go
+	case c.subscriptions() > 0 && c.w.proto == 2 && !allowedSubscribed(name):
+		err = errSubscribedContext(name)
+	case c.subscriptions() > 0 && c.w.proto == 2 && name == "ping":
+		// A subscribed RESP2 connection gets its pong as a message.
+		c.w.array(2)
+		c.w.bulkString("pong")
+		if len(args) > 1 {
+			c.w.bulk(args[1])
+		} else {
+			c.w.bulkString("")
+		}
 	default:
 		err = cmd.fn(c, args)
 	}

@@ -270,6 +270,26 @@ func cmdCommand(c *client, args [][]byte) error {
 			c.w.bulkString("group")
 			c.w.bulkString(cmd.group)
 		}
+	case "getkeys":
+		if len(args) < 3 {
+			return errArity("command|getkeys")
+		}
+		cmd := commandTable[commandName(args[2])]
+		if cmd == nil {
+			return replyError("ERR Invalid command specified")
+		}
+		sub := args[2:]
+		if (cmd.arity > 0 && len(sub) != cmd.arity) || (cmd.arity < 0 && len(sub) < -cmd.arity) {
+			return replyError("ERR Invalid number of arguments specified for command")
+		}
+		keys := commandKeys(cmd, sub)
+		if len(keys) == 0 {
+			return replyError("ERR The command has no key arguments")
+		}
+		c.w.array(len(keys))
+		for _, k := range keys {
+			c.w.bulk(k)
+		}
 	default:
 		return replyError(fmt.Sprintf("ERR unknown subcommand '%s'. Try COMMAND HELP.", printable(args[1], 64)))
 	}
@@ -290,11 +310,104 @@ func (c *client) writeCommandInfo(cmd *command) {
 	c.w.integer(int64(cmd.firstKey))
 	c.w.integer(int64(cmd.lastKey))
 	c.w.integer(int64(cmd.step))
+	cats := aclCategories(cmd)
+	c.w.setHeader(len(cats))
+	for _, cat := range cats {
+		c.w.simple(cat)
+	}
+	c.w.array(0) // tips
+	c.writeKeySpecs(cmd)
+	c.w.array(0) // subcommands
+}
+
+// aclCategories returns a command's ACL categories as Redis names them.
+func aclCategories(cmd *command) []string {
+	group := map[string]string{
+		"generic": "@keyspace", "sorted_set": "@sortedset", "transactions": "@transaction",
+		"server": "@admin", "meridian": "@meridian",
+	}[cmd.group]
+	if group == "" {
+		group = "@" + cmd.group
+	}
+	out := []string{group}
+	for _, f := range cmd.flags {
+		switch f {
+		case "write":
+			out = append(out, "@write")
+		case "readonly":
+			out = append(out, "@read")
+		case "blocking":
+			out = append(out, "@blocking")
+		}
+	}
+	if slices.Contains(cmd.flags, "fast") {
+		out = append(out, "@fast")
+	} else {
+		out = append(out, "@slow")
+	}
+	if cmd.name == "flushdb" {
+		out = append(out, "@dangerous")
+	}
+	return out
+}
+
+// writeKeySpecs writes a command's key specifications (Redis 7): where
+// its keys begin (an index) and how far they go (a range).
+func (c *client) writeKeySpecs(cmd *command) {
+	if cmd.firstKey <= 0 {
+		c.w.array(0)
+		return
+	}
+	last := cmd.lastKey
+	if last >= 0 {
+		last -= cmd.firstKey // relative to the first key
+	}
+	access := "RO"
+	if slices.Contains(cmd.flags, "write") {
+		access = "RW"
+	}
+	c.w.array(1)
+	c.w.mapHeader(3)
+	c.w.bulkString("flags")
 	c.w.setHeader(1)
-	c.w.simple("@" + cmd.group)
-	c.w.array(0)
-	c.w.array(0)
-	c.w.array(0)
+	c.w.simple(access)
+	c.w.bulkString("begin_search")
+	c.w.mapHeader(2)
+	c.w.bulkString("type")
+	c.w.bulkString("index")
+	c.w.bulkString("spec")
+	c.w.mapHeader(1)
+	c.w.bulkString("index")
+	c.w.integer(int64(cmd.firstKey))
+	c.w.bulkString("find_keys")
+	c.w.mapHeader(2)
+	c.w.bulkString("type")
+	c.w.bulkString("range")
+	c.w.bulkString("spec")
+	c.w.mapHeader(3)
+	c.w.bulkString("lastkey")
+	c.w.integer(int64(last))
+	c.w.bulkString("keystep")
+	c.w.integer(int64(max(cmd.step, 1)))
+	c.w.bulkString("limit")
+	c.w.integer(0)
+}
+
+// commandKeys returns the keys of a command line as its table entry
+// locates them.
+func commandKeys(cmd *command, args [][]byte) [][]byte {
+	if cmd.firstKey <= 0 || cmd.firstKey >= len(args) {
+		return nil
+	}
+	last := cmd.lastKey
+	if last < 0 {
+		last += len(args)
+	}
+	var out [][]byte
+	for i := cmd.firstKey; i <= min(last, len(args)-1); i += max(cmd.step, 1) {
+		out = append(out, args[i])
+	}
+	return out
 }
 
 // cmdConfig: CONFIG GET pattern... over a few read-only parameters (what
@@ -380,7 +493,8 @@ func cmdInfo(c *client, args [][]byte) error {
 	c.s.mu.Unlock()
 	section("Clients",
 		fmt.Sprintf("connected_clients:%d", nclients),
-		fmt.Sprintf("maxclients:%d", c.s.cfg.MaxClients))
+		fmt.Sprintf("maxclients:%d", c.s.cfg.MaxClients),
+		fmt.Sprintf("blocked_clients:%d", n.BlockedClients()))
 	shards := n.LocalShards()
 	led, followed := 0, 0
 	var shardLines []string
@@ -524,7 +638,7 @@ func cmdWith(c *client, args [][]byte) error {
 
 // streamLines describes the streams this node sends, with their lag and,
 // while one makes no progress, how long it has been stalled.
-func streamLines(n *node.Node) []string {
+func streamLines(n Backend) []string {
 	var out []string
 	for _, s := range n.Streams() {
 		line := fmt.Sprintf("stream_%s_%d_%s:from=%s,acked=%d,lag_entries=%d,lag_ms=%d",

@@ -2,6 +2,8 @@ package resp
 
 import (
 	"strings"
+
+	"github.com/meridian-db/meridian/kv"
 )
 
 // command describes one command: how to run it and what COMMAND reports
@@ -17,6 +19,9 @@ type command struct {
 	group                   string
 	summary                 string
 	fn                      func(c *client, args [][]byte) error
+	// spec is the command's form in the command engine, if it has one:
+	// what a transaction queues.
+	spec *kv.Spec
 }
 
 // commandTable holds every command by lower-case name (filled in init,
@@ -88,4 +93,11 @@ func init() {
 	add("meridian.session", -1, "fast", 0, 0, 0, "meridian", "Shows the connection's session token, or adopts one: MERIDIAN.SESSION [token].", cmdSession)
 	add("meridian.last", 1, "fast", 0, 0, 0, "meridian", "How the last answer was served: region, node, consistency, index, forwarded.", cmdLast)
 	add("meridian.with", -3, "", 0, 0, 0, "meridian", "Runs one command at a consistency level: MERIDIAN.WITH level command ...", cmdWith)
+	add("touch", -2, "readonly fast", 1, -1, 1, "generic", "Counts the keys that exist (no access time is kept).", cmdExists)
+	addKeyspaceCommands(add) // cmd_keyspace.go
+	addTxnCommands(add)      // cmd_txn.go
+	addPubSubCommands(add)   // cmd_pubsub.go
+	// Every command of the engine the table does not have yet (lists,
+	// sorted sets, the other string, hash, set and key commands).
+	registerEngineCommands(add) // cmd_engine.go
 }

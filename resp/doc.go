@@ -3,14 +3,21 @@
 // Meridian unchanged. The package never touches storage or raft: it calls
 // the node's router.
 //
-// Commands: PING, ECHO, HELLO, AUTH, ACL (WHOAMI, USERS, LIST, GETUSER,
-// SETUSER, DELUSER, CAT, GENPASS), CLIENT, COMMAND, CONFIG GET, SELECT 0,
-// QUIT, INFO; strings (GET, SET with
-// NX|XX|GET|EX|PX|EXAT|PXAT|KEEPTTL, GETDEL, MGET, MSET, INCR, INCRBY,
-// DECR, DECRBY); keys (DEL, UNLINK, EXISTS, TYPE, TTL, PTTL, EXPIRETIME,
-// PEXPIRETIME, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, SCAN, KEYS,
-// DBSIZE); sets (SADD, SREM, SMEMBERS, SISMEMBER, SCARD); hashes (HSET,
-// HMSET, HGET, HMGET, HDEL, HGETALL, HLEN). Each connection has a
+// Commands: docs/commands.md lists them against Redis 7.0's, with how
+// each differs and what it means in each replication strategy (the file
+// is generated from the command table; TestCommandsDoc checks it). The
+// table (commands.go) holds connection and server commands (ACL among
+// them: WHOAMI, USERS, LIST, GETUSER, SETUSER, DELUSER, CAT, GENPASS;
+// cmd_auth.go), strings,
+// keys, sets and hashes served here, and every command of the node's
+// command engine (package kv: lists, sorted sets, the other string, hash,
+// set and key commands), whose replies come back as kv.Reply and are
+// written as they are (cmd_engine.go). A command's keys must live in one
+// shard (hash tags); MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are split
+// by shard instead. Transactions (MULTI, EXEC, DISCARD, WATCH, UNWATCH:
+// cmd_txn.go), pub/sub across regions (cmd_pubsub.go), blocking pops
+// (waiting while the client stays connected), FLUSHDB with a
+// confirmation and RANDOMKEY (cmd_keyspace.go). Each connection has a
 // keyspace and a consistency level, chosen with Meridian's own commands:
 //
 //	MERIDIAN.KEYSPACE [name]          select (show) the keyspace of this connection
@@ -18,6 +25,11 @@
 //	MERIDIAN.SESSION [token]          show the connection's session token, or adopt one
 //	MERIDIAN.LAST                     how the last answer was served
 //	MERIDIAN.WITH level command ...   run one command at another level
+//
+// Replies are compared with a real Redis's on random command sequences
+// (diff_test.go, when redis-server is installed), and go-redis and
+// ioredis run application scripts against three regions (clients_test.go,
+// ioredis_test.go).
 //
 // Semantics worth knowing:
 //   - Writes always go through the shard's raft leader; the level applies
@@ -29,6 +41,9 @@
 //     remembers for a while (see cursor.go); they are valid on this
 //     server only. SCAN and KEYS need a local replica of every shard.
 //   - KEYS builds its whole reply; it is bounded by Config.MaxReplyBytes.
+//   - A blocking pop waits on the node that received it, woken when its
+//     replica applies a push (node/blocking.go); PUBLISH counts that node's
+//     subscribers, and the message reaches every node's (node/pubsub.go).
 //
 // Robustness: the command reader is bounded (arguments, argument size,
 // command size, inline line), never allocates what a client merely

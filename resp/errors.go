@@ -26,11 +26,16 @@ var redisTextErrors = []error{kv.ErrWrongType, kv.ErrNotInteger, kv.ErrOverflow}
 //   - anything else goes as "ERR message".
 func errorReply(err error) string {
 	var re replyError
+	var kre kv.RedisError
 	var rej *rejectedError
 	var pe *protocolError
 	switch {
 	case errors.As(err, &re):
 		return string(re)
+	case errors.As(err, &kre):
+		return oneLine(string(kre))
+	case errors.Is(err, node.ErrCrossShard):
+		return oneLine(err.Error()) // "CROSSSLOT ...", Redis Cluster's code
 	case errors.As(err, &rej):
 		return rej.Error()
 	case errors.As(err, &pe):
@@ -79,6 +84,10 @@ func errorCode(err error) string {
 				return strings.ToLower(code)
 			}
 		}
+		return "bad_request"
+	case errors.Is(err, node.ErrCrossShard):
+		return "cross_shard"
+	case errors.As(err, new(kv.RedisError)):
 		return "bad_request"
 	}
 	return "internal"

@@ -37,7 +37,10 @@ func TestEveryCommandHasAPermission(t *testing.T) {
 			t.Errorf("command %q has no entry in commandPermissions", name)
 			continue
 		}
-		switch {
+		switch stronger, ok := strongerPermissions[name]; {
+		case ok && p != stronger:
+			t.Errorf("command %q needs %s, want %s", name, p, stronger)
+		case ok:
 		case slices.Contains(cmd.flags, "write") && p != auth.WriteKeyspace:
 			t.Errorf("command %q is flagged write but needs %s", name, p)
 		case slices.Contains(cmd.flags, "readonly") && p != auth.ReadKeyspace:
@@ -64,6 +67,11 @@ func TestEveryCommandHasAPermission(t *testing.T) {
 	}
 }
 
+// strongerPermissions are the commands that need more than their flags
+// say, on purpose: FLUSHDB writes (Redis flags it so), but deletes every
+// key of the keyspace in every region, which is its admins' to do.
+var strongerPermissions = map[string]auth.Permission{"flushdb": auth.AdminKeyspace}
+
 // sampleCommands holds, for every command, invocations the permission
 // test runs (subcommands with permissions of their own included).
 var sampleCommands = map[string][][]string{
@@ -87,6 +95,49 @@ var sampleCommands = map[string][][]string{
 	"meridian.keyspace": {{"MERIDIAN.KEYSPACE"}}, "meridian.consistency": {{"MERIDIAN.CONSISTENCY"}},
 	"meridian.session": {{"MERIDIAN.SESSION"}}, "meridian.last": {{"MERIDIAN.LAST"}},
 	"meridian.with": {{"MERIDIAN.WITH", "strong", "GET", "k"}, {"MERIDIAN.WITH", "strong", "SET", "k", "v"}},
+	// Keys and the keyspace.
+	"touch": {{"TOUCH", "k"}}, "randomkey": {{"RANDOMKEY"}}, "flushdb": {{"FLUSHDB", "CONFIRM", "t"}},
+	"copy": {{"COPY", "{c}a", "{c}b"}}, "rename": {{"RENAME", "{c}a", "{c}b"}}, "renamenx": {{"RENAMENX", "{c}a", "{c}b"}},
+	"object": {{"OBJECT", "ENCODING", "k"}},
+	// Strings.
+	"append": {{"APPEND", "k", "x"}}, "getex": {{"GETEX", "k"}}, "getrange": {{"GETRANGE", "k", "0", "1"}},
+	"getset": {{"GETSET", "k", "v"}}, "incrbyfloat": {{"INCRBYFLOAT", "f", "1.5"}}, "msetnx": {{"MSETNX", "{c}a", "1"}},
+	"psetex": {{"PSETEX", "k", "100000", "v"}}, "setex": {{"SETEX", "k", "100", "v"}}, "setnx": {{"SETNX", "k", "v"}},
+	"setrange": {{"SETRANGE", "k", "0", "v"}}, "strlen": {{"STRLEN", "k"}}, "substr": {{"SUBSTR", "k", "0", "1"}},
+	// Hashes.
+	"hexists": {{"HEXISTS", "h", "f"}}, "hincrby": {{"HINCRBY", "h", "n", "1"}}, "hincrbyfloat": {{"HINCRBYFLOAT", "h", "x", "1.5"}},
+	"hkeys": {{"HKEYS", "h"}}, "hvals": {{"HVALS", "h"}}, "hrandfield": {{"HRANDFIELD", "h"}}, "hscan": {{"HSCAN", "h", "0"}},
+	"hsetnx": {{"HSETNX", "h", "g", "v"}}, "hstrlen": {{"HSTRLEN", "h", "f"}},
+	// Sets.
+	"sdiff": {{"SDIFF", "{c}s", "{c}t"}}, "sdiffstore": {{"SDIFFSTORE", "{c}d", "{c}s"}}, "sinter": {{"SINTER", "{c}s", "{c}t"}},
+	"sinterstore": {{"SINTERSTORE", "{c}d", "{c}s"}}, "sunion": {{"SUNION", "{c}s", "{c}t"}}, "sunionstore": {{"SUNIONSTORE", "{c}d", "{c}s"}},
+	"smismember": {{"SMISMEMBER", "s", "m"}}, "smove": {{"SMOVE", "{c}s", "{c}t", "m"}}, "spop": {{"SPOP", "s2"}},
+	"srandmember": {{"SRANDMEMBER", "s"}}, "sscan": {{"SSCAN", "s", "0"}},
+	// Lists.
+	"lpush": {{"LPUSH", "l", "a"}}, "rpush": {{"RPUSH", "l", "b"}}, "lpushx": {{"LPUSHX", "l", "c"}}, "rpushx": {{"RPUSHX", "l", "d"}},
+	"lpop": {{"LPOP", "l2"}}, "rpop": {{"RPOP", "l2"}}, "lrange": {{"LRANGE", "l", "0", "-1"}}, "llen": {{"LLEN", "l"}},
+	"lindex": {{"LINDEX", "l", "0"}}, "lset": {{"LSET", "l", "0", "x"}}, "lrem": {{"LREM", "l", "0", "zz"}},
+	"ltrim": {{"LTRIM", "l", "0", "-1"}}, "linsert": {{"LINSERT", "l", "BEFORE", "x", "y"}}, "lpos": {{"LPOS", "l", "x"}},
+	"lmove": {{"LMOVE", "{c}l", "{c}m", "LEFT", "RIGHT"}}, "rpoplpush": {{"RPOPLPUSH", "{c}l", "{c}m"}},
+	"blpop": {{"BLPOP", "l3", "0.01"}}, "brpop": {{"BRPOP", "l3", "0.01"}},
+	"blmove": {{"BLMOVE", "{c}l3", "{c}m", "LEFT", "RIGHT", "0.01"}}, "brpoplpush": {{"BRPOPLPUSH", "{c}l3", "{c}m", "0.01"}},
+	// Sorted sets.
+	"zadd": {{"ZADD", "z", "1", "a"}}, "zincrby": {{"ZINCRBY", "z", "1", "b"}}, "zrem": {{"ZREM", "z", "zz"}},
+	"zscore": {{"ZSCORE", "z", "a"}}, "zmscore": {{"ZMSCORE", "z", "a"}}, "zcard": {{"ZCARD", "z"}},
+	"zcount": {{"ZCOUNT", "z", "-inf", "+inf"}}, "zlexcount": {{"ZLEXCOUNT", "z", "-", "+"}},
+	"zrange": {{"ZRANGE", "z", "0", "-1"}}, "zrevrange": {{"ZREVRANGE", "z", "0", "-1"}},
+	"zrangebyscore": {{"ZRANGEBYSCORE", "z", "-inf", "+inf"}}, "zrevrangebyscore": {{"ZREVRANGEBYSCORE", "z", "+inf", "-inf"}},
+	"zrangebylex": {{"ZRANGEBYLEX", "z", "-", "+"}}, "zrevrangebylex": {{"ZREVRANGEBYLEX", "z", "+", "-"}},
+	"zrank": {{"ZRANK", "z", "a"}}, "zrevrank": {{"ZREVRANK", "z", "a"}}, "zpopmin": {{"ZPOPMIN", "z2"}}, "zpopmax": {{"ZPOPMAX", "z2"}},
+	"bzpopmin": {{"BZPOPMIN", "z3", "0.01"}}, "bzpopmax": {{"BZPOPMAX", "z3", "0.01"}},
+	"zremrangebyscore": {{"ZREMRANGEBYSCORE", "z2", "0", "1"}}, "zremrangebyrank": {{"ZREMRANGEBYRANK", "z2", "0", "0"}},
+	"zremrangebylex": {{"ZREMRANGEBYLEX", "z2", "-", "+"}}, "zscan": {{"ZSCAN", "z", "0"}}, "zrandmember": {{"ZRANDMEMBER", "z"}},
+	// Transactions: a queued command is checked when queued (below, in
+	// TestTransactionsAndPermissions).
+	"multi": {{"MULTI"}}, "exec": {{"EXEC"}}, "discard": {{"DISCARD"}}, "watch": {{"WATCH", "k"}}, "unwatch": {{"UNWATCH"}},
+	// Pub/sub.
+	"subscribe": {{"SUBSCRIBE", "ch"}}, "psubscribe": {{"PSUBSCRIBE", "c*"}}, "unsubscribe": {{"UNSUBSCRIBE"}},
+	"punsubscribe": {{"PUNSUBSCRIBE"}}, "publish": {{"PUBLISH", "ch", "x"}}, "pubsub": {{"PUBSUB", "CHANNELS"}},
 }
 
 // secureEnv is a secure three-node cluster (mutual TLS, authentication
@@ -531,4 +582,61 @@ func FuzzPreAuthReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTransactionsAndPermissions: a command the user may not run is
+// refused when queued, and EXEC then aborts; a permission taken away
+// between queueing and EXEC refuses the whole transaction, nothing
+// written; FLUSHDB is for the keyspace's admins, and audited either way;
+// a blocking pop needs the write permission.
+func TestTransactionsAndPermissions(t *testing.T) {
+	e := newSecureEnv(t, Config{})
+	ctx := ctxT(t)
+	admin := e.client(t, 0, "admin", 2)
+
+	reader := e.client(t, 0, "reader", 2).Conn()
+	defer reader.Close()
+	check(t, "reader's MULTI", reader.Do(ctx, "MULTI").Val(), nil, any("OK"))
+	check(t, "a read queued", reader.Do(ctx, "GET", "{x}a").Val(), nil, any("QUEUED"))
+	wantErr(t, reader.Do(ctx, "SET", "{x}a", "1").Err(), "NOPERM")
+	wantErr(t, reader.Do(ctx, "EXEC").Err(), "EXECABORT")
+
+	check(t, "ACL SETUSER tx", admin.Do(ctx, "ACL", "SETUSER", "tx", "on", ">tx-pw", "~t", "+@read", "+@write").Val(), nil, any("OK"))
+	txc := redis.NewClient(&redis.Options{Addr: e.servers[0].Addr(), TLSConfig: e.tls.Clone(), Username: "tx", Password: "tx-pw", MaxRetries: -1})
+	defer txc.Close()
+	tx := txc.Conn()
+	defer tx.Close()
+	check(t, "tx's MULTI", tx.Do(ctx, "MULTI").Val(), nil, any("OK"))
+	check(t, "SET queued", tx.Do(ctx, "SET", "{x}a", "1").Val(), nil, any("QUEUED"))
+	check(t, "INCR queued", tx.Do(ctx, "INCR", "{x}b").Val(), nil, any("QUEUED"))
+	check(t, "write taken away", admin.Do(ctx, "ACL", "SETUSER", "tx", "-@write").Val(), nil, any("OK"))
+	wantErr(t, tx.Do(ctx, "EXEC").Err(), "NOPERM")
+	for _, k := range []string{"{x}a", "{x}b"} {
+		if err := admin.Get(ctx, k).Err(); !errors.Is(err, redis.Nil) {
+			t.Fatalf("%s after the refused EXEC: %v", k, err)
+		}
+	}
+	check(t, "a transaction of reads still runs", fmt.Sprint(tx.Do(ctx, "MULTI").Val(), tx.Do(ctx, "GET", "{x}a").Val(), tx.Do(ctx, "EXEC").Val()), nil, "OKQUEUED[<nil>]")
+
+	writer := e.client(t, 1, "writer", 2)
+	check(t, "SET", writer.Set(ctx, "doomed", "v", 0).Val(), nil, "OK")
+	wantErr(t, writer.Do(ctx, "FLUSHDB", "CONFIRM", "t").Err(), "NOPERM")
+	wantErr(t, e.client(t, 1, "reader", 2).BLPop(ctx, 10*time.Millisecond, "q").Err(), "NOPERM")
+	ksadmin := e.client(t, 1, "ksadmin", 2)
+	check(t, "FLUSHDB by the keyspace's admin", ksadmin.Do(ctx, "FLUSHDB", "CONFIRM", "t").Val(), nil, any("OK"))
+	if err := admin.Get(ctx, "doomed").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("a key after FLUSHDB: %v", err)
+	}
+	recs, err := e.c.Node(e.c.IDs()[1]).AuditLog(0, 0) // server 1's node
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flushed, denied bool
+	for _, r := range recs {
+		flushed = flushed || (r.Action == "FLUSHDB" && r.Who == "ksadmin" && r.Result == "ok")
+		denied = denied || (r.Action == "FLUSHDB" && r.Who == "writer" && strings.HasPrefix(r.Result, "denied"))
+	}
+	if !flushed || !denied {
+		t.Fatalf("audit log without ksadmin's FLUSHDB (%v) or writer's refused one (%v): %+v", flushed, denied, recs)
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/metrics"
-	"github.com/meridian-db/meridian/node"
 	"github.com/meridian-db/meridian/pki"
 )
 
@@ -140,7 +139,7 @@ func (c *Config) limits() limits {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	node    *node.Node
+	node    Backend
 	ln      net.Listener
 	ctx     context.Context // cancelled by Close; requests run under it
 	cancel  context.CancelFunc
@@ -155,10 +154,13 @@ type Server struct {
 	unauth  int // connections not authenticated yet
 	closed  bool
 	wg      sync.WaitGroup
+
+	hub    hub    // subscriptions (cmd_pubsub.go)
+	unsink func() // stops the node's deliveries to hub
 }
 
 // Listen starts serving RESP on addr (e.g. "127.0.0.1:6379").
-func Listen(addr string, n *node.Node, cfg Config) (*Server, error) {
+func Listen(addr string, n Backend, cfg Config) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("resp: listen: %w", err)
@@ -169,7 +171,7 @@ func Listen(addr string, n *node.Node, cfg Config) (*Server, error) {
 // Serve starts serving RESP on an open listener (so that the node can
 // advertise the address before the server starts). The server owns ln
 // from then on and closes it on Close.
-func Serve(ln net.Listener, n *node.Node, cfg Config) *Server {
+func Serve(ln net.Listener, n Backend, cfg Config) *Server {
 	if lim := n.Limits(); cfg.MaxBulkBytes <= 0 {
 		cfg.MaxBulkBytes = max(16<<20, lim.MaxValueBytes, lim.MaxKeyBytes)
 	}
@@ -184,6 +186,7 @@ func Serve(ln net.Listener, n *node.Node, cfg Config) *Server {
 	if cfg.Certs != nil {
 		s.tlsConfig = cfg.Certs.ClientsConfig(n.Cluster(), nil)
 	}
+	s.unsink = n.AddPubSubSink(s.deliver)
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
@@ -206,6 +209,7 @@ func (s *Server) Close() error {
 		_ = c.conn.Close()
 	}
 	s.mu.Unlock()
+	s.unsink()
 	s.cancel()
 	s.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
@@ -284,6 +288,8 @@ func (c *client) serve() {
 	s := c.s
 	defer func() {
 		_ = c.conn.Close()
+		c.unsubscribeAll()
+		close(c.closed)
 		s.mu.Lock()
 		delete(s.clients, c)
 		if c.counted {
@@ -296,45 +302,59 @@ func (c *client) serve() {
 		return
 	}
 	for {
-		if s.cfg.IdleTimeout > 0 && c.authenticated() {
+		if s.cfg.IdleTimeout > 0 && c.authenticated() && c.subscriptions() == 0 {
 			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		}
 		args, err := c.r.readCommand()
-		var rej *rejectedError
-		var pe *protocolError
-		switch {
-		case err == nil:
-			if !c.run(args) {
-				_ = c.w.flush()
-				return
-			}
-		case errors.As(err, &rej):
-			c.fail(err)
-			c.observe("rejected", time.Now(), err)
-		case errors.As(err, &pe):
-			c.fail(err)
-			_ = c.w.flush()
-			s.log.Debug("protocol error, closing the connection", "client", c.addr, "err", err)
+		if !c.handle(args, err) {
 			return
-		default: // the connection ended or failed
-			_ = c.w.flush()
-			return
-		}
-		if err := c.w.failed(); err != nil {
-			s.log.Debug("closing a connection whose replies cannot be written", "client", c.addr, "err", err)
-			return
-		}
-		if c.quit {
-			_ = c.w.flush()
-			return
-		}
-		if !c.r.buffered() {
-			if err := c.w.flush(); err != nil {
-				s.log.Debug("closing a connection that does not read its replies", "client", c.addr, "err", err)
-				return
-			}
 		}
 	}
+}
+
+// handle runs one command read from the connection (or answers the
+// error reading it), under the writer's lock, and flushes the replies
+// once no more input is waiting. It returns false when the connection
+// must close.
+func (c *client) handle(args [][]byte, err error) bool {
+	s := c.s
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var rej *rejectedError
+	var pe *protocolError
+	switch {
+	case err == nil:
+		if !c.run(args) {
+			_ = c.w.flush()
+			return false
+		}
+	case errors.As(err, &rej):
+		c.fail(err)
+		c.observe("rejected", time.Now(), err)
+	case errors.As(err, &pe):
+		c.fail(err)
+		_ = c.w.flush()
+		s.log.Debug("protocol error, closing the connection", "client", c.addr, "err", err)
+		return false
+	default: // the connection ended or failed
+		_ = c.w.flush()
+		return false
+	}
+	if err := c.w.failed(); err != nil {
+		s.log.Debug("closing a connection whose replies cannot be written", "client", c.addr, "err", err)
+		return false
+	}
+	if c.quit {
+		_ = c.w.flush()
+		return false
+	}
+	if !c.r.buffered() {
+		if err := c.w.flush(); err != nil {
+			s.log.Debug("closing a connection that does not read its replies", "client", c.addr, "err", err)
+			return false
+		}
+	}
+	return true
 }
 
 // run executes one command. A panic in a command is a bug: it is logged,

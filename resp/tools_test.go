@@ -66,6 +66,20 @@ func TestRedisTools(t *testing.T) {
 	if strings.Contains(out, "ERR") || strings.Contains(out, "WARNING") {
 		t.Fatalf("redis-benchmark reported problems:\n%s", out)
 	}
+	// redis-benchmark's lists and sorted sets (LRANGE's tests push first).
+	lists := strings.ReplaceAll(run(bench, "-p", east, "-t", "lpush,rpush,lpop,rpop,zadd,zpopmin,lrange_100", "-n", "1000", "-q"), "\r", "\n")
+	for _, cmd := range []string{"LPUSH", "RPUSH", "LPOP", "RPOP", "ZADD", "ZPOPMIN", `LRANGE_100 \(first 100 elements\)`} {
+		if !regexp.MustCompile(`(?m)^\s*` + cmd + `: [0-9.]+ requests per second`).MatchString(lists) {
+			t.Fatalf("redis-benchmark did not report %s:\n%s", cmd, lists)
+		}
+	}
+	if strings.Contains(lists, "ERR") || strings.Contains(lists, "WARNING") {
+		t.Fatalf("redis-benchmark's lists and sorted sets reported problems:\n%s", lists)
+	}
+	if out := run(cli, "-p", asia, "TYPE", "mylist"); out != "list" {
+		t.Fatalf("redis-benchmark's list is a %q", out)
+	}
+	out += "\n" + lists
 	// What the benchmark wrote is there, and redis-cli's SCAN mode finds it.
 	if out := run(cli, "-p", asia, "GET", "key:__rand_int__"); len(out) != 3 {
 		t.Fatalf("the benchmark's key holds %q, want its 3-byte value", out)
@@ -79,7 +93,7 @@ func TestRedisTools(t *testing.T) {
 	}
 	keys := strings.Fields(run(cli, "-p", asia, "--scan"))
 	slices.Sort(keys)
-	if len(keys) != 32 || len(slices.Compact(slices.Clone(keys))) != 32 ||
+	if len(keys) != 33 || len(slices.Compact(slices.Clone(keys))) != 33 || !slices.Contains(keys, "mylist") ||
 		!slices.Contains(keys, "key:__rand_int__") || !slices.Contains(keys, "smoke") || !slices.Contains(keys, "many:29") {
 		t.Fatalf("redis-cli --scan: %d keys %q", len(keys), keys)
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meridian-db/meridian/kv"
 )
 
 // writer encodes replies in RESP2 or RESP3 (chosen per connection with
@@ -122,6 +124,83 @@ func (w *writer) setHeader(n int) {
 		return
 	}
 	w.header('*', n)
+}
+
+// nullArray writes a missing array (RESP2 "*-1").
+func (w *writer) nullArray() {
+	if w.proto == 3 {
+		_, _ = w.bw.WriteString("_\r\n")
+		return
+	}
+	_, _ = w.bw.WriteString("*-1\r\n")
+}
+
+// double writes a floating-point number (RESP2: as a bulk string).
+func (w *writer) double(f float64) {
+	if w.proto == 3 {
+		w.line(',', kv.FormatDouble(f))
+		return
+	}
+	w.bulkString(kv.FormatDouble(f))
+}
+
+// pushHeader starts an out-of-band message of n elements (RESP2: an
+// array).
+func (w *writer) pushHeader(n int) {
+	if w.proto == 3 {
+		w.header('>', n)
+		return
+	}
+	w.header('*', n)
+}
+
+// reply writes a reply of the command engine.
+func (w *writer) reply(r kv.Reply) {
+	switch r.Kind {
+	case kv.ReplyNil:
+		w.null()
+	case kv.ReplyNilArray:
+		w.nullArray()
+	case kv.ReplyInt:
+		w.integer(r.Int)
+	case kv.ReplyBulk:
+		w.bulk(r.Str)
+	case kv.ReplyStatus:
+		w.simple(string(r.Str))
+	case kv.ReplyError:
+		w.errorLine(string(r.Str))
+	case kv.ReplyDouble:
+		w.double(r.Float)
+	case kv.ReplyArray:
+		w.array(len(r.Elems))
+		for _, e := range r.Elems {
+			w.reply(e)
+		}
+	case kv.ReplyMap:
+		w.mapHeader(len(r.Elems) / 2)
+		for _, e := range r.Elems {
+			w.reply(e)
+		}
+	case kv.ReplySet:
+		w.setHeader(len(r.Elems))
+		for _, e := range r.Elems {
+			w.reply(e)
+		}
+	case kv.ReplyPairs:
+		if w.proto == 3 {
+			w.array(len(r.Elems) / 2)
+			for i := 0; i+1 < len(r.Elems); i += 2 {
+				w.array(2)
+				w.reply(r.Elems[i])
+				w.reply(r.Elems[i+1])
+			}
+			return
+		}
+		w.array(len(r.Elems))
+		for _, e := range r.Elems {
+			w.reply(e)
+		}
+	}
 }
 
 func (w *writer) flush() error { return w.bw.Flush() }

@@ -58,17 +58,21 @@ func (b *Batch) DeleteData(group uint64, key []byte) { b.Delete(DataKey(group, k
 // Snapshot payload format. A group's snapshot carries everything the group
 // owns outside raft's own state: its data span and its cursor span.
 //
-//	version    1 byte, snapshotVersion
+//	version    1 byte: 1, 2 or 3
 //	data       uvarint length, then (uvarint key length, key, uvarint value length, value)...
 //	cursors    uvarint length, then (source 8 bytes BE, index 8, closed ms 8, epoch 8)...
-//	ledger     (version 2) uvarint length, then pairs as in data, of the ledger span
+//	ledger     (version 2 and 3) uvarint length, then pairs as in data, of the ledger span
+//	elements   (version 3) uvarint length, then pairs as in data, of the element span
 //
 // Keys and sources appear in ascending order. An empty payload is the
 // snapshot of a group that owns nothing (what StageBootstrap installs).
-// Version 1 payloads (no ledger section) are still decoded.
+// A group without elements is encoded in version 2, so that its snapshot
+// is what it was before the element span existed; versions 1 (no ledger
+// section) and 2 (no element section) are still decoded.
 const (
 	snapshotV1      = 1
-	snapshotVersion = 2
+	snapshotV2      = 2
+	snapshotVersion = 3
 )
 
 // cursorRecordLen is the size of one cursor in a snapshot payload.
@@ -82,6 +86,8 @@ type GroupData struct {
 	Cursors []SourceCursor
 	// Ledger alternates ledger suffixes and records, in order.
 	Ledger [][]byte
+	// Elems alternates element suffixes and values, in order.
+	Elems [][]byte
 }
 
 // SourceCursor is a Cursor together with the stream it belongs to.
@@ -90,8 +96,8 @@ type SourceCursor struct {
 	Cursor
 }
 
-// EncodeGroupData returns the group's data span and cursor span as one
-// snapshot payload (format above). It reads the committed state at the time
+// EncodeGroupData returns the group's data, cursor, ledger and element
+// spans as one snapshot payload (format above). It reads the committed state at the time
 // of the call.
 func (db *DB) EncodeGroupData(group uint64) ([]byte, error) {
 	var data, cursors []byte
@@ -130,31 +136,55 @@ func (db *DB) EncodeGroupData(group uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(data)+len(cursors)+len(ledger))
-	out = append(out, snapshotVersion)
+	var elems []byte
+	start, end = elemSpan(group)
+	err = db.scan(start, end, func(k, v []byte) bool {
+		elems = binary.AppendUvarint(elems, uint64(len(k)-9))
+		elems = append(elems, k[9:]...)
+		elems = binary.AppendUvarint(elems, uint64(len(v)))
+		elems = append(elems, v...)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	version := byte(snapshotV2)
+	if len(elems) > 0 {
+		version = snapshotVersion
+	}
+	out := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(data)+len(cursors)+len(ledger)+len(elems))
+	out = append(out, version)
 	out = binary.AppendUvarint(out, uint64(len(data)))
 	out = append(out, data...)
 	out = binary.AppendUvarint(out, uint64(len(cursors)))
 	out = append(out, cursors...)
 	out = binary.AppendUvarint(out, uint64(len(ledger)))
-	return append(out, ledger...), nil
+	out = append(out, ledger...)
+	if version == snapshotVersion {
+		out = binary.AppendUvarint(out, uint64(len(elems)))
+		out = append(out, elems...)
+	}
+	return out, nil
 }
 
-// RestoreGroupData stages the replacement of the group's data span and
-// cursor span by the contents of a payload made by EncodeGroupData. Nothing
+// RestoreGroupData stages the replacement of the group's data, cursor,
+// ledger and element spans by the contents of a payload made by
+// EncodeGroupData. Nothing
 // is staged if the payload is malformed.
 func (b *Batch) RestoreGroupData(group uint64, data []byte) error {
 	gd, err := DecodeGroupData(data)
 	if err != nil {
 		return err
 	}
-	start, end := dataSpan(group)
-	b.DeleteRange(start, end)
-	start, end = cursorSpan(group)
+	b.ClearData(group)
+	start, end := cursorSpan(group)
 	b.DeleteRange(start, end)
 	b.ClearLedger(group)
 	for i := 0; i+1 < len(gd.Pairs); i += 2 {
 		b.SetData(group, gd.Pairs[i], gd.Pairs[i+1])
+	}
+	for i := 0; i+1 < len(gd.Elems); i += 2 {
+		b.SetElem(group, gd.Elems[i], gd.Elems[i+1])
 	}
 	for i := 0; i+1 < len(gd.Ledger); i += 2 {
 		b.SetLedger(group, gd.Ledger[i], gd.Ledger[i+1])
@@ -173,7 +203,7 @@ func DecodeGroupData(data []byte) (GroupData, error) {
 		return gd, nil
 	}
 	version := data[0]
-	if version != snapshotV1 && version != snapshotVersion {
+	if version != snapshotV1 && version != snapshotV2 && version != snapshotVersion {
 		return gd, fmt.Errorf("%w: unknown version %d", ErrBadSnapshot, data[0])
 	}
 	data = data[1:]
@@ -194,9 +224,14 @@ func DecodeGroupData(data []byte) (GroupData, error) {
 	if err != nil {
 		return GroupData{}, err
 	}
-	var ledger []byte
-	if version >= 2 {
+	var ledger, elems []byte
+	if version >= snapshotV2 {
 		if ledger, err = section("ledger"); err != nil {
+			return GroupData{}, err
+		}
+	}
+	if version >= snapshotVersion {
+		if elems, err = section("element"); err != nil {
 			return GroupData{}, err
 		}
 	}
@@ -207,6 +242,9 @@ func DecodeGroupData(data []byte) (GroupData, error) {
 		return GroupData{}, err
 	}
 	if gd.Ledger, err = decodePairs(ledger); err != nil {
+		return GroupData{}, err
+	}
+	if gd.Elems, err = decodePairs(elems); err != nil {
 		return GroupData{}, err
 	}
 	if len(cursors)%cursorRecordLen != 0 {

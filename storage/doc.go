@@ -12,11 +12,13 @@
 //	'c' group source       a stream cursor: how far the group has applied
 //	                       the stream from source (see package stream)
 //	'l' group suffix       a ledger record of the group (ledger.go)
+//	'e' group suffix       an element of one of the group's lists or sorted
+//	                       sets (elements.go)
 //	'n' name               a node-local record, part of no group (local.go)
 //
 // Everything a raft group owns therefore lies in a few contiguous spans:
-// a snapshot carries the data and cursor spans, and dropping a replica is
-// three range deletions.
+// a snapshot carries the data, cursor, ledger and element spans, and
+// dropping a replica is a few range deletions.
 //
 // The package never decides anything about raft: it persists what the
 // raftgroup host hands it and answers raft's Storage queries (LogStore).

@@ -390,6 +390,8 @@ func (s *LogStore) StageDestroy(b *Batch) {
 	b.DeleteRange(lo, hi)
 	lo, hi = dataSpan(s.group)
 	b.DeleteRange(lo, hi)
+	lo, hi = elemSpan(s.group)
+	b.DeleteRange(lo, hi)
 	lo, hi = cursorSpan(s.group)
 	b.DeleteRange(lo, hi)
 	b.ClearLedger(s.group)

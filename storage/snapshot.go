@@ -53,10 +53,12 @@ func (r *Reader) Scan(group uint64, after []byte, fn func(key, value []byte) boo
 	return iterate(it, func(k, v []byte) bool { return fn(k[9:], v) })
 }
 
-// ClearData stages the removal of every user key of a group (its cursors
-// stay).
+// ClearData stages the removal of every user key of a group and of its
+// collections' elements (its cursors stay).
 func (b *Batch) ClearData(group uint64) {
 	start, end := dataSpan(group)
+	b.DeleteRange(start, end)
+	start, end = elemSpan(group)
 	b.DeleteRange(start, end)
 }
 

@@ -249,3 +249,58 @@ func TestCursorSurvivesSnapshot(t *testing.T) {
 		t.Fatalf("after more batches: %s, want %s", got, want)
 	}
 }
+
+func TestChunkCarriesElements(t *testing.T) {
+	src := openDB(t, "src")
+	b := src.NewBatch()
+	b.SetData(dstGroup, []byte("list"), []byte("head record"))
+	b.SetElem(dstGroup, []byte("e1"), []byte("one"))
+	b.SetElem(dstGroup, []byte("e2"), []byte("two"))
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	view := src.NewReader()
+	defer view.Close()
+	c := Chunk{Stream: 3, Epoch: 1, Cluster: cluster, Index: 40, Seq: 0, Last: true}
+	_ = view.Scan(dstGroup, nil, func(k, v []byte) bool {
+		c.Pairs = append(c.Pairs, bytes.Clone(k), bytes.Clone(v))
+		return true
+	})
+	_ = view.ScanElements(dstGroup, func(k, v []byte) bool {
+		c.Elems = append(c.Elems, bytes.Clone(k), bytes.Clone(v))
+		return true
+	})
+	enc, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeChunk(enc)
+	if err != nil || len(got.Pairs) != 2 || len(got.Elems) != 4 || string(got.Elems[3]) != "two" {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	// A chunk without elements keeps the first encoding.
+	plain := Chunk{Stream: 3, Epoch: 1, Cluster: cluster, Pairs: c.Pairs}
+	if enc, _ := plain.Encode(); enc[0] != chunkV1 {
+		t.Fatalf("a chunk without elements encoded in version %d", enc[0])
+	}
+	dst := openDB(t, "dst")
+	b = dst.NewBatch()
+	b.SetElem(dstGroup, []byte("e9"), []byte("stale"))
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	b = dst.NewBatch()
+	if _, err := ApplyChunk(b, dstGroup, cluster, got, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	r := dst.NewReader()
+	defer r.Close()
+	var elems []string
+	_ = r.ScanElements(dstGroup, func(k, v []byte) bool { elems = append(elems, string(k)+"="+string(v)); return true })
+	if fmt.Sprint(elems) != "[e1=one e2=two]" {
+		t.Fatalf("destination elements after the resync: %v", elems)
+	}
+}

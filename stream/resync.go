@@ -16,7 +16,8 @@ import (
 // stream then continues from P. Chunks are applied through the
 // destination's own raft group like batches:
 //
-//   - chunk 0 clears the destination group's data, sets the stream's cursor
+//   - chunk 0 clears the destination group's data (its records and its
+//     collections' elements: a chunk carries both), sets the stream's cursor
 //     back to 0 and records the resync in progress (P, next chunk) under a
 //     reserved cursor slot;
 //   - chunk i > 0 is applied only if it is the next one of the same resync
@@ -48,20 +49,32 @@ type Chunk struct {
 	Last bool
 	// Pairs alternates keys and stored values, in key order.
 	Pairs [][]byte
+	// Elems alternates element suffixes and values of the source's element
+	// span (its lists' and sorted sets' elements; see storage), in order.
+	Elems [][]byte
 }
 
-const chunkVersion = 1
+// Chunk encodings: version 1 carries the data; version 2 adds the
+// elements. A chunk without elements is encoded in version 1, as before
+// the element span existed.
+const (
+	chunkV1      = 1
+	chunkVersion = 2
+)
 
 // Encode returns the wire form of the chunk (snappy-compressed body).
 func (c *Chunk) Encode() ([]byte, error) {
 	if len(c.Cluster) > maxClusterLen {
 		return nil, fmt.Errorf("%w: cluster id of %d bytes", ErrBadBatch, len(c.Cluster))
 	}
-	if len(c.Pairs)%2 != 0 {
+	if len(c.Pairs)%2 != 0 || len(c.Elems)%2 != 0 {
 		return nil, fmt.Errorf("%w: odd number of key/value items", ErrBadBatch)
 	}
-	size := 8 * binary.MaxVarintLen64
+	size := 9 * binary.MaxVarintLen64
 	for _, p := range c.Pairs {
+		size += binary.MaxVarintLen64 + len(p)
+	}
+	for _, p := range c.Elems {
 		size += binary.MaxVarintLen64 + len(p)
 	}
 	body := make([]byte, 0, size)
@@ -77,22 +90,31 @@ func (c *Chunk) Encode() ([]byte, error) {
 		last = 1
 	}
 	body = binary.AppendUvarint(body, last)
-	body = binary.AppendUvarint(body, uint64(len(c.Pairs)))
-	for _, p := range c.Pairs {
-		body = binary.AppendUvarint(body, uint64(len(p)))
-		body = append(body, p...)
+	items := func(ps [][]byte) {
+		body = binary.AppendUvarint(body, uint64(len(ps)))
+		for _, p := range ps {
+			body = binary.AppendUvarint(body, uint64(len(p)))
+			body = append(body, p...)
+		}
+	}
+	items(c.Pairs)
+	version := byte(chunkV1)
+	if len(c.Elems) > 0 {
+		version = chunkVersion
+		items(c.Elems)
 	}
 	if len(body) > MaxEncodedBytes {
 		return nil, fmt.Errorf("%w: chunk of %d bytes, limit %d", ErrBadBatch, len(body), MaxEncodedBytes)
 	}
-	return append([]byte{chunkVersion}, snappy.Encode(nil, body)...), nil
+	return append([]byte{version}, snappy.Encode(nil, body)...), nil
 }
 
 // DecodeChunk parses a chunk's wire form; it never panics.
 func DecodeChunk(p []byte) (Chunk, error) {
-	if len(p) < 1 || p[0] != chunkVersion {
+	if len(p) < 1 || p[0] != chunkV1 && p[0] != chunkVersion {
 		return Chunk{}, fmt.Errorf("%w: not a resync chunk", ErrBadBatch)
 	}
+	version := p[0]
 	body, err := unsnappy(p[1:])
 	if err != nil {
 		return Chunk{}, err
@@ -112,14 +134,24 @@ func DecodeChunk(p []byte) (Chunk, error) {
 	default:
 		d.fail("last flag")
 	}
-	items := d.uvarint()
-	if d.err == nil && (items%2 != 0 || items > uint64(len(d.p))) {
-		d.fail("item count")
+	items := func() [][]byte {
+		n := d.uvarint()
+		if d.err == nil && (n%2 != 0 || n > uint64(len(d.p))) {
+			d.fail("item count")
+		}
+		if d.err != nil || n == 0 {
+			return nil
+		}
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = d.bytes(len(d.p))
+		}
+		return out
 	}
-	if d.err == nil && items > 0 {
-		c.Pairs = make([][]byte, items)
-		for i := range c.Pairs {
-			c.Pairs[i] = d.bytes(len(d.p))
+	c.Pairs = items()
+	if version == chunkVersion {
+		if c.Elems = items(); d.err == nil && len(c.Elems) == 0 {
+			d.fail("a version 2 chunk without elements")
 		}
 	}
 	if d.err == nil && len(d.p) != 0 {
@@ -148,7 +180,7 @@ func ApplyChunk(b *storage.Batch, group uint64, cluster string, c Chunk, epoch u
 	if c.Epoch < floor {
 		return ack, fmt.Errorf("%w: chunk epoch %d, destination at %d", ErrStaleEpoch, c.Epoch, floor)
 	}
-	if len(c.Pairs)%2 != 0 {
+	if len(c.Pairs)%2 != 0 || len(c.Elems)%2 != 0 {
 		return ack, fmt.Errorf("%w: odd number of key/value items", ErrBadBatch)
 	}
 	slot := resyncSlot(c.Stream)
@@ -167,6 +199,9 @@ func ApplyChunk(b *storage.Batch, group uint64, cluster string, c Chunk, epoch u
 	}
 	for i := 0; i+1 < len(c.Pairs); i += 2 {
 		b.SetData(group, c.Pairs[i], c.Pairs[i+1])
+	}
+	for i := 0; i+1 < len(c.Elems); i += 2 {
+		b.SetElem(group, c.Elems[i], c.Elems[i+1])
 	}
 	if !c.Last {
 		b.SetCursor(group, slot, storage.Cursor{Index: c.Seq + 1, ClosedMS: int64(c.Index), Epoch: c.Epoch})

@@ -25,8 +25,10 @@ import (
 
 // WireVersion is the version of the node-to-node protocol this binary
 // speaks. A peer that speaks another is refused before anything of its
-// request runs, with an error naming both versions (ErrVersion).
-const WireVersion = "2"
+// request runs, with an error naming both versions (ErrVersion). It goes
+// up whenever a node's service gains or changes a method its peers call
+// (3: the command engine's Query and Publish, the audit log's Audit).
+const WireVersion = "3"
 
 // versionMarker starts the message of a refusal for the wire version, so
 // the caller can tell it from other failed preconditions.

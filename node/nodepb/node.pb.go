@@ -93,6 +93,11 @@ const (
 	Code_UNKNOWN_USER Code = 51
 	Code_BAD_RULE     Code = 52
 	Code_ROOT_USER    Code = 53
+	// Redis commands: keys of several shards in one command or
+	// transaction, a blocking pop outside an async keyspace's primary
+	// region.
+	Code_CROSS_SHARD       Code = 54
+	Code_BLOCKING_NOT_HERE Code = 55
 	// Backups (node/backup.go).
 	Code_COMPACTED      Code = 60
 	Code_BACKUP_TARGET  Code = 61
@@ -161,6 +166,8 @@ var (
 		51: "UNKNOWN_USER",
 		52: "BAD_RULE",
 		53: "ROOT_USER",
+		54: "CROSS_SHARD",
+		55: "BLOCKING_NOT_HERE",
 		60: "COMPACTED",
 		61: "BACKUP_TARGET",
 		62: "BACKUP_CORRUPT",
@@ -225,6 +232,8 @@ var (
 		"UNKNOWN_USER":        51,
 		"BAD_RULE":            52,
 		"ROOT_USER":           53,
+		"CROSS_SHARD":         54,
+		"BLOCKING_NOT_HERE":   55,
 		"COMPACTED":           60,
 		"BACKUP_TARGET":       61,
 		"BACKUP_CORRUPT":      62,
@@ -2596,6 +2605,315 @@ func (x *MarkResponse) GetNode() uint64 {
 	return 0
 }
 
+type QueryRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keyspace string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
+	// key routes the query: every key of the command lives in its shard.
+	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// level is a consistency level as text ("" for the keyspace's default),
+	// token a session token.
+	Level string `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"`
+	Token string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// args are the command's name and arguments, as the client sent them.
+	Args          [][]byte `protobuf:"bytes,5,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryRequest) Reset() {
+	*x = QueryRequest{}
+	mi := &file_node_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryRequest) ProtoMessage() {}
+
+func (x *QueryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
+func (*QueryRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *QueryRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
+func (x *QueryRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *QueryRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *QueryRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *QueryRequest) GetArgs() [][]byte {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+type QueryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// reply is the command's kv.Reply in its binary encoding.
+	Reply         []byte  `protobuf:"bytes,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	Answer        *Answer `protobuf:"bytes,3,opt,name=answer,proto3" json:"answer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryResponse) Reset() {
+	*x = QueryResponse{}
+	mi := &file_node_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryResponse) ProtoMessage() {}
+
+func (x *QueryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
+func (*QueryResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *QueryResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *QueryResponse) GetReply() []byte {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+func (x *QueryResponse) GetAnswer() *Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+type PubMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       []byte                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PubMessage) Reset() {
+	*x = PubMessage{}
+	mi := &file_node_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PubMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PubMessage) ProtoMessage() {}
+
+func (x *PubMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PubMessage.ProtoReflect.Descriptor instead.
+func (*PubMessage) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *PubMessage) GetChannel() []byte {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *PubMessage) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type PublishRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// incarnation tells the sender's processes apart (random, chosen at
+	// start); seq numbers the batch in the sender's order for this node
+	// (0, 1, 2, ... per incarnation); every batch below done_below is done,
+	// delivered or lost, so the receiver waits for none of them.
+	Incarnation   uint64        `protobuf:"fixed64,1,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Seq           uint64        `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	DoneBelow     uint64        `protobuf:"varint,3,opt,name=done_below,json=doneBelow,proto3" json:"done_below,omitempty"`
+	Messages      []*PubMessage `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_node_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PublishRequest) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetDoneBelow() uint64 {
+	if x != nil {
+		return x.DoneBelow
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetMessages() []*PubMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type PublishResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_node_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PublishResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type AuditRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// since_ms: records at or after this time (Unix ms); limit: at most
@@ -2608,7 +2926,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_node_proto_msgTypes[33]
+	mi := &file_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2938,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[33]
+	mi := &file_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2951,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{33}
+	return file_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditRequest) GetSinceMs() int64 {
@@ -2671,7 +2989,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_node_proto_msgTypes[34]
+	mi := &file_node_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2683,7 +3001,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[34]
+	mi := &file_node_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2696,7 +3014,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{34}
+	return file_node_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditRecord) GetSeq() uint64 {
@@ -2796,7 +3114,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_node_proto_msgTypes[35]
+	mi := &file_node_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +3126,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[35]
+	mi := &file_node_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +3139,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{35}
+	return file_node_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AuditResponse) GetError() *Error {
@@ -3039,7 +3357,29 @@ const file_node_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05stamp\x18\x03 \x01(\fR\x05stamp\x12\x12\n" +
-	"\x04node\x18\x04 \x01(\x04R\x04node\"?\n" +
+	"\x04node\x18\x04 \x01(\x04R\x04node\"|\n" +
+	"\fQueryRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\x12\x12\n" +
+	"\x04args\x18\x05 \x03(\fR\x04args\"\x86\x01\n" +
+	"\rQueryResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x12\x14\n" +
+	"\x05reply\x18\x02 \x01(\fR\x05reply\x120\n" +
+	"\x06answer\x18\x03 \x01(\v2\x18.meridian.node.v1.AnswerR\x06answer\"@\n" +
+	"\n" +
+	"PubMessage\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\fR\achannel\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"\x9d\x01\n" +
+	"\x0ePublishRequest\x12 \n" +
+	"\vincarnation\x18\x01 \x01(\x06R\vincarnation\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"done_below\x18\x03 \x01(\x04R\tdoneBelow\x128\n" +
+	"\bmessages\x18\x04 \x03(\v2\x1c.meridian.node.v1.PubMessageR\bmessages\"@\n" +
+	"\x0fPublishResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\"?\n" +
 	"\fAuditRequest\x12\x19\n" +
 	"\bsince_ms\x18\x01 \x01(\x03R\asinceMs\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\x9c\x02\n" +
@@ -3060,7 +3400,7 @@ const file_node_proto_rawDesc = "" +
 	"\rAuditResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x127\n" +
 	"\arecords\x18\x02 \x03(\v2\x1d.meridian.node.v1.AuditRecordR\arecords\x12\x18\n" +
-	"\adropped\x18\x03 \x01(\x04R\adropped*\xc4\b\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped*\xec\b\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\f\n" +
 	"\bINTERNAL\x10\x01\x12\x14\n" +
@@ -3125,7 +3465,9 @@ const file_node_proto_rawDesc = "" +
 	"\x0eTIMINGS_DIFFER\x102\x12\x10\n" +
 	"\fUNKNOWN_USER\x103\x12\f\n" +
 	"\bBAD_RULE\x104\x12\r\n" +
-	"\tROOT_USER\x105\x12\r\n" +
+	"\tROOT_USER\x105\x12\x0f\n" +
+	"\vCROSS_SHARD\x106\x12\x15\n" +
+	"\x11BLOCKING_NOT_HERE\x107\x12\r\n" +
 	"\tCOMPACTED\x10<\x12\x11\n" +
 	"\rBACKUP_TARGET\x10=\x12\x12\n" +
 	"\x0eBACKUP_CORRUPT\x10>\x12\x0e\n" +
@@ -3134,7 +3476,7 @@ const file_node_proto_rawDesc = "" +
 	"\rBACKUP_WINDOW\x10@\x12\r\n" +
 	"\tRESTORING\x10A\x12\x0f\n" +
 	"\vRESTORE_GAP\x10B\x12\x12\n" +
-	"\x0eBACKUP_REFUSED\x10C2\xbf\b\n" +
+	"\x0eBACKUP_REFUSED\x10C2\xd9\t\n" +
 	"\x04Node\x12H\n" +
 	"\x05Write\x12\x1e.meridian.node.v1.WriteRequest\x1a\x1f.meridian.node.v1.WriteResponse\x12E\n" +
 	"\x04Read\x12\x1d.meridian.node.v1.ReadRequest\x1a\x1e.meridian.node.v1.ReadResponse\x12N\n" +
@@ -3151,6 +3493,8 @@ const file_node_proto_rawDesc = "" +
 	"BackupBase\x12#.meridian.node.v1.BackupBaseRequest\x1a$.meridian.node.v1.BackupBaseResponse\x12T\n" +
 	"\tBackupLog\x12\".meridian.node.v1.BackupLogRequest\x1a#.meridian.node.v1.BackupLogResponse\x12E\n" +
 	"\x04Mark\x12\x1d.meridian.node.v1.MarkRequest\x1a\x1e.meridian.node.v1.MarkResponse\x12H\n" +
+	"\x05Query\x12\x1e.meridian.node.v1.QueryRequest\x1a\x1f.meridian.node.v1.QueryResponse\x12N\n" +
+	"\aPublish\x12 .meridian.node.v1.PublishRequest\x1a!.meridian.node.v1.PublishResponse\x12H\n" +
 	"\x05Audit\x12\x1e.meridian.node.v1.AuditRequest\x1a\x1f.meridian.node.v1.AuditResponseB-Z+github.com/meridian-db/meridian/node/nodepbb\x06proto3"
 
 var (
@@ -3166,7 +3510,7 @@ func file_node_proto_rawDescGZIP() []byte {
 }
 
 var file_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_node_proto_goTypes = []any{
 	(Code)(0),                  // 0: meridian.node.v1.Code
 	(*Error)(nil),              // 1: meridian.node.v1.Error
@@ -3202,10 +3546,15 @@ var file_node_proto_goTypes = []any{
 	(*BackupLogResponse)(nil),  // 31: meridian.node.v1.BackupLogResponse
 	(*MarkRequest)(nil),        // 32: meridian.node.v1.MarkRequest
 	(*MarkResponse)(nil),       // 33: meridian.node.v1.MarkResponse
-	(*AuditRequest)(nil),       // 34: meridian.node.v1.AuditRequest
-	(*AuditRecord)(nil),        // 35: meridian.node.v1.AuditRecord
-	(*AuditResponse)(nil),      // 36: meridian.node.v1.AuditResponse
-	nil,                        // 37: meridian.node.v1.RTTResponse.RttUsEntry
+	(*QueryRequest)(nil),       // 34: meridian.node.v1.QueryRequest
+	(*QueryResponse)(nil),      // 35: meridian.node.v1.QueryResponse
+	(*PubMessage)(nil),         // 36: meridian.node.v1.PubMessage
+	(*PublishRequest)(nil),     // 37: meridian.node.v1.PublishRequest
+	(*PublishResponse)(nil),    // 38: meridian.node.v1.PublishResponse
+	(*AuditRequest)(nil),       // 39: meridian.node.v1.AuditRequest
+	(*AuditRecord)(nil),        // 40: meridian.node.v1.AuditRecord
+	(*AuditResponse)(nil),      // 41: meridian.node.v1.AuditResponse
+	nil,                        // 42: meridian.node.v1.RTTResponse.RttUsEntry
 }
 var file_node_proto_depIdxs = []int32{
 	0,  // 0: meridian.node.v1.Error.code:type_name -> meridian.node.v1.Code
@@ -3222,7 +3571,7 @@ var file_node_proto_depIdxs = []int32{
 	1,  // 11: meridian.node.v1.CursorResponse.error:type_name -> meridian.node.v1.Error
 	17, // 12: meridian.node.v1.StreamsResponse.streams:type_name -> meridian.node.v1.StreamStatus
 	19, // 13: meridian.node.v1.ClosedRequest.samples:type_name -> meridian.node.v1.ClosedSample
-	37, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
+	42, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
 	26, // 15: meridian.node.v1.BackupBaseRequest.target:type_name -> meridian.node.v1.BackupTarget
 	1,  // 16: meridian.node.v1.BackupBaseResponse.error:type_name -> meridian.node.v1.Error
 	27, // 17: meridian.node.v1.BackupBaseResponse.parts:type_name -> meridian.node.v1.BackupObject
@@ -3230,41 +3579,49 @@ var file_node_proto_depIdxs = []int32{
 	1,  // 19: meridian.node.v1.BackupLogResponse.error:type_name -> meridian.node.v1.Error
 	27, // 20: meridian.node.v1.BackupLogResponse.segments:type_name -> meridian.node.v1.BackupObject
 	1,  // 21: meridian.node.v1.MarkResponse.error:type_name -> meridian.node.v1.Error
-	1,  // 22: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
-	35, // 23: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
-	4,  // 24: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
-	6,  // 25: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
-	8,  // 26: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
-	10, // 27: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
-	12, // 28: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
-	14, // 29: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
-	16, // 30: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
-	20, // 31: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
-	22, // 32: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
-	24, // 33: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
-	28, // 34: meridian.node.v1.Node.BackupBase:input_type -> meridian.node.v1.BackupBaseRequest
-	30, // 35: meridian.node.v1.Node.BackupLog:input_type -> meridian.node.v1.BackupLogRequest
-	32, // 36: meridian.node.v1.Node.Mark:input_type -> meridian.node.v1.MarkRequest
-	34, // 37: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
-	5,  // 38: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
-	7,  // 39: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
-	9,  // 40: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
-	11, // 41: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
-	13, // 42: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
-	15, // 43: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
-	18, // 44: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
-	21, // 45: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
-	23, // 46: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
-	25, // 47: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
-	29, // 48: meridian.node.v1.Node.BackupBase:output_type -> meridian.node.v1.BackupBaseResponse
-	31, // 49: meridian.node.v1.Node.BackupLog:output_type -> meridian.node.v1.BackupLogResponse
-	33, // 50: meridian.node.v1.Node.Mark:output_type -> meridian.node.v1.MarkResponse
-	36, // 51: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
-	38, // [38:52] is the sub-list for method output_type
-	24, // [24:38] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	1,  // 22: meridian.node.v1.QueryResponse.error:type_name -> meridian.node.v1.Error
+	2,  // 23: meridian.node.v1.QueryResponse.answer:type_name -> meridian.node.v1.Answer
+	36, // 24: meridian.node.v1.PublishRequest.messages:type_name -> meridian.node.v1.PubMessage
+	1,  // 25: meridian.node.v1.PublishResponse.error:type_name -> meridian.node.v1.Error
+	1,  // 26: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
+	40, // 27: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
+	4,  // 28: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
+	6,  // 29: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
+	8,  // 30: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
+	10, // 31: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
+	12, // 32: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
+	14, // 33: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
+	16, // 34: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
+	20, // 35: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
+	22, // 36: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
+	24, // 37: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
+	28, // 38: meridian.node.v1.Node.BackupBase:input_type -> meridian.node.v1.BackupBaseRequest
+	30, // 39: meridian.node.v1.Node.BackupLog:input_type -> meridian.node.v1.BackupLogRequest
+	32, // 40: meridian.node.v1.Node.Mark:input_type -> meridian.node.v1.MarkRequest
+	34, // 41: meridian.node.v1.Node.Query:input_type -> meridian.node.v1.QueryRequest
+	37, // 42: meridian.node.v1.Node.Publish:input_type -> meridian.node.v1.PublishRequest
+	39, // 43: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
+	5,  // 44: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
+	7,  // 45: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
+	9,  // 46: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
+	11, // 47: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
+	13, // 48: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
+	15, // 49: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
+	18, // 50: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
+	21, // 51: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
+	23, // 52: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
+	25, // 53: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
+	29, // 54: meridian.node.v1.Node.BackupBase:output_type -> meridian.node.v1.BackupBaseResponse
+	31, // 55: meridian.node.v1.Node.BackupLog:output_type -> meridian.node.v1.BackupLogResponse
+	33, // 56: meridian.node.v1.Node.Mark:output_type -> meridian.node.v1.MarkResponse
+	35, // 57: meridian.node.v1.Node.Query:output_type -> meridian.node.v1.QueryResponse
+	38, // 58: meridian.node.v1.Node.Publish:output_type -> meridian.node.v1.PublishResponse
+	41, // 59: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
+	44, // [44:60] is the sub-list for method output_type
+	28, // [28:44] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_node_proto_init() }
@@ -3278,7 +3635,7 @@ func file_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_node_proto_rawDesc), len(file_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

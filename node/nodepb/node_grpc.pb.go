@@ -43,6 +43,8 @@ const (
 	Node_BackupBase_FullMethodName = "/meridian.node.v1.Node/BackupBase"
 	Node_BackupLog_FullMethodName  = "/meridian.node.v1.Node/BackupLog"
 	Node_Mark_FullMethodName       = "/meridian.node.v1.Node/Mark"
+	Node_Query_FullMethodName      = "/meridian.node.v1.Node/Query"
+	Node_Publish_FullMethodName    = "/meridian.node.v1.Node/Publish"
 	Node_Audit_FullMethodName      = "/meridian.node.v1.Node/Audit"
 )
 
@@ -87,6 +89,14 @@ type NodeClient interface {
 	// Mark appends a stamped entry with no command to a group this node
 	// leads (raftgroup.Host.Mark).
 	Mark(ctx context.Context, in *MarkRequest, opts ...grpc.CallOption) (*MarkResponse, error)
+	// Query runs a read-only command of the Redis engine (package kv) on a
+	// replica of its shard, at the requested consistency, by the rules of
+	// the node that serves it.
+	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (*QueryResponse, error)
+	// Publish hands this node a batch of pub/sub messages published on the
+	// sender, for its subscribers: delivered at most once, in the order of
+	// the sender's batches.
+	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Audit returns this node's audit records (node.AuditRecord): the
 	// cluster's audit log is the union of its nodes' logs.
 	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
@@ -230,6 +240,26 @@ func (c *nodeClient) Mark(ctx context.Context, in *MarkRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *nodeClient) Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (*QueryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryResponse)
+	err := c.cc.Invoke(ctx, Node_Query_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishResponse)
+	err := c.cc.Invoke(ctx, Node_Publish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuditResponse)
@@ -281,6 +311,14 @@ type NodeServer interface {
 	// Mark appends a stamped entry with no command to a group this node
 	// leads (raftgroup.Host.Mark).
 	Mark(context.Context, *MarkRequest) (*MarkResponse, error)
+	// Query runs a read-only command of the Redis engine (package kv) on a
+	// replica of its shard, at the requested consistency, by the rules of
+	// the node that serves it.
+	Query(context.Context, *QueryRequest) (*QueryResponse, error)
+	// Publish hands this node a batch of pub/sub messages published on the
+	// sender, for its subscribers: delivered at most once, in the order of
+	// the sender's batches.
+	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Audit returns this node's audit records (node.AuditRecord): the
 	// cluster's audit log is the union of its nodes' logs.
 	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
@@ -332,6 +370,12 @@ func (UnimplementedNodeServer) BackupLog(context.Context, *BackupLogRequest) (*B
 }
 func (UnimplementedNodeServer) Mark(context.Context, *MarkRequest) (*MarkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Mark not implemented")
+}
+func (UnimplementedNodeServer) Query(context.Context, *QueryRequest) (*QueryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Query not implemented")
+}
+func (UnimplementedNodeServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
 }
 func (UnimplementedNodeServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
@@ -591,6 +635,42 @@ func _Node_Mark_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_Query_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Query(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Query_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Query(ctx, req.(*QueryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_Publish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Publish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Publish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Publish(ctx, req.(*PublishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Node_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AuditRequest)
 	if err := dec(in); err != nil {
@@ -667,6 +747,14 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Mark",
 			Handler:    _Node_Mark_Handler,
+		},
+		{
+			MethodName: "Query",
+			Handler:    _Node_Query_Handler,
+		},
+		{
+			MethodName: "Publish",
+			Handler:    _Node_Publish_Handler,
 		},
 		{
 			MethodName: "Audit",

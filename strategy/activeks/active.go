@@ -111,6 +111,11 @@ func (s *Strategy) Prepare(ks *metadata.Keyspace, c kv.Command) (kv.Command, err
 		out = kv.ActiveCommand(kv.OpActiveHSet, stamp, now, c.Args...)
 	case kv.OpHDel:
 		out = kv.ActiveCommand(kv.OpActiveHDel, stamp, now, c.Args...)
+	case kv.OpRedis, kv.OpTxn: // the command engine (kv/active_redis.go)
+		var err error
+		if out, err = kv.ActiveRedisCommand(c, stamp, ks.Resolver, now); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrNotOnActive, err)
+		}
 	default:
 		return c, fmt.Errorf("%w: %s", ErrNotOnActive, c.Op)
 	}

@@ -2,6 +2,7 @@ package activeks
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,6 +173,16 @@ func TestActivePrepareAndLevels(t *testing.T) {
 	}
 	if s.Ops().Admits(kv.OpMSet) || !s.Ops().Admits(kv.OpActiveMerge) {
 		t.Fatal("active admission")
+	}
+	// The command engine: sorted sets become CRDT ops of the region,
+	// lists are refused saying why.
+	zadd := kv.RedisCommand([]byte("z"), 5, [][]byte{[]byte("ZADD"), []byte("z"), []byte("1"), []byte("m")})
+	if c, err := s.Prepare(ks, zadd); err != nil || c.Op != kv.OpActiveRedis || !s.Ops().Admits(c.Op) || s.Ops().Admits(kv.OpRedis) {
+		t.Fatalf("ZADD prepared as %+v, %v", c, err)
+	}
+	push := kv.RedisCommand([]byte("l"), 5, [][]byte{[]byte("RPUSH"), []byte("l"), []byte("a")})
+	if _, err := s.Prepare(ks, push); !errors.Is(err, ErrNotOnActive) || !strings.Contains(err.Error(), "sequence CRDT") {
+		t.Fatalf("RPUSH prepared: %v", err)
 	}
 }
 

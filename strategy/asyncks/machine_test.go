@@ -51,6 +51,11 @@ func TestAsyncMachineRefusesActiveOps(t *testing.T) {
 	if r := apply(t, db, sm, 2, kv.Command{Op: kv.OpSet, Epoch: 1, NowMS: 1, Args: [][]byte{[]byte("k"), []byte("v")}}); r.Err != nil || r.N != 1 {
 		t.Fatalf("set: %+v", r)
 	}
+	push := kv.RedisCommand([]byte("l"), 1, [][]byte{[]byte("RPUSH"), []byte("l"), []byte("a")})
+	push.Epoch = 1
+	if r := apply(t, db, sm, 3, push); r.Err != nil {
+		t.Fatalf("an engine write: %+v", r)
+	}
 	stamp := kv.ActiveStamp{Region: "r", Time: hlc.Timestamp{WallMS: 1}}
 	refused := []kv.Command{
 		kv.ActiveCommand(kv.OpActiveSet, stamp, 1, []byte("k"), []byte("w"), nil),
@@ -61,9 +66,14 @@ func TestAsyncMachineRefusesActiveOps(t *testing.T) {
 		kv.GCCommand([]string{"r"}, 1),
 		kv.StreamCursorCommand(9, 5),
 	}
+	zadd, err := kv.ActiveRedisCommand(kv.RedisCommand([]byte("z"), 1, [][]byte{[]byte("ZADD"), []byte("z"), []byte("2"), []byte("m")}), stamp, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused = append(refused, zadd)
 	for i, c := range refused {
 		c.Epoch = 1
-		r := apply(t, db, sm, uint64(3+i), c)
+		r := apply(t, db, sm, uint64(4+i), c)
 		if !errors.Is(r.Err, kv.ErrRefused) {
 			t.Errorf("%s applied by an async group: %+v", c.Op, r)
 		}

@@ -77,12 +77,25 @@ func (s *Set) Resync(ctx context.Context, r *Running, sink *Sink) (uint64, error
 		}
 		r.Shipped(len(chunk.Pairs)/2, size)
 		chunk.Seq++
-		chunk.Pairs, size = chunk.Pairs[:0], 0
+		chunk.Pairs, chunk.Elems, size = chunk.Pairs[:0], chunk.Elems[:0], 0
 		return nil
 	}
 	var sendErr error
 	err = view.Scan(src, nil, func(k, v []byte) bool {
 		chunk.Pairs = append(chunk.Pairs, slices.Clone(k), slices.Clone(v))
+		size += len(k) + len(v)
+		if size >= ResyncChunkBytes {
+			sendErr = send()
+		}
+		return sendErr == nil
+	})
+	if err = cmp.Or(err, sendErr); err != nil {
+		return 0, err
+	}
+	// The elements of lists and sorted sets, after the records that own
+	// them (storage's element span).
+	err = view.ScanElements(src, func(k, v []byte) bool {
+		chunk.Elems = append(chunk.Elems, slices.Clone(k), slices.Clone(v))
 		size += len(k) + len(v)
 		if size >= ResyncChunkBytes {
 			sendErr = send()

@@ -49,6 +49,8 @@ func TestSyncMachineRefusesReplicationOps(t *testing.T) {
 		{Op: kv.OpSet, NowMS: 1, Args: [][]byte{[]byte("k"), []byte("v")}},
 		{Op: kv.OpIncrBy, Int: 2, NowMS: 1, Args: [][]byte{[]byte("n")}},
 		{Op: kv.OpSAdd, NowMS: 1, Args: [][]byte{[]byte("s"), []byte("m")}},
+		kv.RedisCommand([]byte("l"), 1, [][]byte{[]byte("RPUSH"), []byte("l"), []byte("a")}),
+		kv.TxnCommand([]byte("l"), 1, nil, [][][]byte{{[]byte("ZADD"), []byte("z"), []byte("1"), []byte("m")}}),
 	} {
 		if r := apply(c); r.Err != nil {
 			t.Fatalf("%s: %v", c.Op, r.Err)
@@ -65,7 +67,12 @@ func TestSyncMachineRefusesReplicationOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	stamp := kv.ActiveStamp{Region: "r", Time: hlc.Timestamp{WallMS: 1}}
+	activeZAdd, err := kv.ActiveRedisCommand(kv.RedisCommand([]byte("z"), 1, [][]byte{[]byte("ZADD"), []byte("z"), []byte("2"), []byte("m")}), stamp, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []kv.Command{
+		activeZAdd,
 		kv.RoleCommand(kv.Role{Epoch: 1, Primary: true}, 0, 0, 0),
 		{Op: kv.OpStreamApply, Args: [][]byte{enc}},
 		{Op: kv.OpStreamChunk, Args: [][]byte{chunkEnc}},
@@ -82,6 +89,9 @@ func TestSyncMachineRefusesReplicationOps(t *testing.T) {
 	}
 	if rec, ok, err := kv.Get(db, 5, []byte("k"), 1); err != nil || !ok || string(rec.Payload) != "v" {
 		t.Fatalf("k after the refusals: %+v %v %v", rec, ok, err)
+	}
+	if r, err := kv.Query(db, 5, 1, [][]byte{[]byte("ZSCORE"), []byte("z"), []byte("m")}, false); err != nil || r.Kind != kv.ReplyDouble || r.Float != 1 {
+		t.Fatalf("z after the refusals: %+v %v", r, err)
 	}
 	if role, err := kv.LoadRole(db, 5); err != nil || role != (kv.Role{}) {
 		t.Fatalf("a sync group took a role: %v %v", role, err)
