@@ -8,9 +8,10 @@
 //
 // What a backup holds, per raft group of the keyspaces it covers:
 //
-//   - a base: the group's data, cursor and ledger spans from one
-//     consistent storage view (storage.Reader) at its applied index, in
-//     parts, with a bound on the commit stamps of the entries it reflects;
+//   - a base: the group's data, element (the items of lists and sorted
+//     sets), cursor and ledger spans from one consistent storage view
+//     (storage.Reader) at its applied index, in parts, with a bound on the
+//     commit stamps of the entries it reflects;
 //   - log segments: runs of the group's committed entries after the base,
 //     each with its commit stamp (raftgroup's entry envelope), up to an
 //     entry stamped after the backup's cut, which seals it.

@@ -104,7 +104,8 @@ type Segment struct {
 	Entries []Entry
 }
 
-const recordVersion = 1
+// segmentVersion is the version of log segments.
+const segmentVersion = 1
 
 // encodeSegment returns a segment's payload:
 //
@@ -116,7 +117,7 @@ func encodeSegment(s Segment) []byte {
 		n += hlc.EncodedLen + 1 + binary.MaxVarintLen32 + len(e.Command)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, recordVersion)
+	b = append(b, segmentVersion)
 	b = binary.AppendUvarint(b, s.Group)
 	var first uint64
 	if len(s.Entries) > 0 {
@@ -154,7 +155,7 @@ func (d *decoder) uvarint(what string) uint64 {
 		return 0
 	}
 	v, w := binary.Uvarint(d.b)
-	if w <= 0 {
+	if w <= 0 || w > 1 && d.b[w-1] == 0 { // a longer form than needed: one encoding only
 		d.fail(what)
 		return 0
 	}
@@ -191,7 +192,7 @@ func (d *decoder) lengthPrefixed(what string) []byte {
 // decodeSegment parses a segment's payload; the commands alias b.
 func decodeSegment(name string, b []byte) (Segment, error) {
 	d := &decoder{b: b}
-	if v := d.bytes(1, "version"); d.err == nil && v[0] != recordVersion {
+	if v := d.bytes(1, "version"); d.err == nil && v[0] != segmentVersion {
 		return Segment{}, fmt.Errorf("%w: %s: segment version %d", ErrFormat, name, v[0])
 	}
 	s := Segment{Group: d.uvarint("group")}
@@ -224,8 +225,10 @@ func decodeSegment(name string, b []byte) (Segment, error) {
 }
 
 // BasePart is one part of a group's base: its data span (a range of its
-// keys, in key order), and, in part 0, its cursor and ledger spans, as a
-// consistent view showed them at Index.
+// keys, in key order), then its element span (the elements of its lists
+// and sorted sets, and its next collection id: storage.ElemKey), and, in
+// part 0, its cursor and ledger spans, as a consistent view showed them at
+// Index.
 type BasePart struct {
 	Group uint64
 	// Index is the group's applied index in the view; Stamp bounds the
@@ -239,24 +242,33 @@ type BasePart struct {
 	// Cursors and Ledger: the group's cursor span and ledger span (part 0).
 	Cursors []storage.SourceCursor
 	Ledger  [][]byte
+	// Elements alternates element suffixes and values, in suffix order,
+	// after every part's Pairs (a part may hold both).
+	Elements [][]byte
 }
+
+// baseVersion is the version of base parts: 2 adds the element span
+// (version 1, without it, still reads).
+const baseVersion = 2
 
 // encodeBasePart returns a base part's payload:
 //
-//	version 1 | group uvarint | index uvarint | stamp (16) | part uvarint | final (1 byte) |
+//	version 2 | group uvarint | index uvarint | stamp (16) | part uvarint | final (1 byte) |
 //	pairs: count uvarint, (uvarint length, key, uvarint length, value)... |
 //	cursors: count uvarint, (source, index, closed ms, epoch: 8 bytes each)... |
-//	ledger: count uvarint, (uvarint length, suffix, uvarint length, value)...
+//	ledger: count uvarint, (uvarint length, suffix, uvarint length, value)... |
+//	elements: count uvarint, (uvarint length, suffix, uvarint length, value)...
+//
+// (Version 1 ends after the ledger.)
 func encodeBasePart(p BasePart) []byte {
 	n := 64 + len(p.Cursors)*32
-	for _, x := range p.Pairs {
-		n += len(x) + binary.MaxVarintLen32
-	}
-	for _, x := range p.Ledger {
-		n += len(x) + binary.MaxVarintLen32
+	for _, xs := range [][][]byte{p.Pairs, p.Ledger, p.Elements} {
+		for _, x := range xs {
+			n += len(x) + binary.MaxVarintLen32
+		}
 	}
 	b := make([]byte, 0, n)
-	b = append(b, recordVersion)
+	b = append(b, baseVersion)
 	b = binary.AppendUvarint(b, p.Group)
 	b = binary.AppendUvarint(b, p.Index)
 	b = p.Stamp.AppendEncode(b)
@@ -282,14 +294,18 @@ func encodeBasePart(p BasePart) []byte {
 		b = binary.BigEndian.AppendUint64(b, c.Epoch)
 	}
 	pairs(p.Ledger)
+	pairs(p.Elements)
 	return b
 }
 
 // decodeBasePart parses a base part's payload; keys and values alias b.
 func decodeBasePart(name string, b []byte) (BasePart, error) {
 	d := &decoder{b: b}
-	if v := d.bytes(1, "version"); d.err == nil && v[0] != recordVersion {
-		return BasePart{}, fmt.Errorf("%w: %s: base version %d", ErrFormat, name, v[0])
+	version := byte(0)
+	if v := d.bytes(1, "version"); d.err == nil {
+		if version = v[0]; version != 1 && version != baseVersion {
+			return BasePart{}, fmt.Errorf("%w: %s: base version %d", ErrFormat, name, version)
+		}
 	}
 	p := BasePart{Group: d.uvarint("group"), Index: d.uvarint("index"), Stamp: d.stamp(), Part: int(d.uvarint("part"))}
 	if f := d.bytes(1, "final"); d.err == nil {
@@ -325,6 +341,9 @@ func decodeBasePart(name string, b []byte) (BasePart, error) {
 		}
 	}
 	p.Ledger = pairs("ledger")
+	if version >= 2 {
+		p.Elements = pairs("elements")
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
 	}

@@ -125,6 +125,9 @@ func (s *Store) LoadBase(ctx context.Context, db *storage.DB, gb GroupBackup) (k
 		for j := 0; j+1 < len(p.Ledger); j += 2 {
 			batch.SetLedger(gb.Group, p.Ledger[j], p.Ledger[j+1])
 		}
+		for j := 0; j+1 < len(p.Elements); j += 2 {
+			batch.SetElem(gb.Group, p.Elements[j], p.Elements[j+1])
+		}
 		if err := batch.Commit(false); err != nil {
 			return keys, err
 		}

@@ -22,10 +22,11 @@ type BaseResult struct {
 }
 
 // WriteBase stores the base of a group from a consistent view: its data
-// span in parts of about partBytes, its cursor and ledger spans in part
-// 0, all as of the view's applied index, which the caller passes (index)
-// with a bound on the stamps of the entries at or below it (stamp). The
-// parts are named by writer; nothing refers to them until a manifest does.
+// span then its element span in parts of about partBytes, its cursor and
+// ledger spans in part 0, all as of the view's applied index, which the
+// caller passes (index) with a bound on the stamps of the entries at or
+// below it (stamp). The parts are named by writer; nothing refers to them
+// until a manifest does.
 func (s *Store) WriteBase(ctx context.Context, r *storage.Reader, group, index uint64, stamp hlc.Timestamp, writer string, partBytes int) (BaseResult, error) {
 	if partBytes <= 0 {
 		partBytes = DefaultPartBytes
@@ -64,6 +65,25 @@ func (s *Store) WriteBase(ctx context.Context, r *storage.Reader, group, index u
 		cur.Pairs = append(cur.Pairs, append([]byte(nil), key...), append([]byte(nil), value...))
 		size += len(key) + len(value) + 8
 		res.Keys++
+		if size >= partBytes {
+			if werr = flush(false); werr != nil {
+				return false
+			}
+		}
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = werr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return res, err
+	}
+	err = r.ScanElements(group, func(suffix, value []byte) bool {
+		cur.Elements = append(cur.Elements, append([]byte(nil), suffix...), append([]byte(nil), value...))
+		size += len(suffix) + len(value) + 8
 		if size >= partBytes {
 			if werr = flush(false); werr != nil {
 				return false

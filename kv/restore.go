@@ -13,9 +13,11 @@ import (
 // A restore loads a keyspace's state, rebuilt from a backup, into the
 // fresh groups of a hidden keyspace, through their logs: OpRestoreChunk
 // commands, each a chunk of stored records (the data span: keys and their
-// stored records as the backed-up group held them) and, for active
-// keyspaces, of ledger records (the conflict ledger) and the ledger's
-// counters. Chunks are numbered from 1; a group records in its restore
+// stored records as the backed-up group held them), of elements (the
+// element span of lists and sorted sets, with the group's next collection
+// id, so that collections made after the restore get ids of their own)
+// and, for active keyspaces, of ledger records (the conflict ledger) and
+// the ledger's counters. Chunks are numbered from 1; a group records in its restore
 // slot (a reserved cursor) the last chunk it applied, applies only the
 // next one, and answers with its position, so a restore interrupted at
 // any point resumes by proposing its chunks again from the first: those
@@ -23,9 +25,11 @@ import (
 //
 // Records are written as they are, after a check that those of the types
 // this package stores decode (a record it could not read later would stop
-// the node on the next write of its key). Nothing else of the group changes: its role,
-// its stream cursors, its knowledge reports and delta records (which
-// count in the old groups' log positions) are not part of a restore.
+// the node on the next write of its key; for lists and sorted sets, their
+// heads); elements are written as they are. Nothing else of the group
+// changes: its role, its stream cursors, its knowledge reports and delta
+// records (which count in the old groups' log positions) are not part of
+// a restore.
 //
 // An async keyspace is restored into its primary group; its replicas get
 // the chunks through the stream like any write (Admitted, streamApply:
@@ -60,6 +64,10 @@ type RestoreChunk struct {
 	// LedgerCounters, if set, are the ledger's counters (the number of
 	// entries recorded and the log index of the last one).
 	LedgerCounters *storage.Cursor
+	// Elements alternates element suffixes and values: the group's
+	// element span (list and sorted set elements, the next collection
+	// id), written as they are.
+	Elements [][]byte
 }
 
 // Size is about the encoded size of the chunk.
@@ -71,18 +79,24 @@ func (c RestoreChunk) Size() int {
 	for _, p := range c.Ledger {
 		n += len(p) + 4
 	}
+	for _, p := range c.Elements {
+		n += len(p) + 4
+	}
 	return n
 }
 
 // EncodeRestoreChunk encodes a chunk:
 //
-//	version 1 | pairs count uvarint | (uvarint length, bytes)... |
+//	version 2 | pairs count uvarint | (uvarint length, bytes)... |
 //	ledger count uvarint | (uvarint length, bytes)... |
+//	elements count uvarint | (uvarint length, bytes)... |
 //	counters flag (1 byte) | [entries uvarint | last index uvarint]
+//
+// (Version 1 has no elements.)
 func EncodeRestoreChunk(c RestoreChunk) []byte {
 	b := make([]byte, 0, c.Size())
-	b = append(b, 1)
-	for _, xs := range [][][]byte{c.Pairs, c.Ledger} {
+	b = append(b, 2)
+	for _, xs := range [][][]byte{c.Pairs, c.Ledger, c.Elements} {
 		b = binary.AppendUvarint(b, uint64(len(xs)))
 		for _, x := range xs {
 			b = binary.AppendUvarint(b, uint64(len(x)))
@@ -98,35 +112,40 @@ func EncodeRestoreChunk(c RestoreChunk) []byte {
 }
 
 // DecodeRestoreChunk parses EncodeRestoreChunk's output; the slices alias
-// b. It never panics.
+// b. It never panics, and refuses varints longer than needed (a chunk has
+// one encoding).
 func DecodeRestoreChunk(b []byte) (RestoreChunk, error) {
 	var c RestoreChunk
 	bad := func(what string) (RestoreChunk, error) {
 		return RestoreChunk{}, fmt.Errorf("%w: restore chunk: %s", ErrBadCommand, what)
 	}
-	if len(b) == 0 || b[0] != 1 {
+	if len(b) == 0 || b[0] != 1 && b[0] != 2 {
 		return bad("unknown version")
 	}
+	sections := 1 + int(b[0]) // pairs, ledger[, elements]
 	b = b[1:]
-	for i := range 2 {
-		n, w := binary.Uvarint(b)
-		if w <= 0 || n > uint64(len(b)) || (i == 0 && n%2 != 0) || (i == 1 && n%2 != 0) {
+	for i := range sections {
+		n, w := uvarint(b)
+		if w <= 0 || n > uint64(len(b)) || n%2 != 0 {
 			return bad("count")
 		}
 		b = b[w:]
 		xs := make([][]byte, 0, n)
 		for range n {
-			l, w := binary.Uvarint(b)
+			l, w := uvarint(b)
 			if w <= 0 || l > uint64(len(b)-w) {
 				return bad("length")
 			}
 			xs = append(xs, b[w:w+int(l)])
 			b = b[w+int(l):]
 		}
-		if i == 0 {
+		switch i {
+		case 0:
 			c.Pairs = xs
-		} else {
+		case 1:
 			c.Ledger = xs
+		default:
+			c.Elements = xs
 		}
 	}
 	if len(b) == 0 {
@@ -137,11 +156,11 @@ func DecodeRestoreChunk(b []byte) (RestoreChunk, error) {
 	switch flag {
 	case 0:
 	case 1:
-		entries, w := binary.Uvarint(b)
+		entries, w := uvarint(b)
 		if w <= 0 {
 			return bad("ledger counters")
 		}
-		last, w2 := binary.Uvarint(b[w:])
+		last, w2 := uvarint(b[w:])
 		if w2 <= 0 {
 			return bad("ledger counters")
 		}
@@ -207,6 +226,10 @@ func (sm *StateMachine) restoreData(b *storage.Batch, c Command) Result {
 				_, err = DecodeHash(rec.Payload)
 			case TypeActive:
 				_, err = decodeActiveState(rec.Payload)
+			case TypeList:
+				_, err = decodeListHead(rec.Payload)
+			case TypeZSet:
+				_, err = decodeZSetHead(rec.Payload)
 			}
 		}
 		if err != nil {
@@ -218,11 +241,19 @@ func (sm *StateMachine) restoreData(b *storage.Batch, c Command) Result {
 			return Result{Err: fmt.Errorf("%w: restore chunk: ledger record %q is not a conflict's", ErrBadCommand, chunk.Ledger[i])}
 		}
 	}
+	for i := 0; i+1 < len(chunk.Elements); i += 2 {
+		if len(chunk.Elements[i]) == 0 {
+			return Result{Err: fmt.Errorf("%w: restore chunk with an empty element suffix", ErrBadCommand)}
+		}
+	}
 	for i := 0; i+1 < len(chunk.Pairs); i += 2 {
 		b.SetData(sm.Group, chunk.Pairs[i], chunk.Pairs[i+1])
 	}
 	for i := 0; i+1 < len(chunk.Ledger); i += 2 {
 		b.SetLedger(sm.Group, chunk.Ledger[i], chunk.Ledger[i+1])
+	}
+	for i := 0; i+1 < len(chunk.Elements); i += 2 {
+		b.SetElem(sm.Group, chunk.Elements[i], chunk.Elements[i+1])
 	}
 	if chunk.LedgerCounters != nil {
 		b.SetCursor(sm.Group, ledgerSource, *chunk.LedgerCounters)

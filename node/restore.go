@@ -595,9 +595,9 @@ func mergeRegions(scratch *storage.DB, shard int, groups []*restoreGroup) (uint6
 // restoreChunkBytes bounds one restore chunk (well under a raft message).
 const restoreChunkBytes = 256 << 10
 
-// loadGroup proposes the chunks of a scratch group's data (and ledger)
-// to a group of the hidden keyspace, in order, from the first: those the
-// group applied already (a resumed restore) change nothing.
+// loadGroup proposes the chunks of a scratch group's data, elements (and
+// ledger) to a group of the hidden keyspace, in order, from the first:
+// those the group applied already (a resumed restore) change nothing.
 func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, dst metadata.RegionalGroup, data, ledger uint64, tombless bool, j *restoreJob) error {
 	var seq uint64
 	send := func(c kv.RestoreChunk) error {
@@ -633,12 +633,21 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 			return nil
 		}
 	}
+	// The spans a chunk carries.
+	const (
+		spanData = iota
+		spanElems
+		spanLedger
+	)
 	var chunk kv.RestoreChunk
 	size := 0
-	add := func(isLedger bool, k, v []byte) error {
-		if isLedger {
+	add := func(span int, k, v []byte) error {
+		switch span {
+		case spanLedger:
 			chunk.Ledger = append(chunk.Ledger, k, v)
-		} else {
+		case spanElems:
+			chunk.Elements = append(chunk.Elements, k, v)
+		default:
 			chunk.Pairs = append(chunk.Pairs, k, v)
 			j.update(func(s *RestoreStatus) { s.Keys++ })
 		}
@@ -652,7 +661,7 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 	}
 	// A page of records at a time: proposals are not made while a scan
 	// holds its iterator.
-	scanPages := func(isLedger bool, group uint64) error {
+	scanPages := func(span int, group uint64) error {
 		var after []byte
 		for {
 			var page [][]byte
@@ -661,9 +670,9 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 			fn := func(key, value []byte) bool {
 				after = append(after[:0], key...)
 				switch {
-				case isLedger && !kv.RestorableLedger(key):
+				case span == spanLedger && !kv.RestorableLedger(key):
 					return true
-				case tombless && !isLedger:
+				case tombless && span == spanData:
 					live, err := kv.LiveActiveRecord(value)
 					if err != nil {
 						ferr = fmt.Errorf("restore: key %q: %w", key, err)
@@ -678,9 +687,12 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 				return pageBytes < 4*restoreChunkBytes
 			}
 			var err error
-			if isLedger {
+			switch span {
+			case spanLedger:
 				err = scratch.ScanLedger(group, nextKey(after), nil, fn)
-			} else {
+			case spanElems:
+				err = scratch.ScanElems(group, nextKey(after), nil, fn)
+			default:
 				err = scratch.Scan(group, nextKey(after), nil, fn)
 			}
 			if err == nil {
@@ -690,7 +702,7 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 				return err
 			}
 			for i := 0; i+1 < len(page); i += 2 {
-				if err := add(isLedger, page[i], page[i+1]); err != nil {
+				if err := add(span, page[i], page[i+1]); err != nil {
 					return err
 				}
 			}
@@ -699,11 +711,14 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 			}
 		}
 	}
-	if err := scanPages(false, data); err != nil {
+	if err := scanPages(spanData, data); err != nil {
+		return err
+	}
+	if err := scanPages(spanElems, data); err != nil {
 		return err
 	}
 	if ledger != 0 {
-		if err := scanPages(true, ledger); err != nil {
+		if err := scanPages(spanLedger, ledger); err != nil {
 			return err
 		}
 		c, ok, err := kv.LedgerCounters(scratch, ledger)
@@ -714,7 +729,7 @@ func (n *Node) loadGroup(ctx context.Context, id string, scratch *storage.DB, ds
 			chunk.LedgerCounters = &c
 		}
 	}
-	if len(chunk.Pairs) > 0 || len(chunk.Ledger) > 0 || chunk.LedgerCounters != nil || seq == 0 {
+	if len(chunk.Pairs) > 0 || len(chunk.Ledger) > 0 || len(chunk.Elements) > 0 || chunk.LedgerCounters != nil || seq == 0 {
 		if err := send(chunk); err != nil {
 			return err
 		}

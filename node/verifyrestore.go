@@ -25,7 +25,8 @@ type RestoreCheck struct {
 	Backup   string `json:"backup"`
 	Keys     int64  `json:"keys"`
 	// Mismatches lists keys whose restored record differs from the
-	// backup's state (at most a few).
+	// backup's state, and elements ("element SUFFIX") of lists and sorted
+	// sets that do (at most a few).
 	Mismatches []string `json:"mismatches,omitempty"`
 	Err        string   `json:"error,omitempty"`
 }
@@ -33,9 +34,9 @@ type RestoreCheck struct {
 // VerifyByRestore restores every keyspace of a target's newest backup
 // into a scratch cluster of three in-process nodes (one per region of
 // regions, default three), and compares every restored group's stored
-// records, byte for byte, with the state the backup describes (rebuilt
-// separately from the backup). The cluster and its data are removed
-// afterwards. Progress lines go to out.
+// records and elements, byte for byte, with the state the backup
+// describes (rebuilt separately from the backup). The cluster and its
+// data are removed afterwards. Progress lines go to out.
 func VerifyByRestore(ctx context.Context, from string, opts backup.Options, regions []string, out io.Writer) ([]RestoreCheck, error) {
 	store, err := backup.OpenStore(from, opts)
 	if err != nil {
@@ -213,6 +214,8 @@ func compareRestore(ctx context.Context, store *backup.Store, m *backup.Manifest
 			checks = append(checks, check{group: ks.Shards[i].Group, from: sources[0].gb.Group})
 		}
 		for _, c := range checks {
+			// Records by key, and elements (of lists and sorted sets) by
+			// suffix, marked "element ".
 			expect := map[string][]byte{}
 			err := want.Scan(c.from, nil, nil, func(k, v []byte) bool {
 				if c.tombless {
@@ -223,6 +226,12 @@ func compareRestore(ctx context.Context, store *backup.Store, m *backup.Manifest
 				expect[string(k)] = bytes.Clone(v)
 				return true
 			})
+			if err == nil {
+				err = want.ScanElems(c.from, nil, nil, func(k, v []byte) bool {
+					expect["element "+string(k)] = bytes.Clone(v)
+					return true
+				})
+			}
 			if err != nil {
 				return err
 			}
@@ -236,13 +245,19 @@ func compareRestore(ctx context.Context, store *backup.Store, m *backup.Manifest
 			for {
 				var diff []string
 				got := 0
-				err := holder.db.Scan(c.group, nil, nil, func(k, v []byte) bool {
-					got++
-					if w, ok := expect[string(k)]; !ok || !bytes.Equal(w, v) {
-						diff = append(diff, string(k))
+				compare := func(prefix string) func(k, v []byte) bool {
+					return func(k, v []byte) bool {
+						got++
+						if w, ok := expect[prefix+string(k)]; !ok || !bytes.Equal(w, v) {
+							diff = append(diff, prefix+string(k))
+						}
+						return len(diff) < 10
 					}
-					return len(diff) < 10
-				})
+				}
+				err := holder.db.Scan(c.group, nil, nil, compare(""))
+				if err == nil && len(diff) < 10 {
+					err = holder.db.ScanElems(c.group, nil, nil, compare("element "))
+				}
 				if err != nil {
 					return err
 				}
@@ -252,7 +267,7 @@ func compareRestore(ctx context.Context, store *backup.Store, m *backup.Manifest
 				if time.Now().After(deadline) {
 					chk.Mismatches = append(chk.Mismatches, diff...)
 					if got != len(expect) {
-						chk.Mismatches = append(chk.Mismatches, fmt.Sprintf("group %d: %d keys restored, %d in the backup", c.group, got, len(expect)))
+						chk.Mismatches = append(chk.Mismatches, fmt.Sprintf("group %d: %d keys and elements restored, %d in the backup", c.group, got, len(expect)))
 					}
 					break
 				}
