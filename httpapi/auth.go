@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/auth"
+	"github.com/meridian-db/meridian/backup"
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
 )
@@ -75,6 +76,16 @@ var routePermissions = map[string]auth.Permission{
 	"PUT /v1/users/{user}":               auth.AdminCluster,
 	"DELETE /v1/users/{user}":            auth.AdminCluster,
 	"GET /v1/audit":                      auth.AdminCluster,
+	// Backups and restores read and write every keyspace (backup.go).
+	"POST /v1/backups":           auth.AdminCluster,
+	"GET /v1/backups/jobs/{id}":  auth.AdminCluster,
+	"POST /v1/restores":          auth.AdminCluster,
+	"GET /v1/restores/{id}":      auth.AdminCluster,
+	"DELETE /v1/restores/{id}":   auth.AdminCluster,
+	"GET /v1/backup/schedule":    auth.AdminCluster,
+	"PUT /v1/backup/schedule":    auth.AdminCluster,
+	"DELETE /v1/backup/schedule": auth.AdminCluster,
+	"GET /v1/backup/archives":    auth.AdminCluster,
 }
 
 const keyRoute = "/v1/keyspaces/{ks}/keys/{key...}"
@@ -193,12 +204,18 @@ type bodyReplay struct {
 
 // passwordRule matches, in a body that is not JSON, what may be a
 // password rule (">secret", "<secret", also escaped as \u003e, \u003c)
-// or a password field.
-var passwordRule = regexp.MustCompile(`"(?:[<>]|\\u003[ceCE])(?:[^"\\]|\\.)*"|("password"\s*:\s*)"(?:[^"\\]|\\.)*"`)
+// or a secret field (secretFields).
+var passwordRule = regexp.MustCompile(`"(?:[<>]|\\u003[ceCE])(?:[^"\\]|\\.)*"|("(?i:password|secret_key|access_key|key)"\s*:\s*)"(?:[^"\\]|\\.)*"`)
+
+// urlUser matches the user information of a URL in a body that is not
+// JSON.
+var urlUser = regexp.MustCompile(`://[^/@"\s]*@`)
 
 // redactBody shows an admin body in the audit log: passwords hidden (in
 // JSON, every string starting with '>' or '<', as ACL rules give
-// passwords, and every "password" field), at most 512 bytes, on one line.
+// passwords, and every "password" field), and a backup target's secrets
+// (the "secret_key", "access_key" and encryption "key" fields, the user
+// information of a URL), at most 512 bytes, on one line.
 func redactBody(b []byte) string {
 	var s string
 	var v any
@@ -214,12 +231,12 @@ func redactBody(b []byte) string {
 	}
 	if s == "" {
 		s = passwordRule.ReplaceAllStringFunc(string(b), func(m string) string {
-			if strings.HasPrefix(m, `"password"`) {
-				k, _, _ := strings.Cut(m, ":")
+			if k, _, ok := strings.Cut(m, ":"); ok && secretFields[strings.ToLower(strings.Trim(strings.TrimSpace(k), `"`))] {
 				return k + `:"***"`
 			}
 			return `"***"`
 		})
+		s = urlUser.ReplaceAllString(s, "://REDACTED@")
 	}
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 512 {
@@ -227,6 +244,11 @@ func redactBody(b []byte) string {
 	}
 	return s
 }
+
+// secretFields are the JSON fields of admin bodies that the audit log
+// never shows: passwords, and a backup target's credentials and
+// encryption key (backup.Options).
+var secretFields = map[string]bool{"password": true, "secret_key": true, "access_key": true, "key": true}
 
 func redactJSON(v any, key string) any {
 	switch x := v.(type) {
@@ -239,8 +261,11 @@ func redactJSON(v any, key string) any {
 			x[i] = redactJSON(e, key)
 		}
 	case string:
-		if strings.EqualFold(key, "password") {
+		if secretFields[strings.ToLower(key)] {
 			return "***"
+		}
+		if strings.Contains(x, "://") && strings.Contains(x, "@") {
+			return backup.Redact(x)
 		}
 		if strings.HasPrefix(x, ">") || strings.HasPrefix(x, "<") {
 			return x[:1] + "***"

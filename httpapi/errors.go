@@ -70,19 +70,22 @@ func StatusOf(code string) int {
 	case CodeBadJSON, CodeUnknownField, CodeBadValue, CodeBadFault, CodeBadTTL, CodeBadQuery, CodeBadPath,
 		"empty_key", "key_too_large", "unknown_consistency", "invalid_spec", "placement", "bad_command",
 		"not_async", "stale_epoch", "wrong_cluster", "bad_batch", "bad_token", "strong_on_active", "members_differ",
-		"timings_differ", CodeBadRule, CodeRootUser:
+		"timings_differ", CodeBadRule, CodeRootUser, "backup_target", "backup_key", "backup_window", "restore_gap",
+		"backup_refused":
 		return http.StatusBadRequest
 	case CodeUnauthenticated:
 		return http.StatusUnauthorized
 	case CodeForbidden:
 		return http.StatusForbidden
+	case "backup_corrupt":
+		return http.StatusUnprocessableEntity
 	case CodeKeyNotFound, CodeNotFound, "unknown_keyspace", CodeUnknownUser:
 		return http.StatusNotFound
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
 	case CodeEmulationOff:
 		return http.StatusConflict
-	case "keyspace_exists", "wrong_type", "primary_healthy", "meta_stale_epoch":
+	case "keyspace_exists", "wrong_type", "primary_healthy", "meta_stale_epoch", "restoring":
 		return http.StatusConflict
 	case CodeBodyTooLarge, "value_too_large":
 		return http.StatusRequestEntityTooLarge

@@ -118,6 +118,17 @@ var sampleRequests = map[string][]sample{
 	"PUT /v1/users/{user}":               {{"PUT", "/v1/users/scratch", `{"rules":["off","\u003escratch-pw"]}`}},
 	"DELETE /v1/users/{user}":            {{"DELETE", "/v1/users/scratch", ""}},
 	"GET /v1/audit":                      {{"GET", "/v1/audit?since=1h", ""}},
+	// Backups: targets no node can open (the secrets must not reach the
+	// audit log), jobs that do not exist, a schedule without a target.
+	"POST /v1/backups":           {{"POST", "/v1/backups", `{"to":"nowhere://x","options":{"secret_key":"backup-sk-sample"}}`}},
+	"GET /v1/backups/jobs/{id}":  {{"GET", "/v1/backups/jobs/none", ""}},
+	"POST /v1/restores":          {{"POST", "/v1/restores", `{"from":"nowhere://x","keyspace":"t","options":{"key":"YmFja3VwLXNrLXNhbXBsZQ=="}}`}},
+	"GET /v1/restores/{id}":      {{"GET", "/v1/restores/none", ""}},
+	"DELETE /v1/restores/{id}":   {{"DELETE", "/v1/restores/none", ""}},
+	"GET /v1/backup/schedule":    {{"GET", "/v1/backup/schedule", ""}},
+	"PUT /v1/backup/schedule":    {{"PUT", "/v1/backup/schedule", `{"target":""}`}},
+	"DELETE /v1/backup/schedule": {{"DELETE", "/v1/backup/schedule", ""}},
+	"GET /v1/backup/archives":    {{"GET", "/v1/backup/archives", ""}},
 }
 
 var testUsers = map[string][]string{
@@ -282,7 +293,7 @@ func TestPermissionsOverEveryRoute(t *testing.T) {
 
 	// The audit log of each node holds the admin routes' attempts: the
 	// switchover refused to the reader and the one tried by the admin.
-	var denied, tried bool
+	var denied, tried, backupTried bool
 	for _, id := range e.c.IDs() {
 		recs, err := e.c.Node(id).AuditLog(0, 0)
 		if err != nil {
@@ -298,10 +309,19 @@ func TestPermissionsOverEveryRoute(t *testing.T) {
 			if strings.Contains(r.Detail, "scratch-pw") {
 				t.Fatalf("a password in the audit log: %+v", r)
 			}
+			if strings.Contains(r.Detail, "backup-sk-sample") || strings.Contains(r.Detail, "YmFja3VwLXNrLXNhbXBsZQ") {
+				t.Fatalf("a backup target's secret in the audit log: %+v", r)
+			}
+			if r.Action == "backup.start" && r.Who == "admin" && strings.Contains(r.Detail, `"secret_key":"***"`) {
+				backupTried = true
+			}
 		}
 	}
 	if !denied || !tried {
 		t.Fatalf("the audit logs lack the reader's refused switchover (%v) or the admin's (%v)", denied, tried)
+	}
+	if !backupTried {
+		t.Fatal("the audit logs lack the admin's backup, its secret hidden")
 	}
 
 	// GET /v1/audit through one node: every node's records, merged; with
@@ -400,6 +420,11 @@ func TestRedactBody(t *testing.T) {
 		`{"to":"eu-west"}`:                            `{"to":"eu-west"}`,
 		`{"rules":["on","\u003es3cret","\u003cold"]}`: `{"rules":["on",">***","<***"]}`,
 		`not json "\u003es3cret" ">x"`:                `not json "***" "***"`,
+		// A backup target's secrets.
+		`{"to":"s3://b/p","options":{"access_key":"AK","secret_key":"SK","key":"a2V5"}}`: `{"options":{"access_key":"***","key":"***","secret_key":"***"},"to":"s3://b/p"}`,
+		`{"from":"s3://u:pw@b/p","keyspace":"t"}`:                                        `{"from":"s3://REDACTED@b/p","keyspace":"t"}`,
+		`{"Secret_Key":"SK"}`:                       `{"Secret_Key":"***"}`,
+		`not json "secret_key": "SK" s3://u:pw@b/p`: `not json "secret_key":"***" s3://REDACTED@b/p`,
 	} {
 		if got := redactBody([]byte(in)); got != want {
 			t.Errorf("redact %s: %s, want %s", in, got, want)

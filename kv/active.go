@@ -826,7 +826,8 @@ func ActiveChange(db *storage.DB, group, index uint64, cmd []byte) ([]byte, erro
 	switch {
 	case c.Op == OpActiveKnow:
 		return cmd, nil // a region's report travels as itself (gc.go)
-	case c.Op == OpActiveMerge, c.Op == OpStreamApply, c.Op == OpStreamChunk, c.Op == OpRole, c.Op == OpActiveGC, c.Op == OpStreamCursor:
+	case c.Op == OpActiveMerge, c.Op == OpStreamApply, c.Op == OpStreamChunk, c.Op == OpRole, c.Op == OpActiveGC, c.Op == OpStreamCursor,
+		c.Op == OpRestoreChunk: // every region's group is restored itself (restore.go)
 		return nil, nil
 	case !c.Op.active():
 		return nil, fmt.Errorf("%w: %s in the log of active group %d", ErrNotActive, c.Op, group)

@@ -19,8 +19,10 @@ import (
 // whole.
 //
 // A new data op needs no change here: Op.Data is true for every op that
-// is not one of replication's (roles, streams, active keyspaces), and
-// AdmitData admits all of them. An op this binary does not know is still
+// is not one of replication's (roles, streams, active keyspaces) or a
+// restore's, and AdmitData admits all of them. Every strategy admits
+// restore chunks (OpRestoreChunk, restore.go) explicitly: a restore loads
+// any keyspace's groups through their logs. An op this binary does not know is still
 // fatal (ErrUnsupported): the argument check runs before admission.
 
 // ErrRefused is wrapped, with ErrBadCommand, by the error of a command
@@ -29,11 +31,11 @@ import (
 var ErrRefused = errors.New("kv: op not applied by groups of this strategy")
 
 // Data reports whether o is a plain data op (a client write of a sync or
-// async keyspace): any op but roles, streams and the ops of active
-// keyspaces. Ops added later are data ops unless listed here.
+// async keyspace): any op but roles, streams, restores and the ops of
+// active keyspaces. Ops added later are data ops unless listed here.
 func (o Op) Data() bool {
 	switch o {
-	case OpRole, OpStreamApply, OpStreamChunk, OpStreamCursor, OpActiveKnow, OpActiveGC:
+	case OpRole, OpStreamApply, OpStreamChunk, OpStreamCursor, OpActiveKnow, OpActiveGC, OpRestoreChunk:
 		return false
 	}
 	return !o.active()

@@ -8,15 +8,16 @@ import (
 	"github.com/meridian-db/meridian/stream"
 )
 
-// TestAdmissionTable: data ops are every op but replication's; Admit and
-// AdmitData build the tables the strategies use; nil admits everything.
+// TestAdmissionTable: data ops are every op but replication's and
+// restores'; Admit and AdmitData build the tables the strategies use; nil
+// admits everything.
 func TestAdmissionTable(t *testing.T) {
 	for _, op := range []Op{OpSet, OpDelete, OpGetDel, OpIncrBy, OpMSet, OpSAdd, OpSRem, OpHSet, OpHDel, OpExpire, OpPersist, OpRedis, OpTxn, 99} {
 		if !op.Data() {
 			t.Errorf("%s is not a data op", op)
 		}
 	}
-	for _, op := range append(ActiveOps(), OpRole, OpStreamApply, OpStreamChunk) {
+	for _, op := range append(ActiveOps(), OpRole, OpStreamApply, OpStreamChunk, OpRestoreChunk) {
 		if op.Data() {
 			t.Errorf("%s is a data op", op)
 		}

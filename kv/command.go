@@ -155,6 +155,7 @@ var opNames = [...]string{
 	OpActiveSRem: "activesrem", OpActiveHSet: "activehset", OpActiveHDel: "activehdel", OpActiveMerge: "activemerge",
 	OpActiveKnow: "activeknow", OpActiveGC: "activegc", OpStreamCursor: "streamcursor",
 	OpRedis: "redis", OpTxn: "txn", OpActiveRedis: "activeredis",
+	OpRestoreChunk: "restorechunk", // restore.go
 }
 
 func (o Op) String() string {

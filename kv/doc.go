@@ -62,6 +62,10 @@
 // Admission keyed by op, see admission.go): another op is refused as a
 // command error (ErrRefused), and so is a stream batch carrying one.
 //
+// Restores load a backed-up state into a hidden keyspace's groups in
+// numbered chunks (OpRestoreChunk, restore.go), each applied once; every
+// strategy admits them.
+//
 // Apply must be deterministic: it may only depend on the command, the
 // group's stored data and the log index, never on the local clock, the
 // node, or anything in memory. A command that fails (wrong type, not an

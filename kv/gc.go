@@ -186,7 +186,7 @@ func StreamCursorCommand(source, index uint64) Command {
 
 func (sm *StateMachine) raiseCursor(b *storage.Batch, c Command) Result {
 	src, idx := binary.BigEndian.Uint64(c.Args[0]), binary.BigEndian.Uint64(c.Args[1])
-	if src == roleSource || src == ledgerSource || stream.IsResyncSlot(src) || isRoleHistorySlot(src) {
+	if src == roleSource || src == ledgerSource || src == restoreSlot || stream.IsResyncSlot(src) || isRoleHistorySlot(src) {
 		return Result{Err: fmt.Errorf("%w: cursor slot %d is reserved", ErrBadCommand, src)}
 	}
 	cur, _, err := b.GetCursor(sm.Group, src)

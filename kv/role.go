@@ -83,7 +83,7 @@ func RoleHistory(db *storage.DB, group uint64) ([]RoleChange, error) {
 // histories were kept) count as admitted.
 func Admitted(history []RoleChange, index uint64, c Command) bool {
 	switch c.Op {
-	case OpStreamApply, OpStreamChunk, OpRole:
+	case OpStreamApply, OpStreamChunk, OpRole, OpRestoreChunk:
 		return true
 	}
 	i := len(history) - 1

@@ -101,6 +101,8 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 		return sm.streamChunk(b, c.Args[0])
 	case OpRole:
 		return sm.role(b, index, c)
+	case OpRestoreChunk: // a restore's data, whatever the role (restore.go)
+		return sm.restoreChunk(b, c)
 	}
 	role, err := loadRole(b, sm.Group)
 	if err != nil {
@@ -195,6 +197,8 @@ func checkArgs(c Command) error {
 		ok = n >= 1
 	case OpStreamCursor:
 		ok = n == 2 && len(c.Args[0]) == 8 && len(c.Args[1]) == 8
+	case OpRestoreChunk:
+		ok = n == 3 && len(c.Args[1]) == 8
 	case OpRedis:
 		ok = n >= 2
 	case OpTxn:
@@ -451,6 +455,14 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 		switch c.Op {
 		case OpStreamApply, OpStreamChunk, OpRole, OpStreamCursor, OpActiveGC:
 			return nil // about the source group alone
+		case OpRestoreChunk: // an async primary's restore (restore.go)
+			if err := checkArgs(c); err != nil {
+				return err
+			}
+			if res := sm.restoreData(b, c); res.Err != nil && IsFatal(res.Err) {
+				return res.Err
+			}
+			return nil
 		case OpActiveMerge: // active keyspaces (active.go): a failed merge stops the stream
 			if err := checkArgs(c); err != nil {
 				return err

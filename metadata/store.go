@@ -14,7 +14,8 @@ var stateKey = []byte("state")
 // Command is a metadata change.
 type Command struct {
 	// Op is "init_cluster", "add_node", "create_keyspace",
-	// "switch_primary", "lost_writes", "alter_regions" or "user".
+	// "switch_primary", "lost_writes", "alter_regions", "user",
+	// "finish_restore", "cancel_restore" or "backup_schedule".
 	Op   string    `json:"op"`
 	Node *NodeInfo `json:"node,omitempty"`
 	// IfAbsent makes add_node change nothing when the node is already
@@ -27,6 +28,10 @@ type Command struct {
 	Alter    *AlterRegions  `json:"alter,omitempty"`
 	Init     *InitCluster   `json:"init,omitempty"`
 	User     *UserCommand   `json:"user,omitempty"`
+	// Restores and backup schedules (backup.go).
+	Finish   *FinishRestore  `json:"finish,omitempty"`
+	Cancel   *CancelRestore  `json:"cancel,omitempty"`
+	Schedule *BackupSchedule `json:"schedule,omitempty"`
 }
 
 // Encode returns the command's log encoding.
@@ -94,11 +99,15 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// Keyspace returns a keyspace by name.
+// Keyspace returns a keyspace by name. A keyspace being restored is
+// hidden (backup.go): its name is unknown here, wrapping ErrRestoring too.
 func (s *Store) Keyspace(name string) (*Keyspace, error) {
 	ks := s.State().Keyspaces[name]
 	if ks == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKeyspace, name)
+	}
+	if ks.Restore != nil {
+		return nil, fmt.Errorf("%w: %w: %q (restore %s, into %q)", ErrUnknownKeyspace, ErrRestoring, name, ks.Restore.ID, ks.Restore.Target)
 	}
 	return ks, nil
 }
@@ -201,9 +210,15 @@ func (s *Store) apply(b *storage.Batch, index uint64, cmd []byte) ApplyResult {
 		}
 		st.Keyspaces[ks.Name] = ks
 		res.Keyspace = ks
-	case "switch_primary", "lost_writes", "alter_regions":
+	case "switch_primary", "lost_writes", "alter_regions", "finish_restore", "cancel_restore", "backup_schedule":
 		var err error
 		switch {
+		case c.Op == "finish_restore" && c.Finish != nil:
+			err = s.applyFinishRestore(st, c.Finish)
+		case c.Op == "cancel_restore" && c.Cancel != nil:
+			err = s.applyCancelRestore(st, c.Cancel)
+		case c.Op == "backup_schedule" && c.Schedule != nil:
+			err = s.applySchedule(st, c.Schedule)
 		case c.Op == "switch_primary" && c.Switch != nil:
 			err = s.applySwitch(st, c.Switch)
 		case c.Op == "lost_writes" && c.Lost != nil:

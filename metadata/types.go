@@ -214,6 +214,9 @@ type Keyspace struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Forks are the failovers' cuts of history (see Fork).
 	Forks []Fork `json:"forks,omitempty"`
+	// Restore is set while the keyspace is being restored, under a hidden
+	// name (backup.go).
+	Restore *RestoreInfo `json:"restore,omitempty"`
 }
 
 // State is the whole cluster metadata.
@@ -234,7 +237,9 @@ type State struct {
 	Timings *Timings `json:"timings,omitempty"`
 	// Users are the cluster's users (users.go).
 	Users map[string]*auth.User `json:"users,omitempty"`
-	Index uint64                `json:"index"`
+	// Backup is the cluster's backup schedule (nil: none; backup.go).
+	Backup *BackupSchedule `json:"backup,omitempty"`
+	Index  uint64          `json:"index"`
 }
 
 func newState() *State {

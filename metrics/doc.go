@@ -57,6 +57,13 @@
 //	meridian_stream_stalled                      gauge     1 while the stream makes no progress (node.StreamStallAfter + RTT)
 //	meridian_stream_stalled_seconds              gauge     how long a stalled stream has made no progress (0 if not stalled)
 //
+// Log archives this node ships (the groups it leads, with a backup
+// schedule; node/archive.go) {keyspace, shard, region, group}:
+//
+//	meridian_backup_archive_lag_seconds          gauge     age of the newest archived entry's stamp: the RPO
+//	meridian_backup_archived_bytes_total         counter   bytes of the log archived while leading the group
+//	meridian_backup_archive_gaps_total           counter   holes found (the log no longer held what followed the archive)
+//
 // Membership, as this node sees it (liveness: joined and answering pings):
 //
 //	meridian_cluster_nodes_not_joined            gauge     recorded members (initial ones included) never registered: not started, or gone

@@ -203,6 +203,23 @@ func TestNodeMetrics(t *testing.T) {
 	}); err != nil {
 		t.Fatal("no node started the async keyspace's streams")
 	}
+	// A backup schedule, so that the groups' leaders archive their logs
+	// and export the archives' lag.
+	if err := c.Node(c.IDs()[0]).SetBackupSchedule(ctx, &metadata.BackupSchedule{Target: "file://" + t.TempDir(), Archive: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitFor(ctx, func() bool {
+		for _, id := range c.IDs() {
+			for _, a := range c.Node(id).Archives() {
+				if !a.LastStamp.IsZero() {
+					return true
+				}
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatal("no node archived a group's log")
+	}
 
 	seen := map[string]bool{}
 	for _, id := range c.IDs() {

@@ -32,6 +32,7 @@ type nodeCollector struct {
 	peerRTT, peerReachable, bytesSent               *prometheus.Desc
 	streamLagEntries, streamLagSeconds              *prometheus.Desc
 	streamStalled, streamStalledSeconds             *prometheus.Desc
+	archiveLag, archiveBytes, archiveGaps           *prometheus.Desc
 	conflicts                                       *prometheus.Desc
 	notJoined, unreachable                          *prometheus.Desc
 	underReplicated, replicasDown, regionsDown      *prometheus.Desc
@@ -100,6 +101,12 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			"Age of the oldest change an async stream this node sends has not had acknowledged (0 when caught up).", streamLabels, nil),
 		streamStalled: prometheus.NewDesc("meridian_stream_stalled",
 			"1 while a stream this node sends has made no progress for longer than its stall threshold (the reason is in the cluster status), else 0.", streamLabels, nil),
+		archiveLag: prometheus.NewDesc("meridian_backup_archive_lag_seconds",
+			"How long ago the newest entry of a group's archived log was stamped (the RPO of a restore; node/archive.go), for the groups this node leads.", archiveLabels, nil),
+		archiveBytes: prometheus.NewDesc("meridian_backup_archived_bytes_total",
+			"Bytes of a group's log this node has archived while leading it.", archiveLabels, nil),
+		archiveGaps: prometheus.NewDesc("meridian_backup_archive_gaps_total",
+			"Holes in a group's archive this node found (its log no longer held what followed the archive).", archiveLabels, nil),
 		streamStalledSeconds: prometheus.NewDesc("meridian_stream_stalled_seconds",
 			"How long a stalled stream this node sends has made no progress (0 when it is not stalled).", streamLabels, nil),
 		conflicts: prometheus.NewDesc("meridian_conflicts_recorded_total",
@@ -129,7 +136,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
 		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds,
-		c.streamStalled, c.streamStalledSeconds, c.conflicts,
+		c.streamStalled, c.streamStalledSeconds, c.conflicts, c.archiveLag, c.archiveBytes, c.archiveGaps,
 		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown} {
 		ch <- d
 	}
@@ -236,6 +243,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.streamStalled, prometheus.GaugeValue, stalled, lv...)
 		ch <- prometheus.MustNewConstMetric(c.streamStalledSeconds, prometheus.GaugeValue, float64(s.StalledForMS)/1000, lv...)
 	}
+	for _, a := range n.Archives() {
+		lv := []string{a.Keyspace, strconv.Itoa(a.Shard), a.Region, strconv.FormatUint(a.Group, 10)}
+		if !a.LastStamp.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.archiveLag, prometheus.GaugeValue, float64(a.LagMS)/1000, lv...)
+		}
+		ch <- prometheus.MustNewConstMetric(c.archiveBytes, prometheus.CounterValue, float64(a.Bytes), lv...)
+		ch <- prometheus.MustNewConstMetric(c.archiveGaps, prometheus.CounterValue, float64(a.Gaps), lv...)
+	}
 	m := n.Membership()
 	ch <- prometheus.MustNewConstMetric(c.notJoined, prometheus.GaugeValue, float64(len(m.NotJoined)))
 	ch <- prometheus.MustNewConstMetric(c.unreachable, prometheus.GaugeValue, float64(len(m.Unreachable)))
@@ -261,6 +276,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// archiveLabels label a group's archive metrics.
+var archiveLabels = []string{"keyspace", "shard", "region", "group"}
 
 // streamLabels label a stream's metrics.
 var streamLabels = []string{"keyspace", "shard", "from_region", "to_region"}

@@ -66,6 +66,14 @@
 // what is left zero; Validate refuses negative and contradictory values
 // naming the field. Package config maps a configuration file onto it.
 //
+// Backups and restores (backup.go, archive.go, restore.go; docs/DESIGN.md
+// section 8): a backup cuts keyspaces at one hybrid time by the commit
+// stamps of the groups' logs, its replicas writing bases and log segments
+// to a target (package backup); with a schedule, every group's leader
+// archives its log continuously and the metadata leader takes the
+// scheduled backups; a restore rebuilds a keyspace at any time of the
+// window into a hidden keyspace and names it in one metadata command.
+//
 // When its raft host stops on a fatal error (storage failed, or a committed
 // command cannot be applied here: see package raftgroup), the node halts:
 // its loops and its transport stop, Fatal reports the error, and only

@@ -41,10 +41,19 @@ func (n *Node) CreateKeyspace(ctx context.Context, spec metadata.KeyspaceSpec) (
 // keyspace the cluster's members could never hold (a sync keyspace over
 // two regions, an unknown region) is refused at once.
 func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpec, wait time.Duration) (*metadata.Keyspace, error) {
+	return n.createKeyspace(ctx, spec, wait, nil)
+}
+
+// createKeyspace is CreateKeyspaceWait; with restore set, the keyspace is
+// created hidden, under a name of its own, for a restore (restore.go).
+func (n *Node) createKeyspace(ctx context.Context, spec metadata.KeyspaceSpec, wait time.Duration, restore *metadata.RestoreInfo) (*metadata.Keyspace, error) {
 	st := n.meta.State()
 	spec, err := spec.Normalize(n.clusterRegions(st))
 	if err != nil {
 		return nil, err
+	}
+	if restore != nil {
+		spec.Name = hiddenName(restore)
 	}
 	if st.Keyspaces[spec.Name] != nil {
 		return nil, fmt.Errorf("%w: %q", metadata.ErrKeyspaceExists, spec.Name)
@@ -55,7 +64,7 @@ func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpe
 	if _, err := metadata.PlaceKeyspace(spec, n.clusterNodes(st), noRTT); err != nil {
 		return nil, err
 	}
-	ks := &metadata.Keyspace{KeyspaceSpec: spec}
+	ks := &metadata.Keyspace{KeyspaceSpec: spec, Restore: restore}
 	if err := n.awaitPlacement(ctx, wait, fmt.Sprintf("keyspace %q", spec.Name), spec.Regions, func(live []metadata.NodeInfo) error {
 		shards, err := metadata.PlaceKeyspace(spec, live, n.regionRTT(ctx, spec.HomeRegion))
 		ks.Shards = shards
@@ -81,6 +90,11 @@ func (n *Node) CreateKeyspaceWait(ctx context.Context, spec metadata.KeyspaceSpe
 	// this node's metadata once applied up to the change.
 	if err := n.waitMeta(ctx, func(st *metadata.State) bool { return st.Index >= p.Index }); err != nil {
 		return nil, err
+	}
+	if restore != nil {
+		if ks := n.meta.State().Keyspaces[spec.Name]; ks != nil {
+			return ks, nil
+		}
 	}
 	return n.meta.Keyspace(spec.Name)
 }

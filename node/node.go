@@ -127,6 +127,16 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// Logger receives the node's logs. Nil discards.
 	Logger *slog.Logger
+	// BackupKey, if set, is the key (32 bytes, AES-256-GCM) that encrypts
+	// the backups this node writes and decrypts those it reads, when a
+	// request gives none (backup.go). Never logged.
+	BackupKey []byte
+	// BackupArchiveInterval is how often the archiver ships each group's
+	// new log entries to the backup schedule's target; an idle group is
+	// sealed (a mark) every BackupSealInterval, so that the restorable
+	// window keeps up with time. Defaults 1s and 2s (archive.go).
+	BackupArchiveInterval time.Duration
+	BackupSealInterval    time.Duration
 	// Certs, if set, secures node-to-node traffic with mutual TLS; its
 	// node certificate must name this node and cluster (security.go,
 	// package pki). Nil: plaintext, for loopback and trusted networks.
@@ -164,6 +174,8 @@ const (
 	DefaultStreamHeartbeatInterval = streaming.DefaultHeartbeat
 	DefaultStreamRetryBackoff      = 50 * time.Millisecond
 	DefaultCacheBytes              = 64 << 20
+	DefaultBackupArchiveInterval   = time.Second
+	DefaultBackupSealInterval      = 2 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by every error of Config.Validate; the
@@ -187,6 +199,8 @@ func (c *Config) setDefaults() {
 	def(&c.StreamBatchInterval, DefaultStreamBatchInterval)
 	def(&c.StreamHeartbeatInterval, DefaultStreamHeartbeatInterval)
 	def(&c.StreamRetryBackoff, DefaultStreamRetryBackoff)
+	def(&c.BackupArchiveInterval, DefaultBackupArchiveInterval)
+	def(&c.BackupSealInterval, DefaultBackupSealInterval)
 	if c.MaxKeyBytes == 0 {
 		c.MaxKeyBytes = DefaultMaxKeyBytes
 	}
@@ -248,6 +262,7 @@ func (c *Config) Validate() error {
 		{"PlacementWait", c.PlacementWait}, {"HealthCheckInterval", c.HealthCheckInterval},
 		{"StreamBatchInterval", c.StreamBatchInterval}, {"StreamHeartbeatInterval", c.StreamHeartbeatInterval},
 		{"StreamRetryBackoff", c.StreamRetryBackoff},
+		{"BackupArchiveInterval", c.BackupArchiveInterval}, {"BackupSealInterval", c.BackupSealInterval},
 	} {
 		if d.v < 0 {
 			return bad("%s must not be negative (got %v)", d.name, d.v)
@@ -284,6 +299,8 @@ func (c *Config) Validate() error {
 		return bad("StreamHeartbeatInterval (%v) is shorter than StreamBatchInterval (%v)", d.StreamHeartbeatInterval, d.StreamBatchInterval)
 	case d.MaxSizePerMsgBytes > d.MaxUncommittedBytes:
 		return bad("MaxSizePerMsgBytes (%d) is above MaxUncommittedBytes (%d)", d.MaxSizePerMsgBytes, d.MaxUncommittedBytes)
+	case len(c.BackupKey) != 0 && len(c.BackupKey) != 32:
+		return bad("BackupKey has %d bytes, want 32 (AES-256)", len(c.BackupKey))
 	}
 	if err := checkClusterName(d.Cluster); err != nil {
 		return err
@@ -347,6 +364,9 @@ type Node struct {
 	closedSkewLogged atomic.Int64
 	groups           strategy.GroupIndex // what each data group is
 	leaders          leaders             // leaders of groups hosted elsewhere, as answers said (rpc.go)
+	archive          archives            // continuous log archiving, scheduled backups (archive.go)
+	restores         restoreJobs         // restores this node runs (restore.go)
+	jobs             backupJobs          // backups this node runs (backup.go)
 	blocked          blockers            // clients waiting in blocking pops (blocking.go)
 	pubsub           pubsub              // pub/sub deliveries between nodes (pubsub.go)
 
@@ -402,6 +422,9 @@ func Start(cfg Config) (*Node, error) {
 		MinElectionTimeout: cfg.minElectionTimeout(),
 		MaxInflightMsgs:    cfg.MaxInflightMsgs, MaxSizePerMsgBytes: cfg.MaxSizePerMsgBytes,
 		MaxUncommittedBytes: cfg.MaxUncommittedBytes,
+		// Every entry this node's leaders append carries its commit stamp
+		// (backups cut the logs by it: backup.go).
+		Stamps: n.clock,
 		// The host calls it once, when storage fails or a committed command
 		// cannot be applied here: the node stops (stopOnFatal) rather than
 		// serve from a replica that may have diverged.
@@ -462,12 +485,13 @@ func Start(cfg Config) (*Node, error) {
 	// Step 6: background work: record the initial members and register
 	// this node, create the groups the metadata places here, keep leaders
 	// in their home regions, watch the keyspaces' replication goals.
-	n.wg.Add(5)
+	n.wg.Add(6)
 	go n.registerLoop()
 	go n.healthLoop()
 	go n.reconcileLoop()
 	go n.runStrategies()
 	go n.closedLoop()
+	go n.archiveLoop()
 	go n.stopOnFatal()
 	return n, nil
 }

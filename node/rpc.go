@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meridian-db/meridian/auth"
+	"github.com/meridian-db/meridian/backup"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
@@ -93,6 +94,15 @@ var errorCodes = []struct {
 	{nodepb.Code_ROOT_USER, auth.ErrRootUser},
 	{nodepb.Code_CROSS_SHARD, ErrCrossShard},
 	{nodepb.Code_BLOCKING_NOT_HERE, ErrBlockingNotHere},
+	// Backups and restores (backup.go, restore.go).
+	{nodepb.Code_RESTORING, metadata.ErrRestoring},
+	{nodepb.Code_COMPACTED, raftgroup.ErrCompacted},
+	{nodepb.Code_BACKUP_TARGET, backup.ErrTarget},
+	{nodepb.Code_BACKUP_CORRUPT, backup.ErrCorrupt},
+	{nodepb.Code_BACKUP_KEY, backup.ErrKey},
+	{nodepb.Code_BACKUP_WINDOW, backup.ErrWindow},
+	{nodepb.Code_RESTORE_GAP, kv.ErrRestoreGap},
+	{nodepb.Code_BACKUP_REFUSED, ErrBackupRefused},
 }
 
 // codeOf returns the wire code of an error (INTERNAL if unknown).

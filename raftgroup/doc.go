@@ -42,6 +42,15 @@
 // wait on their own goroutines (Propose, ReadIndex, WaitApplied all take a
 // context). The package does no network I/O of its own.
 //
+// Commit stamps. With Config.Stamps, every proposal's entry carries the
+// hybrid logical time at which its leader appended it, never below the
+// stamps before it in the log, so that stamps never decrease along a
+// group's committed log and "the group at time T" is a prefix of it
+// (envelope.go gives the format, its versions and the argument). Mark
+// appends an entry with a stamp and no command: once it is applied, no
+// entry stamped at or before its time can still join the log. ReadCommitted
+// returns each entry's stamp, Status the stamp of the last entry applied.
+//
 // Time. The ticker and the wall clock leases are measured on come from
 // Config.Clock: the system's in production; a ManualClock in tests, which
 // move time by hand (ManualClock.Advance) so that an election, a lease's

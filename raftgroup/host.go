@@ -1,12 +1,14 @@
 package raftgroup
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meridian-db/meridian/hlc"
 	"github.com/meridian-db/meridian/storage"
 )
 
@@ -92,6 +95,11 @@ type Config struct {
 	// of leases. Nil: the system's (production). Tests pass a ManualClock
 	// to drive ticks and time by hand.
 	Clock Clock
+	// Stamps, if set, is the node's hybrid logical clock: every proposal
+	// this node's leaders append carries a commit stamp from it, never
+	// below the stamps before it in the group's log (envelope.go). Nil:
+	// entries carry no stamp (envelope version 1), and Mark is refused.
+	Stamps *hlc.Clock
 	// OnFatal is called once, on a goroutine of its own, when the host
 	// stops on a fatal error: persisting raft state failed, or a state
 	// machine could not apply a committed command (StateMachine.Apply).
@@ -224,9 +232,17 @@ type group struct {
 	status atomic.Pointer[Status]
 
 	electionTicks int
-	// retain: log entries after this index are kept (see RetainFrom).
-	retain atomic.Uint64
-	lease  lease
+	// retain: log entries after this index are kept (see RetainFor): the
+	// lowest of retainBy, the holders' wishes.
+	retain   atomic.Uint64
+	retainMu sync.Mutex
+	retainBy map[string]uint64
+	// lastStamp is the highest commit stamp seen in the group's log here
+	// (appended or proposed); appliedStamp the stamp of the last stamped
+	// entry applied (see envelope.go).
+	lastStamp    hlc.Timestamp
+	appliedStamp hlc.Timestamp
+	lease        lease
 	// fast is what reads may use without going through the loop while
 	// the lease holds (see lease.go); nil when no lease read is allowed.
 	fast atomic.Pointer[fastRead]
@@ -263,6 +279,11 @@ type Status struct {
 	// FirstIndex and LastIndex bound this replica's log: entries before
 	// FirstIndex have been truncated (a replica further behind needs a snapshot).
 	FirstIndex, LastIndex uint64
+	// AppliedStamp is the commit stamp of the last stamped entry applied
+	// here (zero if none since the host started and none in the log's
+	// tail it read back): every entry at or below Applied is stamped at
+	// or before it.
+	AppliedStamp hlc.Timestamp
 }
 
 // Host runs many groups on one node.
@@ -524,6 +545,19 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 	if !bootstrapped && store.HasState() {
 		g.quietUntil = h.now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
 	}
+	if first, last := store.Bounds(); last >= first {
+		// The stamps this replica's log holds: a leader it becomes stamps
+		// after them (stampFor).
+		lo := max(first, last-min(last, tailStampEntries-1))
+		if ents, err := store.Entries(lo, last+1, math.MaxUint64); err == nil {
+			noteStamps(g, ents)
+			for _, e := range ents {
+				if s := EntryStamp(e); e.GetIndex() <= ap.Index && g.appliedStamp.Less(s) {
+					g.appliedStamp = s
+				}
+			}
+		}
+	}
 	store.SnapshotFunc = func() (*pb.Snapshot, error) { return h.snapshot(g) }
 	h.publishStatus(g) // before other goroutines can see the group
 	h.mu.Lock()
@@ -622,7 +656,7 @@ func (h *Host) publishStatus(g *group) {
 	bs := g.rn.BasicStatus()
 	st := &Status{
 		Group: g.id, ID: h.cfg.NodeID, Lead: bs.Lead, Term: bs.GetTerm(), RaftState: bs.RaftState,
-		Commit: bs.GetCommit(), Applied: g.applied,
+		Commit: bs.GetCommit(), Applied: g.applied, AppliedStamp: g.appliedStamp,
 		Voters: append([]uint64(nil), g.cs.GetVoters()...), Learners: append([]uint64(nil), g.cs.GetLearners()...),
 	}
 	st.FirstIndex, st.LastIndex = g.store.Bounds()
@@ -641,8 +675,15 @@ func (h *Host) publishStatus(g *group) {
 
 // newID returns a proposal or read id, unique with overwhelming probability
 // across nodes and restarts.
+// No id starts with the envelope's magic (envelope.go), so that an entry
+// of version 1 is never read as a later version.
 func (h *Host) newID() uint64 {
-	return h.nextID.Add(0x9e3779b97f4a7c15) ^ rand.Uint64()>>32
+	for {
+		id := h.nextID.Add(0x9e3779b97f4a7c15) ^ rand.Uint64()>>32
+		if !bytes.Equal(binary.BigEndian.AppendUint64(nil, id)[:len(envelopeMagic)], envelopeMagic) {
+			return id
+		}
+	}
 }
 
 // leaderWait returns a channel closed when g's known leader changes.
@@ -667,10 +708,32 @@ func (h *Host) leaderWait(ctx context.Context, id uint64) (<-chan struct{}, uint
 //     effect.
 func (h *Host) Propose(ctx context.Context, groupID uint64, cmd []byte) (Result, error) {
 	id := h.newID()
-	data := make([]byte, 8, 8+len(cmd))
-	binary.BigEndian.PutUint64(data, id)
-	data = append(data, cmd...)
-	return h.submit(ctx, groupID, id, func(g *group) error { return g.rn.Propose(data) })
+	return h.submit(ctx, groupID, id, func(g *group) error {
+		return g.rn.Propose(encodeEnvelope(id, h.stampFor(g, hlc.Timestamp{}), false, cmd))
+	})
+}
+
+// ErrNoStamps is returned by Mark on a host without Config.Stamps.
+var ErrNoStamps = errors.New("raftgroup: the host stamps no entries (Config.Stamps is nil)")
+
+// Mark appends an entry that carries no command, only a commit stamp
+// after `after` (and after every stamp before it in the log), at the
+// group's leader, which this replica must be, and waits until it is
+// applied here. Once it returns, the group's log holds, below the mark's
+// index, every entry it will ever hold that is stamped at or before
+// `after`: its state at that time is sealed (package backup). Errors as
+// for Propose.
+func (h *Host) Mark(ctx context.Context, groupID uint64, after hlc.Timestamp) (uint64, hlc.Timestamp, error) {
+	if h.cfg.Stamps == nil {
+		return 0, hlc.Timestamp{}, ErrNoStamps
+	}
+	id := h.newID()
+	var stamp hlc.Timestamp
+	res, err := h.submit(ctx, groupID, id, func(g *group) error {
+		stamp = h.stampFor(g, after)
+		return g.rn.Propose(encodeEnvelope(id, stamp, true, nil))
+	})
+	return res.Index, stamp, err
 }
 
 // ProposeConfChange proposes a membership change at the leader and waits

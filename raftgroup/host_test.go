@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/meridian-db/meridian/hlc"
 	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/storage"
 )
@@ -68,6 +69,11 @@ type localNet struct {
 
 	clock    *ManualClock
 	inflight atomic.Int64 // messages handed to Deliver, not yet queued
+
+	// stamps: hosts started on this network stamp their entries (an HLC
+	// reading the manual clock, shifted by skewMS[id]).
+	stamps bool
+	skewMS map[uint64]int64
 }
 
 // testTick is the tick of the test hosts.
@@ -186,8 +192,13 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 		t.Fatal(err)
 	}
 	fatal := make(chan error, 1)
+	var stamps *hlc.Clock
+	if n.stamps {
+		skew := n.skewMS[id]
+		stamps = hlc.NewWithWall(uint32(id), 0, func() int64 { return n.clock.Now().UnixMilli() + skew })
+	}
 	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: testTick, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond,
-		Clock: n.clock, OnFatal: func(err error) { fatal <- err }})
+		Clock: n.clock, Stamps: stamps, OnFatal: func(err error) { fatal <- err }})
 	if err != nil {
 		t.Fatal(err)
 	}

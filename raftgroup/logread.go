@@ -6,6 +6,8 @@ import (
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/meridian-db/meridian/hlc"
 )
 
 // ErrCompacted is returned by ReadCommitted when the requested entries have
@@ -18,8 +20,11 @@ type LogEntry struct {
 	Index uint64
 	// Command is the state machine command (without the proposal id), or
 	// nil for an entry that carries none (a leader's empty entry, a
-	// membership change).
+	// membership change, a mark).
 	Command []byte
+	// Stamp is the entry's commit stamp (zero if it has none: see
+	// envelope.go).
+	Stamp hlc.Timestamp
 }
 
 // ReadCommitted returns the group's applied entries with index in
@@ -58,8 +63,15 @@ func (h *Host) ReadCommitted(groupID, from, to uint64, maxBytes int) ([]LogEntry
 	out := make([]LogEntry, 0, len(ents))
 	for _, e := range ents {
 		le := LogEntry{Index: e.GetIndex()}
-		if e.GetType() == pb.EntryNormal && len(e.GetData()) >= 8 {
-			le.Command = e.GetData()[8:]
+		if e.GetType() == pb.EntryNormal {
+			env, ok, err := decodeEnvelope(e.GetData())
+			if err != nil {
+				return nil, fmt.Errorf("raftgroup: group %d: entry %d: %w", groupID, e.GetIndex(), err)
+			}
+			if ok && !env.mark {
+				le.Command = env.cmd
+			}
+			le.Stamp = env.stamp
 		}
 		out = append(out, le)
 	}
@@ -71,11 +83,35 @@ func (h *Host) ReadCommitted(groupID, from, to uint64, maxBytes int) ([]LogEntry
 // slowest destination has acknowledged, so that a lagging region's
 // backlog stays on disk at the source rather than forcing a snapshot.
 func (h *Host) RetainFrom(groupID, index uint64) error {
+	return h.RetainFor(groupID, "", index)
+}
+
+// RetainFor is RetainFrom for one of several holders of a group's log
+// (streams use holder "", the backup archiver its own): the log keeps
+// what the most demanding of them still needs. Index 0 withdraws the
+// holder's wish.
+func (h *Host) RetainFor(groupID uint64, holder string, index uint64) error {
 	g := h.group(groupID)
 	if g == nil {
 		return fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 	}
-	g.retain.Store(index)
+	g.retainMu.Lock()
+	defer g.retainMu.Unlock()
+	if g.retainBy == nil {
+		g.retainBy = map[string]uint64{}
+	}
+	if index == 0 {
+		delete(g.retainBy, holder)
+	} else {
+		g.retainBy[holder] = index
+	}
+	var floor uint64
+	for _, i := range g.retainBy {
+		if floor == 0 || i < floor {
+			floor = i
+		}
+	}
+	g.retain.Store(floor)
 	return nil
 }
 

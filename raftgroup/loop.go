@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meridian-db/meridian/hlc"
 	"github.com/meridian-db/meridian/storage"
 )
 
@@ -282,12 +283,16 @@ func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
 			}
 		}
 		g.cs = proto.Clone(rd.Snapshot.GetMetadata().GetConfState()).(*pb.ConfState)
+		// The stamps of the entries the snapshot covers are not known
+		// here: unknown (zero) until a stamped entry is applied after it.
+		g.appliedStamp = hlc.Timestamp{}
 		rg.restored = true
 		h.stats.snapshotsApplied.Add(1)
 	}
 	if err := g.store.StageEntries(b, rd.Entries); err != nil {
 		return err
 	}
+	noteStamps(g, rd.Entries)
 	h.stats.entriesAppended.Add(uint64(len(rd.Entries)))
 	g.store.StageHardState(b, rd.HardState)
 	if len(rd.CommittedEntries) == 0 {
@@ -314,18 +319,28 @@ func (h *Host) stage(b *storage.Batch, rg *readyGroup) error {
 		}
 		switch e.GetType() {
 		case pb.EntryNormal:
-			data := e.GetData()
-			if len(data) >= 8 {
-				val, err := g.sm.Apply(b, idx, data[8:])
-				if err != nil {
-					// Not the command's fault: this replica cannot apply
-					// what the others may. Nothing of this round is
-					// committed and applied stays where storage has it.
-					return fmt.Errorf("raftgroup: group %d: cannot apply entry %d: %w", g.id, idx, err)
+			env, ok, err := decodeEnvelope(e.GetData())
+			if err != nil {
+				// An envelope of a newer binary, or a damaged one: this
+				// replica cannot know what the entry does.
+				return fmt.Errorf("raftgroup: group %d: entry %d: %w", g.id, idx, err)
+			}
+			if ok {
+				var val any
+				if !env.mark {
+					if val, err = g.sm.Apply(b, idx, env.cmd); err != nil {
+						// Not the command's fault: this replica cannot apply
+						// what the others may. Nothing of this round is
+						// committed and applied stays where storage has it.
+						return fmt.Errorf("raftgroup: group %d: cannot apply entry %d: %w", g.id, idx, err)
+					}
 				}
-				if w := g.proposals[binary.BigEndian.Uint64(data)]; w != nil {
+				if g.appliedStamp.Less(env.stamp) {
+					g.appliedStamp = env.stamp
+				}
+				if w := g.proposals[env.id]; w != nil {
 					rg.results = append(rg.results, pendingResult{w: w, r: Result{Index: idx, Value: val}})
-					delete(g.proposals, binary.BigEndian.Uint64(data))
+					delete(g.proposals, env.id)
 				}
 			}
 		case pb.EntryConfChange, pb.EntryConfChangeV2:
@@ -389,8 +404,8 @@ func entryID(e *pb.Entry) (uint64, bool) {
 	data := e.GetData()
 	switch e.GetType() {
 	case pb.EntryNormal:
-		if len(data) >= 8 {
-			return binary.BigEndian.Uint64(data), true
+		if env, ok, err := decodeEnvelope(data); ok && err == nil {
+			return env.id, true
 		}
 	case pb.EntryConfChange:
 		var c pb.ConfChange

@@ -120,6 +120,15 @@ func (r *Reader) ScanElements(group uint64, fn func(suffix, value []byte) bool) 
 	return iterate(it, func(k, v []byte) bool { return fn(k[9:], v) })
 }
 
+// ScanElems calls fn for the committed elements of a group whose suffixes
+// are in [start, end) (end nil: to the end of the span), in order, until
+// fn returns false (a restore pages through them). The slices are only
+// valid during the call.
+func (db *DB) ScanElems(group uint64, start, end []byte, fn func(suffix, value []byte) bool) error {
+	lo, hi := elemBounds(group, start, end)
+	return db.scan(lo, hi, func(k, v []byte) bool { return fn(k[9:], v) })
+}
+
 // ElemIter iterates over a range of a group's elements, forwards or
 // backwards. Its keys are element suffixes, valid until the next move.
 type ElemIter struct {

@@ -27,8 +27,11 @@ import (
 // speaks. A peer that speaks another is refused before anything of its
 // request runs, with an error naming both versions (ErrVersion). It goes
 // up whenever a node's service gains or changes a method its peers call
-// (3: the command engine's Query and Publish, the audit log's Audit).
-const WireVersion = "3"
+// (3: the command engine's Query and Publish, the audit log's Audit; 4:
+// the backups' BackupBase, BackupLog and Mark, and raft entries that
+// carry commit stamps, raftgroup's envelope version 2, which a binary
+// without them would stop on).
+const WireVersion = "4"
 
 // versionMarker starts the message of a refusal for the wire version, so
 // the caller can tell it from other failed preconditions.

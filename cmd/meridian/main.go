@@ -29,7 +29,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.AddCommand(demoCmd(), startCmd(), statusCmd(), keyspaceCmd(), switchoverCmd(), failoverCmd(), lostWritesCmd(), conflictsCmd(), benchCmd(), configCmd(),
-		certCmd(), userCmd(), tokenCmd(), auditCmd())
+		certCmd(), userCmd(), tokenCmd(), auditCmd(), backupCmd(), restoreCmd())
 	return root
 }
 

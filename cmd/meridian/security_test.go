@@ -93,7 +93,7 @@ func TestStartRefusesPlaintextBeyondLoopback(t *testing.T) {
 	f.Node.ID, f.Node.Region, f.Node.DataDir = 1, "r", filepath.Join(t.TempDir(), "d")
 	f.Addresses.Listen, f.Addresses.RESP, f.Addresses.HTTP = "127.0.0.1:0", "0.0.0.0:0", "127.0.0.1:0"
 	f.Peers = []config.Peer{{ID: 1, Region: "r", Addr: "127.0.0.1:0"}}
-	err := runStart(context.Background(), f, &bytes.Buffer{})
+	err := runStart(context.Background(), f, nil, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "refusing to listen on 0.0.0.0:0 without TLS") || !strings.Contains(err.Error(), "--insecure") {
 		t.Fatalf("start on 0.0.0.0 without certificates: %v", err)
 	}

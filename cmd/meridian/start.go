@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meridian-db/meridian/backup"
 	"github.com/meridian-db/meridian/config"
 	"github.com/meridian-db/meridian/httpapi"
 	"github.com/meridian-db/meridian/metadata"
@@ -49,6 +50,7 @@ type startFlags struct {
 	clockOff  time.Duration // (flag only)
 	logLevel  string        // node.log_level
 	placement time.Duration // timings.placement_wait
+	backupKey string        // not in the file: a path to a secret
 	certsDir  string        // security.certs_dir
 	insecure  bool          // security.insecure
 }
@@ -93,7 +95,18 @@ reloaded on SIGHUP and when their files change. See SECURITY.md.`,
 			if err != nil {
 				return err
 			}
-			return runStart(cmd.Context(), file, cmd.OutOrStdout())
+			// The backup key: from its file, else the environment (never
+			// from the configuration file, which is not a secret's place).
+			var key []byte
+			if f.backupKey != "" {
+				key, err = backup.KeyFromFile(f.backupKey)
+			} else {
+				key, err = backup.KeyFromEnv("MERIDIAN_BACKUP_KEY")
+			}
+			if err != nil {
+				return err
+			}
+			return runStart(cmd.Context(), file, key, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
@@ -113,6 +126,7 @@ reloaded on SIGHUP and when their files change. See SECURITY.md.`,
 	fl.DurationVar(&f.clockOff, "clock-offset", 0, "emulation only, with --latency: run this node's clock this far ahead (or behind, if negative) of the machine's, to test clock skew between regions")
 	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
 	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
+	fl.StringVar(&f.backupKey, "backup-key-file", "", "key that encrypts the backups this node writes (32 bytes: 64 hex digits or base64; default $MERIDIAN_BACKUP_KEY); S3 credentials come from $MERIDIAN_S3_ENDPOINT, $MERIDIAN_S3_ACCESS_KEY, $MERIDIAN_S3_SECRET_KEY")
 	fl.StringVar(&f.certsDir, "certs-dir", "", "the node's certificates (ca.crt, node.crt, node.key): mutual TLS between nodes, TLS and authentication for clients")
 	fl.BoolVar(&f.insecure, "insecure", false, "without certificates, listen on addresses other than loopback anyway: plaintext, no authentication (trusted networks only)")
 	return cmd
@@ -192,7 +206,7 @@ func parsePeers(s string) ([]transport.Peer, error) {
 	return out, nil
 }
 
-func runStart(ctx context.Context, f config.File, out io.Writer) error {
+func runStart(ctx context.Context, f config.File, backupKey []byte, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx) // ends what runs beside the node (certificate reloads)
 	defer cancel()
 	// Step 1: check the configuration before touching anything.
@@ -205,6 +219,7 @@ func runStart(ctx context.Context, f config.File, out io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	nc := f.NodeConfig() // ListenAddr is the advertised address
+	nc.BackupKey = backupKey
 	latency := f.Latency
 	if latency == "" {
 		latency = "none"

@@ -98,6 +98,15 @@ const (
 	// region.
 	Code_CROSS_SHARD       Code = 54
 	Code_BLOCKING_NOT_HERE Code = 55
+	// Backups (node/backup.go).
+	Code_COMPACTED      Code = 60
+	Code_BACKUP_TARGET  Code = 61
+	Code_BACKUP_CORRUPT Code = 62
+	Code_BACKUP_KEY     Code = 63
+	Code_BACKUP_WINDOW  Code = 64
+	Code_RESTORING      Code = 65
+	Code_RESTORE_GAP    Code = 66
+	Code_BACKUP_REFUSED Code = 67
 )
 
 // Enum value maps for Code.
@@ -159,6 +168,14 @@ var (
 		53: "ROOT_USER",
 		54: "CROSS_SHARD",
 		55: "BLOCKING_NOT_HERE",
+		60: "COMPACTED",
+		61: "BACKUP_TARGET",
+		62: "BACKUP_CORRUPT",
+		63: "BACKUP_KEY",
+		64: "BACKUP_WINDOW",
+		65: "RESTORING",
+		66: "RESTORE_GAP",
+		67: "BACKUP_REFUSED",
 	}
 	Code_value = map[string]int32{
 		"OK":                  0,
@@ -217,6 +234,14 @@ var (
 		"ROOT_USER":           53,
 		"CROSS_SHARD":         54,
 		"BLOCKING_NOT_HERE":   55,
+		"COMPACTED":           60,
+		"BACKUP_TARGET":       61,
+		"BACKUP_CORRUPT":      62,
+		"BACKUP_KEY":          63,
+		"BACKUP_WINDOW":       64,
+		"RESTORING":           65,
+		"RESTORE_GAP":         66,
+		"BACKUP_REFUSED":      67,
 	}
 )
 
@@ -1952,6 +1977,634 @@ func (x *ReadyResponse) GetHosted() int32 {
 	return 0
 }
 
+// BackupTarget is where a backup goes and how to reach it. The
+// credentials and key are never logged.
+type BackupTarget struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Endpoint      string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	AccessKey     string                 `protobuf:"bytes,3,opt,name=access_key,json=accessKey,proto3" json:"access_key,omitempty"`
+	SecretKey     string                 `protobuf:"bytes,4,opt,name=secret_key,json=secretKey,proto3" json:"secret_key,omitempty"`
+	Region        string                 `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
+	Insecure      bool                   `protobuf:"varint,6,opt,name=insecure,proto3" json:"insecure,omitempty"`
+	Key           []byte                 `protobuf:"bytes,7,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupTarget) Reset() {
+	*x = BackupTarget{}
+	mi := &file_node_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupTarget) ProtoMessage() {}
+
+func (x *BackupTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupTarget.ProtoReflect.Descriptor instead.
+func (*BackupTarget) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BackupTarget) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *BackupTarget) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *BackupTarget) GetAccessKey() string {
+	if x != nil {
+		return x.AccessKey
+	}
+	return ""
+}
+
+func (x *BackupTarget) GetSecretKey() string {
+	if x != nil {
+		return x.SecretKey
+	}
+	return ""
+}
+
+func (x *BackupTarget) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *BackupTarget) GetInsecure() bool {
+	if x != nil {
+		return x.Insecure
+	}
+	return false
+}
+
+func (x *BackupTarget) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// BackupObject is an object written to a backup target.
+type BackupObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	First         uint64                 `protobuf:"varint,4,opt,name=first,proto3" json:"first,omitempty"`
+	Last          uint64                 `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupObject) Reset() {
+	*x = BackupObject{}
+	mi := &file_node_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupObject) ProtoMessage() {}
+
+func (x *BackupObject) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupObject.ProtoReflect.Descriptor instead.
+func (*BackupObject) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BackupObject) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BackupObject) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BackupObject) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupObject) GetFirst() uint64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *BackupObject) GetLast() uint64 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
+type BackupBaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *BackupTarget          `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Group         uint64                 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
+	Writer        string                 `protobuf:"bytes,3,opt,name=writer,proto3" json:"writer,omitempty"`
+	PartBytes     int64                  `protobuf:"varint,4,opt,name=part_bytes,json=partBytes,proto3" json:"part_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupBaseRequest) Reset() {
+	*x = BackupBaseRequest{}
+	mi := &file_node_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupBaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupBaseRequest) ProtoMessage() {}
+
+func (x *BackupBaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupBaseRequest.ProtoReflect.Descriptor instead.
+func (*BackupBaseRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BackupBaseRequest) GetTarget() *BackupTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *BackupBaseRequest) GetGroup() uint64 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BackupBaseRequest) GetWriter() string {
+	if x != nil {
+		return x.Writer
+	}
+	return ""
+}
+
+func (x *BackupBaseRequest) GetPartBytes() int64 {
+	if x != nil {
+		return x.PartBytes
+	}
+	return 0
+}
+
+type BackupBaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// index is the group's applied index in the view; stamp (hlc encoding)
+	// bounds the stamps of every entry at or below it.
+	Index         uint64          `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Stamp         []byte          `protobuf:"bytes,3,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	Parts         []*BackupObject `protobuf:"bytes,4,rep,name=parts,proto3" json:"parts,omitempty"`
+	Keys          int64           `protobuf:"varint,5,opt,name=keys,proto3" json:"keys,omitempty"`
+	Bytes         int64           `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupBaseResponse) Reset() {
+	*x = BackupBaseResponse{}
+	mi := &file_node_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupBaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupBaseResponse) ProtoMessage() {}
+
+func (x *BackupBaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupBaseResponse.ProtoReflect.Descriptor instead.
+func (*BackupBaseResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BackupBaseResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *BackupBaseResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *BackupBaseResponse) GetStamp() []byte {
+	if x != nil {
+		return x.Stamp
+	}
+	return nil
+}
+
+func (x *BackupBaseResponse) GetParts() []*BackupObject {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *BackupBaseResponse) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *BackupBaseResponse) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type BackupLogRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Target       *BackupTarget          `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Group        uint64                 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
+	From         uint64                 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	To           uint64                 `protobuf:"varint,4,opt,name=to,proto3" json:"to,omitempty"`
+	Writer       string                 `protobuf:"bytes,5,opt,name=writer,proto3" json:"writer,omitempty"`
+	SegmentBytes int64                  `protobuf:"varint,6,opt,name=segment_bytes,json=segmentBytes,proto3" json:"segment_bytes,omitempty"`
+	// cut (hlc encoding): the response gives the last index stamped at or
+	// before it.
+	Cut []byte `protobuf:"bytes,7,opt,name=cut,proto3" json:"cut,omitempty"`
+	// write_after: only entries after it are written (the target holds
+	// those before already); all of (from, to] are read to find the cut.
+	WriteAfter    uint64 `protobuf:"varint,8,opt,name=write_after,json=writeAfter,proto3" json:"write_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupLogRequest) Reset() {
+	*x = BackupLogRequest{}
+	mi := &file_node_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupLogRequest) ProtoMessage() {}
+
+func (x *BackupLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupLogRequest.ProtoReflect.Descriptor instead.
+func (*BackupLogRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *BackupLogRequest) GetTarget() *BackupTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *BackupLogRequest) GetGroup() uint64 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BackupLogRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *BackupLogRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *BackupLogRequest) GetWriter() string {
+	if x != nil {
+		return x.Writer
+	}
+	return ""
+}
+
+func (x *BackupLogRequest) GetSegmentBytes() int64 {
+	if x != nil {
+		return x.SegmentBytes
+	}
+	return 0
+}
+
+func (x *BackupLogRequest) GetCut() []byte {
+	if x != nil {
+		return x.Cut
+	}
+	return nil
+}
+
+func (x *BackupLogRequest) GetWriteAfter() uint64 {
+	if x != nil {
+		return x.WriteAfter
+	}
+	return 0
+}
+
+type BackupLogResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Error    *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Segments []*BackupObject        `protobuf:"bytes,2,rep,name=segments,proto3" json:"segments,omitempty"`
+	Entries  int64                  `protobuf:"varint,3,opt,name=entries,proto3" json:"entries,omitempty"`
+	Bytes    int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// cut_index is the last entry in (from, to] stamped at or before the
+	// request's cut (0: not known, the log no longer holds from + 1).
+	CutIndex      uint64 `protobuf:"varint,5,opt,name=cut_index,json=cutIndex,proto3" json:"cut_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupLogResponse) Reset() {
+	*x = BackupLogResponse{}
+	mi := &file_node_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupLogResponse) ProtoMessage() {}
+
+func (x *BackupLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupLogResponse.ProtoReflect.Descriptor instead.
+func (*BackupLogResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *BackupLogResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *BackupLogResponse) GetSegments() []*BackupObject {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
+}
+
+func (x *BackupLogResponse) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *BackupLogResponse) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *BackupLogResponse) GetCutIndex() uint64 {
+	if x != nil {
+		return x.CutIndex
+	}
+	return 0
+}
+
+type MarkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	// after (hlc encoding): the mark is stamped after it.
+	After         []byte `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkRequest) Reset() {
+	*x = MarkRequest{}
+	mi := &file_node_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkRequest) ProtoMessage() {}
+
+func (x *MarkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkRequest.ProtoReflect.Descriptor instead.
+func (*MarkRequest) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MarkRequest) GetGroup() uint64 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *MarkRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+type MarkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Stamp         []byte                 `protobuf:"bytes,3,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	Node          uint64                 `protobuf:"varint,4,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkResponse) Reset() {
+	*x = MarkResponse{}
+	mi := &file_node_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkResponse) ProtoMessage() {}
+
+func (x *MarkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_node_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkResponse.ProtoReflect.Descriptor instead.
+func (*MarkResponse) Descriptor() ([]byte, []int) {
+	return file_node_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MarkResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *MarkResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *MarkResponse) GetStamp() []byte {
+	if x != nil {
+		return x.Stamp
+	}
+	return nil
+}
+
+func (x *MarkResponse) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
 type QueryRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Keyspace string                 `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
@@ -1969,7 +2622,7 @@ type QueryRequest struct {
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_node_proto_msgTypes[25]
+	mi := &file_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2634,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[25]
+	mi := &file_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2647,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{25}
+	return file_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueryRequest) GetKeyspace() string {
@@ -2044,7 +2697,7 @@ type QueryResponse struct {
 
 func (x *QueryResponse) Reset() {
 	*x = QueryResponse{}
-	mi := &file_node_proto_msgTypes[26]
+	mi := &file_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2709,7 @@ func (x *QueryResponse) String() string {
 func (*QueryResponse) ProtoMessage() {}
 
 func (x *QueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[26]
+	mi := &file_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2722,7 @@ func (x *QueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
 func (*QueryResponse) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{26}
+	return file_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QueryResponse) GetError() *Error {
@@ -2103,7 +2756,7 @@ type PubMessage struct {
 
 func (x *PubMessage) Reset() {
 	*x = PubMessage{}
-	mi := &file_node_proto_msgTypes[27]
+	mi := &file_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2768,7 @@ func (x *PubMessage) String() string {
 func (*PubMessage) ProtoMessage() {}
 
 func (x *PubMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[27]
+	mi := &file_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2781,7 @@ func (x *PubMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubMessage.ProtoReflect.Descriptor instead.
 func (*PubMessage) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{27}
+	return file_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PubMessage) GetChannel() []byte {
@@ -2161,7 +2814,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_node_proto_msgTypes[28]
+	mi := &file_node_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2826,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[28]
+	mi := &file_node_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2839,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{28}
+	return file_node_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PublishRequest) GetIncarnation() uint64 {
@@ -2226,7 +2879,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_node_proto_msgTypes[29]
+	mi := &file_node_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2891,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[29]
+	mi := &file_node_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2904,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{29}
+	return file_node_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PublishResponse) GetError() *Error {
@@ -2273,7 +2926,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_node_proto_msgTypes[30]
+	mi := &file_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2938,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[30]
+	mi := &file_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2951,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{30}
+	return file_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditRequest) GetSinceMs() int64 {
@@ -2336,7 +2989,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_node_proto_msgTypes[31]
+	mi := &file_node_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +3001,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[31]
+	mi := &file_node_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +3014,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{31}
+	return file_node_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditRecord) GetSeq() uint64 {
@@ -2461,7 +3114,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_node_proto_msgTypes[32]
+	mi := &file_node_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +3126,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_node_proto_msgTypes[32]
+	mi := &file_node_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +3139,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_node_proto_rawDescGZIP(), []int{32}
+	return file_node_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AuditResponse) GetError() *Error {
@@ -2651,7 +3304,60 @@ const file_node_proto_rawDesc = "" +
 	"\areasons\x18\x04 \x03(\tR\areasons\x12)\n" +
 	"\x10metadata_applied\x18\x05 \x01(\x04R\x0fmetadataApplied\x12\x1a\n" +
 	"\breplicas\x18\x06 \x01(\x05R\breplicas\x12\x16\n" +
-	"\x06hosted\x18\a \x01(\x05R\x06hosted\"|\n" +
+	"\x06hosted\x18\a \x01(\x05R\x06hosted\"\xc0\x01\n" +
+	"\fBackupTarget\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x1d\n" +
+	"\n" +
+	"access_key\x18\x03 \x01(\tR\taccessKey\x12\x1d\n" +
+	"\n" +
+	"secret_key\x18\x04 \x01(\tR\tsecretKey\x12\x16\n" +
+	"\x06region\x18\x05 \x01(\tR\x06region\x12\x1a\n" +
+	"\binsecure\x18\x06 \x01(\bR\binsecure\x12\x10\n" +
+	"\x03key\x18\a \x01(\fR\x03key\"x\n" +
+	"\fBackupObject\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x14\n" +
+	"\x05first\x18\x04 \x01(\x04R\x05first\x12\x12\n" +
+	"\x04last\x18\x05 \x01(\x04R\x04last\"\x98\x01\n" +
+	"\x11BackupBaseRequest\x126\n" +
+	"\x06target\x18\x01 \x01(\v2\x1e.meridian.node.v1.BackupTargetR\x06target\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\x04R\x05group\x12\x16\n" +
+	"\x06writer\x18\x03 \x01(\tR\x06writer\x12\x1d\n" +
+	"\n" +
+	"part_bytes\x18\x04 \x01(\x03R\tpartBytes\"\xcf\x01\n" +
+	"\x12BackupBaseResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05stamp\x18\x03 \x01(\fR\x05stamp\x124\n" +
+	"\x05parts\x18\x04 \x03(\v2\x1e.meridian.node.v1.BackupObjectR\x05parts\x12\x12\n" +
+	"\x04keys\x18\x05 \x01(\x03R\x04keys\x12\x14\n" +
+	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\"\xf4\x01\n" +
+	"\x10BackupLogRequest\x126\n" +
+	"\x06target\x18\x01 \x01(\v2\x1e.meridian.node.v1.BackupTargetR\x06target\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\x04R\x05group\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\x04R\x02to\x12\x16\n" +
+	"\x06writer\x18\x05 \x01(\tR\x06writer\x12#\n" +
+	"\rsegment_bytes\x18\x06 \x01(\x03R\fsegmentBytes\x12\x10\n" +
+	"\x03cut\x18\a \x01(\fR\x03cut\x12\x1f\n" +
+	"\vwrite_after\x18\b \x01(\x04R\n" +
+	"writeAfter\"\xcb\x01\n" +
+	"\x11BackupLogResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x12:\n" +
+	"\bsegments\x18\x02 \x03(\v2\x1e.meridian.node.v1.BackupObjectR\bsegments\x12\x18\n" +
+	"\aentries\x18\x03 \x01(\x03R\aentries\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12\x1b\n" +
+	"\tcut_index\x18\x05 \x01(\x04R\bcutIndex\"9\n" +
+	"\vMarkRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\x04R\x05group\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\fR\x05after\"}\n" +
+	"\fMarkResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05stamp\x18\x03 \x01(\fR\x05stamp\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\x04R\x04node\"|\n" +
 	"\fQueryRequest\x12\x1a\n" +
 	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
@@ -2694,7 +3400,7 @@ const file_node_proto_rawDesc = "" +
 	"\rAuditResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.meridian.node.v1.ErrorR\x05error\x127\n" +
 	"\arecords\x18\x02 \x03(\v2\x1d.meridian.node.v1.AuditRecordR\arecords\x12\x18\n" +
-	"\adropped\x18\x03 \x01(\x04R\adropped*\xdf\a\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped*\xec\b\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\f\n" +
 	"\bINTERNAL\x10\x01\x12\x14\n" +
@@ -2761,7 +3467,16 @@ const file_node_proto_rawDesc = "" +
 	"\bBAD_RULE\x104\x12\r\n" +
 	"\tROOT_USER\x105\x12\x0f\n" +
 	"\vCROSS_SHARD\x106\x12\x15\n" +
-	"\x11BLOCKING_NOT_HERE\x1072\xe3\a\n" +
+	"\x11BLOCKING_NOT_HERE\x107\x12\r\n" +
+	"\tCOMPACTED\x10<\x12\x11\n" +
+	"\rBACKUP_TARGET\x10=\x12\x12\n" +
+	"\x0eBACKUP_CORRUPT\x10>\x12\x0e\n" +
+	"\n" +
+	"BACKUP_KEY\x10?\x12\x11\n" +
+	"\rBACKUP_WINDOW\x10@\x12\r\n" +
+	"\tRESTORING\x10A\x12\x0f\n" +
+	"\vRESTORE_GAP\x10B\x12\x12\n" +
+	"\x0eBACKUP_REFUSED\x10C2\xd9\t\n" +
 	"\x04Node\x12H\n" +
 	"\x05Write\x12\x1e.meridian.node.v1.WriteRequest\x1a\x1f.meridian.node.v1.WriteResponse\x12E\n" +
 	"\x04Read\x12\x1d.meridian.node.v1.ReadRequest\x1a\x1e.meridian.node.v1.ReadResponse\x12N\n" +
@@ -2773,7 +3488,11 @@ const file_node_proto_rawDesc = "" +
 	"\aStreams\x12 .meridian.node.v1.StreamsRequest\x1a!.meridian.node.v1.StreamsResponse\x12K\n" +
 	"\x06Closed\x12\x1f.meridian.node.v1.ClosedRequest\x1a .meridian.node.v1.ClosedResponse\x12B\n" +
 	"\x03RTT\x12\x1c.meridian.node.v1.RTTRequest\x1a\x1d.meridian.node.v1.RTTResponse\x12H\n" +
-	"\x05Ready\x12\x1e.meridian.node.v1.ReadyRequest\x1a\x1f.meridian.node.v1.ReadyResponse\x12H\n" +
+	"\x05Ready\x12\x1e.meridian.node.v1.ReadyRequest\x1a\x1f.meridian.node.v1.ReadyResponse\x12W\n" +
+	"\n" +
+	"BackupBase\x12#.meridian.node.v1.BackupBaseRequest\x1a$.meridian.node.v1.BackupBaseResponse\x12T\n" +
+	"\tBackupLog\x12\".meridian.node.v1.BackupLogRequest\x1a#.meridian.node.v1.BackupLogResponse\x12E\n" +
+	"\x04Mark\x12\x1d.meridian.node.v1.MarkRequest\x1a\x1e.meridian.node.v1.MarkResponse\x12H\n" +
 	"\x05Query\x12\x1e.meridian.node.v1.QueryRequest\x1a\x1f.meridian.node.v1.QueryResponse\x12N\n" +
 	"\aPublish\x12 .meridian.node.v1.PublishRequest\x1a!.meridian.node.v1.PublishResponse\x12H\n" +
 	"\x05Audit\x12\x1e.meridian.node.v1.AuditRequest\x1a\x1f.meridian.node.v1.AuditResponseB-Z+github.com/meridian-db/meridian/node/nodepbb\x06proto3"
@@ -2791,7 +3510,7 @@ func file_node_proto_rawDescGZIP() []byte {
 }
 
 var file_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_node_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_node_proto_goTypes = []any{
 	(Code)(0),                  // 0: meridian.node.v1.Code
 	(*Error)(nil),              // 1: meridian.node.v1.Error
@@ -2819,15 +3538,23 @@ var file_node_proto_goTypes = []any{
 	(*RTTResponse)(nil),        // 23: meridian.node.v1.RTTResponse
 	(*ReadyRequest)(nil),       // 24: meridian.node.v1.ReadyRequest
 	(*ReadyResponse)(nil),      // 25: meridian.node.v1.ReadyResponse
-	(*QueryRequest)(nil),       // 26: meridian.node.v1.QueryRequest
-	(*QueryResponse)(nil),      // 27: meridian.node.v1.QueryResponse
-	(*PubMessage)(nil),         // 28: meridian.node.v1.PubMessage
-	(*PublishRequest)(nil),     // 29: meridian.node.v1.PublishRequest
-	(*PublishResponse)(nil),    // 30: meridian.node.v1.PublishResponse
-	(*AuditRequest)(nil),       // 31: meridian.node.v1.AuditRequest
-	(*AuditRecord)(nil),        // 32: meridian.node.v1.AuditRecord
-	(*AuditResponse)(nil),      // 33: meridian.node.v1.AuditResponse
-	nil,                        // 34: meridian.node.v1.RTTResponse.RttUsEntry
+	(*BackupTarget)(nil),       // 26: meridian.node.v1.BackupTarget
+	(*BackupObject)(nil),       // 27: meridian.node.v1.BackupObject
+	(*BackupBaseRequest)(nil),  // 28: meridian.node.v1.BackupBaseRequest
+	(*BackupBaseResponse)(nil), // 29: meridian.node.v1.BackupBaseResponse
+	(*BackupLogRequest)(nil),   // 30: meridian.node.v1.BackupLogRequest
+	(*BackupLogResponse)(nil),  // 31: meridian.node.v1.BackupLogResponse
+	(*MarkRequest)(nil),        // 32: meridian.node.v1.MarkRequest
+	(*MarkResponse)(nil),       // 33: meridian.node.v1.MarkResponse
+	(*QueryRequest)(nil),       // 34: meridian.node.v1.QueryRequest
+	(*QueryResponse)(nil),      // 35: meridian.node.v1.QueryResponse
+	(*PubMessage)(nil),         // 36: meridian.node.v1.PubMessage
+	(*PublishRequest)(nil),     // 37: meridian.node.v1.PublishRequest
+	(*PublishResponse)(nil),    // 38: meridian.node.v1.PublishResponse
+	(*AuditRequest)(nil),       // 39: meridian.node.v1.AuditRequest
+	(*AuditRecord)(nil),        // 40: meridian.node.v1.AuditRecord
+	(*AuditResponse)(nil),      // 41: meridian.node.v1.AuditResponse
+	nil,                        // 42: meridian.node.v1.RTTResponse.RttUsEntry
 }
 var file_node_proto_depIdxs = []int32{
 	0,  // 0: meridian.node.v1.Error.code:type_name -> meridian.node.v1.Code
@@ -2844,44 +3571,57 @@ var file_node_proto_depIdxs = []int32{
 	1,  // 11: meridian.node.v1.CursorResponse.error:type_name -> meridian.node.v1.Error
 	17, // 12: meridian.node.v1.StreamsResponse.streams:type_name -> meridian.node.v1.StreamStatus
 	19, // 13: meridian.node.v1.ClosedRequest.samples:type_name -> meridian.node.v1.ClosedSample
-	34, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
-	1,  // 15: meridian.node.v1.QueryResponse.error:type_name -> meridian.node.v1.Error
-	2,  // 16: meridian.node.v1.QueryResponse.answer:type_name -> meridian.node.v1.Answer
-	28, // 17: meridian.node.v1.PublishRequest.messages:type_name -> meridian.node.v1.PubMessage
-	1,  // 18: meridian.node.v1.PublishResponse.error:type_name -> meridian.node.v1.Error
-	1,  // 19: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
-	32, // 20: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
-	4,  // 21: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
-	6,  // 22: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
-	8,  // 23: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
-	10, // 24: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
-	12, // 25: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
-	14, // 26: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
-	16, // 27: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
-	20, // 28: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
-	22, // 29: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
-	24, // 30: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
-	26, // 31: meridian.node.v1.Node.Query:input_type -> meridian.node.v1.QueryRequest
-	29, // 32: meridian.node.v1.Node.Publish:input_type -> meridian.node.v1.PublishRequest
-	31, // 33: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
-	5,  // 34: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
-	7,  // 35: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
-	9,  // 36: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
-	11, // 37: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
-	13, // 38: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
-	15, // 39: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
-	18, // 40: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
-	21, // 41: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
-	23, // 42: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
-	25, // 43: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
-	27, // 44: meridian.node.v1.Node.Query:output_type -> meridian.node.v1.QueryResponse
-	30, // 45: meridian.node.v1.Node.Publish:output_type -> meridian.node.v1.PublishResponse
-	33, // 46: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
-	34, // [34:47] is the sub-list for method output_type
-	21, // [21:34] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	42, // 14: meridian.node.v1.RTTResponse.rtt_us:type_name -> meridian.node.v1.RTTResponse.RttUsEntry
+	26, // 15: meridian.node.v1.BackupBaseRequest.target:type_name -> meridian.node.v1.BackupTarget
+	1,  // 16: meridian.node.v1.BackupBaseResponse.error:type_name -> meridian.node.v1.Error
+	27, // 17: meridian.node.v1.BackupBaseResponse.parts:type_name -> meridian.node.v1.BackupObject
+	26, // 18: meridian.node.v1.BackupLogRequest.target:type_name -> meridian.node.v1.BackupTarget
+	1,  // 19: meridian.node.v1.BackupLogResponse.error:type_name -> meridian.node.v1.Error
+	27, // 20: meridian.node.v1.BackupLogResponse.segments:type_name -> meridian.node.v1.BackupObject
+	1,  // 21: meridian.node.v1.MarkResponse.error:type_name -> meridian.node.v1.Error
+	1,  // 22: meridian.node.v1.QueryResponse.error:type_name -> meridian.node.v1.Error
+	2,  // 23: meridian.node.v1.QueryResponse.answer:type_name -> meridian.node.v1.Answer
+	36, // 24: meridian.node.v1.PublishRequest.messages:type_name -> meridian.node.v1.PubMessage
+	1,  // 25: meridian.node.v1.PublishResponse.error:type_name -> meridian.node.v1.Error
+	1,  // 26: meridian.node.v1.AuditResponse.error:type_name -> meridian.node.v1.Error
+	40, // 27: meridian.node.v1.AuditResponse.records:type_name -> meridian.node.v1.AuditRecord
+	4,  // 28: meridian.node.v1.Node.Write:input_type -> meridian.node.v1.WriteRequest
+	6,  // 29: meridian.node.v1.Node.Read:input_type -> meridian.node.v1.ReadRequest
+	8,  // 30: meridian.node.v1.Node.Propose:input_type -> meridian.node.v1.ProposeRequest
+	10, // 31: meridian.node.v1.Node.ConfChange:input_type -> meridian.node.v1.ConfChangeRequest
+	12, // 32: meridian.node.v1.Node.Scan:input_type -> meridian.node.v1.ScanRequest
+	14, // 33: meridian.node.v1.Node.Cursor:input_type -> meridian.node.v1.CursorRequest
+	16, // 34: meridian.node.v1.Node.Streams:input_type -> meridian.node.v1.StreamsRequest
+	20, // 35: meridian.node.v1.Node.Closed:input_type -> meridian.node.v1.ClosedRequest
+	22, // 36: meridian.node.v1.Node.RTT:input_type -> meridian.node.v1.RTTRequest
+	24, // 37: meridian.node.v1.Node.Ready:input_type -> meridian.node.v1.ReadyRequest
+	28, // 38: meridian.node.v1.Node.BackupBase:input_type -> meridian.node.v1.BackupBaseRequest
+	30, // 39: meridian.node.v1.Node.BackupLog:input_type -> meridian.node.v1.BackupLogRequest
+	32, // 40: meridian.node.v1.Node.Mark:input_type -> meridian.node.v1.MarkRequest
+	34, // 41: meridian.node.v1.Node.Query:input_type -> meridian.node.v1.QueryRequest
+	37, // 42: meridian.node.v1.Node.Publish:input_type -> meridian.node.v1.PublishRequest
+	39, // 43: meridian.node.v1.Node.Audit:input_type -> meridian.node.v1.AuditRequest
+	5,  // 44: meridian.node.v1.Node.Write:output_type -> meridian.node.v1.WriteResponse
+	7,  // 45: meridian.node.v1.Node.Read:output_type -> meridian.node.v1.ReadResponse
+	9,  // 46: meridian.node.v1.Node.Propose:output_type -> meridian.node.v1.ProposeResponse
+	11, // 47: meridian.node.v1.Node.ConfChange:output_type -> meridian.node.v1.ConfChangeResponse
+	13, // 48: meridian.node.v1.Node.Scan:output_type -> meridian.node.v1.ScanResponse
+	15, // 49: meridian.node.v1.Node.Cursor:output_type -> meridian.node.v1.CursorResponse
+	18, // 50: meridian.node.v1.Node.Streams:output_type -> meridian.node.v1.StreamsResponse
+	21, // 51: meridian.node.v1.Node.Closed:output_type -> meridian.node.v1.ClosedResponse
+	23, // 52: meridian.node.v1.Node.RTT:output_type -> meridian.node.v1.RTTResponse
+	25, // 53: meridian.node.v1.Node.Ready:output_type -> meridian.node.v1.ReadyResponse
+	29, // 54: meridian.node.v1.Node.BackupBase:output_type -> meridian.node.v1.BackupBaseResponse
+	31, // 55: meridian.node.v1.Node.BackupLog:output_type -> meridian.node.v1.BackupLogResponse
+	33, // 56: meridian.node.v1.Node.Mark:output_type -> meridian.node.v1.MarkResponse
+	35, // 57: meridian.node.v1.Node.Query:output_type -> meridian.node.v1.QueryResponse
+	38, // 58: meridian.node.v1.Node.Publish:output_type -> meridian.node.v1.PublishResponse
+	41, // 59: meridian.node.v1.Node.Audit:output_type -> meridian.node.v1.AuditResponse
+	44, // [44:60] is the sub-list for method output_type
+	28, // [28:44] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_node_proto_init() }
@@ -2895,7 +3635,7 @@ func file_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_node_proto_rawDesc), len(file_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

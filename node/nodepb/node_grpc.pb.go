@@ -40,6 +40,9 @@ const (
 	Node_Closed_FullMethodName     = "/meridian.node.v1.Node/Closed"
 	Node_RTT_FullMethodName        = "/meridian.node.v1.Node/RTT"
 	Node_Ready_FullMethodName      = "/meridian.node.v1.Node/Ready"
+	Node_BackupBase_FullMethodName = "/meridian.node.v1.Node/BackupBase"
+	Node_BackupLog_FullMethodName  = "/meridian.node.v1.Node/BackupLog"
+	Node_Mark_FullMethodName       = "/meridian.node.v1.Node/Mark"
 	Node_Query_FullMethodName      = "/meridian.node.v1.Node/Query"
 	Node_Publish_FullMethodName    = "/meridian.node.v1.Node/Publish"
 	Node_Audit_FullMethodName      = "/meridian.node.v1.Node/Audit"
@@ -76,6 +79,16 @@ type NodeClient interface {
 	RTT(ctx context.Context, in *RTTRequest, opts ...grpc.CallOption) (*RTTResponse, error)
 	// Ready says whether this node is ready to serve.
 	Ready(ctx context.Context, in *ReadyRequest, opts ...grpc.CallOption) (*ReadyResponse, error)
+	// Backups (node/backup.go). BackupBase writes the base of a group this
+	// node holds a replica of (its data from one consistent view) to a
+	// backup target.
+	BackupBase(ctx context.Context, in *BackupBaseRequest, opts ...grpc.CallOption) (*BackupBaseResponse, error)
+	// BackupLog writes a group's committed log in (from, to] to a backup
+	// target, from this node's replica.
+	BackupLog(ctx context.Context, in *BackupLogRequest, opts ...grpc.CallOption) (*BackupLogResponse, error)
+	// Mark appends a stamped entry with no command to a group this node
+	// leads (raftgroup.Host.Mark).
+	Mark(ctx context.Context, in *MarkRequest, opts ...grpc.CallOption) (*MarkResponse, error)
 	// Query runs a read-only command of the Redis engine (package kv) on a
 	// replica of its shard, at the requested consistency, by the rules of
 	// the node that serves it.
@@ -197,6 +210,36 @@ func (c *nodeClient) Ready(ctx context.Context, in *ReadyRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *nodeClient) BackupBase(ctx context.Context, in *BackupBaseRequest, opts ...grpc.CallOption) (*BackupBaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupBaseResponse)
+	err := c.cc.Invoke(ctx, Node_BackupBase_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) BackupLog(ctx context.Context, in *BackupLogRequest, opts ...grpc.CallOption) (*BackupLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupLogResponse)
+	err := c.cc.Invoke(ctx, Node_BackupLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) Mark(ctx context.Context, in *MarkRequest, opts ...grpc.CallOption) (*MarkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkResponse)
+	err := c.cc.Invoke(ctx, Node_Mark_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeClient) Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (*QueryResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryResponse)
@@ -258,6 +301,16 @@ type NodeServer interface {
 	RTT(context.Context, *RTTRequest) (*RTTResponse, error)
 	// Ready says whether this node is ready to serve.
 	Ready(context.Context, *ReadyRequest) (*ReadyResponse, error)
+	// Backups (node/backup.go). BackupBase writes the base of a group this
+	// node holds a replica of (its data from one consistent view) to a
+	// backup target.
+	BackupBase(context.Context, *BackupBaseRequest) (*BackupBaseResponse, error)
+	// BackupLog writes a group's committed log in (from, to] to a backup
+	// target, from this node's replica.
+	BackupLog(context.Context, *BackupLogRequest) (*BackupLogResponse, error)
+	// Mark appends a stamped entry with no command to a group this node
+	// leads (raftgroup.Host.Mark).
+	Mark(context.Context, *MarkRequest) (*MarkResponse, error)
 	// Query runs a read-only command of the Redis engine (package kv) on a
 	// replica of its shard, at the requested consistency, by the rules of
 	// the node that serves it.
@@ -308,6 +361,15 @@ func (UnimplementedNodeServer) RTT(context.Context, *RTTRequest) (*RTTResponse, 
 }
 func (UnimplementedNodeServer) Ready(context.Context, *ReadyRequest) (*ReadyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ready not implemented")
+}
+func (UnimplementedNodeServer) BackupBase(context.Context, *BackupBaseRequest) (*BackupBaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BackupBase not implemented")
+}
+func (UnimplementedNodeServer) BackupLog(context.Context, *BackupLogRequest) (*BackupLogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BackupLog not implemented")
+}
+func (UnimplementedNodeServer) Mark(context.Context, *MarkRequest) (*MarkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Mark not implemented")
 }
 func (UnimplementedNodeServer) Query(context.Context, *QueryRequest) (*QueryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Query not implemented")
@@ -519,6 +581,60 @@ func _Node_Ready_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_BackupBase_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BackupBaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).BackupBase(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_BackupBase_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).BackupBase(ctx, req.(*BackupBaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_BackupLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BackupLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).BackupLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_BackupLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).BackupLog(ctx, req.(*BackupLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_Mark_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Mark(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Mark_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Mark(ctx, req.(*MarkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Node_Query_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(QueryRequest)
 	if err := dec(in); err != nil {
@@ -619,6 +735,18 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ready",
 			Handler:    _Node_Ready_Handler,
+		},
+		{
+			MethodName: "BackupBase",
+			Handler:    _Node_BackupBase_Handler,
+		},
+		{
+			MethodName: "BackupLog",
+			Handler:    _Node_BackupLog_Handler,
+		},
+		{
+			MethodName: "Mark",
+			Handler:    _Node_Mark_Handler,
 		},
 		{
 			MethodName: "Query",

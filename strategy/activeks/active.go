@@ -29,10 +29,12 @@ var (
 
 // ops is what active groups apply: the ops of active keyspaces (local
 // CRDT ops, merges, knowledge reports, tombstone collection, the cursor
-// raised after a resync by merges) and stream batches (of merges). No
-// plain data op, no role, no resync chunk (which would replace the
+// raised after a resync by merges), stream batches (of merges) and
+// restore chunks (every region's group of a restored keyspace loads the
+// merged state itself; its stream ships nothing of them: kv.ActiveChange).
+// No plain data op, no role, no resync chunk (which would replace the
 // group's own writes).
-var ops = kv.Admit(string(metadata.Active), append(kv.ActiveOps(), kv.OpStreamApply)...)
+var ops = kv.Admit(string(metadata.Active), append(kv.ActiveOps(), kv.OpStreamApply, kv.OpRestoreChunk)...)
 
 // Strategy is the active strategy on one node.
 type Strategy struct {

@@ -28,9 +28,11 @@ var (
 	ErrPrimaryLease = errors.New("node: the primary region's lease is not held")
 )
 
-// ops is what async groups apply: data ops, roles, and streams from the
-// primary (batches and resync chunks). No CRDT op.
-var ops = kv.AdmitData(string(metadata.Async), kv.OpRole, kv.OpStreamApply, kv.OpStreamChunk)
+// ops is what async groups apply: data ops, roles, streams from the
+// primary (batches and resync chunks) and restore chunks (loaded into the
+// primary's group, shipped to the replicas by its streams: kv/restore.go).
+// No CRDT op.
+var ops = kv.AdmitData(string(metadata.Async), kv.OpRole, kv.OpStreamApply, kv.OpStreamChunk, kv.OpRestoreChunk)
 
 // Strategy is the async strategy on one node.
 type Strategy struct {
@@ -76,9 +78,10 @@ func (s *Strategy) Prepare(ks *metadata.Keyspace, cmd kv.Command) (kv.Command, e
 // keyspace's primary (its role and this node's primary lease, lease.go),
 // and the RPO budget must allow it. A group that is not its keyspace's
 // unfenced primary is left to its state machine, which refuses the write
-// with the reason.
+// with the reason. Roles, streams and restore chunks (a restore loading a
+// hidden keyspace, whatever its role: kv/restore.go) pass.
 func (s *Strategy) Gate(ctx context.Context, g strategy.GroupInfo, cmd []byte) error {
-	if op, ok := kv.PeekOp(cmd); !ok || op == kv.OpRole || op == kv.OpStreamApply || op == kv.OpStreamChunk {
+	if op, ok := kv.PeekOp(cmd); !ok || op == kv.OpRole || op == kv.OpStreamApply || op == kv.OpStreamChunk || op == kv.OpRestoreChunk {
 		return nil
 	}
 	if _, err := s.primary(g.Keyspace, g.Group, s.env.Now()); err != nil {

@@ -18,9 +18,11 @@ import (
 	"github.com/meridian-db/meridian/strategy"
 )
 
-// ops is what sync groups apply: data ops only; no role, stream or CRDT
-// op (a sync group has one log, shared by its regions).
-var ops = kv.AdmitData(string(metadata.Sync))
+// ops is what sync groups apply: data ops and restore chunks (a restore
+// loads a hidden keyspace's groups through their logs, kv/restore.go); no
+// role, stream or CRDT op (a sync group has one log, shared by its
+// regions).
+var ops = kv.AdmitData(string(metadata.Sync), kv.OpRestoreChunk)
 
 // Strategy is the sync strategy on one node.
 type Strategy struct {
