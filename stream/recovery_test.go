@@ -251,15 +251,16 @@ type refusingSink struct {
 	*flakySink
 	mu     sync.Mutex
 	accept bool
+	all    bool // refuse heartbeats (and probes) too
 }
 
 var errRefused = errors.New("refused: batch stamped ahead of the destination's clock")
 
 func (s *refusingSink) Send(ctx context.Context, b Batch) (Ack, error) {
 	s.mu.Lock()
-	accept := s.accept
+	accept, all := s.accept, s.all
 	s.mu.Unlock()
-	if !accept && len(b.Changes) > 0 {
+	if !accept && (len(b.Changes) > 0 || all) {
 		return Ack{}, errRefused
 	}
 	return s.flakySink.Send(ctx, b)
@@ -329,9 +330,11 @@ func TestSenderStallIsLoud(t *testing.T) {
 	cancel()
 
 	// Take-over: a Sender that inherits a stall begun long ago is stalled
-	// at once, and does not warn again before StallLogEvery.
+	// at once, and does not warn again before StallLogEvery. The
+	// destination refuses even its first probe, which would otherwise be
+	// progress before the test reads the stats.
 	sink.mu.Lock()
-	sink.accept = false
+	sink.accept, sink.all = false, true
 	sink.mu.Unlock()
 	log.commit(kvChanges(6, 6)...)
 	logs2 := &logBuffer{}
