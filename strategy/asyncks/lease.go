@@ -141,8 +141,10 @@ func (s *Strategy) primaryUntil(keyspace string, epoch uint64, now time.Time) (t
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
+	case l.until.IsZero():
+		return time.Time{}, fmt.Errorf("%w: the metadata quorum has not confirmed keyspace %q's primary yet (since this node started)", ErrPrimaryLease, keyspace)
 	case !now.Before(l.until):
-		return time.Time{}, fmt.Errorf("%w: the metadata quorum has not confirmed keyspace %q's primary for %v", ErrPrimaryLease, keyspace, now.Sub(l.until)+primaryLease)
+		return time.Time{}, fmt.Errorf("%w: the metadata quorum has not confirmed keyspace %q's primary for %v", ErrPrimaryLease, keyspace, (now.Sub(l.until) + primaryLease).Round(time.Millisecond))
 	case l.epochs[keyspace] != epoch:
 		return time.Time{}, fmt.Errorf("%w: keyspace %q is at epoch %d in the metadata, the group at %d", ErrPrimaryLease, keyspace, l.epochs[keyspace], epoch)
 	case l.forked[keyspace]:
