@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metadata"
 )
@@ -52,13 +53,16 @@ func mergeAnswers(as []Answer) Answer {
 		return as[0]
 	}
 	var a Answer
+	var written []consistency.Mark
 	for _, x := range as {
 		if a.Region == "" {
 			a = x
 			a.Index = 0
 		}
 		a.Forwarded = a.Forwarded || x.Forwarded
+		written = append(written, x.Marks()...)
 	}
+	a.Written = written
 	return a
 }
 

@@ -273,8 +273,8 @@ func (n *Node) Session(keyspace, token string, a Answer) (string, error) {
 		}
 	}
 	tok.ObserveEpoch(ks.Epoch)
-	if a.Group != 0 && a.Index != 0 {
-		if err := tok.Observe(a.Group, a.Index); err != nil {
+	for _, m := range a.Marks() {
+		if err := tok.Observe(m.Group, m.Index); err != nil {
 			return "", err
 		}
 	}

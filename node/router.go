@@ -128,6 +128,22 @@ type Answer struct {
 	// StalenessMS bounds how stale the answer may be, in ms: 0 for strong
 	// answers and writes, -1 when unknown.
 	StalenessMS int64 `json:"staleness_ms"`
+	// Written is, for a request that wrote to several groups (MSET, DEL
+	// of keys in several shards), each group's position (Index is then
+	// zero): a session token records them all (see Marks).
+	Written []consistency.Mark `json:"-"`
+}
+
+// Marks returns the log positions the answer reflects, for session
+// tokens: Written, or the one group's.
+func (a Answer) Marks() []consistency.Mark {
+	if len(a.Written) > 0 {
+		return a.Written
+	}
+	if a.Group != 0 && a.Index != 0 {
+		return []consistency.Mark{{Group: a.Group, Index: a.Index}}
+	}
+	return nil
 }
 
 // ShardOf returns the shard index of a key in a keyspace of n shards:

@@ -91,10 +91,10 @@ func (c *client) fail(err error) { c.w.errorLine(errorReply(err)) }
 
 func (c *client) setLast(a node.Answer) {
 	c.last = a
-	if a.Group != 0 && a.Index != 0 {
+	for _, m := range a.Marks() {
 		// Observe fails only past the token's mark limit; the token then
 		// keeps what it had (a session read may wait or go strong).
-		_ = c.token().Observe(a.Group, a.Index)
+		_ = c.token().Observe(m.Group, m.Index)
 	}
 }
 
