@@ -201,6 +201,9 @@ func decodeSegment(name string, b []byte) (Segment, error) {
 	if d.err == nil && count > uint64(len(d.b)) {
 		d.fail("count")
 	}
+	if d.err == nil && count == 0 && first != 0 {
+		d.fail("first index of an empty segment") // written as 0
+	}
 	for i := uint64(0); i < count && d.err == nil; i++ {
 		e := Entry{Index: first + i, Stamp: d.stamp()}
 		switch f := d.bytes(1, "flags"); {
