@@ -306,6 +306,12 @@ func (c *client) serve() {
 			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		}
 		args, err := c.r.readCommand()
+		if err == nil && plainSet(args) && c.r.buffered() && c.setRunnable() {
+			if !c.handleSetRun(args) { // pipeline.go
+				return
+			}
+			continue
+		}
 		if !c.handle(args, err) {
 			return
 		}
