@@ -34,7 +34,7 @@ const scanPageBytes = 4 << 20
 //
 // A call examines about count keys (expired ones included, so that a
 // sparse MATCH still makes progress) and returns the live ones that match
-// the glob pattern match ("" matches everything; see GlobMatch); it stops
+// the glob pattern match ("" matches everything; see kv.GlobMatch); it stops
 // early once the page holds 4 MiB of keys. A page may be empty while the
 // cursor is not "0".
 //
@@ -199,7 +199,7 @@ func (n *Node) scanShard(ctx context.Context, ks *metadata.Keyspace, sh metadata
 			}
 		}
 		page.Live++
-		if maxBytes > 0 && (match == "" || GlobMatch(pattern, k)) {
+		if maxBytes > 0 && (match == "" || kv.GlobMatch(pattern, k)) {
 			page.Keys = append(page.Keys, bytes.Clone(k))
 			size += len(k)
 		}
@@ -285,87 +285,4 @@ func parseCursor(cursor string, shards, maxKey int) (int, []byte, error) {
 		key = nil
 	}
 	return shard, key, nil
-}
-
-// GlobMatch reports whether s matches the Redis-style glob pattern: '*'
-// matches any run of bytes, '?' any one byte, "[abc]", "[a-z]" and
-// "[^abc]" a byte of (not of) a class, and '\' makes the next byte
-// literal. It runs in O(len(pattern) * len(s)) at worst: a mismatch after
-// a '*' only moves the last '*' on, never earlier ones.
-func GlobMatch(pattern, s []byte) bool {
-	p, i := 0, 0
-	star, starI := -1, 0 // the last '*' seen, and where its match ends now
-	for i < len(s) || p < len(pattern) {
-		if p < len(pattern) {
-			if pattern[p] == '*' {
-				star, starI = p, i
-				p++
-				continue
-			}
-			if i < len(s) {
-				if w, ok := matchOne(pattern[p:], s[i]); ok {
-					p += w
-					i++
-					continue
-				}
-			}
-		}
-		if star >= 0 && starI < len(s) {
-			// Let the last '*' swallow one more byte and try again.
-			starI++
-			p, i = star+1, starI
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// matchOne matches one byte against the pattern element at the start of
-// p (not '*'); it returns the element's width.
-func matchOne(p []byte, c byte) (int, bool) {
-	switch p[0] {
-	case '?':
-		return 1, true
-	case '\\':
-		if len(p) >= 2 {
-			return 2, p[1] == c
-		}
-		return 1, c == '\\'
-	case '[':
-		return matchClass(p, c)
-	}
-	return 1, p[0] == c
-}
-
-// matchClass matches a byte against "[...]" at the start of p. A class
-// without its ']' runs to the end of the pattern.
-func matchClass(p []byte, c byte) (int, bool) {
-	i := 1
-	negate := i < len(p) && p[i] == '^'
-	if negate {
-		i++
-	}
-	found := false
-	for i < len(p) && p[i] != ']' {
-		switch {
-		case p[i] == '\\' && i+1 < len(p):
-			found = found || p[i+1] == c
-			i += 2
-		case i+2 < len(p) && p[i+1] == '-':
-			lo, hi := p[i], p[i+2]
-			if lo > hi {
-				lo, hi = hi, lo
-			}
-			found = found || (c >= lo && c <= hi)
-			i += 3
-		default:
-			found = found || p[i] == c
-			i++
-		}
-	}
-	if i < len(p) {
-		i++ // the ']'
-	}
-	return i, found != negate
 }

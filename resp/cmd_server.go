@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/consistency"
+	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/node"
 )
 
@@ -431,7 +432,7 @@ func cmdConfig(c *client, args [][]byte) error {
 		var out [][2]string
 		for _, p := range params {
 			for _, pat := range args[2:] {
-				if node.GlobMatch([]byte(strings.ToLower(string(pat))), []byte(p[0])) {
+				if kv.GlobMatch([]byte(strings.ToLower(string(pat))), []byte(p[0])) {
 					out = append(out, p)
 					break
 				}
