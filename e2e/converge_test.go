@@ -203,37 +203,12 @@ func durationStats(ds []time.Duration) (p50, worst time.Duration) {
 // acknowledged increment and add.
 func TestActiveConvergesAfterFaults(t *testing.T) {
 	w := newWorld(t, worldConfig{regions: threeRegions})
-	seed := seedFor(t)
-	w.createKeyspace(map[string]any{"name": "cv", "strategy": "active", "shards": 2})
-	l := newActiveLedger()
-	var clients []*redis.Client
-	for _, n := range w.nodes {
-		c := respClient(n, "cv", "eventual")
-		defer c.Close()
-		clients = append(clients, c)
-	}
-	nm := newNemesis(w, seed, []string{"isolate", "cut-region", "majority-minority", "kill", "pause", "restart"}, nil)
-	rounds := 10
-	if d := faultSeconds(0); d > 0 {
-		rounds = max(10, int(d/(4*time.Second)))
-	}
-	times := convergenceRounds(t, w, nm, rounds,
-		func(stop *atomic.Bool) *sync.WaitGroup {
-			return activeWriters(w, "cv", l, seed+uint64(time.Now().UnixNano()), stop)
-		},
-		func() time.Duration {
-			return waitConverged(t, w, clients, func(c *redis.Client) (string, error) { return activeState(c, l) })
-		})
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	incr, adds := checkActiveLedger(t, clients, l)
-	p50, worst := durationStats(times)
-	faults, n := nm.summary()
+	r := activeFaultRounds(t, w, "cv", []string{"isolate", "cut-region", "majority-minority", "kill", "pause", "restart"}, 10)
+	p50, worst := durationStats(r.times)
+	faults, n := r.nm.summary()
 	t.Logf("FIGURES: active convergence after heal over %d rounds (%s): p50 %v, max %v (target 2 s + largest round trip %v = %v); %d acknowledged increments summed, %d acknowledged adds, all present on every node",
-		n, faults, p50.Round(time.Millisecond), worst.Round(time.Millisecond), w.maxRTT(), 2*time.Second+w.maxRTT(), incr, adds)
-	l.mu.Unlock()
-	data := dataBytes(clients[0], l)
-	l.mu.Lock()
+		n, faults, p50.Round(time.Millisecond), worst.Round(time.Millisecond), w.maxRTT(), 2*time.Second+w.maxRTT(), r.incr, r.adds)
+	data := dataBytes(r.clients[0], r.ledger)
 	var rss []string
 	for _, node := range w.nodes {
 		if b, err := processRSS(node); err == nil {
@@ -241,6 +216,46 @@ func TestActiveConvergesAfterFaults(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURES: after the active workload, node RSS %v for %d KB of data", rss, data>>10)
+}
+
+// activeRun is what activeFaultRounds measured.
+type activeRun struct {
+	clients    []*redis.Client // one per node, on the keyspace at eventual
+	ledger     *activeLedger
+	nm         *nemesis
+	times      []time.Duration // from each heal to convergence
+	incr, adds int64           // acknowledged increments summed, acknowledged adds
+}
+
+// activeFaultRounds creates the active keyspace ks and runs writers of
+// counters and sets in every region under one fault of kinds per round
+// (rounds of them, more with MERIDIAN_E2E_SECONDS), timing each
+// convergence after the heal; then it requires every acknowledged
+// increment and add on every node.
+func activeFaultRounds(t *testing.T, w *world, ks string, kinds []string, rounds int) activeRun {
+	t.Helper()
+	seed := seedFor(t)
+	w.createKeyspace(map[string]any{"name": ks, "strategy": "active", "shards": 2})
+	r := activeRun{ledger: newActiveLedger(), nm: newNemesis(w, seed, kinds, nil)}
+	for _, n := range w.nodes {
+		c := respClient(n, ks, "eventual")
+		t.Cleanup(func() { _ = c.Close() })
+		r.clients = append(r.clients, c)
+	}
+	if d := faultSeconds(0); d > 0 {
+		rounds = max(rounds, int(d/(4*time.Second)))
+	}
+	r.times = convergenceRounds(t, w, r.nm, rounds,
+		func(stop *atomic.Bool) *sync.WaitGroup {
+			return activeWriters(w, ks, r.ledger, seed+uint64(time.Now().UnixNano()), stop)
+		},
+		func() time.Duration {
+			return waitConverged(t, w, r.clients, func(c *redis.Client) (string, error) { return activeState(c, r.ledger) })
+		})
+	r.ledger.mu.Lock()
+	defer r.ledger.mu.Unlock()
+	r.incr, r.adds = checkActiveLedger(t, r.clients, r.ledger)
+	return r
 }
 
 // TestAsyncConvergesAfterFaults: writers in every region of an async

@@ -39,30 +39,8 @@ func skewArgs(offsets map[string]time.Duration) func(n *wnode) []string {
 func TestActiveConvergesUnderClockSkew(t *testing.T) {
 	offsets := map[string]time.Duration{"us-east": 100 * time.Millisecond, "eu-west": -100 * time.Millisecond}
 	w := newWorld(t, worldConfig{regions: threeRegions, nodeArgs: skewArgs(offsets)})
-	seed := seedFor(t)
-	w.createKeyspace(map[string]any{"name": "sk", "strategy": "active", "shards": 2})
-	l := newActiveLedger()
-	var clients []*redis.Client
-	for _, n := range w.nodes {
-		c := respClient(n, "sk", "eventual")
-		defer c.Close()
-		clients = append(clients, c)
-	}
-	nm := newNemesis(w, seed, []string{"isolate", "cut-region", "kill", "pause"}, nil)
-	rounds := 4
-	if d := faultSeconds(0); d > 0 {
-		rounds = max(4, int(d/(4*time.Second)))
-	}
-	times := convergenceRounds(t, w, nm, rounds,
-		func(stop *atomic.Bool) *sync.WaitGroup {
-			return activeWriters(w, "sk", l, seed+uint64(time.Now().UnixNano()), stop)
-		},
-		func() time.Duration {
-			return waitConverged(t, w, clients, func(c *redis.Client) (string, error) { return activeState(c, l) })
-		})
-	l.mu.Lock()
-	incr, adds := checkActiveLedger(t, clients, l)
-	l.mu.Unlock()
+	r := activeFaultRounds(t, w, "sk", []string{"isolate", "cut-region", "kill", "pause"}, 4)
+	clients, times, nm, incr, adds := r.clients, r.times, r.nm, r.incr, r.adds
 
 	// Concurrent writes of the same registers from every node.
 	const registers = 8
