@@ -34,20 +34,23 @@ func plainSet(args [][]byte) bool {
 	return len(args) == 3 && len(args[0]) == 3 && bytes.EqualFold(args[0], []byte("set"))
 }
 
-// setRunnable reports whether the connection may batch SETs now.
-func (c *client) setRunnable() bool {
+// setRunKeyspace returns the connection's keyspace if it may batch SETs
+// now (nil: run them one by one).
+func (c *client) setRunKeyspace() *metadata.Keyspace {
 	if c.multi != nil || c.quit || c.subscriptions() > 0 {
-		return false
+		return nil
 	}
-	ks := c.node().Metadata().Keyspaces[c.keyspace]
-	return ks != nil && ks.Strategy != metadata.Active
+	if ks := c.node().Metadata().Keyspaces[c.keyspace]; ks != nil && ks.Strategy != metadata.Active {
+		return ks
+	}
+	return nil
 }
 
 // handleSetRun handles a plain SET (first) read while more input waits:
 // it reads the SETs that follow it, runs them as one batch, then handles
 // the command that ended the run, if any. It returns false when the
 // connection must close.
-func (c *client) handleSetRun(first [][]byte) bool {
+func (c *client) handleSetRun(ks *metadata.Keyspace, first [][]byte) bool {
 	run := [][][]byte{cloneArgs(first)}
 	var next [][]byte
 	var nextErr error
@@ -61,7 +64,7 @@ func (c *client) handleSetRun(first [][]byte) bool {
 		pending = true
 		break
 	}
-	if !c.runSets(run) {
+	if !c.runSets(ks, run) {
 		return false
 	}
 	if pending {
@@ -80,12 +83,12 @@ func cloneArgs(args [][]byte) [][]byte {
 	return out
 }
 
-// runSets runs a run of plain SETs: as MSETs by shard when every one of
-// them may go that way, else one by one as usual.
-func (c *client) runSets(run [][][]byte) bool {
-	ks := c.node().Metadata().Keyspaces[c.keyspace]
+// runSets runs a run of plain SETs of keyspace ks (a sync or async one):
+// as MSETs by shard when every one of them may go that way, else one by
+// one as usual.
+func (c *client) runSets(ks *metadata.Keyspace, run [][][]byte) bool {
 	lim := c.node().Limits()
-	batch := len(run) > 1 && ks != nil && ks.Strategy != metadata.Active
+	batch := len(run) > 1
 	for _, args := range run {
 		if !batch {
 			break

@@ -306,11 +306,13 @@ func (c *client) serve() {
 			_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		}
 		args, err := c.r.readCommand()
-		if err == nil && plainSet(args) && c.r.buffered() && c.setRunnable() {
-			if !c.handleSetRun(args) { // pipeline.go
-				return
+		if err == nil && plainSet(args) && c.r.buffered() {
+			if ks := c.setRunKeyspace(); ks != nil {
+				if !c.handleSetRun(ks, args) { // pipeline.go
+					return
+				}
+				continue
 			}
-			continue
 		}
 		if !c.handle(args, err) {
 			return
