@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # compare.sh - run one YCSB-like workload against Redis, a 3-member etcd
 # cluster and Meridian on this machine, side by side, and print Meridian's
-# ratios to each peer (BENCHMARKS.md: on small, noisy machines only ratios
-# measured in the same run mean anything).
+# ratios to each peer. Every system goes through `meridian bench`, etcd
+# through its JSON gateway: the workload is the same, but etcd is not
+# driven by its own client; bench/own-tools.sh is the comparison to
+# quote (BENCHMARKS.md: on small, noisy machines only ratios measured in
+# the same run mean anything).
 #
 # Usage: bench/compare.sh            (from anywhere inside the repository)
 #
@@ -295,3 +298,5 @@ done
 echo
 echo "(throughput ratio above 1 and latency ratios below 1 favour Meridian; Redis keeps data in memory"
 echo " unless REDIS_FSYNC=always, etcd and Meridian fsync every write on 3 members)"
+echo "(etcd is driven here through its JSON gateway, which costs it more than its own gRPC"
+echo " client: bench/own-tools.sh drives every peer with its own tool, for the ratios to quote)"

@@ -88,8 +88,8 @@ func TestActiveConvergesUnderClockSkew(t *testing.T) {
 // group) but the other regions refuse its streams, which report the
 // clock check as the reason they are stalled, and the destinations log
 // it at warn level; nothing of it is applied elsewhere. The other
-// direction still flows. Put the clocks right and the held writes are
-// still there, waiting (nothing was dropped).
+// direction still flows, and the refused write is still held in
+// ap-southeast (nothing was dropped).
 func TestClockFarAheadIsRefused(t *testing.T) {
 	offsets := map[string]time.Duration{"ap-southeast": 10 * time.Minute}
 	w := newWorld(t, worldConfig{regions: threeRegions, nodeArgs: skewArgs(offsets)})
