@@ -346,13 +346,19 @@ func (s *LogStore) setTruncatedLocked(b *Batch, index, term uint64) {
 // leader: the group's data is replaced, the whole log discarded, and the
 // applied and truncated states moved to the snapshot's index.
 func (s *LogStore) StageSnapshot(b *Batch, snap *pb.Snapshot) error {
-	md := snap.GetMetadata()
 	if err := b.RestoreGroupData(s.group, snap.GetData()); err != nil {
 		return err
 	}
+	b.DeleteRange(logKey(s.group, 0), logKey(s.group, ^uint64(0)))
+	s.stageSnapshotState(b, snap.GetMetadata())
+	return nil
+}
+
+// stageSnapshotState stages the applied, truncated and cached state of a
+// snapshot at md, once the group's data and log have been replaced.
+func (s *LogStore) stageSnapshotState(b *Batch, md *pb.SnapshotMetadata) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b.DeleteRange(logKey(s.group, 0), logKey(s.group, ^uint64(0)))
 	s.cache = nil
 	s.last = md.GetIndex()
 	s.setTruncatedLocked(b, md.GetIndex(), md.GetTerm())
@@ -363,7 +369,6 @@ func (s *LogStore) StageSnapshot(b *Batch, snap *pb.Snapshot) error {
 	s.applied = AppliedState{Index: md.GetIndex(), ConfState: proto.Clone(cs).(*pb.ConfState)}
 	v := binary.BigEndian.AppendUint64(nil, md.GetIndex())
 	b.Set(raftKey(s.group, suffixApplied), append(v, mustMarshal(cs)...))
-	return nil
 }
 
 // StageBootstrap stages the initial state of a brand-new group whose
@@ -373,13 +378,14 @@ func (s *LogStore) StageBootstrap(b *Batch, index, term uint64, voters []uint64)
 	if s.HasState() {
 		return fmt.Errorf("storage: group %d already has state", s.group)
 	}
-	snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
+	// A group without state has no data and no log here (StageDestroy
+	// removes both with the state, in one batch): nothing to clear, and
+	// no range deletion per new group (thousands of them in a memtable
+	// make every read of it slow).
+	s.stageSnapshotState(b, &pb.SnapshotMetadata{
 		Index: proto.Uint64(index), Term: proto.Uint64(term),
 		ConfState: &pb.ConfState{Voters: voters},
-	}}
-	if err := s.StageSnapshot(b, snap); err != nil {
-		return err
-	}
+	})
 	s.StageHardState(b, &pb.HardState{Term: proto.Uint64(term), Commit: proto.Uint64(index)})
 	return nil
 }
