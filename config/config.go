@@ -131,6 +131,8 @@ type Raft struct {
 	MaxSizePerMsgBytes  uint64 `yaml:"max_size_per_msg_bytes" toml:"max_size_per_msg_bytes"`
 	MaxUncommittedBytes uint64 `yaml:"max_uncommitted_bytes" toml:"max_uncommitted_bytes"`
 	CompactAfterEntries uint64 `yaml:"compact_after_entries" toml:"compact_after_entries"`
+	// QuiesceAfter: idle groups stop ticking after this long; 0: never.
+	QuiesceAfter time.Duration `yaml:"quiesce_after" toml:"quiesce_after"`
 }
 
 // Streams shape the streams of async and active keyspaces.
@@ -187,6 +189,7 @@ func Default() File {
 		Raft: Raft{
 			MaxInflightMsgs: node.DefaultMaxInflightMsgs, MaxSizePerMsgBytes: node.DefaultMaxSizePerMsgBytes,
 			MaxUncommittedBytes: node.DefaultMaxUncommittedBytes, CompactAfterEntries: node.DefaultCompactAfterEntries,
+			QuiesceAfter: node.DefaultQuiesceAfter,
 		},
 		Streams: Streams{
 			BatchInterval: node.DefaultStreamBatchInterval, MaxBatchBytes: node.DefaultStreamMaxBatchBytes,
@@ -303,6 +306,9 @@ func (f *File) Validate() error {
 	// Settings where zero means nothing useful: a zero tick, a zero
 	// window. (In node.Config zero stands for the default; in a file the
 	// defaults are filled in already, so a zero was written on purpose.)
+	if f.Raft.QuiesceAfter < 0 {
+		return fmt.Errorf("%w: raft.quiesce_after must not be negative (0: groups never quiesce), got %v", ErrInvalid, f.Raft.QuiesceAfter)
+	}
 	positive := []struct {
 		key string
 		v   int64
@@ -479,7 +485,17 @@ func (f *File) NodeConfig() node.Config {
 		StreamBatchInterval: f.Streams.BatchInterval, StreamMaxBatchBytes: f.Streams.MaxBatchBytes,
 		StreamMaxInFlight: f.Streams.MaxInFlight, StreamHeartbeatInterval: f.Streams.HeartbeatInterval,
 		StreamRetryBackoff: f.Streams.RetryBackoff,
+		QuiesceAfter:       f.quiesceAfter(),
 	}
+}
+
+// quiesceAfter is the file's raft.quiesce_after as node.Config takes it:
+// there zero means the default, and a negative duration never.
+func (f *File) quiesceAfter() time.Duration {
+	if f.Raft.QuiesceAfter == 0 {
+		return -1
+	}
+	return f.Raft.QuiesceAfter
 }
 
 // RESPConfig maps the file onto resp.Config (the caller adds the logger
@@ -513,6 +529,7 @@ var fileKeys = map[string]string{
 	"MaxKeyBytes": "limits.max_key_bytes", "MaxValueBytes": "limits.max_value_bytes",
 	"CacheBytes": "storage.cache_bytes", "MaxInflightMsgs": "raft.max_inflight_msgs",
 	"MaxSizePerMsgBytes": "raft.max_size_per_msg_bytes", "MaxUncommittedBytes": "raft.max_uncommitted_bytes",
+	"QuiesceAfter": "raft.quiesce_after",
 	"CompactAfterEntries": "raft.compact_after_entries", "StreamBatchInterval": "streams.batch_interval",
 	"StreamMaxBatchBytes": "streams.max_batch_bytes", "StreamMaxInFlight": "streams.max_in_flight",
 	"StreamHeartbeatInterval": "streams.heartbeat_interval", "StreamRetryBackoff": "streams.retry_backoff",

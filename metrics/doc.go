@@ -37,6 +37,7 @@
 //
 //	meridian_raft_groups                         gauge     groups hosted here (no labels)
 //	meridian_raft_leaders                        gauge     groups led by this node (no labels)
+//	meridian_raft_groups_quiesced                gauge     groups quiesced here: idle, not ticking (no labels)
 //	meridian_raft_group_term                     gauge     current term on this replica
 //	meridian_raft_group_commit_index             gauge     commit index known to this replica
 //	meridian_raft_group_applied_index            gauge     applied index on this replica

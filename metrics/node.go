@@ -27,7 +27,7 @@ type nodeCollector struct {
 	// Host counters (raftgroup.Stats), in the order of hostCounters.
 	counters []*prometheus.Desc
 
-	groups, leaders                                 *prometheus.Desc
+	groups, leaders, quiesced                       *prometheus.Desc
 	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
 	peerRTT, peerReachable, bytesSent               *prometheus.Desc
 	streamLagEntries, streamLagSeconds              *prometheus.Desc
@@ -75,6 +75,8 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		info: prometheus.NewDesc("meridian_node_info", "Always 1; the labels name this node and its region.", []string{"node", "region"}, nil),
 		groups: prometheus.NewDesc("meridian_raft_groups",
 			"Raft groups hosted on this node (the metadata group included).", nil, nil),
+		quiesced: prometheus.NewDesc("meridian_raft_groups_quiesced",
+			"Raft groups on this node that are quiesced: idle, neither ticking nor heartbeating until used again.", nil, nil),
 		leaders: prometheus.NewDesc("meridian_raft_leaders",
 			"Raft groups this node leads.", nil, nil),
 		term: prometheus.NewDesc("meridian_raft_group_term",
@@ -134,7 +136,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.counters {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.term, c.commit, c.applied,
+	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.quiesced, c.term, c.commit, c.applied,
 		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds,
 		c.streamStalled, c.streamStalledSeconds, c.conflicts, c.archiveLag, c.archiveBytes, c.archiveGaps,
 		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown} {
@@ -195,6 +197,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.groups, prometheus.GaugeValue, float64(hosted))
 	ch <- prometheus.MustNewConstMetric(c.leaders, prometheus.GaugeValue, float64(led))
+	ch <- prometheus.MustNewConstMetric(c.quiesced, prometheus.GaugeValue, float64(host.Quiesced()))
 
 	tr := n.Transport()
 	rtts := tr.RTTs()

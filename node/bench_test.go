@@ -262,7 +262,7 @@ func BenchmarkFsyncsPerWrite(b *testing.B) {
 		return f
 	}
 	b.ResetTimer()
-	for _, writers := range []int{1, 20} {
+	for _, writers := range []int{1, 10, 50} {
 		before := fsyncs()
 		var wg sync.WaitGroup
 		for w := range writers {

@@ -83,7 +83,10 @@ func (e nodeEnv) NearestReplica(sh metadata.Shard) uint64 { return e.n.nearestRe
 
 func (e nodeEnv) Group(id uint64) (strategy.GroupInfo, bool) { return e.n.group(id) }
 
-func (e nodeEnv) Closed(group uint64) (uint64, int64, uint64) { return e.n.closedFor(group) }
+func (e nodeEnv) Closed(group uint64) (uint64, int64, uint64) {
+	e.n.host.Touch(group) // a stream reads it: the group must keep its lease
+	return e.n.closedFor(group)
+}
 
 func (e nodeEnv) ClosedAt(group, applied uint64) int64 { return e.n.closed.at(group, applied) }
 

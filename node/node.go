@@ -150,6 +150,11 @@ type Config struct {
 	// AuditRetention is how many audit records the node keeps (audit.go).
 	// Default DefaultAuditRetention.
 	AuditRetention int
+	// QuiesceAfter is how long a group stays idle (nothing written, read
+	// or streamed, every replica caught up) before it stops ticking and
+	// heartbeating until it is used again (raftgroup's quiesce.go).
+	// Default DefaultQuiesceAfter; negative: groups never quiesce.
+	QuiesceAfter time.Duration
 }
 
 // Defaults of Config (and of the configuration file, see package config).
@@ -176,6 +181,7 @@ const (
 	DefaultCacheBytes              = 64 << 20
 	DefaultBackupArchiveInterval   = time.Second
 	DefaultBackupSealInterval      = 2 * time.Second
+	DefaultQuiesceAfter            = 2 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by every error of Config.Validate; the
@@ -198,6 +204,7 @@ func (c *Config) setDefaults() {
 	def(&c.HealthCheckInterval, DefaultHealthCheckInterval)
 	def(&c.StreamBatchInterval, DefaultStreamBatchInterval)
 	def(&c.StreamHeartbeatInterval, DefaultStreamHeartbeatInterval)
+	def(&c.QuiesceAfter, DefaultQuiesceAfter)
 	def(&c.StreamRetryBackoff, DefaultStreamRetryBackoff)
 	def(&c.BackupArchiveInterval, DefaultBackupArchiveInterval)
 	def(&c.BackupSealInterval, DefaultBackupSealInterval)
@@ -422,6 +429,7 @@ func Start(cfg Config) (*Node, error) {
 		MinElectionTimeout: cfg.minElectionTimeout(),
 		MaxInflightMsgs:    cfg.MaxInflightMsgs, MaxSizePerMsgBytes: cfg.MaxSizePerMsgBytes,
 		MaxUncommittedBytes: cfg.MaxUncommittedBytes,
+		QuiesceAfter:        max(cfg.QuiesceAfter, 0), BeatInterval: cfg.MinHeartbeatInterval,
 		// Every entry this node's leaders append carries its commit stamp
 		// (backups cut the logs by it: backup.go).
 		Stamps: n.clock,

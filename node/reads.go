@@ -118,6 +118,9 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 		return strong()
 	}
 	rg, ok := n.localGroup(sh)
+	if ok {
+		n.host.Touch(rg.Group) // read here: the group must not quiesce (its closed timestamps)
+	}
 	if !ok {
 		// No replica here: the nearest node with one in this region's
 		// group (or the shard's) decides.
@@ -384,13 +387,16 @@ func (n *Node) closedLoop() {
 		case <-t.C:
 		}
 		out := map[uint64][]*nodepb.ClosedSample{}
-		for _, g := range n.host.Groups() {
+		for _, g := range n.host.Leading() {
 			if g == metadata.SystemGroup {
 				continue
 			}
 			index, closedMS, term := n.closedFor(g)
+			if closedMS == 0 {
+				continue // no lease (a quiesced group's has run out)
+			}
 			st, ok := n.host.Status(g)
-			if !ok || closedMS == 0 {
+			if !ok {
 				continue
 			}
 			s := closedSample{Group: g, Index: index, TimeMS: closedMS, Term: term}

@@ -1,7 +1,10 @@
 // Package raftgroup hosts many raft groups on one node: one loop goroutine
 // drives every group's RawNode (go.etcd.io/raft/v3), one ticker ticks them
 // all, one sender ships their messages, and one synced storage batch per
-// loop round persists all of them together (group commit).
+// loop round persists all of them together (group commit). Groups left
+// idle quiesce (Config.QuiesceAfter): they stop ticking and heartbeating,
+// and the loop's rounds skip them, until something wakes them
+// (quiesce.go has the protocol and why it is safe).
 //
 // The Ready contract, as the loop follows it each round:
 //

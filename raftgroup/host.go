@@ -100,6 +100,15 @@ type Config struct {
 	// below the stamps before it in the group's log (envelope.go). Nil:
 	// entries carry no stamp (envelope version 1), and Mark is refused.
 	Stamps *hlc.Clock
+	// QuiesceAfter is how long a group must be idle (nothing proposed,
+	// read, applied or touched, every replica caught up) before its
+	// leader quiesces it: the group stops ticking and heartbeating until
+	// something wakes it (quiesce.go). Zero: groups never quiesce.
+	QuiesceAfter time.Duration
+	// BeatInterval is how often a host whose quiesced groups have
+	// followers elsewhere tells those nodes it is alive (one message per
+	// node, not per group). Default 10 ticks.
+	BeatInterval time.Duration
 	// OnFatal is called once, on a goroutine of its own, when the host
 	// stops on a fatal error: persisting raft state failed, or a state
 	// machine could not apply a committed command (StateMachine.Apply).
@@ -126,6 +135,9 @@ func (c *Config) setDefaults() {
 	if c.ReadRetryInterval == 0 {
 		c.ReadRetryInterval = 500 * time.Millisecond
 	}
+	if c.BeatInterval == 0 {
+		c.BeatInterval = 10 * c.TickInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -144,6 +156,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("raftgroup: TickInterval must be positive (got %v)", c.TickInterval)
 	case c.MaxInflightMsgs < 0:
 		return fmt.Errorf("raftgroup: MaxInflightMsgs must not be negative (got %d)", c.MaxInflightMsgs)
+	case c.QuiesceAfter < 0:
+		return fmt.Errorf("raftgroup: QuiesceAfter must not be negative (got %v)", c.QuiesceAfter)
+	case c.BeatInterval < c.TickInterval:
+		return fmt.Errorf("raftgroup: BeatInterval (%v) is shorter than TickInterval (%v)", c.BeatInterval, c.TickInterval)
 	case c.ReadRetryInterval < 0:
 		return fmt.Errorf("raftgroup: ReadRetryInterval must not be negative (got %v)", c.ReadRetryInterval)
 	case c.MinElectionTimeout < 0:
@@ -257,6 +273,16 @@ type group struct {
 	// quietUntil: a replica loaded from disk ignores vote requests until
 	// then (see lease.go).
 	quietUntil time.Time
+
+	// Quiescence (quiesce.go). quiesced: the group does not tick (loop
+	// only; qflag mirrors it for other goroutines); qlead: the leader a
+	// quiesced follower waits on; busyAt: when the loop last saw the
+	// group do anything; touchedAt (Unix ns): when a reader last used it.
+	quiesced  bool
+	qflag     atomic.Bool
+	qlead     uint64
+	busyAt    time.Time
+	touchedAt atomic.Int64
 }
 
 // Status is a snapshot of a group's state on this node.
@@ -310,6 +336,10 @@ type Host struct {
 	wake        chan struct{} // nudges the loop (snapshot reports, more Ready)
 	reportMu    sync.Mutex
 	snapReports []snapReport
+
+	q quiescence // loop only (quiesce.go)
+	// leading: the groups led here (Leading).
+	leading atomic.Pointer[[]uint64]
 }
 
 type inbound struct {
@@ -341,6 +371,7 @@ func New(cfg Config) (*Host, error) {
 		h.now = h.clock.Now
 	}
 	h.nextID.Store(rand.Uint64())
+	h.q = newQuiescence()
 	return h, nil
 }
 
@@ -416,7 +447,7 @@ func (h *Host) Deliver(group uint64, msgs []*pb.Message) {
 func (h *Host) ReportUnreachable(group, to uint64) {
 	select {
 	case h.work <- func() {
-		if g := h.groups[group]; g != nil {
+		if g := h.groups[group]; g != nil && !g.quiesced {
 			g.rn.ReportUnreachable(to)
 		}
 	}:
@@ -454,6 +485,7 @@ func (h *Host) takeSnapReports() {
 	h.reportMu.Unlock()
 	for _, r := range reports {
 		if g := h.groups[r.group]; g != nil {
+			h.wakeGroup(g, true)
 			g.rn.ReportSnapshot(r.to, r.status)
 		}
 	}
@@ -563,6 +595,8 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 	h.mu.Lock()
 	h.groups[gc.ID] = g
 	h.mu.Unlock()
+	g.busyAt = h.now()
+	h.q.active[gc.ID] = g
 	if gc.Campaign && bootstrapped {
 		if err := rn.Campaign(); err != nil {
 			h.log.Warn("campaign failed", "group", gc.ID, "err", err)
@@ -582,9 +616,12 @@ func (h *Host) RemoveGroup(ctx context.Context, id uint64) error {
 		}
 		h.stats.fsyncs.Add(1)
 		h.failWaiters(g, ErrRemoved, ErrRemoved)
+		h.wakeGroup(g, false)
+		delete(h.q.active, id)
 		h.mu.Lock()
 		delete(h.groups, id)
 		h.mu.Unlock()
+		h.noteLeader(g)
 		return nil
 	})
 }
@@ -622,6 +659,43 @@ func (h *Host) Groups() []uint64 {
 		out = append(out, id)
 	}
 	return out
+}
+
+// Leading returns the groups this node leads and that are not quiesced
+// (a quiesced group renews no lease, so it has no closed timestamp to
+// give), as the loop last saw. It takes no lock; the list is rebuilt
+// only when it changes.
+func (h *Host) Leading() []uint64 {
+	if p := h.leading.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// noteLeader records whether g is an awake leader here. Loop only.
+func (h *Host) noteLeader(g *group) {
+	_, was := h.q.leaders[g.id]
+	if now := g.isLeader && !g.quiesced && h.groups[g.id] == g; now != was {
+		if now {
+			h.q.leaders[g.id] = struct{}{}
+		} else {
+			delete(h.q.leaders, g.id)
+		}
+		h.q.leadersChanged = true
+	}
+}
+
+// publishLeading publishes the list Leading returns, if it changed.
+func (h *Host) publishLeading() {
+	if !h.q.leadersChanged {
+		return
+	}
+	h.q.leadersChanged = false
+	out := make([]uint64, 0, len(h.q.leaders))
+	for id := range h.q.leaders {
+		out = append(out, id)
+	}
+	h.leading.Store(&out)
 }
 
 // Status returns the latest published status of a group.
@@ -763,6 +837,7 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		case !g.isLeader:
 			perr = fmt.Errorf("%w: group %d is led by %d", ErrNotLeader, groupID, g.lead)
 		default:
+			h.wakeGroup(g, true)
 			if perr = propose(g); perr == nil {
 				g.proposals[id] = w
 				h.stats.proposals.Add(1)
@@ -837,6 +912,7 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 				gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 				return
 			}
+			h.wakeGroup(g, true)
 			if h.leaseValid(g, h.now()) {
 				// Under the lease: the commit index is a linearizable read point.
 				h.stats.leaseReads.Add(1)
@@ -890,6 +966,7 @@ func (h *Host) WaitApplied(ctx context.Context, groupID, index uint64) error {
 		if g.applied >= index {
 			ch <- nil
 		} else {
+			h.wakeGroup(g, true)
 			g.applyWaiters = append(g.applyWaiters, applyWaiter{index: index, ch: ch})
 		}
 		return nil
@@ -919,6 +996,7 @@ func (h *Host) TransferLeader(ctx context.Context, groupID, to uint64) error {
 		// reads under ours now.
 		g.lease = lease{}
 		g.fast.Store(nil)
+		h.wakeGroup(g, true)
 		g.rn.TransferLeader(to)
 		return nil
 	})
@@ -926,7 +1004,10 @@ func (h *Host) TransferLeader(ctx context.Context, groupID, to uint64) error {
 
 // Campaign makes this replica start an election.
 func (h *Host) Campaign(ctx context.Context, groupID uint64) error {
-	return h.onGroup(ctx, groupID, func(g *group) error { return g.rn.Campaign() })
+	return h.onGroup(ctx, groupID, func(g *group) error {
+		h.wakeGroup(g, false)
+		return g.rn.Campaign()
+	})
 }
 
 // failWaiters fails g's pending proposals with proposalErr and its apply

@@ -74,6 +74,8 @@ type localNet struct {
 	// reading the manual clock, shifted by skewMS[id]).
 	stamps bool
 	skewMS map[uint64]int64
+	// quiesceAfter is the hosts' Config.QuiesceAfter (0: never).
+	quiesceAfter time.Duration
 }
 
 // testTick is the tick of the test hosts.
@@ -198,7 +200,7 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 		stamps = hlc.NewWithWall(uint32(id), 0, func() int64 { return n.clock.Now().UnixMilli() + skew })
 	}
 	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: testTick, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond,
-		Clock: n.clock, Stamps: stamps, OnFatal: func(err error) { fatal <- err }})
+		Clock: n.clock, Stamps: stamps, QuiesceAfter: n.quiesceAfter, OnFatal: func(err error) { fatal <- err }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func (h *Host) renewLeases(now time.Time) {
 	if h.cfg.DisableLeaseReads {
 		return
 	}
-	for _, g := range h.groups {
+	for _, g := range h.q.active {
 		if !g.isLeader {
 			continue
 		}
@@ -187,9 +187,11 @@ func (h *Host) fastReadIndex(groupID uint64) (uint64, bool) {
 		return 0, false
 	}
 	f := g.fast.Load()
-	if f == nil || f.applied < f.commit || !h.now().Before(f.expiry) {
+	now := h.now()
+	if f == nil || f.applied < f.commit || !now.Before(f.expiry) {
 		return 0, false
 	}
+	g.touchedAt.Store(now.UnixNano())
 	h.stats.leaseReads.Add(1)
 	return f.commit, true
 }
@@ -220,8 +222,8 @@ type ClosedTimestamp struct {
 func (h *Host) Closed(groupID uint64) (ClosedTimestamp, bool) {
 	now := h.now() // before the lease is read
 	g := h.group(groupID)
-	if g == nil {
-		return ClosedTimestamp{}, false
+	if g == nil || g.qflag.Load() {
+		return ClosedTimestamp{}, false // a quiesced group renews no lease
 	}
 	f := g.fast.Load()
 	if f == nil || f.applied < f.commit || !now.Before(f.expiry) {

@@ -16,7 +16,10 @@ import (
 
 // maxWorkPerRound bounds how many queued requests and inbound batches one
 // loop round takes before it persists and sends, so that a flood of
-// proposals cannot starve ticks or delay acknowledgements unboundedly.
+// proposals cannot starve ticks or delay acknowledgements unboundedly; a
+// round also stops taking work after a tick's time of it (creating
+// hundreds of groups, each bootstrap synced, would otherwise hold ticks,
+// heartbeats and beats back for a second).
 const maxWorkPerRound = 512
 
 func (h *Host) loop() {
@@ -42,10 +45,12 @@ func (h *Host) loop() {
 		case <-h.stopped:
 			return
 		case t := <-ticks:
-			for _, g := range h.groups {
+			for _, g := range h.q.active {
 				g.rn.Tick()
 			}
-			h.renewLeases(h.tickTime(t))
+			now := h.tickTime(t)
+			h.renewLeases(now)
+			h.quiesceTick(now)
 		case fn := <-h.work:
 			fn()
 		case in := <-h.inbox:
@@ -54,8 +59,12 @@ func (h *Host) loop() {
 		}
 		h.takeSnapReports()
 		// Take whatever else is queued, then persist and send once.
+		start := time.Now()
 	drain:
 		for n := 0; n < maxWorkPerRound; n++ {
+			if n%16 == 15 && time.Since(start) > h.cfg.TickInterval {
+				break // slow work (group bootstraps fsync): tick and send first
+			}
 			select {
 			case fn := <-h.work:
 				fn()
@@ -71,6 +80,7 @@ func (h *Host) loop() {
 		default:
 		}
 		h.processReady()
+		h.publishLeading()
 	}
 }
 
@@ -86,12 +96,19 @@ func (h *Host) tickTime(t time.Time) time.Time {
 }
 
 func (h *Host) step(in inbound) {
+	if in.group == beatGroup {
+		h.beatsIn(in.msgs)
+		return
+	}
 	g := h.groups[in.group]
 	if g == nil {
 		return
 	}
 	now := h.now()
 	for _, m := range in.msgs {
+		if h.quiesceMessage(g, m, now) {
+			continue
+		}
 		if g.quiet(m, now) || h.answerReadUnderLease(g, m, now) || !fromNetworkOK(g, m) {
 			continue
 		}
@@ -118,7 +135,7 @@ type pendingResult struct {
 // has work (see the package documentation).
 func (h *Host) processReady() {
 	var ready []readyGroup
-	for _, g := range h.groups {
+	for _, g := range h.q.active {
 		if g.rn.HasReady() {
 			ready = append(ready, readyGroup{g: g})
 		}
@@ -128,6 +145,8 @@ func (h *Host) processReady() {
 	}
 	h.stats.readyRounds.Add(1)
 	h.stats.readyGroups.Add(uint64(len(ready)))
+	roundStart := h.now()
+
 	b := h.cfg.DB.NewBatch()
 	mustSync := false
 	for i := range ready {
@@ -148,11 +167,15 @@ func (h *Host) processReady() {
 		}
 		rg.rd = g.rn.Ready()
 		rd := &rg.rd
+		if len(rd.Entries) > 0 || len(rd.CommittedEntries) > 0 || rd.SoftState != nil || !raft.IsEmptySnap(rd.Snapshot) {
+			g.busyAt = roundStart
+		}
 		if rd.SoftState != nil {
 			if !g.isLeader && rd.SoftState.RaftState == raft.StateLeader {
 				g.termStart = 0 // found below: the first empty entry of the term
 			}
 			g.isLeader = rd.SoftState.RaftState == raft.StateLeader
+			h.noteLeader(g)
 			if !g.isLeader {
 				g.ccWaiting = nil
 			}

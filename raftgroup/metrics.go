@@ -50,6 +50,7 @@ type hostStats struct {
 	snapshotsApplied                       atomic.Uint64
 	batches, fsyncs                        atomic.Uint64
 	messagesSent, leaseReads               atomic.Uint64
+	quiesced                               atomic.Int64 // a gauge
 }
 
 // Stats returns the host's counters. It is safe to call from any
