@@ -452,7 +452,8 @@ func TestBenchCommandLine(t *testing.T) {
 			t.Errorf("%v: %v\n%s", c.args, err, out)
 		}
 	}
-	// The flags compare.sh passes are known.
+	// The flags of the documented examples (and compare.sh's --pipeline)
+	// are known.
 	cmd := benchCmd()
 	for _, name := range []string{"workload", "distribution", "records", "value-size", "clients", "duration", "ops", "target", "json",
 		"keyspace", "consistency", "region", "regions", "base-port", "seed", "no-load", "fsync-samples", "lag-timeout", "staleness", "pipeline"} {
