@@ -27,6 +27,35 @@ type Client interface {
 	Close() error
 }
 
+// BatchOp is one operation of a pipelined batch (see Pipeliner): a read of
+// Key, or, when Write is set, a write of Value to Key.
+type BatchOp struct {
+	Key   string
+	Write bool
+	// Value is the value written; the client must not keep it after
+	// Pipeline returns (the runner reuses the buffer).
+	Value []byte
+	// Err is set by Pipeline: nil, an error wrapping ErrNotFound (a read
+	// of a missing key), or the operation's failure.
+	Err error
+}
+
+// Pipeliner is a Client that can keep several operations in flight on its
+// one connection, as redis-benchmark -P does: Run uses it when
+// Params.Pipeline is more than 1.
+type Pipeliner interface {
+	Client
+	// Pipeline sends every operation of ops without waiting for replies,
+	// then reads every reply, and sets each operation's Err. It returns
+	// the first failure, if any (not a read of a missing key).
+	Pipeline(ctx context.Context, ops []BatchOp) error
+}
+
+// ErrNoPipeline is returned (wrapped) by Run when Params.Pipeline asks for
+// more than one operation in flight and the target's clients cannot
+// pipeline (they do not implement Pipeliner).
+var ErrNoPipeline = errors.New("bench: the target's clients send one request at a time and cannot pipeline")
+
 // Target is a system under test: it makes one Client per simulated client.
 type Target interface {
 	// Name identifies the target in reports, e.g. "resp://127.0.0.1:6379".
@@ -176,7 +205,13 @@ func (t *RESPTarget) NewClient(context.Context) (Client, error) {
 // Close implements Target.
 func (t *RESPTarget) Close() error { return nil }
 
-type respClient struct{ rdb *redis.Client }
+type respClient struct {
+	rdb *redis.Client
+	// For Pipeline: go-redis's pipeline (reusable after Exec) and the
+	// commands of the batch.
+	pipe redis.Pipeliner
+	cmds []redis.Cmder
+}
 
 func (c *respClient) Read(ctx context.Context, key string) ([]byte, error) {
 	v, err := c.rdb.Get(ctx, key).Bytes()
@@ -188,6 +223,35 @@ func (c *respClient) Read(ctx context.Context, key string) ([]byte, error) {
 
 func (c *respClient) Update(ctx context.Context, key string, value []byte) error {
 	return c.rdb.Set(ctx, key, value, 0).Err()
+}
+
+// Pipeline implements Pipeliner: the batch's commands go out in one write
+// on the client's connection, then every reply is read.
+func (c *respClient) Pipeline(ctx context.Context, ops []BatchOp) error {
+	if c.pipe == nil {
+		c.pipe = c.rdb.Pipeline()
+	}
+	c.cmds = c.cmds[:0]
+	for _, op := range ops {
+		if op.Write {
+			c.cmds = append(c.cmds, c.pipe.Set(ctx, op.Key, op.Value, 0))
+		} else {
+			c.cmds = append(c.cmds, c.pipe.Get(ctx, op.Key))
+		}
+	}
+	_, _ = c.pipe.Exec(ctx) // every command carries its own error
+	var first error
+	for i, cmd := range c.cmds {
+		err := cmd.Err()
+		if errors.Is(err, redis.Nil) {
+			err = fmt.Errorf("%w: %s", ErrNotFound, ops[i].Key)
+		} else if err != nil && first == nil {
+			first = err
+		}
+		ops[i].Err = err
+		c.cmds[i] = nil
+	}
+	return first
 }
 
 func (c *respClient) Close() error { return c.rdb.Close() }

@@ -17,12 +17,23 @@ import (
 
 // fakeRESP is a tiny RESP2 server knowing PING, GET and SET, enough for the
 // RESP target. pingReply overrides the answer to PING.
+//
+// Like Redis, it answers every command it has read and sends the replies
+// in one write when its read buffer is empty, and it counts, per
+// connection, the commands read between two such writes: a pipelining
+// client's batch arrives whole, a one-at-a-time client's batches are of
+// one command.
 type fakeRESP struct {
 	ln        net.Listener
 	mu        sync.Mutex
 	data      map[string]string
 	pingReply string
 	wg        sync.WaitGroup
+	// Under mu: GETs and SETs served, the largest batch and the number of
+	// batches of GETs and SETs.
+	gets, sets int
+	maxBatch   int
+	batches    int
 }
 
 func startFakeRESP(t *testing.T, pingReply string) *fakeRESP {
@@ -47,6 +58,7 @@ func startFakeRESP(t *testing.T, pingReply string) *fakeRESP {
 func (s *fakeRESP) serve(c net.Conn) {
 	defer c.Close()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	batch := 0 // GETs and SETs read since the last write
 	for {
 		args, err := readCommand(r)
 		if err != nil {
@@ -56,7 +68,9 @@ func (s *fakeRESP) serve(c net.Conn) {
 		case "PING":
 			w.WriteString(s.pingReply)
 		case "GET":
+			batch++
 			s.mu.Lock()
+			s.gets++
 			v, ok := s.data[args[1]]
 			s.mu.Unlock()
 			if ok {
@@ -65,12 +79,24 @@ func (s *fakeRESP) serve(c net.Conn) {
 				w.WriteString("$-1\r\n")
 			}
 		case "SET":
+			batch++
 			s.mu.Lock()
+			s.sets++
 			s.data[args[1]] = args[2]
 			s.mu.Unlock()
 			w.WriteString("+OK\r\n")
 		default:
 			fmt.Fprintf(w, "-ERR unknown command '%s'\r\n", args[0])
+		}
+		if r.Buffered() > 0 {
+			continue // more commands have arrived: answer them together
+		}
+		if batch > 0 {
+			s.mu.Lock()
+			s.batches++
+			s.maxBatch = max(s.maxBatch, batch)
+			s.mu.Unlock()
+			batch = 0
 		}
 		if w.Flush() != nil {
 			return
@@ -142,6 +168,61 @@ func TestRESPTarget(t *testing.T) {
 	defer c.Close()
 	if _, err := c.Read(ctx, "missing"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("read of a missing key: %v", err)
+	}
+}
+
+func TestRESPTargetPipelines(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		w        Workload
+		pipeline int
+	}{{WorkloadA, 1}, {WorkloadA, 16}, {WorkloadF, 8}} {
+		t.Run(fmt.Sprintf("%s-P%d", c.w.Name, c.pipeline), func(t *testing.T) {
+			s := startFakeRESP(t, "+PONG\r\n")
+			tgt, err := NewRESPTarget(ctx, s.ln.Addr().String(), RESPOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := opsParams(c.w, 2003) // not a multiple of the depth: the last batches are short
+			p.Records, p.Clients, p.ValueSize, p.Pipeline = 301, 3, 20, c.pipeline
+			rep, err := Run(ctx, tgt, p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Load.Count != p.Records || rep.Total.Count != p.Operations || rep.Total.Errors != 0 || rep.Total.NotFound != 0 {
+				t.Fatalf("load %+v total %+v", rep.Load, rep.Total)
+			}
+			if want := pipelineField(p); rep.Pipeline != want {
+				t.Errorf("report's pipeline %d, want %d", rep.Pipeline, want)
+			}
+			var rmw int64
+			if o := rep.Op("rmw"); o != nil {
+				rmw = o.Count
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			// Every operation reached the server: the load's SETs, the
+			// reads, the updates, and a GET and a SET per rmw.
+			if got, want := int64(s.gets+s.sets), p.Records+p.Operations+rmw; got != want {
+				t.Errorf("server served %d GETs and %d SETs, want %d in all", s.gets, s.sets, want)
+			}
+			if len(s.data) != int(p.Records) {
+				t.Errorf("server holds %d keys, want %d", len(s.data), p.Records)
+			}
+			// A batch holds at most the depth's operations (twice as many
+			// commands with rmw), and on loopback the whole batch
+			// arrives together at least once in the run.
+			want := c.pipeline
+			if rmw > 0 {
+				want = 2 * c.pipeline
+			}
+			if c.pipeline == 1 && s.maxBatch != 1 || c.pipeline > 1 && (s.maxBatch < c.pipeline || s.maxBatch > want) {
+				t.Errorf("largest batch the server read: %d commands, want %d to %d (pipeline %d)", s.maxBatch, c.pipeline, want, c.pipeline)
+			}
+			if c.pipeline > 1 && int64(s.batches) > 2*(p.Records+p.Operations+rmw)/int64(c.pipeline) {
+				t.Errorf("server read %d batches for %d commands with a pipeline of %d", s.batches, s.gets+s.sets, c.pipeline)
+			}
+		})
 	}
 }
 

@@ -15,6 +15,14 @@
 //     syntax;
 //   - Run, which loads the records, runs the clients and returns a Report
 //     (a table with WriteTable, or JSON);
+//   - pipelines (Params.Pipeline, `meridian bench --pipeline N`): each
+//     client keeps N operations in flight on its one connection, as
+//     redis-benchmark -P does: it sends a batch of N commands, then reads
+//     the N replies, and books each operation with the batch's latency
+//     (from sending the batch to its last reply). The client must be a
+//     Pipeliner (the RESP target's are, so in-process targets too, which
+//     are benchmarked over RESP); etcd's JSON gateway is not (Run returns
+//     ErrNoPipeline);
 //   - Histogram, a mergeable log-linear latency histogram (about 0.4%
 //     relative error);
 //   - the floors: SyncWriteFloor, AsyncLagFloor, ComputeFloors and

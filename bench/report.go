@@ -40,16 +40,19 @@ type OpReport struct {
 
 // Report is the result of a run. Its JSON field names are stable.
 type Report struct {
-	Target       string  `json:"target"`
-	Workload     string  `json:"workload"`
-	Description  string  `json:"description"`
-	Distribution string  `json:"distribution"`
-	Records      int64   `json:"records"`
-	ValueSize    int     `json:"value_size"`
-	Clients      int     `json:"clients"`
-	DurationS    float64 `json:"duration_s,omitempty"` // requested duration
-	Operations   int64   `json:"operations,omitempty"` // requested operation count
-	Seed         uint64  `json:"seed"`
+	Target       string `json:"target"`
+	Workload     string `json:"workload"`
+	Description  string `json:"description"`
+	Distribution string `json:"distribution"`
+	Records      int64  `json:"records"`
+	ValueSize    int    `json:"value_size"`
+	Clients      int    `json:"clients"`
+	// Pipeline is the operations each client kept in flight (Params.Pipeline),
+	// when more than 1.
+	Pipeline   int     `json:"pipeline,omitempty"`
+	DurationS  float64 `json:"duration_s,omitempty"` // requested duration
+	Operations int64   `json:"operations,omitempty"` // requested operation count
+	Seed       uint64  `json:"seed"`
 	// Started is when the run phase started.
 	Started time.Time `json:"started"`
 	// ElapsedS is the wall time of the run phase, in seconds.
@@ -97,12 +100,21 @@ func newReport(target string, p Params) *Report {
 		Records:      p.Records,
 		ValueSize:    p.ValueSize,
 		Clients:      p.Clients,
+		Pipeline:     pipelineField(p),
 		DurationS:    p.Duration.Seconds(),
 		Operations:   p.Operations,
 		Seed:         p.Seed,
 		Histograms:   map[string]*Histogram{},
 		workload:     p.Workload,
 	}
+}
+
+// pipelineField is Report.Pipeline for p: its depth when more than 1.
+func pipelineField(p Params) int {
+	if n := p.pipeline(); n > 1 {
+		return n
+	}
+	return 0
 }
 
 // fill sets the run phase's figures.
@@ -250,7 +262,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Workload == ConvergeWorkloadName && r.Operations > 0 {
 		run = fmt.Sprintf("%d rounds", r.Operations)
 	}
-	fmt.Fprintf(&b, "clients:   %d, run of %s (took %.3fs)%s\n", r.Clients, run, r.ElapsedS, seed)
+	pipe := ""
+	if r.Pipeline > 1 {
+		pipe = fmt.Sprintf(" with %d operations in flight each (pipelined)", r.Pipeline)
+	}
+	fmt.Fprintf(&b, "clients:   %d%s, run of %s (took %.3fs)%s\n", r.Clients, pipe, run, r.ElapsedS, seed)
 	if r.Load != nil {
 		floor := ""
 		if r.Load.FloorMS > 0 {

@@ -55,6 +55,13 @@ func Run(ctx context.Context, t Target, p Params, progress func(Progress)) (*Rep
 		}
 		clients = append(clients, c)
 	}
+	if n := p.pipeline(); n > 1 {
+		for _, c := range clients {
+			if _, ok := c.(Pipeliner); !ok {
+				return nil, fmt.Errorf("%w: %s with a pipeline of %d (use a RESP target, or a pipeline of 1)", ErrNoPipeline, t.Name(), n)
+			}
+		}
+	}
 	if progress == nil {
 		progress = func(Progress) {}
 	}
@@ -267,6 +274,10 @@ func (r *runner) do(ctx context.Context, st *opStats, f func() error) bool {
 }
 
 func (r *runner) loadClient(ctx context.Context, i int, st *phaseStats) {
+	if r.p.pipeline() > 1 {
+		r.loadPipelined(ctx, i, st)
+		return
+	}
 	c := r.clients[i]
 	rng := newRand(clientSeed(r.p.Seed, i), 100)
 	val := newValueBuf(r.p.ValueSize, rng)
@@ -284,6 +295,10 @@ func (r *runner) loadClient(ctx context.Context, i int, st *phaseStats) {
 }
 
 func (r *runner) runClient(ctx context.Context, i int, st *phaseStats) {
+	if r.p.pipeline() > 1 {
+		r.runPipelined(ctx, i, st)
+		return
+	}
 	c := r.clients[i]
 	seed := clientSeed(r.p.Seed, i)
 	rng := newRand(seed, 200)
@@ -332,6 +347,168 @@ func (r *runner) runClient(ctx context.Context, i int, st *phaseStats) {
 			})
 		}
 		if !ok {
+			return
+		}
+	}
+}
+
+// batch is one pipelined batch of a client: the operations (as the
+// workload counts them) and the commands sent for them.
+type batch struct {
+	ops  []batchEntry
+	cmds []BatchOp
+	vals []*valueBuf // one per command slot, so that the batch's writes differ
+}
+
+// batchEntry is one operation of a batch: its kind, its first command in
+// cmds (a read-modify-write has two: the read, then the write) and, for an
+// insert, its record.
+type batchEntry struct {
+	op  Op
+	cmd int
+	rec int64
+}
+
+func newBatch(n, valueSize int, rng *rand.Rand) *batch {
+	b := &batch{ops: make([]batchEntry, 0, n), cmds: make([]BatchOp, 0, 2*n)}
+	for range 2 * n {
+		b.vals = append(b.vals, newValueBuf(valueSize, rng))
+	}
+	return b
+}
+
+func (b *batch) reset() {
+	b.ops, b.cmds = b.ops[:0], b.cmds[:0]
+}
+
+// add appends operation op on key; a write (update, insert, the second
+// half of a read-modify-write) gets a fresh value.
+func (b *batch) add(op Op, key string, rec int64) {
+	b.ops = append(b.ops, batchEntry{op: op, cmd: len(b.cmds), rec: rec})
+	if op == OpRead || op == OpRMW {
+		b.cmds = append(b.cmds, BatchOp{Key: key})
+	}
+	if op != OpRead {
+		b.cmds = append(b.cmds, BatchOp{Key: key, Write: true, Value: b.vals[len(b.cmds)].next()})
+	}
+}
+
+// outcome is the result of entry e once the batch has run.
+func (b *batch) outcome(e batchEntry) error {
+	if e.op != OpRMW {
+		return b.cmds[e.cmd].Err
+	}
+	if err := b.cmds[e.cmd].Err; err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return b.cmds[e.cmd+1].Err
+}
+
+// send runs the batch on c and books every operation with the batch's
+// latency: from sending the first command to reading the last reply. It
+// returns false when ctx has ended.
+func (r *runner) send(ctx context.Context, c Pipeliner, b *batch, st *phaseStats) bool {
+	t0 := time.Now()
+	_ = c.Pipeline(ctx, b.cmds) // the outcomes are in b.cmds
+	d := time.Since(t0)
+	for _, e := range b.ops {
+		err := b.outcome(e)
+		if e.op == OpInsert && e.rec >= 0 {
+			// A run-phase insert is acknowledged even when it failed, as
+			// in runClient.
+			r.acked.ack(e.rec)
+		}
+		s := &st[e.op]
+		switch {
+		case err == nil:
+			s.hist.RecordDuration(d)
+		case errors.Is(err, ErrNotFound):
+			s.hist.RecordDuration(d)
+			s.notFound++
+		case ctx.Err() != nil:
+			return false
+		default:
+			s.errors++
+			r.errs.Add(1)
+			if s.firstErr == nil {
+				s.firstErr = err
+			}
+		}
+		r.done.Add(1)
+	}
+	return ctx.Err() == nil
+}
+
+// take reserves up to n tickets out of limit and returns how many it got
+// and the first one; 0 when they are all gone.
+func (r *runner) take(n int, limit int64) (int, int64) {
+	first := r.ticket.Add(int64(n)) - int64(n)
+	if first >= limit {
+		return 0, first
+	}
+	return int(min(int64(n), limit-first)), first
+}
+
+// loadPipelined is loadClient with Params.Pipeline records in flight.
+func (r *runner) loadPipelined(ctx context.Context, i int, st *phaseStats) {
+	c := r.clients[i].(Pipeliner)
+	n := r.p.pipeline()
+	b := newBatch(n, r.p.ValueSize, newRand(clientSeed(r.p.Seed, i), 100))
+	prefix := r.p.keyPrefix()
+	for ctx.Err() == nil {
+		k, first := r.take(n, r.p.Records)
+		if k == 0 {
+			return
+		}
+		b.reset()
+		for rec := first; rec < first+int64(k); rec++ {
+			b.add(OpInsert, KeyName(prefix, rec), -1) // not run-phase inserts: nothing to acknowledge
+		}
+		if !r.send(ctx, c, b, st) {
+			return
+		}
+	}
+}
+
+// runPipelined is runClient with Params.Pipeline operations in flight: it
+// draws a batch of operations from the workload, sends them at once and
+// books each with the batch's latency.
+func (r *runner) runPipelined(ctx context.Context, i int, st *phaseStats) {
+	c := r.clients[i].(Pipeliner)
+	n := r.p.pipeline()
+	seed := clientSeed(r.p.Seed, i)
+	rng := newRand(seed, 200)
+	b := newBatch(n, r.p.ValueSize, rng)
+	prefix := r.p.keyPrefix()
+	keys, err := NewKeyChooser(r.p.distribution(), r.p.Records, r.acked.load, seed)
+	if err != nil { // Validate has checked the distribution
+		panic(err)
+	}
+	var deadline time.Time
+	if r.p.Duration > 0 {
+		deadline = time.Now().Add(r.p.Duration)
+	}
+	w := r.p.Workload
+	for ctx.Err() == nil {
+		k := n
+		if r.p.Operations > 0 {
+			if k, _ = r.take(n, r.p.Operations); k == 0 {
+				return
+			}
+		} else if !time.Now().Before(deadline) {
+			return
+		}
+		b.reset()
+		for range k {
+			switch op := w.choose(rng.Float64()); op {
+			case OpInsert:
+				rec := r.inserted.Add(1) - 1
+				b.add(op, KeyName(prefix, rec), rec)
+			default:
+				b.add(op, KeyName(prefix, keys.Next()), -1)
+			}
+		}
+		if !r.send(ctx, c, b, st) {
 			return
 		}
 	}

@@ -376,3 +376,133 @@ func TestAckCounter(t *testing.T) {
 		t.Fatalf("limit %d, want 15", a.load())
 	}
 }
+
+// memPipeTarget makes fake clients that pipeline: a batch runs its
+// operations in order on the memStore, and the largest batch is recorded.
+type memPipeTarget struct {
+	memTarget
+	mu       sync.Mutex
+	maxBatch int
+	batches  int
+}
+
+func (t *memPipeTarget) NewClient(context.Context) (Client, error) {
+	t.opened.Add(1)
+	return &memPipeClient{memClient: memClient{t: &t.memTarget}, p: t}, nil
+}
+
+type memPipeClient struct {
+	memClient
+	p *memPipeTarget
+}
+
+func (c *memPipeClient) Pipeline(ctx context.Context, ops []BatchOp) error {
+	c.p.mu.Lock()
+	c.p.batches++
+	c.p.maxBatch = max(c.p.maxBatch, len(ops))
+	c.p.mu.Unlock()
+	var first error
+	for i := range ops {
+		if ops[i].Write {
+			ops[i].Err = c.Update(ctx, ops[i].Key, ops[i].Value)
+		} else {
+			_, ops[i].Err = c.Read(ctx, ops[i].Key)
+		}
+		if first == nil && ops[i].Err != nil && !errors.Is(ops[i].Err, ErrNotFound) {
+			first = ops[i].Err
+		}
+	}
+	return first
+}
+
+func TestRunPipelinedCountsAddUp(t *testing.T) {
+	for _, w := range Workloads {
+		t.Run(w.Name, func(t *testing.T) {
+			tgt := &memPipeTarget{memTarget: memTarget{store: newMemStore()}}
+			p := opsParams(w, 20_003)
+			p.Pipeline = 16
+			rep, err := Run(context.Background(), tgt, p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Load.Count != p.Records || rep.Load.Errors != 0 {
+				t.Fatalf("load: %+v", rep.Load)
+			}
+			count, errs := sumOps(rep)
+			if count+errs != p.Operations || errs != 0 || rep.Total.Count != count || rep.Total.NotFound != 0 {
+				t.Fatalf("ops: %d ok + %d errors, total %+v; want %d", count, errs, rep.Total, p.Operations)
+			}
+			by := map[string]int64{}
+			for _, o := range rep.Ops {
+				by[o.Op] = o.Count
+			}
+			if got, want := tgt.store.reads.Load(), by["read"]+by["rmw"]; got != want {
+				t.Errorf("store reads %d, want %d", got, want)
+			}
+			if got, want := tgt.store.updates.Load(), p.Records+by["update"]+by["insert"]+by["rmw"]; got != want {
+				t.Errorf("store writes %d, want %d", got, want)
+			}
+			if got, want := int64(len(tgt.store.data)), p.Records+by["insert"]; got != want {
+				t.Errorf("store holds %d keys, want %d", got, want)
+			}
+			if f := float64(by["read"]) / float64(count); math.Abs(f-w.Read) > 0.02 {
+				t.Errorf("read fraction %.3f, want %.2f", f, w.Read)
+			}
+			// Batches of 16 operations: 16 commands, up to 32 with rmw.
+			limit := 16
+			if w.RMW > 0 {
+				limit = 32
+			}
+			if tgt.maxBatch < 16 || tgt.maxBatch > limit {
+				t.Errorf("largest batch %d commands, want 16 to %d", tgt.maxBatch, limit)
+			}
+			// Each client's last batch may be short: at most one short
+			// batch per client and phase.
+			if least := (p.Records+p.Operations)/16 + 1; int64(tgt.batches) < least || int64(tgt.batches) > least+2*int64(p.Clients) {
+				t.Errorf("%d batches for %d records and %d operations", tgt.batches, p.Records, p.Operations)
+			}
+		})
+	}
+}
+
+func TestRunPipelinedBooksEveryOperation(t *testing.T) {
+	// Every 10th write of a client fails: the other operations of its
+	// batch still count as done.
+	tgt := &memPipeTarget{memTarget: memTarget{store: newMemStore(), failEvery: 10}}
+	p := opsParams(WorkloadA, 10_000)
+	p.Pipeline = 8
+	rep, err := Run(context.Background(), tgt, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Load.Errors == 0 || rep.Load.Count+rep.Load.Errors != p.Records {
+		t.Fatalf("load: %+v", rep.Load)
+	}
+	up, rd := rep.Op("update"), rep.Op("read")
+	if up.Errors == 0 || up.Errors > (up.Count+up.Errors)/10+int64(p.Clients) || !strings.Contains(up.FirstError, "injected failure") {
+		t.Fatalf("update: %+v", up)
+	}
+	if rd.Errors != 0 || rd.NotFound == 0 || rep.Total.Count+rep.Total.Errors != p.Operations {
+		t.Fatalf("read %+v, total %+v", rd, rep.Total)
+	}
+}
+
+func TestRunPipelineNeedsAPipeliner(t *testing.T) {
+	tgt := &memTarget{store: newMemStore()}
+	p := opsParams(WorkloadA, 100)
+	p.Pipeline = 4
+	_, err := Run(context.Background(), tgt, p, nil)
+	if !errors.Is(err, ErrNoPipeline) || !strings.Contains(err.Error(), "pipeline of 4") {
+		t.Fatalf("error %v, want ErrNoPipeline", err)
+	}
+	if tgt.store.updates.Load() != 0 {
+		t.Fatal("load sent before the pipeline was refused")
+	}
+	if tgt.opened.Load() != tgt.closed.Load() {
+		t.Fatalf("opened %d clients, closed %d", tgt.opened.Load(), tgt.closed.Load())
+	}
+	p.Pipeline = 1 // one at a time: fine
+	if _, err := Run(context.Background(), tgt, p, nil); err != nil {
+		t.Fatal(err)
+	}
+}

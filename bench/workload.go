@@ -165,6 +165,12 @@ type Params struct {
 	ValueSize int
 	// Clients is the number of concurrent clients, one connection each.
 	Clients int
+	// Pipeline is how many operations each client keeps in flight on its
+	// connection: it sends a batch of Pipeline operations, then reads
+	// their replies (redis-benchmark -P). 0 and 1 mean one at a time; more
+	// needs a target whose clients implement Pipeliner. A read-modify-write
+	// is two commands of the batch (the read, then the write).
+	Pipeline int
 	// Duration of the run phase; exactly one of Duration and Operations
 	// is set.
 	Duration time.Duration
@@ -198,6 +204,9 @@ const DefaultKeyPrefix = "user"
 const (
 	MaxClients = 100_000
 	MaxRecords = 1 << 40
+	// MaxPipeline bounds Params.Pipeline: deeper pipelines only queue
+	// replies in the client's and the server's buffers.
+	MaxPipeline = 10_000
 )
 
 // DefaultParams returns the parameters of a typical run: workload A,
@@ -231,6 +240,10 @@ func (p Params) Validate() error {
 		return fmt.Errorf("bench: clients must be at least 1, not %d", p.Clients)
 	case p.Clients > MaxClients:
 		return fmt.Errorf("bench: %d clients is more than the limit of %d", p.Clients, MaxClients)
+	case p.Pipeline < 0:
+		return fmt.Errorf("bench: pipeline depth must be at least 1, not %d", p.Pipeline)
+	case p.Pipeline > MaxPipeline:
+		return fmt.Errorf("bench: pipeline depth %d is more than the limit of %d", p.Pipeline, MaxPipeline)
 	case p.Records <= 0:
 		return fmt.Errorf("bench: records must be at least 1, not %d", p.Records)
 	case p.Records > MaxRecords:
@@ -269,6 +282,9 @@ func (p Params) distribution() string {
 	d, _ = ParseDistribution(d)
 	return d
 }
+
+// pipeline returns the effective pipeline depth, at least 1.
+func (p Params) pipeline() int { return max(p.Pipeline, 1) }
 
 func (p Params) keyPrefix() string {
 	if p.KeyPrefix == "" {

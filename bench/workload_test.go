@@ -106,6 +106,8 @@ func TestParamsValidate(t *testing.T) {
 		{"nanosecond duration", func(p *Params) { p.Duration = 10 }, "shorter than a millisecond"},
 		{"negative progress", func(p *Params) { p.ProgressInterval = -1 }, "negative progress interval"},
 		{"space in prefix", func(p *Params) { p.KeyPrefix = "a b" }, "white space"},
+		{"negative pipeline", func(p *Params) { p.Pipeline = -1 }, "pipeline depth must be at least 1, not -1"},
+		{"deep pipeline", func(p *Params) { p.Pipeline = MaxPipeline + 1 }, "more than the limit"},
 	} {
 		p := DefaultParams()
 		c.edit(&p)
@@ -118,6 +120,11 @@ func TestParamsValidate(t *testing.T) {
 	p.ValueSize = MaxValueSize
 	if err := p.Validate(); err != nil {
 		t.Errorf("16 MiB values: %v", err)
+	}
+	p = DefaultParams()
+	p.Pipeline = MaxPipeline
+	if err := p.Validate(); err != nil {
+		t.Errorf("pipeline of %d: %v", MaxPipeline, err)
 	}
 }
 

@@ -31,12 +31,14 @@ type benchFlags struct {
 	records      int64
 	valueSize    int
 	clients      int
-	duration     time.Duration
-	ops          int64
-	target       string
-	json         bool
-	seed         uint64
-	noLoad       bool
+	// pipeline: operations in flight per client; 0 means not set (1).
+	pipeline int
+	duration time.Duration
+	ops      int64
+	target   string
+	json     bool
+	seed     uint64
+	noLoad   bool
 
 	// Meridian only.
 	keyspace    string
@@ -126,10 +128,17 @@ the round trip to the leader from another region) and the ratio to it.
 They also show what the run phase cost the cluster, read from every node's
 /metrics before and after it: fsyncs per write and bytes sent between regions
 per write (the JSON report's "costs").
+With --pipeline N every client keeps N operations in flight on its one
+connection, as redis-benchmark -P N does: it sends N commands, then reads
+their N replies (a read-modify-write is two commands of the batch). An
+operation's latency is then the time from sending its batch to reading the
+batch's last reply. RESP and in-process targets only.
+
 Progress goes to stderr, the report (a table, or JSON with --json) to stdout.
 
 Examples:
   meridian bench --target inproc:world --workload A --clients 20 --duration 20s
+  meridian bench --target inproc:world --workload A --pipeline 16 --duration 10s
   meridian bench --target inproc:world --workload lag --duration 10s --clients 4
   meridian bench --target inproc:world --workload converge --duration 10s
   meridian bench --target inproc:world --workload staleness --duration 10s --staleness 500ms
@@ -141,6 +150,9 @@ Examples:
 				f.duration = 0
 			}
 			f.clientsSet = fl.Changed("clients")
+			if fl.Changed("pipeline") && f.pipeline < 1 {
+				return fmt.Errorf("bench: --pipeline must be at least 1 (1: one operation at a time), not %d", f.pipeline)
+			}
 			if fl.Changed("staleness") && f.staleness == 0 {
 				return errors.New("bench: --staleness must be positive, not 0s (a zero bound is a strong read)")
 			}
@@ -155,6 +167,7 @@ Examples:
 	fl.Int64Var(&f.records, "records", f.records, "records loaded first, then read and updated")
 	fl.IntVar(&f.valueSize, "value-size", f.valueSize, "size in bytes of every value written (1 to 16 MiB)")
 	fl.IntVar(&f.clients, "clients", f.clients, "concurrent clients, one connection each (lag: concurrent writers; staleness: readers per region, default 1; converge: one writer per region, not settable)")
+	fl.IntVar(&f.pipeline, "pipeline", 1, fmt.Sprintf("operations each client keeps in flight on its connection, like redis-benchmark -P (1 to %d; RESP and in-process targets)", bench.MaxPipeline))
 	fl.DurationVar(&f.duration, "duration", f.duration, "length of the run phase (give this or --ops)")
 	fl.Int64Var(&f.ops, "ops", 0, "operations of the run phase, shared by the clients (instead of --duration)")
 	fl.StringVar(&f.target, "target", f.target, "resp://HOST:PORT, etcd://HOST:PORT[,HOST:PORT...], inproc:world, inproc:none or inproc:MATRIX.json")
@@ -182,6 +195,9 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 	var wl inprocWorkload
 	wl.mode = strings.ToLower(strings.TrimSpace(f.workload))
 	inprocOnly := false
+	if f.pipeline < 0 {
+		return fmt.Errorf("bench: --pipeline must be at least 1, not %d", f.pipeline)
+	}
 	if f.staleness != 0 && wl.mode != workloadStaleness {
 		return fmt.Errorf("bench: --staleness applies to the staleness workload only, not %s", f.workload)
 	}
@@ -197,6 +213,8 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 				"it writes in the keyspace's home region and reads in every region"},
 		}[wl.mode]
 		switch {
+		case f.pipeline > 1:
+			return fmt.Errorf("bench: --pipeline does not apply to the %s workload (it times every operation on its own); use A, B, C, D or F", wl.mode)
 		case f.distribution != "":
 			return fmt.Errorf("bench: --distribution does not apply to the %s workload (%s)", wl.mode, why[0])
 		case f.consistency != "":
@@ -251,7 +269,7 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 		}
 		wl.mode = ""
 		wl.params = bench.Params{
-			Workload: w, Distribution: f.distribution, Records: f.records, ValueSize: f.valueSize, Clients: f.clients,
+			Workload: w, Distribution: f.distribution, Records: f.records, ValueSize: f.valueSize, Clients: f.clients, Pipeline: f.pipeline,
 			Duration: f.duration, Operations: f.ops, NoLoad: f.noLoad, Seed: f.seed, ProgressInterval: f.progressInterval,
 		}
 		if err := wl.params.Validate(); err != nil {
@@ -302,6 +320,9 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 	case bench.TargetEtcd:
 		if f.keyspace != "" {
 			return errors.New("bench: --keyspace applies to Meridian targets only")
+		}
+		if f.pipeline > 1 {
+			return fmt.Errorf("%w: etcd's JSON gateway answers one request at a time per connection (--pipeline applies to resp:// and inproc: targets)", bench.ErrNoPipeline)
 		}
 		var opts bench.EtcdOptions
 		switch strings.ToLower(f.consistency) {

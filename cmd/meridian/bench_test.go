@@ -100,6 +100,27 @@ func TestBenchInprocJSON(t *testing.T) {
 	}
 }
 
+// TestBenchInprocPipelined runs workload A with 8 operations in flight per
+// client on an in-process cluster: every operation is answered and booked.
+func TestBenchInprocPipelined(t *testing.T) {
+	f := tinyBench()
+	f.pipeline, f.ops = 8, 203
+	out, errs, err := runBenchT(t, f)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("the report is not JSON: %v\n%s", err, out)
+	}
+	if rep.Pipeline != 8 || rep.Total.Count != 203 || rep.Total.Errors != 0 || rep.Total.NotFound != 0 || rep.Load == nil || rep.Load.Count != 50 {
+		t.Fatalf("pipeline %d, load %+v, total %+v", rep.Pipeline, rep.Load, rep.Total)
+	}
+	if c := rep.Costs; c == nil || c.Writes != rep.Op("update").Count || c.Fsyncs == 0 {
+		t.Fatalf("costs %+v", c)
+	}
+}
+
 // TestBenchInprocTableAndRegion benches a node outside the leader's region
 // with the table output: strong reads there are forwarded, so they get a
 // floor (0 here, without emulated latency, hence none is shown).
@@ -339,6 +360,10 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"converge with clients", resp(func(f *benchFlags) { f.workload = "converge"; f.clientsSet = true }), "--clients does not apply to the converge workload"},
 		{"converge with both", resp(func(f *benchFlags) { f.workload = "converge"; f.duration = time.Second }), "not both"},
 		{"converge timeout", resp(func(f *benchFlags) { f.workload = "converge"; f.lagTimeout = 0 }), "--lag-timeout must be positive"},
+		{"negative pipeline", resp(func(f *benchFlags) { f.pipeline = -2 }), "--pipeline must be at least 1, not -2"},
+		{"deep pipeline", resp(func(f *benchFlags) { f.pipeline = bench.MaxPipeline + 1 }), "pipeline depth 10001 is more than the limit"},
+		{"pipelined lag", resp(func(f *benchFlags) { f.workload = "lag"; f.pipeline = 4 }), "--pipeline does not apply to the lag workload"},
+		{"pipelined etcd", resp(func(f *benchFlags) { f.target = "etcd://" + addr; f.pipeline = 4 }), "etcd's JSON gateway answers one request at a time"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -419,16 +444,19 @@ func TestBenchCommandLine(t *testing.T) {
 		{[]string{"--workload", "staleness", "--staleness", "0s"}, "--staleness must be positive"},
 		{[]string{"--workload", "converge", "--clients", "3", "--ops", "2"}, "--clients does not apply"},
 		{[]string{"--workload", "staleness", "--staleness", "soon"}, "invalid argument"},
+		{[]string{"--pipeline", "0"}, "--pipeline must be at least 1"},
+		{[]string{"--pipeline", "-1"}, "--pipeline must be at least 1"},
 	} {
 		out, err := run(c.args...)
 		if err == nil || !strings.Contains(out+err.Error(), c.want) {
 			t.Errorf("%v: %v\n%s", c.args, err, out)
 		}
 	}
-	// The flags compare.sh passes are known.
+	// The flags of the documented examples (and compare.sh's --pipeline)
+	// are known.
 	cmd := benchCmd()
 	for _, name := range []string{"workload", "distribution", "records", "value-size", "clients", "duration", "ops", "target", "json",
-		"keyspace", "consistency", "region", "regions", "base-port", "seed", "no-load", "fsync-samples", "lag-timeout", "staleness"} {
+		"keyspace", "consistency", "region", "regions", "base-port", "seed", "no-load", "fsync-samples", "lag-timeout", "staleness", "pipeline"} {
 		if cmd.Flags().Lookup(name) == nil {
 			t.Errorf("no --%s flag", name)
 		}
