@@ -56,10 +56,13 @@ var (
 	WorkloadC = Workload{Name: "C", Description: "read only: 100% read", Read: 1, Distribution: DistZipfian}
 	WorkloadD = Workload{Name: "D", Description: "read latest: 95% read, 5% insert, reads favour new records", Read: 0.95, Insert: 0.05, Distribution: DistLatest}
 	WorkloadF = Workload{Name: "F", Description: "read-modify-write: 50% read, 50% read then write of the same key", Read: 0.5, RMW: 0.5, Distribution: DistZipfian}
+	// WorkloadW is not YCSB's: writes alone, for write throughput (with
+	// --pipeline, what a bulk loader or a write-behind cache does).
+	WorkloadW = Workload{Name: "W", Description: "write only: 100% update", Update: 1, Distribution: DistZipfian}
 )
 
 // Workloads lists the predefined workloads in order.
-var Workloads = []Workload{WorkloadA, WorkloadB, WorkloadC, WorkloadD, WorkloadF}
+var Workloads = []Workload{WorkloadA, WorkloadB, WorkloadC, WorkloadD, WorkloadF, WorkloadW}
 
 // ParseWorkload returns the predefined workload with the given name: "A",
 // "B", "C", "D" or "F", case-insensitive, optionally spelled "workloada".

@@ -913,6 +913,7 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 				return
 			}
 			h.wakeGroup(g, true)
+			g.touchedAt.Store(h.now().UnixNano())
 			if h.leaseValid(g, h.now()) {
 				// Under the lease: the commit index is a linearizable read point.
 				h.stats.leaseReads.Add(1)

@@ -116,6 +116,9 @@ func (h *Host) step(in inbound) {
 			h.log.Debug("step failed", "group", in.group, "type", m.GetType(), "from", m.GetFrom(), "err", err)
 		}
 	}
+	if g.quiesced && g.rn.HasReady() {
+		h.wakeGroup(g, false) // a late reply gave raft something to do
+	}
 }
 
 type readyGroup struct {

@@ -24,11 +24,16 @@ import (
 // answers with a wake notice, which makes the leader take the group back.
 //
 // Anything that concerns a quiesced group wakes it: a message from any
-// replica, a proposal, a read, a leadership transfer, a wait for an index
-// not applied yet, and Touch (a reader of the group's closed timestamp or
-// of a follower's state). A follower woken by anything but its leader's
-// own messages sends its leader a wake notice, so that the leader resumes
-// heartbeats before the follower's election timeout runs out.
+// replica (except a late answer to what its leader sent before it went
+// quiet, which raft takes without waking it unless that gives raft
+// something to do), a proposal, a read that goes through the loop, a
+// leadership transfer, a wait for an index not applied yet, and Touch (a
+// reader of the group's closed timestamp or of a follower's state). A
+// lease read that needs no loop only counts as use: a quiesced leader
+// answers those until its lease, which it no longer renews, runs out. A
+// follower woken by a reader, or by a message not from its leader, sends
+// its leader a wake notice, so that the leader resumes heartbeats before
+// the follower's election timeout runs out.
 //
 // Safety does not rest on any of this. A quiesced group's lease is not
 // renewed, so it simply runs out (and with it the closed timestamps that
@@ -186,10 +191,23 @@ func (h *Host) quiesceMessage(g *group, m *pb.Message, now time.Time) bool {
 		g.busyAt = now
 		return true
 	}
-	if g.quiesced {
+	if m.GetType() == pb.MsgReadIndex {
+		g.touchedAt.Store(now.UnixNano()) // a follower's strong read: the group is in use
+	}
+	if g.quiesced && !(g.isLeader && lateReply(g, m)) {
 		h.wakeGroup(g, m.GetFrom() != g.qlead)
 	}
 	return false
+}
+
+// lateReply reports whether m answers what a leader sent before it
+// quiesced (a heartbeat, an append): raft takes it without waking the
+// group, which wakes only if raft then has something to do (step).
+// Round trips longer than a tick would otherwise wake every group that
+// quiesces across regions right after it does.
+func lateReply(g *group, m *pb.Message) bool {
+	t := m.GetType()
+	return (t == pb.MsgHeartbeatResp || t == pb.MsgAppResp) && m.GetTerm() == g.rn.BasicStatus().GetTerm()
 }
 
 // quiesceFollower takes a leader's quiesce notice: g stops ticking if it
@@ -209,12 +227,17 @@ func (h *Host) quiesceFollower(g *group, m *pb.Message, now time.Time) {
 		g.applied == m.GetCommit() && len(g.reads) == 0 && len(g.applyWaiters) == 0 && !g.rn.HasReady() &&
 		now.Sub(time.Unix(0, g.touchedAt.Load())) >= h.cfg.QuiesceAfter
 	if !ok {
-		if bs.Lead == from && bs.GetTerm() == m.GetTerm() {
-			h.sendNotice(g, from, pb.MsgHeartbeatResp, wakeCtx, 0)
-		}
+		// Take the group back (a leader that is not ours any more learns
+		// so from our answers once it is awake).
+		h.sendNotice(g, from, pb.MsgHeartbeatResp, wakeCtx, 0)
 		return
 	}
+	touched := g.touchedAt.Load()
 	h.markQuiesced(g)
+	if g.touchedAt.Load() != touched {
+		h.wakeGroup(g, true) // a reader came meanwhile (Touch saw it awake)
+		return
+	}
 	g.qlead = from
 	fs := h.q.followers[from]
 	if fs == nil {
@@ -309,7 +332,12 @@ func (h *Host) maybeQuiesce(g *group, now time.Time) {
 			return
 		}
 	}
+	touched := g.touchedAt.Load()
 	h.markQuiesced(g)
+	if g.touchedAt.Load() != touched {
+		h.wakeGroup(g, false) // a reader came meanwhile (Touch saw it awake)
+		return
+	}
 	g.qlead = h.cfg.NodeID
 	for _, id := range h.replicas(g) {
 		h.q.beatTo[id]++
