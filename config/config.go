@@ -529,7 +529,7 @@ var fileKeys = map[string]string{
 	"MaxKeyBytes": "limits.max_key_bytes", "MaxValueBytes": "limits.max_value_bytes",
 	"CacheBytes": "storage.cache_bytes", "MaxInflightMsgs": "raft.max_inflight_msgs",
 	"MaxSizePerMsgBytes": "raft.max_size_per_msg_bytes", "MaxUncommittedBytes": "raft.max_uncommitted_bytes",
-	"QuiesceAfter": "raft.quiesce_after",
+	"QuiesceAfter":        "raft.quiesce_after",
 	"CompactAfterEntries": "raft.compact_after_entries", "StreamBatchInterval": "streams.batch_interval",
 	"StreamMaxBatchBytes": "streams.max_batch_bytes", "StreamMaxInFlight": "streams.max_in_flight",
 	"StreamHeartbeatInterval": "streams.heartbeat_interval", "StreamRetryBackoff": "streams.retry_backoff",
