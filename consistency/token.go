@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"hash/fnv"
 	"math"
 	"slices"
 	"strconv"
@@ -398,11 +397,18 @@ func clusterHash(name string) uint64 { return nameHash("meridian/token/cluster\x
 
 func keyspaceHash(name string) uint64 { return nameHash("meridian/token/keyspace\x00", name) }
 
+// nameHash is 64-bit FNV-1a of domain then name, computed in place (the
+// hash package's would allocate on every request).
 func nameHash(domain, name string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(domain))
-	h.Write([]byte(name))
-	return h.Sum64()
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(domain); i++ {
+		h = (h ^ uint64(domain[i])) * prime
+	}
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint64(name[i])) * prime
+	}
+	return h
 }
 
 // reader decodes the varints of a token body. After the first problem it

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
@@ -514,5 +515,22 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNameHashIsFNV1a: the hashes tokens carry are 64-bit FNV-1a of the
+// domain then the name, as the hash package computes them, so tokens
+// issued before nameHash was computed in place still decode.
+func TestNameHashIsFNV1a(t *testing.T) {
+	for _, c := range []struct{ domain, name string }{
+		{"meridian/token/cluster\x00", "meridian"}, {"meridian/token/keyspace\x00", "default"},
+		{"", ""}, {"d", "ключ"}, {"meridian/token/keyspace\x00", string([]byte{0, 255, 128})},
+	} {
+		h := fnv.New64a()
+		h.Write([]byte(c.domain))
+		h.Write([]byte(c.name))
+		if got, want := nameHash(c.domain, c.name), h.Sum64(); got != want {
+			t.Errorf("nameHash(%q, %q) = %x, want %x", c.domain, c.name, got, want)
+		}
 	}
 }

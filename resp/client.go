@@ -33,6 +33,13 @@ type client struct {
 	// answer advances it, and session reads honour it (MERIDIAN.SESSION
 	// reads it, or sets one brought from another connection).
 	session map[string]*consistency.Token
+	// enc caches sessionToken's last answer: the token it encoded, at
+	// which epoch, and the text; setLast drops it when the token moves.
+	enc struct {
+		t     *consistency.Token
+		epoch uint64
+		s     string
+	}
 	quit    bool // QUIT: close after the reply
 
 	multi   *multiState // MULTI ... EXEC in the making (cmd_txn.go)
@@ -95,6 +102,7 @@ func (c *client) setLast(a node.Answer) {
 		// Observe fails only past the token's mark limit; the token then
 		// keeps what it had (a session read may wait or go strong).
 		_ = c.token().Observe(m.Group, m.Index)
+		c.enc.t = nil
 	}
 }
 
@@ -117,7 +125,11 @@ func (c *client) sessionToken() string {
 	if ks := c.node().Metadata().Keyspaces[c.keyspace]; ks != nil {
 		t.ObserveEpoch(ks.Epoch)
 	}
-	return t.Encode()
+	if c.enc.t == t && c.enc.epoch == t.Epoch() {
+		return c.enc.s // reads alone do not move the token: encode it once
+	}
+	c.enc.t, c.enc.epoch, c.enc.s = t, t.Epoch(), t.Encode()
+	return c.enc.s
 }
 
 // consistency is the connection's level with its session token.
