@@ -40,7 +40,7 @@ type client struct {
 		epoch uint64
 		s     string
 	}
-	quit    bool // QUIT: close after the reply
+	quit bool // QUIT: close after the reply
 
 	multi   *multiState // MULTI ... EXEC in the making (cmd_txn.go)
 	watches []kv.Watch  // WATCHed keys' states
