@@ -19,9 +19,10 @@
 #      `benchmark put --clients 50 --conns 10` (built from the etcd module,
 #      go.etcd.io/etcd/v3@v3.6.8 tools/benchmark, cached in
 #      ~/.cache/meridian/etcd-benchmark);
-#   4. Meridian only: `meridian bench --workload A --pipeline 16` on the
-#      emulated world matrix (inproc:world) against the same on loopback
-#      (inproc:none): the ratio of the update throughputs.
+#   4. Meridian only: `meridian bench --workload W --pipeline D` (writes
+#      only, 50 clients, D in WAN_PIPELINES) on the emulated world matrix
+#      (inproc:world) against the same on loopback (inproc:none): the
+#      ratio of the write throughputs.
 # Then once:
 #   5. idle cost: three `meridian start` processes (r1 r2 r3) hosting G
 #      groups (sync keyspaces, at most 250 shards each; the first is
@@ -47,6 +48,7 @@
 #   NP [200000]        requests of the -P 16 runs
 #   N3 [30000]         requests of the 3-replica runs (redis-benchmark, etcd)
 #   WAN_DURATION [10s] length of each `meridian bench` run of 4
+#   WAN_PIPELINES ["16 64"] the pipeline depths of 4
 #   IDLE_BIG [10000]   the large G of 5 (40 keyspaces x 250 shards; creating
 #                      them takes minutes); 0 skips it
 #   IDLE_SECONDS [20]  CPU measured over this long   SETTLE [15] seconds first
@@ -68,6 +70,7 @@ N=${N:-100000}
 NP=${NP:-200000}
 N3=${N3:-30000}
 WAN_DURATION=${WAN_DURATION:-10s}
+WAN_PIPELINES=${WAN_PIPELINES:-16 64}
 IDLE_BIG=${IDLE_BIG:-10000}
 IDLE_SECONDS=${IDLE_SECONDS:-20}
 SETTLE=${SETTLE:-15}
@@ -326,13 +329,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	cluster_start 1
 	rb meridian3.set $((MRESP + 1)) -t set -c 50 -n "$N3"
 	stop "${CLUSTER[@]}"
-	for lat in none world; do
-		"$M" bench --target inproc:$lat --workload A --pipeline 16 --duration "$WAN_DURATION" --json >"$TMP/wan-$lat.json" 2>"$TMP/wan-$lat.log" ||
-			die "meridian bench --target inproc:$lat failed: $(tail -3 "$TMP/wan-$lat.log")"
-		up=$(jq -r '.ops[] | select(.op == "update") | .throughput_ops' "$TMP/wan-$lat.json")
-		printf '  %-34s meridian bench --target inproc:%s --workload A --pipeline 16 --duration %s: %s\n' "wan.$lat" "$lat" "$WAN_DURATION" \
-			"$(jq -r '[.ops[] | "\(.op) \(.throughput_ops)/s p50 \(.p50_ms) ms"] | join(", ")' "$TMP/wan-$lat.json")"
-		rec "wan.$lat" "$up"
+	for depth in $WAN_PIPELINES; do
+		for lat in none world; do
+			"$M" bench --target inproc:$lat --workload W --pipeline "$depth" --duration "$WAN_DURATION" --json >"$TMP/wan-$lat.json" 2>"$TMP/wan-$lat.log" ||
+				die "meridian bench --target inproc:$lat failed: $(tail -3 "$TMP/wan-$lat.log")"
+			up=$(jq -r '.ops[] | select(.op == "update") | .throughput_ops' "$TMP/wan-$lat.json")
+			printf '  %-34s meridian bench --target inproc:%s --workload W --pipeline %s --duration %s: %s\n' "wan$depth.$lat" "$lat" "$depth" "$WAN_DURATION" \
+				"$(jq -r '[.ops[] | "\(.op) \(.throughput_ops)/s p50 \(.p50_ms) ms"] | join(", ")' "$TMP/wan-$lat.json")"
+			rec "wan$depth.$lat" "$up"
+		done
 	done
 done
 
@@ -437,7 +442,9 @@ row "GET, -P 16 (-n $NP)" "$(fig meridian.getp)" "Redis $(fig redis.getp)" "$(ra
 row "durable SET, one node, -c 50 (-n $N)" "$(fig meridian.set)" "Redis appendfsync always $(fig redis.set)" "$(ratio "$(med meridian.set)" "$(med redis.set)")" 0.8
 row "durable SET, -P 16 (-n $NP)" "$(fig meridian.setp)" "Redis appendfsync always $(fig redis.setp)" "$(ratio "$(med meridian.setp)" "$(med redis.setp)")" 0.5
 row "3 replicas, durable SET, -c 50 (-n $N3; etcd: benchmark put, 50 clients, 10 conns)" "$(fig meridian3.set)" "etcd 3 members $(fig etcd3.set)" "$(ratio "$(med meridian3.set)" "$(med etcd3.set)")" 2
-row "WAN write throughput, pipelined (meridian bench -workload A --pipeline 16, $WAN_DURATION: updates/s)" "world $(fig wan.world)" "loopback $(fig wan.none)" "$(ratio "$(med wan.world)" "$(med wan.none)")" 0.8
+for depth in $WAN_PIPELINES; do
+	row "WAN write throughput, pipelined (meridian bench --workload W --pipeline $depth, 50 clients, $WAN_DURATION: writes/s)" "world $(fig wan$depth.world)" "loopback $(fig wan$depth.none)" "$(ratio "$(med wan$depth.world)" "$(med wan$depth.none)")" 0.8
+done
 for g in "${IDLE_GS[@]}"; do
 	groups=${IDLE[$g.groups]}
 	per=""
