@@ -134,9 +134,34 @@ type pendingResult struct {
 	r Result
 }
 
-// processReady runs one round of the Ready contract for every group that
-// has work (see the package documentation).
+// processReady runs a round of the Ready contract for every group that
+// has work (see the package documentation). Advance steps the
+// acknowledgements of what a round made durable, which can produce more
+// work at once: a leader's own acknowledgement commits its entries when
+// it completes a quorum (always, with a single voter), and then the
+// entries must be applied and the followers told the new commit index.
+// That second round runs at once, before any new work is taken: the
+// writes the first round made durable are applied and answered now,
+// instead of after the fsync of the next round's new entries (which made
+// a single voter's write wait for two fsyncs). Anything left after it
+// runs in the loop's next round.
 func (h *Host) processReady() {
+	for pass := 0; h.readyRound(); pass++ {
+		select {
+		case <-h.stopped:
+			return
+		default:
+		}
+		if pass == 1 {
+			h.nudge()
+			return
+		}
+	}
+}
+
+// readyRound runs one round of the Ready contract for every group that
+// has work, and reports whether a group it processed has more.
+func (h *Host) readyRound() bool {
 	var ready []readyGroup
 	for _, g := range h.q.active {
 		if g.rn.HasReady() {
@@ -144,7 +169,7 @@ func (h *Host) processReady() {
 		}
 	}
 	if len(ready) == 0 {
-		return
+		return false
 	}
 	h.stats.readyRounds.Add(1)
 	h.stats.readyGroups.Add(uint64(len(ready)))
@@ -165,7 +190,7 @@ func (h *Host) processReady() {
 			if err := g.store.StageTruncate(b, upTo); err != nil {
 				b.Close()
 				h.fatal(err)
-				return
+				return false
 			}
 		}
 		rg.rd = g.rn.Ready()
@@ -207,14 +232,14 @@ func (h *Host) processReady() {
 		if err := h.stage(b, rg); err != nil {
 			b.Close()
 			h.fatal(err)
-			return
+			return false
 		}
 		mustSync = mustSync || rd.MustSync
 	}
 	if !b.Empty() {
 		if err := b.Commit(mustSync); err != nil {
 			h.fatal(err)
-			return
+			return false
 		}
 		h.stats.batches.Add(1)
 		if mustSync {
@@ -261,7 +286,7 @@ func (h *Host) processReady() {
 				// Committed, but the state machine cannot take it in: its
 				// view of the group is no longer what storage holds.
 				h.fatal(fmt.Errorf("raftgroup: group %d: after applying up to %d: %w", g.id, g.applied, err))
-				return
+				return false
 			}
 		}
 		g.rn.Advance(rg.rd)
@@ -272,18 +297,12 @@ func (h *Host) processReady() {
 			h.wakeApplied(g)
 		}
 	}
-	// Advance steps the acknowledgements of what this round made durable,
-	// which can produce more work at once: a leader's own acknowledgement
-	// commits its entries when it completes a quorum (always, with a
-	// single voter), and then the entries must be applied and the
-	// followers told the new commit index. Run the next round now instead
-	// of at the next tick or message.
 	for i := range ready {
 		if ready[i].g.rn.HasReady() {
-			h.nudge()
-			break
+			return true
 		}
 	}
+	return false
 }
 
 // nudge makes the loop run a round without waiting for an event.
