@@ -253,7 +253,12 @@ func (v *valueBuf) next() []byte {
 func (r *runner) do(ctx context.Context, st *opStats, f func() error) bool {
 	t0 := time.Now()
 	err := f()
-	d := time.Since(t0)
+	return r.book(ctx, st, time.Since(t0), err)
+}
+
+// book counts one operation that took d and ended with err. It returns
+// false when ctx has ended (the operation is then not counted).
+func (r *runner) book(ctx context.Context, st *opStats, d time.Duration, err error) bool {
 	switch {
 	case err == nil:
 		st.hist.RecordDuration(d)
@@ -418,23 +423,9 @@ func (r *runner) send(ctx context.Context, c Pipeliner, b *batch, st *phaseStats
 			// in runClient.
 			r.acked.ack(e.rec)
 		}
-		s := &st[e.op]
-		switch {
-		case err == nil:
-			s.hist.RecordDuration(d)
-		case errors.Is(err, ErrNotFound):
-			s.hist.RecordDuration(d)
-			s.notFound++
-		case ctx.Err() != nil:
+		if !r.book(ctx, &st[e.op], d, err) {
 			return false
-		default:
-			s.errors++
-			r.errs.Add(1)
-			if s.firstErr == nil {
-				s.firstErr = err
-			}
 		}
-		r.done.Add(1)
 	}
 	return ctx.Err() == nil
 }

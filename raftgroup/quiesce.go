@@ -232,13 +232,10 @@ func (h *Host) quiesceFollower(g *group, m *pb.Message, now time.Time) {
 		h.sendNotice(g, from, pb.MsgHeartbeatResp, wakeCtx, 0)
 		return
 	}
-	touched := g.touchedAt.Load()
-	h.markQuiesced(g)
-	if g.touchedAt.Load() != touched {
-		h.wakeGroup(g, true) // a reader came meanwhile (Touch saw it awake)
+	g.qlead = from
+	if !h.quiesceUntouched(g, true) {
 		return
 	}
-	g.qlead = from
 	fs := h.q.followers[from]
 	if fs == nil {
 		fs = map[uint64]*group{}
@@ -247,6 +244,19 @@ func (h *Host) quiesceFollower(g *group, m *pb.Message, now time.Time) {
 	fs[g.id] = g
 	// The notice shows the leader's host alive now.
 	h.q.heard[from] = heardBeat{at: now, incarnation: m.GetIndex()}
+}
+
+// quiesceUntouched quiesces g and reports whether it stayed quiesced: a
+// reader that touched it meanwhile saw it awake (Touch wakes only a
+// quiesced group), so it is woken again at once.
+func (h *Host) quiesceUntouched(g *group, notify bool) bool {
+	touched := g.touchedAt.Load()
+	h.markQuiesced(g)
+	if g.touchedAt.Load() != touched {
+		h.wakeGroup(g, notify)
+		return false
+	}
+	return true
 }
 
 func (h *Host) markQuiesced(g *group) {
@@ -332,15 +342,15 @@ func (h *Host) maybeQuiesce(g *group, now time.Time) {
 			return
 		}
 	}
-	touched := g.touchedAt.Load()
-	h.markQuiesced(g)
-	if g.touchedAt.Load() != touched {
-		h.wakeGroup(g, false) // a reader came meanwhile (Touch saw it awake)
+	g.qlead = h.cfg.NodeID
+	replicas := h.replicas(g)
+	for _, id := range replicas {
+		h.q.beatTo[id]++ // before a wake-up may count them down again
+	}
+	if !h.quiesceUntouched(g, false) {
 		return
 	}
-	g.qlead = h.cfg.NodeID
-	for _, id := range h.replicas(g) {
-		h.q.beatTo[id]++
+	for _, id := range replicas {
 		h.sendNotice(g, id, pb.MsgHeartbeat, quiesceCtx, last)
 	}
 }

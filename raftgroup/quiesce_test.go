@@ -3,6 +3,7 @@ package raftgroup
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -72,6 +73,15 @@ func TestIdleGroupQuiesces(t *testing.T) {
 	if l := leader.host.Leading(); len(l) != 0 {
 		t.Fatalf("Leading() = %v for a quiesced leader, want none (no closed timestamps to give)", l)
 	}
+	for _, tn := range nodes {
+		want := 1 // one quiesced group replicated there
+		if tn == leader {
+			want = 0
+		}
+		if b := beatTo(t, leader); b[tn.id] != want || len(b) != 2 {
+			t.Fatalf("beats go to %v, want each follower's node once", b)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -88,6 +98,9 @@ func TestIdleGroupQuiesces(t *testing.T) {
 	}
 	if l := leader.host.Leading(); len(l) != 1 || l[0] != 7 {
 		t.Fatalf("Leading() = %v once awake, want [7]", l)
+	}
+	if b := beatTo(t, leader); len(b) != 0 {
+		t.Fatalf("an awake leader still beats to %v", b)
 	}
 	// And it quiesces again once idle.
 	tickUntil(t, n, 10*quiesceAfterTicks, "quiesced again", func() bool { return allQuiesced(nodes) })
@@ -207,4 +220,14 @@ func TestManyGroupsQuiesce(t *testing.T) {
 			t.Fatalf("node %d: %d groups quiesced, want the %d idle ones", tn.id, q, extra)
 		}
 	}
+}
+
+// beatTo returns a copy of the nodes tn beats to, with their counts.
+func beatTo(t *testing.T, tn *testNode) map[uint64]int {
+	t.Helper()
+	out := map[uint64]int{}
+	if err := tn.host.do(context.Background(), func() { maps.Copy(out, tn.host.q.beatTo) }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
