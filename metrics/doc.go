@@ -43,6 +43,7 @@
 //	meridian_raft_group_applied_index            gauge     applied index on this replica
 //	meridian_raft_group_is_leader                gauge     1 if this replica leads the group
 //	meridian_raft_group_apply_lag_entries        gauge     commit - applied on this replica
+//	meridian_raft_group_quiesced                 gauge     1 while this replica is quiesced, else 0
 //	meridian_raft_group_replication_lag_entries  gauge     leader only: max over the other replicas of last index - match
 //
 // Peers (labels: peer, peer_region):

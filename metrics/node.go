@@ -29,6 +29,7 @@ type nodeCollector struct {
 
 	groups, leaders, quiesced                       *prometheus.Desc
 	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
+	groupQuiesced                                   *prometheus.Desc
 	peerRTT, peerReachable, bytesSent               *prometheus.Desc
 	streamLagEntries, streamLagSeconds              *prometheus.Desc
 	streamStalled, streamStalledSeconds             *prometheus.Desc
@@ -87,6 +88,8 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 			"Highest log index applied on this replica.", g, nil),
 		isLeader: prometheus.NewDesc("meridian_raft_group_is_leader",
 			"1 if this replica leads the group, else 0.", g, nil),
+		groupQuiesced: prometheus.NewDesc("meridian_raft_group_quiesced",
+			"1 while this replica of the group is quiesced (idle: neither ticking nor heartbeating), else 0.", g, nil),
 		applyLag: prometheus.NewDesc("meridian_raft_group_apply_lag_entries",
 			"Committed entries not yet applied on this replica (commit - applied).", g, nil),
 		rLag: prometheus.NewDesc("meridian_raft_group_replication_lag_entries",
@@ -137,7 +140,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.quiesced, c.term, c.commit, c.applied,
-		c.isLeader, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds,
+		c.isLeader, c.groupQuiesced, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds,
 		c.streamStalled, c.streamStalledSeconds, c.conflicts, c.archiveLag, c.archiveBytes, c.archiveGaps,
 		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown} {
 		ch <- d
@@ -187,6 +190,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.commit, gs.Commit)
 		gauge(c.applied, gs.Applied)
 		gauge(c.applyLag, ApplyLag(gs))
+		q := uint64(0)
+		if host.IsQuiesced(id) {
+			q = 1
+		}
+		gauge(c.groupQuiesced, q)
 		if leader {
 			led++
 			gauge(c.isLeader, 1)

@@ -49,9 +49,9 @@ import (
 // Config.BeatInterval whatever the number of groups, carrying the host's
 // incarnation (a random number drawn when it starts). A node that hears
 // no beat from a leader's host for quiesceBeatMisses intervals (and at
-// least twice the cluster's minimum election timeout: raft itself
-// tolerates between one and two of silence before it elects; time this
-// node's own loop was held up does not count), or hears
+// least the cluster's minimum election timeout, the silence raft itself
+// tolerates before it elects; time this node's own loop was held up does
+// not count), or hears
 // one from a new incarnation (the host restarted, its groups are no
 // longer quiesced), wakes every group quiesced under that leader; they
 // tick again and elect a new leader if the old one is gone.
@@ -121,6 +121,12 @@ func (h *Host) Touch(groupID uint64) {
 		case <-h.stopped:
 		}
 	}
+}
+
+// IsQuiesced reports whether the group is quiesced on this node now.
+func (h *Host) IsQuiesced(groupID uint64) bool {
+	g := h.group(groupID)
+	return g != nil && g.qflag.Load()
 }
 
 // Quiesced returns how many of the host's groups are quiesced now.
@@ -301,7 +307,7 @@ func (h *Host) quiesceTick(now time.Time) {
 		h.stats.messagesSent.Add(uint64(len(msgs)))
 		h.cfg.Sender.Send(beatGroup, msgs)
 	}
-	silent := max(quiesceBeatMisses*h.cfg.BeatInterval, 2*h.cfg.MinElectionTimeout)
+	silent := max(quiesceBeatMisses*h.cfg.BeatInterval, h.cfg.MinElectionTimeout)
 	for lead := range h.q.followers {
 		if now.Sub(h.q.heard[lead].at) > silent {
 			h.log.Warn("no beat from a leader's node: waking the groups quiesced under it", "leader", lead,
