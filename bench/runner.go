@@ -215,6 +215,22 @@ func rate(ops int64, d time.Duration) float64 {
 }
 
 // clientSeed derives an independent seed for client i (SplitMix64).
+// clientStart returns what client i's run phase draws from: its random
+// source, the key prefix, its key chooser, and the end of a timed run
+// (zero for a run of a number of operations).
+func (r *runner) clientStart(i int) (*rand.Rand, string, KeyChooser, time.Time) {
+	seed := clientSeed(r.p.Seed, i)
+	keys, err := NewKeyChooser(r.p.distribution(), r.p.Records, r.acked.load, seed)
+	if err != nil { // Validate has checked the distribution
+		panic(err)
+	}
+	var deadline time.Time
+	if r.p.Duration > 0 {
+		deadline = time.Now().Add(r.p.Duration)
+	}
+	return newRand(seed, 200), r.p.keyPrefix(), keys, deadline
+}
+
 func clientSeed(seed uint64, i int) uint64 {
 	z := seed + uint64(i+1)*0x9e3779b97f4a7c15
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
@@ -305,18 +321,8 @@ func (r *runner) runClient(ctx context.Context, i int, st *phaseStats) {
 		return
 	}
 	c := r.clients[i]
-	seed := clientSeed(r.p.Seed, i)
-	rng := newRand(seed, 200)
+	rng, prefix, keys, deadline := r.clientStart(i)
 	val := newValueBuf(r.p.ValueSize, rng)
-	prefix := r.p.keyPrefix()
-	keys, err := NewKeyChooser(r.p.distribution(), r.p.Records, r.acked.load, seed)
-	if err != nil { // Validate has checked the distribution
-		panic(err)
-	}
-	var deadline time.Time
-	if r.p.Duration > 0 {
-		deadline = time.Now().Add(r.p.Duration)
-	}
 	w := r.p.Workload
 	for ctx.Err() == nil {
 		if r.p.Operations > 0 {
@@ -467,18 +473,8 @@ func (r *runner) loadPipelined(ctx context.Context, i int, st *phaseStats) {
 func (r *runner) runPipelined(ctx context.Context, i int, st *phaseStats) {
 	c := r.clients[i].(Pipeliner)
 	n := r.p.pipeline()
-	seed := clientSeed(r.p.Seed, i)
-	rng := newRand(seed, 200)
+	rng, prefix, keys, deadline := r.clientStart(i)
 	b := newBatch(n, r.p.ValueSize, rng)
-	prefix := r.p.keyPrefix()
-	keys, err := NewKeyChooser(r.p.distribution(), r.p.Records, r.acked.load, seed)
-	if err != nil { // Validate has checked the distribution
-		panic(err)
-	}
-	var deadline time.Time
-	if r.p.Duration > 0 {
-		deadline = time.Now().Add(r.p.Duration)
-	}
 	w := r.p.Workload
 	for ctx.Err() == nil {
 		k := n

@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/meridian-db/meridian/internal/testutil"
 )
 
@@ -71,7 +72,21 @@ func tickUntil(t *testing.T, n *localNet, max int, what string, cond func() bool
 // the leader.
 func leaseCluster(t *testing.T) (*localNet, []*testNode, *testNode) {
 	t.Helper()
-	n, nodes := startCluster(t, 0)
+	n := newLocalNet()
+	nodes, leader := writtenCluster(t, n)
+	tickUntil(t, n, 100, "lease", func() bool { return served(t, leader) })
+	return n, nodes, leader
+}
+
+// writtenCluster starts nodes 1-3 of group 7 on n (in-memory
+// filesystems, stopped when the test ends), elects a leader and writes
+// once. It returns the nodes and the leader.
+func writtenCluster(t *testing.T, n *localNet) ([]*testNode, *testNode) {
+	t.Helper()
+	var nodes []*testNode
+	for id := uint64(1); id <= 3; id++ {
+		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
+	}
 	t.Cleanup(func() { stopAll(n, nodes) })
 	leader := nodes[waitLeader(t, nodes)-1]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -79,8 +94,7 @@ func leaseCluster(t *testing.T) (*localNet, []*testNode, *testNode) {
 	if _, err := propose(ctx, t, nodes, []byte("k=v")); err != nil {
 		t.Fatal(err)
 	}
-	tickUntil(t, n, 100, "lease", func() bool { return served(t, leader) })
-	return n, nodes, leader
+	return nodes, leader
 }
 
 func (n *localNet) setCut(id uint64, cut bool) {

@@ -6,8 +6,6 @@ import (
 	"maps"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // quiesceAfterTicks is the idle time of the quiescence tests, in ticks.
@@ -19,17 +17,7 @@ func quietCluster(t *testing.T) (*localNet, []*testNode, *testNode) {
 	t.Helper()
 	n := newLocalNet()
 	n.quiesceAfter = quiesceAfterTicks * testTick
-	var nodes []*testNode
-	for id := uint64(1); id <= 3; id++ {
-		nodes = append(nodes, startNode(t, n, id, vfs.NewMem(), 0))
-	}
-	t.Cleanup(func() { stopAll(n, nodes) })
-	leader := nodes[waitLeader(t, nodes)-1]
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := propose(ctx, t, nodes, []byte("k=v")); err != nil {
-		t.Fatal(err)
-	}
+	nodes, leader := writtenCluster(t, n)
 	return n, nodes, leader
 }
 
