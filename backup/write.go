@@ -60,44 +60,39 @@ func (s *Store) WriteBase(ctx context.Context, r *storage.Reader, group, index u
 		size = 0
 		return nil
 	}
+	// added counts n more bytes in the part, writing it out once full; it
+	// reports whether the scan goes on. scanned is the scan's outcome.
 	var werr error
-	err = r.Scan(group, nil, func(key, value []byte) bool {
-		cur.Pairs = append(cur.Pairs, append([]byte(nil), key...), append([]byte(nil), value...))
-		size += len(key) + len(value) + 8
-		res.Keys++
-		if size >= partBytes {
+	added := func(n int) bool {
+		if size += n; size >= partBytes {
 			if werr = flush(false); werr != nil {
 				return false
 			}
 		}
 		return ctx.Err() == nil
+	}
+	scanned := func(err error) error {
+		if err == nil {
+			err = werr
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		return err
+	}
+	err = r.Scan(group, nil, func(key, value []byte) bool {
+		cur.Pairs = append(cur.Pairs, append([]byte(nil), key...), append([]byte(nil), value...))
+		res.Keys++
+		return added(len(key) + len(value) + 8)
 	})
-	if err == nil {
-		err = werr
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
+	if err = scanned(err); err != nil {
 		return res, err
 	}
 	err = r.ScanElements(group, func(suffix, value []byte) bool {
 		cur.Elements = append(cur.Elements, append([]byte(nil), suffix...), append([]byte(nil), value...))
-		size += len(suffix) + len(value) + 8
-		if size >= partBytes {
-			if werr = flush(false); werr != nil {
-				return false
-			}
-		}
-		return ctx.Err() == nil
+		return added(len(suffix) + len(value) + 8)
 	})
-	if err == nil {
-		err = werr
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
+	if err = scanned(err); err != nil {
 		return res, err
 	}
 	if err := flush(true); err != nil {

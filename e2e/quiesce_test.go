@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meridian-db/meridian/internal/testutil"
+	"github.com/meridian-db/meridian/netsim"
 )
 
 // quietReplicas counts, over the running nodes, the replicas of the
@@ -73,8 +74,9 @@ func checkAll(t *testing.T, n *wnode, ks string, kv map[string]string) {
 
 // TestQuiescedGroupsSurviveFaults: the groups of an idle sync keyspace
 // quiesce on every replica (they stop ticking and heartbeating); when the
-// node leading them is killed, or stopped for longer than an election
-// timeout, the others notice its silence from the missing beats, wake
+// node leading them is killed, stopped for longer than an election
+// timeout, or cut off from the others (while it still believes it leads,
+// with no lease it renews), the others notice its silence from the missing beats, wake
 // the groups, elect, and take writes; nothing written before is lost,
 // and the groups quiesce again once idle.
 func TestQuiescedGroupsSurviveFaults(t *testing.T) {
@@ -106,7 +108,7 @@ func TestQuiescedGroupsSurviveFaults(t *testing.T) {
 	}
 	t.Logf("all 12 replicas quiesced %v after the last write", waitQuiet("quiesced groups").Round(time.Millisecond))
 
-	for _, fault := range []string{"kill -9", "SIGSTOP"} {
+	for _, fault := range []string{"kill -9", "SIGSTOP", "isolate"} {
 		var lead uint64
 		testutil.Eventually(t, 30*time.Second, "a leader of the keyspace known", func() bool {
 			lead = w.leaderOf(ks, "us-east")()
@@ -114,20 +116,26 @@ func TestQuiescedGroupsSurviveFaults(t *testing.T) {
 		})
 		victim := w.node(lead)
 		start := time.Now()
-		if fault == "kill -9" {
+		switch fault {
+		case "kill -9":
 			victim.kill()
-		} else {
+		case "SIGSTOP":
 			victim.pause()
+		default: // cut off from every other node; it still believes it leads
+			w.fault(netsim.Fault{Op: "isolate", Node: victim.id})
 		}
 		kv := batch("after-"+fault, 20)
 		took := writeAll(t, w, ks, kv, victim.id, 60*time.Second)
 		add(kv)
 		t.Logf("%s of node %d (leading quiesced groups): writes through the others taken again within %v", fault, victim.id, took.Round(time.Millisecond))
-		if fault == "kill -9" {
+		switch fault {
+		case "kill -9":
 			victim.start()
 			w.syncFaults(victim)
-		} else {
+		case "SIGSTOP":
 			victim.resume()
+		default:
+			w.heal()
 		}
 		t.Logf("%s: node %d back after %v", fault, victim.id, time.Since(start).Round(time.Millisecond))
 		for _, n := range w.nodes {

@@ -82,15 +82,24 @@ func (b *BackupSchedule) Covers(keyspace string) bool {
 	return b != nil && (len(b.Keyspaces) == 0 || slices.Contains(b.Keyspaces, keyspace))
 }
 
+// restoreKeyspace returns the hidden keyspace name that restore id fills.
+func restoreKeyspace(st *State, name, id string) (*Keyspace, error) {
+	ks := st.Keyspaces[name]
+	switch {
+	case ks == nil:
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKeyspace, name)
+	case ks.Restore == nil || ks.Restore.ID != id:
+		return nil, fmt.Errorf("%w: %q is not restore %s's keyspace", ErrRestoring, name, id)
+	}
+	return ks, nil
+}
+
 // applyFinishRestore gives the hidden keyspace its name, replacing the
 // keyspace of that name if the restore was told to (its groups retired).
 func (s *Store) applyFinishRestore(st *State, c *FinishRestore) error {
-	ks := st.Keyspaces[c.Name]
-	switch {
-	case ks == nil:
-		return fmt.Errorf("%w: %q", ErrUnknownKeyspace, c.Name)
-	case ks.Restore == nil || ks.Restore.ID != c.ID:
-		return fmt.Errorf("%w: %q is not restore %s's keyspace", ErrRestoring, c.Name, c.ID)
+	ks, err := restoreKeyspace(st, c.Name, c.ID)
+	if err != nil {
+		return err
 	}
 	target := ks.Restore.Target
 	if old := st.Keyspaces[target]; old != nil {
@@ -112,12 +121,9 @@ func (s *Store) applyFinishRestore(st *State, c *FinishRestore) error {
 
 // applyCancelRestore drops a hidden keyspace and retires its groups.
 func (s *Store) applyCancelRestore(st *State, c *CancelRestore) error {
-	ks := st.Keyspaces[c.Name]
-	switch {
-	case ks == nil:
-		return fmt.Errorf("%w: %q", ErrUnknownKeyspace, c.Name)
-	case ks.Restore == nil || ks.Restore.ID != c.ID:
-		return fmt.Errorf("%w: %q is not restore %s's keyspace", ErrRestoring, c.Name, c.ID)
+	ks, err := restoreKeyspace(st, c.Name, c.ID)
+	if err != nil {
+		return err
 	}
 	retireGroups(st, ks)
 	delete(st.Keyspaces, c.Name)

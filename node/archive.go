@@ -109,15 +109,8 @@ func (n *Node) archiveLoop() {
 	// Stopping the node cancels what the archiver waits for (a mark in a
 	// group that lost its quorum, a slow target) rather than waiting out
 	// its timeouts.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := n.untilStop()
 	defer cancel()
-	go func() {
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	for {
 		select {
 		case <-n.stop:
@@ -386,15 +379,8 @@ func (n *Node) scheduleRound(ctx context.Context, store *backup.Store, sched *me
 			a.running = false
 			a.mu.Unlock()
 		}()
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := n.untilStop()
 		defer cancel()
-		go func() {
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		m, err := n.CreateBackup(ctx, BackupRequest{Target: sched.Target, Options: backup.Options{Key: n.cfg.BackupKey}, Keyspaces: sched.Keyspaces, Full: full}, nil)
 		if err != nil {
 			n.log.Warn("scheduled backup failed", "full", full, "err", err)

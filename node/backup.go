@@ -491,25 +491,11 @@ func forEach(ctx context.Context, n, par int, fn func(ctx context.Context, i int
 // replica when one fails.
 func (n *Node) baseFromReplicas(ctx context.Context, target *nodepb.BackupTarget, g backupGroup, writer string, partBytes int) (*nodepb.BackupBaseResponse, error) {
 	req := &nodepb.BackupBaseRequest{Target: target, Group: g.group, Writer: writer, PartBytes: int64(partBytes)}
-	var errs []error
-	for _, id := range n.replicaOrder(g.replicas) {
-		var resp *nodepb.BackupBaseResponse
-		var err error
-		if id == n.cfg.ID {
-			resp = n.serveBackupBase(ctx, req)
-		} else {
-			resp, err = n.client(id).BackupBase(ctx, req)
-		}
-		if err == nil {
-			err = fromPB(resp.GetError())
-		}
-		if err == nil {
-			return resp, nil
-		}
-		if ctx.Err() != nil || errors.Is(err, backup.ErrTarget) || errors.Is(err, backup.ErrKey) {
-			return nil, err
-		}
-		errs = append(errs, fmt.Errorf("node %d: %w", id, err))
+	resp, errs, err := fromReplicas(ctx, n, g,
+		func() *nodepb.BackupBaseResponse { return n.serveBackupBase(ctx, req) },
+		func(id uint64) (*nodepb.BackupBaseResponse, error) { return n.client(id).BackupBase(ctx, req) })
+	if err != nil || errs == nil {
+		return resp, err
 	}
 	return nil, fmt.Errorf("backup: no replica of %s wrote its base: %w", g, errors.Join(errs...))
 }
@@ -518,33 +504,51 @@ func (n *Node) baseFromReplicas(ctx context.Context, target *nodepb.BackupTarget
 func (n *Node) logFromReplicas(ctx context.Context, target *nodepb.BackupTarget, g backupGroup, from, writeAfter, to uint64, cut hlc.Timestamp, writer string, segBytes int) (*nodepb.BackupLogResponse, error) {
 	req := &nodepb.BackupLogRequest{Target: target, Group: g.group, From: from, WriteAfter: writeAfter, To: to, Writer: writer, SegmentBytes: int64(segBytes),
 		Cut: cut.AppendEncode(nil)}
-	var errs []error
+	resp, errs, err := fromReplicas(ctx, n, g,
+		func() *nodepb.BackupLogResponse { return n.serveBackupLog(ctx, req) },
+		func(id uint64) (*nodepb.BackupLogResponse, error) { return n.client(id).BackupLog(ctx, req) })
+	if err != nil || errs == nil {
+		return resp, err
+	}
 	compacted := true
+	for _, e := range errs {
+		compacted = compacted && errors.Is(e, raftgroup.ErrCompacted)
+	}
+	err = errors.Join(errs...)
+	if compacted {
+		return nil, fmt.Errorf("%w: %w", raftgroup.ErrCompacted, err)
+	}
+	return nil, err
+}
+
+// fromReplicas asks g's replicas in turn (replicaOrder: this node first
+// when it holds one) for an answer: served here by local, elsewhere by
+// remote. It returns the first answer without an error; or the error
+// that no other replica can mend (the context ended, the target or the
+// key is wrong); or, when every replica failed, each one's error (errs
+// non-nil, the answer zero).
+func fromReplicas[R interface{ GetError() *nodepb.Error }](ctx context.Context, n *Node, g backupGroup,
+	local func() R, remote func(id uint64) (R, error)) (resp R, errs []error, err error) {
+	var zero R
+	errs = []error{}
 	for _, id := range n.replicaOrder(g.replicas) {
-		var resp *nodepb.BackupLogResponse
-		var err error
 		if id == n.cfg.ID {
-			resp = n.serveBackupLog(ctx, req)
+			resp, err = local(), nil
 		} else {
-			resp, err = n.client(id).BackupLog(ctx, req)
+			resp, err = remote(id)
 		}
 		if err == nil {
 			err = fromPB(resp.GetError())
 		}
 		if err == nil {
-			return resp, nil
+			return resp, nil, nil
 		}
 		if ctx.Err() != nil || errors.Is(err, backup.ErrTarget) || errors.Is(err, backup.ErrKey) {
-			return nil, err
+			return zero, nil, err
 		}
-		compacted = compacted && errors.Is(err, raftgroup.ErrCompacted)
 		errs = append(errs, fmt.Errorf("node %d: %w", id, err))
 	}
-	err := errors.Join(errs...)
-	if compacted {
-		return nil, fmt.Errorf("%w: %w", raftgroup.ErrCompacted, err)
-	}
-	return nil, err
+	return zero, errs, nil
 }
 
 // serveBackupBase writes the base of a group this node holds a replica
@@ -792,15 +796,8 @@ func (n *Node) StartBackup(req BackupRequest) (BackupJob, error) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := n.untilStop()
 		defer cancel()
-		go func() {
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		m, err := n.CreateBackup(ctx, req, func(p BackupProgress) {
 			n.jobs.mu.Lock()
 			j.Progress = p

@@ -161,7 +161,7 @@ func (n *Node) StartRestore(req RestoreRequest) (RestoreStatus, error) {
 	if id == "" {
 		id = backup.NewWriterTag()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := n.untilStop()
 	j := &restoreJob{start: time.Now(), cancel: cancel, done: make(chan struct{}),
 		status: RestoreStatus{ID: id, Keyspace: req.Keyspace, Phase: "starting", StartedAt: time.Now().UTC().Format(time.RFC3339)}}
 	n.restores.mu.Lock()
@@ -184,13 +184,6 @@ func (n *Node) StartRestore(req RestoreRequest) (RestoreStatus, error) {
 		defer n.wg.Done()
 		defer close(j.done)
 		defer cancel()
-		go func() {
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		err := n.runRestore(ctx, id, req, j)
 		j.update(func(s *RestoreStatus) {
 			s.Done, s.ElapsedMS = true, time.Since(j.start).Milliseconds()

@@ -181,6 +181,20 @@ func (n *Node) route(keyspace string, key []byte) (*metadata.Keyspace, metadata.
 	return ks, ks.Shards[ShardOf(key, len(ks.Shards))], nil
 }
 
+// untilStop returns a context that ends when the node stops (or when
+// cancel is called): for background work that must not outlive it.
+func (n *Node) untilStop() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 func (n *Node) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)

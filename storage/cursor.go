@@ -99,25 +99,10 @@ func (db *DB) Cursor(group, source uint64) (Cursor, bool, error) {
 // by source stream id.
 func (db *DB) Cursors(group uint64) (map[uint64]Cursor, error) {
 	out := make(map[uint64]Cursor)
-	lo, hi := cursorSpan(group)
-	var bad error
-	err := db.scan(lo, hi, func(k, v []byte) bool {
-		if len(k) != 17 {
-			bad = fmt.Errorf("%w: cursor key of %d bytes", ErrCorrupt, len(k))
-			return false
-		}
-		c, err := decodeCursor(v)
-		if err != nil {
-			bad = err
-			return false
-		}
-		out[binary.BigEndian.Uint64(k[9:])] = c
+	if err := scanCursors(db.scan, group, func(source uint64, c Cursor) bool {
+		out[source] = c
 		return true
-	})
-	if err == nil {
-		err = bad
-	}
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	return out, nil

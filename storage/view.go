@@ -13,9 +13,14 @@ import (
 // ScanCursors calls fn for the group's cursors in the view, in source
 // order, until fn returns false.
 func (r *Reader) ScanCursors(group uint64, fn func(source uint64, c Cursor) bool) error {
+	return scanCursors(r.scan, group, fn)
+}
+
+// scanCursors decodes the group's cursor span read by scan.
+func scanCursors(scan func(lo, hi []byte, fn func(k, v []byte) bool) error, group uint64, fn func(source uint64, c Cursor) bool) error {
 	lo, hi := cursorSpan(group)
 	var bad error
-	err := r.scan(lo, hi, func(k, v []byte) bool {
+	err := scan(lo, hi, func(k, v []byte) bool {
 		if len(k) != 17 {
 			bad = fmt.Errorf("%w: cursor key of %d bytes", ErrCorrupt, len(k))
 			return false
