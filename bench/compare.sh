@@ -49,6 +49,8 @@
 #   N3 [30000]         requests of the 3-replica runs (redis-benchmark, etcd)
 #   WAN_DURATION [10s] length of each `meridian bench` run of 4
 #   WAN_PIPELINES ["16 64"] the pipeline depths of 4
+#   QUIESCE_AFTER [2s]  --quiesce-after of the meridian start processes
+#                      (0: groups never quiesce, the node's default)
 #   IDLE_BIG [10000]   the large G of 5 (40 keyspaces x 250 shards; creating
 #                      them takes minutes); 0 skips it
 #   IDLE_SECONDS [20]  CPU measured over this long   SETTLE [15] seconds first
@@ -71,6 +73,7 @@ NP=${NP:-200000}
 N3=${N3:-30000}
 WAN_DURATION=${WAN_DURATION:-10s}
 WAN_PIPELINES=${WAN_PIPELINES:-16 64}
+QUIESCE_AFTER=${QUIESCE_AFTER:-2s}
 IDLE_BIG=${IDLE_BIG:-10000}
 IDLE_SECONDS=${IDLE_SECONDS:-20}
 SETTLE=${SETTLE:-15}
@@ -277,7 +280,8 @@ cluster_start() {
 	ports_free $((MPEER + 1)) $((MPEER + 2)) $((MPEER + 3)) $((MRESP + 1)) $((MRESP + 2)) $((MRESP + 3)) $((MHTTP + 1)) $((MHTTP + 2)) $((MHTTP + 3))
 	for i in 1 2 3; do
 		start "m$i" "$M" start --id $i --region r$i --data-dir "$d/n$i" --listen 127.0.0.1:$((MPEER + i)) \
-			--resp 127.0.0.1:$((MRESP + i)) --http 127.0.0.1:$((MHTTP + i)) --peers "$peers" --log-level warn
+			--resp 127.0.0.1:$((MRESP + i)) --http 127.0.0.1:$((MHTTP + i)) --peers "$peers" --log-level warn \
+			--quiesce-after "$QUIESCE_AFTER"
 		CLUSTER+=("$LAST")
 	done
 	"$M" status --wait-ready --timeout 60s --addr 127.0.0.1:$((MHTTP + 1)) >/dev/null 2>&1 || die "the meridian start nodes were not ready"

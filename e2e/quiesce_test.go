@@ -80,7 +80,7 @@ func checkAll(t *testing.T, n *wnode, ks string, kv map[string]string) {
 // the groups, elect, and take writes; nothing written before is lost,
 // and the groups quiesce again once idle.
 func TestQuiescedGroupsSurviveFaults(t *testing.T) {
-	w := newWorld(t, worldConfig{regions: threeRegions})
+	w := newWorld(t, worldConfig{regions: threeRegions, args: []string{"--quiesce-after", "2s"}})
 	const ks = "quiet"
 	w.createKeyspace(map[string]any{"name": ks, "strategy": "sync", "shards": 4, "replicas": 3, "home_region": "us-east"})
 	written := map[string]string{}

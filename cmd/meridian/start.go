@@ -34,25 +34,26 @@ import (
 // startFlags are start's flags; a flag given on the command line
 // overrides the configuration file's key named beside it.
 type startFlags struct {
-	config    string
-	id        uint64        // node.id
-	region    string        // node.region
-	zone      string        // node.zone
-	dataDir   string        // node.data_dir
-	listen    string        // addresses.listen
-	advertise string        // addresses.advertise
-	respAddr  string        // addresses.resp
-	httpAddr  string        // addresses.http
-	peers     string        // peers
-	join      string        // join
-	cluster   string        // cluster
-	latency   string        // latency
-	clockOff  time.Duration // (flag only)
-	logLevel  string        // node.log_level
-	placement time.Duration // timings.placement_wait
-	backupKey string        // not in the file: a path to a secret
-	certsDir  string        // security.certs_dir
-	insecure  bool          // security.insecure
+	config       string
+	id           uint64        // node.id
+	region       string        // node.region
+	zone         string        // node.zone
+	dataDir      string        // node.data_dir
+	listen       string        // addresses.listen
+	advertise    string        // addresses.advertise
+	respAddr     string        // addresses.resp
+	httpAddr     string        // addresses.http
+	peers        string        // peers
+	join         string        // join
+	cluster      string        // cluster
+	latency      string        // latency
+	clockOff     time.Duration // (flag only)
+	quiesceAfter time.Duration // raft.quiesce_after
+	logLevel     string        // node.log_level
+	placement    time.Duration // timings.placement_wait
+	backupKey    string        // not in the file: a path to a secret
+	certsDir     string        // security.certs_dir
+	insecure     bool          // security.insecure
 }
 
 func startCmd() *cobra.Command {
@@ -124,6 +125,7 @@ reloaded on SIGHUP and when their files change. See SECURITY.md.`,
 	fl.StringVar(&f.cluster, "cluster", node.DefaultCluster, "cluster name, the same on every node; with --join, taken from the cluster joined")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
 	fl.DurationVar(&f.clockOff, "clock-offset", 0, "emulation only, with --latency: run this node's clock this far ahead (or behind, if negative) of the machine's, to test clock skew between regions")
+	fl.DurationVar(&f.quiesceAfter, "quiesce-after", 0, "idle raft groups stop ticking and heartbeating after this long (raft.quiesce_after); 0: never (the default, for now: see the README)")
 	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
 	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
 	fl.StringVar(&f.backupKey, "backup-key-file", "", "key that encrypts the backups this node writes (32 bytes: 64 hex digits or base64; default $MERIDIAN_BACKUP_KEY); S3 credentials come from $MERIDIAN_S3_ENDPOINT, $MERIDIAN_S3_ACCESS_KEY, $MERIDIAN_S3_SECRET_KEY")
@@ -162,6 +164,7 @@ func (f startFlags) apply(changed func(string) bool) (config.File, error) {
 	set("cluster", func() { file.Cluster = f.cluster })
 	set("latency", func() { file.Latency = f.latency })
 	set("clock-offset", func() { file.ClockOffset = f.clockOff })
+	set("quiesce-after", func() { file.Raft.QuiesceAfter = f.quiesceAfter })
 	set("log-level", func() { file.Node.LogLevel = f.logLevel })
 	set("placement-wait", func() { file.Timings.PlacementWait = f.placement })
 	set("certs-dir", func() { file.Security.CertsDir = f.certsDir })
