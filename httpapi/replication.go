@@ -95,13 +95,14 @@ func (a *api) failover(w http.ResponseWriter, r *http.Request) error {
 
 func (a *api) lostWrites(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("ks")
-	writes, err := a.n.LostWrites(name)
+	rep, err := a.n.LostWrites(name)
 	if err != nil {
 		return err
 	}
-	resp := LostWritesResponse{Keyspace: name, Forks: []metadata.Fork{}, Writes: writes}
-	if ks := a.n.Metadata().Keyspaces[name]; ks != nil && ks.Forks != nil {
-		resp.Forks = ks.Forks
+	// One report: a fork marked reported has all its writes here.
+	resp := LostWritesResponse{Keyspace: name, Forks: rep.Forks, Writes: rep.Writes}
+	if resp.Forks == nil {
+		resp.Forks = []metadata.Fork{}
 	}
 	if resp.Writes == nil {
 		resp.Writes = []metadata.LostWrite{}

@@ -107,8 +107,51 @@ func LostKey(keyspace string, epoch, group, index uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, index)
 }
 
-// LostPrefix returns the key prefix of a keyspace's lost writes.
-func LostPrefix(keyspace string) []byte { return append([]byte(lostPrefix+keyspace), '/') }
+// LostReport is an async keyspace's lost-writes report as one replica of
+// the metadata holds it: the forks its failovers made, and the writes
+// reported for them so far.
+type LostReport struct {
+	Forks  []Fork
+	Writes []LostWrite
+}
+
+// lostReportRead, when set (by tests), runs between reading a report's
+// forks and scanning its writes.
+var lostReportRead func()
+
+// LostReport returns keyspace's lost-writes report. A fork marked
+// Reported has every one of its writes in Writes; a fork not yet reported
+// may have some of them. The forks are read first, then the writes: a
+// report's writes are committed before the state that marks its fork
+// reported is published (Applied), so whatever report finishes in
+// between, the answer holds. (Scanned the other way round, a report
+// finishing in between showed its fork reported without its last
+// writes.)
+func (s *Store) LostReport(keyspace string) (LostReport, error) {
+	ks := s.State().Keyspaces[keyspace]
+	if ks == nil {
+		return LostReport{}, fmt.Errorf("%w: %q", ErrUnknownKeyspace, keyspace)
+	}
+	r := LostReport{Forks: slices.Clone(ks.Forks)}
+	if lostReportRead != nil {
+		lostReportRead()
+	}
+	prefix := append([]byte(lostPrefix+keyspace), '/')
+	end := append([]byte(lostPrefix+keyspace), '/'+1)
+	var bad error
+	err := s.db.Scan(SystemGroup, prefix, end, func(_, v []byte) bool {
+		var w LostWrite
+		if bad = json.Unmarshal(v, &w); bad != nil {
+			return false
+		}
+		r.Writes = append(r.Writes, w)
+		return true
+	})
+	if err == nil {
+		err = bad
+	}
+	return r, err
+}
 
 func (s *Store) applySwitch(st *State, c *SwitchPrimary) error {
 	ks := st.Keyspaces[c.Keyspace]

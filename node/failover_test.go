@@ -220,15 +220,17 @@ func TestFailoverReportsLostWrites(t *testing.T) {
 	// The old primary comes back, reports, and becomes a replica.
 	var lost []metadata.LostWrite
 	if err := c.WaitFor(ctx, func() bool {
-		ks := eu.Metadata().Keyspaces["a"]
-		for _, f := range ks.Forks {
+		rep, err := eu.LostWrites("a")
+		if err != nil || len(rep.Forks) == 0 {
+			return false
+		}
+		for _, f := range rep.Forks {
 			if !f.Reported {
 				return false
 			}
 		}
-		var err error
-		lost, err = eu.LostWrites("a")
-		return err == nil
+		lost = rep.Writes
+		return true
 	}); err != nil {
 		t.Fatal("the old primary never reported its lost writes")
 	}

@@ -105,9 +105,10 @@ func (n *Node) Failover(ctx context.Context, keyspace, to string, force bool) (F
 	return n.async.Failover(ctx, keyspace, to, force)
 }
 
-// LostWrites returns a keyspace's lost-writes report, as recorded in this
-// node's copy of the metadata.
-func (n *Node) LostWrites(keyspace string) ([]metadata.LostWrite, error) {
+// LostWrites returns a keyspace's lost-writes report (its forks and the
+// writes reported for them), as recorded in this node's copy of the
+// metadata.
+func (n *Node) LostWrites(keyspace string) (metadata.LostReport, error) {
 	return n.async.LostWrites(keyspace)
 }
 

@@ -2,7 +2,6 @@ package asyncks
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -205,25 +204,10 @@ func cloneArgs(args [][]byte) [][]byte {
 }
 
 // LostWrites returns a keyspace's lost-writes report, as recorded in this
-// node's copy of the metadata.
-func (s *Strategy) LostWrites(keyspace string) ([]metadata.LostWrite, error) {
+// node's copy of the metadata (see metadata.Store.LostReport).
+func (s *Strategy) LostWrites(keyspace string) (metadata.LostReport, error) {
 	if _, err := s.env.Meta().Keyspace(keyspace); err != nil {
-		return nil, err
+		return metadata.LostReport{}, err
 	}
-	prefix := metadata.LostPrefix(keyspace)
-	end := append(slices.Clone(prefix[:len(prefix)-1]), '/'+1)
-	var out []metadata.LostWrite
-	var bad error
-	err := s.env.DB().Scan(metadata.SystemGroup, prefix, end, func(_, v []byte) bool {
-		var w metadata.LostWrite
-		if bad = json.Unmarshal(v, &w); bad != nil {
-			return false
-		}
-		out = append(out, w)
-		return true
-	})
-	if err == nil {
-		err = bad
-	}
-	return out, err
+	return s.env.Meta().LostReport(keyspace)
 }
