@@ -50,7 +50,7 @@
 #   WAN_DURATION [10s] length of each `meridian bench` run of 4
 #   WAN_PIPELINES ["16 64"] the pipeline depths of 4
 #   QUIESCE_AFTER [2s]  --quiesce-after of the meridian start processes
-#                      (0: groups never quiesce, the node's default)
+#                      (0: groups never quiesce; 2s is the default)
 #   IDLE_BIG [10000]   the large G of 5 (40 keyspaces x 250 shards; creating
 #                      them takes minutes); 0 skips it
 #   IDLE_SECONDS [20]  CPU measured over this long   SETTLE [15] seconds first

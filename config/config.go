@@ -189,6 +189,7 @@ func Default() File {
 		Raft: Raft{
 			MaxInflightMsgs: node.DefaultMaxInflightMsgs, MaxSizePerMsgBytes: node.DefaultMaxSizePerMsgBytes,
 			MaxUncommittedBytes: node.DefaultMaxUncommittedBytes, CompactAfterEntries: node.DefaultCompactAfterEntries,
+			QuiesceAfter: node.DefaultQuiesceAfter,
 		},
 		Streams: Streams{
 			BatchInterval: node.DefaultStreamBatchInterval, MaxBatchBytes: node.DefaultStreamMaxBatchBytes,
@@ -484,8 +485,17 @@ func (f *File) NodeConfig() node.Config {
 		StreamBatchInterval: f.Streams.BatchInterval, StreamMaxBatchBytes: f.Streams.MaxBatchBytes,
 		StreamMaxInFlight: f.Streams.MaxInFlight, StreamHeartbeatInterval: f.Streams.HeartbeatInterval,
 		StreamRetryBackoff: f.Streams.RetryBackoff,
-		QuiesceAfter:       f.Raft.QuiesceAfter,
+		QuiesceAfter:       f.quiesceAfter(),
 	}
+}
+
+// quiesceAfter is the file's raft.quiesce_after as node.Config takes it:
+// there zero means the default, and a negative duration never.
+func (f *File) quiesceAfter() time.Duration {
+	if f.Raft.QuiesceAfter == 0 {
+		return -1
+	}
+	return f.Raft.QuiesceAfter
 }
 
 // RESPConfig maps the file onto resp.Config (the caller adds the logger

@@ -91,6 +91,7 @@ func TestExampleIsTheDefaults(t *testing.T) {
 		MaxSizePerMsgBytes: 1 << 20, MaxUncommittedBytes: 64 << 20, StreamBatchInterval: 2 * time.Millisecond,
 		StreamMaxBatchBytes: 1 << 20, StreamMaxInFlight: 4, StreamHeartbeatInterval: 200 * time.Millisecond,
 		StreamRetryBackoff: 50 * time.Millisecond, CacheBytes: 64 << 20, ListenAddr: "127.0.0.1:7400",
+		QuiesceAfter: 2 * time.Second,
 	}
 	if !reflect.DeepEqual(nc, want) {
 		t.Fatalf("default node configuration\n%+v\nwant\n%+v", nc, want)

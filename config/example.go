@@ -67,7 +67,7 @@ var docs = map[string]string{
 	"raft.compact_after_entries": "Applied entries a log keeps before it is truncated; a follower further behind is\n" +
 		"caught up by snapshot.",
 	"raft.quiesce_after": "How long a raft group stays idle (nothing written, read or streamed) before it stops\n" +
-		"ticking and heartbeating until used again; 0 (the default): groups never quiesce. Try 2s.",
+		"ticking and heartbeating until used again; 0: groups never quiesce.",
 
 	"streams":                "The streams of async and active keyspaces between regions.",
 	"streams.batch_interval": "How long changes may wait for more to fill a batch.",

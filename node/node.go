@@ -153,10 +153,7 @@ type Config struct {
 	// QuiesceAfter is how long a group stays idle (nothing written, read
 	// or streamed, every replica caught up) before it stops ticking and
 	// heartbeating until it is used again (raftgroup's quiesce.go).
-	// Zero (the default): groups never quiesce. Off by default until an
-	// intermittent loss in the async failover test with it on (acknowledged
-	// writes neither at the new primary nor in the lost-writes report) is
-	// explained; DefaultQuiesceAfter is the value to try.
+	// Default DefaultQuiesceAfter; negative: groups never quiesce.
 	QuiesceAfter time.Duration
 }
 
@@ -207,6 +204,7 @@ func (c *Config) setDefaults() {
 	def(&c.HealthCheckInterval, DefaultHealthCheckInterval)
 	def(&c.StreamBatchInterval, DefaultStreamBatchInterval)
 	def(&c.StreamHeartbeatInterval, DefaultStreamHeartbeatInterval)
+	def(&c.QuiesceAfter, DefaultQuiesceAfter)
 	def(&c.StreamRetryBackoff, DefaultStreamRetryBackoff)
 	def(&c.BackupArchiveInterval, DefaultBackupArchiveInterval)
 	def(&c.BackupSealInterval, DefaultBackupSealInterval)
@@ -431,7 +429,7 @@ func Start(cfg Config) (*Node, error) {
 		MinElectionTimeout: cfg.minElectionTimeout(),
 		MaxInflightMsgs:    cfg.MaxInflightMsgs, MaxSizePerMsgBytes: cfg.MaxSizePerMsgBytes,
 		MaxUncommittedBytes: cfg.MaxUncommittedBytes,
-		QuiesceAfter:        cfg.QuiesceAfter, BeatInterval: cfg.MinHeartbeatInterval,
+		QuiesceAfter:        max(cfg.QuiesceAfter, 0), BeatInterval: cfg.MinHeartbeatInterval,
 		// Every entry this node's leaders append carries its commit stamp
 		// (backups cut the logs by it: backup.go).
 		Stamps: n.clock,

@@ -125,7 +125,7 @@ reloaded on SIGHUP and when their files change. See SECURITY.md.`,
 	fl.StringVar(&f.cluster, "cluster", node.DefaultCluster, "cluster name, the same on every node; with --join, taken from the cluster joined")
 	fl.StringVar(&f.latency, "latency", "", "emulated latency for local multi-region runs: world, a matrix file (every process must use the same), or zero (no delay); an emulated network can be changed at run time through POST /debug/netsim")
 	fl.DurationVar(&f.clockOff, "clock-offset", 0, "emulation only, with --latency: run this node's clock this far ahead (or behind, if negative) of the machine's, to test clock skew between regions")
-	fl.DurationVar(&f.quiesceAfter, "quiesce-after", 0, "idle raft groups stop ticking and heartbeating after this long (raft.quiesce_after); 0: never (the default, for now: see the README)")
+	fl.DurationVar(&f.quiesceAfter, "quiesce-after", def.Raft.QuiesceAfter, "idle raft groups stop ticking and heartbeating after this long (raft.quiesce_after); 0: never")
 	fl.StringVar(&f.logLevel, "log-level", def.Node.LogLevel, "debug, info, warn or error")
 	fl.DurationVar(&f.placement, "placement-wait", def.Timings.PlacementWait, "default wait of a keyspace change for a live node in every region it needs (requests may ask for another)")
 	fl.StringVar(&f.backupKey, "backup-key-file", "", "key that encrypts the backups this node writes (32 bytes: 64 hex digits or base64; default $MERIDIAN_BACKUP_KEY); S3 credentials come from $MERIDIAN_S3_ENDPOINT, $MERIDIAN_S3_ACCESS_KEY, $MERIDIAN_S3_SECRET_KEY")
