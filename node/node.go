@@ -155,6 +155,10 @@ type Config struct {
 	// heartbeating until it is used again (raftgroup's quiesce.go).
 	// Default DefaultQuiesceAfter; negative: groups never quiesce.
 	QuiesceAfter time.Duration
+	// NoCombine proposes every SET on its own instead of combining the
+	// plain SETs that reach a sync group together into one MSET
+	// (combine.go); for side-by-side measurements.
+	NoCombine bool
 }
 
 // Defaults of Config (and of the configuration file, see package config).
@@ -378,6 +382,7 @@ type Node struct {
 	pubsub           pubsub              // pub/sub deliveries between nodes (pubsub.go)
 
 	reconcileCh chan struct{}
+	combine     combiner // plain SETs to the sync groups this node leads (combine.go)
 }
 
 // Start opens storage, starts the raft host and the transport, and joins

@@ -85,6 +85,11 @@ func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftg
 		if err := n.strategyFor(info.Strategy).Gate(ctx, info, cmd); err != nil {
 			return raftgroup.Result{}, err
 		}
+		if info.Strategy == metadata.Sync && !n.cfg.NoCombine {
+			if c, ok := combinable(cmd); ok {
+				return n.proposeSet(ctx, group, c) // combine.go
+			}
+		}
 	}
 	return n.host.Propose(ctx, group, cmd)
 }

@@ -787,6 +787,19 @@ func (h *Host) Propose(ctx context.Context, groupID uint64, cmd []byte) (Result,
 	})
 }
 
+// ProposeBuilt is Propose with the command built on the host's loop, at
+// the moment it is proposed: build is called at most once, and not at all
+// if the proposal fails first (the group is unknown or led elsewhere, or
+// ctx ended before the loop took it). A caller gathering commands from
+// many writers into one (node's combiner) thus takes in every writer that
+// arrived while the proposal waited for the loop, and delays none.
+func (h *Host) ProposeBuilt(ctx context.Context, groupID uint64, build func() []byte) (Result, error) {
+	id := h.newID()
+	return h.submit(ctx, groupID, id, func(g *group) error {
+		return g.rn.Propose(encodeEnvelope(id, h.stampFor(g, hlc.Timestamp{}), false, build()))
+	})
+}
+
 // ErrNoStamps is returned by Mark on a host without Config.Stamps.
 var ErrNoStamps = errors.New("raftgroup: the host stamps no entries (Config.Stamps is nil)")
 

@@ -393,11 +393,7 @@ func runInproc(ctx context.Context, f benchFlags, spec bench.TargetSpec, wl inpr
 			fmt.Fprintf(stderr, "bench: stopping the in-process cluster: %v\n", err)
 		}
 	}()
-	info, err := bench.DiscoverMeridian(ctx, cl.httpAddr)
-	if err != nil {
-		return err
-	}
-	ks, err := info.FindKeyspace(keyspace)
+	info, ks, err := settledLeaders(ctx, cl.httpAddr, keyspace, stderr)
 	if err != nil {
 		return err
 	}
@@ -540,6 +536,48 @@ type labeled struct {
 }
 
 func (l *labeled) Name() string { return l.label }
+
+// leaderSettleTimeout bounds how long an in-process run waits for the
+// leaders of a sync keyspace to reach its home region.
+const leaderSettleTimeout = 30 * time.Second
+
+// settledLeaders discovers the in-process cluster and, for a sync
+// keyspace, waits until every shard is led from the home region, where
+// Meridian keeps its leaders once a new cluster has settled: the run then
+// measures that steady state (and its floors), not the election that
+// followed the start. Should they not settle in leaderSettleTimeout, the
+// run goes ahead and says so.
+func settledLeaders(ctx context.Context, httpAddr, keyspace string, stderr io.Writer) (*bench.MeridianCluster, *bench.MeridianKeyspace, error) {
+	deadline := time.Now().Add(leaderSettleTimeout)
+	for {
+		info, err := bench.DiscoverMeridian(ctx, httpAddr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ks, err := info.FindKeyspace(keyspace)
+		if err != nil {
+			return nil, nil, err
+		}
+		settled := true
+		if ks.Strategy == "sync" {
+			for _, sh := range ks.Shards {
+				settled = settled && sh.LeaderRegion == ks.HomeRegion
+			}
+		}
+		if settled {
+			return info, ks, nil
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(stderr, "note: keyspace %s's leaders are not all in its home region %s after %v; running anyway\n", ks.Name, ks.HomeRegion, leaderSettleTimeout)
+			return info, ks, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
 
 // inprocCluster is a demo cluster running in this process.
 type inprocCluster struct {

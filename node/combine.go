@@ -1,0 +1,124 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/raftgroup"
+)
+
+// Writes from many connections in one proposal. Every plain SET ("SET
+// key value", no options) that this node proposes to a group of a sync
+// keyspace it leads joins the group's open batch; the first writer of a
+// batch proposes it, and the batch's MSET is built on the raft loop when
+// the loop takes the proposal (raftgroup.Host.ProposeBuilt), so it holds
+// every SET that arrived while the loop was busy with the previous round
+// (its fsync, mostly) and delays none. One raft entry, one log write and
+// one apply then carry what were as many entries; every writer gets the
+// batch's outcome, and its answer the batch's log index.
+//
+// What a client can tell: nothing. The SETs of a batch take effect
+// together, in the order they joined; each was answered only after the
+// batch was applied, so each still takes effect between its call and its
+// answer. Only sync keyspaces combine: an async keyspace's lost-writes
+// report names writes by log index, one per entry, and an active
+// keyspace's writes are register merges.
+
+const (
+	// maxCombined bounds the SETs of one batch, combinedBytes their keys
+	// and values (a batch that would pass it is closed; the writer opens
+	// the next).
+	maxCombined   = 256
+	combinedBytes = 1 << 20
+)
+
+type combiner struct {
+	mu   sync.Mutex
+	open map[uint64]*setBatch // group -> the batch taking writers
+}
+
+type setBatch struct {
+	group uint64
+	pairs [][]byte
+	bytes int
+	nowMS int64
+	done  chan struct{}
+	res   raftgroup.Result
+	err   error
+}
+
+// combinable returns cmd's command if it is a plain SET.
+func combinable(cmd []byte) (kv.Command, bool) {
+	if op, ok := kv.PeekOp(cmd); !ok || op != kv.OpSet {
+		return kv.Command{}, false
+	}
+	c, err := kv.DecodeCommand(cmd)
+	if err != nil || c.Flags != 0 || c.Int != 0 || c.Epoch != 0 || len(c.Args) != 2 {
+		return kv.Command{}, false
+	}
+	return c, true
+}
+
+// proposeSet proposes a plain SET to a group this node leads, in the
+// group's open batch.
+func (n *Node) proposeSet(ctx context.Context, group uint64, c kv.Command) (raftgroup.Result, error) {
+	cb := &n.combine
+	size := len(c.Args[0]) + len(c.Args[1])
+	cb.mu.Lock()
+	if cb.open == nil {
+		cb.open = map[uint64]*setBatch{}
+	}
+	b := cb.open[group]
+	first := b == nil || len(b.pairs)/2 >= maxCombined || b.bytes+size > combinedBytes
+	if first {
+		// (A full batch is left to its proposer, as it is.)
+		b = &setBatch{group: group, done: make(chan struct{})}
+		cb.open[group] = b
+	}
+	b.pairs = append(b.pairs, c.Args[0], c.Args[1])
+	b.bytes += size
+	b.nowMS = max(b.nowMS, c.NowMS)
+	cb.mu.Unlock()
+	if !first {
+		select {
+		case <-b.done:
+			return b.res, b.err
+		case <-ctx.Done():
+			return raftgroup.Result{}, fmt.Errorf("%w: %w", raftgroup.ErrTimeout, ctx.Err())
+		}
+	}
+	// The batch outlives this writer's context: the others wait on it.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.RequestTimeout)
+	defer cancel()
+	b.res, b.err = n.host.ProposeBuilt(pctx, group, func() []byte {
+		cb.seal(b)
+		return b.command()
+	})
+	cb.seal(b) // if the proposal failed before its command was built
+	close(b.done)
+	if err := ctx.Err(); err != nil && b.err == nil {
+		// Applied, but this writer stopped waiting: as for any proposal
+		// whose context ended, the caller hears of a timeout.
+		return raftgroup.Result{}, fmt.Errorf("%w: %w", raftgroup.ErrTimeout, err)
+	}
+	return b.res, b.err
+}
+
+// seal closes b to writers (its pairs no longer change).
+func (cb *combiner) seal(b *setBatch) {
+	cb.mu.Lock()
+	if cb.open[b.group] == b {
+		delete(cb.open, b.group)
+	}
+	cb.mu.Unlock()
+}
+
+// command is a sealed batch's command: its one SET, or an MSET.
+func (b *setBatch) command() []byte {
+	if len(b.pairs) == 2 {
+		return kv.Command{Op: kv.OpSet, NowMS: b.nowMS, Args: b.pairs}.Encode()
+	}
+	return kv.Command{Op: kv.OpMSet, NowMS: b.nowMS, Args: b.pairs}.Encode()
+}

@@ -1,0 +1,97 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meridian-db/meridian/internal/testcluster"
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/node"
+)
+
+// TestCombinedSets: plain SETs that writers send a sync group's leader at
+// once are combined into fewer raft entries than writes; every
+// acknowledged one is read back from every replica, including the SETs
+// acknowledged while the group's leadership moved to another node half
+// way, and SETs with options (never combined) keep their meaning.
+func TestCombinedSets(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "cb", Shards: 1, Replicas: 3})
+	group := ks.Shards[0].Group
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	const writers, each = 40, 60
+	var acked sync.Map
+	var writes atomic.Int64
+	lead := c.Node(c.Leader(group))
+	before := lead.Host().Stats().Proposals
+	write := func(prefix string, n *node.Node, moved chan struct{}) {
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					if i == each/2 && moved != nil {
+						<-moved
+					}
+					k, v := fmt.Sprintf("%s-%d-%d", prefix, w, i), fmt.Sprint(i)
+					if _, err := n.Put(ctx, "cb", []byte(k), []byte(v)); err != nil {
+						continue // outcome unknown: not counted as acknowledged
+					}
+					acked.Store(k, v)
+					writes.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	write("a", lead, nil)
+	proposals := lead.Host().Stats().Proposals - before
+	t.Logf("%d SETs from %d writers at once took %d proposals", writes.Load(), writers, proposals)
+	if writes.Load() != writers*each {
+		t.Fatalf("%d of %d SETs acknowledged with a healthy cluster", writes.Load(), writers*each)
+	}
+	if proposals >= uint64(writes.Load()) {
+		t.Fatalf("%d SETs took %d proposals: none were combined", writes.Load(), proposals)
+	}
+
+	// Leadership moves half way through the writers' SETs.
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		to := c.Others(lead.ID())[0]
+		if err := lead.Host().TransferLeader(ctx, group, to); err != nil {
+			t.Errorf("transfer: %v", err)
+		}
+		_ = c.WaitFor(ctx, func() bool { return c.Leader(group) == to })
+	}()
+	write("b", lead, moved)
+
+	// SETs with options still mean what they say.
+	r, _, err := lead.Write(ctx, "cb", kv.Command{Op: kv.OpSet, Flags: kv.FlagGet, NowMS: lead.NowMS(), Args: [][]byte{[]byte("a-0-0"), []byte("new")}})
+	if err != nil || !r.Found || string(r.Value) != "0" {
+		t.Fatalf("SET GET: %+v %v, want the old value 0", r, err)
+	}
+	acked.Store("a-0-0", "new")
+
+	for _, n := range c.Running() {
+		acked.Range(func(k, v any) bool {
+			var got []byte
+			var found bool
+			err := c.WaitFor(ctx, func() bool {
+				var err error
+				got, found, _, err = n.Get(ctx, "cb", []byte(k.(string)), node.Eventual)
+				return err == nil && found && string(got) == v.(string)
+			})
+			if err != nil {
+				t.Fatalf("node %d: %s = %q (found %v), want %q", n.ID(), k, got, found, v)
+			}
+			return true
+		})
+	}
+}
