@@ -106,6 +106,29 @@ func sumOps(r *Report) (count, errs int64) {
 	return count, errs
 }
 
+// storeSawAll checks that the store saw every operation of a run of w
+// (count operations done): reads of reads and rmw, writes of the load,
+// updates, inserts and rmw; and that the observed mix is near w's.
+func storeSawAll(t *testing.T, s *memStore, p Params, w Workload, rep *Report, count int64) {
+	t.Helper()
+	by := map[string]int64{}
+	for _, o := range rep.Ops {
+		by[o.Op] = o.Count
+	}
+	if got, want := s.reads.Load(), by["read"]+by["rmw"]; got != want {
+		t.Errorf("store reads %d, want %d", got, want)
+	}
+	if got, want := s.updates.Load(), p.Records+by["update"]+by["insert"]+by["rmw"]; got != want {
+		t.Errorf("store writes %d, want %d", got, want)
+	}
+	if got, want := int64(len(s.data)), p.Records+by["insert"]; got != want {
+		t.Errorf("store holds %d keys, want %d", got, want)
+	}
+	if f := float64(by["read"]) / float64(count); math.Abs(f-w.Read) > 0.02 {
+		t.Errorf("read fraction %.3f, want %.2f", f, w.Read)
+	}
+}
+
 func TestRunCountsAddUp(t *testing.T) {
 	for _, w := range Workloads {
 		t.Run(w.Name, func(t *testing.T) {
@@ -129,28 +152,12 @@ func TestRunCountsAddUp(t *testing.T) {
 			if int64(rep.Histograms["total"].Count()) != count {
 				t.Fatal("total histogram count differs")
 			}
-			// The store saw every operation: reads of reads and rmw, writes
-			// of the load, updates, inserts and rmw.
-			by := map[string]int64{}
 			for _, o := range rep.Ops {
-				by[o.Op] = o.Count
 				if o.NotFound != 0 {
 					t.Errorf("%s: %d not found", o.Op, o.NotFound)
 				}
 			}
-			if got, want := tgt.store.reads.Load(), by["read"]+by["rmw"]; got != want {
-				t.Errorf("store reads %d, want %d", got, want)
-			}
-			if got, want := tgt.store.updates.Load(), p.Records+by["update"]+by["insert"]+by["rmw"]; got != want {
-				t.Errorf("store writes %d, want %d", got, want)
-			}
-			if got, want := int64(len(tgt.store.data)), p.Records+by["insert"]; got != want {
-				t.Errorf("store holds %d keys, want %d", got, want)
-			}
-			// The observed mix is near the workload's.
-			if f := float64(by["read"]) / float64(count); math.Abs(f-w.Read) > 0.02 {
-				t.Errorf("read fraction %.3f, want %.2f", f, w.Read)
-			}
+			storeSawAll(t, tgt.store, p, w, rep, count)
 			// A final progress report ends each phase, with the phase's total.
 			var finals []Progress
 			for _, pr := range progress {
@@ -432,22 +439,7 @@ func TestRunPipelinedCountsAddUp(t *testing.T) {
 			if count+errs != p.Operations || errs != 0 || rep.Total.Count != count || rep.Total.NotFound != 0 {
 				t.Fatalf("ops: %d ok + %d errors, total %+v; want %d", count, errs, rep.Total, p.Operations)
 			}
-			by := map[string]int64{}
-			for _, o := range rep.Ops {
-				by[o.Op] = o.Count
-			}
-			if got, want := tgt.store.reads.Load(), by["read"]+by["rmw"]; got != want {
-				t.Errorf("store reads %d, want %d", got, want)
-			}
-			if got, want := tgt.store.updates.Load(), p.Records+by["update"]+by["insert"]+by["rmw"]; got != want {
-				t.Errorf("store writes %d, want %d", got, want)
-			}
-			if got, want := int64(len(tgt.store.data)), p.Records+by["insert"]; got != want {
-				t.Errorf("store holds %d keys, want %d", got, want)
-			}
-			if f := float64(by["read"]) / float64(count); math.Abs(f-w.Read) > 0.02 {
-				t.Errorf("read fraction %.3f, want %.2f", f, w.Read)
-			}
+			storeSawAll(t, tgt.store, p, w, rep, count)
 			// Batches of 16 operations: 16 commands, up to 32 with rmw.
 			limit := 16
 			if w.RMW > 0 {

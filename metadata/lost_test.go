@@ -3,10 +3,6 @@ package metadata
 import (
 	"fmt"
 	"testing"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/meridian-db/meridian/storage"
 )
 
 // TestLostReportWhileReportFinishes: a failover's lost-writes report
@@ -15,34 +11,11 @@ import (
 // fork reported with writes missing. The race is forced: the last
 // command is applied between the reader's two reads.
 func TestLostReportWhileReportFinishes(t *testing.T) {
-	db, err := storage.Open("/d", storage.Options{FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = db.Close() }()
-	s, err := Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	index := uint64(0)
+	s, db := openStore(t)
 	apply := func(c Command) {
 		t.Helper()
-		index++
-		b := db.NewBatch()
-		v, err := s.Apply(b, index, c.Encode())
-		if err != nil {
-			b.Close()
-			t.Fatalf("%s: %v", c.Op, err)
-		}
-		if res := v.(ApplyResult); res.Err != nil {
-			b.Close()
+		if res := applyAll(t, s, db, c)[0]; res.Err != nil {
 			t.Fatalf("%s: %v", c.Op, res.Err)
-		}
-		if err := b.Commit(false); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Applied(index, false); err != nil {
-			t.Fatal(err)
 		}
 	}
 	apply(Command{Op: "add_node", Node: &NodeInfo{ID: 1, Region: "a"}})

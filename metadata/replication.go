@@ -119,7 +119,8 @@ type LostReport struct {
 // forks and scanning its writes.
 var lostReportRead func()
 
-// LostReport returns keyspace's lost-writes report. A fork marked
+// LostReport returns keyspace's lost-writes report (a keyspace unknown or
+// being restored is an error, as for Keyspace). A fork marked
 // Reported has every one of its writes in Writes; a fork not yet reported
 // may have some of them. The forks are read first, then the writes: a
 // report's writes are committed before the state that marks its fork
@@ -128,9 +129,9 @@ var lostReportRead func()
 // finishing in between showed its fork reported without its last
 // writes.)
 func (s *Store) LostReport(keyspace string) (LostReport, error) {
-	ks := s.State().Keyspaces[keyspace]
-	if ks == nil {
-		return LostReport{}, fmt.Errorf("%w: %q", ErrUnknownKeyspace, keyspace)
+	ks, err := s.Keyspace(keyspace)
+	if err != nil {
+		return LostReport{}, err
 	}
 	r := LostReport{Forks: slices.Clone(ks.Forks)}
 	if lostReportRead != nil {
@@ -139,7 +140,7 @@ func (s *Store) LostReport(keyspace string) (LostReport, error) {
 	prefix := append([]byte(lostPrefix+keyspace), '/')
 	end := append([]byte(lostPrefix+keyspace), '/'+1)
 	var bad error
-	err := s.db.Scan(SystemGroup, prefix, end, func(_, v []byte) bool {
+	err = s.db.Scan(SystemGroup, prefix, end, func(_, v []byte) bool {
 		var w LostWrite
 		if bad = json.Unmarshal(v, &w); bad != nil {
 			return false

@@ -246,6 +246,23 @@ func BenchmarkAsyncLag(b *testing.B) {
 	b.ReportMetric(float64(retries), "stream-retries")
 }
 
+// putKeys writes keys k0..k(b.N-1) of keyspace ks through n, from the
+// given number of writers at once.
+func putKeys(b *testing.B, n *node.Node, ks string, writers int) {
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := w; i < b.N; i += writers {
+				if _, err := n.Put(context.Background(), ks, fmt.Appendf(nil, "k%d", i), []byte("v")); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // BenchmarkFsyncsPerWrite counts the fsyncs every node of a 3-voter sync
 // group makes per write (the host's counters), for one writer and for 20
 // concurrent ones, on the world matrix at 1/5 scale. Raft needs the
@@ -264,18 +281,7 @@ func BenchmarkFsyncsPerWrite(b *testing.B) {
 	b.ResetTimer()
 	for _, writers := range []int{1, 10, 50} {
 		before := fsyncs()
-		var wg sync.WaitGroup
-		for w := range writers {
-			wg.Go(func() {
-				for i := w; i < b.N; i += writers {
-					if _, err := lead.Put(context.Background(), "f", fmt.Appendf(nil, "k%d", i), []byte("v")); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		putKeys(b, lead, "f", writers)
 		b.ReportMetric(float64(fsyncs()-before)/float64(b.N), fmt.Sprintf("fsyncs/write-%d-writers", writers))
 	}
 }
@@ -298,18 +304,7 @@ func BenchmarkCombinedSets(b *testing.B) {
 			before := lead.Host().Stats()
 			b.ResetTimer()
 			start := time.Now()
-			var wg sync.WaitGroup
-			for w := range writers {
-				wg.Go(func() {
-					for i := w; i < b.N; i += writers {
-						if _, err := lead.Put(context.Background(), "f", fmt.Appendf(nil, "k%d", i), []byte("v")); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			putKeys(b, lead, "f", writers)
 			secs := time.Since(start).Seconds()
 			after := lead.Host().Stats()
 			b.ReportMetric(float64(b.N)/secs, "writes/s")

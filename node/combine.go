@@ -41,6 +41,7 @@ type combiner struct {
 
 type setBatch struct {
 	group uint64
+	first []byte // the first SET as proposed: the command of a batch of one
 	pairs [][]byte
 	bytes int
 	nowMS int64
@@ -61,9 +62,9 @@ func combinable(cmd []byte) (kv.Command, bool) {
 	return c, true
 }
 
-// proposeSet proposes a plain SET to a group this node leads, in the
-// group's open batch.
-func (n *Node) proposeSet(ctx context.Context, group uint64, c kv.Command) (raftgroup.Result, error) {
+// proposeSet proposes a plain SET (cmd, decoded c) to a group this node
+// leads, in the group's open batch.
+func (n *Node) proposeSet(ctx context.Context, group uint64, cmd []byte, c kv.Command) (raftgroup.Result, error) {
 	cb := &n.combine
 	size := len(c.Args[0]) + len(c.Args[1])
 	cb.mu.Lock()
@@ -74,7 +75,7 @@ func (n *Node) proposeSet(ctx context.Context, group uint64, c kv.Command) (raft
 	first := b == nil || len(b.pairs)/2 >= maxCombined || b.bytes+size > combinedBytes
 	if first {
 		// (A full batch is left to its proposer, as it is.)
-		b = &setBatch{group: group, done: make(chan struct{})}
+		b = &setBatch{group: group, first: cmd, done: make(chan struct{})}
 		cb.open[group] = b
 	}
 	b.pairs = append(b.pairs, c.Args[0], c.Args[1])
@@ -115,10 +116,11 @@ func (cb *combiner) seal(b *setBatch) {
 	cb.mu.Unlock()
 }
 
-// command is a sealed batch's command: its one SET, or an MSET.
+// command is a sealed batch's command: its one SET as it came, or an
+// MSET of them all.
 func (b *setBatch) command() []byte {
 	if len(b.pairs) == 2 {
-		return kv.Command{Op: kv.OpSet, NowMS: b.nowMS, Args: b.pairs}.Encode()
+		return b.first
 	}
 	return kv.Command{Op: kv.OpMSet, NowMS: b.nowMS, Args: b.pairs}.Encode()
 }

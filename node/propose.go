@@ -87,7 +87,7 @@ func (n *Node) hostPropose(ctx context.Context, group uint64, cmd []byte) (raftg
 		}
 		if info.Strategy == metadata.Sync && !n.cfg.NoCombine {
 			if c, ok := combinable(cmd); ok {
-				return n.proposeSet(ctx, group, c) // combine.go
+				return n.proposeSet(ctx, group, cmd, c) // combine.go
 			}
 		}
 	}

@@ -781,10 +781,7 @@ func (h *Host) leaderWait(ctx context.Context, id uint64) (<-chan struct{}, uint
 //     stopped meanwhile (then wrapping ErrStopped); it may or may not take
 //     effect.
 func (h *Host) Propose(ctx context.Context, groupID uint64, cmd []byte) (Result, error) {
-	id := h.newID()
-	return h.submit(ctx, groupID, id, func(g *group) error {
-		return g.rn.Propose(encodeEnvelope(id, h.stampFor(g, hlc.Timestamp{}), false, cmd))
-	})
+	return h.ProposeBuilt(ctx, groupID, func() []byte { return cmd })
 }
 
 // ProposeBuilt is Propose with the command built on the host's loop, at

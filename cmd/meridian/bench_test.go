@@ -32,6 +32,21 @@ func runBenchT(t *testing.T, f benchFlags) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
+// benchReport runs the bench with the JSON report and returns it decoded,
+// with what the bench wrote on stderr.
+func benchReport(t *testing.T, f benchFlags) (bench.Report, string) {
+	t.Helper()
+	out, errs, err := runBenchT(t, f)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("the report is not JSON: %v\n%s", err, out)
+	}
+	return rep, errs
+}
+
 // TestBenchInprocJSON runs workload A on an in-process cluster and checks
 // that the JSON report parses and that its counts add up. No timing is
 // asserted.
@@ -105,14 +120,7 @@ func TestBenchInprocJSON(t *testing.T) {
 func TestBenchInprocPipelined(t *testing.T) {
 	f := tinyBench()
 	f.pipeline, f.ops = 8, 203
-	out, errs, err := runBenchT(t, f)
-	if err != nil {
-		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
-	}
-	var rep bench.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("the report is not JSON: %v\n%s", err, out)
-	}
+	rep, _ := benchReport(t, f)
 	if rep.Pipeline != 8 || rep.Total.Count != 203 || rep.Total.Errors != 0 || rep.Total.NotFound != 0 || rep.Load == nil || rep.Load.Count != 50 {
 		t.Fatalf("pipeline %d, load %+v, total %+v", rep.Pipeline, rep.Load, rep.Total)
 	}
@@ -149,14 +157,7 @@ func TestBenchInprocLag(t *testing.T) {
 	f.workload = "lag"
 	f.ops = 20
 	f.clients = 2
-	out, errs, err := runBenchT(t, f)
-	if err != nil {
-		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
-	}
-	var rep bench.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("the report is not JSON: %v\n%s", err, out)
-	}
+	rep, _ := benchReport(t, f)
 	if rep.Workload != "lag" || rep.Total.Count != 20 || rep.Total.Errors != 0 {
 		t.Fatalf("writes: %+v", rep.Total)
 	}
@@ -180,14 +181,7 @@ func TestBenchInprocConverge(t *testing.T) {
 	f := tinyBench()
 	f.workload = "converge"
 	f.ops = 4
-	out, errs, err := runBenchT(t, f)
-	if err != nil {
-		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
-	}
-	var rep bench.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("the report is not JSON: %v\n%s", err, out)
-	}
+	rep, errs := benchReport(t, f)
 	c := rep.Converge
 	if rep.Workload != "converge" || c == nil || rep.Clients != 3 || rep.Operations != 4 {
 		t.Fatalf("report %+v", rep)
@@ -222,7 +216,7 @@ func TestBenchInprocConverge(t *testing.T) {
 	}
 	// The table too.
 	f.json = false
-	out, errs, err = runBenchT(t, f)
+	out, errs, err := runBenchT(t, f)
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
 	}
@@ -244,14 +238,7 @@ func TestBenchInprocStaleness(t *testing.T) {
 	f.ops = 0
 	f.duration = time.Second
 	f.staleness = 200 * time.Millisecond
-	out, errs, err := runBenchT(t, f)
-	if err != nil {
-		t.Fatalf("bench: %v\nstderr:\n%s", err, errs)
-	}
-	var rep bench.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("the report is not JSON: %v\n%s", err, out)
-	}
+	rep, errs := benchReport(t, f)
 	if rep.Workload != "staleness" || len(rep.Staleness) != 3 || rep.Clients != 4 {
 		t.Fatalf("report %+v", rep)
 	}

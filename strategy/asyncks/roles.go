@@ -206,8 +206,5 @@ func cloneArgs(args [][]byte) [][]byte {
 // LostWrites returns a keyspace's lost-writes report, as recorded in this
 // node's copy of the metadata (see metadata.Store.LostReport).
 func (s *Strategy) LostWrites(keyspace string) (metadata.LostReport, error) {
-	if _, err := s.env.Meta().Keyspace(keyspace); err != nil {
-		return metadata.LostReport{}, err
-	}
 	return s.env.Meta().LostReport(keyspace)
 }
