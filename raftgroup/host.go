@@ -234,6 +234,9 @@ type group struct {
 	isLeader      bool
 	lead          uint64
 	leaderChanged chan struct{}
+	// leadView is lead with leaderChanged, published by the loop whenever
+	// either changes, so LeaderChanged answers without a loop round.
+	leadView atomic.Pointer[leadView]
 
 	proposals map[uint64]*waiter
 	// byIndex maps the log index of a pending local proposal to its id, so
@@ -573,6 +576,7 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 		byIndex:       make(map[uint64]uint64),
 		reads:         make(map[uint64]*readReq),
 	}
+	g.publishLead()
 	g.electionTicks = gc.ElectionTicks
 	if !bootstrapped && store.HasState() {
 		g.quietUntil = h.now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
@@ -761,14 +765,16 @@ func (h *Host) newID() uint64 {
 }
 
 // leaderWait returns a channel closed when g's known leader changes.
-func (h *Host) leaderWait(ctx context.Context, id uint64) (<-chan struct{}, uint64, error) {
-	var ch <-chan struct{}
-	var lead uint64
-	err := h.onGroup(ctx, id, func(g *group) error {
-		ch, lead = g.leaderChanged, g.lead
-		return nil
-	})
-	return ch, lead, err
+// leadView is what LeaderChanged reads: the leader the loop last saw and
+// the channel it closes when that changes.
+type leadView struct {
+	lead    uint64
+	changed chan struct{}
+}
+
+// publishLead publishes g's leader and its change channel. Loop only.
+func (g *group) publishLead() {
+	g.leadView.Store(&leadView{lead: g.lead, changed: g.leaderChanged})
 }
 
 // Propose replicates cmd through the group, which this replica must lead,
@@ -892,9 +898,27 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 }
 
 // LeaderChanged returns a channel closed when the group's leader, as known
-// to this replica, changes; and the current leader (0: none known).
+// to this replica, changes; and the current leader (0: none known). It
+// reads what the loop last published, without waiting for the loop: a
+// writer learns where to propose without a loop round of its own (which
+// could wait for a whole fsync). The answer is as current as the loop's
+// own view was; a proposal to a leader that has just lost its place fails
+// with ErrNotLeader, and the channel tells when to try again.
 func (h *Host) LeaderChanged(ctx context.Context, groupID uint64) (<-chan struct{}, uint64, error) {
-	return h.leaderWait(ctx, groupID)
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	select {
+	case <-h.stopped:
+		return nil, 0, ErrStopped
+	default:
+	}
+	g := h.group(groupID)
+	if g == nil {
+		return nil, 0, fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+	}
+	v := g.leadView.Load()
+	return v.changed, v.lead, nil
 }
 
 func (h *Host) ctxErr(err, kind error) error {
@@ -972,6 +996,13 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 
 // WaitApplied waits until the group has applied index on this node.
 func (h *Host) WaitApplied(ctx context.Context, groupID, index uint64) error {
+	// Already applied, by what the loop published after its last round (a
+	// round publishes only once its batch is committed): no loop round.
+	if g := h.group(groupID); g != nil {
+		if st := g.status.Load(); st != nil && st.Applied >= index {
+			return nil
+		}
+	}
 	ch := make(chan error, 1)
 	if err := h.onGroup(ctx, groupID, func(g *group) error {
 		if g.applied >= index {

@@ -211,6 +211,7 @@ func (h *Host) readyRound() bool {
 				g.lead = rd.SoftState.Lead
 				close(g.leaderChanged)
 				g.leaderChanged = make(chan struct{})
+				g.publishLead()
 			}
 		}
 		for _, m := range rd.Messages {
