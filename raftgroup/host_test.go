@@ -508,3 +508,100 @@ func sortedCopy(s []uint64) []uint64 {
 	slices.Sort(out)
 	return out
 }
+
+// TestLeaderKnownWhileLoopBusy: where to propose and whether an index is
+// applied are answered from what the loop published, even while the loop
+// is busy (as it is during a round's fsync); the change channel still
+// closes when the leader changes.
+func TestLeaderKnownWhileLoopBusy(t *testing.T) {
+	n, nodes := startCluster(t, 0)
+	defer func() { stopAll(n, nodes) }()
+	lead := waitLeader(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := propose(ctx, t, nodes, []byte("k=v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *testNode
+	for _, tn := range nodes {
+		if tn.id != lead {
+			follower = tn
+			break
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "the follower applied the write", func() bool {
+		n.tick(1)
+		st, _ := follower.host.Status(7)
+		return st.Applied >= r.Index && st.Lead == lead
+	})
+
+	// Hold the follower's loop.
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		_ = follower.host.do(context.Background(), func() {
+			close(held)
+			<-release
+		})
+	}()
+	<-held
+	type answer struct {
+		changed <-chan struct{}
+		lead    uint64
+		err     error
+		waitErr error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		var a answer
+		a.changed, a.lead, a.err = follower.host.LeaderChanged(ctx, 7)
+		a.waitErr = follower.host.WaitApplied(ctx, 7, r.Index)
+		answered <- a
+	}()
+	var changed <-chan struct{}
+	select {
+	case a := <-answered:
+		if a.err != nil || a.lead != lead || a.waitErr != nil {
+			t.Fatalf("while the loop is busy: LeaderChanged gave leader %d, err %v (want %d); WaitApplied of an applied index: %v", a.lead, a.err, lead, a.waitErr)
+		}
+		changed = a.changed
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("LeaderChanged or WaitApplied waited for the busy loop")
+	}
+	if _, _, err := follower.host.LeaderChanged(context.Background(), 99); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("LeaderChanged of an unknown group: %v, want ErrUnknownGroup", err)
+	}
+	close(release)
+
+	// A new leader closes the channel, and the new answer names it.
+	var other uint64
+	for _, tn := range nodes {
+		if tn.id != lead {
+			other = tn.id
+			break
+		}
+	}
+	for _, tn := range nodes {
+		if tn.id == lead {
+			if err := tn.host.TransferLeader(ctx, 7, other); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "the change channel closed", func() bool {
+		n.tick(1)
+		select {
+		case <-changed:
+			return true
+		default:
+			return false
+		}
+	})
+	testutil.Eventually(t, 10*time.Second, "the new leader published", func() bool {
+		n.tick(1)
+		_, got, err := follower.host.LeaderChanged(ctx, 7)
+		return err == nil && got == other
+	})
+}
