@@ -212,6 +212,9 @@ type Result struct {
 type waiter struct {
 	ch    chan Result
 	index uint64 // log index of the proposal once the leader appended it
+	// taken is set by whichever comes first: the loop taking the proposal
+	// or its caller withdrawing it (submit).
+	taken atomic.Bool
 }
 
 type readReq struct {
@@ -842,11 +845,22 @@ func (h *Host) ProposeConfChange(ctx context.Context, groupID uint64, cc *pb.Con
 	return err
 }
 
+// submit hands a proposal to the loop and waits for its outcome. The
+// caller sleeps once: the loop answers a proposal it refuses (unknown
+// group, not the leader, dropped by raft) on the waiter's channel, as it
+// answers one that was applied, so no wake-up only says "the loop took
+// it". A caller whose ctx ends before the loop took the proposal
+// withdraws it (taken is claimed by one side only): nothing was proposed,
+// and the error says so (ErrDropped); once taken, the outcome is unknown
+// (ErrTimeout).
 func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*group) error) (Result, error) {
 	w := &waiter{ch: make(chan Result, 1)}
-	var perr error
-	if err := h.do(ctx, func() {
+	fn := func() {
+		if !w.taken.CompareAndSwap(false, true) {
+			return // withdrawn
+		}
 		g := h.groups[groupID]
+		var perr error
 		switch {
 		case g == nil:
 			perr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
@@ -857,17 +871,21 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 			if perr = propose(g); perr == nil {
 				g.proposals[id] = w
 				h.stats.proposals.Add(1)
+				return
+			}
+			if errors.Is(perr, raft.ErrProposalDropped) {
+				h.stats.proposalsDropped.Add(1)
+				perr = fmt.Errorf("%w: %w", ErrDropped, perr)
 			}
 		}
-	}); err != nil {
-		return Result{}, h.ctxErr(err, ErrDropped)
+		w.ch <- Result{Err: perr}
 	}
-	if errors.Is(perr, raft.ErrProposalDropped) {
-		h.stats.proposalsDropped.Add(1)
-		return Result{}, fmt.Errorf("%w: %w", ErrDropped, perr)
-	}
-	if perr != nil {
-		return Result{}, perr
+	select {
+	case h.work <- fn:
+	case <-h.stopped:
+		return Result{}, ErrStopped
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("%w: %w", ErrDropped, ctx.Err())
 	}
 	select {
 	case r := <-w.ch:
@@ -876,6 +894,9 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		}
 		return r, nil
 	case <-ctx.Done():
+		if w.taken.CompareAndSwap(false, true) {
+			return Result{}, fmt.Errorf("%w: %w", ErrDropped, ctx.Err())
+		}
 		h.async(func() {
 			if g := h.groups[groupID]; g != nil {
 				delete(g.proposals, id)
@@ -883,6 +904,9 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		})
 		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 	case <-h.done:
+		if w.taken.CompareAndSwap(false, true) {
+			return Result{}, ErrStopped // the loop never took it
+		}
 		// The host stopped, perhaps after staging this proposal's result
 		// in a batch that failed to commit: the outcome is unknown.
 		select {

@@ -605,3 +605,52 @@ func TestLeaderKnownWhileLoopBusy(t *testing.T) {
 		return err == nil && got == other
 	})
 }
+
+// TestProposalWithdrawnBeforeTheLoopTookIt: a proposal whose context ends
+// while it waits for a busy loop is withdrawn: the caller hears that
+// nothing happened (ErrDropped, not an unknown outcome), and the command
+// is never applied.
+func TestProposalWithdrawnBeforeTheLoopTookIt(t *testing.T) {
+	n, nodes := startCluster(t, 0)
+	defer func() { stopAll(n, nodes) }()
+	lead := waitLeader(t, nodes)
+	leader := nodes[lead-1]
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		_ = leader.host.do(context.Background(), func() {
+			close(held)
+			<-release
+		})
+	}()
+	<-held
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	proposed := make(chan error, 1)
+	go func() {
+		_, err := leader.host.Propose(short, 7, []byte("withdrawn=1"))
+		proposed <- err
+	}()
+	var err error
+	select {
+	case err = <-proposed:
+		close(release)
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("Propose waited for the busy loop past its context")
+	}
+	if !errors.Is(err, ErrDropped) || errors.Is(err, ErrTimeout) {
+		t.Fatalf("a proposal the loop never took: %v, want ErrDropped", err)
+	}
+	ctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if _, err := propose(ctx, t, nodes, []byte("after=1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readIndex(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := leader.db.Get(7, []byte("withdrawn")); ok {
+		t.Fatalf("the withdrawn proposal was applied: withdrawn=%q", v)
+	}
+}
