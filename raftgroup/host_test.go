@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
@@ -189,6 +190,17 @@ func startNode(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64) 
 
 func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64, bootstrap []uint64) *testNode {
 	t.Helper()
+	return startNodeFull(t, n, id, fs, compact, bootstrap, nil)
+}
+
+// startNodeLogged is startNode with the host logging to logger.
+func startNodeLogged(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64, logger *slog.Logger) *testNode {
+	t.Helper()
+	return startNodeFull(t, n, id, fs, compact, []uint64{1, 2, 3}, logger)
+}
+
+func startNodeFull(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint64, bootstrap []uint64, logger *slog.Logger) *testNode {
+	t.Helper()
 	db, err := storage.Open("/data", storage.Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +212,7 @@ func startNodeWith(t *testing.T, n *localNet, id uint64, fs vfs.FS, compact uint
 		stamps = hlc.NewWithWall(uint32(id), 0, func() int64 { return n.clock.Now().UnixMilli() + skew })
 	}
 	h, err := New(Config{NodeID: id, DB: db, Sender: localSender{net: n, from: id}, TickInterval: testTick, CompactAfterEntries: compact, MinElectionTimeout: 40 * time.Millisecond,
-		Clock: n.clock, Stamps: stamps, QuiesceAfter: n.quiesceAfter, OnFatal: func(err error) { fatal <- err }})
+		Clock: n.clock, Stamps: stamps, QuiesceAfter: n.quiesceAfter, Logger: logger, OnFatal: func(err error) { fatal <- err }})
 	if err != nil {
 		t.Fatal(err)
 	}
