@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,14 +28,7 @@ import (
 // lost write whether the restart state already covered it, the reads
 // after the restart, and the hosts' recent raft log.
 func TestCrashAllNodesKeepsAcknowledgedWrites(t *testing.T) {
-	rounds := int64(3)
-	if s := os.Getenv("MERIDIAN_CRASH_ROUNDS"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("MERIDIAN_CRASH_ROUNDS=%q: %v", s, err)
-		}
-		rounds = n
-	}
+	rounds := int64(testutil.EnvInt(t, "MERIDIAN_CRASH_ROUNDS", 3))
 	for seed := int64(1); seed <= rounds; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { crashAllRound(t, seed) })
 	}

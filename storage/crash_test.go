@@ -4,27 +4,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-)
 
-// crashRounds is how many rounds a crash test runs: rounds, or
-// MERIDIAN_CRASH_ROUNDS (long runs, to hunt a rare failure).
-func crashRounds(t *testing.T, rounds int) int {
-	if s := os.Getenv("MERIDIAN_CRASH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			t.Fatalf("MERIDIAN_CRASH_ROUNDS=%q: %v", s, err)
-		}
-		return n
-	}
-	return rounds
-}
+	"github.com/meridian-db/meridian/internal/testutil"
+)
 
 // TestCrashKeepsAPrefixOfBatches is the promise package raftgroup builds
 // on: after a crash, the database holds exactly the batches committed up
@@ -40,7 +27,7 @@ func crashRounds(t *testing.T, rounds int) int {
 // filesystem is crash-cloned while it writes, keeping a random share of
 // what was not synced (Pebble's crashable in-memory filesystem).
 func TestCrashKeepsAPrefixOfBatches(t *testing.T) {
-	for r := range crashRounds(t, 6) {
+	for r := range testutil.EnvInt(t, "MERIDIAN_CRASH_ROUNDS", 6) {
 		crashPrefixRound(t, uint64(r))
 	}
 }
