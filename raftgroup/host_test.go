@@ -549,15 +549,7 @@ func TestLeaderKnownWhileLoopBusy(t *testing.T) {
 	})
 
 	// Hold the follower's loop.
-	release := make(chan struct{})
-	held := make(chan struct{})
-	go func() {
-		_ = follower.host.do(context.Background(), func() {
-			close(held)
-			<-release
-		})
-	}()
-	<-held
+	release := holdLoop(follower.host)
 	type answer struct {
 		changed <-chan struct{}
 		lead    uint64
@@ -627,15 +619,7 @@ func TestProposalWithdrawnBeforeTheLoopTookIt(t *testing.T) {
 	defer func() { stopAll(n, nodes) }()
 	lead := waitLeader(t, nodes)
 	leader := nodes[lead-1]
-	release := make(chan struct{})
-	held := make(chan struct{})
-	go func() {
-		_ = leader.host.do(context.Background(), func() {
-			close(held)
-			<-release
-		})
-	}()
-	<-held
+	release := holdLoop(leader.host)
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	proposed := make(chan error, 1)
@@ -665,4 +649,19 @@ func TestProposalWithdrawnBeforeTheLoopTookIt(t *testing.T) {
 	if v, ok, _ := leader.db.Get(7, []byte("withdrawn")); ok {
 		t.Fatalf("the withdrawn proposal was applied: withdrawn=%q", v)
 	}
+}
+
+// holdLoop keeps h's loop busy (running one piece of work) until the
+// returned channel is closed.
+func holdLoop(h *Host) chan struct{} {
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		_ = h.do(context.Background(), func() {
+			close(held)
+			<-release
+		})
+	}()
+	<-held
+	return release
 }
