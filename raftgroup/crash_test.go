@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -35,16 +36,21 @@ func TestCrashAllNodesKeepsAcknowledgedWrites(t *testing.T) {
 }
 
 // ringLog keeps the last lines the hosts logged (raft's elections,
-// snapshots, rejections), printed only when a round fails.
+// snapshots, rejections), printed only when a round fails. It is the
+// writer of a slog text handler, which writes one line per record.
 type ringLog struct {
 	mu    sync.Mutex
 	lines []string
 	next  int
 	full  bool
-	start time.Time
 }
 
-func newRingLog(n int) *ringLog { return &ringLog{lines: make([]string, n), start: time.Now()} }
+func newRingLog(n int) *ringLog { return &ringLog{lines: make([]string, n)} }
+
+func (r *ringLog) Write(p []byte) (int, error) {
+	r.add(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
 
 func (r *ringLog) add(s string) {
 	r.mu.Lock()
@@ -67,27 +73,6 @@ func (r *ringLog) dump() string {
 	return strings.Join(out, "\n")
 }
 
-type ringHandler struct {
-	r     *ringLog
-	attrs string
-}
-
-func (h ringHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h ringHandler) Handle(_ context.Context, rec slog.Record) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%8.3fms %s%s", float64(time.Since(h.r.start).Microseconds())/1000, h.attrs, rec.Message)
-	rec.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
-	h.r.add(b.String())
-	return nil
-}
-func (h ringHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	for _, a := range as {
-		h.attrs += fmt.Sprintf("%s=%v ", a.Key, a.Value)
-	}
-	return h
-}
-func (h ringHandler) WithGroup(string) slog.Handler { return h }
-
 func fmtStatus(st Status) string {
 	return fmt.Sprintf("term=%d lead=%d state=%v commit=%d applied=%d log=[%d,%d] match=%v", st.Term, st.Lead, st.RaftState, st.Commit, st.Applied, st.FirstIndex, st.LastIndex, st.Match)
 }
@@ -103,13 +88,11 @@ type restartState struct {
 	logAt            map[string]string // the command at each key's index in the log, or why not
 }
 
-// readRestartState opens a copy of fs (so that the node's own start is
-// not disturbed) and reads the keys in keys and the log entries at their
-// indexes.
+// readRestartState opens fs (a frozen copy of what a node restarted
+// from) and reads the keys in keys and the log entries at their indexes.
 func readRestartState(fs *vfs.MemFS, keys map[string]uint64) restartState {
 	st := restartState{vals: map[string]string{}, logAt: map[string]string{}}
-	cp := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(1, 1))})
-	db, err := storage.Open("/data", storage.Options{FS: cp})
+	db, err := storage.Open("/data", storage.Options{FS: fs})
 	if err != nil {
 		st.err = err
 		return st
@@ -162,7 +145,7 @@ func lossVerdict(st restartState, k, v string, idx uint64) string {
 func crashAllRound(t *testing.T, seed int64) {
 	n := newLocalNet()
 	rl := newRingLog(4000)
-	logger := slog.New(ringHandler{r: rl})
+	logger := slog.New(slog.NewTextHandler(rl, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	start := func(id uint64, fs vfs.FS) *testNode {
 		return startNodeLogged(t, n, id, fs, 50, logger)
 	}
@@ -173,9 +156,12 @@ func crashAllRound(t *testing.T, seed int64) {
 	}
 	waitLeader(t, nodes)
 	ctx, cancel := context.WithCancel(context.Background())
+	type ack struct {
+		val   string
+		index uint64 // the write's log index
+	}
 	var mu sync.Mutex
-	acked := map[string]string{}
-	ackedAt := map[string]uint64{} // the log index of the acknowledged write
+	acked := map[string]ack{}
 	ackCount := 0
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -186,8 +172,7 @@ func crashAllRound(t *testing.T, seed int64) {
 				k, v := fmt.Sprintf("w%d-k%d", w, i%20), fmt.Sprintf("%d", i)
 				if r, err := propose(ctx, t, nodes, []byte(k+"="+v)); err == nil {
 					mu.Lock()
-					acked[k] = v
-					ackedAt[k] = r.Index
+					acked[k] = ack{v, r.Index}
 					ackCount++
 					mu.Unlock()
 				}
@@ -214,14 +199,7 @@ func crashAllRound(t *testing.T, seed int64) {
 		n.cut[tn.id] = true
 	}
 	n.mu.Unlock()
-	snapshot := make(map[string]string, len(acked))
-	for k, v := range acked {
-		snapshot[k] = v
-	}
-	snapAt := make(map[string]uint64, len(ackedAt))
-	for k, v := range ackedAt {
-		snapAt[k] = v
-	}
+	snapshot := maps.Clone(acked)
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
 	var clones []*vfs.MemFS
 	var before []string
@@ -273,26 +251,24 @@ func crashAllRound(t *testing.T, seed int64) {
 		reads = append(reads, fmt.Sprintf("node %d: read index %d, then %s; snapshots installed %d, lease reads %d, read-index requests %d",
 			tn.id, idx, fmtStatus(st), s.SnapshotsApplied, s.LeaseReads, s.ReadIndexRequests))
 	}
-	lost := 0
-	lostAt := map[string]uint64{}
 	type loss struct {
 		node uint64
 		key  string
 	}
 	var losses []loss
-	for k, v := range snapshot {
+	lostAt := map[string]uint64{} // the lost keys, at their indexes
+	for k, a := range snapshot {
 		for _, tn := range nodes {
 			got, ok, _ := tn.db.Get(7, []byte(k))
 			// A later write to the same key may also have made it.
-			if !ok || (string(got) != v && atoi(string(got)) < atoi(v)) {
-				lost++
-				lostAt[k] = snapAt[k]
+			if !ok || (string(got) != a.val && atoi(string(got)) < atoi(a.val)) {
 				losses = append(losses, loss{tn.id, k})
-				t.Errorf("node %d: %s=%q after the crash, acknowledged %q (at index %d)", tn.id, k, got, v, snapAt[k])
+				lostAt[k] = a.index
+				t.Errorf("node %d: %s=%q after the crash, acknowledged %q (at index %d)", tn.id, k, got, a.val, a.index)
 			}
 		}
 	}
-	if lost > 0 {
+	if len(losses) > 0 {
 		t.Logf("before the crash:\n  %s", strings.Join(before, "\n  "))
 		states := make([]restartState, len(crashed))
 		for i, fs := range crashed {
@@ -300,7 +276,8 @@ func crashAllRound(t *testing.T, seed int64) {
 			t.Logf("node %d restarted from: %s", i+1, states[i])
 		}
 		for _, l := range losses {
-			t.Logf("node %d, %s=%s (index %d): %s", l.node, l.key, snapshot[l.key], lostAt[l.key], lossVerdict(states[l.node-1], l.key, snapshot[l.key], lostAt[l.key]))
+			a := snapshot[l.key]
+			t.Logf("node %d, %s=%s (index %d): %s", l.node, l.key, a.val, a.index, lossVerdict(states[l.node-1], l.key, a.val, a.index))
 		}
 		t.Logf("after the restart (leader %d):\n  %s", leaderAfter, strings.Join(reads, "\n  "))
 		for _, tn := range nodes {
@@ -309,7 +286,7 @@ func crashAllRound(t *testing.T, seed int64) {
 		}
 		t.Logf("host log (its last %d lines at most):\n%s", len(rl.lines), rl.dump())
 	}
-	t.Logf("%d acknowledged keys before the crash of all 3 nodes, %d lost", len(snapshot), lost)
+	t.Logf("%d acknowledged keys before the crash of all 3 nodes, %d lost", len(snapshot), len(losses))
 }
 
 func atoi(s string) int {

@@ -234,12 +234,11 @@ type group struct {
 	applied uint64
 	cs      *pb.ConfState
 
-	isLeader      bool
-	lead          uint64
-	leaderChanged chan struct{}
-	// leadView is lead with leaderChanged, published by the loop whenever
-	// either changes, so LeaderChanged answers without a loop round.
-	leadView atomic.Pointer[leadView]
+	isLeader bool
+	// lead is the leader the loop last saw, with the channel it closes
+	// when that changes; set by the loop only, read by anyone
+	// (LeaderChanged answers without a loop round).
+	lead atomic.Pointer[leadView]
 
 	proposals map[uint64]*waiter
 	// byIndex maps the log index of a pending local proposal to its id, so
@@ -574,12 +573,11 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 	g := &group{
 		id: gc.ID, rn: rn, store: store, sm: gc.SM,
 		applied: ap.Index, cs: ap.ConfState,
-		leaderChanged: make(chan struct{}),
-		proposals:     make(map[uint64]*waiter),
-		byIndex:       make(map[uint64]uint64),
-		reads:         make(map[uint64]*readReq),
+		proposals: make(map[uint64]*waiter),
+		byIndex:   make(map[uint64]uint64),
+		reads:     make(map[uint64]*readReq),
 	}
-	g.publishLead()
+	g.lead.Store(&leadView{changed: make(chan struct{})})
 	g.electionTicks = gc.ElectionTicks
 	if !bootstrapped && store.HasState() {
 		g.quietUntil = h.now().Add(time.Duration(gc.ElectionTicks) * h.cfg.TickInterval)
@@ -767,17 +765,22 @@ func (h *Host) newID() uint64 {
 	}
 }
 
-// leaderWait returns a channel closed when g's known leader changes.
-// leadView is what LeaderChanged reads: the leader the loop last saw and
-// the channel it closes when that changes.
+// leadView is a group's leader as the loop last saw it (0: none known)
+// and the channel the loop closes when that changes.
 type leadView struct {
-	lead    uint64
+	id      uint64
 	changed chan struct{}
 }
 
-// publishLead publishes g's leader and its change channel. Loop only.
-func (g *group) publishLead() {
-	g.leadView.Store(&leadView{lead: g.lead, changed: g.leaderChanged})
+// leader is the group's leader as the loop last saw it.
+func (g *group) leader() uint64 { return g.lead.Load().id }
+
+// setLeader records a new leader: the new view first, so that a waiter
+// woken by the old channel reads it. Loop only.
+func (g *group) setLeader(id uint64) {
+	old := g.lead.Load()
+	g.lead.Store(&leadView{id: id, changed: make(chan struct{})})
+	close(old.changed)
 }
 
 // Propose replicates cmd through the group, which this replica must lead,
@@ -865,7 +868,7 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		case g == nil:
 			perr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 		case !g.isLeader:
-			perr = fmt.Errorf("%w: group %d is led by %d", ErrNotLeader, groupID, g.lead)
+			perr = fmt.Errorf("%w: group %d is led by %d", ErrNotLeader, groupID, g.leader())
 		default:
 			h.wakeGroup(g, true)
 			if perr = propose(g); perr == nil {
@@ -941,8 +944,8 @@ func (h *Host) LeaderChanged(ctx context.Context, groupID uint64) (<-chan struct
 	if g == nil {
 		return nil, 0, fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 	}
-	v := g.leadView.Load()
-	return v.changed, v.lead, nil
+	v := g.lead.Load()
+	return v.changed, v.id, nil
 }
 
 func (h *Host) ctxErr(err, kind error) error {

@@ -207,11 +207,8 @@ func (h *Host) readyRound() bool {
 			if !g.isLeader {
 				g.ccWaiting = nil
 			}
-			if rd.SoftState.Lead != g.lead {
-				g.lead = rd.SoftState.Lead
-				close(g.leaderChanged)
-				g.leaderChanged = make(chan struct{})
-				g.publishLead()
+			if rd.SoftState.Lead != g.leader() {
+				g.setLeader(rd.SoftState.Lead)
 			}
 		}
 		for _, m := range rd.Messages {
@@ -508,7 +505,7 @@ func (h *Host) trackProposals(g *group, ents []*pb.Entry) {
 func fromNetworkOK(g *group, m *pb.Message) bool {
 	switch m.GetType() {
 	case pb.MsgTimeoutNow:
-		return m.GetFrom() == g.lead
+		return m.GetFrom() == g.leader()
 	case pb.MsgForgetLeader:
 		return false
 	}
