@@ -829,7 +829,11 @@ func (h *Host) Mark(ctx context.Context, groupID uint64, after hlc.Timestamp) (u
 		stamp = h.stampFor(g, after)
 		return g.rn.Propose(encodeEnvelope(id, stamp, true, nil))
 	})
-	return res.Index, stamp, err
+	if err != nil {
+		// stamp is only known once the answer came (see submit).
+		return 0, hlc.Timestamp{}, err
+	}
+	return res.Index, stamp, nil
 }
 
 // ProposeConfChange proposes a membership change at the leader and waits
@@ -855,7 +859,9 @@ func (h *Host) ProposeConfChange(ctx context.Context, groupID uint64, cc *pb.Con
 // it". A caller whose ctx ends before the loop took the proposal
 // withdraws it (taken is claimed by one side only): nothing was proposed,
 // and the error says so (ErrDropped); once taken, the outcome is unknown
-// (ErrTimeout).
+// (ErrTimeout). The caller does not wait for the loop to finish propose
+// then: whatever propose sets for the caller may be read only after a
+// nil error (the answer on the channel orders it).
 func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*group) error) (Result, error) {
 	w := &waiter{ch: make(chan Result, 1)}
 	fn := func() {
