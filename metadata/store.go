@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/meridian-db/meridian/storage"
 )
@@ -54,10 +55,13 @@ type ApplyResult struct {
 type Store struct {
 	db *storage.DB
 
-	mu      sync.RWMutex
-	state   *State // committed
-	pending *State // applied in the batch being built, not yet committed
-	changed chan struct{}
+	// state is the committed state, read without a lock: every request
+	// reads it, and a lock word shared by every core costs more than the
+	// read.
+	state   atomic.Pointer[State]
+	pending *State // applied in the batch being built, not yet committed (raft loop only)
+	mu      sync.Mutex
+	changed chan struct{} // closed when state next changes; under mu
 }
 
 // Open loads the committed metadata from the node's storage.
@@ -67,7 +71,7 @@ func Open(db *storage.DB) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.state = st
+	s.state.Store(st)
 	return s, nil
 }
 
@@ -87,15 +91,13 @@ func (s *Store) load() (*State, error) {
 
 // State returns the committed state. Callers must not modify it.
 func (s *Store) State() *State {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.state
+	return s.state.Load()
 }
 
 // Changed returns a channel closed at the next committed change.
 func (s *Store) Changed() <-chan struct{} {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.changed
 }
 
@@ -268,7 +270,7 @@ func (s *Store) Applied(index uint64, restored bool) error {
 		st = loaded
 	}
 	s.mu.Lock()
-	s.state = st
+	s.state.Store(st) // before the channel closes: a woken waiter reads st
 	s.pending = nil
 	close(s.changed)
 	s.changed = make(chan struct{})

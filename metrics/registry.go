@@ -55,8 +55,7 @@ type Registry struct {
 
 	// handles caches the series of admitted (front end, command, code)
 	// triples: looking them up by label values on every request costs.
-	hmu     sync.RWMutex
-	handles map[requestKey]requestSeries
+	handles sync.Map // requestKey -> requestSeries; read on every request without a shared lock word
 }
 
 type requestKey struct{ frontend, command, code string }
@@ -80,8 +79,7 @@ func NewRegistry() *Registry {
 			Help:    "Time to serve a client request, from its arrival to its answer, by front end and command.",
 			Buckets: latencyBuckets,
 		}, []string{"frontend", "command"}),
-		count:   map[string]int{},
-		handles: map[requestKey]requestSeries{},
+		count: map[string]int{},
 	}
 	r.reg.MustRegister(r.requests, r.latency,
 		collectors.NewGoCollector(),
@@ -140,10 +138,10 @@ func (r *Registry) ObserveRequest(frontend, command string, d time.Duration, err
 // "bad_json"). Codes must come from a fixed set.
 func (r *Registry) ObserveRequestCode(frontend, command, code string, d time.Duration) {
 	k := requestKey{frontend, command, code}
-	r.hmu.RLock()
-	h, ok := r.handles[k]
-	r.hmu.RUnlock()
-	if !ok {
+	var h requestSeries
+	if v, ok := r.handles.Load(k); ok {
+		h = v.(requestSeries)
+	} else {
 		frontend, code = bound(frontend), bound(code)
 		admitted := r.admit(frontend, bound(command))
 		h = requestSeries{
@@ -153,9 +151,7 @@ func (r *Registry) ObserveRequestCode(frontend, command, code string, d time.Dur
 		if admitted == command && frontend == k.frontend && code == k.code {
 			// Only admitted names are cached, so the cache is as bounded
 			// as the label values.
-			r.hmu.Lock()
-			r.handles[k] = h
-			r.hmu.Unlock()
+			r.handles.Store(k, h)
 		}
 	}
 	h.count.Inc()

@@ -84,6 +84,16 @@ func TestBadInput(t *testing.T) {
 			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Consistency{Req: consistency.Requirement{Level: consistency.Session}, Token: tok})
 			return err
 		}},
+		{"decoded token of another keyspace", node.ErrBadToken, func() error {
+			tok := consistency.NewToken(n.Cluster(), "other")
+			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Consistency{Req: consistency.Requirement{Level: consistency.Session}, Token: tok.Encode(), Session: &tok})
+			return err
+		}},
+		{"decoded token of another cluster", node.ErrBadToken, func() error {
+			tok := consistency.NewToken("elsewhere", "k")
+			_, _, _, err := n.Get(ctx, "k", []byte("a"), node.Consistency{Req: consistency.Requirement{Level: consistency.Session}, Token: tok.Encode(), Session: &tok})
+			return err
+		}},
 		{"keyspace exists", metadata.ErrKeyspaceExists, func() error {
 			_, err := n.CreateKeyspace(ctx, metadata.KeyspaceSpec{Name: "k"})
 			return err

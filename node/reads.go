@@ -59,12 +59,29 @@ func (n *Node) resolve(ks *metadata.Keyspace, c Consistency) (Consistency, error
 	if err := c.Req.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrUnknownConsistency, err)
 	}
-	if c.Token != "" {
-		if _, err := consistency.DecodeToken(c.Token, n.cluster, ks.Name); err != nil {
-			return c, fmt.Errorf("%w: %w", ErrBadToken, err)
-		}
+	if _, err := n.sessionOf(ks, c); err != nil {
+		return c, err
 	}
 	return c, nil
+}
+
+// sessionOf returns the session token c presents for ks (empty if none).
+func (n *Node) sessionOf(ks *metadata.Keyspace, c Consistency) (consistency.Token, error) {
+	if t := c.Session; t != nil {
+		if t.Cluster() != n.cluster || t.Keyspace() != ks.Name {
+			return consistency.Token{}, fmt.Errorf("%w: a token of keyspace %q of cluster %q, read in keyspace %q of cluster %q",
+				ErrBadToken, t.Keyspace(), t.Cluster(), ks.Name, n.cluster)
+		}
+		return *t, nil
+	}
+	if c.Token == "" {
+		return consistency.Token{}, nil
+	}
+	t, err := consistency.DecodeToken(c.Token, n.cluster, ks.Name)
+	if err != nil {
+		return consistency.Token{}, fmt.Errorf("%w: %w", ErrBadToken, err)
+	}
+	return t, nil
 }
 
 // localGroup returns this region's group of the shard, if this node holds
@@ -128,12 +145,9 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 		defer cancel()
 		return remote(tctx, metadata.Shard{Index: sh.Index, Group: rg.Group, Replicas: rg.Replicas}, c)
 	}
-	var tok consistency.Token
-	if c.Token != "" {
-		var err error
-		if tok, err = consistency.DecodeToken(c.Token, n.cluster, ks.Name); err != nil {
-			return Answer{}, fmt.Errorf("%w: %w", ErrBadToken, err)
-		}
+	tok, err := n.sessionOf(ks, c)
+	if err != nil {
+		return Answer{}, err
 	}
 	s := n.strategyOf(ks)
 	// ready reports whether the local replica may serve the read now.

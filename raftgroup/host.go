@@ -324,6 +324,10 @@ type Host struct {
 
 	mu     sync.RWMutex // guards groups for lookups from other goroutines
 	groups map[uint64]*group
+	// lookup holds the same groups for group(), which every request
+	// calls: a sync.Map read of a key that is not changing takes no lock
+	// word shared between cores. Changed with groups, under mu.
+	lookup sync.Map // uint64 -> *group
 
 	work    chan func()
 	inbox   chan inbound
@@ -599,6 +603,7 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 	h.publishStatus(g) // before other goroutines can see the group
 	h.mu.Lock()
 	h.groups[gc.ID] = g
+	h.lookup.Store(gc.ID, g)
 	h.mu.Unlock()
 	g.busyAt = h.now()
 	h.q.active[gc.ID] = g
@@ -625,6 +630,7 @@ func (h *Host) RemoveGroup(ctx context.Context, id uint64) error {
 		delete(h.q.active, id)
 		h.mu.Lock()
 		delete(h.groups, id)
+		h.lookup.Delete(id)
 		h.mu.Unlock()
 		h.noteLeader(g)
 		return nil
@@ -650,9 +656,10 @@ func (h *Host) snapshot(g *group) (*pb.Snapshot, error) {
 }
 
 func (h *Host) group(id uint64) *group {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.groups[id]
+	if g, ok := h.lookup.Load(id); ok {
+		return g.(*group)
+	}
+	return nil
 }
 
 // Groups lists the hosted group ids.

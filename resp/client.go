@@ -39,8 +39,11 @@ type client struct {
 		t     *consistency.Token
 		epoch uint64
 		s     string
+		tok   consistency.Token // a copy of *t as encoded in s, handed to the node with s
 	}
 	quit bool // QUIT: close after the reply
+	// nameBuf is lookup's scratch space for a command's lower-case name.
+	nameBuf []byte
 
 	multi   *multiState // MULTI ... EXEC in the making (cmd_txn.go)
 	watches []kv.Watch  // WATCHed keys' states
@@ -99,9 +102,13 @@ func (c *client) fail(err error) { c.w.errorLine(errorReply(err)) }
 func (c *client) setLast(a node.Answer) {
 	c.last = a
 	for _, m := range a.Marks() {
+		t := c.token()
+		if have, ok := t.Index(m.Group); ok && have >= m.Index {
+			continue // nothing new: the encoded token stays valid
+		}
 		// Observe fails only past the token's mark limit; the token then
 		// keeps what it had (a session read may wait or go strong).
-		_ = c.token().Observe(m.Group, m.Index)
+		_ = t.Observe(m.Group, m.Index)
 		c.enc.t = nil
 	}
 }
@@ -128,7 +135,7 @@ func (c *client) sessionToken() string {
 	if c.enc.t == t && c.enc.epoch == t.Epoch() {
 		return c.enc.s // reads alone do not move the token: encode it once
 	}
-	c.enc.t, c.enc.epoch, c.enc.s = t, t.Epoch(), t.Encode()
+	c.enc.t, c.enc.epoch, c.enc.s, c.enc.tok = t, t.Epoch(), t.Encode(), *t
 	return c.enc.s
 }
 
@@ -139,7 +146,10 @@ func (c *client) consistency() node.Consistency {
 	case consistency.Strong, consistency.Bounded, consistency.Prefix, consistency.Eventual:
 		// No token to present (encoding one per request costs).
 	default:
+		// The node takes the token as it is instead of decoding the text
+		// again; the text is what a read forwarded to another node carries.
 		l.Token = c.sessionToken()
+		l.Session = &c.enc.tok
 	}
 	return l
 }
@@ -154,8 +164,7 @@ func (c *client) setKeyspace(ks string) {
 // its reply only when it succeeds; an error it returns becomes the reply.
 func (c *client) exec(args [][]byte) {
 	start := time.Now()
-	name := strings.ToLower(string(args[0]))
-	cmd := commandTable[name]
+	cmd := c.lookup(args[0])
 	if cmd == nil {
 		err := unknownCommand(args)
 		if c.multi != nil {
@@ -165,6 +174,7 @@ func (c *client) exec(args [][]byte) {
 		c.observe("unknown", start, err)
 		return
 	}
+	name := cmd.name
 	c.mu.Lock()
 	c.lastCmd, c.lastAt = name, start
 	c.mu.Unlock()
@@ -207,6 +217,23 @@ func (c *client) exec(args [][]byte) {
 	if name != "meridian.with" { // the command it runs is recorded itself
 		c.observe(name, start, err)
 	}
+}
+
+// lookup finds a command by its name in any case, without allocating:
+// the name is lower-cased into the connection's scratch buffer.
+func (c *client) lookup(name []byte) *command {
+	if len(name) > maxCommandName {
+		return nil
+	}
+	b := c.nameBuf[:0]
+	for _, ch := range name {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		b = append(b, ch)
+	}
+	c.nameBuf = b
+	return commandTable[string(b)] // the conversion in a map index does not allocate
 }
 
 // observe records a command in the metrics, if the server has them.

@@ -24,6 +24,10 @@ type command struct {
 	spec *kv.Spec
 }
 
+// maxCommandName bounds the names lookup tries: no command's name is
+// longer (TestCommandNamesFitLookup).
+const maxCommandName = 32
+
 // commandTable holds every command by lower-case name (filled in init,
 // because COMMAND's handler reads it).
 var commandTable map[string]*command
