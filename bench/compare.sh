@@ -55,7 +55,8 @@
 #                      them takes minutes); 0 skips it
 #   IDLE_SECONDS [20]  CPU measured over this long   SETTLE [15] seconds first
 #   KEYS [1000000]     keys of 6; 0 skips 6
-#   PORT_BASE [31000]  every port is PORT_BASE + something (see below)
+#   PORT_BASE [21000]  every port is PORT_BASE + something (see below); all
+#                      of them must lie below the kernel's ephemeral range
 #   KEEP_TMP []        non-empty: keep the temporary directory (logs)
 # Needs (installed with apt-get when missing): redis-server, redis-tools,
 # etcd-server, etcd-client, jq, curl; go to build meridian (and etcd's
@@ -79,7 +80,7 @@ IDLE_SECONDS=${IDLE_SECONDS:-20}
 SETTLE=${SETTLE:-15}
 KEYS=${KEYS:-1000000}
 KEEP_TMP=${KEEP_TMP:-}
-PORT_BASE=${PORT_BASE:-31000}
+PORT_BASE=${PORT_BASE:-21000}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { printf '==> %s\n' "$*" >&2; }
@@ -129,11 +130,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Ports, from PORT_BASE [31000]: redis +379, the demo +1379 (its HTTP
+# Ports, from PORT_BASE [21000]: redis +379, the demo +1379 (its HTTP
 # +2379), etcd +3791-3 (clients) and +3801-3 (peers), meridian start
 # +4401-3 (nodes), +4501-3 (RESP), +4601-3 (HTTP).
 RPORT=$((PORT_BASE + 379)) DPORT=$((PORT_BASE + 1379)) EPORT=$((PORT_BASE + 3790)) EPEER=$((PORT_BASE + 3800))
 MPEER=$((PORT_BASE + 4400)) MRESP=$((PORT_BASE + 4500)) MHTTP=$((PORT_BASE + 4600))
+# A listening port inside the kernel's ephemeral range can be taken at any
+# moment by an outgoing connection (a client's, a node's), and a server
+# started later then fails to bind it: refuse such a layout up front.
+if read -r EPH_LO EPH_HI </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+	((PORT_BASE + 4603 < EPH_LO || PORT_BASE + 379 > EPH_HI)) ||
+		die "ports $((PORT_BASE + 379))-$((PORT_BASE + 4603)) overlap the ephemeral range $EPH_LO-$EPH_HI (net.ipv4.ip_local_port_range), where outgoing connections take theirs: set PORT_BASE to move every port out of it"
+fi
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # ports_free PORT...: die unless every port is free (checked before each start).
 ports_free() {
@@ -284,7 +292,8 @@ cluster_start() {
 			--quiesce-after "$QUIESCE_AFTER"
 		CLUSTER+=("$LAST")
 	done
-	"$M" status --wait-ready --timeout 60s --addr 127.0.0.1:$((MHTTP + 1)) >/dev/null 2>&1 || die "the meridian start nodes were not ready"
+	"$M" status --wait-ready --timeout 60s --addr 127.0.0.1:$((MHTTP + 1)) >"$TMP/ready.log" 2>&1 ||
+		die "the meridian start nodes were not ready: $(tail -2 "$TMP/ready.log"); $(tail -qn 1 "$TMP"/m[123].log | tr '\n' ' ')"
 	local k=$(((g + 249) / 250)) s t0 name
 	s=$(((g + k - 1) / k))
 	NGROUPS=$((k * s))
