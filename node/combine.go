@@ -10,26 +10,29 @@ import (
 )
 
 // Writes from many connections in one proposal. Every plain SET ("SET
-// key value", no options) that this node proposes to a group of a sync
-// keyspace it leads joins the group's open batch; the first writer of a
-// batch proposes it, and the batch's MSET is built on the raft loop when
-// the loop takes the proposal (raftgroup.Host.ProposeBuilt), so it holds
-// every SET that arrived while the loop was busy with the previous round
-// (its fsync, mostly) and delays none. One raft entry, one log write and
+// key value", no options) and plain MSET (one shard's part of an MSET, or
+// of a pipelined run of SETs: package resp) that this node proposes to a
+// group of a sync keyspace it leads joins the group's open batch; the
+// first writer of a batch proposes it, and the batch's MSET is built on
+// the raft loop when the loop takes the proposal
+// (raftgroup.Host.ProposeBuilt), so it holds every write that arrived
+// while the loop was busy with the previous round (its fsync, mostly) and
+// delays none. One raft entry, one log write and
 // one apply then carry what were as many entries; every writer gets the
 // batch's outcome, and its answer the batch's log index.
 //
 // What a client can tell: nothing. The SETs of a batch take effect
-// together, in the order they joined; each was answered only after the
+// together, in the order they joined (an MSET's pairs stay together and
+// in order, so it is still atomic); each was answered only after the
 // batch was applied, so each still takes effect between its call and its
 // answer. Only sync keyspaces combine: an async keyspace's lost-writes
 // report names writes by log index, one per entry, and an active
 // keyspace's writes are register merges.
 
 const (
-	// maxCombined bounds the SETs of one batch, combinedBytes their keys
-	// and values (a batch that would pass it is closed; the writer opens
-	// the next).
+	// maxCombined bounds the pairs of one batch, combinedBytes their keys
+	// and values (a batch that would pass either is closed; the writer
+	// opens the next, which it may fill alone).
 	maxCombined   = 256
 	combinedBytes = 1 << 20
 )
@@ -40,45 +43,54 @@ type combiner struct {
 }
 
 type setBatch struct {
-	group uint64
-	first []byte // the first SET as proposed: the command of a batch of one
-	pairs [][]byte
-	bytes int
-	nowMS int64
-	done  chan struct{}
-	res   raftgroup.Result
-	err   error
+	group   uint64
+	first   []byte // the first writer's command as proposed: the command of a batch of one
+	writers int
+	pairs   [][]byte
+	bytes   int
+	nowMS   int64
+	done    chan struct{}
+	res     raftgroup.Result
+	err     error
 }
 
-// combinable returns cmd's command if it is a plain SET.
+// combinable returns cmd's command if it is a plain SET or MSET: key and
+// value pairs, nothing else.
 func combinable(cmd []byte) (kv.Command, bool) {
-	if op, ok := kv.PeekOp(cmd); !ok || op != kv.OpSet {
+	if op, ok := kv.PeekOp(cmd); !ok || (op != kv.OpSet && op != kv.OpMSet) {
 		return kv.Command{}, false
 	}
 	c, err := kv.DecodeCommand(cmd)
-	if err != nil || c.Flags != 0 || c.Int != 0 || c.Epoch != 0 || len(c.Args) != 2 {
+	if err != nil || c.Flags != 0 || c.Int != 0 || c.Epoch != 0 || len(c.Args) < 2 || len(c.Args)%2 != 0 ||
+		(c.Op == kv.OpSet && len(c.Args) != 2) {
 		return kv.Command{}, false
 	}
 	return c, true
 }
 
-// proposeSet proposes a plain SET (cmd, decoded c) to a group this node
-// leads, in the group's open batch.
+// proposeSet proposes a plain SET or MSET (cmd, decoded c) to a group
+// this node leads, in the group's open batch. Every writer of a batch
+// hears the batch's result: a plain SET's and MSET's callers read only its
+// error and index.
 func (n *Node) proposeSet(ctx context.Context, group uint64, cmd []byte, c kv.Command) (raftgroup.Result, error) {
 	cb := &n.combine
-	size := len(c.Args[0]) + len(c.Args[1])
+	size := 0
+	for _, a := range c.Args {
+		size += len(a)
+	}
 	cb.mu.Lock()
 	if cb.open == nil {
 		cb.open = map[uint64]*setBatch{}
 	}
 	b := cb.open[group]
-	first := b == nil || len(b.pairs)/2 >= maxCombined || b.bytes+size > combinedBytes
+	first := b == nil || len(b.pairs)+len(c.Args) > 2*maxCombined || b.bytes+size > combinedBytes
 	if first {
 		// (A full batch is left to its proposer, as it is.)
 		b = &setBatch{group: group, first: cmd, done: make(chan struct{})}
 		cb.open[group] = b
 	}
-	b.pairs = append(b.pairs, c.Args[0], c.Args[1])
+	b.pairs = append(b.pairs, c.Args...)
+	b.writers++
 	b.bytes += size
 	b.nowMS = max(b.nowMS, c.NowMS)
 	cb.mu.Unlock()
@@ -116,10 +128,10 @@ func (cb *combiner) seal(b *setBatch) {
 	cb.mu.Unlock()
 }
 
-// command is a sealed batch's command: its one SET as it came, or an
-// MSET of them all.
+// command is a sealed batch's command: its one writer's command as it
+// came, or an MSET of them all.
 func (b *setBatch) command() []byte {
-	if len(b.pairs) == 2 {
+	if b.writers == 1 {
 		return b.first
 	}
 	return kv.Command{Op: kv.OpMSet, NowMS: b.nowMS, Args: b.pairs}.Encode()

@@ -95,3 +95,76 @@ func TestCombinedSets(t *testing.T) {
 		})
 	}
 }
+
+// TestCombinedMSets: plain MSETs (what a pipelined run of SETs becomes)
+// from writers at once share proposals too, each stays whole and in order
+// (a key it names twice holds its later value), and one larger than a
+// batch may hold still applies in full.
+func TestCombinedMSets(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "cm", Shards: 1, Replicas: 3})
+	group := ks.Shards[0].Group
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lead := c.Node(c.Leader(group))
+	before := lead.Host().Stats().Proposals
+
+	const writers, each = 30, 40
+	var wg sync.WaitGroup
+	var msets atomic.Int64
+	want := map[string]string{}
+	var mu sync.Mutex
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				// Three keys of this writer and i, the last named twice.
+				k0, k1, k2 := fmt.Sprintf("m-%d-%d-0", w, i), fmt.Sprintf("m-%d-%d-1", w, i), fmt.Sprintf("m-%d-last", w)
+				pairs := [][]byte{[]byte(k0), []byte("a"), []byte(k2), []byte(fmt.Sprint(i, "-early")), []byte(k1), []byte("b"), []byte(k2), []byte(fmt.Sprint(i))}
+				if _, err := lead.MSet(ctx, "cm", pairs); err != nil {
+					t.Errorf("MSET %d of writer %d: %v", i, w, err)
+					return
+				}
+				msets.Add(1)
+				mu.Lock()
+				want[k0], want[k1], want[k2] = "a", "b", fmt.Sprint(i)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	proposals := lead.Host().Stats().Proposals - before
+	t.Logf("%d MSETs from %d writers at once took %d proposals", msets.Load(), writers, proposals)
+	if proposals >= uint64(msets.Load()) {
+		t.Fatalf("%d MSETs took %d proposals: none were combined", msets.Load(), proposals)
+	}
+
+	// Larger than one batch may hold (maxCombined pairs): it goes alone,
+	// whole.
+	var big [][]byte
+	for i := range 300 {
+		k := fmt.Sprintf("big-%d", i)
+		big = append(big, []byte(k), []byte(fmt.Sprint(i)))
+		want[k] = fmt.Sprint(i)
+	}
+	if _, err := lead.MSet(ctx, "cm", big); err != nil {
+		t.Fatalf("MSET of 300 pairs: %v", err)
+	}
+
+	for _, n := range c.Running() {
+		for k, v := range want {
+			var got []byte
+			var found bool
+			err := c.WaitFor(ctx, func() bool {
+				var err error
+				got, found, _, err = n.Get(ctx, "cm", []byte(k), node.Eventual)
+				return err == nil && found && string(got) == v
+			})
+			if err != nil {
+				t.Fatalf("node %d: %s = %q (found %v), want %q", n.ID(), k, got, found, v)
+			}
+		}
+	}
+}
