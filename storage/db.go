@@ -33,6 +33,9 @@ type Options struct {
 	// CacheBytes is the size of Pebble's block cache. Zero means
 	// DefaultCacheBytes (64 MiB).
 	CacheBytes int64
+	// MemTableBytes is the size Pebble's memtables grow to (they start
+	// small). Zero means DefaultMemTableBytes (32 MiB).
+	MemTableBytes int64
 	// Logger receives Pebble's own log lines at debug level. Nil discards.
 	Logger *slog.Logger
 }
@@ -55,6 +58,14 @@ func Open(dir string, opts Options) (*DB, error) {
 	if opts.CacheBytes < 0 {
 		return nil, fmt.Errorf("storage: CacheBytes must not be negative (got %d)", opts.CacheBytes)
 	}
+	switch m := opts.MemTableBytes; {
+	case m == 0:
+		po.MemTableSize = DefaultMemTableBytes
+	case m < 1<<20 || m >= 4<<30:
+		return nil, fmt.Errorf("storage: MemTableBytes must be between 1 MiB and 4 GiB (got %d)", m)
+	default:
+		po.MemTableSize = uint64(m)
+	}
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = DefaultCacheBytes
 	}
@@ -68,6 +79,14 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	return &DB{pdb: pdb, cache: cache}, nil
 }
+
+// DefaultMemTableBytes is the memtable size when Options.MemTableBytes is
+// 0. Pebble's own default, 4 MiB, flushes a node under write load every
+// few thousand writes, and the compactions of those small tables cost a
+// write more CPU than the write itself: with 32 MiB, `meridian bench
+// --target inproc:none --workload W --pipeline 64` used 0.035-0.039 ms of
+// CPU an operation against 0.047-0.048 (README, performance).
+const DefaultMemTableBytes = 32 << 20
 
 // DefaultCacheBytes is the block cache's size when Options.CacheBytes is 0.
 const DefaultCacheBytes = 64 << 20

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -278,5 +279,39 @@ func TestCacheBytesReachPebble(t *testing.T) {
 	}
 	if _, err := Open("/data", Options{FS: vfs.NewMem(), CacheBytes: -1}); err == nil || !strings.Contains(err.Error(), "CacheBytes") {
 		t.Fatalf("negative CacheBytes: %v, want an error naming CacheBytes", err)
+	}
+}
+
+// TestMemTableBytesReachPebble: memtables grow to the configured size (the
+// default when zero) and no further; sizes outside 1 MiB to 4 GiB are
+// refused.
+func TestMemTableBytesReachPebble(t *testing.T) {
+	for _, tc := range []struct{ set, want int64 }{{1 << 20, 1 << 20}, {0, DefaultMemTableBytes}} {
+		db, err := Open("/data", Options{FS: vfs.NewMem(), MemTableBytes: tc.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest := int64(0)
+		value := make([]byte, 64<<10)
+		for i := range 1024 { // 64 MiB
+			b := db.NewBatch()
+			b.Set(fmt.Appendf(nil, "k%06d", i), value)
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			largest = max(largest, int64(db.pdb.Metrics().MemTable.Size))
+		}
+		// The mutable memtable and those queued for a flush: at most a few.
+		if largest < tc.want || largest > 4*tc.want {
+			t.Errorf("MemTableBytes %d: memtables reached %d bytes, want at least %d (and not far above)", tc.set, largest, tc.want)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []int64{-1, 1 << 10, 4 << 30} {
+		if _, err := Open("/data", Options{FS: vfs.NewMem(), MemTableBytes: bad}); err == nil || !strings.Contains(err.Error(), "MemTableBytes") {
+			t.Errorf("MemTableBytes %d: %v, want an error naming MemTableBytes", bad, err)
+		}
 	}
 }
