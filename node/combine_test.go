@@ -20,11 +20,7 @@ import (
 // acknowledged while the group's leadership moved to another node half
 // way, and SETs with options (never combined) keep their meaning.
 func TestCombinedSets(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{})
-	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "cb", Shards: 1, Replicas: 3})
-	group := ks.Shards[0].Group
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	c, group, ctx := combineCluster(t, "cb")
 
 	const writers, each = 40, 60
 	var acked sync.Map
@@ -79,20 +75,41 @@ func TestCombinedSets(t *testing.T) {
 	}
 	acked.Store("a-0-0", "new")
 
+	want := map[string]string{}
+	acked.Range(func(k, v any) bool {
+		want[k.(string)] = v.(string)
+		return true
+	})
+	readBackEverywhere(ctx, t, c, "cb", want)
+}
+
+// combineCluster starts three nodes with keyspace name of one shard on
+// all three, and returns its group and a context for the test.
+func combineCluster(t *testing.T, name string) (*testcluster.Cluster, uint64, context.Context) {
+	c := testcluster.New(t, testcluster.Options{})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: name, Shards: 1, Replicas: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c, ks.Shards[0].Group, ctx
+}
+
+// readBackEverywhere waits until every running node reads every key of
+// want in keyspace with its value.
+func readBackEverywhere(ctx context.Context, t *testing.T, c *testcluster.Cluster, keyspace string, want map[string]string) {
+	t.Helper()
 	for _, n := range c.Running() {
-		acked.Range(func(k, v any) bool {
+		for k, v := range want {
 			var got []byte
 			var found bool
 			err := c.WaitFor(ctx, func() bool {
 				var err error
-				got, found, _, err = n.Get(ctx, "cb", []byte(k.(string)), node.Eventual)
-				return err == nil && found && string(got) == v.(string)
+				got, found, _, err = n.Get(ctx, keyspace, []byte(k), node.Eventual)
+				return err == nil && found && string(got) == v
 			})
 			if err != nil {
 				t.Fatalf("node %d: %s = %q (found %v), want %q", n.ID(), k, got, found, v)
 			}
-			return true
-		})
+		}
 	}
 }
 
@@ -101,11 +118,7 @@ func TestCombinedSets(t *testing.T) {
 // (a key it names twice holds its later value), and one larger than a
 // batch may hold still applies in full.
 func TestCombinedMSets(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{})
-	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "cm", Shards: 1, Replicas: 3})
-	group := ks.Shards[0].Group
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	c, group, ctx := combineCluster(t, "cm")
 	lead := c.Node(c.Leader(group))
 	before := lead.Host().Stats().Proposals
 
@@ -153,18 +166,5 @@ func TestCombinedMSets(t *testing.T) {
 		t.Fatalf("MSET of 300 pairs: %v", err)
 	}
 
-	for _, n := range c.Running() {
-		for k, v := range want {
-			var got []byte
-			var found bool
-			err := c.WaitFor(ctx, func() bool {
-				var err error
-				got, found, _, err = n.Get(ctx, "cm", []byte(k), node.Eventual)
-				return err == nil && found && string(got) == v
-			})
-			if err != nil {
-				t.Fatalf("node %d: %s = %q (found %v), want %q", n.ID(), k, got, found, v)
-			}
-		}
-	}
+	readBackEverywhere(ctx, t, c, "cm", want)
 }
