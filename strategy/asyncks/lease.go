@@ -91,6 +91,19 @@ func (s *Strategy) leaseLoop(stop <-chan struct{}) {
 
 // hostsAsync reports whether this node hosts a group of an async keyspace.
 func (s *Strategy) hostsAsync() bool {
+	// A hosted group counts only as the metadata describes it: without an
+	// async keyspace there, none does, and the hosted groups (thousands,
+	// on a node of many sync keyspaces) need not be looked up every renewal.
+	async := false
+	for _, ks := range s.env.Meta().State().Keyspaces {
+		if ks.Strategy == metadata.Async {
+			async = true
+			break
+		}
+	}
+	if !async {
+		return false
+	}
 	for _, g := range s.env.Host().Groups() {
 		if info, ok := s.env.Group(g); ok && info.Strategy == metadata.Async {
 			return true
