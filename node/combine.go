@@ -17,11 +17,11 @@ import (
 // the raft loop when the loop takes the proposal
 // (raftgroup.Host.ProposeBuilt), so it holds every write that arrived
 // while the loop was busy with the previous round (its fsync, mostly) and
-// delays none. One raft entry, one log write and
-// one apply then carry what were as many entries; every writer gets the
-// batch's outcome, and its answer the batch's log index.
+// delays none. One raft entry, one log write and one apply then carry
+// what were as many entries; every writer gets the batch's outcome, and
+// its answer the batch's log index.
 //
-// What a client can tell: nothing. The SETs of a batch take effect
+// What a client can tell: nothing. The writes of a batch take effect
 // together, in the order they joined (an MSET's pairs stay together and
 // in order, so it is still atomic); each was answered only after the
 // batch was applied, so each still takes effect between its call and its

@@ -59,8 +59,12 @@ func (n *Node) resolve(ks *metadata.Keyspace, c Consistency) (Consistency, error
 	if err := c.Req.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrUnknownConsistency, err)
 	}
-	if _, err := n.sessionOf(ks, c); err != nil {
+	tok, err := n.sessionOf(ks, c)
+	if err != nil {
 		return c, err
+	}
+	if c.Session == nil && c.Token != "" {
+		c.Session = &tok // decoded once: read takes it from here
 	}
 	return c, nil
 }

@@ -42,12 +42,13 @@ type Consistency struct {
 	Req consistency.Requirement `json:"r"`
 	// Token is an encoded session token (may be empty).
 	Token string `json:"t,omitempty"`
-	// Session, if set, is Token already decoded by a caller in this
-	// process (a front end that keeps a connection's token): the node
-	// reads it instead of parsing Token again, after checking that it is
-	// this cluster's token for the keyspace read. Token must still be its
-	// encoding, which is what a read forwarded to another node carries.
-	// The node reads it only during the call.
+	// Session, if set, is Token already decoded, by a caller in this
+	// process (a front end that keeps a connection's token) or by the
+	// node when it first checked the request: it is read instead of
+	// parsing Token again, once checked to be this cluster's token for
+	// the keyspace read. Token must still be its encoding, which is what
+	// a read forwarded to another node carries. The node reads it only
+	// during the call.
 	Session *consistency.Token `json:"-"`
 }
 

@@ -322,12 +322,11 @@ type Host struct {
 	cfg Config
 	log *slog.Logger
 
-	mu     sync.RWMutex // guards groups for lookups from other goroutines
-	groups map[uint64]*group
-	// lookup holds the same groups for group(), which every request
-	// calls: a sync.Map read of a key that is not changing takes no lock
-	// word shared between cores. Changed with groups, under mu.
-	lookup sync.Map // uint64 -> *group
+	// groups holds the hosted groups by id (uint64 -> *group), changed by
+	// the loop only and read by anyone through group(): every request
+	// looks its group up, and a sync.Map read of a key that is not
+	// changing takes no lock word shared between cores.
+	groups sync.Map
 
 	work    chan func()
 	inbox   chan inbound
@@ -365,7 +364,6 @@ func New(cfg Config) (*Host, error) {
 	h := &Host{
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.NodeID),
-		groups:  make(map[uint64]*group),
 		work:    make(chan func(), 4096),
 		inbox:   make(chan inbound, 8192),
 		stopped: make(chan struct{}),
@@ -429,7 +427,7 @@ func (h *Host) do(ctx context.Context, fn func()) error {
 func (h *Host) onGroup(ctx context.Context, id uint64, fn func(g *group) error) error {
 	var ferr error
 	if err := h.do(ctx, func() {
-		g := h.groups[id]
+		g := h.group(id)
 		if g == nil {
 			ferr = fmt.Errorf("%w: %d", ErrUnknownGroup, id)
 			return
@@ -456,7 +454,7 @@ func (h *Host) Deliver(group uint64, msgs []*pb.Message) {
 func (h *Host) ReportUnreachable(group, to uint64) {
 	select {
 	case h.work <- func() {
-		if g := h.groups[group]; g != nil && !g.quiesced {
+		if g := h.group(group); g != nil && !g.quiesced {
 			g.rn.ReportUnreachable(to)
 		}
 	}:
@@ -493,7 +491,7 @@ func (h *Host) takeSnapReports() {
 	h.snapReports = nil
 	h.reportMu.Unlock()
 	for _, r := range reports {
-		if g := h.groups[r.group]; g != nil {
+		if g := h.group(r.group); g != nil {
 			h.wakeGroup(g, true)
 			g.rn.ReportSnapshot(r.to, r.status)
 		}
@@ -528,7 +526,7 @@ func (h *Host) AddGroup(ctx context.Context, gc GroupConfig) error {
 }
 
 func (h *Host) addGroupLocked(gc GroupConfig) error {
-	if _, ok := h.groups[gc.ID]; ok {
+	if h.group(gc.ID) != nil {
 		return fmt.Errorf("%w: %d", ErrGroupExists, gc.ID)
 	}
 	store, err := h.cfg.DB.LoadLogStore(gc.ID)
@@ -601,10 +599,7 @@ func (h *Host) addGroupLocked(gc GroupConfig) error {
 	}
 	store.SnapshotFunc = func() (*pb.Snapshot, error) { return h.snapshot(g) }
 	h.publishStatus(g) // before other goroutines can see the group
-	h.mu.Lock()
-	h.groups[gc.ID] = g
-	h.lookup.Store(gc.ID, g)
-	h.mu.Unlock()
+	h.groups.Store(gc.ID, g)
 	g.busyAt = h.now()
 	h.q.active[gc.ID] = g
 	if gc.Campaign && bootstrapped {
@@ -628,10 +623,7 @@ func (h *Host) RemoveGroup(ctx context.Context, id uint64) error {
 		h.failWaiters(g, ErrRemoved, ErrRemoved)
 		h.wakeGroup(g, false)
 		delete(h.q.active, id)
-		h.mu.Lock()
-		delete(h.groups, id)
-		h.lookup.Delete(id)
-		h.mu.Unlock()
+		h.groups.Delete(id)
 		h.noteLeader(g)
 		return nil
 	})
@@ -656,7 +648,7 @@ func (h *Host) snapshot(g *group) (*pb.Snapshot, error) {
 }
 
 func (h *Host) group(id uint64) *group {
-	if g, ok := h.lookup.Load(id); ok {
+	if g, ok := h.groups.Load(id); ok {
 		return g.(*group)
 	}
 	return nil
@@ -664,12 +656,11 @@ func (h *Host) group(id uint64) *group {
 
 // Groups lists the hosted group ids.
 func (h *Host) Groups() []uint64 {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	out := make([]uint64, 0, len(h.groups))
-	for id := range h.groups {
-		out = append(out, id)
-	}
+	var out []uint64
+	h.groups.Range(func(id, _ any) bool {
+		out = append(out, id.(uint64))
+		return true
+	})
 	return out
 }
 
@@ -687,7 +678,7 @@ func (h *Host) Leading() []uint64 {
 // noteLeader records whether g is an awake leader here. Loop only.
 func (h *Host) noteLeader(g *group) {
 	_, was := h.q.leaders[g.id]
-	if now := g.isLeader && !g.quiesced && h.groups[g.id] == g; now != was {
+	if now := g.isLeader && !g.quiesced && h.group(g.id) == g; now != was {
 		if now {
 			h.q.leaders[g.id] = struct{}{}
 		} else {
@@ -875,7 +866,7 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		if !w.taken.CompareAndSwap(false, true) {
 			return // withdrawn
 		}
-		g := h.groups[groupID]
+		g := h.group(groupID)
 		var perr error
 		switch {
 		case g == nil:
@@ -914,7 +905,7 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 			return Result{}, fmt.Errorf("%w: %w", ErrDropped, ctx.Err())
 		}
 		h.async(func() {
-			if g := h.groups[groupID]; g != nil {
+			if g := h.group(groupID); g != nil {
 				delete(g.proposals, id)
 			}
 		})
@@ -981,7 +972,7 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 		rq := &readReq{ch: make(chan uint64, 1)}
 		var gerr error
 		if err := h.do(ctx, func() {
-			g := h.groups[groupID]
+			g := h.group(groupID)
 			if g == nil {
 				gerr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
 				return
@@ -1015,14 +1006,14 @@ func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
 			// The request or its answer was lost, or there is no leader;
 			// reads are idempotent, so ask again.
 			h.async(func() {
-				if g := h.groups[groupID]; g != nil {
+				if g := h.group(groupID); g != nil {
 					delete(g.reads, id)
 				}
 			})
 		case <-ctx.Done():
 			t.Stop()
 			h.async(func() {
-				if g := h.groups[groupID]; g != nil {
+				if g := h.group(groupID); g != nil {
 					delete(g.reads, id)
 				}
 			})
@@ -1060,7 +1051,7 @@ func (h *Host) WaitApplied(ctx context.Context, groupID, index uint64) error {
 		return err
 	case <-ctx.Done():
 		h.async(func() {
-			if g := h.groups[groupID]; g != nil {
+			if g := h.group(groupID); g != nil {
 				g.applyWaiters = slices.DeleteFunc(g.applyWaiters, func(aw applyWaiter) bool { return aw.ch == ch })
 			}
 		})

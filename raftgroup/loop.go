@@ -27,11 +27,12 @@ func (h *Host) loop() {
 	ticks, stopTicks := h.clock.NewTicker(h.cfg.TickInterval)
 	defer stopTicks()
 	defer func() {
-		for _, g := range h.groups {
+		h.groups.Range(func(_, g any) bool {
 			// A pending proposal may have been replicated: other replicas
 			// can still commit and apply it.
-			h.failWaiters(g, fmt.Errorf("%w: %w", ErrTimeout, ErrStopped), ErrStopped)
-		}
+			h.failWaiters(g.(*group), fmt.Errorf("%w: %w", ErrTimeout, ErrStopped), ErrStopped)
+			return true
+		})
 	}()
 	for {
 		// Once stopped (Stop, or a fatal error in the last round), run
@@ -100,7 +101,7 @@ func (h *Host) step(in inbound) {
 		h.beatsIn(in.msgs)
 		return
 	}
-	g := h.groups[in.group]
+	g := h.group(in.group)
 	if g == nil {
 		return
 	}

@@ -39,7 +39,6 @@ type client struct {
 		t     *consistency.Token
 		epoch uint64
 		s     string
-		tok   consistency.Token // a copy of *t as encoded in s, handed to the node with s
 	}
 	quit bool // QUIT: close after the reply
 	// nameBuf is lookup's scratch space for a command's lower-case name.
@@ -135,7 +134,7 @@ func (c *client) sessionToken() string {
 	if c.enc.t == t && c.enc.epoch == t.Epoch() {
 		return c.enc.s // reads alone do not move the token: encode it once
 	}
-	c.enc.t, c.enc.epoch, c.enc.s, c.enc.tok = t, t.Epoch(), t.Encode(), *t
+	c.enc.t, c.enc.epoch, c.enc.s = t, t.Epoch(), t.Encode()
 	return c.enc.s
 }
 
@@ -147,9 +146,10 @@ func (c *client) consistency() node.Consistency {
 		// No token to present (encoding one per request costs).
 	default:
 		// The node takes the token as it is instead of decoding the text
-		// again; the text is what a read forwarded to another node carries.
+		// again (the text, which sessionToken keeps equal to it, is what a
+		// read forwarded to another node carries).
 		l.Token = c.sessionToken()
-		l.Session = &c.enc.tok
+		l.Session = c.token()
 	}
 	return l
 }

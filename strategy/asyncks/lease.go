@@ -90,23 +90,29 @@ func (s *Strategy) leaseLoop(stop <-chan struct{}) {
 }
 
 // hostsAsync reports whether this node hosts a group of an async keyspace.
+// It looks the metadata's async groups (few) up among the hosted ones
+// rather than every hosted group (thousands, on a node of many sync
+// keyspaces) up in the metadata: every primaryRenew, on every node.
 func (s *Strategy) hostsAsync() bool {
-	// A hosted group counts only as the metadata describes it: without an
-	// async keyspace there, none does, and the hosted groups (thousands,
-	// on a node of many sync keyspaces) need not be looked up every renewal.
-	async := false
+	h := s.env.Host()
+	hosted := func(id uint64) bool {
+		_, ok := h.Status(id)
+		return ok
+	}
 	for _, ks := range s.env.Meta().State().Keyspaces {
-		if ks.Strategy == metadata.Async {
-			async = true
-			break
+		if ks.Strategy != metadata.Async {
+			continue
 		}
-	}
-	if !async {
-		return false
-	}
-	for _, g := range s.env.Host().Groups() {
-		if info, ok := s.env.Group(g); ok && info.Strategy == metadata.Async {
-			return true
+		for _, sh := range ks.Shards {
+			// The groups strategy.GroupIndex files for the shard.
+			if len(sh.Regional) == 0 && hosted(sh.Group) {
+				return true
+			}
+			for _, rg := range sh.Regional {
+				if hosted(rg.Group) {
+					return true
+				}
+			}
 		}
 	}
 	return false
