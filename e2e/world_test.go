@@ -235,12 +235,27 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	for _, n := range w.nodes {
 		n.start()
 	}
+	// What each node last answered, for the failure message: the wait
+	// has timed out with every process running and nothing in the logs.
+	last := make([]string, len(w.nodes))
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, n := range w.nodes {
+				t.Logf("node %d's last /v1/cluster before the registration wait ended: %s", n.id, last[i])
+			}
+		}
+	})
 	testutil.Eventually(w.t, 60*time.Second, "every node registered", func() bool {
 		var st struct {
 			Nodes []struct{ ID int } `json:"nodes"`
 		}
-		for _, n := range w.nodes {
-			if n.getJSON("/v1/cluster", &st) != nil || len(st.Nodes) != len(w.nodes) {
+		for i, n := range w.nodes {
+			if err := n.getJSON("/v1/cluster", &st); err != nil {
+				last[i] = err.Error()
+				return false
+			}
+			last[i] = fmt.Sprintf("%d of %d nodes: %+v", len(st.Nodes), len(w.nodes), st.Nodes)
+			if len(st.Nodes) != len(w.nodes) {
 				return false
 			}
 		}
