@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -53,5 +55,61 @@ func TestHarnessFailsOnUnreapedProcess(t *testing.T) {
 		case p.cmd != nil:
 			t.Fatal("the unreaped process was left running")
 		}
+	}
+}
+
+// TestNetnsAvoidsStaleBridges: a bridge left by a killed run (its
+// namespaces gone, its address and route still there) is removed, and a
+// new world never takes a subnet another interface holds. Before this,
+// a world on a stale bridge's subnet could not be reached from the test
+// ("connect: no route to host") and its registration wait timed out.
+func TestNetnsAvoidsStaleBridges(t *testing.T) {
+	if netnsAvailable() != nil {
+		t.Skip("network namespaces are not available")
+	}
+	stale := fmt.Sprintf("mbrstale%d", os.Getpid()%10000)
+	if err := ipRun("link", "add", stale, "type", "bridge"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", stale).Run() })
+	if err := ipRun("addr", "add", "10.213.99.1/24", "dev", stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := ipRun("link", "set", stale, "up"); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := newNetns(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.close)
+	if _, err := net.InterfaceByName(stale); err == nil {
+		t.Fatalf("the stale bridge %s (no ports) is still there", stale)
+	}
+	// The new world's addresses route through its own bridge.
+	for i := 1; i <= 2; i++ {
+		out, err := exec.Command("ip", "route", "get", ns.ip(i)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip route get %s: %v: %s", ns.ip(i), err, out)
+		}
+		if !strings.Contains(string(out), "dev "+ns.bridge+" ") {
+			t.Fatalf("%s routes %q, want through %s", ns.ip(i), out, ns.bridge)
+		}
+	}
+	// A subnet held by a live interface is never chosen.
+	live := fmt.Sprintf("mlive%d", os.Getpid()%10000)
+	if err := ipRun("link", "add", live, "type", "bridge"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", live).Run() })
+	for s := 100; s < 250; s++ {
+		if s != ns.subnet {
+			if err := ipRun("addr", "add", fmt.Sprintf("10.213.%d.1/24", s), "dev", live); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if s, err := freeSubnet(); err == nil {
+		t.Fatalf("freeSubnet chose %d with every subnet held", s)
 	}
 }

@@ -632,9 +632,63 @@ func ipRun(args ...string) error {
 	return nil
 }
 
+// sweepStaleBridges removes the bridges of worlds whose test process was
+// killed before it could remove them (its namespaces went with it, so the
+// bridge has no port left). Such a bridge keeps its route to its subnet,
+// and a new world on the same subnet could not be reached ("no route to
+// host"). A live world's bridge always has its nodes' veths as ports.
+func sweepStaleBridges() {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return
+	}
+	for _, ifc := range ifs {
+		if !strings.HasPrefix(ifc.Name, "mbr") {
+			continue
+		}
+		ports, err := os.ReadDir(filepath.Join("/sys/class/net", ifc.Name, "brif"))
+		if err != nil || len(ports) > 0 {
+			continue
+		}
+		_ = exec.Command("ip", "link", "del", ifc.Name).Run()
+	}
+}
+
+// freeSubnet picks a /24 in 10.213.100-249 that no interface of the root
+// namespace has an address in.
+func freeSubnet() (int, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return 0, err
+	}
+	used := map[int]bool{}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if v4 := ipn.IP.To4(); v4 != nil && v4[0] == 10 && v4[1] == 213 {
+				used[int(v4[2])] = true
+			}
+		}
+	}
+	var free []int
+	for s := 100; s < 250; s++ {
+		if !used[s] {
+			free = append(free, s)
+		}
+	}
+	if len(free) == 0 {
+		return 0, fmt.Errorf("every subnet 10.213.100-249.0/24 is in use (bridges named mbr* left by earlier runs?)")
+	}
+	return free[rand.IntN(len(free))], nil
+}
+
 func newNetns(nodes int) (*netns, error) {
+	sweepStaleBridges()
+	subnet, err := freeSubnet()
+	if err != nil {
+		return nil, err
+	}
 	tag := strconv.Itoa(os.Getpid()%10000) + strconv.Itoa(rand.IntN(100))
-	ns := &netns{tag: tag, subnet: 100 + rand.IntN(150), bridge: "mbr" + tag, n: nodes, cuts: map[[2]int]bool{}}
+	ns := &netns{tag: tag, subnet: subnet, bridge: "mbr" + tag, n: nodes, cuts: map[[2]int]bool{}}
 	fail := func(err error) (*netns, error) {
 		ns.close()
 		return nil, err
