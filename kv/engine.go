@@ -182,6 +182,43 @@ type execCtx struct {
 	// atxn, in an active write, holds the states the op has loaded and
 	// changed so far: reads see them.
 	atxn *activeTxn
+	// known, for a plain data op applied from the log, is what the state
+	// machine knows of the group through this batch (knownFacts).
+	known *knownFacts
+}
+
+// replaced returns what put needs of the record a write replaces: the
+// stored entry, or nothing when the group holds no list or sorted set
+// (put reads the old record only to drop such a collection's elements).
+// A string SET on a node with millions of keys spent most of its apply
+// time looking up the record it overwrites.
+func (x *execCtx) replaced(key []byte) entry {
+	if x.noCollections() {
+		return entry{}
+	}
+	return x.lookup(key)
+}
+
+// noCollections reports whether the group is known to hold no list or
+// sorted set: it never allocated a collection id (newID), read once per
+// batch.
+func (x *execCtx) noCollections() bool {
+	k := x.known
+	if k == nil {
+		return false
+	}
+	if k.coll == 0 {
+		_, ok, err := x.src.getElem(x.group, nextIDSuffix)
+		switch {
+		case err != nil:
+			return false // lookup meets the failure
+		case ok:
+			k.coll = 2
+		default:
+			k.coll = 1
+		}
+	}
+	return k.coll == 1
 }
 
 func (x *execCtx) fail(err error) {

@@ -31,7 +31,7 @@ func TestApplyStorageReadFaultIsFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmds := []Command{
-		{Op: OpSet, Args: args("str", "2")},
+		{Op: OpSet, Flags: FlagGet, Args: args("str", "2")}, // a plain SET need not read (knownFacts)
 		{Op: OpIncrBy, Int: 1, Args: args("str")},
 		{Op: OpSAdd, Args: args("set", "b")},
 		{Op: OpDelete, Args: args("str", "set")},
@@ -87,7 +87,7 @@ func TestApplyFatalOrCommandError(t *testing.T) {
 	if err := b.Commit(false); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.applyFatal(Command{Op: OpSet, Args: args("broken", "v")}.Encode()); !errors.Is(err, storage.ErrCorrupt) {
+	if err := h.applyFatal(Command{Op: OpSet, Flags: FlagGet, Args: args("broken", "v")}.Encode()); !errors.Is(err, storage.ErrCorrupt) {
 		t.Fatalf("write over an undecodable record: %v", err)
 	}
 
@@ -114,5 +114,15 @@ func TestApplyFatalOrCommandError(t *testing.T) {
 	batch = stream.Batch{Stream: 9, Epoch: 1, Cluster: "c", Prev: 1, Changes: []stream.Change{{Index: 2, Data: unknown}}}
 	if err := h.applyFatal(batchCmd(t, batch).Encode()); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("stream batch with an unknown op: %v", err)
+	}
+	// A plain SET replaces the undecodable record without reading it (the
+	// group holds no list or sorted set whose elements it would drop):
+	// every replica ends with the same record.
+	h.mustRole(Role{Epoch: 2, Primary: true}, 0, 0, 0)
+	if r := h.apply(Command{Op: OpSet, Epoch: 2, NowMS: 1, Args: args("broken", "v")}); r.Err != nil {
+		t.Fatalf("plain SET over an undecodable record: %+v", r)
+	}
+	if rec, ok := h.get("broken", 1); !ok || string(rec.Payload) != "v" {
+		t.Fatalf("after a plain SET: %+v %v", rec, ok)
 	}
 }

@@ -47,7 +47,32 @@ type StateMachine struct {
 	// strategy's (see Admission). A command of another op fails with
 	// ErrRefused; a stream batch carrying one fails whole.
 	Admits *Admission
+
+	// known: facts read through the batch now being applied (knownFacts).
+	known knownFacts
 }
+
+// knownFacts are facts about a group's stored state that the plain data
+// ops (OpSet to OpPersist, applyOp's) never change: the group's role, and
+// whether it holds any list or sorted set (none of them creates one).
+// Read once per batch instead of once per command, they hold while the
+// state machine applies plain ops through the batch numbered batch
+// (storage.Batch.Seq); another batch, or any other op, starts over. The
+// host stages a group's snapshot into a batch before applying any of its
+// entries there, so a snapshot never changes them under a batch either.
+// They are this replica's cache and decide nothing another replica would
+// decide differently: each is what a read through the batch would give.
+type knownFacts struct {
+	batch  uint64
+	role   Role
+	roleOK bool
+	// coll: 0 not read yet; 1 the group holds no list or sorted set (it
+	// never allocated a collection id); 2 it may.
+	coll int8
+}
+
+// plain reports whether o is one of applyOp's data ops.
+func (o Op) plain() bool { return o >= OpSet && o <= OpPersist }
 
 // Apply implements raftgroup.StateMachine. It is deterministic: a record
 // whose expiry is at or before the command's NowMS is treated as absent
@@ -94,6 +119,13 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	if !sm.Admits.Admits(c.Op) {
 		return Result{Err: sm.Admits.refuse(sm.Group, c.Op)}
 	}
+	plain := c.Op.plain()
+	if !plain || sm.known.batch != b.Seq() {
+		sm.known = knownFacts{batch: b.Seq()}
+	}
+	if !plain {
+		defer func() { sm.known = knownFacts{} }()
+	}
 	switch c.Op {
 	case OpStreamApply:
 		return sm.streamApply(b, index, c.Args[0])
@@ -104,7 +136,7 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	case OpRestoreChunk: // a restore's data, whatever the role (restore.go)
 		return sm.restoreChunk(b, c)
 	}
-	role, err := loadRole(b, sm.Group)
+	role, err := sm.storedRole(b)
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -122,11 +154,37 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	if c.Op.active() { // active keyspaces: active.go
 		return sm.applyActive(b, index, c, 0, 0)
 	}
+	if plain {
+		a := &execCtx{src: batchSource{b}, b: b, group: sm.Group, now: c.NowMS, index: index, known: &sm.known}
+		return a.result(a.applyOp(c))
+	}
 	return sm.apply(b, index, c)
 }
 
+// storedRole returns the group's role as stored (through b), known or read.
+func (sm *StateMachine) storedRole(b *storage.Batch) (Role, error) {
+	if sm.known.roleOK && sm.known.batch == b.Seq() {
+		return sm.known.role, nil
+	}
+	r, err := loadRole(b, sm.Group)
+	if err == nil && sm.known.batch == b.Seq() {
+		sm.known.role, sm.known.roleOK = r, true
+	}
+	return r, err
+}
+
+// result is the result of a data op: res, or the replica's failure met
+// while applying it.
+func (a *execCtx) result(res Result) Result {
+	if a.err != nil {
+		return Result{Err: a.err}
+	}
+	return res
+}
+
 // apply applies a write at index, its role already checked (or, for a
-// write arriving by stream, not applicable).
+// write arriving by stream, not applicable). It uses no known facts: a
+// stream batch mixes ops of every kind.
 func (sm *StateMachine) apply(b *storage.Batch, index uint64, c Command) Result {
 	switch c.Op {
 	case OpRedis: // engine.go
@@ -135,11 +193,7 @@ func (sm *StateMachine) apply(b *storage.Batch, index uint64, c Command) Result 
 		return sm.applyTxn(b, index, c)
 	}
 	a := &execCtx{src: batchSource{b}, b: b, group: sm.Group, now: c.NowMS, index: index}
-	res := a.applyOp(c)
-	if a.err != nil {
-		return Result{Err: a.err}
-	}
-	return res
+	return a.result(a.applyOp(c))
 }
 
 // applyOp applies one of the first data ops (OpSet ... OpPersist).
@@ -155,7 +209,7 @@ func (a *execCtx) applyOp(c Command) Result {
 		return a.incrBy(c.Args[0], c.Int)
 	case OpMSet:
 		for i := 0; i < len(c.Args); i += 2 {
-			a.put(c.Args[i], a.lookup(c.Args[i]), Record{Type: TypeString, Payload: c.Args[i+1]})
+			a.put(c.Args[i], a.replaced(c.Args[i]), Record{Type: TypeString, Payload: c.Args[i+1]})
 		}
 		return Result{N: int64(len(c.Args) / 2)}
 	case OpSAdd, OpSRem:
@@ -220,7 +274,12 @@ func (a *execCtx) past(expireAtMS int64) bool {
 
 func (a *execCtx) set(c Command) Result {
 	key, val := c.Args[0], c.Args[1]
-	old := a.lookup(key)
+	var old entry
+	if c.Flags != 0 || a.past(c.Int) {
+		old = a.lookup(key) // the options look at it; removing needs it
+	} else {
+		old = a.replaced(key)
+	}
 	var res Result
 	if c.Flags&FlagGet != 0 && old.live {
 		if old.rec.Type != TypeString {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -123,14 +124,25 @@ func (db *DB) Close() error {
 
 // Batch is a set of writes committed atomically.
 type Batch struct {
-	db *DB
-	pb *pebble.Batch
+	db  *DB
+	pb  *pebble.Batch
+	seq uint64
 }
+
+// batchSeq numbers the batches of the process (Batch.Seq).
+var batchSeq atomic.Uint64
 
 // NewBatch returns an empty batch. Reads through the batch (GetData) see
 // the committed state with the batch's own writes applied on top, so a
 // state machine can apply several commands to the same key in one batch.
-func (db *DB) NewBatch() *Batch { return &Batch{db: db, pb: db.pdb.NewIndexedBatch()} }
+func (db *DB) NewBatch() *Batch {
+	return &Batch{db: db, pb: db.pdb.NewIndexedBatch(), seq: batchSeq.Add(1)}
+}
+
+// Seq identifies the batch: no two batches of the process have the same
+// (and none has 0). A state machine may keep what it read through a
+// batch for as long as it is given the same batch.
+func (b *Batch) Seq() uint64 { return b.seq }
 
 // Set stages key=value.
 func (b *Batch) Set(key, value []byte) { must(b.pb.Set(key, value, nil)) }
