@@ -354,6 +354,8 @@ type Node struct {
 
 	cluster string // the cluster's id (cluster.go)
 
+	deadlines coarseDeadlines // shared deadlines of writes (deadline.go)
+
 	guard *auth.Guard // clients' authentication and authorization (security.go)
 	audit auditLog    // this node's audit log (audit.go)
 

@@ -210,6 +210,19 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
 }
 
+// writeContext is withTimeout for a single write, which leaves no work
+// behind when it returns: without a deadline of its own, it shares one
+// with the writes of the same instant (deadline.go), and its cancel does
+// nothing.
+func (n *Node) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); !ok {
+		if c, ok := n.deadlines.get(ctx, n.cfg.RequestTimeout); ok {
+			return c, noCancel
+		}
+	}
+	return n.withTimeout(ctx)
+}
+
 func (n *Node) answer(c Consistency, index uint64) Answer {
 	return Answer{Region: n.cfg.Region, Node: n.cfg.ID, Consistency: c.String(), Index: index}
 }
@@ -231,7 +244,7 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 			return kv.Result{}, Answer{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrValueTooLarge, len(a), n.cfg.MaxValueBytes)
 		}
 	}
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
 	for {
 		changed := n.meta.Changed()
