@@ -122,7 +122,8 @@ type Limits struct {
 
 // Storage sizes the storage engine.
 type Storage struct {
-	CacheBytes int64 `yaml:"cache_bytes" toml:"cache_bytes"`
+	CacheBytes    int64 `yaml:"cache_bytes" toml:"cache_bytes"`
+	MemTableBytes int64 `yaml:"memtable_bytes" toml:"memtable_bytes"`
 }
 
 // Raft are the raft windows of every group.
@@ -185,7 +186,7 @@ func Default() File {
 			PlacementWait: node.DefaultPlacementWait, HealthCheckInterval: node.DefaultHealthCheckInterval,
 		},
 		Limits:  Limits{MaxKeyBytes: node.DefaultMaxKeyBytes, MaxValueBytes: node.DefaultMaxValueBytes},
-		Storage: Storage{CacheBytes: node.DefaultCacheBytes},
+		Storage: Storage{CacheBytes: node.DefaultCacheBytes, MemTableBytes: node.DefaultMemTableBytes},
 		Raft: Raft{
 			MaxInflightMsgs: node.DefaultMaxInflightMsgs, MaxSizePerMsgBytes: node.DefaultMaxSizePerMsgBytes,
 			MaxUncommittedBytes: node.DefaultMaxUncommittedBytes, CompactAfterEntries: node.DefaultCompactAfterEntries,
@@ -324,6 +325,7 @@ func (f *File) Validate() error {
 		{"limits.max_key_bytes", int64(f.Limits.MaxKeyBytes)},
 		{"limits.max_value_bytes", int64(f.Limits.MaxValueBytes)},
 		{"storage.cache_bytes", f.Storage.CacheBytes},
+		{"storage.memtable_bytes", f.Storage.MemTableBytes},
 		{"raft.max_inflight_msgs", int64(f.Raft.MaxInflightMsgs)},
 		{"raft.max_size_per_msg_bytes", int64(f.Raft.MaxSizePerMsgBytes)},
 		{"raft.max_uncommitted_bytes", int64(f.Raft.MaxUncommittedBytes)},
@@ -479,7 +481,7 @@ func (f *File) NodeConfig() node.Config {
 		RequestTimeout: f.Timings.RequestTimeout, MaxClockOffset: f.Timings.MaxClockOffset,
 		PlacementWait: f.Timings.PlacementWait, HealthCheckInterval: f.Timings.HealthCheckInterval,
 		MaxKeyBytes: f.Limits.MaxKeyBytes, MaxValueBytes: f.Limits.MaxValueBytes,
-		CacheBytes:      f.Storage.CacheBytes,
+		CacheBytes: f.Storage.CacheBytes, MemTableBytes: f.Storage.MemTableBytes,
 		MaxInflightMsgs: f.Raft.MaxInflightMsgs, MaxSizePerMsgBytes: f.Raft.MaxSizePerMsgBytes,
 		MaxUncommittedBytes: f.Raft.MaxUncommittedBytes, CompactAfterEntries: f.Raft.CompactAfterEntries,
 		StreamBatchInterval: f.Streams.BatchInterval, StreamMaxBatchBytes: f.Streams.MaxBatchBytes,
@@ -527,7 +529,7 @@ var fileKeys = map[string]string{
 	"RequestTimeout": "timings.request_timeout", "MaxClockOffset": "timings.max_clock_offset",
 	"PlacementWait": "timings.placement_wait", "HealthCheckInterval": "timings.health_check_interval",
 	"MaxKeyBytes": "limits.max_key_bytes", "MaxValueBytes": "limits.max_value_bytes",
-	"CacheBytes": "storage.cache_bytes", "MaxInflightMsgs": "raft.max_inflight_msgs",
+	"CacheBytes": "storage.cache_bytes", "MemTableBytes": "storage.memtable_bytes", "MaxInflightMsgs": "raft.max_inflight_msgs",
 	"MaxSizePerMsgBytes": "raft.max_size_per_msg_bytes", "MaxUncommittedBytes": "raft.max_uncommitted_bytes",
 	"QuiesceAfter":        "raft.quiesce_after",
 	"CompactAfterEntries": "raft.compact_after_entries", "StreamBatchInterval": "streams.batch_interval",

@@ -38,6 +38,9 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"MaxValueBytes", func(c *node.Config) { c.MaxValueBytes = -5 }},
 		{"MaxInflightMsgs", func(c *node.Config) { c.MaxInflightMsgs = -1 }},
 		{"CacheBytes", func(c *node.Config) { c.CacheBytes = -1 }},
+		{"MemTableBytes", func(c *node.Config) { c.MemTableBytes = -1 }},
+		{"MemTableBytes", func(c *node.Config) { c.MemTableBytes = 64 << 10 }},
+		{"MemTableBytes", func(c *node.Config) { c.MemTableBytes = 4 << 30 }},
 		{"StreamBatchInterval", func(c *node.Config) { c.StreamBatchInterval = -1 }},
 		{"StreamMaxBatchBytes", func(c *node.Config) { c.StreamMaxBatchBytes = -1 }},
 		{"StreamMaxInFlight", func(c *node.Config) { c.StreamMaxInFlight = -1 }},
@@ -64,13 +67,14 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 	}
 }
 
-// TestCacheBytesReachStorage: the node's CacheBytes sizes its storage's
-// block cache; unset, the default does.
+// TestCacheBytesReachStorage: the node's CacheBytes and MemTableBytes size
+// its storage's block cache and memtables; unset, the defaults do.
 func TestCacheBytesReachStorage(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{Regions: []string{"us-east", "eu-west"},
 		Tune: func(id uint64, cfg *node.Config) {
 			if id == 1 {
 				cfg.CacheBytes = 24 << 20
+				cfg.MemTableBytes = 8 << 20
 			}
 		}})
 	if got := c.Node(1).Storage().CacheBytes(); got != 24<<20 {
@@ -78,5 +82,11 @@ func TestCacheBytesReachStorage(t *testing.T) {
 	}
 	if got := c.Node(2).Storage().CacheBytes(); got != node.DefaultCacheBytes {
 		t.Fatalf("node 2's block cache holds %d bytes, want the default %d", got, node.DefaultCacheBytes)
+	}
+	if got := c.Node(1).Storage().MemTableBytes(); got != 8<<20 {
+		t.Fatalf("node 1's memtables grow to %d bytes, want %d (its MemTableBytes)", got, 8<<20)
+	}
+	if got := c.Node(2).Storage().MemTableBytes(); got != node.DefaultMemTableBytes {
+		t.Fatalf("node 2's memtables grow to %d bytes, want the default %d", got, node.DefaultMemTableBytes)
 	}
 }

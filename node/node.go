@@ -84,6 +84,9 @@ type Config struct {
 	StreamRetryBackoff      time.Duration
 	// CacheBytes is the size of the storage's block cache. Default 64 MiB.
 	CacheBytes int64
+	// MemTableBytes is the size the storage's memtables grow to, 1 MiB to
+	// 4 GiB. Default 32 MiB (storage.DefaultMemTableBytes).
+	MemTableBytes int64
 	// RequestTimeout bounds a request whose context has no deadline. Default 10s.
 	RequestTimeout time.Duration
 	// MaxKeyBytes and MaxValueBytes bound what a client may write.
@@ -183,6 +186,7 @@ const (
 	DefaultStreamHeartbeatInterval = streaming.DefaultHeartbeat
 	DefaultStreamRetryBackoff      = 50 * time.Millisecond
 	DefaultCacheBytes              = 64 << 20
+	DefaultMemTableBytes           = storage.DefaultMemTableBytes
 	DefaultBackupArchiveInterval   = time.Second
 	DefaultBackupSealInterval      = 2 * time.Second
 	DefaultQuiesceAfter            = 2 * time.Second
@@ -242,6 +246,9 @@ func (c *Config) setDefaults() {
 	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes
 	}
+	if c.MemTableBytes == 0 {
+		c.MemTableBytes = DefaultMemTableBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -286,10 +293,14 @@ func (c *Config) Validate() error {
 		{"MaxKeyBytes", int64(c.MaxKeyBytes)}, {"MaxValueBytes", int64(c.MaxValueBytes)},
 		{"MaxInflightMsgs", int64(c.MaxInflightMsgs)}, {"StreamMaxBatchBytes", int64(c.StreamMaxBatchBytes)},
 		{"StreamMaxInFlight", int64(c.StreamMaxInFlight)}, {"CacheBytes", c.CacheBytes},
+		{"MemTableBytes", c.MemTableBytes},
 	} {
 		if n.v < 0 {
 			return bad("%s must not be negative (got %d)", n.name, n.v)
 		}
+	}
+	if m := c.MemTableBytes; m != 0 && (m < 1<<20 || m >= 4<<30) {
+		return bad("MemTableBytes must be between 1 MiB and 4 GiB (got %d)", m)
 	}
 	// Contradictions, between values as they will be used (defaults
 	// applied to a copy).
@@ -410,7 +421,7 @@ func Start(cfg Config) (*Node, error) {
 	n.async = asyncks.New(env, n.inbox)
 	n.active = activeks.New(env, n.inbox)
 	// Step 1: storage and the metadata it holds.
-	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, Logger: cfg.Logger})
+	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, MemTableBytes: cfg.MemTableBytes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

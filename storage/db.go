@@ -44,8 +44,9 @@ type Options struct {
 // DB is one node's storage. It is safe for concurrent use; writes are
 // expected to come from the raftgroup host's single loop, reads from anywhere.
 type DB struct {
-	pdb   *pebble.DB
-	cache *pebble.Cache // Pebble holds a reference while pdb is open
+	pdb      *pebble.DB
+	cache    *pebble.Cache // Pebble holds a reference while pdb is open
+	memtable int64
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -78,7 +79,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	return &DB{pdb: pdb, cache: cache}, nil
+	return &DB{pdb: pdb, cache: cache, memtable: int64(po.MemTableSize)}, nil
 }
 
 // DefaultMemTableBytes is the memtable size when Options.MemTableBytes is
@@ -95,6 +96,10 @@ const DefaultCacheBytes = 64 << 20
 // CacheBytes returns the capacity of the block cache Pebble reads
 // through (Options.CacheBytes, or its default).
 func (db *DB) CacheBytes() int64 { return db.cache.MaxSize() }
+
+// MemTableBytes returns the size memtables grow to (Options.MemTableBytes,
+// or its default).
+func (db *DB) MemTableBytes() int64 { return db.memtable }
 
 func ensureDir(dir string) error {
 	st, err := os.Stat(dir)
