@@ -55,12 +55,14 @@ type Registry struct {
 
 	// handles caches the series of admitted (front end, command, code)
 	// triples: looking them up by label values on every request costs.
-	handles sync.Map // requestKey -> requestSeries; read on every request without a shared lock word
+	handles sync.Map // requestKey -> RequestSeries; read on every request without a shared lock word
 }
 
 type requestKey struct{ frontend, command, code string }
 
-type requestSeries struct {
+// RequestSeries is where the requests of one front end, command and
+// outcome are counted and timed (Registry.RequestSeries).
+type RequestSeries struct {
 	count   prometheus.Counter
 	latency prometheus.Observer
 }
@@ -137,25 +139,36 @@ func (r *Registry) ObserveRequest(frontend, command string, d time.Duration, err
 // the outcome code itself (codes of its own, such as an HTTP front end's
 // "bad_json"). Codes must come from a fixed set.
 func (r *Registry) ObserveRequestCode(frontend, command, code string, d time.Duration) {
+	r.RequestSeries(frontend, command, code).Observe(d)
+}
+
+// RequestSeries returns the series ObserveRequestCode records into for
+// these labels. A front end that serves the same command with the same
+// outcome many times in a row (a connection's pipeline of GETs) keeps it
+// and skips the look-up.
+func (r *Registry) RequestSeries(frontend, command, code string) RequestSeries {
 	k := requestKey{frontend, command, code}
-	var h requestSeries
 	if v, ok := r.handles.Load(k); ok {
-		h = v.(requestSeries)
-	} else {
-		frontend, code = bound(frontend), bound(code)
-		admitted := r.admit(frontend, bound(command))
-		h = requestSeries{
-			count:   r.requests.WithLabelValues(frontend, admitted, code),
-			latency: r.latency.WithLabelValues(frontend, admitted),
-		}
-		if admitted == command && frontend == k.frontend && code == k.code {
-			// Only admitted names are cached, so the cache is as bounded
-			// as the label values.
-			r.handles.Store(k, h)
-		}
+		return v.(RequestSeries)
 	}
-	h.count.Inc()
-	h.latency.Observe(d.Seconds())
+	frontend, code = bound(frontend), bound(code)
+	admitted := r.admit(frontend, bound(command))
+	h := RequestSeries{
+		count:   r.requests.WithLabelValues(frontend, admitted, code),
+		latency: r.latency.WithLabelValues(frontend, admitted),
+	}
+	if admitted == command && frontend == k.frontend && code == k.code {
+		// Only admitted names are cached, so the cache is as bounded
+		// as the label values.
+		r.handles.Store(k, h)
+	}
+	return h
+}
+
+// Observe records one request that took d.
+func (s RequestSeries) Observe(d time.Duration) {
+	s.count.Inc()
+	s.latency.Observe(d.Seconds())
 }
 
 // admit returns command if it is, or can become, one of the front end's

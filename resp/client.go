@@ -27,6 +27,8 @@ type client struct {
 	laddr   string
 	created time.Time
 
+	series observed // the metrics series of the last command (observe)
+
 	level node.Consistency // the connection's consistency (MERIDIAN.WITH overrides it for one command); zero: the keyspace's default
 	last  node.Answer      // how the last answer was served
 	// session holds the connection's session token per keyspace: every
@@ -239,10 +241,25 @@ func (c *client) lookup(name []byte) *command {
 // observe records a command in the metrics, if the server has them.
 // Command names come from the command table (or are fixed words), never
 // from the client's text.
+// It runs under wmu, and keeps the series of the last command and outcome
+// it recorded: a connection mostly repeats itself.
 func (c *client) observe(command string, start time.Time, err error) {
-	if m := c.s.cfg.Metrics; m != nil {
-		m.ObserveRequestCode(metrics.FrontendRESP, command, errorCode(err), time.Since(start))
+	m := c.s.cfg.Metrics
+	if m == nil {
+		return
 	}
+	code := errorCode(err)
+	if s := &c.series; s.command != command || s.code != code || !s.ok {
+		*s = observed{command: command, code: code, ok: true, series: m.RequestSeries(metrics.FrontendRESP, command, code)}
+	}
+	c.series.series.Observe(time.Since(start))
+}
+
+// observed is the series a connection last recorded a command into.
+type observed struct {
+	command, code string
+	ok            bool
+	series        metrics.RequestSeries
 }
 
 // unknownCommand builds Redis's reply for an unknown command, with the
