@@ -202,16 +202,19 @@ func (r *reader) readBulk(n int) ([]byte, error) {
 }
 
 func (r *reader) expectCRLF() error {
-	var crlf [2]byte
-	if _, err := io.ReadFull(r.br, crlf[:]); err != nil {
+	// Peek, not io.ReadFull into a local array: the array would escape to
+	// the heap through the io.Reader, an allocation for every argument.
+	crlf, err := r.br.Peek(2)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return err
 	}
-	if crlf != [2]byte{'\r', '\n'} {
+	if crlf[0] != '\r' || crlf[1] != '\n' {
 		return &protocolError{"bulk not terminated by CRLF"}
 	}
+	_, _ = r.br.Discard(2)
 	return nil
 }
 

@@ -183,3 +183,22 @@ func FuzzReadCommand(f *testing.F) {
 		}
 	})
 }
+
+// TestReadCommandAllocations: reading "GET key" allocates the argument
+// slice and the two arguments, nothing per CRLF (a local array read into
+// through an io.Reader escaped, one allocation per argument).
+func TestReadCommandAllocations(t *testing.T) {
+	const cmd = "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n"
+	input := strings.NewReader("")
+	r := newReader(input, smallLimits())
+	allocs := testing.AllocsPerRun(200, func() {
+		input.Reset(cmd)
+		r.br.Reset(input)
+		if args, err := r.readCommand(); err != nil || len(args) != 2 {
+			t.Fatalf("%q: %v", args, err)
+		}
+	})
+	if allocs > 3 {
+		t.Fatalf("reading GET key allocates %.0f times, want at most 3 (the slice and two arguments)", allocs)
+	}
+}
