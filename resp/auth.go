@@ -99,7 +99,7 @@ func (c *client) start() bool {
 	}
 	if !c.authenticated() {
 		c.r.lim = preAuthLimits()
-		_ = c.conn.SetReadDeadline(deadline)
+		c.setReadDeadline(deadline)
 	}
 	return true
 }
@@ -117,7 +117,7 @@ func (c *client) setPrincipal(p auth.Principal) {
 		return
 	}
 	c.r.lim = c.s.cfg.limits()
-	_ = c.conn.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	if c.counted {
 		c.s.mu.Lock()
 		c.s.unauth--
@@ -175,7 +175,7 @@ func (c *client) authorize(name string, args [][]byte) (auth.Permission, error) 
 			c.principal = auth.Principal{Kind: auth.Anonymous}
 			c.memo = authzMemo{}
 			c.r.lim = preAuthLimits()
-			_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.AuthTimeout))
+			c.setReadDeadline(time.Now().Add(c.s.cfg.AuthTimeout))
 		}
 		return perm, errNoAuth
 	}

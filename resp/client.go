@@ -27,7 +27,8 @@ type client struct {
 	laddr   string
 	created time.Time
 
-	series observed // the metrics series of the last command (observe)
+	series       observed  // the metrics series of the last command (observe)
+	readDeadline time.Time // the connection's read deadline as last set (setReadDeadline)
 
 	level node.Consistency // the connection's consistency (MERIDIAN.WITH overrides it for one command); zero: the keyspace's default
 	last  node.Answer      // how the last answer was served

@@ -181,9 +181,9 @@ func (c *client) untilClosed() (context.Context, func()) {
 		}
 	}()
 	return ctx, func() {
-		_ = c.conn.SetReadDeadline(time.Now())
+		c.setReadDeadline(time.Now())
 		<-stopped
-		_ = c.conn.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 		cancel()
 	}
 }

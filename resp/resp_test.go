@@ -644,6 +644,48 @@ func TestRESP(t *testing.T) {
 		third.expect("+PONG")
 	})
 
+	t.Run("IdleTimeout", func(t *testing.T) {
+		// A connection that sends nothing is closed, never before the
+		// timeout; one that keeps sending, or is subscribed, is not.
+		const idle = 300 * time.Millisecond
+		s := e.serve(t, e.c.Node(1), Config{DefaultKeyspace: "t", IdleTimeout: idle})
+		quiet, busy, sub := dialRaw(t, s), dialRaw(t, s), dialRaw(t, s)
+		sub.send("SUBSCRIBE idle:ch\r\n")
+		for _, l := range []string{"*3", "$9", "subscribe", "$7", "idle:ch", ":1"} {
+			sub.expect(l)
+		}
+		quiet.send("PING\r\n")
+		quiet.expect("+PONG")
+		last := time.Now()
+		closed := make(chan time.Duration, 1)
+		go func() {
+			_ = quiet.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if _, err := quiet.br.ReadByte(); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				closed <- time.Since(last)
+			}
+			close(closed)
+		}()
+		// The busy one sends a command every idle/3 for 4 idle periods.
+		for range 12 {
+			time.Sleep(idle / 3) // the time between commands is what is tested
+			busy.send("PING\r\n")
+			busy.expect("+PONG")
+		}
+		switch d, ok := <-closed; {
+		case !ok:
+			t.Fatal("an idle connection was still open after 20 s")
+		case d < idle:
+			t.Fatalf("an idle connection was closed after %v, before the timeout %v", d, idle)
+		}
+		// The subscriber, silent all along, still gets messages.
+		if n := newRDB(t, east, 2).Publish(ctxT(t), "idle:ch", "hi").Val(); n != 1 {
+			t.Fatalf("PUBLISH reached %d subscribers, want 1", n)
+		}
+		for _, l := range []string{"*3", "$7", "message", "$7", "idle:ch", "$2", "hi"} {
+			sub.expect(l)
+		}
+	})
+
 	t.Run("ClientThatDoesNotRead", func(t *testing.T) {
 		ctx := ctxT(t)
 		s := e.serve(t, e.c.Node(1), Config{DefaultKeyspace: "t", WriteTimeout: 300 * time.Millisecond, OutputBufferBytes: 4096})
