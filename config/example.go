@@ -88,7 +88,7 @@ var docs = map[string]string{
 	"resp.output_buffer_bytes": "Replies to a pipeline gathered before they are written, in bytes.",
 	"resp.max_reply_bytes":     "A reply built whole before it is sent (KEYS), in bytes.",
 	"resp.write_timeout":       "How long writing replies may wait for a client that does not read them.",
-	"resp.idle_timeout":        "Close a connection idle this long (\"0s\": never).",
+	"resp.idle_timeout":        "Close a connection idle this long, or up to half as long again (\"0s\": never); subscribed connections stay.",
 	"resp.scan_cursors":        "SCAN cursors remembered.",
 	"resp.scan_cursor_ttl":     "How long a SCAN cursor stays valid.",
 	"resp.auth_timeout": "How long a connection may take to authenticate (TLS handshake included) on a\n" +
