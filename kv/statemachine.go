@@ -121,10 +121,9 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	}
 	plain := c.Op.plain()
 	if !plain || sm.known.batch != b.Seq() {
+		// Another batch, or an op that may change what is known: start
+		// over (only plain ops fill the facts in again).
 		sm.known = knownFacts{batch: b.Seq()}
-	}
-	if !plain {
-		defer func() { sm.known = knownFacts{} }()
 	}
 	switch c.Op {
 	case OpStreamApply:
@@ -136,7 +135,7 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	case OpRestoreChunk: // a restore's data, whatever the role (restore.go)
 		return sm.restoreChunk(b, c)
 	}
-	role, err := sm.storedRole(b)
+	role, err := sm.storedRole(b, plain)
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -154,46 +153,43 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 	if c.Op.active() { // active keyspaces: active.go
 		return sm.applyActive(b, index, c, 0, 0)
 	}
+	var known *knownFacts
 	if plain {
-		a := &execCtx{src: batchSource{b}, b: b, group: sm.Group, now: c.NowMS, index: index, known: &sm.known}
-		return a.result(a.applyOp(c))
+		known = &sm.known
 	}
-	return sm.apply(b, index, c)
+	return sm.apply(b, index, c, known)
 }
 
-// storedRole returns the group's role as stored (through b), known or read.
-func (sm *StateMachine) storedRole(b *storage.Batch) (Role, error) {
-	if sm.known.roleOK && sm.known.batch == b.Seq() {
+// storedRole returns the group's role as stored (through b): known, or
+// read and, for a plain op, kept (applyCommand has made the facts b's).
+func (sm *StateMachine) storedRole(b *storage.Batch, plain bool) (Role, error) {
+	if sm.known.roleOK {
 		return sm.known.role, nil
 	}
 	r, err := loadRole(b, sm.Group)
-	if err == nil && sm.known.batch == b.Seq() {
+	if err == nil && plain {
 		sm.known.role, sm.known.roleOK = r, true
 	}
 	return r, err
 }
 
-// result is the result of a data op: res, or the replica's failure met
-// while applying it.
-func (a *execCtx) result(res Result) Result {
-	if a.err != nil {
-		return Result{Err: a.err}
-	}
-	return res
-}
-
 // apply applies a write at index, its role already checked (or, for a
-// write arriving by stream, not applicable). It uses no known facts: a
-// stream batch mixes ops of every kind.
-func (sm *StateMachine) apply(b *storage.Batch, index uint64, c Command) Result {
+// write arriving by stream, not applicable). known is what the state
+// machine knows of the group through b, for a plain op applied from the
+// log; nil otherwise (a stream batch mixes ops of every kind).
+func (sm *StateMachine) apply(b *storage.Batch, index uint64, c Command, known *knownFacts) Result {
 	switch c.Op {
 	case OpRedis: // engine.go
 		return sm.applyRedis(b, index, c)
 	case OpTxn: // txn.go
 		return sm.applyTxn(b, index, c)
 	}
-	a := &execCtx{src: batchSource{b}, b: b, group: sm.Group, now: c.NowMS, index: index}
-	return a.result(a.applyOp(c))
+	a := &execCtx{src: batchSource{b}, b: b, group: sm.Group, now: c.NowMS, index: index, known: known}
+	res := a.applyOp(c)
+	if a.err != nil {
+		return Result{Err: a.err}
+	}
+	return res
 }
 
 // applyOp applies one of the first data ops (OpSet ... OpPersist).
@@ -542,7 +538,7 @@ func (sm *StateMachine) streamApply(b *storage.Batch, index uint64, enc []byte) 
 			}
 			return nil // failed at the source too
 		}
-		if res := sm.apply(b, index, c); res.Err != nil && IsFatal(res.Err) {
+		if res := sm.apply(b, index, c, nil); res.Err != nil && IsFatal(res.Err) {
 			return res.Err
 		}
 		return nil // a command error: failed at the source too

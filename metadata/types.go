@@ -193,6 +193,19 @@ type RegionalGroup struct {
 	Initial  []uint64 `json:"initial"`
 }
 
+// Groups returns the shard's data groups: its one group, or its
+// region-local groups (active and async keyspaces).
+func (s Shard) Groups() []uint64 {
+	if len(s.Regional) == 0 {
+		return []uint64{s.Group}
+	}
+	out := make([]uint64, len(s.Regional))
+	for i, rg := range s.Regional {
+		out[i] = rg.Group
+	}
+	return out
+}
+
 // RegionalIn returns the shard's group in a region, if it has one.
 func (s Shard) RegionalIn(region string) (RegionalGroup, bool) {
 	for _, rg := range s.Regional {

@@ -215,12 +215,13 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 // with the writes of the same instant (deadline.go), and its cancel does
 // nothing.
 func (n *Node) writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); !ok {
-		if c, ok := n.deadlines.get(ctx, n.cfg.RequestTimeout); ok {
-			return c, noCancel
-		}
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
 	}
-	return n.withTimeout(ctx)
+	if c, ok := n.deadlines.get(ctx, n.cfg.RequestTimeout); ok {
+		return c, noCancel
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
 }
 
 func (n *Node) answer(c Consistency, index uint64) Answer {

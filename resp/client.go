@@ -250,8 +250,8 @@ func (c *client) observe(command string, start time.Time, err error) {
 		return
 	}
 	code := errorCode(err)
-	if s := &c.series; s.command != command || s.code != code || !s.ok {
-		*s = observed{command: command, code: code, ok: true, series: m.RequestSeries(metrics.FrontendRESP, command, code)}
+	if s := &c.series; s.command != command || s.code != code { // no command is named ""
+		*s = observed{command: command, code: code, series: m.RequestSeries(metrics.FrontendRESP, command, code)}
 	}
 	c.series.series.Observe(time.Since(start))
 }
@@ -259,7 +259,6 @@ func (c *client) observe(command string, start time.Time, err error) {
 // observed is the series a connection last recorded a command into.
 type observed struct {
 	command, code string
-	ok            bool
 	series        metrics.RequestSeries
 }
 

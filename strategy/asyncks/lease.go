@@ -95,21 +95,13 @@ func (s *Strategy) leaseLoop(stop <-chan struct{}) {
 // keyspaces) up in the metadata: every primaryRenew, on every node.
 func (s *Strategy) hostsAsync() bool {
 	h := s.env.Host()
-	hosted := func(id uint64) bool {
-		_, ok := h.Status(id)
-		return ok
-	}
 	for _, ks := range s.env.Meta().State().Keyspaces {
 		if ks.Strategy != metadata.Async {
 			continue
 		}
 		for _, sh := range ks.Shards {
-			// The groups strategy.GroupIndex files for the shard.
-			if len(sh.Regional) == 0 && hosted(sh.Group) {
-				return true
-			}
-			for _, rg := range sh.Regional {
-				if hosted(rg.Group) {
+			for _, g := range sh.Groups() {
+				if _, ok := h.Status(g); ok {
 					return true
 				}
 			}
