@@ -135,6 +135,9 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			}
 		}
 	}
+	if c.NoWait {
+		return n.readNow(ctx, ks, sh, c, local)
+	}
 	if c.Req.Level == consistency.Strong {
 		return strong()
 	}
@@ -186,19 +189,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			return Answer{}, err
 		}
 		if ready(p) {
-			if err := local(rg.Group); err != nil {
-				return Answer{}, err
-			}
-			// The position after the read bounds what it saw from above,
-			// which is what a session must never go back from.
-			after, _ := s.Position(ctx, ks, sh, rg, false)
-			a := n.answer(c, max(after.Index, p.Index))
-			a.Group = p.Group // the log the position is in (per region for active keyspaces)
-			a.StalenessMS = -1
-			if p.ClosedMS > 0 {
-				a.StalenessMS = max(n.NowMS()-p.ClosedMS, 0)
-			}
-			return a, nil
+			return n.readLocal(ctx, s, ks, sh, rg, c, p, local)
 		}
 		if time.Now().After(deadline) && n.offersStrong(ks) {
 			return strong()
@@ -212,6 +203,67 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// readLocal reads the local replica rg, at position p, and describes
+// the answer.
+func (n *Node) readLocal(ctx context.Context, s strategy.Strategy, ks *metadata.Keyspace, sh metadata.Shard, rg metadata.RegionalGroup,
+	c Consistency, p strategy.Position, local func(group uint64) error) (Answer, error) {
+	if err := local(rg.Group); err != nil {
+		return Answer{}, err
+	}
+	// The position after the read bounds what it saw from above, which is
+	// what a session must never go back from.
+	after, _ := s.Position(ctx, ks, sh, rg, false)
+	a := n.answer(c, max(after.Index, p.Index))
+	a.Group = p.Group // the log the position is in (per region for active keyspaces)
+	a.StalenessMS = -1
+	if p.ClosedMS > 0 {
+		a.StalenessMS = max(n.NowMS()-p.ClosedMS, 0)
+	}
+	return a, nil
+}
+
+// readNow serves a read that must not wait (Consistency.NoWait), or
+// fails with ErrWouldWait having read nothing: a strong read only where
+// this node leads the group under its lease (and, for an async keyspace,
+// acts as the primary), an eventual or prefix read from a local replica
+// (whose position needs no confirmation). Bounded and session reads may
+// have to wait for the replica, so they always take the other way.
+func (n *Node) readNow(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency, local func(group uint64) error) (Answer, error) {
+	switch c.Req.Level {
+	case consistency.Strong:
+		if !slices.Contains(sh.Replicas, n.cfg.ID) {
+			return Answer{}, ErrWouldWait
+		}
+		idx, ok := n.host.LeaseReadIndex(sh.Group)
+		if !ok {
+			return Answer{}, ErrWouldWait
+		}
+		if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, n.Now()); err != nil {
+			if retryableRole(err) {
+				return Answer{}, ErrWouldWait // the waiting read retries it
+			}
+			return Answer{}, err
+		}
+		if err := local(sh.Group); err != nil {
+			return Answer{}, err
+		}
+		return n.strongAnswer(sh.Group, idx), nil
+	case consistency.Eventual, consistency.Prefix:
+		rg, ok := n.localGroup(sh)
+		if !ok {
+			return Answer{}, ErrWouldWait
+		}
+		n.host.Touch(rg.Group)
+		s := n.strategyOf(ks)
+		p, err := s.Position(ctx, ks, sh, rg, false)
+		if err != nil {
+			return Answer{}, err
+		}
+		return n.readLocal(ctx, s, ks, sh, rg, c, p, local)
+	}
+	return Answer{}, ErrWouldWait
 }
 
 // strongOnce serves a strong read where the metadata says the shard's

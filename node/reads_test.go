@@ -235,3 +235,65 @@ func TestConsistencyCrossesTheNetwork(t *testing.T) {
 		t.Fatalf("a bad level from the network: %v", err)
 	}
 }
+
+// TestReadsThatMustNotWait: a read asked not to wait (Consistency.NoWait,
+// the RESP event loop's) is served at once where the node can serve it
+// alone (strong at the leader under its lease, eventual and prefix from
+// a local replica) and otherwise fails with ErrWouldWait, while the same
+// read without NoWait is served.
+func TestReadsThatMustNotWait(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{})
+	ks := c.CreateKeyspace(metadata.KeyspaceSpec{Name: "s", HomeRegion: "us-east", Shards: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	east := c.Node(c.InRegion("us-east")[0])
+	if _, err := east.Put(ctx, "s", []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	noWait := func(c node.Consistency) node.Consistency { c.NoWait = true; return c }
+	bounded := node.Consistency{Req: consistency.Requirement{Level: consistency.Bounded, MaxStaleness: time.Minute}}
+	session := node.Consistency{Req: consistency.Requirement{Level: consistency.Session}}
+	prefix := node.Consistency{Req: consistency.Requirement{Level: consistency.Prefix}}
+	served := func(n *node.Node, l node.Consistency) bool {
+		v, ok, _, err := n.Get(ctx, "s", []byte("k"), l)
+		return err == nil && ok && string(v) == "v"
+	}
+	// The strategy places the leader in the home region; once there it
+	// stays (nothing fails in this test).
+	var leader uint64
+	if err := c.WaitFor(ctx, func() bool {
+		leader = c.Leader(ks.Shards[0].Group)
+		return leader != 0 && c.RegionOf(leader) == "us-east"
+	}); err != nil {
+		t.Fatal("the shard's leader never settled in its home region")
+	}
+	for _, n := range c.Running() {
+		// Every node holds a replica: eventual and prefix are served at
+		// once (after the write reached it).
+		for _, l := range []node.Consistency{node.Eventual, prefix} {
+			if err := c.WaitFor(ctx, func() bool { return served(n, noWait(l)) }); err != nil {
+				t.Fatalf("node %d: a %v read asked not to wait was never served", n.ID(), l)
+			}
+		}
+		for _, l := range []node.Consistency{bounded, session} {
+			if _, _, _, err := n.Get(ctx, "s", []byte("k"), noWait(l)); !errors.Is(err, node.ErrWouldWait) {
+				t.Fatalf("node %d: a %v read asked not to wait: %v, want ErrWouldWait", n.ID(), l, err)
+			}
+			if !served(n, l) {
+				t.Fatalf("node %d: a %v read was not served", n.ID(), l)
+			}
+		}
+		if n.ID() == leader {
+			if err := c.WaitFor(ctx, func() bool { return served(n, noWait(node.Strong)) }); err != nil {
+				t.Fatalf("the leader (node %d) never served a strong read at once", n.ID())
+			}
+			continue
+		}
+		if _, _, _, err := n.Get(ctx, "s", []byte("k"), noWait(node.Strong)); !errors.Is(err, node.ErrWouldWait) {
+			t.Fatalf("node %d (not the leader %d): a strong read asked not to wait: %v, want ErrWouldWait", n.ID(), leader, err)
+		}
+		if !served(n, node.Strong) {
+			t.Fatalf("node %d: a strong read was not served", n.ID())
+		}
+	}
+}

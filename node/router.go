@@ -33,6 +33,10 @@ var (
 	// receiver's differ. Nothing was done; the sender retries.
 	ErrStaleRoute      = errors.New("node: request routed by other metadata")
 	ErrUnknownKeyspace = metadata.ErrUnknownKeyspace
+	// ErrWouldWait: a read asked not to wait (Consistency.NoWait) could
+	// not be served at once. Nothing was read; the caller asks again
+	// without NoWait, from a goroutine that may wait.
+	ErrWouldWait = errors.New("node: the read would have to wait")
 )
 
 // Consistency is how fresh a read must be: a level (see package
@@ -50,6 +54,12 @@ type Consistency struct {
 	// a read forwarded to another node carries. The node reads it only
 	// during the call.
 	Session *consistency.Token `json:"-"`
+	// NoWait, set by a caller that must not block (the RESP server's
+	// event loop), serves the read only if it can be served at once from
+	// this node, without the network, a quorum round or a wait for the
+	// local replica: strong under the leader's lease, eventual and prefix
+	// from a local replica. Otherwise the read fails with ErrWouldWait.
+	NoWait bool `json:"-"`
 }
 
 // The two levels every keyspace supports in their simplest form.
