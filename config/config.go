@@ -161,6 +161,7 @@ type RESP struct {
 	ScanCursorTTL      time.Duration `yaml:"scan_cursor_ttl" toml:"scan_cursor_ttl"`
 	AuthTimeout        time.Duration `yaml:"auth_timeout" toml:"auth_timeout"`
 	MaxUnauthenticated int           `yaml:"max_unauthenticated" toml:"max_unauthenticated"`
+	EventLoops         int           `yaml:"event_loops" toml:"event_loops"`
 }
 
 // HTTP configures the HTTP API (httpapi.Config).
@@ -366,6 +367,9 @@ func (f *File) Validate() error {
 	if f.Security.Insecure && f.Security.CertsDir != "" {
 		return bad("security.insecure (--insecure) and security.certs_dir (--certs-dir): choose one")
 	}
+	if f.RESP.EventLoops < -1 {
+		return bad("resp.event_loops must be -1 (none), 0 (the default) or a number of loops (got %d)", f.RESP.EventLoops)
+	}
 	if f.RESP.MaxUnauthenticated > f.RESP.MaxClients {
 		return bad("resp.max_unauthenticated (%d) is above resp.max_clients (%d)", f.RESP.MaxUnauthenticated, f.RESP.MaxClients)
 	}
@@ -510,6 +514,7 @@ func (f *File) RESPConfig() resp.Config {
 		OutputBufferBytes: r.OutputBufferBytes, MaxReplyBytes: r.MaxReplyBytes, WriteTimeout: r.WriteTimeout,
 		IdleTimeout: r.IdleTimeout, ScanCursors: r.ScanCursors, ScanCursorTTL: r.ScanCursorTTL,
 		AuthTimeout: r.AuthTimeout, MaxUnauthenticated: r.MaxUnauthenticated,
+		EventLoops: max(r.EventLoops, 0), NoEventLoop: r.EventLoops < 0,
 	}
 }
 
@@ -541,6 +546,7 @@ var fileKeys = map[string]string{
 	"WriteTimeout": "resp.write_timeout", "IdleTimeout": "resp.idle_timeout", "ScanCursors": "resp.scan_cursors",
 	"ScanCursorTTL": "resp.scan_cursor_ttl", "MaxBodyBytes": "http.max_body_bytes",
 	"AuthTimeout": "resp.auth_timeout", "MaxUnauthenticated": "resp.max_unauthenticated",
+	"EventLoops":        "resp.event_loops",
 	"MaxAdminBodyBytes": "http.max_admin_body_bytes",
 }
 

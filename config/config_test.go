@@ -192,6 +192,7 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		{"resp: {max_clients: 10, max_unauthenticated: 20}", "resp.max_unauthenticated (20) is above resp.max_clients (10)"},
 		{"resp: {auth_timeout: -1s}", "resp.auth_timeout must be positive"},
 		{"http: {max_conns: 0}", "http.max_conns must be positive"},
+		{"resp: {event_loops: -2}", "resp.event_loops must be -1 (none), 0 (the default) or a number of loops (got -2)"},
 	} {
 		f, err := Parse([]byte(base+tc.text), YAML)
 		if err == nil {
@@ -223,5 +224,20 @@ func TestBadFilesNameTheKey(t *testing.T) {
 	// TOML: unknown keys are named too.
 	if _, err := Parse([]byte("[timings]\ntick = \"1s\"\n"), TOML); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "timings.tick") {
 		t.Errorf("unknown TOML key: %v", err)
+	}
+}
+
+// TestEventLoopsReachRESP: resp.event_loops maps onto resp.Config: a
+// number of loops, 0 for the default, -1 for none.
+func TestEventLoopsReachRESP(t *testing.T) {
+	for _, tc := range []struct {
+		n, loops int
+		none     bool
+	}{{0, 0, false}, {3, 3, false}, {-1, 0, true}} {
+		f := Default()
+		f.RESP.EventLoops = tc.n
+		if c := f.RESPConfig(); c.EventLoops != tc.loops || c.NoEventLoop != tc.none {
+			t.Fatalf("resp.event_loops %d: EventLoops %d NoEventLoop %v, want %d %v", tc.n, c.EventLoops, c.NoEventLoop, tc.loops, tc.none)
+		}
 	}
 }

@@ -94,6 +94,9 @@ var docs = map[string]string{
 	"resp.auth_timeout": "How long a connection may take to authenticate (TLS handshake included) on a\n" +
 		"secure node; it is closed then.",
 	"resp.max_unauthenticated": "Connections not authenticated yet (within max_clients); one more is refused.",
+	"resp.event_loops": "Event loops that serve plain-TCP connections until one sends a command that may\n" +
+		"wait (0: one per four processors, at least one; -1: none, every connection has\n" +
+		"its own goroutine).",
 
 	"http": "The HTTP API.",
 	"http.max_body_bytes": "Body of a data request, in bytes (0: room for the largest value in base64 plus\n" +

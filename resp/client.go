@@ -3,6 +3,7 @@ package resp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -44,6 +45,11 @@ type client struct {
 		s     string
 	}
 	quit bool // QUIT: close after the reply
+	// noWait: the event loop runs the command, whose reads must not wait
+	// (node.Consistency.NoWait); wouldWait: one would have, so the
+	// command did nothing and is run again from the connection's own
+	// goroutine.
+	noWait, wouldWait bool
 	// nameBuf is lookup's scratch space for a command's lower-case name.
 	nameBuf []byte
 
@@ -144,6 +150,7 @@ func (c *client) sessionToken() string {
 // consistency is the connection's level with its session token.
 func (c *client) consistency() node.Consistency {
 	l := c.level
+	l.NoWait = c.noWait
 	switch l.Req.Level {
 	case consistency.Strong, consistency.Bounded, consistency.Prefix, consistency.Eventual:
 		// No token to present (encoding one per request costs).
@@ -210,6 +217,10 @@ func (c *client) exec(args [][]byte) {
 		}
 	default:
 		err = cmd.fn(c, args)
+		if err != nil && c.noWait && errors.Is(err, node.ErrWouldWait) {
+			c.wouldWait = true // nothing written, nothing recorded
+			return
+		}
 	}
 	if perm.Class == auth.Admin {
 		c.auditCommand(name, args, err)

@@ -22,6 +22,37 @@ type command struct {
 	// spec is the command's form in the command engine, if it has one:
 	// what a transaction queues.
 	spec *kv.Spec
+	// loop: the event loop may run it (loopCommands).
+	loop bool
+}
+
+// loopCommands never wait, so the event loop runs them itself
+// (loop_linux.go): their reads ask the node not to wait
+// (node.Consistency.NoWait) and, when it would have to, are run again from
+// the connection's own goroutine. Each writes nothing before its one
+// read. HELLO is one unless it authenticates (a password hash is slow
+// work the loop must not do: loopSafe).
+var loopCommands = []string{"get", "ping", "echo", "select", "hello", "client", "quit", "command",
+	"meridian.consistency", "meridian.last"}
+
+// loopSafe reports whether the event loop may run args (an unknown
+// command is answered at once).
+func (c *client) loopSafe(args [][]byte) bool {
+	cmd := c.lookup(args[0])
+	if cmd == nil {
+		return true
+	}
+	if !cmd.loop {
+		return false
+	}
+	if cmd.name == "hello" {
+		for _, a := range args[1:] {
+			if strings.EqualFold(string(a), "auth") {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // maxCommandName bounds the names lookup tries: no command's name is
@@ -104,4 +135,7 @@ func init() {
 	// Every command of the engine the table does not have yet (lists,
 	// sorted sets, the other string, hash, set and key commands).
 	registerEngineCommands(add) // cmd_engine.go
+	for _, name := range loopCommands {
+		commandTable[name].loop = true
+	}
 }

@@ -54,6 +54,13 @@
 // growing the server's memory. A panic in a command closes that
 // connection, not the node.
 //
+// Connections (loop_linux.go, docs/DESIGN.md section 5.7): plain-TCP
+// connections start in an epoll event loop that runs GET and the
+// connection commands itself, one read and one write per batch of
+// commands; the first command that may wait, a pipeline, or a client
+// slow to take its replies hands the connection to a goroutine of its
+// own for good.
+//
 // Security (auth.go, SECURITY.md): with Config.Certs the server speaks
 // TLS, as redis-cli --tls and client libraries expect; a client
 // certificate of the cluster's CA logs its user in. On a node that

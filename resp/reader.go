@@ -63,6 +63,13 @@ func newReader(r io.Reader, lim limits) *reader {
 // buffered reports whether more input is already waiting (a pipeline).
 func (r *reader) buffered() bool { return r.br.Buffered() > 0 }
 
+// fill reads once from the source into the buffer (the event loop's
+// read, whose source never blocks: errWouldBlock when it has nothing).
+func (r *reader) fill() error {
+	_, err := r.br.Peek(r.br.Buffered() + 1)
+	return err
+}
+
 // readCommand returns the next command's arguments (never empty). Empty
 // commands (blank inline lines, "*0") are skipped.
 func (r *reader) readCommand() ([][]byte, error) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,15 @@ type Config struct {
 	// long after it was accepted (its TLS handshake included), when the
 	// node requires authentication. Default 10s.
 	AuthTimeout time.Duration
+	// NoEventLoop serves every connection from a goroutine of its own,
+	// never from the event loops (loop_linux.go); for comparison. Default:
+	// plain-TCP connections start in a loop.
+	NoEventLoop bool
+	// EventLoops is how many event loops share the connections. Default:
+	// one per four processors the Go runtime uses (GOMAXPROCS), at least
+	// one: a loop runs on one processor, and the node's own work (raft,
+	// storage) and the connections handed over need the others.
+	EventLoops int
 	// MaxUnauthenticated bounds the connections not authenticated yet
 	// (within MaxClients). Default 1000, at most MaxClients.
 	MaxUnauthenticated int
@@ -87,6 +97,7 @@ func (c *Config) Validate() error {
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"MaxReplyBytes", int64(c.MaxReplyBytes)},
 		{"ScanCursors", int64(c.ScanCursors)}, {"ScanCursorTTL", int64(c.ScanCursorTTL)},
 		{"AuthTimeout", int64(c.AuthTimeout)}, {"MaxUnauthenticated", int64(c.MaxUnauthenticated)},
+		{"EventLoops", int64(c.EventLoops)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("resp: %s must not be negative (got %d)", f.name, f.v)
@@ -125,6 +136,7 @@ func (c *Config) setDefaults() {
 		c.AuthTimeout = 10 * time.Second
 	}
 	def(&c.MaxUnauthenticated, 1000)
+	def(&c.EventLoops, max(1, runtime.GOMAXPROCS(0)/4))
 	c.MaxUnauthenticated = min(c.MaxUnauthenticated, c.MaxClients)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -155,6 +167,12 @@ type Server struct {
 	unauth  int // connections not authenticated yet
 	closed  bool
 	wg      sync.WaitGroup
+
+	loops []*eventLoop  // none: every connection has its goroutine (loop_linux.go)
+	next  atomic.Uint64 // the loop of the next connection, round robin
+	// handedOver counts the connections the loop gave to a goroutine of
+	// their own (INFO's loop_handovers).
+	handedOver atomic.Int64
 
 	hub    hub    // subscriptions (cmd_pubsub.go)
 	unsink func() // stops the node's deliveries to hub
@@ -188,6 +206,13 @@ func Serve(ln net.Listener, n Backend, cfg Config) *Server {
 		s.tlsConfig = cfg.Certs.ClientsConfig(n.Cluster(), nil)
 	}
 	s.unsink = n.AddPubSubSink(s.deliver)
+	if !cfg.NoEventLoop {
+		for range cfg.EventLoops {
+			if l := newEventLoop(s); l != nil {
+				s.loops = append(s.loops, l)
+			}
+		}
+	}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
@@ -212,6 +237,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.unsink()
 	s.cancel()
+	for _, l := range s.loops {
+		l.stop()
+	}
 	s.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
@@ -259,6 +287,14 @@ func (s *Server) acceptLoop() {
 			s.refuseUnauthenticated(conn)
 			continue
 		}
+		var loop *eventLoop
+		if len(s.loops) > 0 && s.tlsConfig == nil && s.cfg.IdleTimeout == 0 {
+			l := s.loops[s.next.Add(1)%uint64(len(s.loops))]
+			var ok bool
+			if conn, ok = l.take(conn); ok {
+				loop = l
+			}
+		}
 		c := newClient(s, s.secure(conn))
 		s.clients[c] = struct{}{}
 		if s.node.Guard().Required() {
@@ -267,7 +303,11 @@ func (s *Server) acceptLoop() {
 		}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go c.serve()
+		if loop != nil {
+			loop.adopt(c)
+		} else {
+			go c.serve()
+		}
 	}
 }
 
@@ -282,43 +322,56 @@ func (s *Server) clientsSnapshot() []*client {
 	return out
 }
 
-// serve runs one connection: read a command, run it, and write the
-// replies once no more input is waiting (so a pipeline gets its replies
-// in one write).
+// serve runs one connection from its own goroutine (a connection the
+// event loop does not serve, see loop_linux.go).
 func (c *client) serve() {
-	s := c.s
-	defer func() {
-		_ = c.conn.Close()
-		c.unsubscribeAll()
-		close(c.closed)
-		s.mu.Lock()
-		delete(s.clients, c)
-		if c.counted {
-			s.unauth--
-		}
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
+	defer c.finish()
 	if !c.start() {
 		return
 	}
+	c.commands()
+}
+
+// finish closes the connection and forgets it.
+func (c *client) finish() {
+	s := c.s
+	_ = c.conn.Close()
+	c.unsubscribeAll()
+	close(c.closed)
+	s.mu.Lock()
+	delete(s.clients, c)
+	if c.counted {
+		s.unauth--
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// commands reads a command, runs it, and writes the replies once no more
+// input is waiting (so a pipeline gets its replies in one write), until
+// the connection ends.
+func (c *client) commands() {
 	for {
-		if t := s.cfg.IdleTimeout; t > 0 && c.authenticated() {
+		if t := c.s.cfg.IdleTimeout; t > 0 && c.authenticated() {
 			c.idle(t)
 		}
 		args, err := c.r.readCommand()
-		if err == nil && plainSet(args) && c.r.buffered() {
-			if ks := c.setRunKeyspace(); ks != nil {
-				if !c.handleSetRun(ks, args) { // pipeline.go
-					return
-				}
-				continue
-			}
-		}
-		if !c.handle(args, err) {
+		if !c.dispatch(args, err) {
 			return
 		}
 	}
+}
+
+// dispatch handles one command read (or the error reading it): a plain
+// SET with more input waiting starts a run of them (pipeline.go). It
+// returns false when the connection must close.
+func (c *client) dispatch(args [][]byte, err error) bool {
+	if err == nil && plainSet(args) && c.r.buffered() {
+		if ks := c.setRunKeyspace(); ks != nil {
+			return c.handleSetRun(ks, args)
+		}
+	}
+	return c.handle(args, err)
 }
 
 // idle keeps the idle timeout's read deadline ahead of a connection about

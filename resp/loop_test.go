@@ -1,0 +1,337 @@
+//go:build linux
+
+package resp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metrics"
+	"github.com/meridian-db/meridian/node"
+)
+
+// waitingBackend is the fake backend whose reads of keys starting with
+// "slow" would have to wait (as a strong read without the lease would),
+// and which counts the reads asked not to wait and the others.
+type waitingBackend struct {
+	*fakeBackend
+	rmu            sync.Mutex
+	noWait, waited int
+}
+
+func (w *waitingBackend) GetRecord(ctx context.Context, keyspace string, key []byte, c node.Consistency) (kv.Record, bool, node.Answer, error) {
+	w.rmu.Lock()
+	if c.NoWait {
+		w.noWait++
+	} else {
+		w.waited++
+	}
+	w.rmu.Unlock()
+	if c.NoWait && strings.HasPrefix(string(key), "slow") {
+		return kv.Record{}, false, node.Answer{}, node.ErrWouldWait
+	}
+	return w.fakeBackend.GetRecord(ctx, keyspace, key, c)
+}
+
+func (w *waitingBackend) put(key, value string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.data["default/"+key] = []byte(value)
+}
+
+func (w *waitingBackend) get(key string) []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.data["default/"+key]
+}
+
+func (w *waitingBackend) reads() (noWait, waited int) {
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
+	return w.noWait, w.waited
+}
+
+func loopServer(t *testing.T, cfg Config) (*Server, *waitingBackend) {
+	t.Helper()
+	b := &waitingBackend{fakeBackend: newFakeBackend()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultKeyspace = "default"
+	s := Serve(ln, b, cfg)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, b
+}
+
+// TestEventLoop: connections start in the event loop, which answers what
+// never waits itself and hands a connection to a goroutine of its own
+// (for good) at the first command that may wait, at a command larger
+// than its buffer, or when the client does not take its replies; nothing
+// is lost or reordered on the way.
+func TestEventLoop(t *testing.T) {
+	t.Run("ReadsStayInTheLoop", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		b.put("k", "v")
+		r := dialRaw(t, s)
+		for range 20 {
+			r.send(multibulk("GET", "k"))
+			r.expect("$1")
+			r.expect("v")
+		}
+		r.send("PING\r\n" + multibulk("CLIENT", "SETNAME", "x") + multibulk("HELLO", "2") + multibulk("GET", "missing"))
+		r.expect("+PONG")
+		r.expect("+OK")
+		r.expect("*") // HELLO's map
+		for {
+			_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, err := r.br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "$-1\r\n" { // GET missing, the last reply
+				break
+			}
+		}
+		if nw, w := b.reads(); nw != 21 || w != 0 {
+			t.Fatalf("%d reads asked not to wait, %d waited; want 21 and 0", nw, w)
+		}
+		if n := s.handedOver.Load(); n != 0 {
+			t.Fatalf("%d connections handed over", n)
+		}
+	})
+
+	t.Run("AReadThatWouldWait", func(t *testing.T) {
+		s, b := loopServer(t, Config{Metrics: newTestMetrics()})
+		b.put("slow", "later")
+		b.put("k", "v")
+		r := dialRaw(t, s)
+		// In one write: a read the loop answers, one it cannot, one after.
+		r.send(multibulk("GET", "k") + multibulk("GET", "slow") + multibulk("GET", "k"))
+		for _, want := range []string{"$1", "v", "$5", "later", "$1", "v"} {
+			r.expect(want)
+		}
+		nw, w := b.reads()
+		if nw != 2 || w != 2 { // k and slow in the loop; slow again and k from the goroutine
+			t.Fatalf("%d reads asked not to wait, %d waited; want 2 and 2", nw, w)
+		}
+		if n := s.handedOver.Load(); n != 1 {
+			t.Fatalf("%d connections handed over, want 1", n)
+		}
+		// The read that would have waited is recorded once, as a success.
+		if got := countRequests(t, s.cfg.Metrics, "get"); got != 3 {
+			t.Fatalf("the metrics count %v GETs, want 3", got)
+		}
+	})
+
+	t.Run("AWriteKeepsTheOrder", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		b.put("a", "old")
+		r := dialRaw(t, s)
+		r.send(multibulk("GET", "a") + multibulk("SET", "a", "new") + multibulk("GET", "a") + "PING\r\n")
+		for _, want := range []string{"$3", "old", "+OK", "$3", "new", "+PONG"} {
+			r.expect(want)
+		}
+		if n := s.handedOver.Load(); n != 1 {
+			t.Fatalf("%d connections handed over, want 1", n)
+		}
+		// A second connection starts in the loop again.
+		r2 := dialRaw(t, s)
+		r2.send(multibulk("GET", "a"))
+		r2.expect("$3")
+		r2.expect("new")
+		if n := s.handedOver.Load(); n != 1 {
+			t.Fatalf("%d connections handed over, want still 1", n)
+		}
+	})
+
+	t.Run("ACommandInPieces", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		b.put("key", "value")
+		r := dialRaw(t, s)
+		cmd := multibulk("GET", "key") + "GET key\r\n"
+		for i := range len(cmd) {
+			r.send(cmd[i : i+1])
+			// Each byte its own segment (a pause lets the loop read it
+			// alone: what is tested is a command arriving in pieces).
+			time.Sleep(time.Millisecond)
+		}
+		for _, want := range []string{"$5", "value", "$5", "value"} {
+			r.expect(want)
+		}
+		if n := s.handedOver.Load(); n != 0 {
+			t.Fatalf("%d connections handed over", n)
+		}
+	})
+
+	t.Run("ACommandLargerThanTheBuffer", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		big := strings.Repeat("x", 100<<10)
+		r := dialRaw(t, s)
+		r.send(multibulk("SET", "big", big) + multibulk("GET", "big"))
+		r.expect("+OK")
+		r.expect(fmt.Sprintf("$%d", len(big)))
+		got, _ := r.br.ReadString('\n')
+		if got != big+"\r\n" {
+			t.Fatalf("GET big: %d bytes back", len(got))
+		}
+		if string(b.get("big")) != big {
+			t.Fatal("the large SET did not reach the backend whole")
+		}
+	})
+
+	t.Run("AClientThatDoesNotRead", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		value := strings.Repeat("v", 1<<20)
+		b.put("v", value)
+		r := dialRaw(t, s)
+		const n = 64 // 64 MiB of replies: far more than the socket holds
+		r.send(strings.Repeat(multibulk("GET", "v"), n))
+		// Only once the replies cannot all be written (the client reads
+		// nothing yet) is the connection handed over, its replies kept.
+		waitFor(t, "the connection handed over", func() bool { return s.handedOver.Load() == 1 })
+		for i := range n {
+			_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			head, err := r.br.ReadString('\n')
+			if err != nil || head != fmt.Sprintf("$%d\r\n", len(value)) {
+				t.Fatalf("reply %d: %q %v", i, head, err)
+			}
+			body := make([]byte, len(value)+2)
+			if _, err := io.ReadFull(r.br, body); err != nil || string(body[:len(value)]) != value {
+				t.Fatalf("reply %d: %v", i, err)
+			}
+		}
+	})
+
+	t.Run("APipelineIsHandedOver", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		b.put("k", "v")
+		r := dialRaw(t, s)
+		r.send(strings.Repeat(multibulk("GET", "k"), loopPipeline-1))
+		for range loopPipeline - 1 {
+			r.expect("$1")
+			r.expect("v")
+		}
+		if n := s.handedOver.Load(); n != 0 {
+			t.Fatalf("%d connections handed over after %d commands at once", n, loopPipeline-1)
+		}
+		r.send(strings.Repeat(multibulk("GET", "k"), loopPipeline))
+		for range loopPipeline {
+			r.expect("$1")
+			r.expect("v")
+		}
+		// Answered in the loop (the reads asked not to wait), then handed over.
+		if nw, w := b.reads(); nw != 2*loopPipeline-1 || w != 0 {
+			t.Fatalf("%d reads asked not to wait, %d waited; want %d and 0", nw, w, 2*loopPipeline-1)
+		}
+		waitFor(t, "the pipelining connection handed over", func() bool { return s.handedOver.Load() == 1 })
+		r.send(multibulk("GET", "k"))
+		r.expect("$1")
+		if _, w := b.reads(); w != 1 {
+			t.Fatalf("the next read was not served from the connection's goroutine")
+		}
+	})
+
+	t.Run("QuitAndProtocolErrors", func(t *testing.T) {
+		s, _ := loopServer(t, Config{})
+		r := dialRaw(t, s)
+		r.send("QUIT\r\n")
+		r.expect("+OK")
+		r.expectClosed()
+		r = dialRaw(t, s)
+		r.send("*1\r\n$x\r\n")
+		r.expect("-ERR Protocol error")
+		r.expectClosed()
+		waitFor(t, "both connections forgotten", func() bool { return len(s.clientsSnapshot()) == 0 })
+	})
+
+	t.Run("ClientListAndClose", func(t *testing.T) {
+		s, _ := loopServer(t, Config{})
+		var conns []*rawConn
+		for range 3 {
+			r := dialRaw(t, s)
+			r.send("PING\r\n")
+			r.expect("+PONG")
+			conns = append(conns, r)
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2})
+		defer rdb.Close()
+		list, err := rdb.ClientList(context.Background()).Result()
+		if err != nil || strings.Count(list, "id=") != 4 {
+			t.Fatalf("CLIENT LIST: %v\n%s", err, list)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("Close did not return with connections in the loop")
+		}
+		for _, r := range conns {
+			r.expectClosed()
+		}
+	})
+
+	t.Run("NoEventLoop", func(t *testing.T) {
+		s, b := loopServer(t, Config{NoEventLoop: true})
+		b.put("k", "v")
+		r := dialRaw(t, s)
+		r.send(multibulk("GET", "k"))
+		r.expect("$1")
+		if nw, w := b.reads(); nw != 0 || w != 1 {
+			t.Fatalf("%d reads asked not to wait, %d waited; want 0 and 1", nw, w)
+		}
+	})
+}
+
+// waitFor polls cond until it holds (or fails the test after 20 s).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func newTestMetrics() *metrics.Registry { return metrics.NewRegistry() }
+
+// countRequests sums meridian_requests_total of the RESP front end for
+// one command, every outcome.
+func countRequests(t *testing.T, reg *metrics.Registry, command string) float64 {
+	t.Helper()
+	fams, err := reg.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range fams {
+		if f.GetName() != "meridian_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["frontend"] == "resp" && l["command"] == command {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
