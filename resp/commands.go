@@ -3,6 +3,7 @@ package resp
 import (
 	"strings"
 
+	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/kv"
 )
 
@@ -31,7 +32,9 @@ type command struct {
 // (node.Consistency.NoWait) and, when it would have to, are run again from
 // the connection's own goroutine. Each writes nothing before its one
 // read. HELLO is one unless it authenticates (a password hash is slow
-// work the loop must not do: loopSafe).
+// work the loop must not do), CLIENT unless its form is an admin command
+// (CLIENT LIST: audited, and the audit log's record is a synced write):
+// loopSafe.
 var loopCommands = []string{"get", "ping", "echo", "select", "hello", "client", "quit", "command",
 	"meridian.consistency", "meridian.last"}
 
@@ -44,6 +47,9 @@ func (c *client) loopSafe(args [][]byte) bool {
 	}
 	if !cmd.loop {
 		return false
+	}
+	if perm, _ := permissionOf(cmd.name, args); perm.Class == auth.Admin {
+		return false // audited: the audit log's record is a synced write
 	}
 	if cmd.name == "hello" {
 		for _, a := range args[1:] {

@@ -248,6 +248,7 @@ type eventLoop struct {
 	mu       sync.Mutex
 	incoming []*client // adopted, not yet in the epoll set
 	stopping bool
+	closed   bool // ep and wake are closed: no one may write to wake
 
 	// Only the loop's goroutine touches these.
 	conns  []*client // by socket number
@@ -264,7 +265,9 @@ func newEventLoop(s *Server) *eventLoop {
 	}
 	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err == nil {
-		err = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)})
+		if err = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+			_ = unix.Close(wake)
+		}
 	}
 	if err != nil {
 		_ = unix.Close(ep)
@@ -280,6 +283,12 @@ func newEventLoop(s *Server) *eventLoop {
 // take turns an accepted connection into one the loop may serve (ok
 // false: the caller serves it from a goroutine, as it is).
 func (l *eventLoop) take(conn net.Conn) (net.Conn, bool) {
+	l.mu.Lock()
+	stopping := l.stopping
+	l.mu.Unlock()
+	if stopping { // the server is closing, or epoll failed
+		return conn, false
+	}
 	lc, err := newLoopConn(conn)
 	if err != nil {
 		return conn, false
@@ -290,25 +299,29 @@ func (l *eventLoop) take(conn net.Conn) (net.Conn, bool) {
 // adopt starts serving a connection made on a loopConn (take).
 func (l *eventLoop) adopt(c *client) {
 	l.mu.Lock()
-	if l.stopping { // the server is closing
+	if l.stopping { // the server is closing, or epoll failed: no loop
 		l.mu.Unlock()
-		c.finish()
-		c.conn.(*loopConn).release()
+		l.s.handedOver.Add(1)
+		l.goServe(c, nil, false) // never in the loop's set
 		return
 	}
 	l.incoming = append(l.incoming, c)
-	l.mu.Unlock()
 	l.signal()
+	l.mu.Unlock()
 }
 
 // stop ends the loop; the connections it still serves are closed.
 func (l *eventLoop) stop() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.stopping = true
-	l.mu.Unlock()
-	l.signal()
+	if !l.closed {
+		l.signal()
+	}
 }
 
+// signal wakes the loop (the caller holds l.mu, so that the eventfd is
+// still open).
 func (l *eventLoop) signal() {
 	var one = [8]byte{1}
 	_, _ = unix.Write(l.wake, one[:])
@@ -421,12 +434,15 @@ func (l *eventLoop) serve(c *client) {
 			return
 		}
 		if !ok {
-			l.finish(c)
+			l.close(c)
 			return
 		}
 		ran++
-		if len(lc.out) > 0 {
-			l.handOver(c, nil, false) // the client does not read fast enough
+		if len(lc.out) > 0 || !c.authenticated() {
+			// The client does not read fast enough, or its user was
+			// removed: it must authenticate again, within a deadline the
+			// goroutine keeps.
+			l.handOver(c, nil, false)
 			return
 		}
 	}
@@ -439,6 +455,27 @@ func (l *eventLoop) serve(c *client) {
 	case len(lc.out) > 0 || ran >= loopPipeline:
 		l.handOver(c, nil, false)
 	}
+}
+
+// close ends a connection after its last replies (QUIT, a protocol
+// error): what the socket did not take is sent from a goroutine, within
+// the write timeout, before the connection is closed.
+func (l *eventLoop) close(c *client) {
+	lc := c.conn.(*loopConn)
+	if len(lc.out) == 0 {
+		l.finish(c)
+		return
+	}
+	l.remove(c)
+	if err := lc.detach(); err != nil {
+		c.finish()
+		lc.release()
+		return
+	}
+	go func() {
+		defer c.finish()
+		_ = lc.sendPending(c.s.cfg.WriteTimeout)
+	}()
 }
 
 // remove takes c's socket out of the loop.
@@ -462,6 +499,12 @@ func (l *eventLoop) finish(c *client) {
 func (l *eventLoop) handOver(c *client, args [][]byte, has bool) {
 	l.s.handedOver.Add(1)
 	l.remove(c)
+	l.goServe(c, args, has)
+}
+
+// goServe starts c's goroutine on its detached socket (c is not in the
+// loop's set).
+func (l *eventLoop) goServe(c *client, args [][]byte, has bool) {
 	lc := c.conn.(*loopConn)
 	if err := lc.detach(); err != nil {
 		c.finish()
@@ -496,6 +539,9 @@ func (l *eventLoop) shutdown() {
 			l.finish(c)
 		}
 	}
+	l.mu.Lock()
+	l.closed = true
 	_ = unix.Close(l.ep)
 	_ = unix.Close(l.wake)
+	l.mu.Unlock()
 }

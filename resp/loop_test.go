@@ -24,8 +24,8 @@ import (
 // and which counts the reads asked not to wait and the others.
 type waitingBackend struct {
 	*fakeBackend
-	rmu            sync.Mutex
-	noWait, waited int
+	rmu                     sync.Mutex
+	noWait, waited, audited int
 }
 
 func (w *waitingBackend) GetRecord(ctx context.Context, keyspace string, key []byte, c node.Consistency) (kv.Record, bool, node.Answer, error) {
@@ -40,6 +40,15 @@ func (w *waitingBackend) GetRecord(ctx context.Context, keyspace string, key []b
 		return kv.Record{}, false, node.Answer{}, node.ErrWouldWait
 	}
 	return w.fakeBackend.GetRecord(ctx, keyspace, key, c)
+}
+
+// Audit takes the audit records of admin commands (node.Node syncs
+// each to disk).
+func (w *waitingBackend) Audit(node.AuditRecord) error {
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
+	w.audited++
+	return nil
 }
 
 func (w *waitingBackend) put(key, value string) {
@@ -238,6 +247,23 @@ func TestEventLoop(t *testing.T) {
 		r.expect("$1")
 		if _, w := b.reads(); w != 1 {
 			t.Fatalf("the next read was not served from the connection's goroutine")
+		}
+	})
+
+	t.Run("AuditedCommandsLeaveTheLoop", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		r := dialRaw(t, s)
+		r.send(multibulk("CLIENT", "ID") + multibulk("CLIENT", "LIST"))
+		r.expect(":")
+		r.expect("$")
+		r.expect("id=")
+		if n := s.handedOver.Load(); n != 1 {
+			t.Fatalf("%d connections handed over; CLIENT LIST (audited, a synced write) must leave the loop", n)
+		}
+		b.rmu.Lock()
+		defer b.rmu.Unlock()
+		if b.audited != 1 {
+			t.Fatalf("%d audit records, want 1", b.audited)
 		}
 	})
 

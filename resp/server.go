@@ -206,7 +206,7 @@ func Serve(ln net.Listener, n Backend, cfg Config) *Server {
 		s.tlsConfig = cfg.Certs.ClientsConfig(n.Cluster(), nil)
 	}
 	s.unsink = n.AddPubSubSink(s.deliver)
-	if !cfg.NoEventLoop {
+	if !cfg.NoEventLoop && cfg.Certs == nil && cfg.IdleTimeout == 0 { // else no connection would enter one
 		for range cfg.EventLoops {
 			if l := newEventLoop(s); l != nil {
 				s.loops = append(s.loops, l)
