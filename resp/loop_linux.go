@@ -302,7 +302,11 @@ func (l *eventLoop) adopt(c *client) {
 	if l.stopping { // the server is closing, or epoll failed: no loop
 		l.mu.Unlock()
 		l.s.handedOver.Add(1)
-		l.goServe(c, nil, false) // never in the loop's set
+		l.goServe(c, func() { // never in the loop's set (only the loop touches it)
+			if c.start() {
+				c.commands()
+			}
+		})
 		return
 	}
 	l.incoming = append(l.incoming, c)
@@ -461,21 +465,12 @@ func (l *eventLoop) serve(c *client) {
 // error): what the socket did not take is sent from a goroutine, within
 // the write timeout, before the connection is closed.
 func (l *eventLoop) close(c *client) {
-	lc := c.conn.(*loopConn)
-	if len(lc.out) == 0 {
+	if len(c.conn.(*loopConn).out) == 0 {
 		l.finish(c)
 		return
 	}
 	l.remove(c)
-	if err := lc.detach(); err != nil {
-		c.finish()
-		lc.release()
-		return
-	}
-	go func() {
-		defer c.finish()
-		_ = lc.sendPending(c.s.cfg.WriteTimeout)
-	}()
+	l.goServe(c, nil)
 }
 
 // remove takes c's socket out of the loop.
@@ -499,12 +494,18 @@ func (l *eventLoop) finish(c *client) {
 func (l *eventLoop) handOver(c *client, args [][]byte, has bool) {
 	l.s.handedOver.Add(1)
 	l.remove(c)
-	l.goServe(c, args, has)
+	l.goServe(c, func() {
+		if has && !c.dispatch(args, nil) {
+			return
+		}
+		c.commands()
+	})
 }
 
 // goServe starts c's goroutine on its detached socket (c is not in the
-// loop's set).
-func (l *eventLoop) goServe(c *client, args [][]byte, has bool) {
+// loop's set): it sends what the loop could not, then runs then (if any)
+// and closes the connection.
+func (l *eventLoop) goServe(c *client, then func()) {
 	lc := c.conn.(*loopConn)
 	if err := lc.detach(); err != nil {
 		c.finish()
@@ -513,13 +514,10 @@ func (l *eventLoop) goServe(c *client, args [][]byte, has bool) {
 	}
 	go func() {
 		defer c.finish()
-		if err := lc.sendPending(c.s.cfg.WriteTimeout); err != nil {
+		if err := lc.sendPending(c.s.cfg.WriteTimeout); err != nil || then == nil {
 			return
 		}
-		if has && !c.dispatch(args, nil) {
-			return
-		}
-		c.commands()
+		then()
 	}()
 }
 

@@ -599,25 +599,7 @@ func TestRESP(t *testing.T) {
 		// the same command with another outcome, and back, counts apart.
 		cn.Set(ctx, "metrics:k", "w", 0)
 		cn.Get(ctx, "metrics:k")
-		fams, err := reg.Gatherer().Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]float64{}
-		for _, f := range fams {
-			if f.GetName() != "meridian_requests_total" {
-				continue
-			}
-			for _, m := range f.GetMetric() {
-				l := map[string]string{}
-				for _, p := range m.GetLabel() {
-					l[p.GetName()] = p.GetValue()
-				}
-				if l["frontend"] == "resp" {
-					got[l["command"]+"/"+l["code"]] += m.GetCounter().GetValue()
-				}
-			}
-		}
+		got := requestCounts(t, reg)
 		want := map[string]float64{"set/ok": 2, "get/ok": 4, "incr/not_integer": 1, "unknown/bad_request": 1, "set/bad_request": 1}
 		for k, v := range want {
 			if got[k] != v {
@@ -720,6 +702,32 @@ func TestRESP(t *testing.T) {
 }
 
 // hasClient reports whether a connection from addr is open.
+// requestCounts returns meridian_requests_total of the RESP front end by
+// "command/code".
+func requestCounts(t *testing.T, reg *metrics.Registry) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "meridian_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["frontend"] == "resp" {
+				got[l["command"]+"/"+l["code"]] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return got
+}
+
 func (s *Server) hasClient(addr string) bool {
 	return slices.ContainsFunc(s.clientsSnapshot(), func(c *client) bool { return c.addr == addr })
 }
