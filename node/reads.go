@@ -109,7 +109,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	timed := func() (context.Context, context.CancelFunc) { return n.withTimeout(ctx) }
 	strong := func() (Answer, error) {
 		for {
-			a, err := n.strongOnce(ctx, ks, sh, local, remote)
+			a, err := n.strongOnce(ctx, ks, sh, local, remote, false)
 			if !retryableRole(err) {
 				return a, err
 			}
@@ -135,15 +135,25 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			}
 		}
 	}
-	if c.NoWait {
-		return n.readNow(ctx, ks, sh, c, local)
-	}
-	if c.Req.Level == consistency.Strong {
+	// A read that must not wait (Consistency.NoWait) is served only where
+	// this node can serve it alone and at once: strong where it leads the
+	// group under its lease (strongOnce), eventual and prefix from a local
+	// replica (whose position needs no confirmation). Bounded and session
+	// reads may have to wait for the replica, so they never are.
+	switch {
+	case c.Req.Level == consistency.Strong && c.NoWait:
+		return n.strongOnce(ctx, ks, sh, local, remote, true)
+	case c.Req.Level == consistency.Strong:
 		return strong()
+	case c.NoWait && (c.Req.Level == consistency.Bounded || c.Req.Level == consistency.Session):
+		return Answer{}, ErrWouldWait
 	}
 	rg, ok := n.localGroup(sh)
 	if ok {
 		n.host.Touch(rg.Group) // read here: the group must not quiesce (its closed timestamps)
+	}
+	if !ok && c.NoWait {
+		return Answer{}, ErrWouldWait
 	}
 	if !ok {
 		// No replica here: the nearest node with one in this region's
@@ -189,7 +199,19 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			return Answer{}, err
 		}
 		if ready(p) {
-			return n.readLocal(ctx, s, ks, sh, rg, c, p, local)
+			if err := local(rg.Group); err != nil {
+				return Answer{}, err
+			}
+			// The position after the read bounds what it saw from above,
+			// which is what a session must never go back from.
+			after, _ := s.Position(ctx, ks, sh, rg, false)
+			a := n.answer(c, max(after.Index, p.Index))
+			a.Group = p.Group // the log the position is in (per region for active keyspaces)
+			a.StalenessMS = -1
+			if p.ClosedMS > 0 {
+				a.StalenessMS = max(n.NowMS()-p.ClosedMS, 0)
+			}
+			return a, nil
 		}
 		if time.Now().After(deadline) && n.offersStrong(ks) {
 			return strong()
@@ -205,82 +227,30 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 	}
 }
 
-// readLocal reads the local replica rg, at position p, and describes
-// the answer.
-func (n *Node) readLocal(ctx context.Context, s strategy.Strategy, ks *metadata.Keyspace, sh metadata.Shard, rg metadata.RegionalGroup,
-	c Consistency, p strategy.Position, local func(group uint64) error) (Answer, error) {
-	if err := local(rg.Group); err != nil {
-		return Answer{}, err
-	}
-	// The position after the read bounds what it saw from above, which is
-	// what a session must never go back from.
-	after, _ := s.Position(ctx, ks, sh, rg, false)
-	a := n.answer(c, max(after.Index, p.Index))
-	a.Group = p.Group // the log the position is in (per region for active keyspaces)
-	a.StalenessMS = -1
-	if p.ClosedMS > 0 {
-		a.StalenessMS = max(n.NowMS()-p.ClosedMS, 0)
-	}
-	return a, nil
-}
-
-// readNow serves a read that must not wait (Consistency.NoWait), or
-// fails with ErrWouldWait having read nothing: a strong read only where
-// this node leads the group under its lease (and, for an async keyspace,
-// acts as the primary), an eventual or prefix read from a local replica
-// (whose position needs no confirmation). Bounded and session reads may
-// have to wait for the replica, so they always take the other way.
-func (n *Node) readNow(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency, local func(group uint64) error) (Answer, error) {
-	switch c.Req.Level {
-	case consistency.Strong:
-		if !slices.Contains(sh.Replicas, n.cfg.ID) {
-			return Answer{}, ErrWouldWait
-		}
-		idx, ok := n.host.LeaseReadIndex(sh.Group)
-		if !ok {
-			return Answer{}, ErrWouldWait
-		}
-		if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, n.Now()); err != nil {
-			if retryableRole(err) {
-				return Answer{}, ErrWouldWait // the waiting read retries it
-			}
-			return Answer{}, err
-		}
-		if err := local(sh.Group); err != nil {
-			return Answer{}, err
-		}
-		return n.strongAnswer(sh.Group, idx), nil
-	case consistency.Eventual, consistency.Prefix:
-		rg, ok := n.localGroup(sh)
-		if !ok {
-			return Answer{}, ErrWouldWait
-		}
-		n.host.Touch(rg.Group)
-		s := n.strategyOf(ks)
-		p, err := s.Position(ctx, ks, sh, rg, false)
-		if err != nil {
-			return Answer{}, err
-		}
-		return n.readLocal(ctx, s, ks, sh, rg, c, p, local)
-	}
-	return Answer{}, ErrWouldWait
-}
-
 // strongOnce serves a strong read where the metadata says the shard's
 // writes are taken: through the shard's group if this node holds a
 // replica, otherwise by another node that does. A group of an async
 // keyspace serves it only while it acts as the keyspace's primary (its
 // role at or after the read point, and the primary lease: its
 // strategy's Serves, see package asyncks), so a demoted, fenced or
-// cut-off primary never answers a strong read with what it had.
+// cut-off primary never answers a strong read with what it had. With
+// noWait it serves the read only under the leader's lease, failing with
+// ErrWouldWait having read nothing where it would ask another node, run
+// a ReadIndex round or retry a role that is changing.
 func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard,
-	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
+	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error), noWait bool) (Answer, error) {
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
+		if noWait {
+			return Answer{}, ErrWouldWait
+		}
 		tctx, cancel := n.withTimeout(ctx)
 		defer cancel()
 		return remote(tctx, sh, Strong)
 	}
 	idx, ok := n.host.LeaseReadIndex(sh.Group)
+	if !ok && noWait {
+		return Answer{}, ErrWouldWait
+	}
 	if !ok {
 		tctx, cancel := n.withTimeout(ctx)
 		var err error
@@ -293,6 +263,9 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 	// After the read point: a fence committed before the read began is
 	// applied here by now (async keyspaces, see Strategy.Serves).
 	if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, n.Now()); err != nil {
+		if noWait && retryableRole(err) {
+			return Answer{}, ErrWouldWait // the waiting read retries it
+		}
 		return Answer{}, err
 	}
 	if err := local(sh.Group); err != nil {
