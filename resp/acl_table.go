@@ -82,10 +82,20 @@ var subcommandPermissions = map[string]auth.Permission{
 	"acl|help":    auth.Authenticated,
 }
 
+// subcommanded names the commands subcommandPermissions has entries for:
+// only theirs build a "command|subcommand" key (every command asks).
+var subcommanded = func() map[string]bool {
+	m := map[string]bool{}
+	for k := range subcommandPermissions {
+		m[k[:strings.IndexByte(k, '|')]] = true
+	}
+	return m
+}()
+
 // permissionOf returns the permission a command needs (false: none is
 // recorded, and the command is refused).
 func permissionOf(name string, args [][]byte) (auth.Permission, bool) {
-	if len(args) > 1 {
+	if len(args) > 1 && subcommanded[name] {
 		if p, ok := subcommandPermissions[name+"|"+strings.ToLower(string(args[1]))]; ok {
 			return p, true
 		}

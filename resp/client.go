@@ -46,9 +46,9 @@ type client struct {
 	}
 	quit bool // QUIT: close after the reply
 	// noWait: the event loop runs the command, whose reads must not wait
-	// (node.Consistency.NoWait); wouldWait: one would have, so the
-	// command did nothing and is run again from the connection's own
-	// goroutine.
+	// (node.Consistency.NoWait); wouldWait: the loop may not run it
+	// (loopRuns) or a read would have waited, so the command did nothing
+	// and is run again from the connection's own goroutine.
 	noWait, wouldWait bool
 	// nameBuf is lookup's scratch space for a command's lower-case name.
 	nameBuf []byte
@@ -190,6 +190,10 @@ func (c *client) exec(args [][]byte) {
 	c.mu.Unlock()
 	var err error
 	perm, authzErr := c.authorize(name, args)
+	if c.noWait && !loopRuns(cmd, perm, args) {
+		c.wouldWait = true // not in the event loop: nothing written, nothing recorded
+		return
+	}
 	switch {
 	case authzErr != nil:
 		// Refused before it is queued: EXEC aborts, as in Redis.
@@ -218,7 +222,7 @@ func (c *client) exec(args [][]byte) {
 	default:
 		err = cmd.fn(c, args)
 		if err != nil && c.noWait && errors.Is(err, node.ErrWouldWait) {
-			c.wouldWait = true // nothing written, nothing recorded
+			c.wouldWait = true // a read that would wait: nothing written, nothing recorded
 			return
 		}
 	}

@@ -34,22 +34,15 @@ type command struct {
 // read. HELLO is one unless it authenticates (a password hash is slow
 // work the loop must not do), CLIENT unless its form is an admin command
 // (CLIENT LIST: audited, and the audit log's record is a synced write):
-// loopSafe.
+// loopRuns.
 var loopCommands = []string{"get", "ping", "echo", "select", "hello", "client", "quit", "command",
 	"meridian.consistency", "meridian.last"}
 
-// loopSafe reports whether the event loop may run args (an unknown
-// command is answered at once).
-func (c *client) loopSafe(args [][]byte) bool {
-	cmd := c.lookup(args[0])
-	if cmd == nil {
-		return true
-	}
-	if !cmd.loop {
+// loopRuns reports whether the event loop may run cmd with args, whose
+// permission is perm.
+func loopRuns(cmd *command, perm auth.Permission, args [][]byte) bool {
+	if !cmd.loop || perm.Class == auth.Admin {
 		return false
-	}
-	if perm, _ := permissionOf(cmd.name, args); perm.Class == auth.Admin {
-		return false // audited: the audit log's record is a synced write
 	}
 	if cmd.name == "hello" {
 		for _, a := range args[1:] {

@@ -39,3 +39,17 @@ func mixedCase(s string) string {
 	}
 	return string(b)
 }
+
+// TestPermissionOfAllocations: finding a command's permission allocates
+// nothing for a command without subcommand entries (every command asks,
+// on every call); a "command|subcommand" key is built only for those
+// that have entries.
+func TestPermissionOfAllocations(t *testing.T) {
+	args := [][]byte{[]byte("get"), []byte("Key:000001")}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = permissionOf("get", args) }); n != 0 {
+		t.Fatalf("permissionOf(GET key) allocates %v times", n)
+	}
+	if p, _ := permissionOf("client", [][]byte{[]byte("client"), []byte("LIST")}); p != subcommandPermissions["client|list"] {
+		t.Fatalf("CLIENT LIST: %+v", p)
+	}
+}

@@ -425,10 +425,6 @@ func (l *eventLoop) serve(c *client) {
 			continue
 		}
 		args, err := c.r.readCommand()
-		if err == nil && !c.loopSafe(args) {
-			l.handOver(c, args, true)
-			return
-		}
 		c.noWait = true
 		ok := c.handle(args, err)
 		c.noWait = false

@@ -288,7 +288,7 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		var loop *eventLoop
-		if len(s.loops) > 0 && s.tlsConfig == nil && s.cfg.IdleTimeout == 0 {
+		if len(s.loops) > 0 { // only without TLS and an idle timeout (Serve)
 			l := s.loops[s.next.Add(1)%uint64(len(s.loops))]
 			var ok bool
 			if conn, ok = l.take(conn); ok {
