@@ -36,7 +36,7 @@ type command struct {
 // (CLIENT LIST: audited, and the audit log's record is a synced write):
 // loopRuns.
 var loopCommands = []string{"get", "ping", "echo", "select", "hello", "client", "quit", "command",
-	"meridian.consistency", "meridian.last"}
+	"meridian.keyspace", "meridian.consistency", "meridian.last"}
 
 // loopRuns reports whether the event loop may run cmd with args, whose
 // permission is perm.

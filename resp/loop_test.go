@@ -97,8 +97,9 @@ func TestEventLoop(t *testing.T) {
 			r.expect("$1")
 			r.expect("v")
 		}
-		r.send("PING\r\n" + multibulk("CLIENT", "SETNAME", "x") + multibulk("HELLO", "2") + multibulk("GET", "missing"))
+		r.send("PING\r\n" + multibulk("MERIDIAN.KEYSPACE", "default") + multibulk("CLIENT", "SETNAME", "x") + multibulk("HELLO", "2") + multibulk("GET", "missing"))
 		r.expect("+PONG")
+		r.expect("+OK")
 		r.expect("+OK")
 		r.expect("*") // HELLO's map
 		for {
