@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/meridian-db/meridian/internal/testutil"
 	"github.com/meridian-db/meridian/kv"
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
@@ -121,7 +122,7 @@ func TestEventLoop(t *testing.T) {
 	})
 
 	t.Run("AReadThatWouldWait", func(t *testing.T) {
-		s, b := loopServer(t, Config{Metrics: newTestMetrics()})
+		s, b := loopServer(t, Config{Metrics: metrics.NewRegistry()})
 		b.put("slow", "later")
 		b.put("k", "v")
 		r := dialRaw(t, s)
@@ -208,7 +209,7 @@ func TestEventLoop(t *testing.T) {
 		r.send(strings.Repeat(multibulk("GET", "v"), n))
 		// Only once the replies cannot all be written (the client reads
 		// nothing yet) is the connection handed over, its replies kept.
-		waitFor(t, "the connection handed over", func() bool { return s.handedOver.Load() == 1 })
+		testutil.Eventually(t, 20*time.Second, "the connection handed over", func() bool { return s.handedOver.Load() == 1 })
 		for i := range n {
 			_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
 			head, err := r.br.ReadString('\n')
@@ -243,7 +244,7 @@ func TestEventLoop(t *testing.T) {
 		if nw, w := b.reads(); nw != 2*loopPipeline-1 || w != 0 {
 			t.Fatalf("%d reads asked not to wait, %d waited; want %d and 0", nw, w, 2*loopPipeline-1)
 		}
-		waitFor(t, "the pipelining connection handed over", func() bool { return s.handedOver.Load() == 1 })
+		testutil.Eventually(t, 20*time.Second, "the pipelining connection handed over", func() bool { return s.handedOver.Load() == 1 })
 		r.send(multibulk("GET", "k"))
 		r.expect("$1")
 		if _, w := b.reads(); w != 1 {
@@ -278,7 +279,7 @@ func TestEventLoop(t *testing.T) {
 		r.send("*1\r\n$x\r\n")
 		r.expect("-ERR Protocol error")
 		r.expectClosed()
-		waitFor(t, "both connections forgotten", func() bool { return len(s.clientsSnapshot()) == 0 })
+		testutil.Eventually(t, 20*time.Second, "both connections forgotten", func() bool { return len(s.clientsSnapshot()) == 0 })
 	})
 
 	t.Run("ClientListAndClose", func(t *testing.T) {
@@ -322,17 +323,3 @@ func TestEventLoop(t *testing.T) {
 		}
 	})
 }
-
-// waitFor polls cond until it holds (or fails the test after 20 s).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func newTestMetrics() *metrics.Registry { return metrics.NewRegistry() }
