@@ -50,8 +50,10 @@ type setBatch struct {
 	bytes   int
 	nowMS   int64
 	done    chan struct{}
-	res     raftgroup.Result
-	err     error
+	// callbacks: the writers that do not wait on done (proposeSetAsync).
+	callbacks []func(raftgroup.Result, error)
+	res       raftgroup.Result
+	err       error
 }
 
 // combinable returns cmd's command if it is a plain SET or MSET: key and
@@ -73,17 +75,58 @@ func combinable(cmd []byte) (kv.Command, bool) {
 // hears the batch's result: a plain SET's and MSET's callers read only its
 // error and index.
 func (n *Node) proposeSet(ctx context.Context, group uint64, cmd []byte, c kv.Command) (raftgroup.Result, error) {
+	b, first := n.combine.join(group, cmd, c, nil)
+	if !first {
+		select {
+		case <-b.done:
+			return b.res, b.err
+		case <-ctx.Done():
+			return raftgroup.Result{}, fmt.Errorf("%w: %w", raftgroup.ErrTimeout, ctx.Err())
+		}
+	}
+	n.runBatch(ctx, b)
+	if err := ctx.Err(); err != nil && b.err == nil {
+		// Applied, but this writer stopped waiting: as for any proposal
+		// whose context ended, the caller hears of a timeout.
+		return raftgroup.Result{}, fmt.Errorf("%w: %w", raftgroup.ErrTimeout, err)
+	}
+	return b.res, b.err
+}
+
+// proposeSetAsync is proposeSet for a writer that does not wait: done is
+// called with the batch's outcome once it is known (after at most the
+// node's request timeout), on the raft loop's goroutine or a timer's, so
+// it must not wait. A writer that opens a batch proposes it without
+// waiting (raftgroup.Host.ProposeBuiltAsync); the others only join.
+func (n *Node) proposeSetAsync(group uint64, cmd []byte, c kv.Command, done func(raftgroup.Result, error)) {
+	b, first := n.combine.join(group, cmd, c, done)
+	if !first {
+		return
+	}
 	cb := &n.combine
+	n.host.ProposeBuiltAsync(group, n.cfg.RequestTimeout, func() []byte {
+		cb.seal(b)
+		return b.command()
+	}, func(r raftgroup.Result) {
+		cb.finish(b, r, r.Err)
+	})
+}
+
+// join adds a writer (cmd, decoded c) to the group's open batch, or opens
+// a new one, which the writer then proposes (first). done, if not nil, is
+// called with the batch's outcome.
+func (cb *combiner) join(group uint64, cmd []byte, c kv.Command, done func(raftgroup.Result, error)) (b *setBatch, first bool) {
 	size := 0
 	for _, a := range c.Args {
 		size += len(a)
 	}
 	cb.mu.Lock()
+	defer cb.mu.Unlock()
 	if cb.open == nil {
 		cb.open = map[uint64]*setBatch{}
 	}
-	b := cb.open[group]
-	first := b == nil || len(b.pairs)+len(c.Args) > 2*maxCombined || b.bytes+size > combinedBytes
+	b = cb.open[group]
+	first = b == nil || len(b.pairs)+len(c.Args) > 2*maxCombined || b.bytes+size > combinedBytes
 	if first {
 		// (A full batch is left to its proposer, as it is.)
 		b = &setBatch{group: group, first: cmd, done: make(chan struct{})}
@@ -93,30 +136,35 @@ func (n *Node) proposeSet(ctx context.Context, group uint64, cmd []byte, c kv.Co
 	b.writers++
 	b.bytes += size
 	b.nowMS = max(b.nowMS, c.NowMS)
-	cb.mu.Unlock()
-	if !first {
-		select {
-		case <-b.done:
-			return b.res, b.err
-		case <-ctx.Done():
-			return raftgroup.Result{}, fmt.Errorf("%w: %w", raftgroup.ErrTimeout, ctx.Err())
-		}
+	if done != nil {
+		b.callbacks = append(b.callbacks, done)
 	}
-	// The batch outlives this writer's context: the others wait on it.
+	return b, first
+}
+
+// runBatch proposes batch b (whose first writer this is) and tells its
+// writers the outcome. The batch outlives the first writer's context (the
+// others wait on it): it has the node's request timeout of its own.
+func (n *Node) runBatch(ctx context.Context, b *setBatch) {
+	cb := &n.combine
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.RequestTimeout)
 	defer cancel()
-	b.res, b.err = n.host.ProposeBuilt(pctx, group, func() []byte {
+	res, err := n.host.ProposeBuilt(pctx, b.group, func() []byte {
 		cb.seal(b)
 		return b.command()
 	})
+	cb.finish(b, res, err)
+}
+
+// finish tells batch b's writers its outcome.
+func (cb *combiner) finish(b *setBatch, res raftgroup.Result, err error) {
 	cb.seal(b) // if the proposal failed before its command was built
+	b.res, b.err = res, err
 	close(b.done)
-	if err := ctx.Err(); err != nil && b.err == nil {
-		// Applied, but this writer stopped waiting: as for any proposal
-		// whose context ended, the caller hears of a timeout.
-		return raftgroup.Result{}, fmt.Errorf("%w: %w", raftgroup.ErrTimeout, err)
+	// Sealed: no writer joins any more, so callbacks no longer changes.
+	for _, done := range b.callbacks {
+		done(b.res, b.err)
 	}
-	return b.res, b.err
 }
 
 // seal closes b to writers (its pairs no longer change).

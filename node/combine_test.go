@@ -57,16 +57,7 @@ func TestCombinedSets(t *testing.T) {
 	}
 
 	// Leadership moves half way through the writers' SETs.
-	moved := make(chan struct{})
-	go func() {
-		defer close(moved)
-		to := c.Others(lead.ID())[0]
-		if err := lead.Host().TransferLeader(ctx, group, to); err != nil {
-			t.Errorf("transfer: %v", err)
-		}
-		_ = c.WaitFor(ctx, func() bool { return c.Leader(group) == to })
-	}()
-	write("b", lead, moved)
+	write("b", lead, moveLeader(ctx, t, c, lead, group))
 
 	// SETs with options still mean what they say.
 	r, _, err := lead.Write(ctx, "cb", kv.Command{Op: kv.OpSet, Flags: kv.FlagGet, NowMS: lead.NowMS(), Args: [][]byte{[]byte("a-0-0"), []byte("new")}})
@@ -81,6 +72,21 @@ func TestCombinedSets(t *testing.T) {
 		return true
 	})
 	readBackEverywhere(ctx, t, c, "cb", want)
+}
+
+// moveLeader moves the group's leadership from lead to another node, in
+// the background; the channel is closed once lead knows the new leader.
+func moveLeader(ctx context.Context, t *testing.T, c *testcluster.Cluster, lead *node.Node, group uint64) chan struct{} {
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		to := c.Others(lead.ID())[0]
+		if err := lead.Host().TransferLeader(ctx, group, to); err != nil {
+			t.Errorf("transfer: %v", err)
+		}
+		_ = c.WaitFor(ctx, func() bool { return c.Leader(group) == to && lead.Host().Leader(group) == to })
+	}()
+	return moved
 }
 
 // combineCluster starts three nodes with keyspace name of one shard on
@@ -167,4 +173,109 @@ func TestCombinedMSets(t *testing.T) {
 	}
 
 	readBackEverywhere(ctx, t, c, "cm", want)
+}
+
+// TestWriteAsync: writes started without waiting (the RESP event loop's)
+// join the batches of writers that wait, each hears its outcome once,
+// with its answer's group and index, and every acknowledged one is read
+// back everywhere, including those started while the group's leadership
+// moved (their node retries them the waiting way). A write the node
+// cannot start that way is refused, having done nothing.
+func TestWriteAsync(t *testing.T) {
+	c, group, ctx := combineCluster(t, "wa")
+	lead := c.Node(c.Leader(group))
+	set := func(k, v string) kv.Command {
+		return kv.Command{Op: kv.OpSet, NowMS: lead.NowMS(), Args: [][]byte{[]byte(k), []byte(v)}}
+	}
+
+	type outcome struct {
+		key string
+		a   node.Answer
+		err error
+	}
+	const writers, each = 20, 40
+	start := func(prefix string, n *node.Node, out chan outcome, moved chan struct{}) (started int) {
+		for i := range each {
+			if i == each/2 && moved != nil {
+				<-moved
+			}
+			for w := range writers {
+				k := fmt.Sprintf("%s-%d-%d", prefix, w, i)
+				// The arguments are the caller's again at once (as the
+				// event loop's reader buffer is).
+				cmd := set(k, fmt.Sprint(i))
+				if n.WriteAsync("wa", cmd, func(_ kv.Result, a node.Answer, err error) { out <- outcome{k, a, err} }) {
+					started++
+				}
+				copy(cmd.Args[0], "XXXXXXXXXXXX")
+			}
+		}
+		return started
+	}
+	want := map[string]string{}
+	collect := func(out chan outcome, started int) {
+		t.Helper()
+		for range started {
+			select {
+			case o := <-out:
+				if o.err != nil {
+					continue // outcome unknown: not counted as acknowledged
+				}
+				if o.a.Group != group || o.a.Index == 0 {
+					t.Fatalf("%s: answer %+v, want group %d and an index", o.key, o.a, group)
+				}
+				var w, i int
+				if _, err := fmt.Sscanf(o.key[2:], "%d-%d", &w, &i); err != nil {
+					t.Fatal(err)
+				}
+				want[o.key] = fmt.Sprint(i)
+			case <-ctx.Done():
+				t.Fatal("not every write heard its outcome")
+			}
+		}
+		select {
+		case o := <-out:
+			t.Fatalf("a second outcome: %+v", o)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	out := make(chan outcome, writers*each)
+	started := start("a", lead, out, nil)
+	if started != writers*each {
+		t.Fatalf("the leader started %d of %d plain SETs of a sync keyspace", started, writers*each)
+	}
+	collect(out, started)
+	if len(want) != writers*each {
+		t.Fatalf("%d of %d writes acknowledged with a healthy cluster", len(want), writers*each)
+	}
+
+	// Leadership moves half way: what the old leader started after the
+	// move it refuses (its view may lag: those it starts are retried).
+	moved := moveLeader(ctx, t, c, lead, group)
+	out = make(chan outcome, writers*each)
+	collect(out, start("b", lead, out, moved))
+
+	// Not startable: a follower's, one with options, another strategy's.
+	follower := c.Node(c.Others(c.Leader(group))[0])
+	if follower.ID() == c.Leader(group) {
+		follower = c.Node(c.Others(c.Leader(group))[1])
+	}
+	never := func(kv.Result, node.Answer, error) { t.Error("a refused write heard an outcome") }
+	if follower.WriteAsync("wa", set("f", "1"), never) {
+		t.Fatal("a follower started a write")
+	}
+	newLead := c.Node(c.Leader(group))
+	get := set("g", "1")
+	get.Flags = kv.FlagGet
+	if newLead.WriteAsync("wa", get, never) {
+		t.Fatal("SET GET was started without waiting")
+	}
+	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "wa-async", Strategy: metadata.Async, Shards: 1, Replicas: 3})
+	for _, n := range c.Running() {
+		if n.WriteAsync("wa-async", set("x", "1"), never) {
+			t.Fatalf("node %d started a write of an async keyspace", n.ID())
+		}
+	}
+	readBackEverywhere(ctx, t, c, "wa", want)
 }

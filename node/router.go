@@ -296,6 +296,69 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 	}
 }
 
+// WriteAsync starts a write that needs nothing but this node, without
+// waiting for it: a plain SET or MSET (kv.Command with no options) of a
+// sync keyspace whose group this node leads, which joins the group's open
+// batch of writes (combine.go). done is called with the outcome, as Write
+// would return it, on another goroutine, at most once the node's request
+// timeout has passed. WriteAsync returns false, having done nothing and
+// calling nothing, for any other write (another strategy or node, a
+// command with options, a key or value out of bounds, combining turned
+// off): the caller runs it with Write. The event loop of package resp
+// writes this way, so that it never waits.
+func (n *Node) WriteAsync(keyspace string, cmd kv.Command, done func(kv.Result, Answer, error)) bool {
+	if n.cfg.NoCombine || len(cmd.Args) == 0 {
+		return false
+	}
+	for _, a := range cmd.Args[1:] {
+		if len(a) > n.cfg.MaxValueBytes {
+			return false
+		}
+	}
+	ks, sh, err := n.route(keyspace, cmd.Args[0])
+	if err != nil || ks.Strategy != metadata.Sync {
+		return false
+	}
+	s := n.strategyOf(ks)
+	target := s.WriteGroup(sh)
+	if !slices.Contains(target.Replicas, n.cfg.ID) || n.host.Leader(target.Group) != n.cfg.ID {
+		return false
+	}
+	if info, ok := n.group(target.Group); !ok || info.Strategy != metadata.Sync {
+		return false // (a sync group's Gate lets everything through)
+	}
+	wcmd, err := s.Prepare(ks, cmd)
+	if err != nil {
+		return false
+	}
+	enc := wcmd.Encode()
+	c, ok := combinable(enc)
+	if !ok {
+		return false
+	}
+	group := target.Group
+	n.proposeSetAsync(group, enc, c, func(p raftgroup.Result, err error) {
+		res, _ := p.Value.(kv.Result)
+		if err == nil {
+			err = res.Err
+		}
+		if errors.Is(err, raftgroup.ErrNotLeader) || errors.Is(err, raftgroup.ErrDropped) || retryableRole(err) {
+			// Nothing took effect (leadership or the route moved since the
+			// checks): the write goes the waiting way, which waits for the
+			// new leader or route. c is the command as encoded (cmd's
+			// arguments belong to the caller, which may reuse them now).
+			go func() { done(n.Write(context.Background(), keyspace, c)) }()
+			return
+		}
+		if err != nil {
+			done(kv.Result{}, Answer{}, err)
+			return
+		}
+		done(res, n.strongAnswer(group, p.Index), nil)
+	})
+	return true
+}
+
 // writeGroup runs a command through the group's leader.
 func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv.Result, Answer, error) {
 	p, err := n.propose(ctx, group, cmd.Encode())

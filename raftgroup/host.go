@@ -210,11 +210,33 @@ type Result struct {
 }
 
 type waiter struct {
-	ch    chan Result
-	index uint64 // log index of the proposal once the leader appended it
+	ch chan Result
+	// fn, instead of ch, hears the outcome of a proposal nobody waits for
+	// (ProposeBuiltAsync): once, whichever comes first of the loop's
+	// answer and the proposal's timeout (answered).
+	fn       func(Result)
+	answered atomic.Bool
+	timer    *time.Timer // fn's timeout; set before the loop sees the waiter
+	index    uint64      // log index of the proposal once the leader appended it
 	// taken is set by whichever comes first: the loop taking the proposal
 	// or its caller withdrawing it (submit).
 	taken atomic.Bool
+}
+
+// deliver gives the waiter its outcome: on its channel, or to fn if fn
+// has not heard one yet (fn runs on the caller's goroutine, the loop's
+// mostly).
+func (w *waiter) deliver(r Result) {
+	if w.fn == nil {
+		w.ch <- r
+		return
+	}
+	if w.answered.CompareAndSwap(false, true) {
+		if w.timer != nil {
+			w.timer.Stop()
+		}
+		w.fn(r)
+	}
 }
 
 type readReq struct {
@@ -862,31 +884,7 @@ func (h *Host) ProposeConfChange(ctx context.Context, groupID uint64, cc *pb.Con
 // nil error (the answer on the channel orders it).
 func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*group) error) (Result, error) {
 	w := &waiter{ch: make(chan Result, 1)}
-	fn := func() {
-		if !w.taken.CompareAndSwap(false, true) {
-			return // withdrawn
-		}
-		g := h.group(groupID)
-		var perr error
-		switch {
-		case g == nil:
-			perr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
-		case !g.isLeader:
-			perr = fmt.Errorf("%w: group %d is led by %d", ErrNotLeader, groupID, g.leader())
-		default:
-			h.wakeGroup(g, true)
-			if perr = propose(g); perr == nil {
-				g.proposals[id] = w
-				h.stats.proposals.Add(1)
-				return
-			}
-			if errors.Is(perr, raft.ErrProposalDropped) {
-				h.stats.proposalsDropped.Add(1)
-				perr = fmt.Errorf("%w: %w", ErrDropped, perr)
-			}
-		}
-		w.ch <- Result{Err: perr}
-	}
+	fn := h.proposeOnLoop(groupID, id, w, propose)
 	select {
 	case h.work <- fn:
 	case <-h.stopped:
@@ -926,6 +924,84 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		}
 		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ErrStopped)
 	}
+}
+
+// proposeOnLoop returns the loop's part of a proposal: unless withdrawn
+// (w.taken), propose on the group if this replica leads it, and remember
+// w for the outcome; a proposal refused here is answered at once.
+func (h *Host) proposeOnLoop(groupID, id uint64, w *waiter, propose func(*group) error) func() {
+	return func() {
+		if !w.taken.CompareAndSwap(false, true) {
+			return // withdrawn
+		}
+		g := h.group(groupID)
+		var perr error
+		switch {
+		case g == nil:
+			perr = fmt.Errorf("%w: %d", ErrUnknownGroup, groupID)
+		case !g.isLeader:
+			perr = fmt.Errorf("%w: group %d is led by %d", ErrNotLeader, groupID, g.leader())
+		default:
+			h.wakeGroup(g, true)
+			if perr = propose(g); perr == nil {
+				g.proposals[id] = w
+				h.stats.proposals.Add(1)
+				return
+			}
+			if errors.Is(perr, raft.ErrProposalDropped) {
+				h.stats.proposalsDropped.Add(1)
+				perr = fmt.Errorf("%w: %w", ErrDropped, perr)
+			}
+		}
+		w.deliver(Result{Err: perr})
+	}
+}
+
+// ProposeBuiltAsync is ProposeBuilt for a caller that does not wait:
+// done hears the outcome, once, with the errors ProposeBuilt returns in
+// Result.Err. It runs on the loop's goroutine (it must not wait, and must
+// not call the host back and wait for the answer) or, once timeout has
+// passed without an outcome, on a timer's: ErrDropped if the loop never
+// took the proposal, else ErrTimeout (the outcome is unknown). The loop's
+// queue is not waited for either: when it is full, a goroutine waits for
+// room.
+func (h *Host) ProposeBuiltAsync(groupID uint64, timeout time.Duration, build func() []byte, done func(Result)) {
+	id := h.newID()
+	w := &waiter{fn: done}
+	fn := h.proposeOnLoop(groupID, id, w, func(g *group) error {
+		return g.rn.Propose(encodeEnvelope(id, h.stampFor(g, hlc.Timestamp{}), false, build()))
+	})
+	// The timer answers without deliver (which reads w.timer).
+	w.timer = time.AfterFunc(timeout, func() {
+		if w.taken.CompareAndSwap(false, true) { // withdrawn: nothing proposed
+			if w.answered.CompareAndSwap(false, true) {
+				done(Result{Err: fmt.Errorf("%w: not taken within %v", ErrDropped, timeout)})
+			}
+			return
+		}
+		if w.answered.CompareAndSwap(false, true) {
+			done(Result{Err: fmt.Errorf("%w: no outcome within %v", ErrTimeout, timeout)})
+			h.async(func() {
+				if g := h.group(groupID); g != nil {
+					delete(g.proposals, id)
+				}
+			})
+		}
+	})
+	select {
+	case h.work <- fn:
+		return
+	default:
+	}
+	go func() {
+		select {
+		case h.work <- fn:
+		case <-h.stopped:
+			if w.taken.CompareAndSwap(false, true) {
+				w.deliver(Result{Err: ErrStopped})
+			}
+		}
+	}()
 }
 
 // LeaderChanged returns a channel closed when the group's leader, as known
@@ -1087,7 +1163,7 @@ func (h *Host) Campaign(ctx context.Context, groupID uint64) error {
 // waiters with err.
 func (h *Host) failWaiters(g *group, proposalErr, err error) {
 	for id, w := range g.proposals {
-		w.ch <- Result{Err: proposalErr}
+		w.deliver(Result{Err: proposalErr})
 		delete(g.proposals, id)
 	}
 	clear(g.byIndex)

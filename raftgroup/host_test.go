@@ -665,3 +665,90 @@ func holdLoop(h *Host) chan struct{} {
 	<-held
 	return release
 }
+
+// TestProposeBuiltAsync: a proposal nobody waits for hears its outcome
+// once, whichever way it ends: applied, refused (not the leader, no such
+// group), not taken in time (withdrawn, never applied), or taken and
+// without an outcome in time (no quorum).
+func TestProposeBuiltAsync(t *testing.T) {
+	n, nodes := startCluster(t, 0)
+	defer func() { stopAll(n, nodes) }()
+	lead := waitLeader(t, nodes)
+	leader := nodes[lead-1]
+	follower := nodes[lead%3]
+
+	// outcome proposes cmd on tn without waiting and returns a channel
+	// that gets its outcome; a second outcome fails the test.
+	outcome := func(tn *testNode, group uint64, timeout time.Duration, cmd string) chan Result {
+		ch := make(chan Result, 2)
+		tn.host.ProposeBuiltAsync(group, timeout, func() []byte { return []byte(cmd) }, func(r Result) { ch <- r })
+		return ch
+	}
+	wait := func(ch chan Result) Result {
+		t.Helper()
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(20 * time.Second):
+			t.Fatal("no outcome")
+			return Result{}
+		}
+	}
+	once := func(ch chan Result) {
+		t.Helper()
+		select {
+		case r := <-ch:
+			t.Fatalf("a second outcome: %+v", r)
+		default:
+		}
+	}
+
+	applied := outcome(leader, 7, 10*time.Second, "async=1")
+	r := wait(applied)
+	if r.Err != nil || r.Index == 0 {
+		t.Fatalf("applied: %+v", r)
+	}
+	if v, ok, _ := leader.db.Get(7, []byte("async")); !ok || string(v) != "1" {
+		t.Fatalf("async = %q %v after the outcome, want 1", v, ok)
+	}
+
+	if r := wait(outcome(follower, 7, 10*time.Second, "x=1")); !errors.Is(r.Err, ErrNotLeader) {
+		t.Fatalf("on a follower: %v, want ErrNotLeader", r.Err)
+	}
+	if r := wait(outcome(leader, 99, 10*time.Second, "x=1")); !errors.Is(r.Err, ErrUnknownGroup) {
+		t.Fatalf("an unknown group: %v, want ErrUnknownGroup", r.Err)
+	}
+
+	// Not taken in time: withdrawn, and never applied.
+	release := holdLoop(leader.host)
+	withdrawn := outcome(leader, 7, 50*time.Millisecond, "withdrawn=1")
+	r = wait(withdrawn)
+	close(release)
+	if !errors.Is(r.Err, ErrDropped) || errors.Is(r.Err, ErrTimeout) {
+		t.Fatalf("a proposal the loop never took: %v, want ErrDropped", r.Err)
+	}
+	r = wait(outcome(leader, 7, 10*time.Second, "after=1"))
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if v, ok, _ := leader.db.Get(7, []byte("withdrawn")); ok {
+		t.Fatalf("the withdrawn proposal was applied: withdrawn=%q", v)
+	}
+
+	// Taken, but no quorum to commit it: a timeout.
+	n.mu.Lock()
+	for id := uint64(1); id <= 3; id++ {
+		n.cut[id] = id != lead
+	}
+	n.mu.Unlock()
+	r = wait(outcome(leader, 7, 200*time.Millisecond, "cut=1"))
+	if !errors.Is(r.Err, ErrTimeout) && !errors.Is(r.Err, ErrNotLeader) {
+		t.Fatalf("without a quorum: %v, want ErrTimeout (or ErrNotLeader, had it stepped down)", r.Err)
+	}
+	n.mu.Lock()
+	clear(n.cut)
+	n.mu.Unlock()
+	for _, ch := range []chan Result{applied, withdrawn} {
+		once(ch)
+	}
+}

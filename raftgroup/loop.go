@@ -260,7 +260,7 @@ func (h *Host) readyRound() bool {
 			h.cfg.Sender.Send(g.id, rg.rd.Messages)
 		}
 		for _, pr := range rg.results {
-			pr.w.ch <- pr.r
+			pr.w.deliver(pr.r)
 		}
 		renewed := false
 		for _, rs := range rg.rd.ReadStates {
@@ -481,7 +481,7 @@ func (h *Host) trackProposals(g *group, ents []*pb.Entry) {
 				g.ccWaiting = g.ccWaiting[1:]
 				if w := g.proposals[refused]; w != nil {
 					delete(g.proposals, refused)
-					w.ch <- Result{Err: fmt.Errorf("%w: raft refused the membership change (another is pending)", ErrDropped)}
+					w.deliver(Result{Err: fmt.Errorf("%w: raft refused the membership change (another is pending)", ErrDropped)})
 				}
 			}
 			continue

@@ -46,6 +46,7 @@ type Backend interface {
 	User(name string) (*auth.User, bool)
 	Users() []*auth.User
 	Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.Result, node.Answer, error)
+	WriteAsync(keyspace string, cmd kv.Command, done func(kv.Result, node.Answer, error)) bool
 }
 
 var _ Backend = (*node.Node)(nil)

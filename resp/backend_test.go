@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 
@@ -61,6 +62,18 @@ func (f *fakeBackend) Write(_ context.Context, keyspace string, cmd kv.Command) 
 	}
 	f.data[keyspace+"/"+string(cmd.Args[0])] = append([]byte(nil), cmd.Args[1]...)
 	return kv.Result{N: 1}, node.Answer{Region: "lab", Node: 1, Consistency: "strong"}, nil
+}
+
+// WriteAsync writes as Write does, from a goroutine of its own (the
+// arguments copied first: they are the caller's).
+func (f *fakeBackend) WriteAsync(keyspace string, cmd kv.Command, done func(kv.Result, node.Answer, error)) bool {
+	args := make([][]byte, len(cmd.Args))
+	for i, a := range cmd.Args {
+		args[i] = slices.Clone(a)
+	}
+	cmd.Args = args
+	go func() { done(f.Write(context.Background(), keyspace, cmd)) }()
+	return true
 }
 
 func (f *fakeBackend) GetRecord(_ context.Context, keyspace string, key []byte, _ node.Consistency) (kv.Record, bool, node.Answer, error) {

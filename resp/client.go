@@ -50,6 +50,11 @@ type client struct {
 	// (loopRuns) or a read would have waited, so the command did nothing
 	// and is run again from the connection's own goroutine.
 	noWait, wouldWait bool
+	// pending: a write the loop started without waiting, not answered
+	// yet (asyncwrite.go); loopDone tells the connection's loop that a
+	// pending write's outcome has come (nil outside a loop).
+	pending  *pendingWrite
+	loopDone func(*pendingWrite)
 	// nameBuf is lookup's scratch space for a command's lower-case name.
 	nameBuf []byte
 
@@ -221,9 +226,15 @@ func (c *client) exec(args [][]byte) {
 		}
 	default:
 		err = cmd.fn(c, args)
-		if err != nil && c.noWait && errors.Is(err, node.ErrWouldWait) {
-			c.wouldWait = true // a read that would wait: nothing written, nothing recorded
-			return
+		if err != nil && c.noWait {
+			if errors.Is(err, node.ErrWouldWait) {
+				c.wouldWait = true // a read that would wait: nothing written, nothing recorded
+				return
+			}
+			if err == errPending { // answered and recorded when it is applied
+				c.pending.name, c.pending.start = name, start
+				return
+			}
 		}
 	}
 	if perm.Class == auth.Admin {

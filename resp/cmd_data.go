@@ -27,18 +27,25 @@ func cmdSet(c *client, args [][]byte) error {
 	if err != nil {
 		return err
 	}
+	get := cmd.Flags&kv.FlagGet != 0
+	reply := func(c *client, r kv.Result) {
+		switch {
+		case get && r.Found:
+			c.w.bulk(r.Value)
+		case get || r.N == 0:
+			c.w.null()
+		default:
+			c.w.simple("OK")
+		}
+	}
+	if c.noWait {
+		return c.writeAsync(cmd, reply)
+	}
 	r, err := c.write(cmd)
 	if err != nil {
 		return err
 	}
-	switch {
-	case cmd.Flags&kv.FlagGet != 0 && r.Found:
-		c.w.bulk(r.Value)
-	case cmd.Flags&kv.FlagGet != 0 || r.N == 0:
-		c.w.null()
-	default:
-		c.w.simple("OK")
-	}
+	reply(c, r)
 	return nil
 }
 

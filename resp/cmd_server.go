@@ -496,7 +496,8 @@ func cmdInfo(c *client, args [][]byte) error {
 		fmt.Sprintf("connected_clients:%d", nclients),
 		fmt.Sprintf("maxclients:%d", c.s.cfg.MaxClients),
 		fmt.Sprintf("blocked_clients:%d", n.BlockedClients()),
-		fmt.Sprintf("loop_handovers:%d", c.s.handedOver.Load()))
+		fmt.Sprintf("loop_handovers:%d", c.s.handedOver.Load()),
+		fmt.Sprintf("loop_writes:%d", c.s.loopWrites.Load()))
 	shards := n.LocalShards()
 	led, followed := 0, 0
 	var shardLines []string

@@ -34,8 +34,9 @@ type command struct {
 // read. HELLO is one unless it authenticates (a password hash is slow
 // work the loop must not do), CLIENT unless its form is an admin command
 // (CLIENT LIST: audited, and the audit log's record is a synced write):
-// loopRuns.
-var loopCommands = []string{"get", "ping", "echo", "select", "hello", "client", "quit", "command",
+// loopRuns. SET is one when its node can start it without waiting
+// (asyncwrite.go); the loop writes its reply once it is applied.
+var loopCommands = []string{"get", "set", "ping", "echo", "select", "hello", "client", "quit", "command",
 	"meridian.keyspace", "meridian.consistency", "meridian.last"}
 
 // loopRuns reports whether the event loop may run cmd with args, whose

@@ -57,9 +57,10 @@
 // Connections (loop_linux.go, docs/DESIGN.md section 5.7): plain-TCP
 // connections start in an epoll event loop that runs GET and the
 // connection commands itself, one read and one write per batch of
-// commands; the first command that may wait, a pipeline, or a client
-// slow to take its replies hands the connection to a goroutine of its
-// own for good.
+// commands, and starts the plain SETs its node can propose alone without
+// waiting (asyncwrite.go), writing each reply once its write is applied;
+// the first command that may wait, a pipeline, or a client slow to take
+// its replies hands the connection to a goroutine of its own for good.
 //
 // Security (auth.go, SECURITY.md): with Config.Certs the server speaks
 // TLS, as redis-cli --tls and client libraries expect; a client

@@ -24,7 +24,10 @@ import (
 //
 // The loop runs only what never waits (commands marked loop in the
 // table, loopCommands; a read at a level the node serves at once, see
-// node.Consistency.NoWait). The first command that may wait (a write, a
+// node.Consistency.NoWait), and starts the writes its node can start
+// without waiting (asyncwrite.go): their outcome comes back through the
+// loop's eventfd, and the connection runs nothing else until its reply is
+// written. The first command that may wait (another write, a
 // read that needs a quorum or another node, a blocking pop, SUBSCRIBE,
 // EXEC...), a command larger than the reader's buffer, a reply the socket
 // will not take at once, or a pipeline (loopPipeline) hands the
@@ -65,6 +68,10 @@ type loopConn struct {
 	mu       sync.Mutex // Close from other goroutines (CLIENT KILL, Server.Close)
 	shut     bool       // Close was called
 	released bool       // the loop closed fd: no one may touch it again
+
+	// muted: out of the epoll set while a write is pending (input that
+	// comes meanwhile waits for its reply); only the loop touches it.
+	muted bool
 }
 
 // newLoopConn takes an accepted TCP connection's socket out of the
@@ -246,7 +253,8 @@ type eventLoop struct {
 	wake int // an eventfd: adopt and stop write to it
 
 	mu       sync.Mutex
-	incoming []*client // adopted, not yet in the epoll set
+	incoming []*client       // adopted, not yet in the epoll set
+	done     []*pendingWrite // writes whose outcome came (complete)
 	stopping bool
 	closed   bool // ep and wake are closed: no one may write to wake
 
@@ -359,18 +367,63 @@ func (l *eventLoop) run() {
 	}
 }
 
-// woken takes the adopted connections in; false when the loop must stop.
+// woken takes the adopted connections in and answers the writes whose
+// outcome came; false when the loop must stop.
 func (l *eventLoop) woken() bool {
 	var buf [8]byte
 	_, _ = unix.Read(l.wake, buf[:])
 	l.mu.Lock()
-	in, stopping := l.incoming, l.stopping
-	l.incoming = nil
+	in, done, stopping := l.incoming, l.done, l.stopping
+	l.incoming, l.done = nil, nil
 	l.mu.Unlock()
 	for _, c := range in {
 		l.enter(c)
 	}
-	return !stopping
+	if stopping {
+		return false // (shutdown closes the connections of done)
+	}
+	for _, p := range done {
+		l.answer(p)
+	}
+	return true
+}
+
+// complete hands the loop a pending write whose outcome came (from the
+// node's goroutine). Once the loop stops, it is dropped: its connection
+// is closed.
+func (l *eventLoop) complete(p *pendingWrite) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopping {
+		return
+	}
+	l.done = append(l.done, p)
+	if len(l.done) == 1 { // else the loop has been woken already
+		l.signal()
+	}
+}
+
+// answer writes the reply of a pending write whose outcome came, then
+// serves what its connection sent meanwhile. A connection the loop no
+// longer serves (it went away) gets nothing.
+func (l *eventLoop) answer(p *pendingWrite) {
+	c := p.c
+	lc := c.conn.(*loopConn)
+	if lc.fd >= len(l.conns) || l.conns[lc.fd] != c || c.pending != p {
+		return
+	}
+	c.wmu.Lock()
+	c.answerPending(p)
+	c.wmu.Unlock()
+	if lc.muted {
+		lc.muted = false
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, lc.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(lc.fd)}); err != nil {
+			l.conns[lc.fd] = nil // not in the set: handOver's remove has nothing to take out
+			l.handOver(c, nil, false)
+			return
+		}
+	}
+	l.commands(c, false)
 }
 
 // enter starts serving c: a connection that is not authenticated yet (it
@@ -394,15 +447,31 @@ func (l *eventLoop) enter(c *client) {
 		l.conns = append(l.conns, make([]*client, len(l.conns)+64)...)
 	}
 	l.conns[lc.fd] = c
+	c.loopDone = l.complete
 	// Input may have arrived before the socket joined the set; the level
 	// triggered set reports it anyway.
 }
 
 // serve runs what a ready socket brings: one read, the whole commands
-// it completes, one write of their replies.
+// it completes, one write of their replies. A connection whose write is
+// pending leaves the set until its reply is written (answer).
 func (l *eventLoop) serve(c *client) {
 	lc := c.conn.(*loopConn)
-	read := false
+	if c.pending != nil {
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, lc.fd, nil); err == nil {
+			lc.muted = true
+		}
+		return
+	}
+	l.commands(c, true)
+}
+
+// commands runs the whole commands c's buffer holds, reading once (mayRead)
+// if they are not enough, and writes their replies in one write; it stops
+// at a write it started (c.pending), whose reply comes later.
+func (l *eventLoop) commands(c *client, mayRead bool) {
+	lc := c.conn.(*loopConn)
+	read := !mayRead
 	ran := 0
 	for {
 		st, need := c.r.frame()
@@ -438,6 +507,9 @@ func (l *eventLoop) serve(c *client) {
 			return
 		}
 		ran++
+		if c.pending != nil {
+			break // the rest waits for its reply
+		}
 		if len(lc.out) > 0 || !c.authenticated() {
 			// The client does not read fast enough, or its user was
 			// removed: it must authenticate again, within a deadline the
@@ -452,6 +524,8 @@ func (l *eventLoop) serve(c *client) {
 	switch {
 	case err != nil:
 		l.finish(c)
+	case c.pending != nil:
+		// Stays: answer hands it over if it must.
 	case len(lc.out) > 0 || ran >= loopPipeline:
 		l.handOver(c, nil, false)
 	}
@@ -472,6 +546,7 @@ func (l *eventLoop) close(c *client) {
 // remove takes c's socket out of the loop.
 func (l *eventLoop) remove(c *client) {
 	lc := c.conn.(*loopConn)
+	c.loopDone = nil
 	if lc.fd < len(l.conns) && l.conns[lc.fd] == c {
 		l.conns[lc.fd] = nil
 		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, lc.fd, nil)

@@ -27,6 +27,36 @@ type waitingBackend struct {
 	*fakeBackend
 	rmu                     sync.Mutex
 	noWait, waited, audited int
+	// Writes started without waiting (WriteAsync): how many; those of
+	// keys starting with "lag" wait for release to be closed.
+	async   int
+	release chan struct{}
+}
+
+// WriteAsync refuses keys starting with "wait" (the write would have to
+// wait), and holds those starting with "lag" until release is closed.
+func (w *waitingBackend) WriteAsync(keyspace string, cmd kv.Command, done func(kv.Result, node.Answer, error)) bool {
+	key := string(cmd.Args[0])
+	if strings.HasPrefix(key, "wait") {
+		return false
+	}
+	w.rmu.Lock()
+	w.async++
+	release := w.release
+	w.rmu.Unlock()
+	if !strings.HasPrefix(key, "lag") {
+		return w.fakeBackend.WriteAsync(keyspace, cmd, done)
+	}
+	return w.fakeBackend.WriteAsync(keyspace, cmd, func(r kv.Result, a node.Answer, err error) {
+		<-release
+		done(r, a, err)
+	})
+}
+
+func (w *waitingBackend) asyncWrites() int {
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
+	return w.async
 }
 
 func (w *waitingBackend) GetRecord(ctx context.Context, keyspace string, key []byte, c node.Consistency) (kv.Record, bool, node.Answer, error) {
@@ -72,7 +102,7 @@ func (w *waitingBackend) reads() (noWait, waited int) {
 
 func loopServer(t *testing.T, cfg Config) (*Server, *waitingBackend) {
 	t.Helper()
-	b := &waitingBackend{fakeBackend: newFakeBackend()}
+	b := &waitingBackend{fakeBackend: newFakeBackend(), release: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -144,11 +174,28 @@ func TestEventLoop(t *testing.T) {
 		}
 	})
 
-	t.Run("AWriteKeepsTheOrder", func(t *testing.T) {
+	t.Run("AWriteInTheLoop", func(t *testing.T) {
+		s, b := loopServer(t, Config{Metrics: metrics.NewRegistry()})
+		b.put("a", "old")
+		r := dialRaw(t, s)
+		// The commands after the SET wait in the buffer for its reply.
+		r.send(multibulk("GET", "a") + multibulk("SET", "a", "new") + multibulk("GET", "a") + "PING\r\n")
+		for _, want := range []string{"$3", "old", "+OK", "$3", "new", "+PONG"} {
+			r.expect(want)
+		}
+		if n, a, lw := s.handedOver.Load(), b.asyncWrites(), s.loopWrites.Load(); n != 0 || a != 1 || lw != 1 {
+			t.Fatalf("%d connections handed over, %d writes started in the loop (counted %d); want 0 and 1", n, a, lw)
+		}
+		if got := requestCounts(t, s.cfg.Metrics); got["set/ok"] != 1 || got["get/ok"] != 2 {
+			t.Fatalf("the metrics count %v, want 1 SET and 2 GETs", got)
+		}
+	})
+
+	t.Run("AWriteThatWouldWait", func(t *testing.T) {
 		s, b := loopServer(t, Config{})
 		b.put("a", "old")
 		r := dialRaw(t, s)
-		r.send(multibulk("GET", "a") + multibulk("SET", "a", "new") + multibulk("GET", "a") + "PING\r\n")
+		r.send(multibulk("GET", "a") + multibulk("SET", "wait", "new") + multibulk("GET", "wait") + "PING\r\n")
 		for _, want := range []string{"$3", "old", "+OK", "$3", "new", "+PONG"} {
 			r.expect(want)
 		}
@@ -157,11 +204,106 @@ func TestEventLoop(t *testing.T) {
 		}
 		// A second connection starts in the loop again.
 		r2 := dialRaw(t, s)
-		r2.send(multibulk("GET", "a"))
+		r2.send(multibulk("GET", "wait"))
 		r2.expect("$3")
 		r2.expect("new")
 		if n := s.handedOver.Load(); n != 1 {
 			t.Fatalf("%d connections handed over, want still 1", n)
+		}
+	})
+
+	t.Run("InputWhileAWriteIsOut", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		b.put("a", "v")
+		r := dialRaw(t, s)
+		other := dialRaw(t, s)
+		r.send(multibulk("SET", "lag", "1"))
+		testutil.Eventually(t, 10*time.Second, "the write started", func() bool { return b.asyncWrites() == 1 })
+		// More input while the write is out: it waits for the write's
+		// reply, and the loop serves other connections meanwhile.
+		r.send(multibulk("GET", "lag") + "PING\r\n")
+		other.send(multibulk("GET", "a"))
+		other.expect("$1")
+		other.expect("v")
+		close(b.release)
+		for _, want := range []string{"+OK", "$1", "1", "+PONG"} {
+			r.expect(want)
+		}
+		r.send(multibulk("SET", "lag", "2") + multibulk("GET", "lag"))
+		for _, want := range []string{"+OK", "$1", "2"} {
+			r.expect(want)
+		}
+		if n, a := s.handedOver.Load(), b.asyncWrites(); n != 0 || a != 2 {
+			t.Fatalf("%d connections handed over, %d writes started in the loop; want 0 and 2", n, a)
+		}
+	})
+
+	t.Run("AClientLeavesWhileItsWriteIsOut", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		r := dialRaw(t, s)
+		r.send(multibulk("SET", "lag", "1"))
+		testutil.Eventually(t, 10*time.Second, "the write started", func() bool { return b.asyncWrites() == 1 })
+		_ = r.c.Close()
+		close(b.release) // the outcome comes for a connection that is gone
+		testutil.Eventually(t, 10*time.Second, "the connection closed", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(s.clients) == 0
+		})
+		if string(b.get("lag")) != "1" {
+			t.Fatal("the write was lost")
+		}
+	})
+
+	t.Run("CloseWhileAWriteIsOut", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		r := dialRaw(t, s)
+		r.send(multibulk("SET", "lag", "1"))
+		testutil.Eventually(t, 10*time.Second, "the write started", func() bool { return b.asyncWrites() == 1 })
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("Close did not return while a write was out")
+		}
+		close(b.release) // its outcome, after the loop stopped, goes nowhere
+	})
+
+	t.Run("WritesOfManyConnections", func(t *testing.T) {
+		s, b := loopServer(t, Config{})
+		const conns, rounds = 20, 50
+		var wg sync.WaitGroup
+		errs := make(chan error, conns)
+		for i := range conns {
+			r := dialRaw(t, s)
+			wg.Go(func() {
+				key := fmt.Sprintf("k%d", i)
+				for j := range rounds {
+					v := fmt.Sprint(j)
+					if _, err := io.WriteString(r.c, multibulk("SET", key, v)+multibulk("GET", key)); err != nil {
+						errs <- err
+						return
+					}
+					for _, want := range []string{"+OK", fmt.Sprintf("$%d", len(v)), v} {
+						if err := r.tryExpect(want); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if n, a := s.handedOver.Load(), b.asyncWrites(); n != 0 || a != conns*rounds {
+			t.Fatalf("%d connections handed over, %d writes started in the loop; want 0 and %d", n, a, conns*rounds)
 		}
 	})
 

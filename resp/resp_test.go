@@ -759,11 +759,20 @@ func (r *rawConn) send(s string) {
 // expect reads one reply line and checks it.
 func (r *rawConn) expect(line string) {
 	r.t.Helper()
+	if err := r.tryExpect(line); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// tryExpect is expect for another goroutine than the test's: it returns
+// what is wrong.
+func (r *rawConn) tryExpect(line string) error {
 	_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got, err := r.br.ReadString('\n')
 	if err != nil || !strings.HasPrefix(got, line) {
-		r.t.Fatalf("read %q, %v; want a line starting with %q", got, err, line)
+		return fmt.Errorf("read %q, %v; want a line starting with %q", got, err, line)
 	}
+	return nil
 }
 
 // expectClosed checks that the server closes the connection.

@@ -173,6 +173,9 @@ type Server struct {
 	// handedOver counts the connections the loop gave to a goroutine of
 	// their own (INFO's loop_handovers).
 	handedOver atomic.Int64
+	// loopWrites counts the writes the loops started without waiting
+	// (INFO's loop_writes).
+	loopWrites atomic.Int64
 
 	hub    hub    // subscriptions (cmd_pubsub.go)
 	unsink func() // stops the node's deliveries to hub

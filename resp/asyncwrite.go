@@ -1,0 +1,73 @@
+package resp
+
+import (
+	"errors"
+	"time"
+
+	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/node"
+)
+
+// Writes in the event loop. A plain SET that its node can propose itself
+// (node.Node.WriteAsync: a sync keyspace's group this node leads) is
+// started without waiting: it joins the group's open batch of writes, and
+// the loop goes on serving other connections. When the batch is applied,
+// its outcome comes back to the loop (eventLoop.complete), which writes
+// the reply, then runs what the connection sent meanwhile. The connection
+// runs nothing else while its write is out, so its replies keep their
+// order. Any other write, and a SET the node cannot start that way, hands
+// the connection over as before (node.ErrWouldWait).
+
+// errPending: the command started a write whose reply the loop writes
+// once it is applied (exec records nothing yet).
+var errPending = errors.New("resp: the write's reply comes later")
+
+// pendingWrite is a write the loop started and has not answered yet.
+type pendingWrite struct {
+	c     *client
+	name  string    // the command, for the metrics
+	start time.Time // when it started, for the metrics
+	reply func(*client, kv.Result)
+	// The outcome, set by the node's goroutine before the loop hears of
+	// it (through the loop's mutex).
+	res kv.Result
+	a   node.Answer
+	err error
+}
+
+// writeAsync starts cmd without waiting: errPending once started (reply
+// writes its reply when it succeeds), node.ErrWouldWait if it cannot be
+// (nothing was done: the connection is handed over and the command run
+// again there).
+func (c *client) writeAsync(cmd kv.Command, reply func(*client, kv.Result)) error {
+	if c.loopDone == nil {
+		return node.ErrWouldWait
+	}
+	if cmd.NowMS == 0 {
+		cmd.NowMS = c.nowMS()
+	}
+	p := &pendingWrite{c: c, reply: reply}
+	done := c.loopDone
+	if !c.node().WriteAsync(c.keyspace, cmd, func(res kv.Result, a node.Answer, err error) {
+		p.res, p.a, p.err = res, a, err
+		done(p)
+	}) {
+		return node.ErrWouldWait
+	}
+	c.pending = p
+	c.s.loopWrites.Add(1)
+	return errPending
+}
+
+// answerPending writes the reply of the connection's pending write, whose
+// outcome has come, and records it. The caller holds wmu.
+func (c *client) answerPending(p *pendingWrite) {
+	c.pending = nil
+	if p.err != nil {
+		c.fail(p.err)
+	} else {
+		c.setLast(p.a)
+		p.reply(c, p.res)
+	}
+	c.observe(p.name, p.start, p.err)
+}
