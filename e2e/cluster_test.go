@@ -66,11 +66,47 @@ func freeAddr(t *testing.T) string {
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "meridian")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/meridian-db/meridian/cmd/meridian").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	if err := goBuild(bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+// goBuild builds the meridian binary at bin. It first reads every Go
+// source file of the module (and go.mod, go.sum) itself: go test caches a
+// test's result by the files the test opens, and the build's reads are
+// another process's, so without this a change to the server would find
+// these tests' result of the previous binary in the cache.
+func goBuild(bin string) error {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" {
+			_, err := os.ReadFile(path)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the module's sources: %w", err)
+	}
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/meridian-db/meridian/cmd/meridian").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("build: %v\n%s", err, out)
+	}
+	return nil
 }
 
 // start starts the process. The test must reap it (kill it in a cleanup

@@ -100,10 +100,7 @@ func meridianBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "meridian")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/meridian-db/meridian/cmd/meridian").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
+		binErr = goBuild(binPath)
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
