@@ -19,8 +19,9 @@ import (
 // parked, and the runtime's poller and scheduler to wake it again. So
 // plain-TCP connections start in a loop that waits on its sockets with
 // epoll, reads each ready socket once, runs the whole commands that
-// arrived, and writes their replies in one write: per request one read
-// and one write, as Redis does.
+// arrived, and, once every ready socket is served, writes each one's
+// replies in one write: per request one read and one write, as Redis
+// does.
 //
 // The loop runs only what never waits (commands marked loop in the
 // table, loopCommands; a read at a level the node serves at once, see
@@ -259,8 +260,9 @@ type eventLoop struct {
 	closed   bool // ep and wake are closed: no one may write to wake
 
 	// Only the loop's goroutine touches these.
-	conns  []*client // by socket number
-	events []unix.EpollEvent
+	conns   []*client // by socket number
+	events  []unix.EpollEvent
+	flushes []*client // served in this round, replies not yet written
 }
 
 // newEventLoop starts the server's loop (nil if the system refuses one:
@@ -355,6 +357,7 @@ func (l *eventLoop) run() {
 			fd := int(ev.Fd)
 			if fd == l.wake {
 				if !l.woken() {
+					l.flushAll()
 					l.shutdown()
 					return
 				}
@@ -364,6 +367,7 @@ func (l *eventLoop) run() {
 				l.serve(l.conns[fd])
 			}
 		}
+		l.flushAll()
 	}
 }
 
@@ -518,17 +522,53 @@ func (l *eventLoop) commands(c *client, mayRead bool) {
 			return
 		}
 	}
+	if ran < loopPipeline || c.pending != nil {
+		// Its replies go out with those of the other connections served
+		// in this round (flushAll), as Redis writes its replies after
+		// reading every ready socket.
+		if !c.flushQueued {
+			c.flushQueued = true
+			l.flushes = append(l.flushes, c)
+		}
+		return
+	}
+	if l.flush(c) { // it pipelines
+		l.handOver(c, nil, false)
+	}
+}
+
+// flushAll writes the replies of the connections served in this round.
+func (l *eventLoop) flushAll() {
+	for i, c := range l.flushes {
+		l.flushes[i] = nil
+		c.flushQueued = false
+		lc := c.conn.(*loopConn)
+		if lc.fd < len(l.conns) && l.conns[lc.fd] == c {
+			_ = l.flush(c)
+		}
+	}
+	l.flushes = l.flushes[:0]
+}
+
+// flush writes c's replies: a connection whose replies the socket does
+// not take at once is handed over, one that failed is finished. It
+// reports whether c is still in the loop.
+func (l *eventLoop) flush(c *client) bool {
+	lc := c.conn.(*loopConn)
 	c.wmu.Lock()
 	err := c.w.flush()
 	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		l.finish(c)
+		return false
 	case c.pending != nil:
-		// Stays: answer hands it over if it must.
-	case len(lc.out) > 0 || ran >= loopPipeline:
+		return true // answer hands it over if it must
+	case len(lc.out) > 0:
 		l.handOver(c, nil, false)
+		return false
 	}
+	return true
 }
 
 // close ends a connection after its last replies (QUIT, a protocol
@@ -586,6 +626,14 @@ func (l *eventLoop) goServe(c *client, then func()) {
 	go func() {
 		defer c.finish()
 		if err := lc.sendPending(c.s.cfg.WriteTimeout); err != nil || then == nil {
+			return
+		}
+		// Replies the loop had not written yet (it writes a round's at
+		// its end) go before anything else.
+		c.wmu.Lock()
+		err := c.w.flush()
+		c.wmu.Unlock()
+		if err != nil {
 			return
 		}
 		then()

@@ -438,7 +438,7 @@ func (c *client) handle(args [][]byte, err error) bool {
 		_ = c.w.flush()
 		return false
 	}
-	if !c.r.buffered() {
+	if !c.r.buffered() && !c.noWait { // (the event loop writes its replies itself)
 		if err := c.w.flush(); err != nil {
 			s.log.Debug("closing a connection that does not read its replies", "client", c.addr, "err", err)
 			return false
