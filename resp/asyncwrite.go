@@ -9,8 +9,8 @@ import (
 )
 
 // Writes in the event loop. A plain SET that its node can propose itself
-// (node.Node.WriteAsync: a sync keyspace's group this node leads) is
-// started without waiting: it joins the group's open batch of writes, and
+// (node.Node.WriteAsync: a sync keyspace's group this node leads), with
+// nothing read behind it (not a pipeline's), is started without waiting: it joins the group's open batch of writes, and
 // the loop goes on serving other connections. When the batch is applied,
 // its outcome comes back to the loop (eventLoop.complete), which writes
 // the reply, then runs what the connection sent meanwhile. The connection
@@ -38,9 +38,12 @@ type pendingWrite struct {
 // writeAsync starts cmd without waiting: errPending once started (reply
 // writes its reply when it succeeds), node.ErrWouldWait if it cannot be
 // (nothing was done: the connection is handed over and the command run
-// again there).
+// again there). A write with more input waiting behind it is a
+// pipeline's, which its goroutine writes better: a run of SETs as one
+// MSET (pipeline.go), where the loop would write them one proposal, and
+// one fsync, after another.
 func (c *client) writeAsync(cmd kv.Command, reply func(*client, kv.Result)) error {
-	if c.loopDone == nil {
+	if c.loopDone == nil || c.r.buffered() {
 		return node.ErrWouldWait
 	}
 	if cmd.NowMS == 0 {
