@@ -104,10 +104,7 @@ func (n *Node) proposeSetAsync(group uint64, cmd []byte, c kv.Command, done func
 		return
 	}
 	cb := &n.combine
-	n.host.ProposeBuiltAsync(group, n.cfg.RequestTimeout, func() []byte {
-		cb.seal(b)
-		return b.command()
-	}, func(r raftgroup.Result) {
+	n.host.ProposeBuiltAsync(group, n.cfg.RequestTimeout, cb.build(b), func(r raftgroup.Result) {
 		cb.finish(b, r, r.Err)
 	})
 }
@@ -149,11 +146,17 @@ func (n *Node) runBatch(ctx context.Context, b *setBatch) {
 	cb := &n.combine
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.RequestTimeout)
 	defer cancel()
-	res, err := n.host.ProposeBuilt(pctx, b.group, func() []byte {
+	res, err := n.host.ProposeBuilt(pctx, b.group, cb.build(b))
+	cb.finish(b, res, err)
+}
+
+// build is b's proposal's command, built when the raft loop proposes it:
+// b is sealed then, holding every writer that joined until that moment.
+func (cb *combiner) build(b *setBatch) func() []byte {
+	return func() []byte {
 		cb.seal(b)
 		return b.command()
-	})
-	cb.finish(b, res, err)
+	}
 }
 
 // finish tells batch b's writers its outcome.

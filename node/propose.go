@@ -59,7 +59,7 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 				return p, nil
 			}
 		}
-		if !errors.Is(perr, raftgroup.ErrNotLeader) && !errors.Is(perr, raftgroup.ErrDropped) {
+		if !noEffect(perr) {
 			return proposal{}, perr
 		}
 		// Nothing happened; try again once leadership has moved on (or
@@ -73,6 +73,13 @@ func (n *Node) propose(ctx context.Context, group uint64, cmd []byte) (proposal,
 			return proposal{}, raftgroup.ErrStopped
 		}
 	}
+}
+
+// noEffect reports whether a proposal failed having certainly done
+// nothing (this node does not lead the group, or raft dropped it): it may
+// be sent again.
+func noEffect(err error) bool {
+	return errors.Is(err, raftgroup.ErrNotLeader) || errors.Is(err, raftgroup.ErrDropped)
 }
 
 // hostPropose proposes a command to a group this node leads, once the

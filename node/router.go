@@ -250,10 +250,8 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 	if len(cmd.Args) == 0 {
 		return kv.Result{}, Answer{}, ErrEmptyKey
 	}
-	for _, a := range cmd.Args[1:] {
-		if len(a) > n.cfg.MaxValueBytes {
-			return kv.Result{}, Answer{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrValueTooLarge, len(a), n.cfg.MaxValueBytes)
-		}
+	if err := n.valuesFit(cmd); err != nil {
+		return kv.Result{}, Answer{}, err
 	}
 	ctx, cancel := n.writeContext(ctx)
 	defer cancel()
@@ -307,25 +305,17 @@ func (n *Node) Write(ctx context.Context, keyspace string, cmd kv.Command) (kv.R
 // off): the caller runs it with Write. The event loop of package resp
 // writes this way, so that it never waits.
 func (n *Node) WriteAsync(keyspace string, cmd kv.Command, done func(kv.Result, Answer, error)) bool {
-	if n.cfg.NoCombine || len(cmd.Args) == 0 {
+	if n.cfg.NoCombine || len(cmd.Args) == 0 || n.valuesFit(cmd) != nil {
 		return false
 	}
-	for _, a := range cmd.Args[1:] {
-		if len(a) > n.cfg.MaxValueBytes {
-			return false
-		}
-	}
 	ks, sh, err := n.route(keyspace, cmd.Args[0])
-	if err != nil || ks.Strategy != metadata.Sync {
+	if err != nil || ks.Strategy != metadata.Sync { // (a sync group's Gate lets everything through)
 		return false
 	}
 	s := n.strategyOf(ks)
 	target := s.WriteGroup(sh)
 	if !slices.Contains(target.Replicas, n.cfg.ID) || n.host.Leader(target.Group) != n.cfg.ID {
 		return false
-	}
-	if info, ok := n.group(target.Group); !ok || info.Strategy != metadata.Sync {
-		return false // (a sync group's Gate lets everything through)
 	}
 	wcmd, err := s.Prepare(ks, cmd)
 	if err != nil {
@@ -338,11 +328,12 @@ func (n *Node) WriteAsync(keyspace string, cmd kv.Command, done func(kv.Result, 
 	}
 	group := target.Group
 	n.proposeSetAsync(group, enc, c, func(p raftgroup.Result, err error) {
-		res, _ := p.Value.(kv.Result)
+		var res kv.Result
+		var a Answer
 		if err == nil {
-			err = res.Err
+			res, a, err = n.written(group, proposal{Index: p.Index, Value: p.Value, Node: n.cfg.ID})
 		}
-		if errors.Is(err, raftgroup.ErrNotLeader) || errors.Is(err, raftgroup.ErrDropped) || retryableRole(err) {
+		if noEffect(err) || retryableRole(err) {
 			// Nothing took effect (leadership or the route moved since the
 			// checks): the write goes the waiting way, which waits for the
 			// new leader or route. c is the command as encoded (cmd's
@@ -350,13 +341,20 @@ func (n *Node) WriteAsync(keyspace string, cmd kv.Command, done func(kv.Result, 
 			go func() { done(n.Write(context.Background(), keyspace, c)) }()
 			return
 		}
-		if err != nil {
-			done(kv.Result{}, Answer{}, err)
-			return
-		}
-		done(res, n.strongAnswer(group, p.Index), nil)
+		done(res, a, err)
 	})
 	return true
+}
+
+// valuesFit checks the sizes of a write's values (its arguments after the
+// key).
+func (n *Node) valuesFit(cmd kv.Command) error {
+	for _, a := range cmd.Args[1:] {
+		if len(a) > n.cfg.MaxValueBytes {
+			return fmt.Errorf("%w: %d bytes (limit %d)", ErrValueTooLarge, len(a), n.cfg.MaxValueBytes)
+		}
+	}
+	return nil
 }
 
 // writeGroup runs a command through the group's leader.
@@ -365,6 +363,11 @@ func (n *Node) writeGroup(ctx context.Context, group uint64, cmd kv.Command) (kv
 	if err != nil {
 		return kv.Result{}, Answer{}, err
 	}
+	return n.written(group, p)
+}
+
+// written is the outcome of a write whose proposal p was applied.
+func (n *Node) written(group uint64, p proposal) (kv.Result, Answer, error) {
 	res, _ := p.Value.(kv.Result)
 	a := n.strongAnswer(group, p.Index)
 	a.Forwarded = p.Node != n.cfg.ID

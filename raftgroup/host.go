@@ -824,9 +824,15 @@ func (h *Host) Propose(ctx context.Context, groupID uint64, cmd []byte) (Result,
 // arrived while the proposal waited for the loop, and delays none.
 func (h *Host) ProposeBuilt(ctx context.Context, groupID uint64, build func() []byte) (Result, error) {
 	id := h.newID()
-	return h.submit(ctx, groupID, id, func(g *group) error {
+	return h.submit(ctx, groupID, id, h.proposeCommand(id, build))
+}
+
+// proposeCommand is the loop's proposal of the command build returns,
+// under id.
+func (h *Host) proposeCommand(id uint64, build func() []byte) func(*group) error {
+	return func(g *group) error {
 		return g.rn.Propose(encodeEnvelope(id, h.stampFor(g, hlc.Timestamp{}), false, build()))
-	})
+	}
 }
 
 // ErrNoStamps is returned by Mark on a host without Config.Stamps.
@@ -899,14 +905,9 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		}
 		return r, nil
 	case <-ctx.Done():
-		if w.taken.CompareAndSwap(false, true) {
+		if h.abandon(w, groupID, id) {
 			return Result{}, fmt.Errorf("%w: %w", ErrDropped, ctx.Err())
 		}
-		h.async(func() {
-			if g := h.group(groupID); g != nil {
-				delete(g.proposals, id)
-			}
-		})
 		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 	case <-h.done:
 		if w.taken.CompareAndSwap(false, true) {
@@ -924,6 +925,21 @@ func (h *Host) submit(ctx context.Context, groupID, id uint64, propose func(*gro
 		}
 		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ErrStopped)
 	}
+}
+
+// abandon gives up waiting for proposal id (waiter w): true if the loop
+// had not taken it (withdrawn: nothing was proposed); else the loop
+// forgets it, and its outcome is unknown.
+func (h *Host) abandon(w *waiter, groupID, id uint64) bool {
+	if w.taken.CompareAndSwap(false, true) {
+		return true
+	}
+	h.async(func() {
+		if g := h.group(groupID); g != nil {
+			delete(g.proposals, id)
+		}
+	})
+	return false
 }
 
 // proposeOnLoop returns the loop's part of a proposal: unless withdrawn
@@ -968,24 +984,16 @@ func (h *Host) proposeOnLoop(groupID, id uint64, w *waiter, propose func(*group)
 func (h *Host) ProposeBuiltAsync(groupID uint64, timeout time.Duration, build func() []byte, done func(Result)) {
 	id := h.newID()
 	w := &waiter{fn: done}
-	fn := h.proposeOnLoop(groupID, id, w, func(g *group) error {
-		return g.rn.Propose(encodeEnvelope(id, h.stampFor(g, hlc.Timestamp{}), false, build()))
-	})
+	fn := h.proposeOnLoop(groupID, id, w, h.proposeCommand(id, build))
 	// The timer answers without deliver (which reads w.timer).
 	w.timer = time.AfterFunc(timeout, func() {
-		if w.taken.CompareAndSwap(false, true) { // withdrawn: nothing proposed
-			if w.answered.CompareAndSwap(false, true) {
-				done(Result{Err: fmt.Errorf("%w: not taken within %v", ErrDropped, timeout)})
-			}
-			return
+		if !w.answered.CompareAndSwap(false, true) {
+			return // the loop answered first
 		}
-		if w.answered.CompareAndSwap(false, true) {
+		if h.abandon(w, groupID, id) {
+			done(Result{Err: fmt.Errorf("%w: not taken within %v", ErrDropped, timeout)})
+		} else {
 			done(Result{Err: fmt.Errorf("%w: no outcome within %v", ErrTimeout, timeout)})
-			h.async(func() {
-				if g := h.group(groupID); g != nil {
-					delete(g.proposals, id)
-				}
-			})
 		}
 	})
 	select {

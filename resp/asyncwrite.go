@@ -35,19 +35,16 @@ type pendingWrite struct {
 	err error
 }
 
-// writeAsync starts cmd without waiting: errPending once started (reply
-// writes its reply when it succeeds), node.ErrWouldWait if it cannot be
-// (nothing was done: the connection is handed over and the command run
-// again there). A write with more input waiting behind it is a
+// writeAsync starts cmd, stamped with the time already (parseSet), without
+// waiting: errPending once started (reply writes its reply when it
+// succeeds), node.ErrWouldWait if it cannot be (nothing was done: the
+// connection is handed over and the command run again there). A write with more input waiting behind it is a
 // pipeline's, which its goroutine writes better: a run of SETs as one
 // MSET (pipeline.go), where the loop would write them one proposal, and
 // one fsync, after another.
 func (c *client) writeAsync(cmd kv.Command, reply func(*client, kv.Result)) error {
 	if c.loopDone == nil || c.r.buffered() {
 		return node.ErrWouldWait
-	}
-	if cmd.NowMS == 0 {
-		cmd.NowMS = c.nowMS()
 	}
 	p := &pendingWrite{c: c, reply: reply}
 	done := c.loopDone

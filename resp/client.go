@@ -55,9 +55,6 @@ type client struct {
 	// pending write's outcome has come (nil outside a loop).
 	pending  *pendingWrite
 	loopDone func(*pendingWrite)
-	// flushQueued: the loop writes c's replies once the round's other
-	// connections are served (eventLoop.flushAll).
-	flushQueued bool
 	// nameBuf is lookup's scratch space for a command's lower-case name.
 	nameBuf []byte
 

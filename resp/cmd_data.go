@@ -27,27 +27,33 @@ func cmdSet(c *client, args [][]byte) error {
 	if err != nil {
 		return err
 	}
-	get := cmd.Flags&kv.FlagGet != 0
-	reply := func(c *client, r kv.Result) {
-		switch {
-		case get && r.Found:
-			c.w.bulk(r.Value)
-		case get || r.N == 0:
-			c.w.null()
-		default:
-			c.w.simple("OK")
-		}
-	}
 	if c.noWait {
-		return c.writeAsync(cmd, reply)
+		// Only a SET without options is started so (node.WriteAsync):
+		// one without GET.
+		return c.writeAsync(cmd, replyPlainSet)
 	}
 	r, err := c.write(cmd)
 	if err != nil {
 		return err
 	}
-	reply(c, r)
+	replySet(c, cmd.Flags&kv.FlagGet != 0, r)
 	return nil
 }
+
+// replySet writes a SET's reply (get: it had the GET option).
+func replySet(c *client, get bool, r kv.Result) {
+	switch {
+	case get && r.Found:
+		c.w.bulk(r.Value)
+	case get || r.N == 0:
+		c.w.null()
+	default:
+		c.w.simple("OK")
+	}
+}
+
+// replyPlainSet is replySet for a SET without GET.
+func replyPlainSet(c *client, r kv.Result) { replySet(c, false, r) }
 
 func cmdGetDel(c *client, args [][]byte) error {
 	r, err := c.write(kv.Command{Op: kv.OpGetDel, Args: args[1:2]})

@@ -412,16 +412,15 @@ func (l *eventLoop) complete(p *pendingWrite) {
 // longer serves (it went away) gets nothing.
 func (l *eventLoop) answer(p *pendingWrite) {
 	c := p.c
-	lc := c.conn.(*loopConn)
-	if lc.fd >= len(l.conns) || l.conns[lc.fd] != c || c.pending != p {
+	if !l.serving(c) || c.pending != p {
 		return
 	}
 	c.wmu.Lock()
 	c.answerPending(p)
 	c.wmu.Unlock()
-	if lc.muted {
+	if lc := c.conn.(*loopConn); lc.muted {
 		lc.muted = false
-		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, lc.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(lc.fd)}); err != nil {
+		if err := l.watch(lc); err != nil {
 			l.conns[lc.fd] = nil // not in the set: handOver's remove has nothing to take out
 			l.handOver(c, nil, false)
 			return
@@ -443,7 +442,7 @@ func (l *eventLoop) enter(c *client) {
 		return
 	}
 	lc := c.conn.(*loopConn)
-	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, lc.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(lc.fd)}); err != nil {
+	if err := l.watch(lc); err != nil {
 		l.handOver(c, nil, false)
 		return
 	}
@@ -525,11 +524,10 @@ func (l *eventLoop) commands(c *client, mayRead bool) {
 	if ran < loopPipeline || c.pending != nil {
 		// Its replies go out with those of the other connections served
 		// in this round (flushAll), as Redis writes its replies after
-		// reading every ready socket.
-		if !c.flushQueued {
-			c.flushQueued = true
-			l.flushes = append(l.flushes, c)
-		}
+		// reading every ready socket. (A connection served twice in a
+		// round, by an answer and its socket, is listed twice: its second
+		// flush has nothing to write.)
+		l.flushes = append(l.flushes, c)
 		return
 	}
 	if l.flush(c) { // it pipelines
@@ -541,9 +539,7 @@ func (l *eventLoop) commands(c *client, mayRead bool) {
 func (l *eventLoop) flushAll() {
 	for i, c := range l.flushes {
 		l.flushes[i] = nil
-		c.flushQueued = false
-		lc := c.conn.(*loopConn)
-		if lc.fd < len(l.conns) && l.conns[lc.fd] == c {
+		if l.serving(c) {
 			_ = l.flush(c)
 		}
 	}
@@ -583,11 +579,23 @@ func (l *eventLoop) close(c *client) {
 	l.goServe(c, nil)
 }
 
+// watch adds a socket to the epoll set.
+func (l *eventLoop) watch(lc *loopConn) error {
+	return unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, lc.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(lc.fd)})
+}
+
+// serving reports whether the loop still serves c (it was not finished
+// or handed over).
+func (l *eventLoop) serving(c *client) bool {
+	fd := c.conn.(*loopConn).fd
+	return fd < len(l.conns) && l.conns[fd] == c
+}
+
 // remove takes c's socket out of the loop.
 func (l *eventLoop) remove(c *client) {
 	lc := c.conn.(*loopConn)
 	c.loopDone = nil
-	if lc.fd < len(l.conns) && l.conns[lc.fd] == c {
+	if l.serving(c) {
 		l.conns[lc.fd] = nil
 		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, lc.fd, nil)
 	}

@@ -275,16 +275,7 @@ func TestEventLoop(t *testing.T) {
 		r := dialRaw(t, s)
 		r.send(multibulk("SET", "lag", "1"))
 		testutil.Eventually(t, 10*time.Second, "the write started", func() bool { return b.asyncWrites() == 1 })
-		closed := make(chan error, 1)
-		go func() { closed <- s.Close() }()
-		select {
-		case err := <-closed:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("Close did not return while a write was out")
-		}
+		closeWithin(t, s, "while a write was out")
 		close(b.release) // its outcome, after the loop stopped, goes nowhere
 	})
 
@@ -462,16 +453,7 @@ func TestEventLoop(t *testing.T) {
 		if err != nil || strings.Count(list, "id=") != 4 {
 			t.Fatalf("CLIENT LIST: %v\n%s", err, list)
 		}
-		done := make(chan error, 1)
-		go func() { done <- s.Close() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("Close did not return with connections in the loop")
-		}
+		closeWithin(t, s, "with connections in the loop")
 		for _, r := range conns {
 			r.expectClosed()
 		}
@@ -487,4 +469,20 @@ func TestEventLoop(t *testing.T) {
 			t.Fatalf("%d reads asked not to wait, %d waited; want 0 and 1", nw, w)
 		}
 	})
+}
+
+// closeWithin closes s, failing the test if Close does not return in 20
+// seconds (when: what the server was doing).
+func closeWithin(t *testing.T, s *Server, when string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return " + when)
+	}
 }
