@@ -57,6 +57,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 	}
 	po := &pebble.Options{FS: opts.FS}
+	if po.FS == nil {
+		po.FS = walFS{vfs.Default} // walfs.go
+	}
 	if opts.CacheBytes < 0 {
 		return nil, fmt.Errorf("storage: CacheBytes must not be negative (got %d)", opts.CacheBytes)
 	}
