@@ -24,7 +24,9 @@
 // raftgroup host hands it and answers raft's Storage queries (LogStore).
 // Writes are staged in a Batch and committed by the host once per Ready
 // round (group commit); a failed commit is reported to the caller, who must
-// stop the node, never retry.
+// stop the node, never retry. On the operating system's filesystem, Pebble's
+// write-ahead log is written into space zeroed ahead of it (walfs.go), so
+// that the fdatasync that makes a round durable flushes data only.
 //
 // Errors say whose fault they are: every failure of the engine itself (a
 // read, scan or commit) wraps ErrIO, and persisted state that does not
