@@ -38,6 +38,9 @@ const (
 	walZeroAhead = walZeroChunk / 2
 )
 
+// walZeros is what a fill writes (read only).
+var walZeros = sync.OnceValue(func() []byte { return make([]byte, walZeroChunk) })
+
 // walFS is vfs.Default with written space for WAL files.
 type walFS struct{ vfs.FS }
 
@@ -111,8 +114,7 @@ func (w *walFile) Write(p []byte) (int, error) {
 // fill writes zeros over [from, from+walZeroChunk) and makes them durable.
 // Write does not write at or past from until it is done.
 func (w *walFile) fill(from int64) {
-	zeros := make([]byte, walZeroChunk)
-	_, err := w.File.WriteAt(zeros, from)
+	_, err := w.File.WriteAt(walZeros(), from)
 	if err == nil {
 		err = w.File.SyncData()
 	}
