@@ -52,7 +52,8 @@ type client struct {
 	noWait, wouldWait bool
 	// pending: a write the loop started without waiting, not answered
 	// yet (asyncwrite.go); loopDone tells the connection's loop that a
-	// pending write's outcome has come (nil outside a loop).
+	// pending write's outcome has come (set when a loop takes the
+	// connection in; only the loop starts such writes).
 	pending  *pendingWrite
 	loopDone func(*pendingWrite)
 	// nameBuf is lookup's scratch space for a command's lower-case name.

@@ -30,7 +30,7 @@ func cmdSet(c *client, args [][]byte) error {
 	if c.noWait {
 		// Only a SET without options is started so (node.WriteAsync):
 		// one without GET.
-		return c.writeAsync(cmd, replyPlainSet)
+		return c.writeAsync(cmd)
 	}
 	r, err := c.write(cmd)
 	if err != nil {
@@ -51,9 +51,6 @@ func replySet(c *client, get bool, r kv.Result) {
 		c.w.simple("OK")
 	}
 }
-
-// replyPlainSet is replySet for a SET without GET.
-func replyPlainSet(c *client, r kv.Result) { replySet(c, false, r) }
 
 func cmdGetDel(c *client, args [][]byte) error {
 	r, err := c.write(kv.Command{Op: kv.OpGetDel, Args: args[1:2]})

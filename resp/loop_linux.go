@@ -594,7 +594,6 @@ func (l *eventLoop) serving(c *client) bool {
 // remove takes c's socket out of the loop.
 func (l *eventLoop) remove(c *client) {
 	lc := c.conn.(*loopConn)
-	c.loopDone = nil
 	if l.serving(c) {
 		l.conns[lc.fd] = nil
 		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, lc.fd, nil)
