@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,7 +14,26 @@ var ErrBadSnapshot = errors.New("storage: malformed snapshot data")
 
 // Get reads a user key of a group. The returned value is a copy.
 func (db *DB) Get(group uint64, key []byte) ([]byte, bool, error) {
-	return db.get(DataKey(group, key))
+	c := db.rows
+	if c == nil {
+		return db.get(DataKey(group, key))
+	}
+	h := c.hash(group, key)
+	v, found, hit, gen, clean := c.get(h, group, key)
+	if hit {
+		return v, found, nil
+	}
+	v, found, err := db.get(DataKey(group, key))
+	if err != nil {
+		return nil, false, err
+	}
+	if afterRowMiss != nil {
+		afterRowMiss()
+	}
+	if clean {
+		c.put(h, group, key, bytes.Clone(v), found, gen, clean)
+	}
+	return v, found, nil
 }
 
 // Scan calls fn for the group's keys in [start, end) (end nil means to the
@@ -29,6 +49,10 @@ func (db *DB) Scan(group uint64, start, end []byte, fn func(key, value []byte) b
 	}
 	return db.scan(lo, hi, func(k, v []byte) bool { return fn(k[9:], v) })
 }
+
+// afterRowMiss, if set (tests), runs between a read's miss in the row
+// cache and its keeping what Pebble returned.
+var afterRowMiss func()
 
 // GetData reads a user key of a group as the batch would leave it.
 func (b *Batch) GetData(group uint64, key []byte) ([]byte, bool, error) {

@@ -39,6 +39,10 @@ type Options struct {
 	MemTableBytes int64
 	// Logger receives Pebble's own log lines at debug level. Nil discards.
 	Logger *slog.Logger
+	// RowCacheBytes bounds the row cache: the values of recently read user
+	// keys kept in memory in front of Pebble (rowcache.go). Zero means
+	// DefaultRowCacheBytes (16 MiB); negative, no row cache.
+	RowCacheBytes int64
 }
 
 // DB is one node's storage. It is safe for concurrent use; writes are
@@ -47,6 +51,7 @@ type DB struct {
 	pdb      *pebble.DB
 	cache    *pebble.Cache // Pebble holds a reference while pdb is open
 	memtable int64
+	rows     *rowCache // nil: none
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -82,7 +87,14 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	return &DB{pdb: pdb, cache: cache, memtable: int64(po.MemTableSize)}, nil
+	db := &DB{pdb: pdb, cache: cache, memtable: int64(po.MemTableSize)}
+	switch r := opts.RowCacheBytes; {
+	case r == 0:
+		db.rows = newRowCache(DefaultRowCacheBytes)
+	case r > 0:
+		db.rows = newRowCache(r)
+	}
+	return db, nil
 }
 
 // DefaultMemTableBytes is the memtable size when Options.MemTableBytes is
@@ -132,9 +144,10 @@ func (db *DB) Close() error {
 
 // Batch is a set of writes committed atomically.
 type Batch struct {
-	db  *DB
-	pb  *pebble.Batch
-	seq uint64
+	db      *DB
+	pb      *pebble.Batch
+	seq     uint64
+	touched rowTouch // the user keys it changes (rowcache.go)
 }
 
 // batchSeq numbers the batches of the process (Batch.Seq).
@@ -153,13 +166,30 @@ func (db *DB) NewBatch() *Batch {
 func (b *Batch) Seq() uint64 { return b.seq }
 
 // Set stages key=value.
-func (b *Batch) Set(key, value []byte) { must(b.pb.Set(key, value, nil)) }
+func (b *Batch) Set(key, value []byte) {
+	must(b.pb.Set(key, value, nil))
+	b.touch(key)
+}
 
 // Delete stages the removal of key.
-func (b *Batch) Delete(key []byte) { must(b.pb.Delete(key, nil)) }
+func (b *Batch) Delete(key []byte) {
+	must(b.pb.Delete(key, nil))
+	b.touch(key)
+}
 
 // DeleteRange stages the removal of every key in [start, end).
-func (b *Batch) DeleteRange(start, end []byte) { must(b.pb.DeleteRange(start, end, nil)) }
+func (b *Batch) DeleteRange(start, end []byte) {
+	must(b.pb.DeleteRange(start, end, nil))
+	if b.db.rows != nil {
+		b.touched.addRange(start, end)
+	}
+}
+
+func (b *Batch) touch(key []byte) {
+	if b.db.rows != nil {
+		b.touched.add(b.db.rows, key)
+	}
+}
 
 // Empty reports whether nothing is staged.
 func (b *Batch) Empty() bool { return b.pb.Empty() }
@@ -173,6 +203,10 @@ func (b *Batch) Commit(sync bool) error {
 	opt := pebble.NoSync
 	if sync {
 		opt = pebble.Sync
+	}
+	if b.db.rows != nil {
+		b.db.rows.begin(&b.touched)
+		defer b.db.rows.end(&b.touched)
 	}
 	err := b.pb.Commit(opt)
 	_ = b.pb.Close()

@@ -28,6 +28,13 @@
 // write-ahead log is written into space zeroed ahead of it (walfs.go), so
 // that the fdatasync that makes a round durable flushes data only.
 //
+// Point reads of user keys (DB.Get) go through a row cache (rowcache.go):
+// the values of recently read keys, in memory, bounded in bytes
+// (Options.RowCacheBytes). It never serves a value older than Pebble's:
+// a batch drops the entries of the keys it writes before it commits, and a
+// read that overlapped a commit touching its part of the cache does not
+// keep what it read.
+//
 // Errors say whose fault they are: every failure of the engine itself (a
 // read, scan or commit) wraps ErrIO, and persisted state that does not
 // decode wraps ErrCorrupt. A state machine meeting either while applying a

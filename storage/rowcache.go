@@ -1,0 +1,215 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
+	"sync"
+)
+
+// The row cache keeps the values of recently read user keys (DB.Get) in
+// memory in front of Pebble, whose point read costs several times a map
+// lookup (an iterator over the memtables and levels, built and closed per
+// read). It holds what Pebble holds, never anything older:
+//
+//   - A batch records a hash of every user key it sets or deletes, and
+//     whether a range deletion reaches the data spans (then it counts as
+//     touching every key). Before Pebble commits it, each shard of the
+//     cache it touches drops those keys' entries and counts one more
+//     commit in progress; after the commit (or its failure), the shard
+//     counts one fewer and moves its generation on.
+//   - A read that misses takes the shard's generation, reads Pebble, and
+//     keeps what it read only if no commit touching the shard was in
+//     progress at either end and the generation did not move: then no
+//     batch touching the shard committed between, and the value read is
+//     still Pebble's.
+//
+// So while a batch that writes a key commits, nothing serves or keeps that
+// key's cached value, and every later read sees the commit. Other keys of
+// the shard keep being served. The cache is bounded in bytes; a full shard
+// drops entries at random.
+type rowCache struct {
+	seed   maphash.Seed
+	budget int64 // per shard
+	shards [rowShards]rowShard
+}
+
+const (
+	rowShards = 64
+	// rowOverhead approximates an entry's memory besides its key and value
+	// (map slot, struct, slice and string headers).
+	rowOverhead = 96
+	// touchAllAbove: a batch touching more keys than this drops every
+	// shard's entries instead of finding each (a snapshot's restore).
+	touchAllAbove = 1024
+)
+
+// DefaultRowCacheBytes is the row cache's size when Options.RowCacheBytes is
+// 0.
+const DefaultRowCacheBytes = 16 << 20
+
+type rowShard struct {
+	mu      sync.Mutex
+	m       map[uint64]rowEntry
+	bytes   int64
+	gen     uint64
+	writing int // commits touching the shard in progress
+	_       [64]byte
+}
+
+type rowEntry struct {
+	group uint64
+	key   string
+	val   []byte // nil when the key was absent
+	found bool
+}
+
+func newRowCache(bytes int64) *rowCache {
+	c := &rowCache{seed: maphash.MakeSeed(), budget: max(bytes/rowShards, 1)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[uint64]rowEntry)
+	}
+	return c
+}
+
+func (c *rowCache) hash(group uint64, key []byte) uint64 {
+	return maphash.Bytes(c.seed, key) ^ (group * 0x9e3779b97f4a7c15)
+}
+
+// get returns a copy of the cached value of the key, if cached; otherwise
+// hit is false and gen and clean must be passed to put with what Pebble
+// returns.
+func (c *rowCache) get(h, group uint64, key []byte) (val []byte, found, hit bool, gen uint64, clean bool) {
+	s := &c.shards[h%rowShards]
+	s.mu.Lock()
+	e, ok := s.m[h]
+	if ok && e.group == group && e.key == string(key) {
+		if e.found {
+			val = append(make([]byte, 0, len(e.val)), e.val...)
+		}
+		s.mu.Unlock()
+		return val, e.found, true, 0, false
+	}
+	gen, clean = s.gen, s.writing == 0
+	s.mu.Unlock()
+	return nil, false, false, gen, clean
+}
+
+// put keeps what a read that missed got from Pebble (val is retained), if
+// no commit touching the shard overlapped the read (see above).
+func (c *rowCache) put(h, group uint64, key, val []byte, found bool, gen uint64, clean bool) {
+	if !clean {
+		return
+	}
+	size := int64(len(key) + len(val) + rowOverhead)
+	if size > c.budget/4 {
+		return
+	}
+	s := &c.shards[h%rowShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen || s.writing != 0 {
+		return
+	}
+	if old, ok := s.m[h]; ok { // another key of the same hash
+		s.bytes -= int64(len(old.key) + len(old.val) + rowOverhead)
+		delete(s.m, h)
+	}
+	for k, e := range s.m { // map order: entries dropped at random
+		if s.bytes+size <= c.budget {
+			break
+		}
+		s.bytes -= int64(len(e.key) + len(e.val) + rowOverhead)
+		delete(s.m, k)
+	}
+	s.m[h] = rowEntry{group: group, key: string(key), val: val, found: found}
+	s.bytes += size
+}
+
+// rowTouch is what a batch changes of the cache's keys.
+type rowTouch struct {
+	hashes []uint64
+	shards uint64 // bit i: shard i holds one of hashes
+	all    bool
+}
+
+func (t *rowTouch) add(c *rowCache, key []byte) {
+	if t.all || len(key) < 9 || key[0] != prefixData {
+		return
+	}
+	if len(t.hashes) == touchAllAbove {
+		t.all, t.hashes = true, nil
+		return
+	}
+	h := c.hash(binary.BigEndian.Uint64(key[1:9]), key[9:])
+	t.hashes = append(t.hashes, h)
+	t.shards |= 1 << (h % rowShards)
+}
+
+// addRange records a range deletion [start, end): if it reaches into the
+// data spans, the batch touches every key.
+func (t *rowTouch) addRange(start, end []byte) {
+	lo, hi := []byte{prefixData}, []byte{prefixData + 1}
+	if bytes.Compare(start, hi) < 0 && bytes.Compare(end, lo) > 0 {
+		t.all, t.hashes = true, nil
+	}
+}
+
+// begin runs before the batch commits: the touched keys' entries go, and
+// their shards keep nothing until end.
+func (c *rowCache) begin(t *rowTouch) {
+	c.each(t, func(s *rowShard, i uint64) {
+		s.writing++
+		if t.all {
+			clear(s.m)
+			s.bytes = 0
+			return
+		}
+		for _, h := range t.hashes {
+			if h%rowShards != i {
+				continue
+			}
+			if e, ok := s.m[h]; ok {
+				s.bytes -= int64(len(e.key) + len(e.val) + rowOverhead)
+				delete(s.m, h)
+			}
+		}
+	})
+}
+
+// end runs after the batch committed or failed to.
+func (c *rowCache) end(t *rowTouch) {
+	c.each(t, func(s *rowShard, _ uint64) {
+		s.writing--
+		s.gen++
+	})
+}
+
+// each calls fn with every shard the batch touches, under its lock.
+func (c *rowCache) each(t *rowTouch, fn func(s *rowShard, i uint64)) {
+	mask := t.shards
+	if t.all {
+		mask = ^uint64(0)
+	}
+	for mask != 0 {
+		i := uint64(bits.TrailingZeros64(mask))
+		mask &^= 1 << i
+		s := &c.shards[i]
+		s.mu.Lock()
+		fn(s, i)
+		s.mu.Unlock()
+	}
+}
+
+// len returns how many entries the cache holds (tests).
+func (c *rowCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
