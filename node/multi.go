@@ -103,8 +103,7 @@ func (n *Node) MGet(ctx context.Context, keyspace string, keys [][]byte, c Consi
 	defer cancel()
 	recs, found := make([]kv.Record, len(keys)), make([]bool, len(keys))
 	a, err := eachShard(batches, func(_ int, b *shardBatch) (Answer, error) {
-		return n.read(ctx, ks, b.shard, c, func(group uint64) error {
-			now := n.NowMS()
+		return n.read(ctx, ks, b.shard, c, func(group uint64, now int64) error {
 			for _, i := range b.pos {
 				var err error
 				if recs[i], found[i], err = kv.Get(n.db, group, keys[i], now); err != nil {

@@ -87,8 +87,8 @@ func (n *Node) Query(ctx context.Context, keyspace string, key []byte, args [][]
 		return nil, Answer{}, err
 	}
 	var out []byte
-	a, err := n.read(ctx, ks, sh, c, func(group uint64) error {
-		r, err := kv.Query(n.db, group, n.NowMS(), args, ks.Strategy == metadata.Active)
+	a, err := n.read(ctx, ks, sh, c, func(group uint64, nowMS int64) error {
+		r, err := kv.Query(n.db, group, nowMS, args, ks.Strategy == metadata.Active)
 		out = r.Encode()
 		return err
 	}, func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error) {

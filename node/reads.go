@@ -64,7 +64,8 @@ func (n *Node) resolve(ks *metadata.Keyspace, c Consistency) (Consistency, error
 		return c, err
 	}
 	if c.Session == nil && c.Token != "" {
-		c.Session = &tok // decoded once: read takes it from here
+		t := tok       // (only here: &tok would allocate for every read)
+		c.Session = &t // decoded once: read takes it from here
 	}
 	return c, nil
 }
@@ -101,9 +102,10 @@ func (n *Node) offersStrong(ks *metadata.Keyspace) bool {
 }
 
 // read serves a read at consistency c: local reads the local replica's
-// group, remote asks another node (which applies the same rules).
+// group (nowMS: the node's time for expiry), remote asks another node
+// (which applies the same rules).
 func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard, c Consistency,
-	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
+	local func(group uint64, nowMS int64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error)) (Answer, error) {
 	// Only what may wait (the network, a quorum round) gets a deadline:
 	// a lease read or a local read needs none, and a timer per read costs.
 	timed := func() (context.Context, context.CancelFunc) { return n.withTimeout(ctx) }
@@ -199,7 +201,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 			return Answer{}, err
 		}
 		if ready(p) {
-			if err := local(rg.Group); err != nil {
+			if err := local(rg.Group, n.NowMS()); err != nil {
 				return Answer{}, err
 			}
 			// The position after the read bounds what it saw from above,
@@ -238,7 +240,7 @@ func (n *Node) read(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shar
 // ErrWouldWait having read nothing where it would ask another node, run
 // a ReadIndex round or retry a role that is changing.
 func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadata.Shard,
-	local func(group uint64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error), noWait bool) (Answer, error) {
+	local func(group uint64, nowMS int64) error, remote func(ctx context.Context, target metadata.Shard, c Consistency) (Answer, error), noWait bool) (Answer, error) {
 	if !slices.Contains(sh.Replicas, n.cfg.ID) {
 		if noWait {
 			return Answer{}, ErrWouldWait
@@ -262,13 +264,14 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 	}
 	// After the read point: a fence committed before the read began is
 	// applied here by now (async keyspaces, see Strategy.Serves).
-	if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, n.Now()); err != nil {
+	now := n.Now() // one clock read for the fence check and the read itself
+	if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, now); err != nil {
 		if noWait && retryableRole(err) {
 			return Answer{}, ErrWouldWait // the waiting read retries it
 		}
 		return Answer{}, err
 	}
-	if err := local(sh.Group); err != nil {
+	if err := local(sh.Group, now.UnixMilli()); err != nil {
 		return Answer{}, err
 	}
 	return n.strongAnswer(sh.Group, idx), nil

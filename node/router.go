@@ -410,9 +410,9 @@ func (n *Node) GetRecord(ctx context.Context, keyspace string, key []byte, c Con
 	}
 	var rec kv.Record
 	var found bool
-	a, err := n.read(ctx, ks, sh, c, func(group uint64) error {
+	a, err := n.read(ctx, ks, sh, c, func(group uint64, nowMS int64) error {
 		var err error
-		if rec, found, err = kv.Get(n.db, group, key, n.NowMS()); err != nil {
+		if rec, found, err = kv.Get(n.db, group, key, nowMS); err != nil {
 			return err
 		}
 		rec, found, err = kv.PlainRecord(rec, found)

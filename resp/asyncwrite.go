@@ -26,8 +26,8 @@ var errPending = errors.New("resp: the write's reply comes later")
 // pendingWrite is a write the loop started and has not answered yet.
 type pendingWrite struct {
 	c     *client
-	name  string    // the command, for the metrics
-	start time.Time // when it started, for the metrics
+	name  string        // the command, for the metrics
+	start time.Duration // when it started (mono), for the metrics
 	// The outcome, set by the node's goroutine before the loop hears of
 	// it (through the loop's mutex).
 	res kv.Result

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node"
@@ -105,7 +104,7 @@ func (c *client) runSets(ks *metadata.Keyspace, run [][][]byte) bool {
 		}
 		return true
 	}
-	start := time.Now()
+	start := mono()
 	c.mu.Lock()
 	c.lastCmd, c.lastAt = "set", start
 	c.mu.Unlock()

@@ -410,18 +410,16 @@ func (c *client) handle(args [][]byte, err error) bool {
 	s := c.s
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	var rej *rejectedError
-	var pe *protocolError
 	switch {
 	case err == nil:
 		if !c.run(args) {
 			_ = c.w.flush()
 			return false
 		}
-	case errors.As(err, &rej):
+	case isRejected(err):
 		c.fail(err)
-		c.observe("rejected", time.Now(), err)
-	case errors.As(err, &pe):
+		c.observe("rejected", mono(), err)
+	case isProtocolError(err):
 		c.fail(err)
 		_ = c.w.flush()
 		s.log.Debug("protocol error, closing the connection", "client", c.addr, "err", err)
@@ -445,6 +443,18 @@ func (c *client) handle(args [][]byte, err error) bool {
 		}
 	}
 	return true
+}
+
+// isRejected and isProtocolError tell handle's errors apart (apart from
+// handle: errors.As's target would be allocated for every command).
+func isRejected(err error) bool {
+	var rej *rejectedError
+	return errors.As(err, &rej)
+}
+
+func isProtocolError(err error) bool {
+	var pe *protocolError
+	return errors.As(err, &pe)
 }
 
 // run executes one command. A panic in a command is a bug: it is logged,

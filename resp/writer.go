@@ -71,10 +71,9 @@ func (w *writer) line(prefix byte, s string) {
 }
 
 func (w *writer) header(prefix byte, n int) {
-	_ = w.bw.WriteByte(prefix)
-	var buf [20]byte
-	_, _ = w.bw.Write(strconv.AppendInt(buf[:0], int64(n), 10))
-	_, _ = w.bw.WriteString("\r\n")
+	b := append(w.bw.AvailableBuffer(), prefix)
+	b = strconv.AppendInt(b, int64(n), 10)
+	_, _ = w.bw.Write(append(b, '\r', '\n'))
 }
 
 // simple writes a status reply ("+OK").
