@@ -124,6 +124,7 @@ type Limits struct {
 type Storage struct {
 	CacheBytes    int64 `yaml:"cache_bytes" toml:"cache_bytes"`
 	MemTableBytes int64 `yaml:"memtable_bytes" toml:"memtable_bytes"`
+	RowCacheBytes int64 `yaml:"row_cache_bytes" toml:"row_cache_bytes"`
 }
 
 // Raft are the raft windows of every group.
@@ -187,7 +188,7 @@ func Default() File {
 			PlacementWait: node.DefaultPlacementWait, HealthCheckInterval: node.DefaultHealthCheckInterval,
 		},
 		Limits:  Limits{MaxKeyBytes: node.DefaultMaxKeyBytes, MaxValueBytes: node.DefaultMaxValueBytes},
-		Storage: Storage{CacheBytes: node.DefaultCacheBytes, MemTableBytes: node.DefaultMemTableBytes},
+		Storage: Storage{CacheBytes: node.DefaultCacheBytes, MemTableBytes: node.DefaultMemTableBytes, RowCacheBytes: node.DefaultRowCacheBytes},
 		Raft: Raft{
 			MaxInflightMsgs: node.DefaultMaxInflightMsgs, MaxSizePerMsgBytes: node.DefaultMaxSizePerMsgBytes,
 			MaxUncommittedBytes: node.DefaultMaxUncommittedBytes, CompactAfterEntries: node.DefaultCompactAfterEntries,
@@ -308,6 +309,9 @@ func (f *File) Validate() error {
 	// Settings where zero means nothing useful: a zero tick, a zero
 	// window. (In node.Config zero stands for the default; in a file the
 	// defaults are filled in already, so a zero was written on purpose.)
+	if f.Storage.RowCacheBytes < 0 {
+		return fmt.Errorf("%w: storage.row_cache_bytes must not be negative (0: no row cache), got %d", ErrInvalid, f.Storage.RowCacheBytes)
+	}
 	if f.Raft.QuiesceAfter < 0 {
 		return fmt.Errorf("%w: raft.quiesce_after must not be negative (0: groups never quiesce), got %v", ErrInvalid, f.Raft.QuiesceAfter)
 	}
@@ -485,7 +489,7 @@ func (f *File) NodeConfig() node.Config {
 		RequestTimeout: f.Timings.RequestTimeout, MaxClockOffset: f.Timings.MaxClockOffset,
 		PlacementWait: f.Timings.PlacementWait, HealthCheckInterval: f.Timings.HealthCheckInterval,
 		MaxKeyBytes: f.Limits.MaxKeyBytes, MaxValueBytes: f.Limits.MaxValueBytes,
-		CacheBytes: f.Storage.CacheBytes, MemTableBytes: f.Storage.MemTableBytes,
+		CacheBytes: f.Storage.CacheBytes, MemTableBytes: f.Storage.MemTableBytes, RowCacheBytes: rowCacheBytes(f.Storage.RowCacheBytes),
 		MaxInflightMsgs: f.Raft.MaxInflightMsgs, MaxSizePerMsgBytes: f.Raft.MaxSizePerMsgBytes,
 		MaxUncommittedBytes: f.Raft.MaxUncommittedBytes, CompactAfterEntries: f.Raft.CompactAfterEntries,
 		StreamBatchInterval: f.Streams.BatchInterval, StreamMaxBatchBytes: f.Streams.MaxBatchBytes,
@@ -534,7 +538,7 @@ var fileKeys = map[string]string{
 	"RequestTimeout": "timings.request_timeout", "MaxClockOffset": "timings.max_clock_offset",
 	"PlacementWait": "timings.placement_wait", "HealthCheckInterval": "timings.health_check_interval",
 	"MaxKeyBytes": "limits.max_key_bytes", "MaxValueBytes": "limits.max_value_bytes",
-	"CacheBytes": "storage.cache_bytes", "MemTableBytes": "storage.memtable_bytes", "MaxInflightMsgs": "raft.max_inflight_msgs",
+	"CacheBytes": "storage.cache_bytes", "MemTableBytes": "storage.memtable_bytes", "RowCacheBytes": "storage.row_cache_bytes", "MaxInflightMsgs": "raft.max_inflight_msgs",
 	"MaxSizePerMsgBytes": "raft.max_size_per_msg_bytes", "MaxUncommittedBytes": "raft.max_uncommitted_bytes",
 	"QuiesceAfter":        "raft.quiesce_after",
 	"CompactAfterEntries": "raft.compact_after_entries", "StreamBatchInterval": "streams.batch_interval",
@@ -574,4 +578,14 @@ func (r *renamed) Unwrap() []error {
 func rename(err error) error {
 	msg := goNameRE.ReplaceAllStringFunc(err.Error(), func(s string) string { return fileKeys[s] })
 	return &renamed{msg: "config: " + msg, err: err}
+}
+
+// rowCacheBytes turns storage.row_cache_bytes into node.Config's
+// RowCacheBytes: in a file 0 was written on purpose and means no row
+// cache, which the node calls -1 (its 0 is the default).
+func rowCacheBytes(v int64) int64 {
+	if v == 0 {
+		return -1
+	}
+	return v
 }

@@ -90,7 +90,8 @@ func TestExampleIsTheDefaults(t *testing.T) {
 		HealthCheckInterval: 5 * time.Second, CompactAfterEntries: 10000, MaxInflightMsgs: 256,
 		MaxSizePerMsgBytes: 1 << 20, MaxUncommittedBytes: 64 << 20, StreamBatchInterval: 2 * time.Millisecond,
 		StreamMaxBatchBytes: 1 << 20, StreamMaxInFlight: 4, StreamHeartbeatInterval: 200 * time.Millisecond,
-		StreamRetryBackoff: 50 * time.Millisecond, CacheBytes: 64 << 20, MemTableBytes: 32 << 20, ListenAddr: "127.0.0.1:7400",
+		StreamRetryBackoff: 50 * time.Millisecond, CacheBytes: 64 << 20, MemTableBytes: 32 << 20, RowCacheBytes: 16 << 20,
+		ListenAddr:   "127.0.0.1:7400",
 		QuiesceAfter: 2 * time.Second,
 	}
 	if !reflect.DeepEqual(nc, want) {
@@ -108,6 +109,7 @@ timings:
 storage:
   cache_bytes: 1048576
   memtable_bytes: 2097152
+  row_cache_bytes: 0
 streams:
   max_batch_bytes: 65536
 `
@@ -123,6 +125,7 @@ min_heartbeat_interval = "200ms"
 [storage]
 cache_bytes = 1048576
 memtable_bytes = 2097152
+row_cache_bytes = 0
 [streams]
 max_batch_bytes = 65536
 `
@@ -141,7 +144,7 @@ max_batch_bytes = 65536
 		}
 		nc := f.NodeConfig()
 		if nc.ID != 4 || nc.Region != "eu-west" || nc.TickInterval != 20*time.Millisecond || nc.MinHeartbeatInterval != 200*time.Millisecond ||
-			nc.CacheBytes != 1<<20 || nc.MemTableBytes != 2<<20 || nc.StreamMaxBatchBytes != 65536 || f.Join != "127.0.0.1:8401" {
+			nc.CacheBytes != 1<<20 || nc.MemTableBytes != 2<<20 || nc.RowCacheBytes != -1 || nc.StreamMaxBatchBytes != 65536 || f.Join != "127.0.0.1:8401" {
 			t.Fatalf("%s: %+v", name, nc)
 		}
 		// Keys left out keep their defaults.
@@ -174,6 +177,7 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		{"storage: {cache_bytes: -1}", "storage.cache_bytes must be positive"},
 		{"storage: {memtable_bytes: 0}", "storage.memtable_bytes must be positive"},
 		{"storage: {memtable_bytes: 65536}", "storage.memtable_bytes must be between 1 MiB and 4 GiB"},
+		{"storage: {row_cache_bytes: -1}", "storage.row_cache_bytes must not be negative (0: no row cache)"},
 		{"streams: {max_in_flight: 0}", "streams.max_in_flight must be positive"},
 		{"resp: {idle_timeout: -1s}", "resp.idle_timeout must not be negative"},
 		{"http: {max_body_bytes: -1}", "http.max_body_bytes must not be negative"},

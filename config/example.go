@@ -55,9 +55,10 @@ var docs = map[string]string{
 	"limits.max_key_bytes":   "Largest key, in bytes.",
 	"limits.max_value_bytes": "Largest value, in bytes (key and value together at most 32 MiB).",
 
-	"storage":                "The storage engine (Pebble).",
-	"storage.cache_bytes":    "Size of the block cache, in bytes.",
-	"storage.memtable_bytes": "Size the in-memory write buffers grow to before they are flushed to disk, in bytes (1 MiB to 4 GiB). Larger buffers flush and compact less often under write load and keep more of the last writes in the write-ahead log.",
+	"storage":                 "The storage engine (Pebble).",
+	"storage.cache_bytes":     "Size of the block cache, in bytes.",
+	"storage.row_cache_bytes": "Size of the row cache, in bytes: the values of recently read keys, kept in memory in front of the storage engine (0: none).",
+	"storage.memtable_bytes":  "Size the in-memory write buffers grow to before they are flushed to disk, in bytes (1 MiB to 4 GiB). Larger buffers flush and compact less often under write load and keep more of the last writes in the write-ahead log.",
 
 	"raft": "The raft windows of every group.",
 	"raft.max_inflight_msgs": "Append messages in flight per follower: the pipelining depth that keeps a WAN\n" +

@@ -32,6 +32,13 @@
 //	meridian_raft_fsyncs_total                   counter   batches committed with sync
 //	meridian_raft_messages_sent_total            counter   raft messages handed to the transport
 //
+// Storage (this node):
+//
+//	meridian_storage_row_cache_hits_total        counter   point reads of user keys the row cache answered
+//	meridian_storage_row_cache_misses_total      counter   point reads that went past it to the engine
+//	meridian_storage_row_cache_bytes             gauge     what it holds (keys, values, overhead)
+//	meridian_storage_row_cache_capacity_bytes    gauge     what it may hold (0: no row cache)
+//
 // Groups (labels: group, keyspace, shard; the metadata group is keyspace
 // "_system", shard 0):
 //

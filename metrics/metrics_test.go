@@ -242,6 +242,14 @@ func TestNodeMetrics(t *testing.T) {
 				t.Errorf("node %d: %s is 0", id, name)
 			}
 		}
+		// Every node reads keys (the metadata's state at least) through
+		// its row cache.
+		if value("meridian_storage_row_cache_hits_total")+value("meridian_storage_row_cache_misses_total") == 0 ||
+			value("meridian_storage_row_cache_capacity_bytes") != float64(node.DefaultRowCacheBytes) ||
+			value("meridian_storage_row_cache_bytes") > value("meridian_storage_row_cache_capacity_bytes") {
+			t.Errorf("node %d: row cache hits %v, misses %v, bytes %v of %v", id, value("meridian_storage_row_cache_hits_total"),
+				value("meridian_storage_row_cache_misses_total"), value("meridian_storage_row_cache_bytes"), value("meridian_storage_row_cache_capacity_bytes"))
+		}
 		// Plus the async keyspace's group in this node's region.
 		if value("meridian_raft_groups") != float64(groups+1) {
 			t.Errorf("node %d hosts %v groups, want %d", id, value("meridian_raft_groups"), groups+1)

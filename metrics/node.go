@@ -37,6 +37,7 @@ type nodeCollector struct {
 	conflicts                                       *prometheus.Desc
 	notJoined, unreachable                          *prometheus.Desc
 	underReplicated, replicasDown, regionsDown      *prometheus.Desc
+	rowHits, rowMisses, rowBytes, rowCapacity       *prometheus.Desc
 }
 
 // hostCounters lists the counters read from raftgroup.Stats.
@@ -128,6 +129,14 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		"Replicas placed for the keyspace (over all its groups) whose node is not live.", ks, nil)
 	c.regionsDown = prometheus.NewDesc("meridian_keyspace_regions_without_live_replica",
 		"Regions of the keyspace where none of its replicas is live.", ks, nil)
+	c.rowHits = prometheus.NewDesc("meridian_storage_row_cache_hits_total",
+		"Point reads of user keys the storage's row cache answered (storage/rowcache.go).", nil, nil)
+	c.rowMisses = prometheus.NewDesc("meridian_storage_row_cache_misses_total",
+		"Point reads of user keys that went to the storage engine past the row cache.", nil, nil)
+	c.rowBytes = prometheus.NewDesc("meridian_storage_row_cache_bytes",
+		"What the row cache holds: keys, values and per-entry overhead, in bytes.", nil, nil)
+	c.rowCapacity = prometheus.NewDesc("meridian_storage_row_cache_capacity_bytes",
+		"What the row cache may hold, in bytes (storage.row_cache_bytes; 0: no row cache).", nil, nil)
 	for _, hc := range hostCounters {
 		c.counters = append(c.counters, prometheus.NewDesc(hc.name, hc.help, nil, nil))
 	}
@@ -142,7 +151,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.quiesced, c.term, c.commit, c.applied,
 		c.isLeader, c.groupQuiesced, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds,
 		c.streamStalled, c.streamStalledSeconds, c.conflicts, c.archiveLag, c.archiveBytes, c.archiveGaps,
-		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown} {
+		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown,
+		c.rowHits, c.rowMisses, c.rowBytes, c.rowCapacity} {
 		ch <- d
 	}
 }
@@ -156,6 +166,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, hc := range hostCounters {
 		ch <- prometheus.MustNewConstMetric(c.counters[i], prometheus.CounterValue, float64(hc.value(stats)))
 	}
+	rows := n.Storage().RowCacheStats()
+	ch <- prometheus.MustNewConstMetric(c.rowHits, prometheus.CounterValue, float64(rows.Hits))
+	ch <- prometheus.MustNewConstMetric(c.rowMisses, prometheus.CounterValue, float64(rows.Misses))
+	ch <- prometheus.MustNewConstMetric(c.rowBytes, prometheus.GaugeValue, float64(rows.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.rowCapacity, prometheus.GaugeValue, float64(rows.Capacity))
 
 	st := n.Metadata()
 	type place struct {

@@ -41,6 +41,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"MemTableBytes", func(c *node.Config) { c.MemTableBytes = -1 }},
 		{"MemTableBytes", func(c *node.Config) { c.MemTableBytes = 64 << 10 }},
 		{"MemTableBytes", func(c *node.Config) { c.MemTableBytes = 4 << 30 }},
+		{"RowCacheBytes", func(c *node.Config) { c.RowCacheBytes = -2 }},
 		{"StreamBatchInterval", func(c *node.Config) { c.StreamBatchInterval = -1 }},
 		{"StreamMaxBatchBytes", func(c *node.Config) { c.StreamMaxBatchBytes = -1 }},
 		{"StreamMaxInFlight", func(c *node.Config) { c.StreamMaxInFlight = -1 }},
@@ -67,14 +68,19 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 	}
 }
 
-// TestCacheBytesReachStorage: the node's CacheBytes and MemTableBytes size
-// its storage's block cache and memtables; unset, the defaults do.
+// TestCacheBytesReachStorage: the node's CacheBytes, MemTableBytes and
+// RowCacheBytes size its storage's block cache, memtables and row cache
+// (-1: none); unset, the defaults do.
 func TestCacheBytesReachStorage(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Regions: []string{"us-east", "eu-west"},
+	c := testcluster.New(t, testcluster.Options{Regions: []string{"us-east", "eu-west", "ap-southeast"},
 		Tune: func(id uint64, cfg *node.Config) {
-			if id == 1 {
+			switch id {
+			case 1:
 				cfg.CacheBytes = 24 << 20
 				cfg.MemTableBytes = 8 << 20
+				cfg.RowCacheBytes = 4 << 20
+			case 3:
+				cfg.RowCacheBytes = -1
 			}
 		}})
 	if got := c.Node(1).Storage().CacheBytes(); got != 24<<20 {
@@ -88,5 +94,10 @@ func TestCacheBytesReachStorage(t *testing.T) {
 	}
 	if got := c.Node(2).Storage().MemTableBytes(); got != node.DefaultMemTableBytes {
 		t.Fatalf("node 2's memtables grow to %d bytes, want the default %d", got, node.DefaultMemTableBytes)
+	}
+	for id, want := range map[uint64]int64{1: 4 << 20, 2: node.DefaultRowCacheBytes, 3: 0} {
+		if got := c.Node(id).Storage().RowCacheStats().Capacity; got != want {
+			t.Fatalf("node %d's row cache holds up to %d bytes, want %d", id, got, want)
+		}
 	}
 }

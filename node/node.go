@@ -87,6 +87,10 @@ type Config struct {
 	// MemTableBytes is the size the storage's memtables grow to, 1 MiB to
 	// 4 GiB. Default 32 MiB (storage.DefaultMemTableBytes).
 	MemTableBytes int64
+	// RowCacheBytes bounds the storage's row cache: the values of recently
+	// read keys, kept in memory in front of the engine. Default 16 MiB
+	// (storage.DefaultRowCacheBytes); -1 means no row cache.
+	RowCacheBytes int64
 	// RequestTimeout bounds a request whose context has no deadline. Default 10s.
 	RequestTimeout time.Duration
 	// MaxKeyBytes and MaxValueBytes bound what a client may write.
@@ -187,6 +191,7 @@ const (
 	DefaultStreamRetryBackoff      = 50 * time.Millisecond
 	DefaultCacheBytes              = 64 << 20
 	DefaultMemTableBytes           = storage.DefaultMemTableBytes
+	DefaultRowCacheBytes           = storage.DefaultRowCacheBytes
 	DefaultBackupArchiveInterval   = time.Second
 	DefaultBackupSealInterval      = 2 * time.Second
 	DefaultQuiesceAfter            = 2 * time.Second
@@ -249,6 +254,9 @@ func (c *Config) setDefaults() {
 	if c.MemTableBytes == 0 {
 		c.MemTableBytes = DefaultMemTableBytes
 	}
+	if c.RowCacheBytes == 0 {
+		c.RowCacheBytes = DefaultRowCacheBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -301,6 +309,9 @@ func (c *Config) Validate() error {
 	}
 	if m := c.MemTableBytes; m != 0 && (m < 1<<20 || m >= 4<<30) {
 		return bad("MemTableBytes must be between 1 MiB and 4 GiB (got %d)", m)
+	}
+	if c.RowCacheBytes < -1 {
+		return bad("RowCacheBytes must be positive, 0 (the default) or -1 (no row cache) (got %d)", c.RowCacheBytes)
 	}
 	// Contradictions, between values as they will be used (defaults
 	// applied to a copy).
@@ -421,7 +432,7 @@ func Start(cfg Config) (*Node, error) {
 	n.async = asyncks.New(env, n.inbox)
 	n.active = activeks.New(env, n.inbox)
 	// Step 1: storage and the metadata it holds.
-	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, MemTableBytes: cfg.MemTableBytes, Logger: cfg.Logger})
+	db, err := storage.Open(cfg.DataDir, storage.Options{FS: cfg.FS, CacheBytes: cfg.CacheBytes, MemTableBytes: cfg.MemTableBytes, RowCacheBytes: cfg.RowCacheBytes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -108,6 +108,14 @@ const DefaultMemTableBytes = 32 << 20
 // DefaultCacheBytes is the block cache's size when Options.CacheBytes is 0.
 const DefaultCacheBytes = 64 << 20
 
+// RowCacheStats returns the row cache's counts (all zero without one).
+func (db *DB) RowCacheStats() RowCacheStats {
+	if db.rows == nil {
+		return RowCacheStats{}
+	}
+	return db.rows.stats()
+}
+
 // CacheBytes returns the capacity of the block cache Pebble reads
 // through (Options.CacheBytes, or its default).
 func (db *DB) CacheBytes() int64 { return db.cache.MaxSize() }

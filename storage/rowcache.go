@@ -54,7 +54,9 @@ type rowShard struct {
 	m       map[uint64]rowEntry
 	bytes   int64
 	gen     uint64
-	writing int // commits touching the shard in progress
+	writing int    // commits touching the shard in progress
+	hits    uint64 // reads served from the shard (RowCacheStats)
+	misses  uint64 // reads that went to Pebble
 	_       [64]byte
 }
 
@@ -85,12 +87,14 @@ func (c *rowCache) get(h, group uint64, key []byte) (val []byte, found, hit bool
 	s.mu.Lock()
 	e, ok := s.m[h]
 	if ok && e.group == group && e.key == string(key) {
+		s.hits++
 		if e.found {
 			val = append(make([]byte, 0, len(e.val)), e.val...)
 		}
 		s.mu.Unlock()
 		return val, e.found, true, 0, false
 	}
+	s.misses++
 	gen, clean = s.gen, s.writing == 0
 	s.mu.Unlock()
 	return nil, false, false, gen, clean
@@ -202,14 +206,27 @@ func (c *rowCache) each(t *rowTouch, fn func(s *rowShard, i uint64)) {
 	}
 }
 
-// len returns how many entries the cache holds (tests).
-func (c *rowCache) len() int {
-	n := 0
+// RowCacheStats describes the row cache (DB.RowCacheStats).
+type RowCacheStats struct {
+	Hits, Misses uint64 // point reads of user keys served by it, and not
+	Entries      int    // keys it holds (absent ones included)
+	Bytes        int64  // their accounted size: keys, values and overhead
+	Capacity     int64  // what Bytes may reach (Options.RowCacheBytes); 0: no cache
+}
+
+func (c *rowCache) stats() RowCacheStats {
+	st := RowCacheStats{Capacity: c.budget * rowShards}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += len(s.m)
+		st.Hits += s.hits
+		st.Misses += s.misses
+		st.Entries += len(s.m)
+		st.Bytes += s.bytes
 		s.mu.Unlock()
 	}
-	return n
+	return st
 }
+
+// len returns how many entries the cache holds (tests).
+func (c *rowCache) len() int { return c.stats().Entries }
