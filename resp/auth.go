@@ -146,7 +146,16 @@ func memoBit(p auth.Permission) uint32 {
 // authorize checks that the connection may run a command (with
 // auth.Authorize) and returns the permission it needs.
 func (c *client) authorize(name string, args [][]byte) (auth.Permission, error) {
-	perm, ok := permissionOf(name, args)
+	var perm auth.Permission
+	var ok bool
+	if c.perm.name == name && name != "" {
+		perm, ok = c.perm.p, c.perm.ok
+	} else {
+		perm, ok = permissionOf(name, args)
+		if !subcommanded[name] { // (else it depends on the arguments)
+			c.perm.name, c.perm.p, c.perm.ok = name, perm, ok
+		}
+	}
 	if c.principal.Kind == auth.Open {
 		return perm, nil
 	}

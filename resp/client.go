@@ -13,6 +13,7 @@ import (
 	"github.com/meridian-db/meridian/auth"
 	"github.com/meridian-db/meridian/consistency"
 	"github.com/meridian-db/meridian/kv"
+	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/node"
 )
@@ -43,6 +44,24 @@ type client struct {
 		t     *consistency.Token
 		epoch uint64
 		s     string
+		meta  *metadata.State // the metadata the epoch was observed in
+	}
+	// looked caches lookup's last answer: the name as sent, and the command.
+	looked struct {
+		name []byte
+		cmd  *command
+	}
+	// perm caches authorize's permission of a command without
+	// subcommands (permissionOf).
+	perm struct {
+		name string
+		p    auth.Permission
+		ok   bool
+	}
+	// tok caches token's answer for a keyspace.
+	tok struct {
+		t        *consistency.Token
+		keyspace string
 	}
 	quit bool // QUIT: close after the reply
 	// noWait: the event loop runs the command, whose reads must not wait
@@ -129,13 +148,23 @@ func (c *client) setLast(a node.Answer) {
 
 // token returns the connection's session token for its keyspace.
 func (c *client) token() *consistency.Token {
+	if t := c.tok.t; t != nil && c.tok.keyspace == c.keyspace {
+		return t // (a map lookup per command otherwise)
+	}
 	t := c.session[c.keyspace]
 	if t == nil {
 		nt := consistency.NewToken(c.node().Cluster(), c.keyspace)
 		t = &nt
 		c.session[c.keyspace] = t
 	}
+	c.tok.t, c.tok.keyspace = t, c.keyspace
 	return t
+}
+
+// setToken replaces the connection's session token for its keyspace.
+func (c *client) setToken(t *consistency.Token) {
+	c.session[c.keyspace] = t
+	c.tok.t = nil
 }
 
 // sessionToken returns the connection's session token, encoded. It
@@ -143,13 +172,18 @@ func (c *client) token() *consistency.Token {
 // elsewhere waits until its node knows the same primary.
 func (c *client) sessionToken() string {
 	t := c.token()
-	if ks := c.node().Metadata().Keyspaces[c.keyspace]; ks != nil {
+	st := c.node().Metadata()
+	if c.enc.t == t && c.enc.meta == st && c.enc.epoch == t.Epoch() {
+		return c.enc.s // neither the token nor the metadata moved
+	}
+	if ks := st.Keyspaces[c.keyspace]; ks != nil {
 		t.ObserveEpoch(ks.Epoch)
 	}
-	if c.enc.t == t && c.enc.epoch == t.Epoch() {
-		return c.enc.s // reads alone do not move the token: encode it once
+	if c.enc.t != t || c.enc.epoch != t.Epoch() {
+		// Reads alone do not move the token: encode it once.
+		c.enc.t, c.enc.epoch, c.enc.s = t, t.Epoch(), t.Encode()
 	}
-	c.enc.t, c.enc.epoch, c.enc.s = t, t.Epoch(), t.Encode()
+	c.enc.meta = st
 	return c.enc.s
 }
 
@@ -252,6 +286,9 @@ func (c *client) exec(args [][]byte) {
 // lookup finds a command by its name in any case, without allocating:
 // the name is lower-cased into the connection's scratch buffer.
 func (c *client) lookup(name []byte) *command {
+	if c.looked.cmd != nil && bytes.Equal(name, c.looked.name) {
+		return c.looked.cmd // a connection mostly repeats itself
+	}
 	if len(name) > maxCommandName {
 		return nil
 	}
@@ -263,7 +300,11 @@ func (c *client) lookup(name []byte) *command {
 		b = append(b, ch)
 	}
 	c.nameBuf = b
-	return commandTable[string(b)] // the conversion in a map index does not allocate
+	cmd := commandTable[string(b)] // the conversion in a map index does not allocate
+	if cmd != nil {
+		c.looked.name, c.looked.cmd = append(c.looked.name[:0], name...), cmd
+	}
+	return cmd
 }
 
 // observe records a command in the metrics, if the server has them.

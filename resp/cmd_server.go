@@ -590,7 +590,7 @@ func cmdSession(c *client, args [][]byte) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", node.ErrBadToken, err)
 		}
-		c.session[c.keyspace] = &t
+		c.setToken(&t)
 		c.w.simple("OK")
 		return nil
 	}
