@@ -110,6 +110,17 @@ func parseLength(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}
+	if len(b) <= 18 { // digits only cannot overflow: the common case, inline
+		var n int64
+		for _, ch := range b {
+			if ch < '0' || ch > '9' {
+				goto general
+			}
+			n = n*10 + int64(ch-'0')
+		}
+		return n, true
+	}
+general: // signs, and what may overflow: as strconv has it
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	return n, err == nil
 }

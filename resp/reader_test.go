@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -200,5 +202,36 @@ func TestReadCommandAllocations(t *testing.T) {
 	})
 	if allocs > 3 {
 		t.Fatalf("reading GET key allocates %.0f times, want at most 3 (the slice and two arguments)", allocs)
+	}
+}
+
+// TestParseLengthAgreesWithStrconv: parseLength's digits-only fast path
+// answers as strconv.ParseInt does, around its edges and at random.
+func TestParseLengthAgreesWithStrconv(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		n, ok := parseLength([]byte(s))
+		want, err := strconv.ParseInt(s, 10, 64)
+		wantOK := err == nil && len(s) > 0 && len(s) <= 20
+		if !wantOK {
+			want = 0
+		}
+		if ok != wantOK || (ok && n != want) {
+			t.Fatalf("parseLength(%q) = %d, %v; strconv: %d, %v", s, n, ok, want, err)
+		}
+	}
+	for _, s := range []string{"", "0", "7", "-1", "+3", "00012", "1a", "a1", " 1", "1 ", "-", "+",
+		"999999999999999999", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+		"99999999999999999999", "123456789012345678901", "1_000", "0x10", "١"} {
+		check(s)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "0123456789+- x"
+	for range 20000 {
+		b := make([]byte, rng.IntN(22))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		check(string(b))
 	}
 }
