@@ -249,7 +249,10 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 		defer cancel()
 		return remote(tctx, sh, Strong)
 	}
-	idx, ok := n.host.LeaseReadIndex(sh.Group)
+	// The host's clock is this node's (hostClock): the time the lease was
+	// found valid at serves the fence check and the read's expiry too,
+	// one clock read for the three.
+	idx, now, ok := n.host.LeaseReadIndexAt(sh.Group)
 	if !ok && noWait {
 		return Answer{}, ErrWouldWait
 	}
@@ -261,10 +264,10 @@ func (n *Node) strongOnce(ctx context.Context, ks *metadata.Keyspace, sh metadat
 		if err != nil {
 			return Answer{}, err
 		}
+		now = n.Now()
 	}
 	// After the read point: a fence committed before the read began is
 	// applied here by now (async keyspaces, see Strategy.Serves).
-	now := n.Now() // one clock read for the fence check and the read itself
 	if _, err := n.strategyOf(ks).Serves(ks.Name, sh.Group, now); err != nil {
 		if noWait && retryableRole(err) {
 			return Answer{}, ErrWouldWait // the waiting read retries it

@@ -1048,7 +1048,7 @@ func (h *Host) ctxErr(err, kind error) error {
 // a heartbeat round to a quorum); the caller then reads local storage.
 // It returns the read index.
 func (h *Host) ReadIndex(ctx context.Context, groupID uint64) (uint64, error) {
-	if idx, ok := h.fastReadIndex(groupID); ok {
+	if idx, _, ok := h.fastReadIndex(groupID); ok {
 		return idx, nil
 	}
 	for {

@@ -177,23 +177,33 @@ func (h *Host) publishFast(g *group) {
 // LeaseReadIndex returns a linearizable read point at once, without the
 // loop, if this node leads the group under a valid lease and has applied
 // everything committed; otherwise false (use ReadIndex).
-func (h *Host) LeaseReadIndex(groupID uint64) (uint64, bool) { return h.fastReadIndex(groupID) }
+func (h *Host) LeaseReadIndex(groupID uint64) (uint64, bool) {
+	idx, _, ok := h.fastReadIndex(groupID)
+	return idx, ok
+}
+
+// LeaseReadIndexAt is LeaseReadIndex, also returning the time on the
+// host's clock at which the lease was found valid (a caller that needs
+// the time for the read itself need not read the clock again).
+func (h *Host) LeaseReadIndexAt(groupID uint64) (uint64, time.Time, bool) {
+	return h.fastReadIndex(groupID)
+}
 
 // fastReadIndex returns a linearizable read point without the loop, if the
-// published lease allows it.
-func (h *Host) fastReadIndex(groupID uint64) (uint64, bool) {
+// published lease allows it, and the time it checked the lease at.
+func (h *Host) fastReadIndex(groupID uint64) (uint64, time.Time, bool) {
 	g := h.group(groupID)
 	if g == nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	f := g.fast.Load()
 	now := h.now()
 	if f == nil || f.applied < f.commit || !now.Before(f.expiry) {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	g.touchedAt.Store(now.UnixNano())
 	h.stats.leaseReads.Add(1)
-	return f.commit, true
+	return f.commit, now, true
 }
 
 // Closed timestamps. A leader under a valid lease can promise followers
