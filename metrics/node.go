@@ -11,6 +11,7 @@ import (
 	"github.com/meridian-db/meridian/metadata"
 	"github.com/meridian-db/meridian/node"
 	"github.com/meridian-db/meridian/raftgroup"
+	"github.com/meridian-db/meridian/storage"
 )
 
 // systemKeyspace is the keyspace label of the metadata group. Keyspace
@@ -26,6 +27,8 @@ type nodeCollector struct {
 
 	// Host counters (raftgroup.Stats), in the order of hostCounters.
 	counters []*prometheus.Desc
+	// The row cache's series, in the order of rowCacheSeries.
+	rowCache []*prometheus.Desc
 
 	groups, leaders, quiesced                       *prometheus.Desc
 	term, commit, applied, isLeader, applyLag, rLag *prometheus.Desc
@@ -37,7 +40,6 @@ type nodeCollector struct {
 	conflicts                                       *prometheus.Desc
 	notJoined, unreachable                          *prometheus.Desc
 	underReplicated, replicasDown, regionsDown      *prometheus.Desc
-	rowHits, rowMisses, rowBytes, rowCapacity       *prometheus.Desc
 }
 
 // hostCounters lists the counters read from raftgroup.Stats.
@@ -67,6 +69,22 @@ var hostCounters = []struct {
 		func(s raftgroup.Stats) uint64 { return s.Fsyncs }},
 	{"meridian_raft_messages_sent_total", "Raft messages handed to the transport.",
 		func(s raftgroup.Stats) uint64 { return s.MessagesSent }},
+}
+
+// rowCacheSeries lists the series read from storage.RowCacheStats.
+var rowCacheSeries = []struct {
+	name, help string
+	kind       prometheus.ValueType
+	value      func(storage.RowCacheStats) float64
+}{
+	{"meridian_storage_row_cache_hits_total", "Point reads of user keys the storage's row cache answered (storage/rowcache.go).",
+		prometheus.CounterValue, func(s storage.RowCacheStats) float64 { return float64(s.Hits) }},
+	{"meridian_storage_row_cache_misses_total", "Point reads of user keys that went to the storage engine past the row cache.",
+		prometheus.CounterValue, func(s storage.RowCacheStats) float64 { return float64(s.Misses) }},
+	{"meridian_storage_row_cache_bytes", "What the row cache holds: keys, values and per-entry overhead, in bytes.",
+		prometheus.GaugeValue, func(s storage.RowCacheStats) float64 { return float64(s.Bytes) }},
+	{"meridian_storage_row_cache_capacity_bytes", "What the row cache may hold, in bytes (storage.row_cache_bytes; 0: no row cache).",
+		prometheus.GaugeValue, func(s storage.RowCacheStats) float64 { return float64(s.Capacity) }},
 }
 
 func newNodeCollector(n *node.Node) *nodeCollector {
@@ -129,30 +147,24 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		"Replicas placed for the keyspace (over all its groups) whose node is not live.", ks, nil)
 	c.regionsDown = prometheus.NewDesc("meridian_keyspace_regions_without_live_replica",
 		"Regions of the keyspace where none of its replicas is live.", ks, nil)
-	c.rowHits = prometheus.NewDesc("meridian_storage_row_cache_hits_total",
-		"Point reads of user keys the storage's row cache answered (storage/rowcache.go).", nil, nil)
-	c.rowMisses = prometheus.NewDesc("meridian_storage_row_cache_misses_total",
-		"Point reads of user keys that went to the storage engine past the row cache.", nil, nil)
-	c.rowBytes = prometheus.NewDesc("meridian_storage_row_cache_bytes",
-		"What the row cache holds: keys, values and per-entry overhead, in bytes.", nil, nil)
-	c.rowCapacity = prometheus.NewDesc("meridian_storage_row_cache_capacity_bytes",
-		"What the row cache may hold, in bytes (storage.row_cache_bytes; 0: no row cache).", nil, nil)
 	for _, hc := range hostCounters {
 		c.counters = append(c.counters, prometheus.NewDesc(hc.name, hc.help, nil, nil))
+	}
+	for _, rs := range rowCacheSeries {
+		c.rowCache = append(c.rowCache, prometheus.NewDesc(rs.name, rs.help, nil, nil))
 	}
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.counters {
+	for _, d := range slices.Concat(c.counters, c.rowCache) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.info, c.groups, c.leaders, c.quiesced, c.term, c.commit, c.applied,
 		c.isLeader, c.groupQuiesced, c.applyLag, c.rLag, c.peerRTT, c.peerReachable, c.bytesSent, c.streamLagEntries, c.streamLagSeconds,
 		c.streamStalled, c.streamStalledSeconds, c.conflicts, c.archiveLag, c.archiveBytes, c.archiveGaps,
-		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown,
-		c.rowHits, c.rowMisses, c.rowBytes, c.rowCapacity} {
+		c.notJoined, c.unreachable, c.underReplicated, c.replicasDown, c.regionsDown} {
 		ch <- d
 	}
 }
@@ -167,10 +179,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.counters[i], prometheus.CounterValue, float64(hc.value(stats)))
 	}
 	rows := n.Storage().RowCacheStats()
-	ch <- prometheus.MustNewConstMetric(c.rowHits, prometheus.CounterValue, float64(rows.Hits))
-	ch <- prometheus.MustNewConstMetric(c.rowMisses, prometheus.CounterValue, float64(rows.Misses))
-	ch <- prometheus.MustNewConstMetric(c.rowBytes, prometheus.GaugeValue, float64(rows.Bytes))
-	ch <- prometheus.MustNewConstMetric(c.rowCapacity, prometheus.GaugeValue, float64(rows.Capacity))
+	for i, rs := range rowCacheSeries {
+		ch <- prometheus.MustNewConstMetric(c.rowCache[i], rs.kind, rs.value(rows))
+	}
 
 	st := n.Metadata()
 	type place struct {

@@ -31,7 +31,7 @@ func (db *DB) Get(group uint64, key []byte) ([]byte, bool, error) {
 		afterRowMiss()
 	}
 	if clean {
-		c.put(h, group, key, bytes.Clone(v), found, gen, clean)
+		c.put(h, group, key, bytes.Clone(v), found, gen)
 	}
 	return v, found, nil
 }

@@ -63,9 +63,12 @@ type rowShard struct {
 type rowEntry struct {
 	group uint64
 	key   string
-	val   []byte // nil when the key was absent
+	val   []byte // nil when the key was absent (or its value is empty)
 	found bool
 }
+
+// size is what the entry counts against its shard's budget.
+func (e rowEntry) size() int64 { return int64(len(e.key) + len(e.val) + rowOverhead) }
 
 func newRowCache(bytes int64) *rowCache {
 	c := &rowCache{seed: maphash.MakeSeed(), budget: max(bytes/rowShards, 1)}
@@ -80,17 +83,15 @@ func (c *rowCache) hash(group uint64, key []byte) uint64 {
 }
 
 // get returns a copy of the cached value of the key, if cached; otherwise
-// hit is false and gen and clean must be passed to put with what Pebble
-// returns.
+// hit is false, and a read of Pebble may be kept (put, with gen) only if
+// clean: no commit touching the shard was in progress.
 func (c *rowCache) get(h, group uint64, key []byte) (val []byte, found, hit bool, gen uint64, clean bool) {
 	s := &c.shards[h%rowShards]
 	s.mu.Lock()
 	e, ok := s.m[h]
 	if ok && e.group == group && e.key == string(key) {
 		s.hits++
-		if e.found {
-			val = append(make([]byte, 0, len(e.val)), e.val...)
-		}
+		val = bytes.Clone(e.val)
 		s.mu.Unlock()
 		return val, e.found, true, 0, false
 	}
@@ -100,13 +101,12 @@ func (c *rowCache) get(h, group uint64, key []byte) (val []byte, found, hit bool
 	return nil, false, false, gen, clean
 }
 
-// put keeps what a read that missed got from Pebble (val is retained), if
-// no commit touching the shard overlapped the read (see above).
-func (c *rowCache) put(h, group uint64, key, val []byte, found bool, gen uint64, clean bool) {
-	if !clean {
-		return
-	}
-	size := int64(len(key) + len(val) + rowOverhead)
+// put keeps what a clean read that missed got from Pebble (val is
+// retained), if no commit touching the shard overlapped the read (see
+// above).
+func (c *rowCache) put(h, group uint64, key, val []byte, found bool, gen uint64) {
+	e := rowEntry{group: group, key: string(key), val: val, found: found}
+	size := e.size()
 	if size > c.budget/4 {
 		return
 	}
@@ -116,18 +116,18 @@ func (c *rowCache) put(h, group uint64, key, val []byte, found bool, gen uint64,
 	if s.gen != gen || s.writing != 0 {
 		return
 	}
-	if old, ok := s.m[h]; ok { // another key of the same hash
-		s.bytes -= int64(len(old.key) + len(old.val) + rowOverhead)
+	if old, ok := s.m[h]; ok { // another key of the hash, or this one kept by another read
+		s.bytes -= old.size()
 		delete(s.m, h)
 	}
-	for k, e := range s.m { // map order: entries dropped at random
+	for k, old := range s.m { // map order: entries dropped at random
 		if s.bytes+size <= c.budget {
 			break
 		}
-		s.bytes -= int64(len(e.key) + len(e.val) + rowOverhead)
+		s.bytes -= old.size()
 		delete(s.m, k)
 	}
-	s.m[h] = rowEntry{group: group, key: string(key), val: val, found: found}
+	s.m[h] = e
 	s.bytes += size
 }
 
@@ -175,7 +175,7 @@ func (c *rowCache) begin(t *rowTouch) {
 				continue
 			}
 			if e, ok := s.m[h]; ok {
-				s.bytes -= int64(len(e.key) + len(e.val) + rowOverhead)
+				s.bytes -= e.size()
 				delete(s.m, h)
 			}
 		}

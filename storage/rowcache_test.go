@@ -201,7 +201,7 @@ func TestRowCacheOff(t *testing.T) {
 // although reads keep filling the cache (kept small, so entries also come
 // and go) while batches touching the same shards commit.
 func TestRowCacheNeverServesOlderThanPebble(t *testing.T) {
-	db := openMem(t, 8<<10)
+	db := openMem(t, 64<<10) // 1 KiB a shard: a few entries each, some evicted
 	const keys, writers, readers = 8, 2, 4
 	writes := 3000
 	if testing.Short() {
@@ -276,5 +276,8 @@ func TestRowCacheNeverServesOlderThanPebble(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	if st := db.RowCacheStats(); st.Hits == 0 {
+		t.Fatal("no read was served by the cache: the race above did not involve it")
 	}
 }
