@@ -209,6 +209,7 @@ func (x *execCtx) noCollections() bool {
 	}
 	if k.coll == 0 {
 		_, ok, err := x.src.getElem(x.group, nextIDSuffix)
+		k.reads++
 		switch {
 		case err != nil:
 			return false // lookup meets the failure

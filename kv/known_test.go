@@ -6,7 +6,8 @@ import (
 )
 
 // batchApply applies commands through one batch, as the host applies a
-// round's committed entries, and commits it; it returns each result.
+// round's committed entries, commits it and tells the state machine
+// (Applied); it returns each result.
 func (e *engine) batchApply(sm *StateMachine, cmds ...Command) []Result {
 	e.t.Helper()
 	b := e.db.NewBatch()
@@ -21,6 +22,9 @@ func (e *engine) batchApply(sm *StateMachine, cmds ...Command) []Result {
 		out[i] = v.(Result)
 	}
 	if err := b.Commit(false); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := sm.Applied(e.index, false); err != nil {
 		e.t.Fatal(err)
 	}
 	return out
@@ -103,6 +107,65 @@ func TestKnownFactsFollowTheBatch(t *testing.T) {
 	}
 	if r := apply(Command{Op: OpMSet, Epoch: 1, NowMS: 1, Args: args("k", "w")}); !errors.Is(r.Err, ErrStaleEpoch) {
 		t.Fatalf("MSET of the old epoch after the role changed in the same batch: %v, want %v", r.Err, ErrStaleEpoch)
+	}
+}
+
+// TestKnownFactsCarryOver: the facts read through a batch serve the next
+// batch only if it follows on from a committed one: its first entry is the
+// next index and Applied reached the last. A gap (an entry that was not a
+// command, or a snapshot), a batch never committed, a restore or an op
+// that is not a plain data op makes the next write read them again; and a
+// list made across a gap is seen.
+func TestKnownFactsCarryOver(t *testing.T) {
+	e := newEngine(t)
+	reads := func() int { return e.sm.known.reads }
+	e.batchApply(e.sm, e.set("a", "1"))
+	if reads() != 2 {
+		t.Fatalf("%d facts read by the first write, want 2 (role, collections)", reads())
+	}
+	e.batchApply(e.sm, e.set("b", "2"), e.set("c", "3"))
+	e.batchApply(e.sm, Command{Op: OpMSet, NowMS: e.now, Args: args("d", "4", "e", "5")})
+	if reads() != 2 {
+		t.Fatalf("%d facts read after two more committed batches in a row, want still 2", reads())
+	}
+
+	step := func(what string, before func()) {
+		t.Helper()
+		before()
+		n := reads()
+		e.batchApply(e.sm, e.set("f", what))
+		if reads() != n+2 {
+			t.Fatalf("%s: the next write read %d facts, want 2", what, reads()-n)
+		}
+	}
+	step("gap", func() { e.index++ })
+	step("restored", func() {
+		if err := e.sm.Applied(e.index, true); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("not committed", func() {
+		b := e.db.NewBatch()
+		if _, err := e.sm.Apply(b, e.index+1, e.set("g", "lost").Encode()); err != nil {
+			t.Fatal(err)
+		}
+		b.Close() // never committed (Applied not told)
+		e.index++ // the next batch starts at the index after it
+	})
+	step("non-plain op", func() {
+		e.batchApply(e.sm, e.redis("rpush", "l0", "x"))
+		e.batchApply(e.sm, e.redis("del", "l0"))
+	})
+
+	// Across a gap, another writer of the group's data (as a snapshot
+	// would be) makes a list; the write after the gap replaces it whole.
+	e = newEngine(t)
+	e.batchApply(e.sm, e.set("c", "3"))
+	other := &StateMachine{Group: e.sm.Group}
+	e.batchApply(other, e.redis("rpush", "l3", "p", "q"))
+	e.batchApply(e.sm, e.set("l3", "string"))
+	if n := e.elements(); n != 0 {
+		t.Fatalf("%d elements left of a list made across a gap and replaced by a SET", n)
 	}
 }
 

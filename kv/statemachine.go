@@ -62,6 +62,14 @@ type StateMachine struct {
 // entries there, so a snapshot never changes them under a batch either.
 // They are this replica's cache and decide nothing another replica would
 // decide differently: each is what a read through the batch would give.
+//
+// Once the batch is committed (Applied at the index of the last entry
+// applied under the facts) they are the stored state's, and they carry
+// over to the next batch if its first entry is the next index: nothing
+// was applied in between (an entry that is not a command, a conf change
+// say, leaves a gap and starts over), and no snapshot was installed (a
+// snapshot's index is past the group's commit index, so it leaves a gap
+// too; Applied after a restore drops the facts besides).
 type knownFacts struct {
 	batch  uint64
 	role   Role
@@ -69,7 +77,17 @@ type knownFacts struct {
 	// coll: 0 not read yet; 1 the group holds no list or sorted set (it
 	// never allocated a collection id); 2 it may.
 	coll int8
+	// last is the index of the last entry applied under the facts;
+	// committed, that its batch is committed (Applied reached last).
+	last      uint64
+	committed bool
+	// reads counts the facts read from storage (kept across resets; for
+	// tests).
+	reads int
 }
+
+// reset forgets the facts.
+func (k *knownFacts) reset() { *k = knownFacts{reads: k.reads} }
 
 // plain reports whether o is one of applyOp's data ops.
 func (o Op) plain() bool { return o >= OpSet && o <= OpPersist }
@@ -120,11 +138,14 @@ func (sm *StateMachine) applyCommand(b *storage.Batch, index uint64, cmd []byte)
 		return Result{Err: sm.Admits.refuse(sm.Group, c.Op)}
 	}
 	plain := c.Op.plain()
-	if !plain || sm.known.batch != b.Seq() {
-		// Another batch, or an op that may change what is known: start
-		// over (only plain ops fill the facts in again).
-		sm.known = knownFacts{batch: b.Seq()}
+	carry := sm.known.batch == b.Seq() || (sm.known.committed && index == sm.known.last+1)
+	if !plain || !carry {
+		// Another batch not following on from a committed one, or an op
+		// that may change what is known: start over (only plain ops fill
+		// the facts in again).
+		sm.known.reset()
 	}
+	sm.known.batch, sm.known.last, sm.known.committed = b.Seq(), index, false
 	switch c.Op {
 	case OpStreamApply:
 		return sm.streamApply(b, index, c.Args[0])
@@ -167,6 +188,7 @@ func (sm *StateMachine) storedRole(b *storage.Batch, plain bool) (Role, error) {
 		return sm.known.role, nil
 	}
 	r, err := loadRole(b, sm.Group)
+	sm.known.reads++
 	if err == nil && plain {
 		sm.known.role, sm.known.roleOK = r, true
 	}
@@ -453,6 +475,11 @@ func (a *execCtx) persist(key []byte) Result {
 
 // Applied implements raftgroup.StateMachine.
 func (sm *StateMachine) Applied(index uint64, restored bool) error {
+	if restored {
+		sm.known.reset()
+	} else if index == sm.known.last {
+		sm.known.committed = true
+	}
 	if sm.OnApplied != nil {
 		sm.OnApplied(index)
 	}
