@@ -61,3 +61,82 @@ func TestFrameAgreesWithReader(t *testing.T) {
 		}
 	})
 }
+
+// TestParseBufferedAgreesWithReader: on every prefix of random input,
+// parseBuffered either declines, consuming nothing, or returns what
+// readMultibulk returns from the same bytes (the same arguments, the same
+// bytes consumed); on a whole well-formed command within the limits it
+// parses. The arguments it returns do not alias the reader's buffer, and
+// one cannot grow into the next.
+func TestParseBufferedAgreesWithReader(t *testing.T) {
+	pieces := []string{
+		multibulk("GET", "k"), multibulk("SET", "key", "value"), multibulk("ECHO", ""),
+		multibulk("A", "B", "C", "D", "E", "F"),        // too many arguments (limit 4)
+		multibulk("SET", "k", strings.Repeat("x", 12)), // an argument over the limit (8)
+		multibulk("SET", "k1", "v1", "x"),              // 16 bytes in all: the limit
+		multibulk("SET", "k12", "v12", "x"),            // 17 bytes: over it
+		"*0\r\n", "*-1\r\n", "*x\r\n", "*1\r\n$x\r\n", "*1\r\n+3\r\n", "*1\r\n$-2\r\n", "*1\r\n$3\r\nabcd\r\n",
+		"*1\n", "*2\r\n$1\r\na\r\n$1\r\nb\n\n", "*" + strings.Repeat("9", 30) + "\r\n", "*1\r\n$00001\r\nq\r\n",
+		"*1\r\n$+1\r\nq\r\n", "*01\r\n$1\r\nq\r\n", "*1\r\n$1\r\nq\r",
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		var in strings.Builder
+		for range rapid.IntRange(1, 3).Draw(t, "pieces") {
+			in.WriteString(rapid.SampledFrom(pieces).Draw(t, "piece"))
+		}
+		lim := limits{maxArgs: 4, maxBulk: 8, maxCommand: 16, maxInline: 32, maxHeaderLen: 16,
+			strict: rapid.Bool().Draw(t, "strict")}
+		b := []byte(in.String())
+		for n := 1; n <= len(b); n++ {
+			garbage := bytes.Repeat([]byte{'#'}, 32<<10) // read after the command, into the same buffer
+			fast := &reader{br: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(b[:n]), bytes.NewReader(garbage)), 16<<10), lim: lim}
+			if _, err := fast.br.Peek(n); err != nil {
+				t.Fatal(err)
+			}
+			args, ok := fast.parseBuffered()
+			if !ok {
+				if fast.br.Buffered() != n {
+					t.Fatalf("prefix %q: declined, but consumed %d bytes", b[:n], n-fast.br.Buffered())
+				}
+				if st, _ := scanFrame(b[:n], lim); st == frameReady && b[0] == '*' {
+					slow := &reader{br: bufio.NewReaderSize(bytes.NewReader(b[:n]), 16<<10), lim: lim}
+					if want, err := slow.readMultibulk(); err == nil && len(want) > 0 {
+						t.Fatalf("prefix %q: declined a command readMultibulk reads: %q", b[:n], want)
+					}
+				}
+				continue
+			}
+			slow := &reader{br: bufio.NewReaderSize(bytes.NewReader(b[:n]), 16<<10), lim: lim}
+			want, err := slow.readMultibulk()
+			if err != nil {
+				t.Fatalf("prefix %q: parsed %q where readMultibulk fails: %v", b[:n], args, err)
+			}
+			if len(args) != len(want) {
+				t.Fatalf("prefix %q: parsed %q, readMultibulk %q", b[:n], args, want)
+			}
+			for i := range args {
+				if !bytes.Equal(args[i], want[i]) || args[i] == nil {
+					t.Fatalf("prefix %q: parsed %q, readMultibulk %q", b[:n], args, want)
+				}
+			}
+			if fast.br.Buffered() != slow.br.Buffered() {
+				t.Fatalf("prefix %q: parsed leaving %d bytes, readMultibulk %d", b[:n], fast.br.Buffered(), slow.br.Buffered())
+			}
+			// Owned: reading on (the reader's buffer refilled), or
+			// appending to an argument, changes no argument.
+			for p := make([]byte, 100); ; {
+				if _, err := fast.br.Read(p); err != nil {
+					break
+				}
+			}
+			for i := range args {
+				_ = append(args[i], 'Z')
+			}
+			for i := range args {
+				if !bytes.Equal(args[i], want[i]) {
+					t.Fatalf("prefix %q: argument %d became %q", b[:n], i, args[i])
+				}
+			}
+		}
+	})
+}
