@@ -18,7 +18,8 @@ var ErrCorrupt = errors.New("storage: corrupt stored state")
 
 // maxCachedEntries bounds the in-memory tail of the log kept per group so
 // that applying committed entries and replicating to up-to-date followers
-// do not read Pebble.
+// do not read Pebble: at least the last maxCachedEntries entries are kept,
+// at most twice as many.
 const maxCachedEntries = 512
 
 // AppliedState is what a group has applied: the index and the
@@ -297,8 +298,14 @@ func (s *LogStore) StageEntries(b *Batch, ents []*pb.Entry) error {
 		s.cache = nil
 	}
 	s.cache = append(s.cache, ents...)
-	if n := len(s.cache); n > maxCachedEntries {
-		s.cache = append([]*pb.Entry(nil), s.cache[n-maxCachedEntries:]...)
+	if n := len(s.cache); n > 2*maxCachedEntries {
+		// Keep the last maxCachedEntries, moved to the front of the same
+		// array (no reader holds a slice of it: Entries copies out), once
+		// the tail has grown to twice that: an allocation and a copy every
+		// maxCachedEntries entries, not every append.
+		copy(s.cache, s.cache[n-maxCachedEntries:])
+		clear(s.cache[maxCachedEntries:n])
+		s.cache = s.cache[:maxCachedEntries]
 	}
 	s.last = newLast
 	return nil
