@@ -2,7 +2,6 @@ package resp
 
 import (
 	"bytes"
-	"slices"
 	"sync"
 
 	"github.com/meridian-db/meridian/metadata"
@@ -48,16 +47,17 @@ func (c *client) setRunKeyspace() *metadata.Keyspace {
 // handleSetRun handles a plain SET (first) read while more input waits:
 // it reads the SETs that follow it, runs them as one batch, then handles
 // the command that ended the run, if any. It returns false when the
-// connection must close.
+// connection must close. (The reader's arguments are the command's own,
+// never its buffer's: reading on keeps them.)
 func (c *client) handleSetRun(ks *metadata.Keyspace, first [][]byte) bool {
-	run := [][][]byte{cloneArgs(first)}
+	run := [][][]byte{first}
 	var next [][]byte
 	var nextErr error
 	pending := false
 	for len(run) < maxSetRun && c.r.buffered() {
 		next, nextErr = c.r.readCommand()
 		if nextErr == nil && plainSet(next) {
-			run = append(run, cloneArgs(next))
+			run = append(run, next)
 			continue
 		}
 		pending = true
@@ -70,16 +70,6 @@ func (c *client) handleSetRun(ks *metadata.Keyspace, first [][]byte) bool {
 		return c.handle(next, nextErr)
 	}
 	return true
-}
-
-// cloneArgs copies a command's arguments out of the reader's buffer (an
-// inline command's point into it), so that reading on keeps them.
-func cloneArgs(args [][]byte) [][]byte {
-	out := make([][]byte, len(args))
-	for i, a := range args {
-		out[i] = slices.Clone(a)
-	}
-	return out
 }
 
 // runSets runs a run of plain SETs of keyspace ks (a sync or async one):

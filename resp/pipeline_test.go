@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -61,5 +62,40 @@ func TestPipelinedSets(t *testing.T) {
 	}
 	if ttl, err := c.TTL(ctx, "p41").Result(); err != nil || ttl <= 0 {
 		t.Fatalf("p41's TTL: %v %v", ttl, err)
+	}
+}
+
+// TestPipelinedInlineSets: a run of inline SETs (telnet's form) that ends
+// in half a command, whose other half comes a moment later, so that the
+// reader's buffer is refilled (what is left of it moved to its front)
+// while the run is being collected: every value is stored as sent (the
+// run keeps the arguments the reader returned, which must not point into
+// its buffer). So is a run of multibulk SETs split the same way.
+func TestPipelinedInlineSets(t *testing.T) {
+	e := newEnv(t)
+	r := dialRaw(t, e.servers[0])
+	val := func(i int) string { return fmt.Sprintf("%03d%s", i, strings.Repeat(string(rune('a'+i%26)), 40)) }
+	const n = 60
+	var inline, multi strings.Builder
+	for i := range n {
+		fmt.Fprintf(&inline, "SET inl%d %s\r\n", i, val(i))
+		fmt.Fprintf(&multi, "*3\r\n$3\r\nSET\r\n$%d\r\nmb%d\r\n$%d\r\n%s\r\n", len(fmt.Sprint(i))+2, i, len(val(i)), val(i))
+	}
+	for _, in := range []string{inline.String(), multi.String()} {
+		cut := len(in) - 20 // inside the last command
+		r.send(in[:cut])
+		time.Sleep(50 * time.Millisecond) // (the first part read alone)
+		r.send(in[cut:])
+		for range n {
+			r.expect("+OK")
+		}
+	}
+	c := newRDB(t, e.servers[0], 2)
+	ctx := ctxT(t)
+	for i := range n {
+		for _, k := range []string{fmt.Sprintf("inl%d", i), fmt.Sprintf("mb%d", i)} {
+			v, err := c.Get(ctx, k).Result()
+			check(t, k, v, err, val(i))
+		}
 	}
 }
