@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"go.etcd.io/raft/v3"
@@ -44,6 +45,10 @@ type LogStore struct {
 	truncTerm uint64
 	last      uint64
 	cache     []*pb.Entry // consecutive entries ending at last (may be empty)
+	// appliedCS and appliedEnc: the configuration StageApplied last wrote
+	// (its own copy) and its encoding.
+	appliedCS  *pb.ConfState
+	appliedEnc []byte
 
 	// SnapshotFunc builds a snapshot of the group's current applied state.
 	// Set by the host; raft calls Snapshot when a follower needs one.
@@ -311,13 +316,39 @@ func (s *LogStore) StageEntries(b *Batch, ents []*pb.Entry) error {
 	return nil
 }
 
-// StageApplied stages the applied state.
+// StageApplied stages the applied state. It runs after every round that
+// applies something, and the configuration rarely changes: its copy and
+// encoding are those of the last call while it is the same.
 func (s *LogStore) StageApplied(b *Batch, index uint64, cs *pb.ConfState) {
 	s.mu.Lock()
-	s.applied = AppliedState{Index: index, ConfState: proto.Clone(cs).(*pb.ConfState)}
+	if s.appliedCS == nil || !sameConfState(s.appliedCS, cs) {
+		s.appliedCS, s.appliedEnc = cloneConfState(cs), mustMarshal(cs)
+	}
+	s.applied = AppliedState{Index: index, ConfState: s.appliedCS} // (readers copy it)
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(s.appliedEnc)), index)
+	v = append(v, s.appliedEnc...)
 	s.mu.Unlock()
-	v := binary.BigEndian.AppendUint64(nil, index)
-	b.Set(raftKey(s.group, suffixApplied), append(v, mustMarshal(cs)...))
+	b.Set(raftKey(s.group, suffixApplied), v)
+}
+
+// cloneConfState copies a configuration (what proto.Clone does, without
+// reflection).
+func cloneConfState(cs *pb.ConfState) *pb.ConfState {
+	c := &pb.ConfState{
+		Voters: slices.Clone(cs.GetVoters()), Learners: slices.Clone(cs.GetLearners()),
+		VotersOutgoing: slices.Clone(cs.GetVotersOutgoing()), LearnersNext: slices.Clone(cs.GetLearnersNext()),
+	}
+	if cs.AutoLeave != nil {
+		c.AutoLeave = proto.Bool(*cs.AutoLeave)
+	}
+	return c
+}
+
+// sameConfState reports whether two configurations are the same.
+func sameConfState(a, b *pb.ConfState) bool {
+	return slices.Equal(a.GetVoters(), b.GetVoters()) && slices.Equal(a.GetLearners(), b.GetLearners()) &&
+		slices.Equal(a.GetVotersOutgoing(), b.GetVotersOutgoing()) && slices.Equal(a.GetLearnersNext(), b.GetLearnersNext()) &&
+		(a.AutoLeave == nil) == (b.AutoLeave == nil) && a.GetAutoLeave() == b.GetAutoLeave()
 }
 
 // StageTruncate stages the removal of every log entry up to and including
