@@ -200,8 +200,8 @@ func (x *execCtx) replaced(key []byte) entry {
 }
 
 // noCollections reports whether the group is known to hold no list or
-// sorted set: it never allocated a collection id (newID), read once per
-// batch.
+// sorted set: it never allocated a collection id (newID), read once for a
+// run of batches (knownFacts).
 func (x *execCtx) noCollections() bool {
 	k := x.known
 	if k == nil {

@@ -152,6 +152,26 @@ func TestKnownFactsCarryOver(t *testing.T) {
 		b.Close() // never committed (Applied not told)
 		e.index++ // the next batch starts at the index after it
 	})
+	step("applied short of the last", func() {
+		b := e.db.NewBatch()
+		e.index++
+		if _, err := e.sm.Apply(b, e.index, e.set("g", "1").Encode()); err != nil {
+			t.Fatal(err)
+		}
+		e.index++
+		if _, err := e.sm.Apply(b, e.index, e.set("g", "2").Encode()); err != nil {
+			t.Fatal(err)
+		}
+		commit := b.Commit(false)
+		if commit != nil {
+			t.Fatal(commit)
+		}
+		// Told of the first entry only: the batch holding the second is
+		// not known to be committed.
+		if err := e.sm.Applied(e.index-1, false); err != nil {
+			t.Fatal(err)
+		}
+	})
 	step("non-plain op", func() {
 		e.batchApply(e.sm, e.redis("rpush", "l0", "x"))
 		e.batchApply(e.sm, e.redis("del", "l0"))

@@ -55,11 +55,12 @@ type StateMachine struct {
 // knownFacts are facts about a group's stored state that the plain data
 // ops (OpSet to OpPersist, applyOp's) never change: the group's role, and
 // whether it holds any list or sorted set (none of them creates one).
-// Read once per batch instead of once per command, they hold while the
-// state machine applies plain ops through the batch numbered batch
-// (storage.Batch.Seq); another batch, or any other op, starts over. The
-// host stages a group's snapshot into a batch before applying any of its
-// entries there, so a snapshot never changes them under a batch either.
+// Read once instead of once per command, they hold while the state
+// machine applies plain ops through the batch numbered batch
+// (storage.Batch.Seq) and, as below, the batches that follow on from it;
+// any other op starts over. The host stages a group's snapshot into a
+// batch before applying any of its entries there, so a snapshot never
+// changes them under a batch either.
 // They are this replica's cache and decide nothing another replica would
 // decide differently: each is what a read through the batch would give.
 //

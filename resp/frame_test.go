@@ -87,6 +87,10 @@ func TestParseBufferedAgreesWithReader(t *testing.T) {
 		lim := limits{maxArgs: 4, maxBulk: 8, maxCommand: 16, maxInline: 32, maxHeaderLen: 16,
 			strict: rapid.Bool().Draw(t, "strict")}
 		b := []byte(in.String())
+		if rapid.Bool().Draw(t, "large") { // first, a command past fastShared: arguments allocated one by one
+			b = append([]byte(multibulk("SET", "k", strings.Repeat("v", 300))), b...)
+			lim.maxBulk, lim.maxCommand = 1024, 1024
+		}
 		for n := 1; n <= len(b); n++ {
 			garbage := bytes.Repeat([]byte{'#'}, 32<<10) // read after the command, into the same buffer
 			fast := &reader{br: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(b[:n]), bytes.NewReader(garbage)), 16<<10), lim: lim}

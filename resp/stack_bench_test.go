@@ -101,7 +101,7 @@ func pipelines(b *testing.B, addr string, req func(i int) []byte, want []byte) {
 		got := make([]byte, len(want))
 		for i, more := 0, true; more; i++ {
 			for range pipelineDepth {
-				more = pb.Next() // (a pipeline may run past b.N by up to 15)
+				more = pb.Next() // (each connection's last pipeline may run past b.N)
 			}
 			if _, err := conn.Write(req(i)); err != nil {
 				b.Error(err)

@@ -303,11 +303,16 @@ func (s *LogStore) StageEntries(b *Batch, ents []*pb.Entry) error {
 		s.cache = nil
 	}
 	s.cache = append(s.cache, ents...)
-	if n := len(s.cache); n > 2*maxCachedEntries {
+	switch n := len(s.cache); {
+	case n > 2*maxCachedEntries && cap(s.cache) > 4*maxCachedEntries:
+		// A large append (a follower catching up) grew the array: keep
+		// the tail in one of the usual size.
+		s.cache = append(make([]*pb.Entry, 0, 2*maxCachedEntries), s.cache[n-maxCachedEntries:]...)
+	case n > 2*maxCachedEntries:
 		// Keep the last maxCachedEntries, moved to the front of the same
 		// array (no reader holds a slice of it: Entries copies out), once
-		// the tail has grown to twice that: an allocation and a copy every
-		// maxCachedEntries entries, not every append.
+		// the tail has grown to twice that: a copy every maxCachedEntries
+		// entries, not an allocation every append.
 		copy(s.cache, s.cache[n-maxCachedEntries:])
 		clear(s.cache[maxCachedEntries:n])
 		s.cache = s.cache[:maxCachedEntries]

@@ -319,9 +319,10 @@ func TestMemTableBytesReachPebble(t *testing.T) {
 
 // TestLogStoreCachedTailAgrees: through thousands of appends of varying
 // sizes (some replacing a suffix, as a new leader's do), the entries and
-// terms the log store serves (its cached tail, or Pebble before it) are
-// those appended last at each index, and the same after a restart, which
-// reads them all from Pebble.
+// terms the log store serves (from within its cached tail, and from before
+// it, in Pebble) are those appended last at each index, in order; entries
+// it returned earlier do not change as the tail moves on; and after a
+// restart, which reads them all from Pebble, the same.
 func TestLogStoreCachedTailAgrees(t *testing.T) {
 	fs := vfs.NewMem()
 	db, err := Open("/db", Options{FS: fs})
@@ -339,13 +340,18 @@ func TestLogStoreCachedTailAgrees(t *testing.T) {
 	commit(t, b)
 	want := map[uint64]uint64{} // index -> term
 	last, term := uint64(1), uint64(1)
+	var held []*pb.Entry
+	var heldWant [][2]uint64
 	check := func(s *LogStore, lo uint64) {
 		t.Helper()
 		got, err := s.Entries(lo, last+1, 1<<30)
 		if err != nil || uint64(len(got)) != last+1-lo {
 			t.Fatalf("entries [%d, %d]: %d, %v", lo, last, len(got), err)
 		}
-		for _, e := range got {
+		for k, e := range got {
+			if e.GetIndex() != lo+uint64(k) {
+				t.Fatalf("entries [%d, %d]: entry %d has index %d", lo, last, k, e.GetIndex())
+			}
 			if e.GetTerm() != want[e.GetIndex()] || e.GetData()[0] != byte(e.GetIndex()) {
 				t.Fatalf("entry %d: term %d, want %d", e.GetIndex(), e.GetTerm(), want[e.GetIndex()])
 			}
@@ -378,6 +384,30 @@ func TestLogStoreCachedTailAgrees(t *testing.T) {
 			lo = last - 2*maxCachedEntries - 10
 		}
 		check(s, lo)
+		if last > maxCachedEntries/2+2 {
+			check(s, last-maxCachedEntries/2) // within it
+		}
+		// What Entries returned stays as it was while the log moves on
+		// (the cache's array is reused).
+		if held == nil {
+			lo := uint64(2)
+			if last > 10 {
+				lo = last - 8
+			}
+			held, _ = s.Entries(lo, last+1, 1<<30)
+			heldWant = nil
+			for _, e := range held {
+				heldWant = append(heldWant, [2]uint64{e.GetIndex(), e.GetTerm()})
+			}
+		}
+		for j, e := range held {
+			if [2]uint64{e.GetIndex(), e.GetTerm()} != heldWant[j] {
+				t.Fatalf("an entry Entries returned changed: %d/%d, was %v", e.GetIndex(), e.GetTerm(), heldWant[j])
+			}
+		}
+		if i%50 == 49 {
+			held = nil
+		}
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
