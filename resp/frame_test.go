@@ -30,13 +30,7 @@ func TestFrameAgreesWithReader(t *testing.T) {
 		"$3\r\nabc\r\n",
 	}
 	rapid.Check(t, func(t *rapid.T) {
-		var in strings.Builder
-		for range rapid.IntRange(1, 4).Draw(t, "pieces") {
-			in.WriteString(rapid.SampledFrom(pieces).Draw(t, "piece"))
-		}
-		lim := limits{maxArgs: 4, maxBulk: 8, maxCommand: 16, maxInline: 32, maxHeaderLen: 16,
-			strict: rapid.Bool().Draw(t, "strict")}
-		b := []byte(in.String())
+		b, lim := drawInput(t, pieces, 4)
 		complete := -1 // the shortest prefix on which readCommand returns
 		for n := 0; n <= len(b); n++ {
 			r := &reader{br: bufio.NewReaderSize(bytes.NewReader(b[:n]), 16<<10), lim: lim}
@@ -80,13 +74,7 @@ func TestParseBufferedAgreesWithReader(t *testing.T) {
 		"*1\r\n$+1\r\nq\r\n", "*01\r\n$1\r\nq\r\n", "*1\r\n$1\r\nq\r",
 	}
 	rapid.Check(t, func(t *rapid.T) {
-		var in strings.Builder
-		for range rapid.IntRange(1, 3).Draw(t, "pieces") {
-			in.WriteString(rapid.SampledFrom(pieces).Draw(t, "piece"))
-		}
-		lim := limits{maxArgs: 4, maxBulk: 8, maxCommand: 16, maxInline: 32, maxHeaderLen: 16,
-			strict: rapid.Bool().Draw(t, "strict")}
-		b := []byte(in.String())
+		b, lim := drawInput(t, pieces, 3)
 		if rapid.Bool().Draw(t, "large") { // first, a command past fastShared: arguments allocated one by one
 			b = append([]byte(multibulk("SET", "k", strings.Repeat("v", 300))), b...)
 			lim.maxBulk, lim.maxCommand = 1024, 1024
@@ -143,4 +131,16 @@ func TestParseBufferedAgreesWithReader(t *testing.T) {
 			}
 		}
 	})
+}
+
+// drawInput draws up to most pieces, joined, and small limits (strict or
+// not) for the reader to meet them with.
+func drawInput(t *rapid.T, pieces []string, most int) ([]byte, limits) {
+	var in strings.Builder
+	for range rapid.IntRange(1, most).Draw(t, "pieces") {
+		in.WriteString(rapid.SampledFrom(pieces).Draw(t, "piece"))
+	}
+	lim := limits{maxArgs: 4, maxBulk: 8, maxCommand: 16, maxInline: 32, maxHeaderLen: 16,
+		strict: rapid.Bool().Draw(t, "strict")}
+	return []byte(in.String()), lim
 }
