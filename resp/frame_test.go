@@ -58,8 +58,8 @@ func TestFrameAgreesWithReader(t *testing.T) {
 
 // TestParseBufferedAgreesWithReader: on every prefix of random input,
 // parseBuffered either declines, consuming nothing, or returns what
-// readMultibulk returns from the same bytes (the same arguments, the same
-// bytes consumed); on a whole well-formed command within the limits it
+// readCommand returns from the same bytes without it (readMultibulk or
+// readInline: the same arguments, the same bytes consumed); on a whole well-formed command within the limits it
 // parses. The arguments it returns do not alias the reader's buffer, and
 // one cannot grow into the next.
 func TestParseBufferedAgreesWithReader(t *testing.T) {
@@ -72,6 +72,7 @@ func TestParseBufferedAgreesWithReader(t *testing.T) {
 		"*0\r\n", "*-1\r\n", "*x\r\n", "*1\r\n$x\r\n", "*1\r\n+3\r\n", "*1\r\n$-2\r\n", "*1\r\n$3\r\nabcd\r\n",
 		"*1\n", "*2\r\n$1\r\na\r\n$1\r\nb\n\n", "*" + strings.Repeat("9", 30) + "\r\n", "*1\r\n$00001\r\nq\r\n",
 		"*1\r\n$+1\r\nq\r\n", "*01\r\n$1\r\nq\r\n", "*1\r\n$1\r\nq\r",
+		"$2\r\n$1\r\na\r\n$1\r\nb\r\n", // not multibulk
 	}
 	rapid.Check(t, func(t *rapid.T) {
 		b, lim := drawInput(t, pieces, 3)
@@ -99,20 +100,20 @@ func TestParseBufferedAgreesWithReader(t *testing.T) {
 				continue
 			}
 			slow := &reader{br: bufio.NewReaderSize(bytes.NewReader(b[:n]), 16<<10), lim: lim}
-			want, err := slow.readMultibulk()
+			want, err := slow.read(false)
 			if err != nil {
-				t.Fatalf("prefix %q: parsed %q where readMultibulk fails: %v", b[:n], args, err)
+				t.Fatalf("prefix %q: parsed %q where the slow path fails: %v", b[:n], args, err)
 			}
 			if len(args) != len(want) {
-				t.Fatalf("prefix %q: parsed %q, readMultibulk %q", b[:n], args, want)
+				t.Fatalf("prefix %q: parsed %q, the slow path %q", b[:n], args, want)
 			}
 			for i := range args {
 				if !bytes.Equal(args[i], want[i]) || args[i] == nil {
-					t.Fatalf("prefix %q: parsed %q, readMultibulk %q", b[:n], args, want)
+					t.Fatalf("prefix %q: parsed %q, the slow path %q", b[:n], args, want)
 				}
 			}
 			if fast.br.Buffered() != slow.br.Buffered() {
-				t.Fatalf("prefix %q: parsed leaving %d bytes, readMultibulk %d", b[:n], fast.br.Buffered(), slow.br.Buffered())
+				t.Fatalf("prefix %q: parsed leaving %d bytes, the slow path %d", b[:n], fast.br.Buffered(), slow.br.Buffered())
 			}
 			// Owned: reading on (the reader's buffer refilled), or
 			// appending to an argument, changes no argument.

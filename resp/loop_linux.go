@@ -477,26 +477,32 @@ func (l *eventLoop) commands(c *client, mayRead bool) {
 	read := !mayRead
 	ran := 0
 	for {
-		st, need := c.r.frame()
-		if st == frameMore {
-			if need > c.r.br.Size() {
-				l.handOver(c, nil, false) // a command larger than the buffer
-				return
-			}
-			if read {
-				break
-			}
-			read = true
-			if err := c.r.fill(); err != nil {
-				if err == errWouldBlock {
+		// A whole well-formed command is parsed at once; anything else is
+		// framed first, so that readCommand never waits for input.
+		args, whole := c.r.parseBuffered()
+		var err error
+		if !whole {
+			st, need := c.r.frame()
+			if st == frameMore {
+				if need > c.r.br.Size() {
+					l.handOver(c, nil, false) // a command larger than the buffer
+					return
+				}
+				if read {
 					break
 				}
-				l.finish(c) // the client went away (or the socket failed)
-				return
+				read = true
+				if err := c.r.fill(); err != nil {
+					if err == errWouldBlock {
+						break
+					}
+					l.finish(c) // the client went away (or the socket failed)
+					return
+				}
+				continue
 			}
-			continue
+			args, err = c.r.readCommand()
 		}
-		args, err := c.r.readCommand()
 		c.noWait = true
 		ok := c.handle(args, err)
 		c.noWait = false

@@ -72,7 +72,11 @@ func (r *reader) fill() error {
 
 // readCommand returns the next command's arguments (never empty). Empty
 // commands (blank inline lines, "*0") are skipped.
-func (r *reader) readCommand() ([][]byte, error) {
+func (r *reader) readCommand() ([][]byte, error) { return r.read(true) }
+
+// read is readCommand; fast tries parseBuffered first (tests compare the
+// two ways).
+func (r *reader) read(fast bool) ([][]byte, error) {
 	for {
 		b, err := r.br.Peek(1)
 		if err != nil {
@@ -80,8 +84,10 @@ func (r *reader) readCommand() ([][]byte, error) {
 		}
 		var args [][]byte
 		if b[0] == '*' {
-			if args, ok := r.parseBuffered(); ok {
-				return args, nil
+			if fast {
+				if args, ok := r.parseBuffered(); ok {
+					return args, nil
+				}
 			}
 			args, err = r.readMultibulk()
 		} else {
@@ -210,12 +216,18 @@ const (
 // pass over the buffered bytes, when it is well formed and within every
 // limit: the common case, which readMultibulk reads line by line and
 // argument by argument. Anything else (an incomplete command, an empty
-// one, one that fails or is refused) is left for readMultibulk: false,
-// nothing consumed. Where it parses, it agrees with readMultibulk
+// one, one that fails or is refused, and anything not multibulk) is left
+// for readMultibulk or readInline: false, nothing consumed. The event
+// loop tries it before framing (frame), so that a whole command is walked
+// once, not framed and then parsed. Where it parses, it agrees with
+// readMultibulk
 // (TestParseBufferedAgreesWithReader). The arguments of a small command
 // share one allocation (a handler that keeps one keeps that much).
 func (r *reader) parseBuffered() ([][]byte, bool) {
 	b, _ := r.br.Peek(r.br.Buffered())
+	if len(b) == 0 || b[0] != '*' {
+		return nil, false
+	}
 	line, pos, st := frameLine(b, 0, r.lim)
 	if st != frameReady || line == nil {
 		return nil, false
@@ -224,9 +236,11 @@ func (r *reader) parseBuffered() ([][]byte, bool) {
 	if !ok || count <= 0 || count > fastArgs || count > int64(r.lim.maxArgs) {
 		return nil, false
 	}
-	// First pass: check the frame and add up the sizes.
-	start, total := pos, 0
-	for range count {
+	// Check the frame, noting where each argument is and adding up the
+	// sizes; then copy the arguments out.
+	var at [fastArgs]struct{ start, end int }
+	total := 0
+	for i := range count {
 		line, next, st := frameLine(b, pos, r.lim)
 		if st != frameReady || len(line) == 0 || line[0] != '$' {
 			return nil, false
@@ -240,28 +254,24 @@ func (r *reader) parseBuffered() ([][]byte, bool) {
 		if b[end] != '\r' || b[end+1] != '\n' {
 			return nil, false
 		}
+		at[i].start, at[i].end = next, end
 		total += int(size)
 		pos = end + 2
 	}
-	// Second pass: copy the arguments out.
 	args := make([][]byte, count)
 	var shared []byte
 	if total <= fastShared {
 		shared = make([]byte, 0, total)
 	}
-	pos = start
 	for i := range args {
-		line, next, _ := frameLine(b, pos, r.lim)
-		size, _ := parseLength(line[1:])
-		data := b[next : next+int(size)]
+		data := b[at[i].start:at[i].end]
 		if shared != nil {
-			at := len(shared)
+			from := len(shared)
 			shared = append(shared, data...)
-			args[i] = shared[at:len(shared):len(shared)]
+			args[i] = shared[from:len(shared):len(shared)]
 		} else {
 			args[i] = bytes.Clone(data)
 		}
-		pos = next + int(size) + 2
 	}
 	_, _ = r.br.Discard(pos)
 	return args, true

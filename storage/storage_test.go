@@ -325,14 +325,7 @@ func TestMemTableBytesReachPebble(t *testing.T) {
 // restart, which reads them all from Pebble, the same.
 func TestLogStoreCachedTailAgrees(t *testing.T) {
 	fs := vfs.NewMem()
-	db, err := Open("/db", Options{FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := db.LoadLogStore(7)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s := openLogStore(t, fs, 7)
 	b := db.NewBatch()
 	if err := s.StageBootstrap(b, 1, 1, []uint64{1}); err != nil {
 		t.Fatal(err)
@@ -412,14 +405,8 @@ func TestLogStoreCachedTailAgrees(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open("/db", Options{FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s = openLogStore(t, fs, 7)
 	defer db.Close()
-	if s, err = db.LoadLogStore(7); err != nil {
-		t.Fatal(err)
-	}
 	check(s, 2)
 }
 
@@ -430,15 +417,8 @@ func TestLogStoreCachedTailAgrees(t *testing.T) {
 // one whose only difference is auto_leave's presence; the copy kept is
 // the log store's own.
 func TestStageAppliedFollowsTheConfiguration(t *testing.T) {
-	db, err := Open("/db", Options{FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s := openLogStore(t, vfs.NewMem(), 3)
 	defer db.Close()
-	s, err := db.LoadLogStore(3)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cs := &pb.ConfState{Voters: []uint64{1, 2, 3}}
 	index := uint64(0)
 	stage := func(cs *pb.ConfState) {
@@ -472,4 +452,19 @@ func TestStageAppliedFollowsTheConfiguration(t *testing.T) {
 	if s.Applied().ConfState.GetVoters()[0] != 1 {
 		t.Fatal("the applied state kept shares its configuration with a caller")
 	}
+}
+
+// openLogStore opens the database at /db on fs and loads a group's log
+// store.
+func openLogStore(t *testing.T, fs vfs.FS, group uint64) (*DB, *LogStore) {
+	t.Helper()
+	db, err := Open("/db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := db.LoadLogStore(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, s
 }
