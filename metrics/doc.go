@@ -6,9 +6,14 @@
 // Every node has its own Registry; the package never touches the
 // process-wide default registry, because several nodes run in one process
 // in the demo and the tests. The front ends call ObserveRequest (or
-// ObserveRequestCode) once per request; the node's figures are gathered by
-// a collector at scrape time, so neither the raft loop nor the request
-// path does any metrics work beyond atomic counter adds. The package sits
+// ObserveRequestCode) once per request, or gather a connection's requests
+// in a Tally and add them to their series at once when the replies are
+// written (the RESP front end: a pipeline of GETs costs a few atomic adds,
+// not several per GET); the request figures are plain atomic counters
+// (the latency sum in integer nanoseconds) exported as a counter and a
+// histogram at scrape time. The node's figures are gathered by a collector
+// at scrape time too, so neither the raft loop nor the request path does
+// any metrics work beyond atomic counter adds. The package sits
 // beside the front ends, above node: node never imports it.
 //
 // Metrics, all prefixed meridian_:

@@ -45,9 +45,8 @@ var latencyBuckets = []float64{
 // and each exposes only its own figures. The methods are safe for
 // concurrent use.
 type Registry struct {
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	reg   *prometheus.Registry
+	cells *requestCells // meridian_requests_total, meridian_request_duration_seconds
 
 	commands sync.Map // frontend+"\x00"+command -> struct{}: names admitted as label values
 	mu       sync.Mutex
@@ -60,30 +59,15 @@ type Registry struct {
 
 type requestKey struct{ frontend, command, code string }
 
-// RequestSeries is where the requests of one front end, command and
-// outcome are counted and timed (Registry.RequestSeries).
-type RequestSeries struct {
-	count   prometheus.Counter
-	latency prometheus.Observer
-}
-
 // NewRegistry returns a registry holding the request metrics and the Go
 // runtime and process collectors. AddNode adds a node's own metrics.
 func NewRegistry() *Registry {
 	r := &Registry{
-		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meridian_requests_total",
-			Help: "Client requests served, by front end, command and outcome code (ok or the error code).",
-		}, []string{"frontend", "command", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "meridian_request_duration_seconds",
-			Help:    "Time to serve a client request, from its arrival to its answer, by front end and command.",
-			Buckets: latencyBuckets,
-		}, []string{"frontend", "command"}),
+		reg:   prometheus.NewRegistry(),
+		cells: newRequestCells(),
 		count: map[string]int{},
 	}
-	r.reg.MustRegister(r.requests, r.latency,
+	r.reg.MustRegister(r.cells,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
@@ -153,22 +137,13 @@ func (r *Registry) RequestSeries(frontend, command, code string) RequestSeries {
 	}
 	frontend, code = bound(frontend), bound(code)
 	admitted := r.admit(frontend, bound(command))
-	h := RequestSeries{
-		count:   r.requests.WithLabelValues(frontend, admitted, code),
-		latency: r.latency.WithLabelValues(frontend, admitted),
-	}
+	h := r.cells.series(frontend, admitted, code)
 	if admitted == command && frontend == k.frontend && code == k.code {
 		// Only admitted names are cached, so the cache is as bounded
 		// as the label values.
 		r.handles.Store(k, h)
 	}
 	return h
-}
-
-// Observe records one request that took d.
-func (s RequestSeries) Observe(d time.Duration) {
-	s.count.Inc()
-	s.latency.Observe(d.Seconds())
 }
 
 // admit returns command if it is, or can become, one of the front end's

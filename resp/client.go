@@ -29,7 +29,6 @@ type client struct {
 	laddr   string
 	created time.Time
 
-	series       observed  // the metrics series of the last command (observe)
 	readDeadline time.Time // the connection's read deadline as last set (setReadDeadline)
 
 	level node.Consistency // the connection's consistency (MERIDIAN.WITH overrides it for one command); zero: the keyspace's default
@@ -89,6 +88,12 @@ type client struct {
 	wmu         sync.Mutex
 	closed      chan struct{}
 
+	// series and tally (under wmu): the metrics series of the last
+	// command recorded, and the commands recorded but not yet added to
+	// their series (observe).
+	series observed
+	tally  metrics.Tally
+
 	// Authentication (auth.go): who the connection is, whether it counts
 	// among the server's unauthenticated ones, and the last
 	// authorization decision.
@@ -108,7 +113,7 @@ type client struct {
 }
 
 func newClient(s *Server, conn net.Conn) *client {
-	return &client{
+	c := &client{
 		s: s, conn: conn,
 		r:        newReader(conn, s.cfg.limits()), // start() tightens them until the client authenticates
 		w:        newWriter(conn, s.cfg.WriteTimeout, s.cfg.OutputBufferBytes),
@@ -121,6 +126,8 @@ func newClient(s *Server, conn net.Conn) *client {
 		session:  map[string]*consistency.Token{},
 		closed:   make(chan struct{}),
 	}
+	c.w.beforeFlush = c.flushTally
+	return c
 }
 
 func (c *client) ctx() context.Context { return c.s.ctx }
@@ -311,7 +318,9 @@ func (c *client) lookup(name []byte) *command {
 // Command names come from the command table (or are fixed words), never
 // from the client's text.
 // It runs under wmu, and keeps the series of the last command and outcome
-// it recorded: a connection mostly repeats itself.
+// it recorded: a connection mostly repeats itself. The figures wait in the
+// connection's tally until its replies are written (writer.flush), the
+// connection ends, or the command or outcome changes.
 func (c *client) observe(command string, start time.Duration, err error) {
 	m := c.s.cfg.Metrics
 	if m == nil {
@@ -321,7 +330,7 @@ func (c *client) observe(command string, start time.Duration, err error) {
 	if s := &c.series; s.command != command || s.code != code { // no command is named ""
 		*s = observed{command: command, code: code, series: m.RequestSeries(metrics.FrontendRESP, command, code)}
 	}
-	c.series.series.Observe(mono() - start)
+	c.tally.Add(c.series.series, mono()-start)
 }
 
 // monoBase anchors mono.
@@ -337,6 +346,10 @@ type observed struct {
 	command, code string
 	series        metrics.RequestSeries
 }
+
+// flushTally adds the commands the connection's tally holds to their
+// series. The caller holds wmu.
+func (c *client) flushTally() { c.tally.Flush() }
 
 // unknownCommand builds Redis's reply for an unknown command, with the
 // beginning of its arguments (bounded, quoted).

@@ -204,6 +204,32 @@ func TestEventLoop(t *testing.T) {
 		}
 	})
 
+	t.Run("MetricsGoOutWithTheReplies", func(t *testing.T) {
+		// A connection adds its commands to the metrics in a batch, before
+		// their replies are written: a client that has its replies finds
+		// them counted.
+		s, b := loopServer(t, Config{Metrics: metrics.NewRegistry()})
+		b.put("k", "v")
+		w := dialRaw(t, s)
+		w.send(multibulk("SET", "k", "w")) // written in the loop, answered when applied
+		w.expect("+OK")
+		if got := requestCounts(t, s.cfg.Metrics); got["set/ok"] != 1 || len(got) != 1 {
+			t.Fatalf("the metrics count %v once the SET's reply came, want 1 SET", got)
+		}
+		if b.asyncWrites() != 1 {
+			t.Fatalf("%d writes started in the loop, want 1", b.asyncWrites())
+		}
+		r := dialRaw(t, s)
+		r.send(strings.Repeat(multibulk("GET", "k"), 200))
+		for range 200 {
+			r.expect("$1")
+			r.expect("w")
+		}
+		if got := requestCounts(t, s.cfg.Metrics); got["get/ok"] != 200 || got["set/ok"] != 1 {
+			t.Fatalf("the metrics count %v once the replies came, want 200 GETs and 1 SET", got)
+		}
+	})
+
 	t.Run("AWriteThatWouldWait", func(t *testing.T) {
 		s, b := loopServer(t, Config{})
 		b.put("a", "old")

@@ -340,6 +340,9 @@ func (c *client) finish() {
 	s := c.s
 	_ = c.conn.Close()
 	c.unsubscribeAll()
+	c.wmu.Lock()
+	c.flushTally()
+	c.wmu.Unlock()
 	close(c.closed)
 	s.mu.Lock()
 	delete(s.clients, c)

@@ -20,6 +20,9 @@ type writer struct {
 	bw    *bufio.Writer
 	dc    *deadlineConn
 	proto int // 2 or 3
+	// beforeFlush, if set, runs at every flush (the connection adds its
+	// commands' figures to the metrics as their replies go out).
+	beforeFlush func()
 }
 
 // deadlineConn keeps a write deadline between half the write timeout
@@ -202,7 +205,12 @@ func (w *writer) reply(r kv.Reply) {
 	}
 }
 
-func (w *writer) flush() error { return w.bw.Flush() }
+func (w *writer) flush() error {
+	if w.beforeFlush != nil {
+		w.beforeFlush()
+	}
+	return w.bw.Flush()
+}
 
 // oneLine makes s fit a status or error line.
 func oneLine(s string) string {
