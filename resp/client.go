@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meridian-db/meridian/auth"
@@ -90,9 +91,12 @@ type client struct {
 
 	// series and tally (under wmu): the metrics series of the last
 	// command recorded, and the commands recorded but not yet added to
-	// their series (observe).
-	series observed
-	tally  metrics.Tally
+	// their series (observe); ended and endedReads: when the last command
+	// recorded ended, and the connection's reads then (commandStart).
+	series     observed
+	tally      metrics.Tally
+	ended      time.Duration
+	endedReads uint64
 
 	// Authentication (auth.go): who the connection is, whether it counts
 	// among the server's unauthenticated ones, and the last
@@ -109,7 +113,7 @@ type client struct {
 	libName  string
 	libVer   string
 	lastCmd  string
-	lastAt   time.Duration // mono
+	lastAt   atomic.Int64 // mono; written by the owner without mu
 }
 
 func newClient(s *Server, conn net.Conn) *client {
@@ -121,12 +125,12 @@ func newClient(s *Server, conn net.Conn) *client {
 		addr:     conn.RemoteAddr().String(),
 		laddr:    conn.LocalAddr().String(),
 		created:  time.Now(),
-		lastAt:   mono(),
 		keyspace: s.cfg.DefaultKeyspace,
 		session:  map[string]*consistency.Token{},
 		closed:   make(chan struct{}),
 	}
 	c.w.beforeFlush = c.flushTally
+	c.lastAt.Store(int64(mono()))
 	return c
 }
 
@@ -220,7 +224,7 @@ func (c *client) setKeyspace(ks string) {
 // exec looks a command up, checks its arity and runs it. A handler writes
 // its reply only when it succeeds; an error it returns becomes the reply.
 func (c *client) exec(args [][]byte) {
-	start := mono()
+	start := c.commandStart()
 	cmd := c.lookup(args[0])
 	if cmd == nil {
 		err := unknownCommand(args)
@@ -232,9 +236,7 @@ func (c *client) exec(args [][]byte) {
 		return
 	}
 	name := cmd.name
-	c.mu.Lock()
-	c.lastCmd, c.lastAt = name, start
-	c.mu.Unlock()
+	c.setLastCommand(name, start)
 	var err error
 	perm, authzErr := c.authorize(name, args)
 	if c.noWait && !loopRuns(cmd, perm, args) {
@@ -330,7 +332,32 @@ func (c *client) observe(command string, start time.Duration, err error) {
 	if s := &c.series; s.command != command || s.code != code { // no command is named ""
 		*s = observed{command: command, code: code, series: m.RequestSeries(metrics.FrontendRESP, command, code)}
 	}
-	c.tally.Add(c.series.series, mono()-start)
+	end := mono()
+	c.tally.Add(c.series.series, end-start)
+	c.ended, c.endedReads = end, c.r.reads()
+}
+
+// commandStart is the time a command is timed from: the end of the
+// connection's last command if nothing was read from the connection since
+// (the command was waiting in the buffer behind it, as the commands of a
+// pipeline do: that wait is part of its time, and one clock read serves
+// both), otherwise now.
+func (c *client) commandStart() time.Duration {
+	if c.ended != 0 && c.r.reads() == c.endedReads {
+		return c.ended
+	}
+	return mono()
+}
+
+// setLastCommand records the command a connection runs and its start,
+// for CLIENT LIST; the name is written under mu only when it changes.
+func (c *client) setLastCommand(name string, start time.Duration) {
+	if c.lastCmd != name {
+		c.mu.Lock()
+		c.lastCmd = name
+		c.mu.Unlock()
+	}
+	c.lastAt.Store(int64(start))
 }
 
 // monoBase anchors mono.

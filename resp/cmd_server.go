@@ -202,7 +202,7 @@ func (c *client) infoLine() string {
 	defer c.mu.Unlock()
 	now := time.Now()
 	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d idle=%d flags=N db=0 cmd=%s user=%s lib-name=%s lib-ver=%s keyspace=%s",
-		c.id, c.addr, c.laddr, c.name, int(now.Sub(c.created).Seconds()), int((mono() - c.lastAt).Seconds()),
+		c.id, c.addr, c.laddr, c.name, int(now.Sub(c.created).Seconds()), int((mono() - time.Duration(c.lastAt.Load())).Seconds()),
 		c.lastCmd, c.userName(), c.libName, c.libVer, c.keyspace)
 }
 

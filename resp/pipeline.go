@@ -94,10 +94,8 @@ func (c *client) runSets(ks *metadata.Keyspace, run [][][]byte) bool {
 		}
 		return true
 	}
-	start := mono()
-	c.mu.Lock()
-	c.lastCmd, c.lastAt = "set", start
-	c.mu.Unlock()
+	start := c.commandStart()
+	c.setLastCommand("set", start)
 	// One MSET per shard, the shards at once.
 	type shardRun struct {
 		pairs [][]byte

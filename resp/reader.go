@@ -53,12 +53,29 @@ const initialChunk = 64 << 10
 
 type reader struct {
 	br  *bufio.Reader
+	src *countingSource
 	lim limits
 }
 
 func newReader(r io.Reader, lim limits) *reader {
-	return &reader{br: bufio.NewReaderSize(r, 16<<10), lim: lim}
+	src := &countingSource{r: r}
+	return &reader{br: bufio.NewReaderSize(src, 16<<10), src: src, lim: lim}
 }
+
+// countingSource counts the reads from the connection (reader.reads).
+type countingSource struct {
+	r     io.Reader
+	reads uint64
+}
+
+func (s *countingSource) Read(p []byte) (int, error) {
+	s.reads++
+	return s.r.Read(p)
+}
+
+// reads counts the reads from the connection so far (a read that found
+// nothing, or failed, counts too).
+func (r *reader) reads() uint64 { return r.src.reads }
 
 // buffered reports whether more input is already waiting (a pipeline).
 func (r *reader) buffered() bool { return r.br.Buffered() > 0 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meridian-db/meridian/internal/testcluster"
 	"github.com/meridian-db/meridian/metadata"
+	"github.com/meridian-db/meridian/metrics"
 	"github.com/meridian-db/meridian/resp"
 )
 
@@ -52,9 +53,10 @@ func BenchmarkPipelinedSet(b *testing.B) {
 const pipelineDepth = 16
 
 // stackServer starts a one-node cluster with a keyspace "bench" of four
-// shards, one replica each, and a RESP server for it; it returns the
-// server's address. The node's storage is in memory: an fsync costs
-// nothing, and what is measured is the CPU.
+// shards, one replica each, and a RESP server for it that records request
+// metrics, as a node's does; it returns the server's address. The node's
+// storage is in memory: an fsync costs nothing, and what is measured is
+// the CPU.
 func stackServer(b *testing.B) string {
 	c := testcluster.New(b, testcluster.Options{Regions: []string{"us-east"}, FS: func(uint64) vfs.FS { return vfs.NewMem() }})
 	c.CreateKeyspace(metadata.KeyspaceSpec{Name: "bench", Shards: 4, Replicas: 1, HomeRegion: "us-east"})
@@ -62,7 +64,8 @@ func stackServer(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := resp.Serve(ln, c.Node(c.IDs()[0]), resp.Config{DefaultKeyspace: "bench"})
+	// With request metrics, as a node's server has them.
+	s := resp.Serve(ln, c.Node(c.IDs()[0]), resp.Config{DefaultKeyspace: "bench", Metrics: metrics.ForNode(c.Node(c.IDs()[0]))})
 	b.Cleanup(func() { _ = s.Close() })
 	return ln.Addr().String()
 }
