@@ -31,21 +31,13 @@ import (
 // written. The first command that may wait (another write, a
 // read that needs a quorum or another node, a blocking pop, SUBSCRIBE,
 // EXEC...), a command larger than the reader's buffer, a reply the socket
-// will not take at once, or a pipeline (loopPipeline) hands the
+// will not take at once, or a pipeline (Config.PipelineHandOver) hands the
 // connection over for good to a goroutine of its own, the way every
 // connection was served before: the socket goes to the runtime's poller
 // (net.FileConn), with whatever was read and not yet written, and the
 // command is run there. TLS connections, connections that must
 // authenticate first, and servers with an idle timeout never enter the
 // loop (their deadlines belong to the goroutine's way).
-
-// loopPipeline: a connection that sends this many commands in one go
-// pipelines, and is handed over once they are answered. Its goroutine's
-// wake-up is spread over its pipeline, and goroutines run on every
-// processor where a loop runs on one: on the 2-core machine, GET at
-// redis-benchmark -P 16 makes 0.7 x as many requests per second in the
-// loop as from goroutines, and GET at -c 50 (one command at a time) 1.3 x.
-const loopPipeline = 8
 
 // errWouldBlock: the socket has nothing to read now (the loop's reads
 // never block).
@@ -527,7 +519,7 @@ func (l *eventLoop) commands(c *client, mayRead bool) {
 			return
 		}
 	}
-	if ran < loopPipeline || c.pending != nil {
+	if ran < l.s.cfg.PipelineHandOver || c.pending != nil {
 		// Its replies go out with those of the other connections served
 		// in this round (flushAll), as Redis writes its replies after
 		// reading every ready socket. (A connection served twice in a

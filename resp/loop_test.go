@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -406,7 +408,8 @@ func TestEventLoop(t *testing.T) {
 	})
 
 	t.Run("APipelineIsHandedOver", func(t *testing.T) {
-		s, b := loopServer(t, Config{})
+		const loopPipeline = 8
+		s, b := loopServer(t, Config{PipelineHandOver: loopPipeline})
 		b.put("k", "v")
 		r := dialRaw(t, s)
 		r.send(strings.Repeat(multibulk("GET", "k"), loopPipeline-1))
@@ -431,6 +434,34 @@ func TestEventLoop(t *testing.T) {
 		r.expect("$1")
 		if _, w := b.reads(); w != 1 {
 			t.Fatalf("the next read was not served from the connection's goroutine")
+		}
+	})
+
+	t.Run("PipelinesStayInTheLoop", func(t *testing.T) {
+		s, b := loopServer(t, Config{PipelineHandOver: math.MaxInt})
+		b.put("k", "v")
+		r := dialRaw(t, s)
+		for range 3 {
+			r.send(strings.Repeat(multibulk("GET", "k"), 100))
+			for range 100 {
+				r.expect("$1")
+				r.expect("v")
+			}
+		}
+		if nw, w := b.reads(); nw != 300 || w != 0 {
+			t.Fatalf("%d reads asked not to wait, %d waited; want 300 and 0", nw, w)
+		}
+		if n := s.handedOver.Load(); n != 0 {
+			t.Fatalf("%d connections handed over; pipelines of reads stay in the loop", n)
+		}
+		// A write with more behind it still goes to the goroutine (which
+		// runs a pipeline's SETs together, pipeline.go).
+		r.send(multibulk("SET", "k", "w") + multibulk("GET", "k"))
+		r.expect("+OK")
+		r.expect("$1")
+		r.expect("w")
+		if n := s.handedOver.Load(); n != 1 {
+			t.Fatalf("%d connections handed over, want the writer's", n)
 		}
 	})
 
@@ -510,5 +541,20 @@ func closeWithin(t *testing.T, s *Server, when string) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Close did not return " + when)
+	}
+}
+
+func TestDefaultPipelineHandOver(t *testing.T) {
+	for _, tc := range []struct{ procs, loops, want int }{
+		{1, 1, math.MaxInt}, {2, 1, math.MaxInt}, {3, 1, 8}, {4, 1, 8}, {8, 2, 8}, {4, 2, math.MaxInt}, {16, 4, 8},
+	} {
+		if got := defaultPipelineHandOver(tc.procs, tc.loops); got != tc.want {
+			t.Errorf("%d processors, %d loops: hand over at %d, want %d", tc.procs, tc.loops, got, tc.want)
+		}
+	}
+	c := Config{}
+	c.setDefaults()
+	if want := defaultPipelineHandOver(runtime.GOMAXPROCS(0), c.EventLoops); c.PipelineHandOver != want {
+		t.Fatalf("the default hands over at %d, want %d", c.PipelineHandOver, want)
 	}
 }
