@@ -84,7 +84,7 @@ type Config struct {
 	// many commands in one go (a pipeline) is handed over to a goroutine
 	// of its own once they are answered, where it runs on any processor;
 	// math.MaxInt: never. Default: 8, or never where the loops leave at
-	// most one processor per loop (loop_linux.go, defaultPipelineHandOver).
+	// most one processor per loop (defaultPipelineHandOver).
 	PipelineHandOver int
 	// MaxUnauthenticated bounds the connections not authenticated yet
 	// (within MaxClients). Default 1000, at most MaxClients.
@@ -157,13 +157,14 @@ func (c *Config) setDefaults() {
 // goroutine pays for every round a read that finds nothing and a wake-up
 // by the runtime's poller, which the loop does not. Where the loops leave
 // at most one processor per loop (the raft loop, storage and everything
-// else share it), pipelines stay in the loop: on the 2-core machine, one
-// loop, GET at redis-benchmark -c 50 -P 16 made 1.08 x as many requests
-// per second with the loop keeping its pipelines as with them handed
-// over at 8, for 0.86 x the CPU per request (bench/cpu-per-request.sh; a
-// second loop made pipelined GETs faster still and one-at-a-time GETs at
-// -c 50 0.8 x as fast). Elsewhere a connection that sends 8 commands in
-// one go is handed over once they are answered.
+// else share it), pipelines stay in the loop: on the 2-core machine (one
+// loop), GET at redis-benchmark -c 50 -P 16 against the one-region demo
+// made 1.12 x as many requests per second with the loop keeping its
+// pipelines as with them handed over at 8, for 0.8 x the node's CPU per
+// request (README, Performance). (Two loops, tried, made pipelined GETs
+// faster still but one-at-a-time GETs at -c 50 0.8 x as fast.) Elsewhere
+// a connection that sends 8 commands in one go is handed over once they
+// are answered.
 func defaultPipelineHandOver(procs, loops int) int {
 	if procs <= 2*loops {
 		return math.MaxInt
