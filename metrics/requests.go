@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -10,10 +11,10 @@ import (
 )
 
 // The request figures are kept in cells of their own instead of a
-// prometheus CounterVec and HistogramVec: a histogram's Observe takes
-// four atomic operations on words every processor writes (a compare-and-
-// swap loop for the float sum among them), and a pipelined GET paid a
-// tenth of its CPU for that. A cell is a set of counters (the sum in
+// prometheus CounterVec and HistogramVec: a counter's Inc and a
+// histogram's Observe took five atomic operations on words every
+// processor writes (a compare-and-swap loop for the float sum among
+// them), and a pipelined GET paid a tenth of its CPU for that. A cell is a set of counters (the sum in
 // integer nanoseconds), a front end can add many requests to it at once
 // (Tally), and the collector turns cells into the same families at scrape
 // time.
@@ -29,14 +30,14 @@ var bucketNanos = func() [nBuckets - 1]int64 {
 	}
 	var out [nBuckets - 1]int64
 	for i, b := range latencyBuckets {
-		out[i] = int64(b * 1e9)
+		out[i] = int64(math.Round(b * 1e9))
 	}
 	return out
 }()
 
-// bucketOf is the bucket a request that took d falls in: the first whose
-// bound d does not exceed, as Prometheus counts them (most requests take
-// less than the first bound).
+// bucketOf is the bucket a request that took d (at least 0) falls in: the
+// first whose bound d does not exceed, as Prometheus counts them (most
+// requests take less than the first bound).
 func bucketOf(d time.Duration) int {
 	for i, b := range bucketNanos {
 		if int64(d) <= b {
@@ -54,8 +55,8 @@ type histogramCell struct {
 }
 
 // RequestSeries is where the requests of one front end, command and
-// outcome are counted and timed (Registry.RequestSeries). The zero value
-// is no series.
+// outcome are counted and timed (Registry.RequestSeries). Only the
+// registry makes them; a zero RequestSeries must not be used.
 type RequestSeries struct {
 	count   *counterCell
 	latency *histogramCell

@@ -141,8 +141,8 @@ func TestTallyHoldsUntilFlushed(t *testing.T) {
 	for range 5000 {
 		tally.Add(get, time.Microsecond)
 	}
-	if n := count("get"); n < 2+5000-1024 || n == 2+5000 {
-		t.Fatalf("%v gets exported of 5002 before the last flush: a tally holds at most 1024", n)
+	if n := count("get"); n != 2+4*1024 {
+		t.Fatalf("%v gets exported of 5002 before the last flush, want 4098: a tally flushes itself at 1024", n)
 	}
 	tally.Flush()
 	if n := count("get"); n != 5002 {

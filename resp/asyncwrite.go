@@ -71,5 +71,4 @@ func (c *client) answerPending(p *pendingWrite) {
 		replySet(c, false, p.res) // (a SET without GET: node.WriteAsync)
 	}
 	c.observe(p.name, p.start, p.err)
-	c.flushTally() // the connection may have ended while the write ran
 }

@@ -91,8 +91,9 @@ type client struct {
 
 	// series and tally (under wmu): the metrics series of the last
 	// command recorded, and the commands recorded but not yet added to
-	// their series (observe); ended and endedReads: when the last command
-	// recorded ended, and the connection's reads then (commandStart).
+	// their series (observe); ended and endedReads (the goroutine that
+	// serves the connection only): when the last command recorded ended,
+	// and the connection's reads then (commandStart).
 	series     observed
 	tally      metrics.Tally
 	ended      time.Duration

@@ -524,7 +524,9 @@ func (l *eventLoop) commands(c *client, mayRead bool) {
 		// in this round (flushAll), as Redis writes its replies after
 		// reading every ready socket. (A connection served twice in a
 		// round, by an answer and its socket, is listed twice: its second
-		// flush has nothing to write.)
+		// flush has nothing to write. A pipeline the loop keeps waits for
+		// the round's end too: writing its replies at once, mid-round,
+		// made GET at -P 16 0.88 x as fast.)
 		l.flushes = append(l.flushes, c)
 		return
 	}

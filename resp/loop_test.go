@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -209,26 +208,35 @@ func TestEventLoop(t *testing.T) {
 	t.Run("MetricsGoOutWithTheReplies", func(t *testing.T) {
 		// A connection adds its commands to the metrics in a batch, before
 		// their replies are written: a client that has its replies finds
-		// them counted.
-		s, b := loopServer(t, Config{Metrics: metrics.NewRegistry()})
-		b.put("k", "v")
-		w := dialRaw(t, s)
-		w.send(multibulk("SET", "k", "w")) // written in the loop, answered when applied
-		w.expect("+OK")
-		if got := requestCounts(t, s.cfg.Metrics); got["set/ok"] != 1 || len(got) != 1 {
-			t.Fatalf("the metrics count %v once the SET's reply came, want 1 SET", got)
-		}
-		if b.asyncWrites() != 1 {
-			t.Fatalf("%d writes started in the loop, want 1", b.asyncWrites())
-		}
-		r := dialRaw(t, s)
-		r.send(strings.Repeat(multibulk("GET", "k"), 200))
-		for range 200 {
-			r.expect("$1")
-			r.expect("w")
-		}
-		if got := requestCounts(t, s.cfg.Metrics); got["get/ok"] != 200 || got["set/ok"] != 1 {
-			t.Fatalf("the metrics count %v once the replies came, want 200 GETs and 1 SET", got)
+		// them counted, whether its pipeline stays in the loop or not.
+		for _, handOver := range []int{pipelineRun, math.MaxInt} {
+			s, b := loopServer(t, Config{Metrics: metrics.NewRegistry(), PipelineHandOver: handOver})
+			b.put("k", "v")
+			w := dialRaw(t, s)
+			w.send(multibulk("SET", "k", "w")) // written in the loop, answered when applied
+			w.expect("+OK")
+			if got := requestCounts(t, s.cfg.Metrics); got["set/ok"] != 1 || len(got) != 1 {
+				t.Fatalf("hand over at %d: the metrics count %v once the SET's reply came, want 1 SET", handOver, got)
+			}
+			if b.asyncWrites() != 1 {
+				t.Fatalf("hand over at %d: %d writes started in the loop, want 1", handOver, b.asyncWrites())
+			}
+			r := dialRaw(t, s)
+			r.send(strings.Repeat(multibulk("GET", "k"), 200))
+			for range 200 {
+				r.expect("$1")
+				r.expect("w")
+			}
+			if got := requestCounts(t, s.cfg.Metrics); got["get/ok"] != 200 || got["set/ok"] != 1 {
+				t.Fatalf("hand over at %d: the metrics count %v once the replies came, want 200 GETs and 1 SET", handOver, got)
+			}
+			want := int64(0) // the pipeline stays in the loop
+			if handOver == pipelineRun {
+				want = 1
+			}
+			if n := s.handedOver.Load(); n != want {
+				t.Fatalf("hand over at %d: %d connections handed over, want %d", handOver, n, want)
+			}
 		}
 	})
 
@@ -408,7 +416,7 @@ func TestEventLoop(t *testing.T) {
 	})
 
 	t.Run("APipelineIsHandedOver", func(t *testing.T) {
-		const loopPipeline = 8
+		const loopPipeline = pipelineRun
 		s, b := loopServer(t, Config{PipelineHandOver: loopPipeline})
 		b.put("k", "v")
 		r := dialRaw(t, s)
@@ -551,10 +559,5 @@ func TestDefaultPipelineHandOver(t *testing.T) {
 		if got := defaultPipelineHandOver(tc.procs, tc.loops); got != tc.want {
 			t.Errorf("%d processors, %d loops: hand over at %d, want %d", tc.procs, tc.loops, got, tc.want)
 		}
-	}
-	c := Config{}
-	c.setDefaults()
-	if want := defaultPipelineHandOver(runtime.GOMAXPROCS(0), c.EventLoops); c.PipelineHandOver != want {
-		t.Fatalf("the default hands over at %d, want %d", c.PipelineHandOver, want)
 	}
 }

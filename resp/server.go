@@ -151,6 +151,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// pipelineRun: a connection in an event loop that sends this many
+// commands in one go pipelines (defaultPipelineHandOver).
+const pipelineRun = 8
+
 // defaultPipelineHandOver is Config.PipelineHandOver's default for a
 // runtime of procs processors and loops event loops. A pipelining
 // connection handed over runs on the processors the loops leave, and its
@@ -163,13 +167,13 @@ func (c *Config) setDefaults() {
 // pipelines as with them handed over at 8, for 0.8 x the node's CPU per
 // request (README, Performance). (Two loops, tried, made pipelined GETs
 // faster still but one-at-a-time GETs at -c 50 0.8 x as fast.) Elsewhere
-// a connection that sends 8 commands in one go is handed over once they
-// are answered.
+// a connection that sends pipelineRun commands in one go is handed over
+// once they are answered.
 func defaultPipelineHandOver(procs, loops int) int {
 	if procs <= 2*loops {
 		return math.MaxInt
 	}
-	return 8
+	return pipelineRun
 }
 
 func (c *Config) limits() limits {

@@ -64,8 +64,8 @@ func stackServer(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// With request metrics, as a node's server has them.
-	s := resp.Serve(ln, c.Node(c.IDs()[0]), resp.Config{DefaultKeyspace: "bench", Metrics: metrics.ForNode(c.Node(c.IDs()[0]))})
+	n := c.Node(c.IDs()[0])
+	s := resp.Serve(ln, n, resp.Config{DefaultKeyspace: "bench", Metrics: metrics.ForNode(n)})
 	b.Cleanup(func() { _ = s.Close() })
 	return ln.Addr().String()
 }
