@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -163,6 +164,7 @@ type RESP struct {
 	AuthTimeout        time.Duration `yaml:"auth_timeout" toml:"auth_timeout"`
 	MaxUnauthenticated int           `yaml:"max_unauthenticated" toml:"max_unauthenticated"`
 	EventLoops         int           `yaml:"event_loops" toml:"event_loops"`
+	PipelineHandOver   int           `yaml:"pipeline_hand_over" toml:"pipeline_hand_over"`
 }
 
 // HTTP configures the HTTP API (httpapi.Config).
@@ -374,6 +376,9 @@ func (f *File) Validate() error {
 	if f.RESP.EventLoops < -1 {
 		return bad("resp.event_loops must be -1 (none), 0 (the default) or a number of loops (got %d)", f.RESP.EventLoops)
 	}
+	if f.RESP.PipelineHandOver < -1 {
+		return bad("resp.pipeline_hand_over must be -1 (never), 0 (the default) or a number of commands (got %d)", f.RESP.PipelineHandOver)
+	}
 	if f.RESP.MaxUnauthenticated > f.RESP.MaxClients {
 		return bad("resp.max_unauthenticated (%d) is above resp.max_clients (%d)", f.RESP.MaxUnauthenticated, f.RESP.MaxClients)
 	}
@@ -519,7 +524,17 @@ func (f *File) RESPConfig() resp.Config {
 		IdleTimeout: r.IdleTimeout, ScanCursors: r.ScanCursors, ScanCursorTTL: r.ScanCursorTTL,
 		AuthTimeout: r.AuthTimeout, MaxUnauthenticated: r.MaxUnauthenticated,
 		EventLoops: max(r.EventLoops, 0), NoEventLoop: r.EventLoops < 0,
+		PipelineHandOver: pipelineHandOver(r.PipelineHandOver),
 	}
+}
+
+// pipelineHandOver maps resp.pipeline_hand_over onto resp.Config's:
+// -1 (never) is math.MaxInt; 0 leaves resp's default.
+func pipelineHandOver(n int) int {
+	if n < 0 {
+		return math.MaxInt
+	}
+	return n
 }
 
 // HTTPConfig maps the file onto httpapi.Config (the caller adds the
@@ -550,7 +565,7 @@ var fileKeys = map[string]string{
 	"WriteTimeout": "resp.write_timeout", "IdleTimeout": "resp.idle_timeout", "ScanCursors": "resp.scan_cursors",
 	"ScanCursorTTL": "resp.scan_cursor_ttl", "MaxBodyBytes": "http.max_body_bytes",
 	"AuthTimeout": "resp.auth_timeout", "MaxUnauthenticated": "resp.max_unauthenticated",
-	"EventLoops":        "resp.event_loops",
+	"EventLoops": "resp.event_loops", "PipelineHandOver": "resp.pipeline_hand_over",
 	"MaxAdminBodyBytes": "http.max_admin_body_bytes",
 }
 

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -197,6 +199,7 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		{"resp: {auth_timeout: -1s}", "resp.auth_timeout must be positive"},
 		{"http: {max_conns: 0}", "http.max_conns must be positive"},
 		{"resp: {event_loops: -2}", "resp.event_loops must be -1 (none), 0 (the default) or a number of loops (got -2)"},
+		{"resp: {pipeline_hand_over: -2}", "resp.pipeline_hand_over must be -1 (never), 0 (the default) or a number of commands (got -2)"},
 	} {
 		f, err := Parse([]byte(base+tc.text), YAML)
 		if err == nil {
@@ -242,6 +245,25 @@ func TestEventLoopsReachRESP(t *testing.T) {
 		f.RESP.EventLoops = tc.n
 		if c := f.RESPConfig(); c.EventLoops != tc.loops || c.NoEventLoop != tc.none {
 			t.Fatalf("resp.event_loops %d: EventLoops %d NoEventLoop %v, want %d %v", tc.n, c.EventLoops, c.NoEventLoop, tc.loops, tc.none)
+		}
+	}
+}
+
+// TestPipelineHandOverReachesRESP: resp.pipeline_hand_over maps onto
+// resp.Config: a number of commands, 0 for resp's default, -1 for never;
+// the file's value is accepted and parsed.
+func TestPipelineHandOverReachesRESP(t *testing.T) {
+	for _, tc := range []struct{ n, want int }{{0, 0}, {16, 16}, {-1, math.MaxInt}} {
+		f, err := Parse(fmt.Appendf(nil, "resp: {pipeline_hand_over: %d}\n", tc.n), YAML)
+		if err != nil {
+			t.Fatalf("resp.pipeline_hand_over %d: %v", tc.n, err)
+		}
+		c := f.RESPConfig()
+		if c.PipelineHandOver != tc.want {
+			t.Fatalf("resp.pipeline_hand_over %d: PipelineHandOver %d, want %d", tc.n, c.PipelineHandOver, tc.want)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("resp.pipeline_hand_over %d: %v", tc.n, err)
 		}
 	}
 }

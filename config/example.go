@@ -98,6 +98,10 @@ var docs = map[string]string{
 	"resp.event_loops": "Event loops that serve plain-TCP connections until one sends a command that may\n" +
 		"wait (0: one per four processors, at least one; -1: none, every connection has\n" +
 		"its own goroutine).",
+	"resp.pipeline_hand_over": "A connection in an event loop that sends this many commands in one go (a\n" +
+		"pipeline) is handed over to a goroutine of its own once they are answered (0: the\n" +
+		"default, 8, or never where the loops leave at most one processor per loop; -1:\n" +
+		"never, pipelines of reads stay in the loop).",
 
 	"http": "The HTTP API.",
 	"http.max_body_bytes": "Body of a data request, in bytes (0: room for the largest value in base64 plus\n" +

@@ -84,7 +84,8 @@ type Config struct {
 	// many commands in one go (a pipeline) is handed over to a goroutine
 	// of its own once they are answered, where it runs on any processor;
 	// math.MaxInt: never. Default: 8, or never where the loops leave at
-	// most one processor per loop (defaultPipelineHandOver).
+	// most one processor per loop (defaultPipelineHandOver). The
+	// configuration file's resp.pipeline_hand_over (-1: never).
 	PipelineHandOver int
 	// MaxUnauthenticated bounds the connections not authenticated yet
 	// (within MaxClients). Default 1000, at most MaxClients.
