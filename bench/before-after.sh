@@ -7,12 +7,23 @@
 #     r1, r2, r3 (node 4, in r4, holds no replica), redis-benchmark -t set
 #     -c 50 -n N at the leader's node (1), at a replica's node (2: one hop
 #     to the leader) and at node 4 (its write forwarded to a replica's node).
+# With LOAD set (redis-benchmark arguments, -n among them), the demo runs
+# that load alone instead, each run followed by the demo's CPU per request
+# (its user and system time from /proc/PID/stat over the run, divided by
+# -n), and the four processes are skipped.
 # Usage: ROUNDS=3 N=30000 bash bench/before-after.sh adc9167
+#        LOAD="-t get -c 50 -P 16 -n 2000000" bash bench/before-after.sh cf8d3c2
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OLD=${1:?usage: bench/before-after.sh OLD_REV}
 ROUNDS=${ROUNDS:-3}
 N=${N:-30000}
+LOAD=${LOAD:-}
+if [[ -n $LOAD ]]; then
+	read -ra load <<<"$LOAD"
+	loadn=$(printf '%s\n' "${load[@]}" | grep -A1 -x -- -n | tail -1)
+	[[ $loadn =~ ^[0-9]+$ ]] || { echo "LOAD needs -n N"; exit 2; }
+fi
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; git worktree remove --force "$TMP/old" 2>/dev/null; rm -rf "$TMP"' EXIT
 git worktree add -f --detach "$TMP/old" "$OLD" >/dev/null || exit 1
@@ -27,7 +38,15 @@ demo() { # binary
   rm -rf "$TMP/demo"
   "$bin" demo --regions us-east --latency none --base-port 17379 --data-dir "$TMP/demo" "${extra[@]}" >"$TMP/demo.log" 2>&1 & local pid=$!
   for _ in $(seq 150); do redis-cli -p 17379 set warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
-  redis-benchmark -p 17379 -t set,get -c 50 -n 100000 -q 2>/dev/null | rates; echo
+  if [[ -n $LOAD ]]; then
+    local u0 s0 u1 s1
+    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    redis-benchmark -p 17379 "${load[@]}" -q 2>/dev/null | rates
+    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    awk -v d=$((u1 + s1 - u0 - s0)) -v n="$loadn" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "| node CPU per request %.3f us\n", d * 1e6 / t / n}'
+  else
+    redis-benchmark -p 17379 -t set,get -c 50 -n 100000 -q 2>/dev/null | rates; echo
+  fi
   kill $pid; wait $pid 2>/dev/null
 }
 
@@ -51,5 +70,6 @@ four() { # binary
 for r in $(seq "$ROUNDS"); do
   echo "== round $r"
   for b in before after; do echo "$b demo: $(demo "$TMP/$b")"; done
+  [[ -n $LOAD ]] && continue
   for b in before after; do echo "$b, four processes:"; four "$TMP/$b"; done
 done

@@ -1,8 +1,8 @@
 package metrics
 
 import (
+	"maps"
 	"math"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,10 +14,10 @@ import (
 // prometheus CounterVec and HistogramVec: a counter's Inc and a
 // histogram's Observe took five atomic operations on words every
 // processor writes (a compare-and-swap loop for the float sum among
-// them), and a pipelined GET paid a tenth of its CPU for that. A cell is a set of counters (the sum in
-// integer nanoseconds), a front end can add many requests to it at once
-// (Tally), and the collector turns cells into the same families at scrape
-// time.
+// them), and a pipelined GET paid a tenth of its CPU for that. A cell is
+// a set of counters (the sum in integer nanoseconds), a front end can add
+// many requests to it at once (Tally), and the collector turns cells into
+// the same families at scrape time.
 
 // nBuckets counts the histogram's buckets, the last one for what falls
 // beyond the largest bound.
@@ -123,11 +123,9 @@ func (t *Tally) Flush() {
 type requestCells struct {
 	countDesc, latencyDesc *prometheus.Desc
 
-	mu       sync.Mutex
-	counts   map[requestKey]*counterCell
-	latency  map[[2]string]*histogramCell
-	countKey []requestKey // in creation order, for a stable export
-	latKey   [][2]string
+	mu      sync.Mutex
+	counts  map[requestKey]*counterCell
+	latency map[[2]string]*histogramCell // by frontend, command
 }
 
 func newRequestCells() *requestCells {
@@ -152,14 +150,12 @@ func (c *requestCells) series(frontend, command, code string) RequestSeries {
 	if n == nil {
 		n = &counterCell{}
 		c.counts[k] = n
-		c.countKey = append(c.countKey, k)
 	}
 	lk := [2]string{frontend, command}
 	h := c.latency[lk]
 	if h == nil {
 		h = &histogramCell{}
 		c.latency[lk] = h
-		c.latKey = append(c.latKey, lk)
 	}
 	return RequestSeries{count: n, latency: h}
 }
@@ -169,24 +165,16 @@ func (c *requestCells) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.latencyDesc
 }
 
+// Collect exports every cell (the registry sorts the series).
 func (c *requestCells) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	countKeys, latKeys := slices.Clone(c.countKey), slices.Clone(c.latKey)
-	counts := make([]*counterCell, len(countKeys))
-	for i, k := range countKeys {
-		counts[i] = c.counts[k]
-	}
-	lats := make([]*histogramCell, len(latKeys))
-	for i, k := range latKeys {
-		lats[i] = c.latency[k]
-	}
+	counts, lats := maps.Clone(c.counts), maps.Clone(c.latency)
 	c.mu.Unlock()
-	for i, k := range countKeys {
+	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.countDesc, prometheus.CounterValue,
-			float64(counts[i].n.Load()), k.frontend, k.command, k.code)
+			float64(n.n.Load()), k.frontend, k.command, k.code)
 	}
-	for i, k := range latKeys {
-		h := lats[i]
+	for k, h := range lats {
 		// The count is the buckets' total, so that the two agree however
 		// requests are added while they are read.
 		var total uint64

@@ -130,7 +130,7 @@ func newClient(s *Server, conn net.Conn) *client {
 		session:  map[string]*consistency.Token{},
 		closed:   make(chan struct{}),
 	}
-	c.w.beforeFlush = c.flushTally
+	c.w.beforeFlush = c.tally.Flush // (flushes run under wmu)
 	c.lastAt.Store(int64(mono()))
 	return c
 }
@@ -374,10 +374,6 @@ type observed struct {
 	command, code string
 	series        metrics.RequestSeries
 }
-
-// flushTally adds the commands the connection's tally holds to their
-// series. The caller holds wmu.
-func (c *client) flushTally() { c.tally.Flush() }
 
 // unknownCommand builds Redis's reply for an unknown command, with the
 // beginning of its arguments (bounded, quoted).

@@ -493,7 +493,7 @@ func (l *eventLoop) commands(c *client, mayRead bool) {
 				}
 				continue
 			}
-			args, err = c.r.readCommand()
+			args, err = c.r.read(false) // (parseBuffered declined it just now)
 		}
 		c.noWait = true
 		ok := c.handle(args, err)

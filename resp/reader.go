@@ -91,8 +91,9 @@ func (r *reader) fill() error {
 // commands (blank inline lines, "*0") are skipped.
 func (r *reader) readCommand() ([][]byte, error) { return r.read(true) }
 
-// read is readCommand; fast tries parseBuffered first (tests compare the
-// two ways).
+// read is readCommand; fast tries parseBuffered first (the event loop,
+// which has tried it already, and tests comparing the two ways pass
+// false).
 func (r *reader) read(fast bool) ([][]byte, error) {
 	for {
 		b, err := r.br.Peek(1)

@@ -164,10 +164,11 @@ const pipelineRun = 8
 // at most one processor per loop (the raft loop, storage and everything
 // else share it), pipelines stay in the loop: on the 2-core machine (one
 // loop), GET at redis-benchmark -c 50 -P 16 against the one-region demo
-// made 1.12 x as many requests per second with the loop keeping its
-// pipelines as with them handed over at 8, for 0.8 x the node's CPU per
-// request (README, Performance). (Two loops, tried, made pipelined GETs
-// faster still but one-at-a-time GETs at -c 50 0.8 x as fast.) Elsewhere
+// made more requests per second with the loop keeping its pipelines than
+// with them handed over at 8, for about 0.9 x the node's CPU per request
+// (README, Performance: bench/before-after.sh). (Two loops, tried, made
+// pipelined GETs faster still but one-at-a-time GETs at -c 50 0.8 x as
+// fast.) Elsewhere
 // a connection that sends pipelineRun commands in one go is handed over
 // once they are answered.
 func defaultPipelineHandOver(procs, loops int) int {
@@ -375,7 +376,7 @@ func (c *client) finish() {
 	_ = c.conn.Close()
 	c.unsubscribeAll()
 	c.wmu.Lock()
-	c.flushTally()
+	c.tally.Flush()
 	c.wmu.Unlock()
 	close(c.closed)
 	s.mu.Lock()
