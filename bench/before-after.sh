@@ -10,20 +10,28 @@
 # With LOAD set (redis-benchmark arguments, -n among them), the demo runs
 # that load alone instead, each run followed by the demo's CPU per request
 # (its user and system time from /proc/PID/stat over the run, divided by
-# -n), and the four processes are skipped.
+# -n), and the four processes are skipped. AFTER_ENV (VAR=value ...) is
+# the environment of the working tree's processes only: with OLD_REV
+# HEAD, the same code without and with it.
 # Usage: ROUNDS=3 N=30000 bash bench/before-after.sh adc9167
 #        LOAD="-t get -c 50 -P 16 -n 2000000" bash bench/before-after.sh cf8d3c2
+#        AFTER_ENV="GOMAXPROCS=3" LOAD="-t set -c 50 -n 200000" bash bench/before-after.sh HEAD
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/proc.sh
 OLD=${1:?usage: bench/before-after.sh OLD_REV}
 ROUNDS=${ROUNDS:-3}
 N=${N:-30000}
 LOAD=${LOAD:-}
 if [[ -n $LOAD ]]; then
-	read -ra load <<<"$LOAD"
-	loadn=$(printf '%s\n' "${load[@]}" | grep -A1 -x -- -n | tail -1)
-	[[ $loadn =~ ^[0-9]+$ ]] || { echo "LOAD needs -n N"; exit 2; }
+  read -ra load <<<"$LOAD"
+  loadn=$(requests_of "${load[@]}")
+  [[ $loadn =~ ^[0-9]+$ ]] || { echo "LOAD needs -n N"; exit 2; }
 fi
+read -ra after_env <<<"${AFTER_ENV:-}"
+for e in "${after_env[@]}"; do
+  [[ $e == *=* ]] || { echo "AFTER_ENV takes VAR=value words (got $e)"; exit 2; }
+done
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; git worktree remove --force "$TMP/old" 2>/dev/null; rm -rf "$TMP"' EXIT
 git worktree add -f --detach "$TMP/old" "$OLD" >/dev/null || exit 1
@@ -32,17 +40,24 @@ go build -o "$TMP/after" ./cmd/meridian || exit 1
 
 rates() { tr '\r' '\n' | grep "requests per second" | tr '\n' ' '; }
 
+# run BINARY ARGS... &: the binary in the background, with AFTER_ENV if
+# it is the working tree's; it execs, so $! is the binary's own process.
+run() {
+  local bin=$1; shift
+  if [[ $bin == "$TMP/after" ]]; then exec env "${after_env[@]}" "$bin" "$@"; else exec "$bin" "$@"; fi
+}
+
 demo() { # binary
   local bin=$1 extra=()
   "$bin" demo --help 2>&1 | grep -q -- --insecure && extra=(--insecure)
   rm -rf "$TMP/demo"
-  "$bin" demo --regions us-east --latency none --base-port 17379 --data-dir "$TMP/demo" "${extra[@]}" >"$TMP/demo.log" 2>&1 & local pid=$!
+  run "$bin" demo --regions us-east --latency none --base-port 17379 --data-dir "$TMP/demo" "${extra[@]}" >"$TMP/demo.log" 2>&1 & local pid=$!
   for _ in $(seq 150); do redis-cli -p 17379 set warm 1 2>/dev/null | grep -q OK && break; sleep 0.2; done
   if [[ -n $LOAD ]]; then
     local u0 s0 u1 s1
-    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    read -r u0 s0 < <(cpu_ticks "$pid")
     redis-benchmark -p 17379 "${load[@]}" -q 2>/dev/null | rates
-    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    read -r u1 s1 < <(cpu_ticks "$pid")
     awk -v d=$((u1 + s1 - u0 - s0)) -v n="$loadn" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "| node CPU per request %.3f us\n", d * 1e6 / t / n}'
   else
     redis-benchmark -p 17379 -t set,get -c 50 -n 100000 -q 2>/dev/null | rates; echo
@@ -54,7 +69,7 @@ four() { # binary
   local bin=$1 d="$TMP/four" pids=() peers="1=r1@127.0.0.1:27401,2=r2@127.0.0.1:27402,3=r3@127.0.0.1:27403,4=r4@127.0.0.1:27404"
   rm -rf "$d"; mkdir -p "$d"
   for i in 1 2 3 4; do
-    "$bin" start --id $i --region r$i --data-dir "$d/n$i" --listen 127.0.0.1:2740$i --resp 127.0.0.1:2638$i \
+    run "$bin" start --id $i --region r$i --data-dir "$d/n$i" --listen 127.0.0.1:2740$i --resp 127.0.0.1:2638$i \
       --http 127.0.0.1:2808$i --peers $peers --log-level warn >"$d/n$i.log" 2>&1 &
     pids+=($!)
   done

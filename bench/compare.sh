@@ -46,8 +46,8 @@
 #   ROUNDS [1]         rounds of 1-4
 #   N [100000]         requests of the -c 50 runs (GET, durable SET one node)
 #   NP [2000000]       requests of the -P 16 runs (Redis answers 200,000
-#                      pipelined GETs in a fifth of a second: too short a
-#                      run to give a steady figure)
+#                      pipelined GETs in a seventh of a second: too short
+#                      a run to give a steady figure)
 #   N3 [30000]         requests of the 3-replica runs (redis-benchmark, etcd)
 #   WAN_DURATION [10s] length of each `meridian bench` run of 4
 #   WAN_PIPELINES ["16 64 256"] the pipeline depths of 4 (at 16 and 64 the

@@ -12,10 +12,11 @@
 # Usage: ROUNDS=3 bash bench/cpu-per-request.sh -t get -c 50 -P 16 -n 3000000
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/proc.sh
 ROUNDS=${ROUNDS:-1}
 [ $# -gt 0 ] || { echo "usage: bench/cpu-per-request.sh redis-benchmark-args (with -t and -n)"; exit 2; }
 args=("$@")
-n=$(printf '%s\n' "$@" | grep -A1 -x -- -n | tail -1)
+n=$(requests_of "$@")
 [[ $n =~ ^[0-9]+$ ]] || { echo "give -n N"; exit 2; }
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; redis-cli -p 17380 shutdown nosave >/dev/null 2>&1; rm -rf "$TMP"' EXIT
@@ -25,11 +26,11 @@ tck=$(getconf CLK_TCK)
 measure() { # name pid port
   local name=$1 pid=$2 port=$3
   redis-cli -p "$port" set key:__rand_int__ xxx >/dev/null
-  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+  read -r u0 s0 < <(cpu_ticks "$pid")
   local i0; i0=$(awk '/^cpu /{print $5 + $6; exit}' /proc/stat) # idle and iowait
   local TIMEFORMAT='%R %U %S'
   { time redis-benchmark -p "$port" "${args[@]}" -q >"$TMP/out" 2>/dev/null; } 2>"$TMP/time"
-  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+  read -r u1 s1 < <(cpu_ticks "$pid")
   local i1; i1=$(awk '/^cpu /{print $5 + $6; exit}' /proc/stat)
   local out; out=$(tr '\r' '\n' <"$TMP/out" | grep "per second" | tail -1)
   read -r real cu cs <"$TMP/time"

@@ -47,8 +47,6 @@ func bucketOf(d time.Duration) int {
 	return nBuckets - 1
 }
 
-type counterCell struct{ n atomic.Uint64 }
-
 type histogramCell struct {
 	buckets  [nBuckets]atomic.Uint64
 	sumNanos atomic.Uint64
@@ -58,14 +56,14 @@ type histogramCell struct {
 // outcome are counted and timed (Registry.RequestSeries). Only the
 // registry makes them; a zero RequestSeries must not be used.
 type RequestSeries struct {
-	count   *counterCell
+	count   *atomic.Uint64
 	latency *histogramCell
 }
 
 // Observe records one request that took d.
 func (s RequestSeries) Observe(d time.Duration) {
 	d = max(d, 0)
-	s.count.n.Add(1)
+	s.count.Add(1)
 	s.latency.buckets[bucketOf(d)].Add(1)
 	s.latency.sumNanos.Add(uint64(d))
 }
@@ -106,7 +104,7 @@ func (t *Tally) Flush() {
 	if t.n == 0 {
 		return
 	}
-	t.s.count.n.Add(t.n)
+	t.s.count.Add(t.n)
 	for i, c := range t.buckets {
 		if c != 0 {
 			t.s.latency.buckets[i].Add(uint64(c))
@@ -124,7 +122,7 @@ type requestCells struct {
 	countDesc, latencyDesc *prometheus.Desc
 
 	mu      sync.Mutex
-	counts  map[requestKey]*counterCell
+	counts  map[requestKey]*atomic.Uint64
 	latency map[[2]string]*histogramCell // by frontend, command
 }
 
@@ -136,7 +134,7 @@ func newRequestCells() *requestCells {
 		latencyDesc: prometheus.NewDesc("meridian_request_duration_seconds",
 			"Time to serve a client request, from its arrival to its answer, by front end and command.",
 			[]string{"frontend", "command"}, nil),
-		counts:  map[requestKey]*counterCell{},
+		counts:  map[requestKey]*atomic.Uint64{},
 		latency: map[[2]string]*histogramCell{},
 	}
 }
@@ -148,7 +146,7 @@ func (c *requestCells) series(frontend, command, code string) RequestSeries {
 	k := requestKey{frontend, command, code}
 	n := c.counts[k]
 	if n == nil {
-		n = &counterCell{}
+		n = new(atomic.Uint64)
 		c.counts[k] = n
 	}
 	lk := [2]string{frontend, command}
@@ -172,7 +170,7 @@ func (c *requestCells) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Unlock()
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.countDesc, prometheus.CounterValue,
-			float64(n.n.Load()), k.frontend, k.command, k.code)
+			float64(n.Load()), k.frontend, k.command, k.code)
 	}
 	for k, h := range lats {
 		// The count is the buckets' total, so that the two agree however

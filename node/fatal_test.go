@@ -35,8 +35,9 @@ func (f *readFaults) String() string { return "sst read faults" }
 // TestStorageFaultInApplyStopsNode injects a storage read fault into one
 // replica's Apply (Pebble's errorfs fails its table reads while writes
 // that read what they replace go on): that node stops (Fatal fires, it
-// takes no more writes) without applying anything after the fault, and the other two replicas keep
-// taking writes, hold every acknowledged one and agree.
+// takes no more writes) without applying anything after the fault, and
+// the other two replicas keep taking writes, hold every acknowledged one
+// and agree.
 func TestStorageFaultInApplyStopsNode(t *testing.T) {
 	faults := map[uint64]*readFaults{}
 	c := testcluster.New(t, testcluster.Options{FS: func(id uint64) vfs.FS {

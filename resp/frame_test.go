@@ -59,8 +59,8 @@ func TestFrameAgreesWithReader(t *testing.T) {
 // TestParseBufferedAgreesWithReader: on every prefix of random input,
 // parseBuffered either declines, consuming nothing, or returns what
 // readCommand returns from the same bytes without it (readMultibulk or
-// readInline: the same arguments, the same bytes consumed); on a whole well-formed command within the limits it
-// parses. The arguments it returns do not alias the reader's buffer, and
+// readInline: the same arguments, the same bytes consumed); on a whole
+// well-formed command within the limits it parses. The arguments it returns do not alias the reader's buffer, and
 // one cannot grow into the next.
 func TestParseBufferedAgreesWithReader(t *testing.T) {
 	pieces := []string{

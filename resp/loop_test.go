@@ -416,26 +416,25 @@ func TestEventLoop(t *testing.T) {
 	})
 
 	t.Run("APipelineIsHandedOver", func(t *testing.T) {
-		const loopPipeline = pipelineRun
-		s, b := loopServer(t, Config{PipelineHandOver: loopPipeline})
+		s, b := loopServer(t, Config{PipelineHandOver: pipelineRun})
 		b.put("k", "v")
 		r := dialRaw(t, s)
-		r.send(strings.Repeat(multibulk("GET", "k"), loopPipeline-1))
-		for range loopPipeline - 1 {
+		r.send(strings.Repeat(multibulk("GET", "k"), pipelineRun-1))
+		for range pipelineRun - 1 {
 			r.expect("$1")
 			r.expect("v")
 		}
 		if n := s.handedOver.Load(); n != 0 {
-			t.Fatalf("%d connections handed over after %d commands at once", n, loopPipeline-1)
+			t.Fatalf("%d connections handed over after %d commands at once", n, pipelineRun-1)
 		}
-		r.send(strings.Repeat(multibulk("GET", "k"), loopPipeline))
-		for range loopPipeline {
+		r.send(strings.Repeat(multibulk("GET", "k"), pipelineRun))
+		for range pipelineRun {
 			r.expect("$1")
 			r.expect("v")
 		}
 		// Answered in the loop (the reads asked not to wait), then handed over.
-		if nw, w := b.reads(); nw != 2*loopPipeline-1 || w != 0 {
-			t.Fatalf("%d reads asked not to wait, %d waited; want %d and 0", nw, w, 2*loopPipeline-1)
+		if nw, w := b.reads(); nw != 2*pipelineRun-1 || w != 0 {
+			t.Fatalf("%d reads asked not to wait, %d waited; want %d and 0", nw, w, 2*pipelineRun-1)
 		}
 		testutil.Eventually(t, 20*time.Second, "the pipelining connection handed over", func() bool { return s.handedOver.Load() == 1 })
 		r.send(multibulk("GET", "k"))

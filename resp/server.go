@@ -168,9 +168,8 @@ const pipelineRun = 8
 // with them handed over at 8, for about 0.9 x the node's CPU per request
 // (README, Performance: bench/before-after.sh). (Two loops, tried, made
 // pipelined GETs faster still but one-at-a-time GETs at -c 50 0.8 x as
-// fast.) Elsewhere
-// a connection that sends pipelineRun commands in one go is handed over
-// once they are answered.
+// fast.) Elsewhere a connection that sends pipelineRun commands in one
+// go is handed over once they are answered.
 func defaultPipelineHandOver(procs, loops int) int {
 	if procs <= 2*loops {
 		return math.MaxInt
