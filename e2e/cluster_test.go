@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,9 +34,11 @@ type proc struct {
 	log        *os.File
 }
 
-// handedOut holds every address freeAddr has returned in this process:
-// the kernel may offer a port again once its probe listener is closed, and
-// two processes of a cluster must never be given the same one.
+// handedOut holds every address freeAddr has returned in this process: a
+// port may be picked again once its probe listener is closed, and two
+// processes of a cluster must never be given the same one. The ports lie
+// below the kernel's ephemeral range (testutil.ListenLoopback), so that
+// no outgoing connection takes one while its process is down.
 var (
 	addrMu    sync.Mutex
 	handedOut = map[string]bool{}
@@ -48,7 +49,7 @@ func freeAddr(t *testing.T) string {
 	addrMu.Lock()
 	defer addrMu.Unlock()
 	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := testutil.ListenLoopback()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -187,7 +187,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	id := uint64(1)
 	for _, r := range opts.Regions {
 		for range opts.NodesPerRegion {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			ln, err := testutil.ListenLoopback()
 			if err != nil {
 				t.Fatal(err)
 			}

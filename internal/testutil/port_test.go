@@ -1,0 +1,43 @@
+package testutil
+
+import (
+	"net"
+	"testing"
+)
+
+func TestListenLoopbackBelowEphemeralRange(t *testing.T) {
+	low := ephemeralLow()
+	seen := map[int]bool{}
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range 20 {
+		ln, err := ListenLoopback()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		a := ln.Addr().(*net.TCPAddr)
+		if !a.IP.IsLoopback() {
+			t.Fatalf("listening on %v, want loopback", a)
+		}
+		if low-lowestPort >= 1000 && (a.Port < lowestPort || a.Port >= low) {
+			t.Fatalf("port %d outside [%d, %d)", a.Port, lowestPort, low)
+		}
+		if seen[a.Port] {
+			t.Fatalf("port %d handed out twice while held", a.Port)
+		}
+		seen[a.Port] = true
+	}
+	// A port freed by closing its listener can be listened on again.
+	addr := lns[0].Addr().String()
+	lns[0].Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again at %s: %v", addr, err)
+	}
+	lns[0] = ln
+}
