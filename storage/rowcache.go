@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"sync"
 )
 
@@ -14,11 +15,16 @@ import (
 // read). It holds what Pebble holds, never anything older:
 //
 //   - A batch records a hash of every user key it sets or deletes, and
-//     whether a range deletion reaches the data spans (then it counts as
-//     touching every key). Before Pebble commits it, each shard of the
-//     cache it touches drops those keys' entries and counts one more
-//     commit in progress; after the commit (or its failure), the shard
-//     counts one fewer and moves its generation on.
+//     the groups whose whole data span a range deletion clears (it then
+//     touches every key of those groups). Before Pebble commits it, each
+//     shard of the cache it touches drops those keys' entries and counts
+//     one more commit in progress; after the commit (or its failure), the
+//     shard counts one fewer and moves its generation on. A batch that
+//     clears groups touches every shard and drops only those groups'
+//     entries; one that sets more keys than the cache tracks one by one
+//     counts as clearing their groups, and a range deletion of any other
+//     shape in the data spans, or keys of too many groups, as touching
+//     every key.
 //   - A read that misses takes the shard's generation, reads Pebble, and
 //     keeps what it read only if no commit touching the shard was in
 //     progress at either end and the generation did not move: then no
@@ -40,9 +46,13 @@ const (
 	// rowOverhead approximates an entry's memory besides its key and value
 	// (map slot, struct, slice and string headers).
 	rowOverhead = 96
-	// touchAllAbove: a batch touching more keys than this drops every
-	// shard's entries instead of finding each (a snapshot's restore).
+	// touchAllAbove: a batch touching more keys than this drops their
+	// groups' entries instead of finding each (a snapshot's restore).
 	touchAllAbove = 1024
+	// touchGroupsMax: a batch clearing more groups than this, or setting
+	// keys of more groups while touching more than touchAllAbove keys,
+	// drops every entry.
+	touchGroupsMax = 16
 )
 
 // DefaultRowCacheBytes is the row cache's size when Options.RowCacheBytes is
@@ -133,31 +143,80 @@ func (c *rowCache) put(h, group uint64, key, val []byte, found bool, gen uint64)
 
 // rowTouch is what a batch changes of the cache's keys.
 type rowTouch struct {
-	hashes []uint64
-	shards uint64 // bit i: shard i holds one of hashes
-	all    bool
+	hashes    []uint64
+	shards    uint64                 // bit i: shard i holds one of hashes
+	keyGroups [touchGroupsMax]uint64 // the distinct groups of hashes' keys (no allocation per batch)
+	nKeyGroup int                    // how many of keyGroups are set
+	manyKeys  bool                   // hashes' keys are of more groups than keyGroups holds
+	groups    []uint64               // groups whose every key the batch touches
+	all       bool                   // the batch touches every key
 }
 
 func (t *rowTouch) add(c *rowCache, key []byte) {
 	if t.all || len(key) < 9 || key[0] != prefixData {
 		return
 	}
-	if len(t.hashes) == touchAllAbove {
-		t.all, t.hashes = true, nil
+	group := binary.BigEndian.Uint64(key[1:9])
+	if slices.Contains(t.groups, group) {
 		return
 	}
-	h := c.hash(binary.BigEndian.Uint64(key[1:9]), key[9:])
-	t.hashes = append(t.hashes, h)
-	t.shards |= 1 << (h % rowShards)
+	if !t.manyKeys && !slices.Contains(t.keyGroups[:t.nKeyGroup], group) {
+		if t.nKeyGroup == touchGroupsMax {
+			t.manyKeys = true
+		} else {
+			t.keyGroups[t.nKeyGroup] = group
+			t.nKeyGroup++
+		}
+	}
+	if len(t.hashes) == touchAllAbove {
+		// Too many to find one by one: every key of their groups.
+		if t.manyKeys {
+			t.touchAll()
+			return
+		}
+		for _, g := range t.keyGroups[:t.nKeyGroup] {
+			t.clearGroup(g)
+		}
+		if !t.all {
+			t.hashes, t.shards, t.nKeyGroup = nil, 0, 0
+		}
+		return
+	}
+	t.hashes = append(t.hashes, c.hash(group, key[9:]))
+	t.shards |= 1 << (t.hashes[len(t.hashes)-1] % rowShards)
 }
 
-// addRange records a range deletion [start, end): if it reaches into the
-// data spans, the batch touches every key.
+// addRange records a range deletion [start, end). One that clears a
+// group's data span touches the group's keys; any other that reaches
+// into the data spans touches every key.
 func (t *rowTouch) addRange(start, end []byte) {
 	lo, hi := []byte{prefixData}, []byte{prefixData + 1}
-	if bytes.Compare(start, hi) < 0 && bytes.Compare(end, lo) > 0 {
-		t.all, t.hashes = true, nil
+	if t.all || bytes.Compare(start, hi) >= 0 || bytes.Compare(end, lo) <= 0 {
+		return
 	}
+	if len(start) == 9 && len(end) == 9 && start[0] == prefixData && end[0] == prefixData {
+		g := binary.BigEndian.Uint64(start[1:])
+		if g != ^uint64(0) && binary.BigEndian.Uint64(end[1:]) == g+1 {
+			t.clearGroup(g)
+			return
+		}
+	}
+	t.touchAll()
+}
+
+// clearGroup records that the batch touches every key of the group.
+func (t *rowTouch) clearGroup(g uint64) {
+	switch {
+	case t.all || slices.Contains(t.groups, g):
+	case len(t.groups) == touchGroupsMax:
+		t.touchAll()
+	default:
+		t.groups = append(t.groups, g)
+	}
+}
+
+func (t *rowTouch) touchAll() {
+	*t = rowTouch{all: true}
 }
 
 // begin runs before the batch commits: the touched keys' entries go, and
@@ -169,6 +228,14 @@ func (c *rowCache) begin(t *rowTouch) {
 			clear(s.m)
 			s.bytes = 0
 			return
+		}
+		if len(t.groups) > 0 {
+			for h, e := range s.m {
+				if slices.Contains(t.groups, e.group) {
+					s.bytes -= e.size()
+					delete(s.m, h)
+				}
+			}
 		}
 		for _, h := range t.hashes {
 			if h%rowShards != i {
@@ -193,7 +260,7 @@ func (c *rowCache) end(t *rowTouch) {
 // each calls fn with every shard the batch touches, under its lock.
 func (c *rowCache) each(t *rowTouch, fn func(s *rowShard, i uint64)) {
 	mask := t.shards
-	if t.all {
+	if t.all || len(t.groups) > 0 {
 		mask = ^uint64(0)
 	}
 	for mask != 0 {

@@ -103,6 +103,88 @@ func TestRowCacheFollowsEveryWrite(t *testing.T) {
 	}
 }
 
+// TestRowCacheClearsOnlyTheGroupsTouched: a range deletion of a group's
+// data, or a batch setting more keys of a group than the cache finds one
+// by one, drops that group's entries and leaves other groups' served from
+// the cache; a range deletion of another shape, or clearing more groups
+// than the cache tracks, drops every entry. Each read gives what Pebble
+// has.
+func TestRowCacheClearsOnlyTheGroupsTouched(t *testing.T) {
+	db := openMem(t, 0)
+	const groups = touchGroupsMax + 2
+	for g := uint64(1); g <= groups; g++ {
+		b := db.NewBatch()
+		b.SetData(g, []byte("a"), fmt.Appendf(nil, "v%d", g))
+		commit(t, b)
+	}
+	// readAll reads every group's key (a miss fills the cache) and returns
+	// how many reads the cache served.
+	readAll := func() uint64 {
+		t.Helper()
+		before := db.RowCacheStats().Hits
+		for g := uint64(1); g <= groups; g++ {
+			if v, ok := mustGet(t, db, g, "a"); v != fmt.Sprintf("v%d", g) || !ok {
+				t.Fatalf("group %d: got %q, %v", g, v, ok)
+			}
+		}
+		return db.RowCacheStats().Hits - before
+	}
+	readAll()
+	if hits := readAll(); hits != groups {
+		t.Fatalf("%d of %d reads served by the cache once filled", hits, groups)
+	}
+
+	b := db.NewBatch()
+	b.ClearData(1)
+	commit(t, b)
+	if v, ok := mustGet(t, db, 1, "a"); ok {
+		t.Fatalf("group 1 after its data was cleared: %q", v)
+	}
+	b = db.NewBatch()
+	b.SetData(1, []byte("a"), []byte("v1"))
+	for j := range touchAllAbove + 1 {
+		b.SetData(2, fmt.Appendf(nil, "bulk-%d", j), []byte("x"))
+	}
+	b.SetData(2, []byte("a"), []byte("v2 in bulk"))
+	commit(t, b)
+	if v, _ := mustGet(t, db, 2, "a"); v != "v2 in bulk" {
+		t.Fatalf("group 2 after a bulk batch: %q", v)
+	}
+	b = db.NewBatch()
+	b.SetData(2, []byte("a"), []byte("v2"))
+	commit(t, b)
+	// Groups 1 and 2 miss once; every other group was served throughout.
+	if hits := readAll(); hits != groups-2 {
+		t.Fatalf("%d of %d reads served by the cache after groups 1 and 2 changed; want %d", hits, groups, groups-2)
+	}
+
+	b = db.NewBatch()
+	lo, _ := dataSpan(3)
+	_, hi := dataSpan(4)
+	b.DeleteRange(lo, hi) // two groups in one range: every entry goes
+	commit(t, b)
+	for g := uint64(3); g <= 4; g++ {
+		if v, ok := mustGet(t, db, g, "a"); ok {
+			t.Fatalf("group %d after a range deletion: %q", g, v)
+		}
+		b = db.NewBatch()
+		b.SetData(g, []byte("a"), fmt.Appendf(nil, "v%d", g))
+		commit(t, b)
+	}
+	if hits := readAll(); hits != 0 {
+		t.Fatalf("%d reads served by the cache after a range deletion across groups", hits)
+	}
+	readAll()
+	b = db.NewBatch()
+	for g := uint64(100); g <= 100+touchGroupsMax; g++ {
+		b.ClearData(g)
+	}
+	commit(t, b)
+	if hits := readAll(); hits != 0 {
+		t.Fatalf("%d reads served by the cache after %d groups were cleared in one batch", hits, touchGroupsMax+1)
+	}
+}
+
 // TestRowCacheDropsAReadOverlappingACommit: a read that missed and read
 // Pebble before a batch setting its key committed does not keep the older
 // value, whether the batch committed before the read could keep it or is
@@ -231,10 +313,18 @@ func TestRowCacheNeverServesOlderThanPebble(t *testing.T) {
 				b.SetData(1, key(i), binary.BigEndian.AppendUint64(nil, next))
 				// The batch touches another shard too (a key no reader checks).
 				noise := fmt.Appendf(nil, "noise-%d", n%13)
-				if n%2 == 0 {
+				switch {
+				case n%50 == 0: // more keys than the cache finds one by one: it drops the group's
+					for j := range touchAllAbove {
+						b.SetData(1, fmt.Appendf(nil, "bulk-%d", j), []byte("x"))
+					}
+				case n%2 == 0:
 					b.SetData(1, noise, []byte("x"))
-				} else {
+				default:
 					b.DeleteData(1, noise)
+				}
+				if n%3 == 0 { // another group cleared: every shard is touched
+					b.ClearData(2)
 				}
 				err := b.Commit(false)
 				if err == nil {
