@@ -175,11 +175,11 @@ func (t *rowTouch) add(c *rowCache, key []byte) {
 			return
 		}
 		for _, g := range t.keyGroups[:t.nKeyGroup] {
-			t.clearGroup(g)
+			if t.clearGroup(g); t.all {
+				return
+			}
 		}
-		if !t.all {
-			t.hashes, t.shards, t.nKeyGroup = nil, 0, 0
-		}
+		t.hashes, t.shards, t.nKeyGroup = nil, 0, 0
 		return
 	}
 	t.hashes = append(t.hashes, c.hash(group, key[9:]))
