@@ -37,8 +37,10 @@ type proc struct {
 // handedOut holds every address freeAddr has returned in this process: a
 // port may be picked again once its probe listener is closed, and two
 // processes of a cluster must never be given the same one. The ports lie
-// below the kernel's ephemeral range (testutil.ListenLoopback), so that
-// no outgoing connection takes one while its process is down.
+// below the kernel's ephemeral range, in the part kept for servers run as
+// processes (testutil.ListenLoopback), so that neither an outgoing
+// connection nor an in-process test cluster takes one while its process
+// is down.
 var (
 	addrMu    sync.Mutex
 	handedOut = map[string]bool{}
@@ -49,7 +51,7 @@ func freeAddr(t *testing.T) string {
 	addrMu.Lock()
 	defer addrMu.Unlock()
 	for range 100 {
-		ln, err := testutil.ListenLoopback()
+		ln, err := testutil.ListenLoopback(testutil.OtherProcesses)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -187,7 +187,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	id := uint64(1)
 	for _, r := range opts.Regions {
 		for range opts.NodesPerRegion {
-			ln, err := testutil.ListenLoopback()
+			ln, err := testutil.ListenLoopback(testutil.InProcess)
 			if err != nil {
 				t.Fatal(err)
 			}

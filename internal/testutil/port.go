@@ -16,8 +16,23 @@ import (
 // tend to be configured with.
 const lowestPort = 10000
 
+// Ports says which part of the ports ListenLoopback picks from serves a
+// listener. The ports below the kernel's ephemeral range are split in
+// two, so that a process a test has stopped (the e2e suite kills its
+// nodes for seconds at a time) cannot lose its port to an in-process
+// test cluster of another package running beside it, nor the reverse.
+type Ports int
+
+const (
+	// InProcess: servers run by the test's own process.
+	InProcess Ports = iota
+	// OtherProcesses: servers that run as processes the test starts.
+	OtherProcesses
+)
+
 // ListenLoopback listens on 127.0.0.1 at a port below the kernel's
-// ephemeral range, picked at random.
+// ephemeral range, picked at random in the part of those ports that
+// which names.
 //
 // A test that stops a server and starts it again at the same address
 // needs the port to stay free in between. A port from the ephemeral range
@@ -30,14 +45,14 @@ const lowestPort = 10000
 //
 // Where the range starts too low to leave room below it, it falls back
 // to ":0".
-func ListenLoopback() (net.Listener, error) {
-	low := ephemeralLow()
-	if low-lowestPort < 1000 {
+func ListenLoopback(which Ports) (net.Listener, error) {
+	lo, hi := portRange(which, ephemeralLow())
+	if hi-lo < 500 {
 		return net.Listen("tcp", "127.0.0.1:0")
 	}
 	var lastErr error
 	for range 200 {
-		port := lowestPort + rand.IntN(low-lowestPort)
+		port := lo + rand.IntN(hi-lo)
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err == nil {
 			return ln, nil
@@ -47,7 +62,17 @@ func ListenLoopback() (net.Listener, error) {
 		}
 		lastErr = err
 	}
-	return nil, fmt.Errorf("no free loopback port below %d after 200 tries: %w", low, lastErr)
+	return nil, fmt.Errorf("no free loopback port in [%d, %d) after 200 tries: %w", lo, hi, lastErr)
+}
+
+// portRange returns the ports [lo, hi) that ListenLoopback picks from
+// for which, given the ephemeral range's first port.
+func portRange(which Ports, ephemeral int) (lo, hi int) {
+	mid := lowestPort + (ephemeral-lowestPort)/2
+	if which == OtherProcesses {
+		return mid, ephemeral
+	}
+	return lowestPort, mid
 }
 
 // ephemeralLow returns the first port of the kernel's ephemeral range
