@@ -36,9 +36,10 @@ import (
 // the shard keep being served. The cache is bounded in bytes; a full shard
 // drops entries at random.
 type rowCache struct {
-	seed   maphash.Seed
-	budget int64 // per shard
-	shards [rowShards]rowShard
+	seed     maphash.Seed
+	budget   int64 // per shard
+	capacity int64 // Options.RowCacheBytes, which the shards' budgets add up to at most
+	shards   [rowShards]rowShard
 }
 
 const (
@@ -81,7 +82,7 @@ type rowEntry struct {
 func (e rowEntry) size() int64 { return int64(len(e.key) + len(e.val) + rowOverhead) }
 
 func newRowCache(bytes int64) *rowCache {
-	c := &rowCache{seed: maphash.MakeSeed(), budget: max(bytes/rowShards, 1)}
+	c := &rowCache{seed: maphash.MakeSeed(), budget: max(bytes/rowShards, 1), capacity: bytes}
 	for i := range c.shards {
 		c.shards[i].m = make(map[uint64]rowEntry)
 	}
@@ -282,7 +283,7 @@ type RowCacheStats struct {
 }
 
 func (c *rowCache) stats() RowCacheStats {
-	st := RowCacheStats{Capacity: c.budget * rowShards}
+	st := RowCacheStats{Capacity: c.capacity}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
