@@ -60,8 +60,9 @@ func TestFrameAgreesWithReader(t *testing.T) {
 // parseBuffered either declines, consuming nothing, or returns what
 // readCommand returns from the same bytes without it (readMultibulk or
 // readInline: the same arguments, the same bytes consumed); on a whole
-// well-formed command within the limits it parses. The arguments it returns do not alias the reader's buffer, and
-// one cannot grow into the next.
+// well-formed command within the limits it parses. The arguments it
+// returns do not alias the reader's buffer, and one cannot grow into the
+// next.
 func TestParseBufferedAgreesWithReader(t *testing.T) {
 	pieces := []string{
 		multibulk("GET", "k"), multibulk("SET", "key", "value"), multibulk("ECHO", ""),

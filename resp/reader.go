@@ -238,8 +238,9 @@ const (
 // for readMultibulk or readInline: false, nothing consumed. The event
 // loop tries it before framing (frame), so that a whole command is walked
 // once, not framed and then parsed. Where it parses, it agrees with
-// readMultibulk (TestParseBufferedAgreesWithReader). The arguments of a small command
-// share one allocation (a handler that keeps one keeps that much).
+// readMultibulk (TestParseBufferedAgreesWithReader). The arguments of a
+// small command share one allocation (a handler that keeps one keeps that
+// much).
 func (r *reader) parseBuffered() ([][]byte, bool) {
 	b, _ := r.br.Peek(r.br.Buffered())
 	if len(b) == 0 || b[0] != '*' {

@@ -21,10 +21,9 @@ import (
 //     one more commit in progress; after the commit (or its failure), the
 //     shard counts one fewer and moves its generation on. A batch that
 //     clears groups touches every shard and drops only those groups'
-//     entries; one that sets more keys than the cache tracks one by one
-//     counts as clearing their groups, and a range deletion of any other
-//     shape in the data spans, or keys of too many groups, as touching
-//     every key.
+//     entries (the keys it sets in them afterwards, a snapshot's, need no
+//     hash); a range deletion of any other shape in the data spans, or
+//     one clearing too many groups, counts as touching every key.
 //   - A read that misses takes the shard's generation, reads Pebble, and
 //     keeps what it read only if no commit touching the shard was in
 //     progress at either end and the generation did not move: then no
@@ -47,12 +46,8 @@ const (
 	// rowOverhead approximates an entry's memory besides its key and value
 	// (map slot, struct, slice and string headers).
 	rowOverhead = 96
-	// touchAllAbove: a batch touching more keys than this drops their
-	// groups' entries instead of finding each (a snapshot's restore).
-	touchAllAbove = 1024
-	// touchGroupsMax: a batch clearing more groups than this, or setting
-	// keys of more groups while touching more than touchAllAbove keys,
-	// drops every entry.
+	// touchGroupsMax: a batch clearing more groups than this drops every
+	// entry.
 	touchGroupsMax = 16
 )
 
@@ -144,13 +139,10 @@ func (c *rowCache) put(h, group uint64, key, val []byte, found bool, gen uint64)
 
 // rowTouch is what a batch changes of the cache's keys.
 type rowTouch struct {
-	hashes    []uint64
-	shards    uint64                 // bit i: shard i holds one of hashes
-	keyGroups [touchGroupsMax]uint64 // the distinct groups of hashes' keys (no allocation per batch)
-	nKeyGroup int                    // how many of keyGroups are set
-	manyKeys  bool                   // hashes' keys are of more groups than keyGroups holds
-	groups    []uint64               // groups whose every key the batch touches
-	all       bool                   // the batch touches every key
+	hashes []uint64
+	shards uint64   // bit i: shard i holds one of hashes
+	groups []uint64 // groups whose every key the batch touches
+	all    bool     // the batch touches every key
 }
 
 func (t *rowTouch) add(c *rowCache, key []byte) {
@@ -161,30 +153,9 @@ func (t *rowTouch) add(c *rowCache, key []byte) {
 	if slices.Contains(t.groups, group) {
 		return
 	}
-	if !t.manyKeys && !slices.Contains(t.keyGroups[:t.nKeyGroup], group) {
-		if t.nKeyGroup == touchGroupsMax {
-			t.manyKeys = true
-		} else {
-			t.keyGroups[t.nKeyGroup] = group
-			t.nKeyGroup++
-		}
-	}
-	if len(t.hashes) == touchAllAbove {
-		// Too many to find one by one: every key of their groups.
-		if t.manyKeys {
-			t.touchAll()
-			return
-		}
-		for _, g := range t.keyGroups[:t.nKeyGroup] {
-			if t.clearGroup(g); t.all {
-				return
-			}
-		}
-		t.hashes, t.shards, t.nKeyGroup = nil, 0, 0
-		return
-	}
-	t.hashes = append(t.hashes, c.hash(group, key[9:]))
-	t.shards |= 1 << (t.hashes[len(t.hashes)-1] % rowShards)
+	h := c.hash(group, key[9:])
+	t.hashes = append(t.hashes, h)
+	t.shards |= 1 << (h % rowShards)
 }
 
 // addRange records a range deletion [start, end). One that clears a

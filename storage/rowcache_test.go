@@ -30,11 +30,14 @@ func mustGet(t *testing.T, db *DB, group uint64, key string) (string, bool) {
 	return string(v), ok
 }
 
+// bulkKeys is the size of the tests' large batches (over a thousand
+// keys, which the cache once stopped tracking one by one).
+const bulkKeys = 1100
+
 // TestRowCacheFollowsEveryWrite: a key read (and so cached) and then set,
-// deleted, or removed by a range deletion of its group's data, or by a
-// batch touching more keys than the cache tracks one by one, reads as
-// Pebble has it afterwards; other groups' and keys' entries are not
-// confused with it.
+// deleted, or removed by a range deletion of its group's data, or set in
+// a batch of many keys, reads as Pebble has it afterwards; other groups'
+// and keys' entries are not confused with it.
 func TestRowCacheFollowsEveryWrite(t *testing.T) {
 	db := openMem(t, 0)
 	set := func(group uint64, k, v string) {
@@ -83,7 +86,7 @@ func TestRowCacheFollowsEveryWrite(t *testing.T) {
 	expect(2, "a", "other group", true)
 
 	b = db.NewBatch()
-	for i := range touchAllAbove + 10 {
+	for i := range bulkKeys {
 		b.SetData(2, fmt.Appendf(nil, "k%d", i), []byte("bulk"))
 	}
 	b.SetData(2, []byte("a"), []byte("changed in bulk"))
@@ -104,11 +107,10 @@ func TestRowCacheFollowsEveryWrite(t *testing.T) {
 }
 
 // TestRowCacheClearsOnlyTheGroupsTouched: a range deletion of a group's
-// data, or a batch setting more keys of a group than the cache finds one
-// by one, drops that group's entries and leaves other groups' served from
-// the cache; a range deletion of another shape, or clearing more groups
-// than the cache tracks, drops every entry. Each read gives what Pebble
-// has.
+// data drops that group's entries, and a batch of many keys of a group
+// the entries of its keys; other groups' stay served from the cache. A
+// range deletion of another shape, or clearing more groups than the
+// cache tracks, drops every entry. Each read gives what Pebble has.
 func TestRowCacheClearsOnlyTheGroupsTouched(t *testing.T) {
 	db := openMem(t, 0)
 	const groups = touchGroupsMax + 2
@@ -142,7 +144,7 @@ func TestRowCacheClearsOnlyTheGroupsTouched(t *testing.T) {
 	}
 	b = db.NewBatch()
 	b.SetData(1, []byte("a"), []byte("v1"))
-	for j := range touchAllAbove + 1 {
+	for j := range bulkKeys {
 		b.SetData(2, fmt.Appendf(nil, "bulk-%d", j), []byte("x"))
 	}
 	b.SetData(2, []byte("a"), []byte("v2 in bulk"))
@@ -314,8 +316,8 @@ func TestRowCacheNeverServesOlderThanPebble(t *testing.T) {
 				// The batch touches another shard too (a key no reader checks).
 				noise := fmt.Appendf(nil, "noise-%d", n%13)
 				switch {
-				case n%50 == 0: // more keys than the cache finds one by one: it drops the group's
-					for j := range touchAllAbove {
+				case n%50 == 0: // a batch of many keys
+					for j := range bulkKeys {
 						b.SetData(1, fmt.Appendf(nil, "bulk-%d", j), []byte("x"))
 					}
 				case n%2 == 0:
